@@ -1,0 +1,52 @@
+# dealrisk: PGXS build, scratch-cluster demo and tests.
+EXTENSION  = dealrisk
+EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" dealrisk.control)
+
+MODULE_big = dealrisk
+OBJS = src/dealrisk.o src/stats.o src/outcome.o src/winrate.o src/funnel.o
+
+# The install script is assembled from the SQL beside each C file, in
+# dependency order (a file may use objects of the files before it).
+SQL_PARTS = src/header.sql src/stats.sql src/outcome.sql src/winrate.sql \
+	src/funnel.sql src/sample.sql src/diagnostics.sql
+DATA_built = $(EXTENSION)--$(EXTVERSION).sql
+
+TESTS      = $(wildcard sql/*.sql)
+REGRESS    = $(patsubst sql/%.sql,%,$(TESTS))
+REGRESS_OPTS = --inputdir=. --dbname=dealrisk_regress
+
+PG_CFLAGS += -Wall -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
+	-Wno-missing-field-initializers
+SHLIB_LINK += -lm
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+ifeq ($(PGXS),)
+# Without pg_config only the harness targets work: they install it.
+all:
+	@echo "pg_config not found: run 'make test' or 'make demo' (they install the build dependencies when run as root)"; exit 1
+else
+include $(PGXS)
+endif
+
+$(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
+	cat $^ > $@
+
+.PHONY: demo test bench cluster-start cluster-stop deps
+deps:
+	@bash test/harness/deps.sh
+
+demo:
+	@bash test/harness/run.sh demo
+
+test:
+	@bash test/harness/run.sh test
+
+bench:
+	@bash test/harness/run.sh bench
+
+cluster-start:
+	@bash test/harness/run.sh start
+
+cluster-stop:
+	@bash test/harness/run.sh stop

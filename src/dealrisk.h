@@ -1,0 +1,65 @@
+/*
+ * dealrisk.h
+ *	  Declarations shared by the dealrisk C files.
+ *
+ * Layering: stats (pure math) <- outcome (labels, stages) <- winrate/funnel.
+ */
+#ifndef DEALRISK_H
+#define DEALRISK_H
+
+#include "postgres.h"
+#include "fmgr.h"
+#include "utils/array.h"
+
+/* Outcome classes returned by dr_classify_outcome(). */
+typedef enum DrOutcome
+{
+	DR_OUTCOME_NONE,			/* NULL or empty: no outcome yet */
+	DR_OUTCOME_WON,
+	DR_OUTCOME_LOST,
+	DR_OUTCOME_OPEN,
+	DR_OUTCOME_UNKNOWN
+} DrOutcome;
+
+/* GUC storage (dealrisk.c). */
+extern char *dr_won_labels;
+extern char *dr_lost_labels;
+extern char *dr_open_labels;
+extern bool dr_labels_dirty;
+
+/* stats.c: pure numerics, no catalog access. */
+extern double dr_normal_cdf(double z);
+extern double dr_normal_quantile(double p);
+extern void dr_wilson(double won, double n, double z, double *lo, double *hi);
+extern double dr_two_proportion_p(double x1, double n1, double x2, double n2);
+extern double dr_student_t_two_sided_p(double t, double df);
+extern double dr_welch_p(double m1, double s1, double n1,
+						 double m2, double s2, double n2);
+extern double dr_hash_uniform(int64 seed, int64 i, int32 stream);
+
+/* outcome.c: outcome labels and the stage table. */
+extern DrOutcome dr_classify_outcome(const char *s, int len);
+extern bool dr_outcome_is_won(text *outcome, bool *isnull);
+
+typedef struct DrStage
+{
+	char	   *name;
+	int32		position;
+	bool		is_late;
+} DrStage;
+
+typedef struct DrStageList
+{
+	int			count;
+	DrStage    *stages;			/* ordered by position */
+} DrStageList;
+
+extern DrStageList *dr_stage_list(FunctionCallInfo fcinfo);
+extern int	dr_stage_index(DrStageList *list, text *stage);
+
+/* State arrays of aggregates: checked, then used in place. */
+extern ArrayType *dr_state_array(ArrayType *arr, Oid elemtype, int nelems,
+								 const char *what);
+extern void dr_require_agg_context(FunctionCallInfo fcinfo, const char *fname);
+
+#endif							/* DEALRISK_H */

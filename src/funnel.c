@@ -1,0 +1,208 @@
+/*
+ * funnel.c
+ *	  Stage funnel and late-stage loss aggregates.
+ *
+ * deal_stage is taken as the last stage a deal reached, so a closed deal has
+ * reached every stage up to and including its own.  Open deals are counted
+ * where they stand but not in the conversions (their path is not finished).
+ *
+ * States:
+ *	  stage_funnel:           int8[3 * stages] {won here, lost here, open here}
+ *	                          per stage in position order ('{}' until first row)
+ *	  late_stage_loss_ratio:  int8[2] {lost at a late stage, lost}
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+
+#include "dealrisk.h"
+
+PG_FUNCTION_INFO_V1(dr_funnel_accum);
+PG_FUNCTION_INFO_V1(dr_funnel_combine);
+PG_FUNCTION_INFO_V1(dr_funnel_final);
+PG_FUNCTION_INFO_V1(dr_late_loss_accum);
+PG_FUNCTION_INFO_V1(dr_late_loss_final);
+
+/* A zeroed int8 array of n elements. */
+static ArrayType *
+zero_int8_array(int n)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * n);
+	int			i;
+
+	for (i = 0; i < n; i++)
+		elems[i] = Int64GetDatum(0);
+	return construct_array(elems, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
+}
+
+/* True for the empty initial state '{}'. */
+static inline bool
+state_is_empty(ArrayType *a)
+{
+	return ARR_NDIM(a) == 0;
+}
+
+/* Count one deal at its stage: won, lost, or open (won IS NULL). */
+Datum
+dr_funnel_accum(PG_FUNCTION_ARGS)
+{
+	ArrayType  *state;
+	DrStageList *stages;
+	int64	   *v;
+	int			idx;
+
+	if (PG_ARGISNULL(0))
+		elog(ERROR, "stage_funnel state is NULL");
+	state = PG_GETARG_ARRAYTYPE_P(0);
+	dr_require_agg_context(fcinfo, "stage_funnel_accum");
+	if (PG_ARGISNULL(1))
+		PG_RETURN_ARRAYTYPE_P(state);	/* no stage: nothing to count */
+
+	stages = dr_stage_list(fcinfo);
+	idx = dr_stage_index(stages, PG_GETARG_TEXT_PP(1));
+	if (state_is_empty(state))
+		state = zero_int8_array(3 * stages->count);
+	v = (int64 *) ARR_DATA_PTR(dr_state_array(state, INT8OID, 3 * stages->count,
+											  "stage_funnel"));
+	if (PG_ARGISNULL(2))
+		v[3 * idx + 2]++;
+	else if (PG_GETARG_BOOL(2))
+		v[3 * idx]++;
+	else
+		v[3 * idx + 1]++;
+	PG_RETURN_ARRAYTYPE_P(state);
+}
+
+/* Merge two funnel partials; either may still be the empty initial state. */
+Datum
+dr_funnel_combine(PG_FUNCTION_ARGS)
+{
+	ArrayType  *a = PG_GETARG_ARRAYTYPE_P(0);
+	ArrayType  *b = PG_GETARG_ARRAYTYPE_P(1);
+	int64	   *va,
+			   *vb;
+	int			n,
+				i;
+
+	dr_require_agg_context(fcinfo, "stage_funnel_combine");
+	if (state_is_empty(b))
+		PG_RETURN_ARRAYTYPE_P(a);
+	if (state_is_empty(a))
+		PG_RETURN_ARRAYTYPE_P(b);
+	dr_state_array(a, INT8OID, -1, "stage_funnel");
+	n = ARR_DIMS(a)[0];
+	dr_state_array(b, INT8OID, n, "stage_funnel");
+	va = (int64 *) ARR_DATA_PTR(a);
+	vb = (int64 *) ARR_DATA_PTR(b);
+	for (i = 0; i < n; i++)
+		va[i] += vb[i];
+	PG_RETURN_ARRAYTYPE_P(a);
+}
+
+/* Append a ratio to a JSON object, or null when the denominator is zero. */
+static void
+append_ratio(StringInfo buf, const char *key, int64 num, int64 den)
+{
+	if (den > 0)
+		appendStringInfo(buf, ", \"%s\": %.17g", key, (double) num / (double) den);
+	else
+		appendStringInfo(buf, ", \"%s\": null", key);
+}
+
+/*
+ * The funnel as a jsonb array, one object per stage in position order:
+ * stage, position, is_late, reached, won, lost, lost_here, open_here,
+ * win_rate, conversion_to_next.  NULL when no deal was counted.
+ */
+Datum
+dr_funnel_final(PG_FUNCTION_ARGS)
+{
+	ArrayType  *state = PG_GETARG_ARRAYTYPE_P(0);
+	DrStageList *stages;
+	int64	   *v,
+			   *reached,
+			   *won,
+			   *lost;
+	int			k,
+				i;
+	StringInfoData buf;
+
+	if (state_is_empty(state))
+		PG_RETURN_NULL();
+	stages = dr_stage_list(fcinfo);
+	k = stages->count;
+	v = (int64 *) ARR_DATA_PTR(dr_state_array(state, INT8OID, 3 * k, "stage_funnel"));
+
+	/* cumulative from the last stage down: a deal at stage j reached all i <= j */
+	reached = palloc0(sizeof(int64) * (k + 1));
+	won = palloc0(sizeof(int64) * (k + 1));
+	lost = palloc0(sizeof(int64) * (k + 1));
+	for (i = k - 1; i >= 0; i--)
+	{
+		won[i] = won[i + 1] + v[3 * i];
+		lost[i] = lost[i + 1] + v[3 * i + 1];
+		reached[i] = won[i] + lost[i];
+	}
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '[');
+	for (i = 0; i < k; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(&buf, ", ");
+		appendStringInfoString(&buf, "{\"stage\": ");
+		escape_json(&buf, stages->stages[i].name);
+		appendStringInfo(&buf,
+						 ", \"position\": %d, \"is_late\": %s, \"reached\": " INT64_FORMAT
+						 ", \"won\": " INT64_FORMAT ", \"lost\": " INT64_FORMAT
+						 ", \"lost_here\": " INT64_FORMAT ", \"open_here\": " INT64_FORMAT,
+						 stages->stages[i].position,
+						 stages->stages[i].is_late ? "true" : "false",
+						 reached[i], won[i], lost[i], v[3 * i + 1], v[3 * i + 2]);
+		append_ratio(&buf, "win_rate", won[i], reached[i]);
+		if (i + 1 < k)
+			append_ratio(&buf, "conversion_to_next", reached[i + 1], reached[i]);
+		else
+			appendStringInfoString(&buf, ", \"conversion_to_next\": null");
+		appendStringInfoChar(&buf, '}');
+	}
+	appendStringInfoChar(&buf, ']');
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+}
+
+/* Count a lost deal, and whether its last stage is a late one. */
+Datum
+dr_late_loss_accum(PG_FUNCTION_ARGS)
+{
+	ArrayType  *state = PG_GETARG_ARRAYTYPE_P(0);
+	DrStageList *stages;
+	int64	   *v;
+	int			idx;
+
+	dr_require_agg_context(fcinfo, "late_stage_loss_accum");
+	v = (int64 *) ARR_DATA_PTR(dr_state_array(state, INT8OID, 2, "late_stage_loss_ratio"));
+	if (PG_GETARG_BOOL(2))
+		PG_RETURN_ARRAYTYPE_P(state);	/* won: not a loss */
+	stages = dr_stage_list(fcinfo);
+	idx = dr_stage_index(stages, PG_GETARG_TEXT_PP(1));
+	if (stages->stages[idx].is_late)
+		v[0]++;
+	v[1]++;
+	PG_RETURN_ARRAYTYPE_P(state);
+}
+
+/* Share of lost deals lost at a late stage; NULL with no lost deal. */
+Datum
+dr_late_loss_final(PG_FUNCTION_ARGS)
+{
+	ArrayType  *state = PG_GETARG_ARRAYTYPE_P(0);
+	int64	   *v = (int64 *) ARR_DATA_PTR(dr_state_array(state, INT8OID, 2, "late_stage_loss_ratio"));
+
+	if (v[1] <= 0)
+		PG_RETURN_NULL();
+	PG_RETURN_FLOAT8((double) v[0] / (double) v[1]);
+}

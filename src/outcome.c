@@ -1,0 +1,308 @@
+/*
+ * outcome.c
+ *	  Outcome labels (won / lost / open) and the stage table.
+ *
+ * Labels come from the dealrisk.*_labels GUCs, parsed once after each change
+ * into a list kept in TopMemoryContext; classifying a row allocates nothing.
+ * Stages come from dealrisk.stages, read once per call site (fn_extra).
+ */
+#include "postgres.h"
+
+#include <ctype.h>
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+
+#include "dealrisk.h"
+
+PG_FUNCTION_INFO_V1(dr_is_won);
+PG_FUNCTION_INFO_V1(dr_outcome_class);
+PG_FUNCTION_INFO_V1(dr_stage_position);
+
+#define DR_MAX_LABELS 64
+
+typedef struct DrLabel
+{
+	char	   *text;			/* lower-cased, trimmed */
+	int			len;
+	DrOutcome	cls;
+} DrLabel;
+
+static DrLabel labels[DR_MAX_LABELS * 3];
+static int	nlabels = 0;
+static MemoryContext label_cxt = NULL;
+
+/* Bounds of s[0..len) without leading and trailing white space. */
+static void
+trim_bounds(const char **s, int *len)
+{
+	while (*len > 0 && isspace((unsigned char) (*s)[0]))
+	{
+		(*s)++;
+		(*len)--;
+	}
+	while (*len > 0 && isspace((unsigned char) (*s)[*len - 1]))
+		(*len)--;
+}
+
+/* Add the comma-separated labels of one GUC to the parsed list. */
+static void
+parse_label_list(const char *list, DrOutcome cls, const char *gucname)
+{
+	const char *p = list ? list : "";
+	int			count = 0;
+
+	while (*p)
+	{
+		const char *start = p;
+		int			len;
+		int			i;
+
+		while (*p && *p != ',')
+			p++;
+		len = p - start;
+		if (*p == ',')
+			p++;
+		trim_bounds(&start, &len);
+		if (len == 0)
+			continue;
+		if (++count > DR_MAX_LABELS)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s lists more than %d labels", gucname, DR_MAX_LABELS)));
+		labels[nlabels].text = MemoryContextAlloc(label_cxt, len + 1);
+		for (i = 0; i < len; i++)
+			labels[nlabels].text[i] = pg_tolower((unsigned char) start[i]);
+		labels[nlabels].text[len] = '\0';
+		labels[nlabels].len = len;
+		labels[nlabels].cls = cls;
+		nlabels++;
+	}
+}
+
+/* Re-read the label GUCs if one changed since the last parse. */
+static void
+refresh_labels(void)
+{
+	if (!dr_labels_dirty)
+		return;
+	if (label_cxt == NULL)
+		label_cxt = AllocSetContextCreate(TopMemoryContext, "dealrisk labels",
+										  ALLOCSET_SMALL_SIZES);
+	else
+		MemoryContextReset(label_cxt);
+	nlabels = 0;
+	parse_label_list(dr_won_labels, DR_OUTCOME_WON, "dealrisk.won_labels");
+	parse_label_list(dr_lost_labels, DR_OUTCOME_LOST, "dealrisk.lost_labels");
+	parse_label_list(dr_open_labels, DR_OUTCOME_OPEN, "dealrisk.open_labels");
+	dr_labels_dirty = false;
+}
+
+/*
+ * Classify an outcome label (not NUL-terminated) without allocating.  The
+ * first list that names it wins, in the order won, lost, open.
+ */
+DrOutcome
+dr_classify_outcome(const char *s, int len)
+{
+	int			i;
+
+	refresh_labels();
+	trim_bounds(&s, &len);
+	if (len == 0)
+		return DR_OUTCOME_NONE;
+	for (i = 0; i < nlabels; i++)
+	{
+		if (labels[i].len == len && pg_strncasecmp(labels[i].text, s, len) == 0)
+			return labels[i].cls;
+	}
+	return DR_OUTCOME_UNKNOWN;
+}
+
+/*
+ * Map an outcome to won (true) / lost (false) / open (*isnull); an unknown
+ * label is an error that names it and says how to configure labels.
+ */
+bool
+dr_outcome_is_won(text *outcome, bool *isnull)
+{
+	int			len = VARSIZE_ANY_EXHDR(outcome);
+	const char *s = VARDATA_ANY(outcome);
+
+	*isnull = false;
+	switch (dr_classify_outcome(s, len))
+	{
+		case DR_OUTCOME_WON:
+			return true;
+		case DR_OUTCOME_LOST:
+			return false;
+		case DR_OUTCOME_NONE:
+		case DR_OUTCOME_OPEN:
+			*isnull = true;
+			return false;
+		case DR_OUTCOME_UNKNOWN:
+			break;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("unknown outcome label \"%.*s\"", len > 200 ? 200 : len, s),
+			 errdetail("Known labels: won = \"%s\"; lost = \"%s\"; open = \"%s\".",
+					   dr_won_labels, dr_lost_labels, dr_open_labels),
+			 errhint("Add the label to one of the lists, e.g. SET dealrisk.won_labels = '%s,<label>' (or ALTER DATABASE ... SET to keep it).",
+					 dr_won_labels)));
+	return false;				/* keep compiler quiet */
+}
+
+/* SQL: is_won(outcome) -> true (won), false (lost), NULL (open or empty). */
+Datum
+dr_is_won(PG_FUNCTION_ARGS)
+{
+	bool		isnull;
+	bool		won = dr_outcome_is_won(PG_GETARG_TEXT_PP(0), &isnull);
+
+	if (isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_BOOL(won);
+}
+
+/* SQL: outcome_class(outcome) -> 'won' | 'lost' | 'open' | 'unknown', never an error. */
+Datum
+dr_outcome_class(PG_FUNCTION_ARGS)
+{
+	text	   *t = PG_GETARG_TEXT_PP(0);
+	const char *res = "unknown";
+
+	switch (dr_classify_outcome(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)))
+	{
+		case DR_OUTCOME_WON:
+			res = "won";
+			break;
+		case DR_OUTCOME_LOST:
+			res = "lost";
+			break;
+		case DR_OUTCOME_NONE:
+		case DR_OUTCOME_OPEN:
+			res = "open";
+			break;
+		case DR_OUTCOME_UNKNOWN:
+			break;
+	}
+	PG_RETURN_TEXT_P(cstring_to_text(res));
+}
+
+/*
+ * The stage table ordered by position, read with SPI once per call site and
+ * kept in fn_extra for the rest of the query.
+ */
+DrStageList *
+dr_stage_list(FunctionCallInfo fcinfo)
+{
+	DrStageList *list = (DrStageList *) fcinfo->flinfo->fn_extra;
+	MemoryContext oldcxt;
+	uint64		i;
+	int			ret;
+
+	if (list != NULL)
+		return list;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	ret = SPI_execute("SELECT stage, position, is_late FROM dealrisk.stages ORDER BY position",
+					  true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading dealrisk.stages failed: %s", SPI_result_code_string(ret));
+
+	oldcxt = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+	list = palloc0(sizeof(DrStageList));
+	list->count = (int) SPI_processed;
+	list->stages = palloc0(sizeof(DrStage) * Max(1, SPI_processed));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		d;
+
+		list->stages[i].name = SPI_getvalue(tup, desc, 1);
+		d = SPI_getbinval(tup, desc, 2, &isnull);
+		list->stages[i].position = isnull ? 0 : DatumGetInt32(d);
+		d = SPI_getbinval(tup, desc, 3, &isnull);
+		list->stages[i].is_late = isnull ? false : DatumGetBool(d);
+	}
+	MemoryContextSwitchTo(oldcxt);
+	SPI_finish();
+
+	if (list->count == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("dealrisk.stages is empty"),
+				 errhint("Insert your pipeline's stages, e.g. INSERT INTO dealrisk.stages(stage, position, is_late) VALUES ('Qualified', 1, false).")));
+	fcinfo->flinfo->fn_extra = list;
+	return list;
+}
+
+/*
+ * Index (0-based, in position order) of a stage name, compared without case
+ * and surrounding spaces; an unknown stage is an error naming it.
+ */
+int
+dr_stage_index(DrStageList *list, text *stage)
+{
+	const char *s = VARDATA_ANY(stage);
+	int			len = VARSIZE_ANY_EXHDR(stage);
+	int			i;
+
+	trim_bounds(&s, &len);
+	for (i = 0; i < list->count; i++)
+	{
+		const char *name = list->stages[i].name;
+
+		if ((int) strlen(name) == len && pg_strncasecmp(name, s, len) == 0)
+			return i;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("unknown deal stage \"%.*s\"", len > 200 ? 200 : len, s),
+			 errhint("Add it to the stage table: INSERT INTO dealrisk.stages(stage, position, is_late) VALUES ('%.*s', <position>, <is_late>).",
+					 len > 200 ? 200 : len, s)));
+	return -1;					/* keep compiler quiet */
+}
+
+/* SQL: stage_position(stage) -> its position in dealrisk.stages, error if unknown. */
+Datum
+dr_stage_position(PG_FUNCTION_ARGS)
+{
+	DrStageList *list = dr_stage_list(fcinfo);
+
+	PG_RETURN_INT32(list->stages[dr_stage_index(list, PG_GETARG_TEXT_PP(0))].position);
+}
+
+/*
+ * Check that an aggregate state array is one-dimensional, of the given
+ * element type and length, and has no NULLs; a hand-made state that is not
+ * is an error, not a crash.
+ */
+ArrayType *
+dr_state_array(ArrayType *arr, Oid elemtype, int nelems, const char *what)
+{
+	if (ARR_NDIM(arr) != 1 || ARR_ELEMTYPE(arr) != elemtype ||
+		ARR_HASNULL(arr) || (nelems >= 0 && ARR_DIMS(arr)[0] != nelems) ||
+		(nelems < 0 && ARR_DIMS(arr)[0] < 1))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("invalid %s state array", what),
+				 errdetail("Expected a one-dimensional array of %d non-NULL elements.", nelems)));
+	return arr;
+}
+
+/* Refuse to run a state-mutating transition function outside an aggregate. */
+void
+dr_require_agg_context(FunctionCallInfo fcinfo, const char *fname)
+{
+	if (!AggCheckCallContext(fcinfo, NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s called in non-aggregate context", fname)));
+}

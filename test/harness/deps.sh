@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Make sure what dealrisk builds and tests with is installed: the PostgreSQL
+# server and its dev headers, pgTAP, pg_cron and pg_prove.  As root it
+# installs the missing Debian packages; otherwise it says what to install.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+apt_updated=
+apt_install() {
+	if [ -z "$apt_updated" ]; then
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq
+		apt_updated=1
+	fi
+	echo "dealrisk: installing $*" >&2
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+is_root=
+[ "$(id -u)" = 0 ] && is_root=1
+
+missing=()
+command -v make >/dev/null || missing+=(make)
+command -v gcc >/dev/null || missing+=(gcc)
+MAJOR=$(pg_major)
+if [ -z "$MAJOR" ]; then
+	if [ -n "$is_root" ] && command -v apt-get >/dev/null; then
+		# Debian's default PostgreSQL; no cluster is created or started.
+		mkdir -p /etc/postgresql-common/createcluster.d
+		echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/dealrisk.conf
+		apt_install postgresql
+		MAJOR=$(pg_major)
+	else
+		missing+=(postgresql)
+	fi
+fi
+if [ -n "$MAJOR" ]; then
+	PGBIN=/usr/lib/postgresql/$MAJOR/bin
+	[ -f "/usr/lib/postgresql/$MAJOR/lib/pgxs/src/makefiles/pgxs.mk" ] || missing+=("postgresql-server-dev-$MAJOR")
+	SHARE=/usr/share/postgresql/$MAJOR
+	[ -f "$SHARE/extension/pgtap.control" ] || missing+=("postgresql-$MAJOR-pgtap")
+	[ -f "/usr/lib/postgresql/$MAJOR/lib/pg_cron.so" ] || missing+=("postgresql-$MAJOR-cron")
+fi
+command -v pg_prove >/dev/null || missing+=(libtap-parser-sourcehandler-pgtap-perl)
+
+if [ ${#missing[@]} -gt 0 ]; then
+	if [ -n "$is_root" ] && command -v apt-get >/dev/null; then
+		apt_install "${missing[@]}"
+	else
+		echo "dealrisk: missing build/test dependencies. Install them with:" >&2
+		echo "    sudo apt-get install ${missing[*]}" >&2
+		exit 1
+	fi
+fi
+echo "$MAJOR"

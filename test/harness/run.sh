@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# dealrisk harness: build and install the extension, run a scratch
+# PostgreSQL cluster (loopback only, pg_cron preloaded) and run the demo,
+# the tests or the benchmark against it.
+#   run.sh demo | test | bench | start | stop
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+mode=${1:-test}
+
+if [ "$mode" = stop ]; then
+	MAJOR=$(pg_major)
+	if [ -n "$MAJOR" ] && [ -f "$PGDATA_DIR/postmaster.pid" ]; then
+		as_owner "/usr/lib/postgresql/$MAJOR/bin/pg_ctl" -D "$PGDATA_DIR" -m fast stop
+	else
+		echo "dealrisk: no scratch cluster is running in $PGDATA_DIR"
+	fi
+	exit 0
+fi
+
+MAJOR=$(bash "$TOP/test/harness/deps.sh" | tail -n 1)
+PGBIN=/usr/lib/postgresql/$MAJOR/bin
+export PG_CONFIG=$PGBIN/pg_config
+export PATH=$PGBIN:$PATH
+
+# Build as the caller; install where the server looks for extensions.
+make -s -C "$TOP" PG_CONFIG="$PG_CONFIG" ${DEALRISK_CFLAGS:+PG_CFLAGS+="$DEALRISK_CFLAGS"} >/dev/null
+pkglib=$("$PG_CONFIG" --pkglibdir)
+if [ -w "$pkglib" ]; then
+	make -s -C "$TOP" PG_CONFIG="$PG_CONFIG" install >/dev/null
+elif ! cmp -s "$TOP/dealrisk.so" "$pkglib/dealrisk.so"; then
+	echo "dealrisk: cannot write to $pkglib. Install the extension with:" >&2
+	echo "    sudo make -C $TOP install PG_CONFIG=$PG_CONFIG" >&2
+	echo "and run this command again." >&2
+	exit 1
+fi
+
+# The scratch cluster: created once, reused while it runs.
+start_cluster() {
+	mkdir -p "$BASE"
+	[ -n "$RUN_AS" ] && chown "$RUN_AS" "$BASE"
+	if [ ! -f "$PGDATA_DIR/PG_VERSION" ]; then
+		as_owner "$PGBIN/initdb" -D "$PGDATA_DIR" -U postgres --auth=trust \
+			--encoding=UTF8 --locale=C >"$BASE/initdb.log" 2>&1 ||
+			{ cat "$BASE/initdb.log" >&2; exit 1; }
+		cat >>"$PGDATA_DIR/postgresql.conf" <<CONF
+# dealrisk scratch cluster
+listen_addresses = '127.0.0.1'
+port = $PORT
+unix_socket_directories = '$SOCKDIR'
+shared_preload_libraries = 'pg_cron'
+cron.database_name = '$DBNAME'
+cron.use_background_workers = on
+max_worker_processes = 16
+max_parallel_workers_per_gather = 2
+shared_buffers = 512MB
+work_mem = 64MB
+maintenance_work_mem = 256MB
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+max_wal_size = 4GB
+log_min_messages = warning
+CONF
+	fi
+	if ! as_owner "$PGBIN/pg_ctl" -D "$PGDATA_DIR" status >/dev/null 2>&1; then
+		as_owner "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$LOGFILE" -w -t 60 start >/dev/null ||
+			{ tail -n 30 "$LOGFILE" >&2; exit 1; }
+	fi
+}
+start_cluster
+export PGHOST=$SOCKDIR PGPORT=$PORT PGUSER=postgres
+psql_q() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
+
+# A fresh database with the extension (pg_cron runs in this one).
+fresh_db() {
+	psql_q -d postgres -c "DROP DATABASE IF EXISTS $DBNAME WITH (FORCE)" -c "CREATE DATABASE $DBNAME"
+	psql_q -d "$DBNAME" -c "CREATE EXTENSION dealrisk" -c "CREATE EXTENSION pg_cron"
+}
+
+# Load a CRM export in the data contract's layout into public.deals; the
+# header names the columns (any order, optional columns allowed).
+load_csv() {
+	local header col cols=
+	header=$(head -n 1 "$1" | tr -d '\r"')
+	IFS=, read -r -a names <<<"$header"
+	for col in "${names[@]}"; do
+		col=$(echo "$col" | tr -d ' ')
+		case "$col" in
+		deal_id|created_date|closed_date|sales_rep_id|industry|region|product_type|lead_source|deal_stage|deal_amount|sales_cycle_days|outcome|last_activity_date|stage_entered_date)
+			cols="${cols:+$cols,}$col" ;;
+		*)
+			echo "dealrisk: column '$col' of $1 is not in the data contract (see docs/data-contract.md); map it in a view or rename it" >&2
+			exit 1 ;;
+		esac
+	done
+	psql_q -d "$DBNAME" -f "$TOP/test/fixtures/deals_table.sql"
+	psql_q -d "$DBNAME" -c "\\copy public.deals($cols) FROM '$1' WITH (FORMAT csv, HEADER true)"
+}
+
+case "$mode" in
+start)
+	echo "dealrisk: scratch cluster running: psql -h $SOCKDIR -p $PORT -U postgres"
+	;;
+demo)
+	fresh_db
+	if [ -n "${DEALS_CSV:-}" ]; then
+		csv=$(cd "$(dirname "$DEALS_CSV")" && pwd)/$(basename "$DEALS_CSV")
+		[ -r "$csv" ] || { echo "dealrisk: cannot read DEALS_CSV=$DEALS_CSV" >&2; exit 1; }
+		load_csv "$csv"
+	else
+		psql_q -d "$DBNAME" -c "CREATE TABLE public.deals AS SELECT * FROM dealrisk.sample_deals(20000, 42)"
+	fi
+	psql_q -d "$DBNAME" -c "ANALYZE public.deals"
+	psql -X -d "$DBNAME" -At -c "SELECT dealrisk.diagnose('public.deals')"
+	cat <<MSG
+
+Connect:  psql -h $SOCKDIR -p $PORT -U postgres -d $DBNAME
+Stop:     make cluster-stop
+MSG
+	;;
+test)
+	fresh_db
+	psql_q -d "$DBNAME" -c "CREATE EXTENSION pgtap"
+	rc=0
+	cd "$TOP"
+	if ! make -s PG_CONFIG="$PG_CONFIG" installcheck; then
+		rc=1
+		[ -f regression.diffs ] && head -n 200 regression.diffs
+	fi
+	pg_prove -d "$DBNAME" --failures test/*.sql || rc=1
+	if [ $rc = 0 ]; then echo "dealrisk: all tests passed"; else echo "dealrisk: TESTS FAILED" >&2; fi
+	exit $rc
+	;;
+bench)
+	psql_q -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '${DBNAME}_bench'" | grep -q 1 ||
+		psql_q -d postgres -c "CREATE DATABASE ${DBNAME}_bench"
+	psql_q -d "${DBNAME}_bench" -c "DROP EXTENSION IF EXISTS dealrisk CASCADE" -c "CREATE EXTENSION dealrisk"
+	PGDATABASE=${DBNAME}_bench bash "$TOP/test/bench/bench.sh"
+	;;
+*)
+	echo "usage: run.sh demo|test|bench|start|stop" >&2
+	exit 2
+	;;
+esac
