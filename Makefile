@@ -13,7 +13,8 @@ DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 
 TESTS      = $(wildcard sql/*.sql)
 REGRESS    = $(patsubst sql/%.sql,%,$(TESTS))
-REGRESS_OPTS = --inputdir=. --dbname=dealrisk_regress
+REGRESS_OPTS = --inputdir=.
+CONTRIB_TESTDB = dealrisk_regress
 
 PG_CFLAGS += -Wall -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
 	-Wno-missing-field-initializers
