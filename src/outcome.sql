@@ -16,8 +16,10 @@ COMMENT ON FUNCTION dealrisk.outcome_class(text) IS
 
 CREATE TABLE dealrisk.stages (
 	stage    text PRIMARY KEY CHECK (btrim(stage) <> ''),
-	position int NOT NULL UNIQUE CHECK (position > 0),
-	is_late  boolean NOT NULL DEFAULT false
+	position int NOT NULL CHECK (position > 0),
+	is_late  boolean NOT NULL DEFAULT false,
+	-- checked at the end of each statement, so stages can be renumbered in one UPDATE
+	CONSTRAINT stages_position_key UNIQUE (position) DEFERRABLE INITIALLY IMMEDIATE
 );
 COMMENT ON TABLE dealrisk.stages IS
 	'Pipeline stages in order (position) and whether each is a late stage; edit it to match your CRM. deal_stage is matched without case.';

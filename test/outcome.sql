@@ -1,6 +1,6 @@
 -- pgTAP: outcome labels, stage table, and their errors.
 \ir harness/pgtap_setup.psql
-SELECT plan(22);
+SELECT plan(23);
 
 SELECT is(dealrisk.is_won('Won'), true, 'Won is won');
 SELECT is(dealrisk.is_won('  closed WON '), true, 'labels are trimmed and case-insensitive');
@@ -26,6 +26,11 @@ RESET dealrisk.lost_labels;
 SELECT is(dealrisk.stage_position('negotiation'), 4, 'stages match without case');
 SELECT throws_ok($$SELECT dealrisk.stage_position('Limbo')$$, '22023',
 	'unknown deal stage "Limbo"', 'an unknown stage is an error naming it');
+UPDATE dealrisk.stages SET position = position + 1 WHERE position >= 2;
+INSERT INTO dealrisk.stages VALUES ('Discovery', 2, false);
+SELECT is(dealrisk.stage_position('Demo'), 3, 'stages can be renumbered in one statement');
+DELETE FROM dealrisk.stages WHERE stage = 'Discovery';
+UPDATE dealrisk.stages SET position = position - 1 WHERE position >= 3;
 SELECT throws_ok($$SELECT dealrisk.stage_position('x'';DROP TABLE dealrisk.stages;--')$$, '22023',
 	'unknown deal stage "x'';DROP TABLE dealrisk.stages;--"', 'a hostile stage name is just an unknown stage');
 SELECT has_table('dealrisk', 'stages', 'stage table exists');
