@@ -30,6 +30,8 @@ else
 include $(PGXS)
 endif
 
+$(OBJS): src/dealrisk.h
+
 $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
 	cat $^ > $@
 

@@ -58,8 +58,31 @@ extern DrStageList *dr_stage_list(FunctionCallInfo fcinfo);
 extern int	dr_stage_index(DrStageList *list, text *stage);
 
 /* State arrays of aggregates: checked, then used in place. */
-extern ArrayType *dr_state_array(ArrayType *arr, Oid elemtype, int nelems,
-								 const char *what);
-extern void dr_require_agg_context(FunctionCallInfo fcinfo, const char *fname);
+extern void dr_state_array_error(const char *what, int nelems) pg_attribute_noreturn();
+extern void dr_agg_context_error(const char *fname) pg_attribute_noreturn();
+
+/*
+ * Check that an aggregate state array is one-dimensional, of the given
+ * element type and length (nelems < 0: any non-zero length), and has no
+ * NULLs; a hand-made state that is not is an error, not a crash.  Inline:
+ * it runs once per row.
+ */
+static inline ArrayType *
+dr_state_array(ArrayType *arr, Oid elemtype, int nelems, const char *what)
+{
+	if (unlikely(ARR_NDIM(arr) != 1 || ARR_ELEMTYPE(arr) != elemtype ||
+				 ARR_HASNULL(arr) ||
+				 (nelems >= 0 ? ARR_DIMS(arr)[0] != nelems : ARR_DIMS(arr)[0] < 1)))
+		dr_state_array_error(what, nelems);
+	return arr;
+}
+
+/* Refuse to run a state-mutating transition function outside an aggregate. */
+static inline void
+dr_require_agg_context(FunctionCallInfo fcinfo, const char *fname)
+{
+	if (unlikely(!AggCheckCallContext(fcinfo, NULL)))
+		dr_agg_context_error(fname);
+}
 
 #endif							/* DEALRISK_H */

@@ -279,30 +279,25 @@ dr_stage_position(PG_FUNCTION_ARGS)
 	PG_RETURN_INT32(list->stages[dr_stage_index(list, PG_GETARG_TEXT_PP(0))].position);
 }
 
-/*
- * Check that an aggregate state array is one-dimensional, of the given
- * element type and length, and has no NULLs; a hand-made state that is not
- * is an error, not a crash.
- */
-ArrayType *
-dr_state_array(ArrayType *arr, Oid elemtype, int nelems, const char *what)
+/* Report an aggregate state array that dr_state_array() refused. */
+void
+dr_state_array_error(const char *what, int nelems)
 {
-	if (ARR_NDIM(arr) != 1 || ARR_ELEMTYPE(arr) != elemtype ||
-		ARR_HASNULL(arr) || (nelems >= 0 && ARR_DIMS(arr)[0] != nelems) ||
-		(nelems < 0 && ARR_DIMS(arr)[0] < 1))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_EXCEPTION),
-				 errmsg("invalid %s state array", what),
-				 errdetail("Expected a one-dimensional array of %d non-NULL elements.", nelems)));
-	return arr;
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_EXCEPTION),
+			 errmsg("invalid %s state array", what),
+			 nelems >= 0 ?
+			 errdetail("Expected a one-dimensional array of %d non-NULL elements.", nelems) :
+			 errdetail("Expected a non-empty one-dimensional array without NULLs.")));
+	pg_unreachable();
 }
 
-/* Refuse to run a state-mutating transition function outside an aggregate. */
+/* Report a transition function called outside an aggregate. */
 void
-dr_require_agg_context(FunctionCallInfo fcinfo, const char *fname)
+dr_agg_context_error(const char *fname)
 {
-	if (!AggCheckCallContext(fcinfo, NULL))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("%s called in non-aggregate context", fname)));
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("%s called in non-aggregate context", fname)));
+	pg_unreachable();
 }
