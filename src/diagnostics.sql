@@ -1,1 +1,911 @@
--- diagnostics.sql: placeholder
+-- diagnostics.sql: set-returning diagnostics over a deal source and the
+-- plain-English report (SQL and PL/pgSQL over the aggregates).
+--
+-- A deal source is any table or view in the layout of docs/data-contract.md,
+-- passed as a regclass.  Its name is spliced into queries only as the
+-- regclass's own text (quoted by PostgreSQL) and column names only through
+-- format('%I'), so no name can inject SQL.  The functions that read the
+-- source are PARALLEL RESTRICTED: the source may be a temporary table, which
+-- a parallel worker cannot read.
+
+-- Validation helpers ------------------------------------------------------
+
+-- A source's name for messages, unquoted like PostgreSQL's own messages:
+-- schema-qualified unless the relation is visible in the search path.
+CREATE FUNCTION dealrisk._source_name(source regclass)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN (SELECT CASE WHEN pg_catalog.pg_table_is_visible(c.oid) THEN c.relname::text
+					ELSE n.nspname || '.' || c.relname END
+		FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.oid = source);
+COMMENT ON FUNCTION dealrisk._source_name(regclass) IS
+	'The name of a relation for error messages, unquoted, schema-qualified unless visible (internal)';
+
+CREATE FUNCTION dealrisk._check_source(source regclass, columns text[])
+RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $fn$
+DECLARE
+	kind		"char";
+	col			text;
+	typ			regtype;
+BEGIN
+	IF source IS NULL THEN
+		RAISE EXCEPTION 'source must not be NULL'
+			USING ERRCODE = '22004',
+				  HINT = 'Pass a table or view in the data contract''s layout, e.g. ''public.deals''.';
+	END IF;
+	SELECT c.relkind INTO kind FROM pg_catalog.pg_class c WHERE c.oid = source;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'relation with OID % does not exist', source::oid
+			USING ERRCODE = '42P01';
+	END IF;
+	IF kind NOT IN ('r', 'p', 'v', 'm', 'f') THEN
+		RAISE EXCEPTION 'source "%" is not a table or view', dealrisk._source_name(source)
+			USING ERRCODE = '42809',
+				  HINT = 'Pass a table, view, materialized view or foreign table.';
+	END IF;
+	FOREACH col IN ARRAY coalesce(columns, '{}') LOOP
+		SELECT a.atttypid::regtype INTO typ
+		FROM pg_catalog.pg_attribute a
+		WHERE a.attrelid = source AND a.attname = col
+			AND a.attnum > 0 AND NOT a.attisdropped;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'column "%" is missing from source "%"', col, dealrisk._source_name(source)
+				USING ERRCODE = '42703',
+					  HINT = 'Map your CRM''s columns with a view, see docs/data-contract.md.';
+		END IF;
+		-- Dates and numbers are cast in the queries: only castable types pass.
+		IF col IN ('created_date', 'closed_date', 'last_activity_date', 'stage_entered_date')
+			AND typ NOT IN ('date'::regtype, 'timestamp'::regtype, 'timestamptz'::regtype) THEN
+			RAISE EXCEPTION 'column "%" of source "%" has type %, not date', col, dealrisk._source_name(source),
+				pg_catalog.format_type(typ, NULL)
+				USING ERRCODE = '42804',
+					  HINT = 'Cast it to date in a view, see docs/data-contract.md.';
+		END IF;
+		IF col IN ('deal_amount', 'sales_cycle_days')
+			AND typ NOT IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype,
+							'numeric'::regtype, 'real'::regtype, 'double precision'::regtype) THEN
+			RAISE EXCEPTION 'column "%" of source "%" has type %, not a number', col, dealrisk._source_name(source),
+				pg_catalog.format_type(typ, NULL)
+				USING ERRCODE = '42804',
+					  HINT = 'Cast it to numeric in a view, see docs/data-contract.md.';
+		END IF;
+	END LOOP;
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk._check_source(regclass, text[]) IS
+	'Raises an error unless source is a table or view with the given columns (date and number columns of a castable type) (internal)';
+
+CREATE FUNCTION dealrisk._check_period(period text)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $fn$
+DECLARE
+	p			text := pg_catalog.lower(pg_catalog.btrim(period));
+BEGIN
+	IF p IN ('week', 'month', 'quarter', 'year') THEN
+		RETURN p;
+	END IF;
+	IF period IS NULL THEN
+		RAISE EXCEPTION 'period must not be NULL'
+			USING ERRCODE = '22023', HINT = 'Use one of week, month, quarter, year.';
+	END IF;
+	RAISE EXCEPTION 'invalid period "%"', period
+		USING ERRCODE = '22023', HINT = 'Use one of week, month, quarter, year.';
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk._check_period(text) IS
+	'The period name lower-cased (week, month, quarter or year); any other value is an error (internal)';
+
+-- The columns named by a dimension string: names separated by commas, each
+-- either plain (matched exactly, else in lower case like an unquoted SQL
+-- identifier) or double-quoted (matched exactly, "" for a quote).
+CREATE FUNCTION dealrisk._dimension_columns(source regclass, dimension text)
+RETURNS text[]
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $fn$
+DECLARE
+	parts		text[] := '{}';
+	quoted		boolean[] := '{}';
+	cols		text[] := '{}';
+	cur			text := '';
+	is_quoted	boolean := false;
+	in_quote	boolean := false;
+	after_quote boolean := false;
+	c			text;
+	i			int := 1;
+	n			int;
+	name		text;
+	found_name	text;
+	valid		text;
+BEGIN
+	IF dimension IS NULL OR pg_catalog.btrim(dimension) = '' THEN
+		RAISE EXCEPTION 'dimension must name at least one column'
+			USING ERRCODE = '22023',
+				  HINT = 'Pass a column name, or several separated by commas, e.g. ''region,lead_source''.';
+	END IF;
+	n := pg_catalog.length(dimension);
+	WHILE i <= n + 1 LOOP
+		c := CASE WHEN i <= n THEN pg_catalog.substr(dimension, i, 1) END;
+		IF in_quote THEN
+			IF c IS NULL THEN
+				RAISE EXCEPTION 'unterminated quoted column name in dimension "%"', dimension
+					USING ERRCODE = '42601';
+			ELSIF c = '"' AND pg_catalog.substr(dimension, i + 1, 1) = '"' THEN
+				cur := cur || '"';
+				i := i + 1;
+			ELSIF c = '"' THEN
+				in_quote := false;
+				after_quote := true;
+			ELSE
+				cur := cur || c;
+			END IF;
+		ELSIF c IS NULL OR c = ',' THEN
+			IF NOT is_quoted THEN
+				cur := pg_catalog.btrim(cur);
+			END IF;
+			IF cur = '' THEN
+				RAISE EXCEPTION 'empty column name in dimension "%"', dimension
+					USING ERRCODE = '22023',
+						  HINT = 'Separate column names with single commas, e.g. ''region,lead_source''.';
+			END IF;
+			parts := parts || cur;
+			quoted := quoted || is_quoted;
+			cur := '';
+			is_quoted := false;
+			after_quote := false;
+		ELSIF after_quote THEN
+			IF c !~ '^\s$' THEN
+				RAISE EXCEPTION 'unexpected text after quoted column name in dimension "%"', dimension
+					USING ERRCODE = '42601',
+						  HINT = 'Separate column names with commas.';
+			END IF;
+		ELSIF c = '"' AND pg_catalog.btrim(cur) = '' THEN
+			in_quote := true;
+			is_quoted := true;
+			cur := '';
+		ELSE
+			cur := cur || c;
+		END IF;
+		i := i + 1;
+	END LOOP;
+
+	FOR i IN 1 .. pg_catalog.array_length(parts, 1) LOOP
+		name := parts[i];
+		SELECT a.attname INTO found_name
+		FROM pg_catalog.pg_attribute a
+		WHERE a.attrelid = source AND a.attnum > 0 AND NOT a.attisdropped
+			AND (a.attname = name OR (NOT quoted[i] AND a.attname = pg_catalog.lower(name)))
+		ORDER BY a.attname = name DESC
+		LIMIT 1;
+		IF NOT FOUND THEN
+			SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum)
+				INTO valid
+			FROM pg_catalog.pg_attribute a
+			WHERE a.attrelid = source AND a.attnum > 0 AND NOT a.attisdropped;
+			RAISE EXCEPTION 'column "%" does not exist in source "%"', name, dealrisk._source_name(source)
+				USING ERRCODE = '42703',
+					  HINT = pg_catalog.format('Valid columns are: %s.', valid);
+		END IF;
+		IF found_name = ANY (cols) THEN
+			RAISE EXCEPTION 'column "%" appears twice in dimension "%"', found_name, dimension
+				USING ERRCODE = '22023';
+		END IF;
+		cols := cols || found_name;
+	END LOOP;
+	RETURN cols;
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk._dimension_columns(regclass, text) IS
+	'Parses a comma-separated list of column names and checks each exists in source (internal)';
+
+-- Default comparison windows: the last complete calendar quarter of the
+-- closed deals (complete when the last closed_date is on or after its last
+-- day) and the quarter before it.
+CREATE FUNCTION dealrisk._default_windows(source regclass,
+	OUT recent daterange, OUT baseline daterange, OUT last_closed date)
+RETURNS record
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+AS $fn$
+DECLARE
+	q			date;
+BEGIN
+	PERFORM dealrisk._check_source(source, ARRAY['closed_date', 'outcome']);
+	EXECUTE pg_catalog.format(
+		$q$SELECT pg_catalog.max(d.closed_date::date)
+		   FROM %s AS d
+		   WHERE dealrisk.outcome_class(d.outcome::text) IN ('won', 'lost')
+			 AND pg_catalog.isfinite(d.closed_date::date)$q$,
+		source::text)
+		INTO last_closed;
+	IF last_closed IS NULL THEN
+		RAISE EXCEPTION 'source "%" has no closed deal with a closed_date', dealrisk._source_name(source)
+			USING ERRCODE = '22023',
+				  HINT = 'Windows default to the last complete quarter of the closed deals.';
+	END IF;
+	q := (pg_catalog.date_trunc('quarter', (last_closed + 1)::timestamp) - interval '3 months')::date;
+	recent := pg_catalog.daterange(q, (q + interval '3 months')::date);
+	baseline := pg_catalog.daterange((q - interval '3 months')::date, q);
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk._default_windows(regclass) IS
+	'The last complete calendar quarter of closed deals in source, the quarter before it, and the last closed_date (internal)';
+
+-- Trends --------------------------------------------------------------------
+
+CREATE FUNCTION dealrisk.win_rate_trend(source regclass, period text DEFAULT 'quarter')
+RETURNS TABLE(period_start date, closed bigint, won bigint, win_rate float8,
+			  ci_low float8, ci_high float8, change float8, p_value float8)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 20
+AS $fn$
+DECLARE
+	p			text := dealrisk._check_period(period);
+BEGIN
+	PERFORM dealrisk._check_source(source, ARRAY['closed_date', 'outcome']);
+	RETURN QUERY EXECUTE pg_catalog.format(
+		$q$WITH g AS (
+			SELECT pg_catalog.date_trunc($1, x.closed_date::timestamp)::date AS ps,
+				   pg_catalog.count(*) AS n,
+				   pg_catalog.count(*) FILTER (WHERE x.won) AS w
+			FROM (SELECT d.closed_date::date AS closed_date,
+						 dealrisk.is_won(d.outcome::text) AS won
+				  FROM %s AS d) x
+			WHERE x.won IS NOT NULL AND pg_catalog.isfinite(x.closed_date)
+			GROUP BY 1
+		), l AS (
+			SELECT g.ps, g.n, g.w, g.w::float8 / g.n AS r,
+				   pg_catalog.lag(g.ps) OVER o = (g.ps - $2)::date AS adjacent,
+				   pg_catalog.lag(g.n) OVER o AS prev_n,
+				   pg_catalog.lag(g.w) OVER o AS prev_w
+			FROM g
+			WINDOW o AS (ORDER BY g.ps)
+		)
+		SELECT l.ps, l.n, l.w, l.r, ci.ci_low, ci.ci_high,
+			   CASE WHEN l.adjacent THEN l.r - l.prev_w::float8 / l.prev_n END,
+			   CASE WHEN l.adjacent THEN dealrisk.two_proportion_p(l.w, l.n, l.prev_w, l.prev_n) END
+		FROM l, LATERAL dealrisk.wilson_interval(l.w, l.n) ci
+		ORDER BY l.ps$q$,
+		source::text)
+		USING p, CASE p WHEN 'quarter' THEN interval '3 months' ELSE ('1 ' || p)::interval END;
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk.win_rate_trend(regclass, text) IS
+	'Win rate of closed deals per week, month, quarter or year of closed_date, with a 95% Wilson interval, the change from the previous period and the two-proportion p-value of that change';
+
+CREATE FUNCTION dealrisk.cycle_trend(source regclass, period text DEFAULT 'quarter')
+RETURNS TABLE(period_start date, closed bigint, median_days float8, p75_days float8,
+			  mean_days float8, change_median float8, p_value float8, significant boolean)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 20
+AS $fn$
+DECLARE
+	p			text := dealrisk._check_period(period);
+BEGIN
+	PERFORM dealrisk._check_source(source,
+		ARRAY['created_date', 'closed_date', 'sales_cycle_days', 'outcome']);
+	RETURN QUERY EXECUTE pg_catalog.format(
+		$q$WITH x AS (
+			SELECT d.closed_date::date AS closed_date,
+				   coalesce(d.sales_cycle_days::float8,
+							CASE WHEN pg_catalog.isfinite(d.created_date::date)
+								 THEN (d.closed_date::date - d.created_date::date)::float8 END) AS cyc
+			FROM %s AS d
+			WHERE dealrisk.is_won(d.outcome::text) IS NOT NULL
+			  AND pg_catalog.isfinite(d.closed_date::date)
+		), g AS (
+			SELECT pg_catalog.date_trunc($1, x.closed_date::timestamp)::date AS ps,
+				   pg_catalog.count(*) AS n_closed,
+				   pg_catalog.count(x.cyc) AS n,
+				   pg_catalog.percentile_cont(0.5) WITHIN GROUP (ORDER BY x.cyc) AS med,
+				   pg_catalog.percentile_cont(0.75) WITHIN GROUP (ORDER BY x.cyc) AS p75,
+				   pg_catalog.avg(x.cyc) AS mean,
+				   pg_catalog.stddev_samp(x.cyc) AS sd
+			FROM x
+			GROUP BY 1
+		), l AS (
+			SELECT g.*,
+				   pg_catalog.lag(g.ps) OVER o = (g.ps - $2)::date AS adjacent,
+				   pg_catalog.lag(g.med) OVER o AS prev_med,
+				   pg_catalog.lag(g.mean) OVER o AS prev_mean,
+				   pg_catalog.lag(g.sd) OVER o AS prev_sd,
+				   pg_catalog.lag(g.n) OVER o AS prev_n
+			FROM g
+			WINDOW o AS (ORDER BY g.ps)
+		), t AS (
+			SELECT l.*,
+				   CASE WHEN l.adjacent
+						THEN dealrisk.welch_p(l.mean, l.sd, l.n, l.prev_mean, l.prev_sd, l.prev_n)
+				   END AS pv
+			FROM l
+		)
+		SELECT t.ps, t.n_closed, t.med, t.p75, t.mean,
+			   CASE WHEN t.adjacent THEN t.med - t.prev_med END,
+			   t.pv, t.pv < 0.05
+		FROM t
+		ORDER BY t.ps$q$,
+		source::text)
+		USING p, CASE p WHEN 'quarter' THEN interval '3 months' ELSE ('1 ' || p)::interval END;
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk.cycle_trend(regclass, text) IS
+	'Sales cycle length (sales_cycle_days, else closed_date - created_date) of closed deals per week, month, quarter or year of closed_date: median, 75th percentile, mean, change of the median from the previous period and Welch''s t-test p-value of the change of the mean';
+
+-- Drivers -------------------------------------------------------------------
+
+CREATE FUNCTION dealrisk.win_rate_drivers(source regclass, dimension text,
+	recent daterange DEFAULT NULL, baseline daterange DEFAULT NULL)
+RETURNS TABLE(segment text, baseline_closed bigint, baseline_win_rate float8,
+			  baseline_share float8, recent_closed bigint, recent_win_rate float8,
+			  recent_share float8, rate_effect float8, mix_effect float8,
+			  contribution float8, p_value float8, significant boolean)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 20
+AS $fn$
+DECLARE
+	cols		text[];
+	label		text;
+	win			record;
+	segs		text[];
+	b_n			bigint[];
+	b_w			bigint[];
+	r_n			bigint[];
+	r_w			bigint[];
+	n0			bigint;
+	w0			bigint;
+	n1			bigint;
+	rate0		float8;
+BEGIN
+	PERFORM dealrisk._check_source(source, ARRAY['closed_date', 'outcome']);
+	cols := dealrisk._dimension_columns(source, dimension);
+
+	IF pg_catalog.isempty(recent) THEN
+		RAISE EXCEPTION 'recent window is empty'
+			USING ERRCODE = '22023',
+				  DETAIL = 'A daterange whose lower and upper bounds are equal holds no date.',
+				  HINT = 'Pass a daterange with lower < upper, e.g. ''[2024-04-01,2024-07-01)''.';
+	END IF;
+	IF pg_catalog.isempty(baseline) THEN
+		RAISE EXCEPTION 'baseline window is empty'
+			USING ERRCODE = '22023',
+				  DETAIL = 'A daterange whose lower and upper bounds are equal holds no date.',
+				  HINT = 'Pass a daterange with lower < upper, e.g. ''[2024-01-01,2024-04-01)''.';
+	END IF;
+	IF recent IS NULL THEN
+		SELECT * INTO win FROM dealrisk._default_windows(source);
+		recent := win.recent;
+		baseline := coalesce(baseline, win.baseline);
+	ELSIF baseline IS NULL THEN
+		IF pg_catalog.lower_inf(recent) OR pg_catalog.upper_inf(recent) THEN
+			RAISE EXCEPTION 'cannot derive a baseline window from the unbounded recent window %', recent
+				USING ERRCODE = '22023',
+					  HINT = 'Pass a bounded recent window, or pass baseline too.';
+		END IF;
+		-- the window of the same length just before recent
+		baseline := pg_catalog.daterange(
+			pg_catalog.lower(recent) - (pg_catalog.upper(recent) - pg_catalog.lower(recent)),
+			pg_catalog.lower(recent));
+	END IF;
+	IF recent && baseline THEN
+		RAISE EXCEPTION 'recent window % overlaps baseline window %', recent, baseline
+			USING ERRCODE = '22023',
+				  HINT = 'The windows are compared as independent samples: make them disjoint.';
+	END IF;
+
+	SELECT pg_catalog.string_agg(
+			pg_catalog.format('coalesce(d.%I::text, %L)', c, '(missing)'), ', ' ORDER BY o)
+		INTO label
+	FROM pg_catalog.unnest(cols) WITH ORDINALITY AS u(c, o);
+
+	EXECUTE pg_catalog.format(
+		$q$SELECT coalesce(pg_catalog.array_agg(g.seg ORDER BY g.seg), '{}'),
+				  coalesce(pg_catalog.array_agg(g.b_n ORDER BY g.seg), '{}'),
+				  coalesce(pg_catalog.array_agg(g.b_w ORDER BY g.seg), '{}'),
+				  coalesce(pg_catalog.array_agg(g.r_n ORDER BY g.seg), '{}'),
+				  coalesce(pg_catalog.array_agg(g.r_w ORDER BY g.seg), '{}')
+		   FROM (SELECT x.seg,
+						pg_catalog.count(*) FILTER (WHERE NOT x.in_recent) AS b_n,
+						pg_catalog.count(*) FILTER (WHERE NOT x.in_recent AND x.won) AS b_w,
+						pg_catalog.count(*) FILTER (WHERE x.in_recent) AS r_n,
+						pg_catalog.count(*) FILTER (WHERE x.in_recent AND x.won) AS r_w
+				 FROM (SELECT pg_catalog.concat_ws(' / ', %s) AS seg,
+							  d.closed_date::date <@ $1 AS in_recent,
+							  dealrisk.is_won(d.outcome::text) AS won
+					   FROM %s AS d
+					   WHERE d.closed_date::date <@ $1 OR d.closed_date::date <@ $2) x
+				 WHERE x.won IS NOT NULL
+				 GROUP BY x.seg) g$q$,
+		label, source::text)
+		INTO segs, b_n, b_w, r_n, r_w
+		USING recent, baseline;
+
+	SELECT coalesce(pg_catalog.sum(u.bn), 0), coalesce(pg_catalog.sum(u.bw), 0),
+		   coalesce(pg_catalog.sum(u.rn), 0)
+		INTO n0, w0, n1
+	FROM ROWS FROM (pg_catalog.unnest(b_n), pg_catalog.unnest(b_w), pg_catalog.unnest(r_n))
+		AS u(bn, bw, rn);
+	IF n1 = 0 THEN
+		RAISE EXCEPTION 'recent window % has no closed deals in source "%"', recent, dealrisk._source_name(source)
+			USING ERRCODE = '22023',
+				  HINT = 'Pass a recent window (a daterange over closed_date) that holds closed deals.';
+	END IF;
+	IF n0 = 0 THEN
+		RAISE EXCEPTION 'baseline window % has no closed deals in source "%"', baseline, dealrisk._source_name(source)
+			USING ERRCODE = '22023',
+				  HINT = 'Pass a baseline window (a daterange over closed_date) that holds closed deals.';
+	END IF;
+	rate0 := w0::float8 / n0;
+
+	-- rate_effect = s1 (r1 - r0), mix_effect = (s1 - s0) (r0 - R0); a segment
+	-- missing from the baseline takes r0 = R0, one missing from the recent
+	-- window has s1 = 0.  Summed over segments: R1 - R0.
+	RETURN QUERY
+	WITH k AS (
+		SELECT u.seg, u.bn, u.bw, u.rn, u.rw,
+			   u.bn::float8 / n0 AS s0,
+			   u.rn::float8 / n1 AS s1,
+			   CASE WHEN u.bn > 0 THEN u.bw::float8 / u.bn END AS r0,
+			   CASE WHEN u.rn > 0 THEN u.rw::float8 / u.rn END AS r1
+		FROM ROWS FROM (pg_catalog.unnest(segs), pg_catalog.unnest(b_n), pg_catalog.unnest(b_w),
+						pg_catalog.unnest(r_n), pg_catalog.unnest(r_w)) AS u(seg, bn, bw, rn, rw)
+	), e AS (
+		SELECT k.*,
+			   CASE WHEN k.rn > 0 THEN k.s1 * (k.r1 - coalesce(k.r0, rate0)) ELSE 0 END AS re,
+			   (k.s1 - k.s0) * (coalesce(k.r0, rate0) - rate0) AS me,
+			   dealrisk.two_proportion_p(k.rw, k.rn, k.bw, k.bn) AS pv
+		FROM k
+	)
+	SELECT e.seg, e.bn, e.r0, e.s0, e.rn, e.r1, e.s1, e.re, e.me, e.re + e.me,
+		   e.pv, e.pv < 0.05
+	FROM e
+	ORDER BY e.re + e.me, e.seg;
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk.win_rate_drivers(regclass, text, daterange, daterange) IS
+	'Decomposes the change of the win rate between a baseline and a recent window of closed_date into per-segment rate and mix effects (summing to the overall change), with a two-proportion p-value per segment; dimension names one or more columns separated by commas; windows default to the last complete quarter and the one before';
+
+-- Funnel --------------------------------------------------------------------
+
+CREATE FUNCTION dealrisk.funnel(source regclass, since date DEFAULT NULL)
+RETURNS TABLE(stage text, "position" int, is_late boolean, reached bigint, won bigint,
+			  lost_here bigint, open_here bigint, conversion_to_next float8,
+			  cumulative_conversion float8, win_rate float8)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 10
+AS $fn$
+BEGIN
+	PERFORM dealrisk._check_source(source, ARRAY['created_date', 'deal_stage', 'outcome']);
+	RETURN QUERY EXECUTE pg_catalog.format(
+		$q$SELECT f.stage, f."position", f.is_late, f.reached, f.won, f.lost_here,
+				  f.open_here, f.conversion_to_next,
+				  f.reached::float8
+					/ NULLIF(pg_catalog.first_value(f.reached) OVER (ORDER BY f."position"), 0),
+				  f.win_rate
+		   FROM (SELECT dealrisk.stage_funnel(
+						NULLIF(pg_catalog.btrim(d.deal_stage::text, E' \t\n\r\f\013'), ''),
+						dealrisk.is_won(d.outcome::text)) AS j
+				 FROM %s AS d
+				 WHERE $1 IS NULL OR d.created_date::date >= $1) s,
+				pg_catalog.jsonb_to_recordset(s.j)
+					AS f(stage text, "position" int, is_late boolean, reached bigint,
+						 won bigint, lost_here bigint, open_here bigint,
+						 conversion_to_next float8, win_rate float8)
+		   ORDER BY f."position"$q$,
+		source::text)
+		USING since;
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk.funnel(regclass, date) IS
+	'The stage funnel of the deals created on or after since (all deals when NULL), one row per stage of dealrisk.stages: closed deals that reached the stage, won from there, lost there, open there, conversion to the next stage, cumulative conversion from the first stage and win rate from the stage';
+
+-- Data quality --------------------------------------------------------------
+
+CREATE FUNCTION dealrisk.data_quality(source regclass)
+RETURNS TABLE(check_name text, description text, "rows" bigint, example_deal_id text)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 14
+AS $fn$
+DECLARE
+	n			bigint[];
+	ex			text[];
+	stage_names text[];
+BEGIN
+	PERFORM dealrisk._check_source(source,
+		ARRAY['deal_id', 'created_date', 'closed_date', 'deal_stage', 'deal_amount',
+			  'sales_cycle_days', 'outcome']);
+	SELECT coalesce(pg_catalog.array_agg(pg_catalog.lower(s.stage)), '{}')
+		INTO stage_names
+	FROM dealrisk.stages s;
+	-- Every test below is written so that no value can make it raise.
+	EXECUTE pg_catalog.format(
+		$q$WITH x AS (
+			SELECT d.deal_id::text AS id,
+				   d.created_date::date AS cr,
+				   d.closed_date::date AS cl,
+				   d.deal_stage::text AS stage,
+				   d.deal_amount::numeric AS amount,
+				   d.sales_cycle_days::numeric AS cyc,
+				   coalesce(dealrisk.outcome_class(d.outcome::text), 'open') AS cls,
+				   pg_catalog.count(*) OVER (PARTITION BY d.deal_id::text) AS dups
+			FROM %s AS d
+		), c AS (
+			SELECT x.*,
+				   pg_catalog.btrim(x.stage, E' \t\n\r\f\013') AS st,
+				   x.cr IS NOT NULL AND x.cl IS NOT NULL
+					 AND pg_catalog.isfinite(x.cr) AND pg_catalog.isfinite(x.cl) AS both_dates
+			FROM x
+		), t AS (
+			SELECT
+				c.id IS NULL OR pg_catalog.btrim(c.id) = '' AS t1,
+				c.id IS NOT NULL AND c.dups > 1 AS t2,
+				c.cl < c.cr AS t3,
+				c.cls IN ('won', 'lost') AND c.cl IS NULL AS t4,
+				c.cls = 'open' AND c.cl IS NOT NULL AS t5,
+				c.amount IS NULL AS t6,
+				c.amount IS NOT NULL
+				  AND (c.amount = 'NaN'::numeric OR c.amount = 'Infinity'::numeric
+					   OR c.amount = '-Infinity'::numeric) AS t7,
+				c.amount < 0 AND c.amount <> '-Infinity'::numeric AS t8,
+				c.cls = 'unknown' AS t9,
+				c.st IS NULL OR c.st = '' AS t10,
+				c.st <> '' AND pg_catalog.lower(c.st) <> ALL ($1) AS t11,
+				c.both_dates AND c.cyc IS NOT NULL AND c.cyc <> (c.cl - c.cr) AS t12,
+				c.cyc < 0 AS t13,
+				c.cr > CURRENT_DATE AS t14,
+				c.id
+			FROM c
+			OFFSET 0	-- evaluate each test once, not once per aggregate
+		)
+		SELECT ARRAY[pg_catalog.count(*) FILTER (WHERE t.t1),
+					 pg_catalog.count(*) FILTER (WHERE t.t2),
+					 pg_catalog.count(*) FILTER (WHERE t.t3),
+					 pg_catalog.count(*) FILTER (WHERE t.t4),
+					 pg_catalog.count(*) FILTER (WHERE t.t5),
+					 pg_catalog.count(*) FILTER (WHERE t.t6),
+					 pg_catalog.count(*) FILTER (WHERE t.t7),
+					 pg_catalog.count(*) FILTER (WHERE t.t8),
+					 pg_catalog.count(*) FILTER (WHERE t.t9),
+					 pg_catalog.count(*) FILTER (WHERE t.t10),
+					 pg_catalog.count(*) FILTER (WHERE t.t11),
+					 pg_catalog.count(*) FILTER (WHERE t.t12),
+					 pg_catalog.count(*) FILTER (WHERE t.t13),
+					 pg_catalog.count(*) FILTER (WHERE t.t14)],
+			   ARRAY[NULL,
+					 pg_catalog.min(t.id) FILTER (WHERE t.t2),
+					 pg_catalog.min(t.id) FILTER (WHERE t.t3),
+					 pg_catalog.min(t.id) FILTER (WHERE t.t4),
+					 pg_catalog.min(t.id) FILTER (WHERE t.t5),
+					 pg_catalog.min(t.id) FILTER (WHERE t.t6),
+					 pg_catalog.min(t.id) FILTER (WHERE t.t7),
+					 pg_catalog.min(t.id) FILTER (WHERE t.t8),
+					 pg_catalog.min(t.id) FILTER (WHERE t.t9),
+					 pg_catalog.min(t.id) FILTER (WHERE t.t10),
+					 pg_catalog.min(t.id) FILTER (WHERE t.t11),
+					 pg_catalog.min(t.id) FILTER (WHERE t.t12),
+					 pg_catalog.min(t.id) FILTER (WHERE t.t13),
+					 pg_catalog.min(t.id) FILTER (WHERE t.t14)]
+		FROM t$q$,
+		source::text)
+		INTO n, ex
+		USING stage_names;
+
+	RETURN QUERY
+	SELECT v.name, v.descr, n[v.i], ex[v.i]
+	FROM (VALUES
+		(1, 'null_deal_id', 'deal_id is NULL or blank'),
+		(2, 'duplicate_deal_id', 'deal_id shared with another row (every such row is counted)'),
+		(3, 'closed_before_created', 'closed_date is before created_date'),
+		(4, 'closed_without_closed_date', 'won or lost deal without a closed_date (left out of trends and drivers)'),
+		(5, 'open_with_closed_date', 'open deal (NULL or open outcome) with a closed_date'),
+		(6, 'null_amount', 'deal_amount is NULL'),
+		(7, 'invalid_amount', 'deal_amount is NaN or infinite'),
+		(8, 'negative_amount', 'deal_amount is below zero'),
+		(9, 'unknown_outcome', 'outcome is not a known won, lost or open label (is_won raises an error on it)'),
+		(10, 'null_stage', 'deal_stage is NULL or blank (left out of the funnel)'),
+		(11, 'unknown_stage', 'deal_stage is not in dealrisk.stages (stage_funnel raises an error on it)'),
+		(12, 'cycle_days_mismatch', 'sales_cycle_days differs from closed_date - created_date'),
+		(13, 'negative_cycle_days', 'sales_cycle_days is below zero'),
+		(14, 'future_created_date', 'created_date is after today')
+	) AS v(i, name, descr)
+	ORDER BY v.i;
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk.data_quality(regclass) IS
+	'Data-quality checks of a deal source, one row per check in a fixed order (all checks, zero counts included): rows failing it and the smallest failing deal_id; never raises an error on bad data';
+
+-- The report ----------------------------------------------------------------
+
+CREATE FUNCTION dealrisk._pct(x float8)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN coalesce(pg_catalog.to_char(pg_catalog.round((x * 100)::numeric, 1), 'FM990.0') || '%', 'n/a');
+COMMENT ON FUNCTION dealrisk._pct(float8) IS 'A share as a percentage with one decimal (internal)';
+
+CREATE FUNCTION dealrisk._pts(x float8)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN coalesce(pg_catalog.to_char(pg_catalog.round((x * 100)::numeric, 1), 'FMS990.0'), 'n/a');
+COMMENT ON FUNCTION dealrisk._pts(float8) IS 'A difference of shares in percentage points, signed, one decimal (internal)';
+
+CREATE FUNCTION dealrisk._pval(p float8)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN CASE WHEN p IS NULL THEN 'p n/a'
+			WHEN p < 0.001 THEN 'p < 0.001'
+			ELSE 'p = ' || pg_catalog.to_char(p, 'FM0.000') END;
+COMMENT ON FUNCTION dealrisk._pval(float8) IS 'A p-value for the report (internal)';
+
+CREATE FUNCTION dealrisk._num(n bigint)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN pg_catalog.to_char(n, 'FM999,999,999,999,990');
+COMMENT ON FUNCTION dealrisk._num(bigint) IS 'A count with thousands separators (internal)';
+
+CREATE FUNCTION dealrisk._quarter_label(d date)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN pg_catalog.to_char(d, '"Q"Q-YYYY');
+COMMENT ON FUNCTION dealrisk._quarter_label(date) IS 'Q1-2024 style label of the quarter holding d (internal)';
+
+CREATE FUNCTION dealrisk.diagnose(source regclass)
+RETURNS text
+LANGUAGE plpgsql STABLE PARALLEL UNSAFE
+AS $fn$
+DECLARE
+	lines		text[] := '{}';
+	total		bigint;
+	n_won		bigint;
+	n_lost		bigint;
+	n_open		bigint;
+	n_unknown	bigint;
+	odd_label	text;
+	first_cl	date;
+	last_cl		date;
+	last_cr		date;
+	cut_off		boolean := false;
+	summary		text;
+	n_signif	int := 0;
+	top_drag	text;
+	recent		daterange;
+	baseline	daterange;
+	rq			text;
+	bq			text;
+	cur			record;
+	prev		record;
+	ccur		record;
+	cprev		record;
+	r			record;
+	seg_lines	text[] := '{}';
+	f			record;
+	shown		int := 0;
+	dq			text;
+BEGIN
+	PERFORM dealrisk._check_source(source,
+		ARRAY['deal_id', 'created_date', 'closed_date', 'sales_rep_id', 'industry', 'region',
+			  'product_type', 'lead_source', 'deal_stage', 'deal_amount', 'sales_cycle_days',
+			  'outcome']);
+
+	EXECUTE pg_catalog.format(
+		$q$SELECT pg_catalog.count(*),
+				  pg_catalog.count(*) FILTER (WHERE x.cls = 'won'),
+				  pg_catalog.count(*) FILTER (WHERE x.cls = 'lost'),
+				  pg_catalog.count(*) FILTER (WHERE x.cls = 'open'),
+				  pg_catalog.count(*) FILTER (WHERE x.cls = 'unknown'),
+				  pg_catalog.min(x.outcome) FILTER (WHERE x.cls = 'unknown'),
+				  pg_catalog.min(x.cl) FILTER (WHERE x.cls IN ('won', 'lost') AND pg_catalog.isfinite(x.cl)),
+				  pg_catalog.max(x.cl) FILTER (WHERE x.cls IN ('won', 'lost') AND pg_catalog.isfinite(x.cl)),
+				  pg_catalog.max(x.cr) FILTER (WHERE pg_catalog.isfinite(x.cr))
+		   FROM (SELECT coalesce(dealrisk.outcome_class(d.outcome::text), 'open') AS cls,
+						d.outcome::text AS outcome,
+						d.closed_date::date AS cl, d.created_date::date AS cr
+				 FROM %s AS d) x$q$,
+		source::text)
+		INTO total, n_won, n_lost, n_open, n_unknown, odd_label, first_cl, last_cl, last_cr;
+
+	lines := lines || pg_catalog.format('Win-rate diagnosis of %s: %s %s, %s closed (%s won, %s lost), %s open%s%s.',
+		source::text, dealrisk._num(total), CASE WHEN total = 1 THEN 'deal' ELSE 'deals' END,
+		dealrisk._num(n_won + n_lost), dealrisk._num(n_won),
+		dealrisk._num(n_lost), dealrisk._num(n_open),
+		CASE WHEN n_unknown > 0
+			 THEN pg_catalog.format(', %s with an unknown outcome', dealrisk._num(n_unknown)) ELSE '' END,
+		CASE WHEN first_cl IS NOT NULL
+			 THEN pg_catalog.format('; closed between %s and %s',
+					pg_catalog.to_char(first_cl, 'YYYY-MM-DD'), pg_catalog.to_char(last_cl, 'YYYY-MM-DD')) ELSE '' END);
+
+	IF n_unknown > 0 THEN
+		lines := lines || pg_catalog.format('Cannot analyse: outcome labels such as "%s" are not known, so won and lost cannot be told apart. Add them to dealrisk.won_labels, dealrisk.lost_labels or dealrisk.open_labels (see docs/data-contract.md).',
+			odd_label);
+	ELSIF n_won + n_lost = 0 THEN
+		lines := lines || 'No closed deals: there is no win rate to diagnose yet.'::text;
+	ELSE
+		lines := lines || pg_catalog.format('Win rate: %s of closed deals (95%% CI %s to %s).',
+			dealrisk._pct(n_won::float8 / (n_won + n_lost)),
+			dealrisk._pct((dealrisk.wilson_interval(n_won, n_won + n_lost)).ci_low),
+			dealrisk._pct((dealrisk.wilson_interval(n_won, n_won + n_lost)).ci_high));
+
+		-- The windows compared below: the last complete quarter and the one before.
+		BEGIN
+			SELECT w.recent, w.baseline INTO recent, baseline
+			FROM dealrisk._default_windows(source) w;
+			rq := dealrisk._quarter_label(pg_catalog.lower(recent));
+			bq := dealrisk._quarter_label(pg_catalog.lower(baseline));
+		EXCEPTION WHEN OTHERS THEN
+			lines := lines || ('Trend: not available: ' || SQLERRM);
+		END;
+
+		-- An extract cut off by created_date before the end of the recent
+		-- window holds only the recent window's longer-cycle deals.
+		IF recent IS NOT NULL AND last_cr < pg_catalog.upper(recent) - 1 THEN
+			cut_off := true;
+			lines := lines || pg_catalog.format('Caution: the newest deal was created on %s, before %s ended, so %s lacks the short-cycle deals created after that: its cycle lengths are biased upward.',
+				pg_catalog.to_char(last_cr, 'YYYY-MM-DD'), rq, rq);
+		END IF;
+
+		-- Trend.
+		IF recent IS NOT NULL THEN
+			BEGIN
+				FOR r IN SELECT * FROM dealrisk.win_rate_trend(source, 'quarter') t
+						 WHERE t.period_start IN (pg_catalog.lower(recent), pg_catalog.lower(baseline))
+				LOOP
+					IF r.period_start = pg_catalog.lower(recent) THEN
+						cur := r;
+					ELSE
+						prev := r;
+					END IF;
+				END LOOP;
+				IF cur IS NULL OR prev IS NULL THEN
+					lines := lines || pg_catalog.format('Trend: %s (the last complete quarter) or %s has no closed deals to compare.',
+						rq, bq);
+				ELSE
+					summary := pg_catalog.format('the win rate %s %s points from %s to %s (%s), %s',
+						CASE WHEN cur.change < 0 THEN 'fell' ELSE 'rose' END,
+						pg_catalog.ltrim(dealrisk._pts(pg_catalog.abs(cur.change)), '+'), bq, rq,
+						dealrisk._pval(cur.p_value),
+						CASE WHEN cur.p_value < 0.05 THEN 'a significant change'
+							 ELSE 'within noise' END);
+					lines := lines || pg_catalog.format('Trend: %s in %s (%s closed) vs %s in %s (%s closed): %s points, %s: %s.',
+						dealrisk._pct(cur.win_rate), rq, dealrisk._num(cur.closed),
+						dealrisk._pct(prev.win_rate), bq, dealrisk._num(prev.closed),
+						dealrisk._pts(cur.change), dealrisk._pval(cur.p_value),
+						CASE WHEN cur.p_value < 0.05
+							 THEN CASE WHEN cur.change < 0 THEN 'a significant drop'
+									   ELSE 'a significant rise' END
+							 ELSE 'within noise, not a significant change' END);
+				END IF;
+			EXCEPTION WHEN OTHERS THEN
+				lines := lines || ('Trend: not available: ' || SQLERRM);
+			END;
+		END IF;
+
+		-- Funnel: where deals are lost, and the late-stage share of the losses.
+		BEGIN
+			WITH s AS MATERIALIZED (
+				SELECT s.*, pg_catalog.lead(s.stage) OVER (ORDER BY s."position") AS next_stage
+				FROM dealrisk.funnel(source) s
+			)
+			SELECT (SELECT pg_catalog.sum(s.lost_here)::bigint FROM s) AS lost_total,
+				   (SELECT pg_catalog.sum(s.lost_here)::bigint FROM s WHERE s.is_late) AS late_lost,
+				   (SELECT pg_catalog.string_agg(s.stage, ', ' ORDER BY s."position")
+					FROM s WHERE s.is_late) AS late_names,
+				   (SELECT s.stage FROM s ORDER BY s.lost_here DESC, s."position" LIMIT 1) AS top_stage,
+				   (SELECT s.lost_here FROM s ORDER BY s.lost_here DESC, s."position" LIMIT 1) AS top_lost,
+				   (SELECT s.stage FROM s WHERE s.conversion_to_next IS NOT NULL
+					ORDER BY s.conversion_to_next, s."position" LIMIT 1) AS weak_stage,
+				   (SELECT s.next_stage FROM s WHERE s.conversion_to_next IS NOT NULL
+					ORDER BY s.conversion_to_next, s."position" LIMIT 1) AS weak_next,
+				   (SELECT s.conversion_to_next FROM s WHERE s.conversion_to_next IS NOT NULL
+					ORDER BY s.conversion_to_next, s."position" LIMIT 1) AS weak_conv
+				INTO f;
+			IF coalesce(f.lost_total, 0) = 0 THEN
+				lines := lines || 'Funnel: no lost deal with a stage.'::text;
+			ELSE
+				lines := lines || pg_catalog.format('Funnel: most lost deals were lost at %s (%s of %s, %s).',
+					f.top_stage, dealrisk._num(f.top_lost), dealrisk._num(f.lost_total), dealrisk._pct(f.top_lost::float8 / f.lost_total));
+				IF f.weak_stage IS NOT NULL THEN
+					lines := lines || pg_catalog.format('Weakest step: %s -> %s, where %s of the closed deals that reached %s moved on.',
+						f.weak_stage, f.weak_next, dealrisk._pct(f.weak_conv), f.weak_stage);
+				END IF;
+				lines := lines || pg_catalog.format('Late-stage losses: %s of lost deals were lost at a late stage (%s).',
+					dealrisk._pct(coalesce(f.late_lost, 0)::float8 / f.lost_total),
+					coalesce(f.late_names, 'none is marked late in dealrisk.stages'));
+			END IF;
+		EXCEPTION WHEN OTHERS THEN
+			lines := lines || ('Funnel: not available: ' || SQLERRM);
+		END;
+
+		-- Segments that drag the win rate, across the usual dimensions.
+		IF recent IS NOT NULL THEN
+			BEGIN
+				FOR r IN
+					SELECT dm.dim, dr.*
+					FROM pg_catalog.unnest(ARRAY['industry', 'region', 'lead_source', 'product_type',
+												 'sales_rep_id']) WITH ORDINALITY AS dm(dim, o),
+						 LATERAL dealrisk.win_rate_drivers(source, dm.dim, recent, baseline) dr
+					WHERE dr.contribution < 0
+					ORDER BY dr.contribution, dm.o, dr.segment
+					LIMIT 5
+				LOOP
+					shown := shown + 1;
+					IF r.significant THEN
+						n_signif := n_signif + 1;
+					END IF;
+					IF shown = 1 THEN
+						top_drag := pg_catalog.format('the biggest drag is %s = %s (%s points, %s)',
+							r.dim, r.segment, dealrisk._pts(r.contribution),
+							CASE WHEN r.significant THEN 'significant' ELSE 'not significant' END);
+					END IF;
+					seg_lines := seg_lines || pg_catalog.format('  %s = %s: %s (rate %s, mix %s); win rate %s vs %s, %s, %s',
+						r.dim, r.segment, dealrisk._pts(r.contribution), dealrisk._pts(r.rate_effect),
+						dealrisk._pts(r.mix_effect), dealrisk._pct(r.recent_win_rate),
+						dealrisk._pct(r.baseline_win_rate), dealrisk._pval(r.p_value),
+						CASE WHEN r.significant THEN 'significant' ELSE 'within noise' END);
+				END LOOP;
+				lines := lines || pg_catalog.format('Segments dragging the win rate, %s vs %s (contribution = rate effect + mix effect, in points):',
+					rq, bq);
+				IF shown = 0 THEN
+					lines := lines || '  none: no segment lowered the win rate.'::text;
+				ELSE
+					lines := lines || seg_lines;
+				END IF;
+				IF top_drag IS NOT NULL THEN
+					summary := coalesce(summary || '; ', '') || top_drag
+						|| CASE WHEN n_signif = 0 THEN '; no segment''s change is significant'
+								ELSE '' END;
+				END IF;
+			EXCEPTION WHEN OTHERS THEN
+				lines := lines || ('Segments: not available: ' || SQLERRM);
+			END;
+		END IF;
+
+		-- Sales cycle.
+		IF recent IS NOT NULL THEN
+			BEGIN
+				FOR r IN SELECT * FROM dealrisk.cycle_trend(source, 'quarter') t
+						 WHERE t.period_start IN (pg_catalog.lower(recent), pg_catalog.lower(baseline))
+				LOOP
+					IF r.period_start = pg_catalog.lower(recent) THEN
+						ccur := r;
+					ELSE
+						cprev := r;
+					END IF;
+				END LOOP;
+				IF ccur IS NULL OR cprev IS NULL THEN
+					lines := lines || pg_catalog.format('Sales cycle: no closed deals in %s or %s to compare.', rq, bq);
+				ELSIF ccur.median_days IS NULL OR cprev.median_days IS NULL THEN
+					lines := lines || pg_catalog.format('Sales cycle: no cycle lengths in %s or %s to compare.', rq, bq);
+				ELSE
+					lines := lines || pg_catalog.format('Sales cycle: median %s days in %s vs %s in %s; mean %s vs %s days, %s: %s.',
+						pg_catalog.to_char(ccur.median_days, 'FM9999990.0'), rq,
+						pg_catalog.to_char(cprev.median_days, 'FM9999990.0'), bq,
+						pg_catalog.to_char(ccur.mean_days, 'FM9999990.0'),
+						pg_catalog.to_char(cprev.mean_days, 'FM9999990.0'),
+						dealrisk._pval(ccur.p_value),
+						CASE WHEN NOT coalesce(ccur.significant, false) THEN 'no significant change'
+							 WHEN cut_off THEN 'not comparable, the difference comes from the cut-off above'
+							 WHEN ccur.mean_days > cprev.mean_days THEN 'cycles are getting longer'
+							 ELSE 'cycles are getting shorter' END);
+				END IF;
+			EXCEPTION WHEN OTHERS THEN
+				lines := lines || ('Sales cycle: not available: ' || SQLERRM);
+			END;
+		END IF;
+	END IF;
+
+	-- Data quality: the failing checks only.
+	SELECT pg_catalog.string_agg(pg_catalog.format('%s %s', q.check_name, dealrisk._num(q."rows")), ', ')
+		INTO dq
+	FROM dealrisk.data_quality(source) q
+	WHERE q."rows" > 0;
+	lines := lines || CASE WHEN dq IS NULL
+						   THEN 'Data quality: all checks passed.'
+						   ELSE 'Data quality: rows failing checks: ' || dq || ' (see dealrisk.data_quality).' END;
+
+	IF summary IS NOT NULL THEN
+		lines := lines[1:1]
+			|| ('In short: ' || pg_catalog.upper(pg_catalog.left(summary, 1))
+				|| pg_catalog.substr(summary, 2) || '.')
+			|| lines[2:];
+	END IF;
+
+	RETURN pg_catalog.array_to_string(lines, E'\n');
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk.diagnose(regclass) IS
+	'A plain-English report on a deal source: win rate and its trend, where the funnel loses deals, late-stage losses, the segments that drag the win rate, the sales-cycle trend and data quality';
