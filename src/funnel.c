@@ -64,6 +64,8 @@ dr_funnel_accum(PG_FUNCTION_ARGS)
 
 	stages = dr_stage_list(fcinfo);
 	idx = dr_stage_index(stages, PG_GETARG_TEXT_PP(1));
+	if (idx < 0)
+		PG_RETURN_ARRAYTYPE_P(state);	/* blank stage: like NULL */
 	if (state_is_empty(state))
 		state = zero_int8_array(3 * stages->count);
 	v = (int64 *) ARR_DATA_PTR(dr_state_array(state, INT8OID, 3 * stages->count,
@@ -174,7 +176,11 @@ dr_funnel_final(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 }
 
-/* Count a lost deal, and whether its last stage is a late one. */
+/*
+ * Count a lost deal, and whether its last stage is a late one.  A lost deal
+ * without a stage (NULL or blank) is left out of both counts: the ratio is
+ * over the losses whose stage is known.
+ */
 Datum
 dr_late_loss_accum(PG_FUNCTION_ARGS)
 {
@@ -189,6 +195,8 @@ dr_late_loss_accum(PG_FUNCTION_ARGS)
 		PG_RETURN_ARRAYTYPE_P(state);	/* won: not a loss */
 	stages = dr_stage_list(fcinfo);
 	idx = dr_stage_index(stages, PG_GETARG_TEXT_PP(1));
+	if (idx < 0)
+		PG_RETURN_ARRAYTYPE_P(state);	/* blank stage: like NULL */
 	if (stages->stages[idx].is_late)
 		v[0]++;
 	v[1]++;

@@ -245,7 +245,8 @@ dr_stage_list(FunctionCallInfo fcinfo)
 
 /*
  * Index (0-based, in position order) of a stage name, compared without case
- * and surrounding spaces; an unknown stage is an error naming it.
+ * (ASCII letters) and surrounding spaces; -1 for a blank name, which callers
+ * treat like NULL.  An unknown stage is an error naming it.
  */
 int
 dr_stage_index(DrStageList *list, text *stage)
@@ -255,6 +256,8 @@ dr_stage_index(DrStageList *list, text *stage)
 	int			i;
 
 	trim_bounds(&s, &len);
+	if (len == 0)
+		return -1;
 	for (i = 0; i < list->count; i++)
 	{
 		const char *name = list->stages[i].name;
@@ -275,8 +278,11 @@ Datum
 dr_stage_position(PG_FUNCTION_ARGS)
 {
 	DrStageList *list = dr_stage_list(fcinfo);
+	int			idx = dr_stage_index(list, PG_GETARG_TEXT_PP(0));
 
-	PG_RETURN_INT32(list->stages[dr_stage_index(list, PG_GETARG_TEXT_PP(0))].position);
+	if (idx < 0)
+		PG_RETURN_NULL();
+	PG_RETURN_INT32(list->stages[idx].position);
 }
 
 /* Report an aggregate state array that dr_state_array() refused. */

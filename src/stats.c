@@ -29,7 +29,7 @@ dr_normal_cdf(double z)
 
 /*
  * Inverse of the standard normal CDF: a rational first guess on the central
- * or tail region, polished by two Halley steps against erfc, which brings it
+ * or tail region, polished by three Halley steps against erfc, which brings it
  * to double precision.
  */
 double
@@ -298,7 +298,14 @@ dr_sql_two_proportion_p(PG_FUNCTION_ARGS)
 Datum
 dr_sql_welch_p(PG_FUNCTION_ARGS)
 {
-	double		p = dr_welch_p(PG_GETARG_FLOAT8(0), PG_GETARG_FLOAT8(1),
+	double		p;
+
+	if (!(PG_GETARG_FLOAT8(1) >= 0) || !(PG_GETARG_FLOAT8(4) >= 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("standard deviations must be >= 0, got %g and %g",
+						PG_GETARG_FLOAT8(1), PG_GETARG_FLOAT8(4))));
+	p = dr_welch_p(PG_GETARG_FLOAT8(0), PG_GETARG_FLOAT8(1),
 							   (double) PG_GETARG_INT64(2),
 							   PG_GETARG_FLOAT8(3), PG_GETARG_FLOAT8(4),
 							   (double) PG_GETARG_INT64(5));

@@ -1,6 +1,6 @@
 -- pgTAP: behaviour and bad input of the win-rate and funnel aggregates.
 \ir harness/pgtap_setup.psql
-SELECT plan(29);
+SELECT plan(36);
 
 CREATE TEMP TABLE t (stage text, outcome text, amount numeric, level float8);
 INSERT INTO t VALUES
@@ -50,6 +50,18 @@ SELECT throws_ok($$SELECT dealrisk._win_rate_final('{{1,2},{3,4}}')$$, '22000',
 	'invalid win_rate state array', 'a two-dimensional state is rejected');
 SELECT throws_ok($$SELECT dealrisk._stage_funnel_final('{1,2}')$$, '22000',
 	'invalid stage_funnel state array', 'a funnel state that does not match the stages is rejected');
+
+SELECT is((SELECT dealrisk.stage_funnel(s, w)->0->>'reached' FROM (VALUES ('Demo', true), ('  ', false), (NULL, false)) v(s, w)),
+	'1', 'blank and NULL stages are skipped alike by the funnel');
+SELECT is((SELECT dealrisk.late_stage_loss_ratio(s, w) FROM (VALUES ('Proposal', false), ('', false), (NULL, false), ('Demo', false)) v(s, w)),
+	0.5::float8, 'losses without a stage are left out of the late-stage ratio');
+SELECT is(dealrisk.stage_position(' '), NULL, 'a blank stage has no position');
+SELECT throws_ok($$SELECT dealrisk.welch_p(1, -1, 10, 2, 1, 10)$$, '22023',
+	'standard deviations must be >= 0, got -1 and 1', 'welch_p rejects a negative sd');
+SELECT throws_ok($$SELECT dealrisk.two_proportion_p(1, 0, 1, 1)$$, '22023',
+	'success counts must lie between 0 and their totals, got 1/0 and 1/1', 'impossible counts are an error');
+SELECT is(dealrisk.two_proportion_p(0, 0, 1, 1), NULL, 'two_proportion_p is NULL for an empty sample');
+SELECT ok(abs(dealrisk.normal_quantile(0.975) - 1.959963984540054) < 1e-12, 'normal quantile at 0.975');
 
 -- edge sizes
 SELECT is(dealrisk._win_rate_final('{3000000000,5000000000}'), 0.6::float8, 'counts beyond 32 bits');

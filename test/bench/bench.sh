@@ -20,52 +20,74 @@ if [ "$have" != "$ROWS" ]; then
 		-c "VACUUM ANALYZE bench_deals"
 fi
 
-# Median execution time (ms) of a query with a given number of workers,
-# from EXPLAIN ANALYZE (no client transfer); checks the workers launched.
-median_ms() {
-	local workers=$1 query=$2 i t launched times=()
-	for i in $(seq 0 "$RUNS"); do
-		plan=$(psql -X -At -v ON_ERROR_STOP=1 \
-			-c "SET max_parallel_workers_per_gather = $workers" \
-			-c "SET parallel_setup_cost = 0" -c "SET parallel_tuple_cost = 0" \
-			-c "EXPLAIN (ANALYZE, TIMING OFF, COSTS OFF) $query")
-		t=$(echo "$plan" | sed -n 's/^Execution Time: \([0-9.]*\) ms$/\1/p')
-		launched=$(echo "$plan" | sed -n 's/.*Workers Launched: \([0-9]*\).*/\1/p' | head -n 1)
-		if [ "$workers" -gt 0 ] && [ "${launched:-0}" != "$workers" ]; then
-			echo "warning: asked for $workers workers, got ${launched:-0}: $query" >&2
-		fi
-		[ "$i" -gt 0 ] && times+=("$t")	# run 0 warms the cache
-	done
-	printf '%s\n' "${times[@]}" | sort -g | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.1f", m}'
+# Execution time (ms) of one run of a query with a number of parallel
+# workers, from EXPLAIN ANALYZE (no client transfer).  With workers > 0 the
+# leader does not scan (parallel_leader_participation = off), so "2 workers"
+# is two processes on this 2-core machine.  JIT is off: its compile time
+# would swamp the serial plans (the parallel ones fall below jit_above_cost).
+# A Gather that launched fewer
+# workers than asked is reported.
+run_ms() {
+	local workers=$1 query=$2 plan t launched planned
+	plan=$(psql -X -At -v ON_ERROR_STOP=1 \
+		-c "SET jit = off" -c "SET max_parallel_workers_per_gather = $workers" \
+		-c "SET parallel_leader_participation = $([ "$workers" -gt 0 ] && echo off || echo on)" \
+		-c "EXPLAIN (ANALYZE, TIMING OFF, COSTS OFF) $query")
+	t=$(echo "$plan" | sed -n 's/^Execution Time: \([0-9.]*\) ms$/\1/p')
+	planned=$(echo "$plan" | sed -n 's/.*Workers Planned: \([0-9]*\).*/\1/p' | head -n 1)
+	launched=$(echo "$plan" | sed -n 's/.*Workers Launched: \([0-9]*\).*/\1/p' | head -n 1)
+	if [ -n "$planned" ] && [ "${launched:-0}" != "$workers" ]; then
+		echo "warning: asked for $workers workers, got ${launched:-0}: $query" >&2
+	fi
+	echo "$t"
 }
 
-declare -A Q=(
-	[c_aggregate]="SELECT dealrisk.win_rate(outcome = 'Won') FROM bench_deals"
-	[builtin_avg]="SELECT avg((outcome = 'Won')::int) FROM bench_deals"
-	[c_aggregate_is_won]="SELECT dealrisk.win_rate(dealrisk.is_won(outcome)) FROM bench_deals"
-)
-order=(builtin_avg c_aggregate c_aggregate_is_won)
+# Median of a list of numbers on stdin.
+median() {
+	sort -g | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.1f", m}'
+}
+
+# Time the queries (arguments) with a number of workers: one warm-up round,
+# then RUNS rounds in which every query runs once, so drift on the machine
+# touches them alike.  Prints one median per query, in order.
+medians() {
+	local workers=$1 r i
+	shift
+	local -a q=("$@")
+	local -a acc
+	for i in "${!q[@]}"; do run_ms "$workers" "${q[$i]}" >/dev/null; acc[$i]=""; done
+	for r in $(seq 1 "$RUNS"); do
+		for i in "${!q[@]}"; do acc[$i]="${acc[$i]} $(run_ms "$workers" "${q[$i]}")"; done
+	done
+	for i in "${!q[@]}"; do echo "${acc[$i]}" | tr ' ' '\n' | grep -v '^$' | median; echo; done
+}
 
 report=$OUT/aggregates.md
+agg=("SELECT avg((outcome = 'Won')::int) FROM bench_deals"
+	"SELECT dealrisk.win_rate(outcome = 'Won') FROM bench_deals"
+	"SELECT dealrisk.win_rate(dealrisk.is_won(outcome)) FROM bench_deals")
+diag=("SELECT * FROM dealrisk.win_rate_drivers('bench_deals', 'industry')"
+	"SELECT * FROM dealrisk.win_rate_drivers('bench_deals', 'region,lead_source')"
+	"SELECT * FROM dealrisk.funnel('bench_deals')"
+	"SELECT * FROM dealrisk.win_rate_trend('bench_deals')"
+	"SELECT dealrisk.diagnose('bench_deals')")
+mapfile -t a0 < <(medians 0 "${agg[@]}")
+mapfile -t a1 < <(medians 1 "${agg[@]}")
+mapfile -t a2 < <(medians 2 "${agg[@]}")
+mapfile -t d0 < <(medians 0 "${diag[@]}")
+mapfile -t d2 < <(medians 2 "${diag[@]}")
 {
-	echo "Rows: $ROWS; median of $RUNS runs after one warm-up; $(date -u +%Y-%m-%d); $(psql -X -At -c 'SHOW server_version')."
+	echo "Rows: $ROWS; median of $RUNS interleaved rounds after one warm-up; $(date -u +%Y-%m-%d); PostgreSQL $(psql -X -At -c 'SHOW server_version')."
 	echo
-	echo "| query | 0 workers (ms) | 1 worker (ms) | 2 workers (ms) | speed-up 0→2 |"
-	echo "|---|---:|---:|---:|---:|"
-	for k in "${order[@]}"; do
-		t0=$(median_ms 0 "${Q[$k]}")
-		t1=$(median_ms 1 "${Q[$k]}")
-		t2=$(median_ms 2 "${Q[$k]}")
-		echo "| \`${Q[$k]}\` | $t0 | $t1 | $t2 | $(awk -v a="$t0" -v b="$t2" 'BEGIN{printf "%.2f×", a/b}') |"
+	echo "| query | serial (ms) | 1 worker (ms) | 2 workers (ms) | speed-up 1→2 workers | speed-up serial→2 |"
+	echo "|---|---:|---:|---:|---:|---:|"
+	for i in "${!agg[@]}"; do
+		echo "| \`${agg[$i]}\` | ${a0[$i]} | ${a1[$i]} | ${a2[$i]} | $(awk -v a="${a1[$i]}" -v b="${a2[$i]}" 'BEGIN{printf "%.2f×", a/b}') | $(awk -v a="${a0[$i]}" -v b="${a2[$i]}" 'BEGIN{printf "%.2f×", a/b}') |"
 	done
 	echo
-	echo "| diagnostic on $ROWS rows | 0 workers (ms) | 2 workers (ms) |"
+	echo "| diagnostic on $ROWS rows | serial (ms) | up to 2 workers (ms) |"
 	echo "|---|---:|---:|"
-	for q in "SELECT * FROM dealrisk.win_rate_drivers('bench_deals', 'industry')" \
-		"SELECT * FROM dealrisk.win_rate_drivers('bench_deals', 'region,lead_source')" \
-		"SELECT * FROM dealrisk.funnel('bench_deals')" \
-		"SELECT * FROM dealrisk.win_rate_trend('bench_deals')" \
-		"SELECT dealrisk.diagnose('bench_deals')"; do
-		echo "| \`$q\` | $(median_ms 0 "$q") | $(median_ms 2 "$q") |"
+	for i in "${!diag[@]}"; do
+		echo "| \`${diag[$i]}\` | ${d0[$i]} | ${d2[$i]} |"
 	done
 } | tee "$report"
