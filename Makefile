@@ -3,12 +3,13 @@ EXTENSION  = dealrisk
 EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" dealrisk.control)
 
 MODULE_big = dealrisk
-OBJS = src/dealrisk.o src/stats.o src/outcome.o src/winrate.o src/funnel.o
+OBJS = src/dealrisk.o src/stats.o src/outcome.o src/winrate.o src/funnel.o \
+	src/features.o src/model.o src/train.o src/score.o
 
 # The install script is assembled from the SQL beside each C file, in
 # dependency order (a file may use objects of the files before it).
 SQL_PARTS = src/header.sql src/stats.sql src/outcome.sql src/winrate.sql \
-	src/funnel.sql src/sample.sql src/diagnostics.sql
+	src/funnel.sql src/sample.sql src/diagnostics.sql src/model.sql
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 
 TESTS      = $(wildcard sql/*.sql)
@@ -30,7 +31,7 @@ else
 include $(PGXS)
 endif
 
-$(OBJS): src/dealrisk.h
+$(OBJS): src/dealrisk.h src/model.h
 
 $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
 	cat $^ > $@

@@ -1,13 +1,17 @@
 /*
  * dealrisk.c
- *	  Module entry point: the module magic and the configuration parameters.
+ *	  Module entry point: the module magic, the configuration parameters and
+ *	  the model cache's invalidation callback.
  */
 #include "postgres.h"
+
+#include <limits.h>
 
 #include "fmgr.h"
 #include "utils/guc.h"
 
 #include "dealrisk.h"
+#include "model.h"
 
 PG_MODULE_MAGIC;
 
@@ -15,6 +19,11 @@ char	   *dr_won_labels = NULL;
 char	   *dr_lost_labels = NULL;
 char	   *dr_open_labels = NULL;
 bool		dr_labels_dirty = true;
+int			dr_min_training_deals = 40;
+double		dr_recency_halflife_days = 365.0;
+double		dr_band_medium = 30.0;
+double		dr_band_high = 60.0;
+double		dr_band_critical = 80.0;
 
 void		_PG_init(void);
 
@@ -50,6 +59,40 @@ _PG_init(void)
 							   "open,pending,in progress,in_progress,active",
 							   PGC_USERSET, 0,
 							   NULL, assign_labels, NULL);
+	DefineCustomStringVariable("dealrisk.as_of_date",
+							   "Date at which open deals are scored (empty: today).",
+							   "Set it to replay a snapshot of the CRM, e.g. '2024-12-31'.",
+							   &dr_as_of_setting,
+							   "",
+							   PGC_USERSET, 0,
+							   NULL, NULL, NULL);
+	DefineCustomIntVariable("dealrisk.min_training_deals",
+							"Fewest won and fewest lost closed deals dealrisk.train() accepts.",
+							NULL,
+							&dr_min_training_deals,
+							40, 1, INT_MAX,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomRealVariable("dealrisk.recency_halflife_days",
+							 "Age in days at which a closed deal counts half in training (0: all count the same).",
+							 NULL,
+							 &dr_recency_halflife_days,
+							 365.0, 0.0, 100000.0,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomRealVariable("dealrisk.band_medium",
+							 "Lowest risk score of the medium band.",
+							 NULL, &dr_band_medium, 30.0, 0.0, 100.0,
+							 PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomRealVariable("dealrisk.band_high",
+							 "Lowest risk score of the high band.",
+							 NULL, &dr_band_high, 60.0, 0.0, 100.0,
+							 PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomRealVariable("dealrisk.band_critical",
+							 "Lowest risk score of the critical band.",
+							 NULL, &dr_band_critical, 80.0, 0.0, 100.0,
+							 PGC_USERSET, 0, NULL, NULL, NULL);
+	dr_model_cache_init();
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("dealrisk");
 #else

@@ -3,10 +3,10 @@
 # 0, 1 and 2 parallel workers, and the diagnostics on 1M deals.
 # Run through `make bench` (it starts the scratch cluster and sets PG*).
 # Prints a Markdown report and writes it to test/bench/out/aggregates.md.
-# Environment: BENCH_ROWS (default 1000000), BENCH_RUNS (default 7).
+# Environment: BENCH_ROWS (default 1000000), BENCH_RUNS (default 11).
 set -euo pipefail
 ROWS=${BENCH_ROWS:-1000000}
-RUNS=${BENCH_RUNS:-7}
+RUNS=${BENCH_RUNS:-11}
 OUT=$(cd "$(dirname "$0")" && pwd)/out
 mkdir -p "$OUT"
 psql_q() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
@@ -20,46 +20,45 @@ if [ "$have" != "$ROWS" ]; then
 		-c "VACUUM ANALYZE bench_deals"
 fi
 
-# Execution time (ms) of one run of a query with a number of parallel
-# workers, from EXPLAIN ANALYZE (no client transfer).  With workers > 0 the
-# leader does not scan (parallel_leader_participation = off), so "2 workers"
-# is two processes on this 2-core machine.  JIT is off: its compile time
-# would swamp the serial plans (the parallel ones fall below jit_above_cost).
-# A Gather that launched fewer
-# workers than asked is reported.
-run_ms() {
-	local workers=$1 query=$2 plan t launched planned
-	plan=$(psql -X -At -v ON_ERROR_STOP=1 \
-		-c "SET jit = off" -c "SET max_parallel_workers_per_gather = $workers" \
-		-c "SET parallel_leader_participation = $([ "$workers" -gt 0 ] && echo off || echo on)" \
-		-c "EXPLAIN (ANALYZE, TIMING OFF, COSTS OFF) $query")
-	t=$(echo "$plan" | sed -n 's/^Execution Time: \([0-9.]*\) ms$/\1/p')
-	planned=$(echo "$plan" | sed -n 's/.*Workers Planned: \([0-9]*\).*/\1/p' | head -n 1)
-	launched=$(echo "$plan" | sed -n 's/.*Workers Launched: \([0-9]*\).*/\1/p' | head -n 1)
-	if [ -n "$planned" ] && [ "${launched:-0}" != "$workers" ]; then
-		echo "warning: asked for $workers workers, got ${launched:-0}: $query" >&2
-	fi
-	echo "$t"
-}
-
 # Median of a list of numbers on stdin.
 median() {
 	sort -g | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.1f", m}'
 }
 
-# Time the queries (arguments) with a number of workers: one warm-up round,
-# then RUNS rounds in which every query runs once, so drift on the machine
-# touches them alike.  Prints one median per query, in order.
+# Time the queries (arguments) with a number of parallel workers, all in one
+# session (a new backend pays page faults on shared buffers that would blur
+# the comparison): one warm-up round, then RUNS rounds in which every query
+# runs once, so drift on the machine touches them alike.  Times are the
+# executor's (EXPLAIN ANALYZE, no client transfer).  With workers > 0 the
+# leader does not scan (parallel_leader_participation = off), so "2 workers"
+# is two processes on this 2-core machine.  JIT is off: its compile time
+# would swamp the serial plans (the parallel ones fall below jit_above_cost).
+# Prints one median per query, in order.
 medians() {
-	local workers=$1 r i
+	local workers=$1 r i script out
 	shift
 	local -a q=("$@")
-	local -a acc
-	for i in "${!q[@]}"; do run_ms "$workers" "${q[$i]}" >/dev/null; acc[$i]=""; done
-	for r in $(seq 1 "$RUNS"); do
-		for i in "${!q[@]}"; do acc[$i]="${acc[$i]} $(run_ms "$workers" "${q[$i]}")"; done
+	script=$(mktemp)
+	{
+		echo "SET jit = off;"
+		echo "SET max_parallel_workers_per_gather = $workers;"
+		echo "SET parallel_leader_participation = $([ "$workers" -gt 0 ] && echo off || echo on);"
+		for r in $(seq 0 "$RUNS"); do
+			for i in "${!q[@]}"; do echo "EXPLAIN (ANALYZE, TIMING OFF, COSTS OFF) ${q[$i]};"; done
+		done
+	} >"$script"
+	out=$(psql -X -At -v ON_ERROR_STOP=1 -f "$script")
+	rm -f "$script"
+	if [ "$workers" -gt 0 ] && echo "$out" | grep -q "Workers Launched: [0-$((workers - 1))]$"; then
+		echo "warning: a Gather launched fewer than $workers workers" >&2
+	fi
+	# the k-th "Execution Time" is query (k-1) mod n of round (k-1) div n
+	echo "$out" | sed -n 's/^Execution Time: \([0-9.]*\) ms$/\1/p' |
+		awk -v n="${#q[@]}" 'NR > n {print (NR - 1) % n, $1}' >"$OUT/times.$workers"
+	for i in "${!q[@]}"; do
+		awk -v i="$i" '$1 == i {print $2}' "$OUT/times.$workers" | median
+		echo
 	done
-	for i in "${!q[@]}"; do echo "${acc[$i]}" | tr ' ' '\n' | grep -v '^$' | median; echo; done
 }
 
 report=$OUT/aggregates.md

@@ -1,0 +1,520 @@
+/*
+ * features.c
+ *	  Turn a deal row of any row type into the model's feature vector.
+ *
+ * Column names are resolved to attribute numbers once per row type and kept
+ * in a DrRowReader (callers cache it in fn_extra); encoding a row reads the
+ * attributes it needs and writes the non-zero model columns into a
+ * preallocated DrEncoded, so the per-row path allocates nothing.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "utils/builtins.h"
+#include "utils/date.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/typcache.h"
+
+#include "dealrisk.h"
+#include "model.h"
+
+char	   *dr_as_of_setting = NULL;
+
+static const char *const fixed_names[DR_NUM_FIXED_COLUMNS] = {
+	"created_date", "closed_date", "sales_cycle_days", "deal_stage",
+	"stage_entered_date", "last_activity_date", "outcome"
+};
+
+/*
+ * The date "now" for open deals: dealrisk.as_of_date when set (replaying a
+ * snapshot, tests), else the transaction's current date.
+ */
+int32
+dr_as_of_date(void)
+{
+	static char *parsed_from = NULL;
+	static DateADT parsed = 0;
+
+	if (dr_as_of_setting == NULL || dr_as_of_setting[0] == '\0')
+		return (int32) GetSQLCurrentDate();
+	if (parsed_from == NULL || strcmp(parsed_from, dr_as_of_setting) != 0)
+	{
+		parsed = DatumGetDateADT(DirectFunctionCall1(date_in,
+													 CStringGetDatum(dr_as_of_setting)));
+		if (parsed_from)
+			pfree(parsed_from);
+		parsed_from = MemoryContextStrdup(TopMemoryContext, dr_as_of_setting);
+	}
+	return (int32) parsed;
+}
+
+/* Attribute number of a column by exact name, or 0 when absent. */
+static int
+find_attno(TupleDesc desc, const char *name)
+{
+	int			i;
+
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
+			return i + 1;
+	}
+	return 0;
+}
+
+/* Error for a column the model needs that the row type lacks. */
+static void
+missing_column(DrModel *model, const char *column, Oid typid)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_COLUMN),
+			 errmsg("column \"%s\" required by model \"%s\" (id " INT64_FORMAT ") is missing from row type %s",
+					column, model->name ? model->name : "(training)", model->id,
+					format_type_be(typid)),
+			 errhint("Score rows that have the model's feature columns, or map them with a view.")));
+}
+
+/* True for the numeric types a number feature can read. */
+static bool
+is_number_type(Oid t)
+{
+	return t == INT2OID || t == INT4OID || t == INT8OID || t == FLOAT4OID ||
+		t == FLOAT8OID || t == NUMERICOID;
+}
+
+/* Check a fixed contract column has the type the encoder reads. */
+static void
+check_fixed_type(DrColumn c, Oid t, Oid typid)
+{
+	bool		ok;
+
+	switch (c)
+	{
+		case DR_COL_CYCLE:
+			ok = is_number_type(t);
+			break;
+		case DR_COL_STAGE:
+		case DR_COL_OUTCOME:
+			ok = (t == TEXTOID || t == VARCHAROID || t == BPCHAROID);
+			break;
+		default:
+			ok = (t == DATEOID);
+			break;
+	}
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("column \"%s\" of row type %s has type %s, which the model cannot read",
+						fixed_names[c], format_type_be(typid), format_type_be(t)),
+				 errhint("See docs/data-contract.md for the column types; cast the column in a view.")));
+}
+
+/*
+ * Resolve the columns the model needs in the row type of rec; reuse prev
+ * when it describes the same row type.  Missing required columns are errors.
+ */
+DrRowReader *
+dr_row_reader(DrModel *model, HeapTupleHeader rec, MemoryContext cxt,
+			  DrRowReader *prev)
+{
+	Oid			typid = HeapTupleHeaderGetTypeId(rec);
+	int32		typmod = HeapTupleHeaderGetTypMod(rec);
+	DrRowReader *r;
+	TupleDesc	desc;
+	MemoryContext oldcxt;
+	bool		need[DR_NUM_FIXED_COLUMNS] = {0};
+	int			i;
+
+	if (prev && prev->typid == typid && prev->typmod == typmod)
+		return prev;
+
+	oldcxt = MemoryContextSwitchTo(cxt);
+	r = palloc0(sizeof(DrRowReader));
+	r->typid = typid;
+	r->typmod = typmod;
+	desc = lookup_rowtype_tupdesc(typid, typmod);
+	r->tupdesc = CreateTupleDescCopy(desc);
+	ReleaseTupleDesc(desc);
+	desc = r->tupdesc;
+
+	for (i = 0; i < model->nfeatures; i++)
+	{
+		switch (model->features[i].derived)
+		{
+			case DR_DERIVED_AGE_DAYS:
+				need[DR_COL_CREATED] = true;
+				break;
+			case DR_DERIVED_STAGE_RATIO:
+				need[DR_COL_CREATED] = need[DR_COL_STAGE] = true;
+				break;
+			case DR_DERIVED_ACTIVITY_GAP:
+				need[DR_COL_LAST_ACTIVITY] = true;
+				break;
+			case DR_DERIVED_NONE:
+				break;
+		}
+	}
+	for (i = 0; i < DR_NUM_FIXED_COLUMNS; i++)
+	{
+		r->fixed_attno[i] = find_attno(desc, fixed_names[i]);
+		if (r->fixed_attno[i] == 0)
+		{
+			if (need[i])
+				missing_column(model, fixed_names[i], typid);
+			continue;
+		}
+		r->fixed_type[i] = TupleDescAttr(desc, r->fixed_attno[i] - 1)->atttypid;
+		check_fixed_type((DrColumn) i, r->fixed_type[i], typid);
+	}
+
+	r->extra_attno = palloc0(sizeof(int) * Max(1, model->nextra));
+	r->extra_type = palloc0(sizeof(Oid) * Max(1, model->nextra));
+	r->extra_out = palloc0(sizeof(FmgrInfo) * Max(1, model->nextra));
+	for (i = 0; i < model->nextra; i++)
+	{
+		Oid			t;
+		Oid			outfn;
+		bool		varlena;
+
+		r->extra_attno[i] = find_attno(desc, model->extra_columns[i]);
+		if (r->extra_attno[i] == 0)
+			missing_column(model, model->extra_columns[i], typid);
+		t = TupleDescAttr(desc, r->extra_attno[i] - 1)->atttypid;
+		r->extra_type[i] = t;
+		getTypeOutputInfo(t, &outfn, &varlena);
+		fmgr_info_cxt(outfn, &r->extra_out[i], cxt);
+	}
+	MemoryContextSwitchTo(oldcxt);
+	return r;
+}
+
+/* Buffers for encoding rows of a model, allocated once per call site. */
+DrEncoded *
+dr_encoded_alloc(DrModel *model, MemoryContext cxt)
+{
+	DrEncoded  *e = MemoryContextAllocZero(cxt, sizeof(DrEncoded));
+	int			n = model->nfeatures + 1;
+
+	e->idx = MemoryContextAllocZero(cxt, sizeof(int) * (n + 1));
+	e->val = MemoryContextAllocZero(cxt, sizeof(double) * (n + 1));
+	e->raw = MemoryContextAllocZero(cxt, sizeof(double) * n);
+	e->rawtext = MemoryContextAllocZero(cxt, sizeof(char *) * n);
+	e->level = MemoryContextAllocZero(cxt, sizeof(int) * n);
+	return e;
+}
+
+/* A number from a column of one of the numeric types; NaN when NULL. */
+static double
+datum_to_double(Datum d, Oid t)
+{
+	switch (t)
+	{
+		case INT2OID:
+			return (double) DatumGetInt16(d);
+		case INT4OID:
+			return (double) DatumGetInt32(d);
+		case INT8OID:
+			return (double) DatumGetInt64(d);
+		case FLOAT4OID:
+			return (double) DatumGetFloat4(d);
+		case FLOAT8OID:
+			return DatumGetFloat8(d);
+		case NUMERICOID:
+			return DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow, d));
+	}
+	elog(ERROR, "unexpected numeric type %u", t);
+	return 0;					/* keep compiler quiet */
+}
+
+/* Index of (s, len) among sorted levels, or -1. */
+static int
+find_level(char **levels, int nlevels, const char *s, int len)
+{
+	int			lo = 0,
+				hi = nlevels - 1;
+
+	while (lo <= hi)
+	{
+		int			mid = (lo + hi) / 2;
+		int			c = strncmp(levels[mid], s, len);
+
+		if (c == 0 && levels[mid][len] != '\0')
+			c = 1;
+		if (c == 0)
+			return mid;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
+	return -1;
+}
+
+/*
+ * The text of an attribute as (pointer, length) without copying when it is
+ * a text type; other types go through their output function.  false if NULL.
+ */
+static bool
+attr_text(HeapTuple tup, TupleDesc desc, int attno, Oid t, FmgrInfo *out,
+		  const char **s, int *len)
+{
+	bool		isnull;
+	Datum		d = heap_getattr(tup, attno, desc, &isnull);
+
+	if (isnull)
+		return false;
+	if (t == TEXTOID || t == VARCHAROID || t == BPCHAROID)
+	{
+		text	   *tx = DatumGetTextPP(d);
+
+		*s = VARDATA_ANY(tx);
+		*len = VARSIZE_ANY_EXHDR(tx);
+		if (t == BPCHAROID)
+			while (*len > 0 && (*s)[*len - 1] == ' ')
+				(*len)--;
+	}
+	else
+	{
+		*s = OutputFunctionCall(out, d);
+		*len = strlen(*s);
+	}
+	return true;
+}
+
+/* A date attribute, or DR_NO_DATE when absent or NULL. */
+static int32
+attr_date(HeapTuple tup, TupleDesc desc, int attno)
+{
+	bool		isnull;
+	Datum		d;
+
+	if (attno == 0)
+		return DR_NO_DATE;
+	d = heap_getattr(tup, attno, desc, &isnull);
+	if (isnull)
+		return DR_NO_DATE;
+	return (int32) DatumGetDateADT(d);
+}
+
+/* Typical days in a stage (case-insensitive), or NaN when unknown. */
+static double
+typical_days(DrFeature *f, const char *s, int len)
+{
+	int			i;
+
+	for (i = 0; i < f->ntypical; i++)
+		if ((int) strlen(f->typical_stage[i]) == len &&
+			pg_strncasecmp(f->typical_stage[i], s, len) == 0)
+			return f->typical_days[i];
+	return NAN;
+}
+
+/*
+ * Encode one row: out->idx/val get the non-zero model columns (the
+ * intercept first), out->level the level or bin of each feature (-1 for the
+ * baseline: NULL, unseen), out->raw the number a feature read.  With
+ * leave_one_out the row's own outcome is taken out of rate features (so
+ * training does not see its own label).  With out->want_text, rawtext
+ * gets a copy of each text input (in the current, per-row memory context).
+ */
+void
+dr_encode_row(DrModel *model, DrRowReader *r, HeapTupleHeader rec,
+			  int32 as_of, bool leave_one_out, DrEncoded *out)
+{
+	HeapTupleData tup;
+	TupleDesc	desc = r->tupdesc;
+	int32		created,
+				closed,
+				end;
+	bool		is_closed;
+	int			i;
+	int			nnz = 0;
+
+	tup.t_len = HeapTupleHeaderGetDatumLength(rec);
+	ItemPointerSetInvalid(&tup.t_self);
+	tup.t_tableOid = InvalidOid;
+	tup.t_data = rec;
+
+	/* outcome: 1 won, 0 lost, -1 open or unreadable */
+	out->outcome = -1;
+	if (r->fixed_attno[DR_COL_OUTCOME])
+	{
+		const char *s;
+		int			len;
+
+		if (attr_text(&tup, desc, r->fixed_attno[DR_COL_OUTCOME],
+					  r->fixed_type[DR_COL_OUTCOME], NULL, &s, &len))
+		{
+			DrOutcome	o = dr_classify_outcome(s, len);
+
+			if (o == DR_OUTCOME_WON)
+				out->outcome = 1;
+			else if (o == DR_OUTCOME_LOST)
+				out->outcome = 0;
+		}
+	}
+	created = attr_date(&tup, desc, r->fixed_attno[DR_COL_CREATED]);
+	closed = attr_date(&tup, desc, r->fixed_attno[DR_COL_CLOSED]);
+	out->closed_date = closed;
+	is_closed = (out->outcome >= 0) ||
+		(r->fixed_attno[DR_COL_OUTCOME] == 0 && closed != DR_NO_DATE);
+	end = (is_closed && closed != DR_NO_DATE) ? closed : as_of;
+
+	out->idx[nnz] = 0;
+	out->val[nnz++] = 1.0;
+
+	for (i = 0; i < model->nfeatures; i++)
+	{
+		DrFeature  *f = &model->features[i];
+		double		v = NAN;
+		const char *s = NULL;
+		int			len = 0;
+		int			lvl = -1;
+		bool		have_text = false;
+
+		out->rawtext[i] = NULL;
+		/* read the input: text for categorical/rate, a number otherwise */
+		if (f->derived == DR_DERIVED_NONE)
+		{
+			int			attno = r->extra_attno[f->colidx];
+			Oid			t = r->extra_type[f->colidx];
+
+			if (f->kind == DR_FEAT_CATEGORICAL || f->kind == DR_FEAT_RATE)
+				have_text = attr_text(&tup, desc, attno, t, &r->extra_out[f->colidx], &s, &len);
+			else
+			{
+				bool		isnull;
+				Datum		d = heap_getattr(&tup, attno, desc, &isnull);
+
+				if (!isnull)
+				{
+					if (!is_number_type(t))
+						ereport(ERROR,
+								(errcode(ERRCODE_DATATYPE_MISMATCH),
+								 errmsg("column \"%s\" of model \"%s\" must be numeric, not %s",
+										f->column, model->name ? model->name : "(training)",
+										format_type_be(t))));
+					v = datum_to_double(d, t);
+				}
+			}
+		}
+		else if (f->derived == DR_DERIVED_AGE_DAYS)
+		{
+			bool		got = false;
+
+			if (is_closed && r->fixed_attno[DR_COL_CYCLE])
+			{
+				bool		isnull;
+				Datum		d = heap_getattr(&tup, r->fixed_attno[DR_COL_CYCLE], desc, &isnull);
+
+				if (!isnull)
+				{
+					v = datum_to_double(d, r->fixed_type[DR_COL_CYCLE]);
+					got = true;
+				}
+			}
+			if (!got && created != DR_NO_DATE)
+				v = (double) end - (double) created;
+		}
+		else if (f->derived == DR_DERIVED_STAGE_RATIO)
+		{
+			const char *st;
+			int			stlen;
+
+			if (attr_text(&tup, desc, r->fixed_attno[DR_COL_STAGE],
+						  r->fixed_type[DR_COL_STAGE], NULL, &st, &stlen))
+			{
+				double		typ = typical_days(f, st, stlen);
+				int32		entered = attr_date(&tup, desc, r->fixed_attno[DR_COL_STAGE_ENTERED]);
+
+				if (entered == DR_NO_DATE)
+					entered = created;
+				if (!isnan(typ) && entered != DR_NO_DATE)
+					v = ((double) end - (double) entered) / Max(typ, 1.0);
+				s = st;
+				len = stlen;
+				have_text = true;
+			}
+		}
+		else if (f->derived == DR_DERIVED_ACTIVITY_GAP)
+		{
+			int32		last = attr_date(&tup, desc, r->fixed_attno[DR_COL_LAST_ACTIVITY]);
+
+			if (last != DR_NO_DATE)
+				v = (double) end - (double) last;
+		}
+
+		out->raw[i] = v;
+		if (have_text && out->want_text)
+			out->rawtext[i] = pnstrdup(s, len);
+
+		switch (f->kind)
+		{
+			case DR_FEAT_CATEGORICAL:
+				if (have_text)
+					lvl = find_level(f->levels, f->nlevels, s, len);
+				/* a rare level of the training data counts as "(other)" */
+				if (lvl < 0 && have_text && f->other_index >= 0 &&
+					find_level(f->pooled, f->npooled, s, len) >= 0)
+					lvl = f->other_index;
+				if (lvl >= 0)
+				{
+					out->idx[nnz] = f->offset + f->colpos[lvl];
+					out->val[nnz++] = 1.0;
+				}
+				break;
+			case DR_FEAT_BINS:
+				if (!isnan(v))
+				{
+					int			b = 0;
+
+					while (b < f->nedges && v >= f->edges[b])
+						b++;
+					lvl = b;
+					out->idx[nnz] = f->offset + b;
+					out->val[nnz++] = 1.0;
+				}
+				break;
+			case DR_FEAT_RATE:
+				{
+					double		won = 0,
+								n = 0,
+								rate;
+
+					if (have_text)
+						lvl = find_level(f->levels, f->nlevels, s, len);
+					if (lvl >= 0)
+					{
+						won = f->won[lvl];
+						n = f->closed[lvl];
+						if (leave_one_out && out->outcome >= 0 && n >= 1)
+						{
+							won -= out->outcome;
+							n -= 1;
+						}
+					}
+					rate = (won + f->strength * f->prior) / (n + f->strength);
+					out->raw[i] = rate;
+					out->idx[nnz] = f->offset;
+					out->val[nnz++] = (rate - f->mean) / f->sd;
+				}
+				break;
+			case DR_FEAT_NUMERIC:
+				if (!isnan(v))
+				{
+					lvl = 0;
+					out->idx[nnz] = f->offset;
+					out->val[nnz++] = (v - f->mean) / f->sd;
+				}
+				break;
+		}
+		out->level[i] = lvl;
+	}
+	out->nnz = nnz;
+}

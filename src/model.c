@@ -1,0 +1,587 @@
+/*
+ * model.c
+ *	  The model: parse and validate a feature specification (jsonb) and its
+ *	  coefficients into a DrModel, and keep the active models of this backend
+ *	  in a cache that a relcache invalidation of dealrisk.models empties.
+ *
+ * The cache is per backend and reads only dealrisk.models on the node that
+ * scores, so scoring works the same in parallel workers and on Citus
+ * workers (where dealrisk.models is a reference table).
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "dealrisk.h"
+#include "model.h"
+
+PG_FUNCTION_INFO_V1(dr_models_changed);
+PG_FUNCTION_INFO_V1(dr_validate_model);
+
+#define DR_MAX_MODEL_COLUMNS 100000
+
+/* Active models of this backend, by name. */
+typedef struct CachedModel
+{
+	char	   *name;
+	DrModel    *model;
+	struct CachedModel *next;
+} CachedModel;
+
+static MemoryContext cache_cxt = NULL;
+static CachedModel *cache_list = NULL;
+static bool cache_valid = true;
+static Oid	models_relid = InvalidOid;
+uint64		dr_model_generation = 1;
+
+/* Logistic function, safe for large |eta|. */
+double
+dr_logistic(double eta)
+{
+	if (eta >= 0)
+		return 1.0 / (1.0 + exp(-eta));
+	else
+	{
+		double		e = exp(eta);
+
+		return e / (1.0 + e);
+	}
+}
+
+/* Name of a feature kind as written in the spec. */
+const char *
+dr_feature_kind_name(DrFeatureKind kind)
+{
+	switch (kind)
+	{
+		case DR_FEAT_CATEGORICAL:
+			return "categorical";
+		case DR_FEAT_BINS:
+			return "bins";
+		case DR_FEAT_RATE:
+			return "rate";
+		case DR_FEAT_NUMERIC:
+			return "numeric";
+	}
+	return "?";
+}
+
+/* Report an invalid model specification, naming the model and the problem. */
+static void invalid_model(const char *label, const char *hint, const char *detail)
+			pg_attribute_noreturn();
+static void
+invalid_model(const char *label, const char *hint, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("model %s is invalid: %s", label, detail),
+			 errhint("%s", hint)));
+}
+
+/* A text[] SPI column as a C string array (copied into cxt); count in *n. */
+static char **
+text_array(HeapTuple tup, TupleDesc desc, int col, int *n)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+	Datum	   *elems;
+	bool	   *nulls;
+	char	  **out;
+	int			i;
+
+	*n = 0;
+	if (isnull)
+		return NULL;
+	deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, n);
+	out = palloc(sizeof(char *) * Max(1, *n));
+	for (i = 0; i < *n; i++)
+		out[i] = nulls[i] ? NULL : TextDatumGetCString(elems[i]);
+	return out;
+}
+
+/* A float8[] SPI column as a C array; count in *n. */
+static double *
+float_array(HeapTuple tup, TupleDesc desc, int col, int *n)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+	Datum	   *elems;
+	bool	   *nulls;
+	double	   *out;
+	int			i;
+
+	*n = 0;
+	if (isnull)
+		return NULL;
+	deconstruct_array(DatumGetArrayTypeP(d), FLOAT8OID, sizeof(float8),
+					  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, &nulls, n);
+	out = palloc(sizeof(double) * Max(1, *n));
+	for (i = 0; i < *n; i++)
+		out[i] = nulls[i] ? NAN : DatumGetFloat8(elems[i]);
+	return out;
+}
+
+/* A float8 SPI column, NaN when NULL. */
+static double
+float_value(HeapTuple tup, TupleDesc desc, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+
+	return isnull ? NAN : DatumGetFloat8(d);
+}
+
+/* Comparison of C strings for qsort over an index array. */
+static char **sort_keys;
+static int
+cmp_level_index(const void *a, const void *b)
+{
+	return strcmp(sort_keys[*(const int *) a], sort_keys[*(const int *) b]);
+}
+
+/*
+ * Sort f->levels (byte order) keeping colpos, won and closed aligned;
+ * duplicate or NULL levels are an error.
+ */
+static void
+sort_levels(DrFeature *f, const char *label)
+{
+	int		   *order = palloc(sizeof(int) * Max(1, f->nlevels));
+	char	  **levels = palloc(sizeof(char *) * Max(1, f->nlevels));
+	double	   *won = f->won ? palloc(sizeof(double) * Max(1, f->nlevels)) : NULL;
+	double	   *closed = f->closed ? palloc(sizeof(double) * Max(1, f->nlevels)) : NULL;
+	int			i;
+
+	for (i = 0; i < f->nlevels; i++)
+	{
+		if (f->levels[i] == NULL)
+			invalid_model(label, "Levels must be non-NULL strings.",
+						  psprintf("feature \"%s\" has a NULL level", f->name));
+		order[i] = i;
+	}
+	sort_keys = f->levels;
+	qsort(order, f->nlevels, sizeof(int), cmp_level_index);
+	f->colpos = palloc(sizeof(int) * Max(1, f->nlevels));
+	f->other_index = -1;
+	for (i = 0; i < f->nlevels; i++)
+	{
+		levels[i] = f->levels[order[i]];
+		f->colpos[i] = order[i];
+		if (won)
+			won[i] = f->won[order[i]];
+		if (closed)
+			closed[i] = f->closed[order[i]];
+		if (i > 0 && strcmp(levels[i - 1], levels[i]) == 0)
+			invalid_model(label, "Each level may appear once.",
+						  psprintf("feature \"%s\" lists level \"%s\" twice", f->name, levels[i]));
+		if (strcmp(levels[i], "(other)") == 0)
+			f->other_index = i;
+	}
+	f->levels = levels;
+	if (won)
+		f->won = won;
+	if (closed)
+		f->closed = closed;
+	if (f->npooled > 0)
+	{
+		int		   *po = palloc(sizeof(int) * f->npooled);
+		char	  **pooled = palloc(sizeof(char *) * f->npooled);
+
+		for (i = 0; i < f->npooled; i++)
+		{
+			if (f->pooled[i] == NULL)
+				invalid_model(label, "Pooled levels must be non-NULL strings.",
+							  psprintf("feature \"%s\" has a NULL pooled level", f->name));
+			po[i] = i;
+		}
+		sort_keys = f->pooled;
+		qsort(po, f->npooled, sizeof(int), cmp_level_index);
+		for (i = 0; i < f->npooled; i++)
+			pooled[i] = f->pooled[po[i]];
+		f->pooled = pooled;
+	}
+}
+
+/* Register a named input column of the model, returning its reader slot. */
+static int
+extra_column(DrModel *m, const char *col)
+{
+	int			i;
+
+	for (i = 0; i < m->nextra; i++)
+		if (strcmp(m->extra_columns[i], col) == 0)
+			return i;
+	m->extra_columns[m->nextra] = pstrdup(col);
+	return m->nextra++;
+}
+
+/* True when x is a finite number. */
+static inline bool
+finite_number(double x)
+{
+	return !isnan(x) && !isinf(x);
+}
+
+/*
+ * Parse a feature specification (jsonb, format in docs/model.md) and, when
+ * given, its coefficients into a DrModel allocated in cxt; every problem is
+ * an error that names the model and the feature.
+ */
+DrModel *
+dr_model_from_spec(Datum spec, ArrayType *coefs, int64 id, const char *name,
+				   MemoryContext cxt)
+{
+	static const char *query =
+		"SELECT e.j->>'name', e.j->>'kind', e.j->>'column', e.j->>'derived',"
+		" CASE WHEN jsonb_typeof(e.j->'levels') = 'array' THEN ARRAY(SELECT jsonb_array_elements_text(e.j->'levels')) END,"
+		" CASE WHEN jsonb_typeof(e.j->'pooled') = 'array' THEN ARRAY(SELECT jsonb_array_elements_text(e.j->'pooled')) END,"
+		" CASE WHEN jsonb_typeof(e.j->'edges') = 'array' THEN ARRAY(SELECT x::float8 FROM jsonb_array_elements_text(e.j->'edges') x) END,"
+		" CASE WHEN jsonb_typeof(e.j->'won') = 'array' THEN ARRAY(SELECT x::float8 FROM jsonb_array_elements_text(e.j->'won') x) END,"
+		" CASE WHEN jsonb_typeof(e.j->'closed') = 'array' THEN ARRAY(SELECT x::float8 FROM jsonb_array_elements_text(e.j->'closed') x) END,"
+		" (e.j->>'prior')::float8, (e.j->>'strength')::float8, (e.j->>'mean')::float8, (e.j->>'sd')::float8,"
+		" CASE WHEN jsonb_typeof(e.j->'typical') = 'object' THEN ARRAY(SELECT k FROM jsonb_object_keys(e.j->'typical') k ORDER BY k) END,"
+		" CASE WHEN jsonb_typeof(e.j->'typical') = 'object' THEN ARRAY(SELECT (e.j->'typical'->>k)::float8 FROM jsonb_object_keys(e.j->'typical') k ORDER BY k) END,"
+		" jsonb_typeof($1), jsonb_typeof($1->'features'), e.ord"
+		" FROM (SELECT 1) one LEFT JOIN LATERAL jsonb_array_elements("
+		"   CASE WHEN jsonb_typeof($1->'features') = 'array' THEN $1->'features' ELSE '[]' END"
+		" ) WITH ORDINALITY AS e(j, ord) ON true ORDER BY e.ord";
+	Oid			argtypes[1] = {JSONBOID};
+	Datum		args[1];
+	MemoryContext oldcxt;
+	DrModel    *m;
+	char	   *label;
+	uint64		i;
+	int			ret;
+	int			col;
+
+	label = (id > 0) ? psprintf("%" INT64_MODIFIER "d (\"%s\")", id, name ? name : "?")
+		: psprintf("\"%s\"", name ? name : "(new)");
+	args[0] = spec;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	ret = SPI_execute_with_args(query, 1, argtypes, args, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "parsing the model specification failed: %s", SPI_result_code_string(ret));
+
+	oldcxt = MemoryContextSwitchTo(cxt);
+	m = palloc0(sizeof(DrModel));
+	m->id = id;
+	m->name = pstrdup(name ? name : "(training)");
+	label = pstrdup(label);
+
+	{
+		char	   *t1 = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 16);
+		char	   *t2 = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 17);
+
+		if (t1 == NULL || strcmp(t1, "object") != 0 || t2 == NULL || strcmp(t2, "array") != 0)
+			invalid_model(label, "A model specification is a JSON object with a \"features\" array.",
+						  "the specification has no \"features\" array");
+	}
+	if (SPI_processed == 1 &&
+		SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 18) == NULL)
+		invalid_model(label, "List at least one feature.", "the \"features\" array is empty");
+
+	m->nfeatures = (int) SPI_processed;
+	m->features = palloc0(sizeof(DrFeature) * m->nfeatures);
+	m->extra_columns = palloc0(sizeof(char *) * m->nfeatures);
+	col = 1;
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		DrFeature  *f = &m->features[i];
+		char	   *kind = SPI_getvalue(tup, desc, 2);
+		char	   *derived = SPI_getvalue(tup, desc, 4);
+		int			n;
+		int			k;
+
+		f->name = SPI_getvalue(tup, desc, 1);
+		if (f->name == NULL)
+			invalid_model(label, "Every feature needs a \"name\".",
+						  psprintf("feature %d has no name", (int) i + 1));
+		f->column = SPI_getvalue(tup, desc, 3);
+		f->colidx = -1;
+		if (kind == NULL)
+			invalid_model(label, "Kinds are categorical, bins, rate and numeric.",
+						  psprintf("feature \"%s\" has no kind", f->name));
+		else if (strcmp(kind, "categorical") == 0)
+			f->kind = DR_FEAT_CATEGORICAL;
+		else if (strcmp(kind, "bins") == 0)
+			f->kind = DR_FEAT_BINS;
+		else if (strcmp(kind, "rate") == 0)
+			f->kind = DR_FEAT_RATE;
+		else if (strcmp(kind, "numeric") == 0)
+			f->kind = DR_FEAT_NUMERIC;
+		else
+			invalid_model(label, "Kinds are categorical, bins, rate and numeric.",
+						  psprintf("feature \"%s\" has unknown kind \"%s\"", f->name, kind));
+
+		f->derived = DR_DERIVED_NONE;
+		if (derived != NULL)
+		{
+			if (strcmp(derived, "age_days") == 0)
+				f->derived = DR_DERIVED_AGE_DAYS;
+			else if (strcmp(derived, "stage_ratio") == 0)
+				f->derived = DR_DERIVED_STAGE_RATIO;
+			else if (strcmp(derived, "activity_gap") == 0)
+				f->derived = DR_DERIVED_ACTIVITY_GAP;
+			else
+				invalid_model(label, "Derived inputs are age_days, stage_ratio and activity_gap.",
+							  psprintf("feature \"%s\" has unknown derived input \"%s\"", f->name, derived));
+			if (f->kind != DR_FEAT_BINS && f->kind != DR_FEAT_NUMERIC)
+				invalid_model(label, "Derived inputs are numbers: use kind bins or numeric.",
+							  psprintf("feature \"%s\" derives a number but has kind %s", f->name, kind));
+			f->column = NULL;
+		}
+		else if (f->column == NULL)
+			invalid_model(label, "A feature reads a \"column\" or a \"derived\" input.",
+						  psprintf("feature \"%s\" has neither", f->name));
+		else
+			f->colidx = extra_column(m, f->column);
+
+		f->levels = text_array(tup, desc, 5, &f->nlevels);
+		f->pooled = text_array(tup, desc, 6, &f->npooled);
+		f->edges = float_array(tup, desc, 7, &f->nedges);
+		f->won = float_array(tup, desc, 8, &n);
+		if (f->won && n != f->nlevels)
+			invalid_model(label, "\"won\" and \"closed\" have one count per level.",
+						  psprintf("feature \"%s\" has %d levels but %d won counts", f->name, f->nlevels, n));
+		f->closed = float_array(tup, desc, 9, &n);
+		if (f->closed && n != f->nlevels)
+			invalid_model(label, "\"won\" and \"closed\" have one count per level.",
+						  psprintf("feature \"%s\" has %d levels but %d closed counts", f->name, f->nlevels, n));
+		f->prior = float_value(tup, desc, 10);
+		f->strength = float_value(tup, desc, 11);
+		f->mean = float_value(tup, desc, 12);
+		f->sd = float_value(tup, desc, 13);
+		f->typical_stage = text_array(tup, desc, 14, &f->ntypical);
+		f->typical_days = float_array(tup, desc, 15, &n);
+
+		switch (f->kind)
+		{
+			case DR_FEAT_CATEGORICAL:
+				if (f->nlevels < 1)
+					invalid_model(label, "A categorical feature lists its \"levels\".",
+								  psprintf("feature \"%s\" has no levels", f->name));
+				f->won = f->closed = NULL;
+				sort_levels(f, label);
+				f->width = f->nlevels;
+				break;
+			case DR_FEAT_RATE:
+				if (f->nlevels > 0 && (f->won == NULL || f->closed == NULL))
+					invalid_model(label, "A rate feature has \"won\" and \"closed\" counts per level.",
+								  psprintf("feature \"%s\" lacks its counts", f->name));
+				for (k = 0; k < f->nlevels; k++)
+					if (!finite_number(f->won[k]) || !finite_number(f->closed[k]) ||
+						f->won[k] < 0 || f->won[k] > f->closed[k])
+						invalid_model(label, "Counts are finite with 0 <= won <= closed.",
+									  psprintf("feature \"%s\" has bad counts for level %d", f->name, k + 1));
+				if (!finite_number(f->prior) || f->prior < 0 || f->prior > 1 ||
+					!finite_number(f->strength) || f->strength <= 0)
+					invalid_model(label, "\"prior\" is a rate in [0, 1] and \"strength\" a positive number.",
+								  psprintf("feature \"%s\" has a bad prior or strength", f->name));
+				f->npooled = 0;
+				sort_levels(f, label);
+				f->width = 1;
+				break;
+			case DR_FEAT_BINS:
+				if (f->nedges < 1)
+					invalid_model(label, "A bins feature lists at least one edge.",
+								  psprintf("feature \"%s\" has no \"edges\"", f->name));
+				for (k = 0; k < f->nedges; k++)
+					if (!finite_number(f->edges[k]) || (k > 0 && f->edges[k] <= f->edges[k - 1]))
+						invalid_model(label, "Edges are finite and strictly increasing.",
+									  psprintf("feature \"%s\" has a bad edge at position %d", f->name, k + 1));
+				f->width = f->nedges + 1;
+				break;
+			case DR_FEAT_NUMERIC:
+				f->width = 1;
+				break;
+		}
+		if ((f->kind == DR_FEAT_RATE || f->kind == DR_FEAT_NUMERIC) &&
+			(!finite_number(f->mean) || !finite_number(f->sd) || f->sd <= 0))
+			invalid_model(label, "Standardised features have a finite \"mean\" and a positive \"sd\".",
+						  psprintf("feature \"%s\" has a bad mean or sd", f->name));
+		if (f->derived == DR_DERIVED_STAGE_RATIO)
+		{
+			if (f->ntypical < 1 || f->typical_days == NULL)
+				invalid_model(label, "A stage_ratio feature has \"typical\" days per stage.",
+							  psprintf("feature \"%s\" has no typical days", f->name));
+			for (k = 0; k < f->ntypical; k++)
+				if (!finite_number(f->typical_days[k]) || f->typical_days[k] <= 0)
+					invalid_model(label, "Typical days are positive numbers.",
+								  psprintf("feature \"%s\" has bad typical days for stage \"%s\"",
+										   f->name, f->typical_stage[k]));
+		}
+		f->offset = col;
+		col += f->width;
+		if (col > DR_MAX_MODEL_COLUMNS)
+			invalid_model(label, "Pool rare levels or use fewer bins.",
+						  psprintf("more than %d model columns", DR_MAX_MODEL_COLUMNS));
+	}
+	m->ncols = col;
+
+	if (coefs != NULL)
+	{
+		int			n;
+
+		if (ARR_NDIM(coefs) != 1 || ARR_ELEMTYPE(coefs) != FLOAT8OID || ARR_HASNULL(coefs))
+			invalid_model(label, "Coefficients are a one-dimensional float8 array without NULLs.",
+						  "the coefficients are not a plain float8 array");
+		n = ARR_DIMS(coefs)[0];
+		if (n != m->ncols)
+			invalid_model(label, "There is one coefficient for the intercept and one per model column.",
+						  psprintf("%d coefficients for %d model columns", n, m->ncols));
+		m->beta = palloc(sizeof(double) * n);
+		memcpy(m->beta, ARR_DATA_PTR(coefs), sizeof(double) * n);
+		for (i = 0; i < (uint64) n; i++)
+			if (!finite_number(m->beta[i]))
+				invalid_model(label, "Coefficients are finite numbers.",
+							  psprintf("coefficient %d is not finite", (int) i + 1));
+	}
+	MemoryContextSwitchTo(oldcxt);
+	SPI_finish();
+	return m;
+}
+
+/* Empty the model cache when dealrisk.models changes (or on a full reset). */
+static void
+models_relcache_cb(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || (OidIsValid(models_relid) && relid == models_relid))
+	{
+		cache_valid = false;
+		dr_model_generation++;
+	}
+}
+
+/* Register the invalidation callback; called from _PG_init. */
+void
+dr_model_cache_init(void)
+{
+	CacheRegisterRelcacheCallback(models_relcache_cb, (Datum) 0);
+}
+
+/*
+ * The active model of a name, from the backend cache or loaded from
+ * dealrisk.models.  Raises an error when no model of that name is active.
+ */
+DrModel *
+dr_active_model(const char *name)
+{
+	CachedModel *c;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+	int			ret;
+	DrModel    *m;
+	bool		isnull;
+	int64		id;
+	Datum		spec;
+	Datum		coefs;
+	MemoryContext oldcxt;
+
+	if (!cache_valid && cache_cxt != NULL)
+	{
+		/* every call site holding a model of this context must reload it */
+		MemoryContextReset(cache_cxt);
+		cache_list = NULL;
+		dr_model_generation++;
+	}
+	cache_valid = true;
+	for (c = cache_list; c != NULL; c = c->next)
+		if (strcmp(c->name, name) == 0)
+			return c->model;
+
+	if (cache_cxt == NULL)
+		cache_cxt = AllocSetContextCreate(CacheMemoryContext, "dealrisk model cache",
+										  ALLOCSET_DEFAULT_SIZES);
+	if (!OidIsValid(models_relid))
+	{
+		Oid			nsp = get_namespace_oid("dealrisk", false);
+
+		models_relid = get_relname_relid("models", nsp);
+	}
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	args[0] = CStringGetTextDatum(name);
+	ret = SPI_execute_with_args("SELECT id, feature_spec, coefficients FROM dealrisk.models"
+								" WHERE name = $1 AND active",
+								1, argtypes, args, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading dealrisk.models failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("no active deal risk model named \"%s\"", name),
+				 errhint("Train one with SELECT dealrisk.train('deals', '%s'), or activate one with dealrisk.activate(id).",
+						 name)));
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	spec = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("model " INT64_FORMAT " (\"%s\") has no feature specification", id, name)));
+	coefs = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("model " INT64_FORMAT " (\"%s\") has no coefficients", id, name)));
+
+	/* copy out of SPI memory before parsing (which uses SPI itself) */
+	oldcxt = MemoryContextSwitchTo(cache_cxt);
+	spec = PointerGetDatum(PG_DETOAST_DATUM_COPY(spec));
+	coefs = PointerGetDatum(PG_DETOAST_DATUM_COPY(coefs));
+	MemoryContextSwitchTo(oldcxt);
+	SPI_finish();
+
+	m = dr_model_from_spec(spec, DatumGetArrayTypeP(coefs), id, name, cache_cxt);
+	c = MemoryContextAllocZero(cache_cxt, sizeof(CachedModel));
+	c->name = MemoryContextStrdup(cache_cxt, name);
+	c->model = m;
+	c->next = cache_list;
+	cache_list = c;
+	return m;
+}
+
+/* Trigger on dealrisk.models: tell every backend to drop its cached models. */
+Datum
+dr_models_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("dealrisk._models_changed() must be called as a trigger")));
+	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
+	PG_RETURN_POINTER(NULL);
+}
+
+/* SQL: _validate_model(spec, coefficients) -> number of model columns, or an error. */
+Datum
+dr_validate_model(PG_FUNCTION_ARGS)
+{
+	DrModel    *m;
+	ArrayType  *coefs = PG_ARGISNULL(1) ? NULL : PG_GETARG_ARRAYTYPE_P(1);
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("model specification must not be NULL")));
+	m = dr_model_from_spec(PG_GETARG_DATUM(0), coefs, 0, "(import)", CurrentMemoryContext);
+	PG_RETURN_INT32(m->ncols);
+}

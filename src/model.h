@@ -1,0 +1,137 @@
+/*
+ * model.h
+ *	  The deal risk model: feature specification, encoding of a deal row into
+ *	  a feature vector, and the per-backend model cache.
+ *
+ * Layering: features.c and model.c know nothing of training or scoring;
+ * train.c and score.c build on them.
+ */
+#ifndef DEALRISK_MODEL_H
+#define DEALRISK_MODEL_H
+
+#include "postgres.h"
+#include "access/htup.h"
+#include "access/tupdesc.h"
+#include "fmgr.h"
+#include "utils/array.h"
+
+/* How a feature turns column values into model columns. */
+typedef enum DrFeatureKind
+{
+	DR_FEAT_CATEGORICAL,		/* one-hot over learned levels */
+	DR_FEAT_BINS,				/* one-hot over quantile bins of a number */
+	DR_FEAT_RATE,				/* shrunk win rate of a key (e.g. the rep) */
+	DR_FEAT_NUMERIC				/* standardised number */
+} DrFeatureKind;
+
+/* Numbers derived from several contract columns. */
+typedef enum DrDerived
+{
+	DR_DERIVED_NONE,			/* the feature reads its column */
+	DR_DERIVED_AGE_DAYS,		/* cycle days (closed) or age (open) */
+	DR_DERIVED_STAGE_RATIO,		/* days in current stage / stage's typical days */
+	DR_DERIVED_ACTIVITY_GAP		/* days since the last logged activity */
+} DrDerived;
+
+/* Contract columns a derived feature may need; index into DrRowReader. */
+typedef enum DrColumn
+{
+	DR_COL_CREATED,
+	DR_COL_CLOSED,
+	DR_COL_CYCLE,
+	DR_COL_STAGE,
+	DR_COL_STAGE_ENTERED,
+	DR_COL_LAST_ACTIVITY,
+	DR_COL_OUTCOME,
+	DR_NUM_FIXED_COLUMNS
+} DrColumn;
+
+typedef struct DrFeature
+{
+	char	   *name;			/* shown in explanations */
+	DrFeatureKind kind;
+	DrDerived	derived;
+	char	   *column;			/* source column, NULL for derived features */
+	int			nlevels;		/* categorical levels / rate keys, sorted */
+	char	  **levels;
+	int			npooled;		/* categorical: rare levels pooled into "(other)" */
+	char	  **pooled;
+	int			other_index;	/* index of "(other)" in levels, or -1 */
+	int		   *colpos;			/* sorted level -> its column within the feature */
+	double	   *won;			/* rate: won and closed counts per key */
+	double	   *closed;
+	double		prior;			/* rate: overall rate and shrinkage strength */
+	double		strength;
+	int			nedges;			/* bins: nedges + 1 bins */
+	double	   *edges;
+	int			ntypical;		/* stage ratio: typical days per stage */
+	char	  **typical_stage;
+	double	   *typical_days;
+	double		mean;			/* rate / numeric: standardisation */
+	double		sd;
+	int			offset;			/* first model column (1-based, 0 = intercept) */
+	int			width;			/* number of model columns */
+	int			colidx;			/* reader slot of column (-1 if derived) */
+} DrFeature;
+
+typedef struct DrModel
+{
+	int64		id;				/* 0 for a spec being trained */
+	char	   *name;
+	int			nfeatures;
+	DrFeature  *features;
+	int			ncols;			/* 1 + sum of widths */
+	double	   *beta;			/* ncols coefficients, NULL while training */
+	int			nextra;			/* named columns beyond the fixed ones */
+	char	  **extra_columns;
+} DrModel;
+
+/* Column positions of one row type, for one model. */
+typedef struct DrRowReader
+{
+	Oid			typid;
+	int32		typmod;
+	TupleDesc	tupdesc;		/* a copy, in the reader's context */
+	int			fixed_attno[DR_NUM_FIXED_COLUMNS];	/* 0 = absent */
+	Oid			fixed_type[DR_NUM_FIXED_COLUMNS];
+	int		   *extra_attno;	/* per model extra column */
+	Oid		   *extra_type;
+	FmgrInfo   *extra_out;		/* output functions for non-text categoricals */
+} DrRowReader;
+
+/* What encoding a row produced: the active columns and their values. */
+typedef struct DrEncoded
+{
+	int			nnz;
+	int		   *idx;			/* model columns that are non-zero */
+	double	   *val;
+	double	   *raw;			/* per feature: the raw number (or NaN) */
+	char	  **rawtext;		/* per feature: the raw text value (or NULL) */
+	int		   *level;			/* per feature: level/bin index, -1 baseline */
+	bool		want_text;		/* fill rawtext (explanations) */
+	int			outcome;		/* 1 won, 0 lost, -1 open/unknown */
+	int32		closed_date;	/* DateADT or DR_NO_DATE */
+} DrEncoded;
+
+#define DR_NO_DATE PG_INT32_MIN
+
+/* features.c */
+extern DrRowReader *dr_row_reader(DrModel *model, HeapTupleHeader rec,
+								  MemoryContext cxt, DrRowReader *prev);
+extern DrEncoded *dr_encoded_alloc(DrModel *model, MemoryContext cxt);
+extern void dr_encode_row(DrModel *model, DrRowReader *reader,
+						  HeapTupleHeader rec, int32 as_of, bool leave_one_out,
+						  DrEncoded *out);
+extern int32 dr_as_of_date(void);
+extern char *dr_as_of_setting;
+
+/* model.c */
+extern DrModel *dr_model_from_spec(Datum spec, ArrayType *coefs, int64 id,
+								   const char *name, MemoryContext cxt);
+extern DrModel *dr_active_model(const char *name);
+extern void dr_model_cache_init(void);
+extern const char *dr_feature_kind_name(DrFeatureKind kind);
+extern uint64 dr_model_generation;
+extern double dr_logistic(double eta);
+
+#endif							/* DEALRISK_MODEL_H */

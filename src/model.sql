@@ -1,0 +1,729 @@
+-- model.sql: the deal risk model: table, training, activation, export and
+-- import, scoring and explanation (src/features.c, model.c, train.c, score.c).
+
+CREATE TABLE dealrisk.models (
+	id            bigserial PRIMARY KEY,
+	name          text NOT NULL CHECK (btrim(name) <> ''),
+	created_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	source        text,
+	feature_spec  jsonb NOT NULL,
+	coefficients  float8[] NOT NULL,
+	metrics       jsonb NOT NULL DEFAULT '{}',
+	active        boolean NOT NULL DEFAULT false,
+	activated_at  timestamptz
+);
+CREATE UNIQUE INDEX models_one_active_per_name ON dealrisk.models (name) WHERE active;
+COMMENT ON TABLE dealrisk.models IS
+	'Deal risk models: feature specification (with dictionaries and standardisation), coefficients (intercept first), holdout metrics; at most one active model per name';
+SELECT pg_catalog.pg_extension_config_dump('dealrisk.models', '');
+SELECT pg_catalog.pg_extension_config_dump('dealrisk.models_id_seq', '');
+
+CREATE TABLE dealrisk.model_activations (
+	name          text NOT NULL,
+	model_id      bigint NOT NULL REFERENCES dealrisk.models (id) ON DELETE CASCADE,
+	activated_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+	forced        boolean NOT NULL DEFAULT false
+);
+CREATE INDEX ON dealrisk.model_activations (name, activated_at);
+COMMENT ON TABLE dealrisk.model_activations IS
+	'History of model activations per name, used by dealrisk.rollback()';
+SELECT pg_catalog.pg_extension_config_dump('dealrisk.model_activations', '');
+
+CREATE FUNCTION dealrisk._models_changed()
+RETURNS trigger AS 'MODULE_PATHNAME', 'dr_models_changed'
+LANGUAGE C;
+COMMENT ON FUNCTION dealrisk._models_changed() IS
+	'Trigger: makes every backend drop its cached models when dealrisk.models changes (internal)';
+CREATE TRIGGER models_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+	ON dealrisk.models FOR EACH STATEMENT EXECUTE FUNCTION dealrisk._models_changed();
+
+CREATE FUNCTION dealrisk._validate_model(spec jsonb, coefficients float8[])
+RETURNS int AS 'MODULE_PATHNAME', 'dr_validate_model'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION dealrisk._validate_model(jsonb, float8[]) IS
+	'Checks a feature specification and its coefficients; returns the number of model columns or raises an error naming the problem (internal)';
+
+-- One IRLS pass: the state sums the weighted log-likelihood, gradient and
+-- information of the closed deals at the given coefficients.
+CREATE FUNCTION dealrisk._irls_accum(float8[], record, jsonb, float8[], float8)
+RETURNS float8[] AS 'MODULE_PATHNAME', 'dr_irls_accum'
+LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION dealrisk._sum_combine(float8[], float8[])
+RETURNS float8[] AS 'MODULE_PATHNAME', 'dr_sum_combine'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION dealrisk._irls_accum(float8[], record, jsonb, float8[], float8) IS 'IRLS pass transition (internal)';
+COMMENT ON FUNCTION dealrisk._sum_combine(float8[], float8[]) IS 'merges IRLS or evaluation partial states (internal)';
+CREATE AGGREGATE dealrisk._irls_pass(deal record, spec jsonb, beta float8[], weight float8) (
+	SFUNC = dealrisk._irls_accum,
+	STYPE = float8[],
+	COMBINEFUNC = dealrisk._sum_combine,
+	INITCOND = '{}',
+	PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE dealrisk._irls_pass(record, jsonb, float8[], float8) IS
+	'One Newton/IRLS pass over closed deals: {rows, weight, log-likelihood, gradient, information} (internal)';
+
+CREATE FUNCTION dealrisk._irls_solve(state float8[], beta float8[], l2 float8)
+RETURNS float8[] AS 'MODULE_PATHNAME', 'dr_irls_solve'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION dealrisk._irls_solve(float8[], float8[], float8) IS
+	'Newton step on the L2-penalised log-likelihood from an IRLS pass state (internal)';
+
+CREATE FUNCTION dealrisk._eval_accum(float8[], record, jsonb, float8[])
+RETURNS float8[] AS 'MODULE_PATHNAME', 'dr_eval_accum'
+LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION dealrisk._eval_final(float8[])
+RETURNS jsonb AS 'MODULE_PATHNAME', 'dr_eval_final'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION dealrisk._eval_accum(float8[], record, jsonb, float8[]) IS 'evaluation transition (internal)';
+COMMENT ON FUNCTION dealrisk._eval_final(float8[]) IS 'evaluation final function: metrics as jsonb (internal)';
+CREATE AGGREGATE dealrisk._evaluate(deal record, spec jsonb, beta float8[]) (
+	SFUNC = dealrisk._eval_accum,
+	STYPE = float8[],
+	FINALFUNC = dealrisk._eval_final,
+	COMBINEFUNC = dealrisk._sum_combine,
+	INITCOND = '{}',
+	PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE dealrisk._evaluate(record, jsonb, float8[]) IS
+	'Holdout metrics of coefficients on closed deals: AUC, log loss, Brier, accuracy, calibration (internal)';
+
+-- Quantile edges of a numeric expression over a filtered source: distinct,
+-- increasing, finite.
+CREATE FUNCTION dealrisk._quantile_edges(source regclass, expr text, filter text, probs float8[])
+RETURNS float8[]
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+AS $$
+DECLARE
+	edges float8[];
+BEGIN
+	EXECUTE pg_catalog.format(
+		'SELECT pg_catalog.array_agg(DISTINCT q ORDER BY q) FROM pg_catalog.unnest('
+		'(SELECT percentile_cont($1) WITHIN GROUP (ORDER BY (%s)::float8) FROM %s d WHERE %s AND (%s) IS NOT NULL'
+		' AND (%s)::float8 NOT IN (''NaN'', ''Infinity'', ''-Infinity''))) q',
+		expr, source, filter, expr, expr)
+		INTO edges USING probs;
+	RETURN edges;
+END
+$$;
+COMMENT ON FUNCTION dealrisk._quantile_edges(regclass, text, text, float8[]) IS
+	'Distinct quantiles of an expression over a source, used as bin edges (internal)';
+
+-- The feature specification learned from the closed deals of source that
+-- pass filter: dictionaries, bin edges, typical stage times, rep counts.
+CREATE FUNCTION dealrisk._build_spec(source regclass, features text[], filter text)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+AS $$
+DECLARE
+	cols text[];
+	types text[];
+	want text[];
+	f text;
+	spec jsonb := '[]';
+	n bigint;
+	won bigint;
+	min_level bigint;
+	levels jsonb;
+	pooled jsonb;
+	edges float8[];
+	typical jsonb;
+	rep jsonb;
+	prior float8;
+	strength float8 := 20;
+	mean float8;
+	sd float8;
+	t text;
+	end_expr text := 'CASE WHEN dealrisk.is_won(d.outcome) IS NOT NULL AND d.closed_date IS NOT NULL THEN d.closed_date ELSE dealrisk._as_of() END';
+	age_expr text;
+	stage_days text;
+BEGIN
+	SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum),
+	       pg_catalog.array_agg(pg_catalog.format_type(a.atttypid, NULL) ORDER BY a.attnum)
+	INTO cols, types
+	FROM pg_catalog.pg_attribute a
+	WHERE a.attrelid = source AND a.attnum > 0 AND NOT a.attisdropped;
+
+	IF features IS NULL THEN
+		want := ARRAY['industry', 'region', 'product_type', 'lead_source',
+		              'sales_rep_id', 'deal_amount', 'cycle_days', 'stage_time'];
+		IF 'last_activity_date' = ANY (cols) THEN
+			want := want || 'activity_gap'::text;
+		END IF;
+	ELSE
+		want := features;
+	END IF;
+
+	EXECUTE pg_catalog.format('SELECT count(*), count(*) FILTER (WHERE dealrisk.is_won(d.outcome)) FROM %s d WHERE %s',
+	                          source, filter) INTO n, won;
+	prior := won::float8 / greatest(n, 1);
+	min_level := greatest(20, (n * 0.005)::bigint);
+	age_expr := pg_catalog.format(
+		'CASE WHEN dealrisk.is_won(d.outcome) IS NOT NULL AND d.closed_date IS NOT NULL THEN %s ELSE dealrisk._as_of() - d.created_date END',
+		CASE WHEN 'sales_cycle_days' = ANY (cols)
+		     THEN 'coalesce(d.sales_cycle_days, d.closed_date - d.created_date)'
+		     ELSE 'd.closed_date - d.created_date' END);
+	stage_days := pg_catalog.format('(%s) - %s', end_expr,
+		CASE WHEN 'stage_entered_date' = ANY (cols)
+		     THEN 'coalesce(d.stage_entered_date, d.created_date)' ELSE 'd.created_date' END);
+
+	FOREACH f IN ARRAY want LOOP
+		IF f = 'cycle_days' THEN
+			edges := dealrisk._quantile_edges(source, age_expr, filter, '{0.1,0.25,0.5,0.75,0.9}');
+			IF pg_catalog.cardinality(edges) > 0 THEN
+				spec := spec || pg_catalog.jsonb_build_object('name', 'cycle_days', 'kind', 'bins',
+					'derived', 'age_days', 'edges', pg_catalog.to_jsonb(edges));
+			END IF;
+		ELSIF f = 'stage_time' THEN
+			-- a stage that only won (or only lost) deals end in records the
+			-- outcome: time in it would teach the model the answer, not the risk
+			EXECUTE pg_catalog.format(
+				'SELECT pg_catalog.string_agg(pg_catalog.quote_literal(s), '', '') FROM ('
+				' SELECT d.deal_stage s, count(*) c, avg(dealrisk.is_won(d.outcome)::int) r'
+				' FROM %s d WHERE %s AND d.deal_stage IS NOT NULL GROUP BY 1) x'
+				' WHERE x.c >= 0.05 * $1 AND (x.r >= 0.99 OR x.r <= 0.01)', source, filter)
+				INTO t USING n;
+			IF t IS NOT NULL THEN
+				RAISE NOTICE 'dealrisk.train: feature stage_time left out: every closed deal in stage(s) % has the same outcome, so deal_stage records the outcome rather than predicting it', t;
+				CONTINUE;
+			END IF;
+			EXECUTE pg_catalog.format(
+				'SELECT pg_catalog.jsonb_object_agg(s, m) FROM (SELECT d.deal_stage s,'
+				' greatest(1, percentile_cont(0.5) WITHIN GROUP (ORDER BY (%s)::float8)) m'
+				' FROM %s d WHERE %s AND d.deal_stage IS NOT NULL AND (%s) IS NOT NULL GROUP BY d.deal_stage) x',
+				stage_days, source, filter, stage_days) INTO typical;
+			IF typical IS NOT NULL THEN
+				edges := dealrisk._quantile_edges(source,
+					pg_catalog.format('(%s)::float8 / greatest(1, (%L::jsonb ->> d.deal_stage)::float8)',
+					                  stage_days, typical),
+					filter || ' AND d.deal_stage IS NOT NULL', '{0.25,0.5,0.75,0.9}');
+				IF pg_catalog.cardinality(edges) > 0 THEN
+					spec := spec || pg_catalog.jsonb_build_object('name', 'stage_time', 'kind', 'bins',
+						'derived', 'stage_ratio', 'edges', pg_catalog.to_jsonb(edges), 'typical', typical);
+				END IF;
+			END IF;
+		ELSIF f = 'activity_gap' THEN
+			IF NOT 'last_activity_date' = ANY (cols) THEN
+				RAISE EXCEPTION 'feature "activity_gap" needs column "last_activity_date", which % lacks', source
+					USING ERRCODE = 'undefined_column';
+			END IF;
+			edges := dealrisk._quantile_edges(source, pg_catalog.format('(%s) - d.last_activity_date', end_expr),
+			                                  filter, '{0.25,0.5,0.75,0.9}');
+			IF pg_catalog.cardinality(edges) > 0 THEN
+				spec := spec || pg_catalog.jsonb_build_object('name', 'activity_gap', 'kind', 'bins',
+					'derived', 'activity_gap', 'edges', pg_catalog.to_jsonb(edges));
+			END IF;
+		ELSIF f = 'sales_rep_id' THEN
+			IF NOT f = ANY (cols) THEN
+				RAISE EXCEPTION 'column "%" is missing from source %', f, source
+					USING ERRCODE = 'undefined_column';
+			END IF;
+			EXECUTE pg_catalog.format(
+				'SELECT pg_catalog.jsonb_build_object('
+				'  ''levels'', pg_catalog.jsonb_agg(k ORDER BY k COLLATE "C"),'
+				'  ''won'', pg_catalog.jsonb_agg(w ORDER BY k COLLATE "C"),'
+				'  ''closed'', pg_catalog.jsonb_agg(c ORDER BY k COLLATE "C"))'
+				' FROM (SELECT d.%I::text k, count(*) FILTER (WHERE dealrisk.is_won(d.outcome)) w, count(*) c'
+				'       FROM %s d WHERE %s AND d.%I IS NOT NULL GROUP BY 1) x', f, source, filter, f) INTO rep;
+			-- standardise the shrunk rate over the training rows
+			EXECUTE pg_catalog.format(
+				'SELECT avg(r), stddev_pop(r) FROM (SELECT (x.w + $1 * $2) / (x.c + $1) r'
+				' FROM (SELECT count(*) FILTER (WHERE dealrisk.is_won(d.outcome)) w, count(*) c'
+				'       FROM %s d WHERE %s GROUP BY d.%I) x, LATERAL pg_catalog.generate_series(1, x.c::int)) y',
+				source, filter, f) INTO mean, sd USING strength, prior;
+			IF rep ? 'levels' AND rep -> 'levels' <> 'null' THEN
+				spec := spec || (pg_catalog.jsonb_build_object('name', 'rep_win_rate', 'kind', 'rate',
+					'column', f, 'prior', prior, 'strength', strength,
+					'mean', coalesce(mean, prior), 'sd', CASE WHEN coalesce(sd, 0) > 1e-9 THEN sd ELSE 1 END) || rep);
+			END IF;
+		ELSIF f = ANY (cols) THEN
+			t := types[pg_catalog.array_position(cols, f)];
+			IF t IN ('text', 'character varying', 'character', 'boolean') THEN
+				EXECUTE pg_catalog.format(
+					'SELECT pg_catalog.jsonb_agg(k ORDER BY k COLLATE "C") FILTER (WHERE c >= $1),'
+					'       pg_catalog.jsonb_agg(k ORDER BY k COLLATE "C") FILTER (WHERE c < $1)'
+					' FROM (SELECT d.%I::text k, count(*) c FROM %s d WHERE %s AND d.%I IS NOT NULL GROUP BY 1) x',
+					f, source, filter, f) INTO levels, pooled USING min_level;
+				IF pooled IS NOT NULL THEN
+					levels := coalesce(levels, '[]') || '"(other)"'::jsonb;
+				END IF;
+				IF levels IS NOT NULL THEN
+					spec := spec || pg_catalog.jsonb_build_object('name', f, 'kind', 'categorical',
+						'column', f, 'levels', levels, 'pooled', coalesce(pooled, '[]'));
+				END IF;
+			ELSIF t IN ('numeric', 'integer', 'bigint', 'smallint', 'real', 'double precision') THEN
+				IF features IS NULL OR f = 'deal_amount' THEN
+					edges := dealrisk._quantile_edges(source, pg_catalog.format('d.%I', f), filter,
+					                                  '{0.2,0.4,0.6,0.8}');
+					IF pg_catalog.cardinality(edges) > 0 THEN
+						spec := spec || pg_catalog.jsonb_build_object('name', f, 'kind', 'bins',
+							'column', f, 'edges', pg_catalog.to_jsonb(edges));
+					END IF;
+				ELSE
+					EXECUTE pg_catalog.format(
+						'SELECT avg(d.%I::float8), stddev_pop(d.%I::float8) FROM %s d WHERE %s',
+						f, f, source, filter) INTO mean, sd;
+					spec := spec || pg_catalog.jsonb_build_object('name', f, 'kind', 'numeric',
+						'column', f, 'mean', coalesce(mean, 0),
+						'sd', CASE WHEN coalesce(sd, 0) > 1e-12 THEN sd ELSE 1 END);
+				END IF;
+			ELSE
+				RAISE EXCEPTION 'column "%" of % has type %, which cannot be a feature', f, source, t
+					USING ERRCODE = 'datatype_mismatch',
+					      HINT = 'Features are text (categorical) or numeric columns; cast others in a view.';
+			END IF;
+		ELSE
+			RAISE EXCEPTION 'feature "%" is neither a column of % nor a derived feature', f, source
+				USING ERRCODE = 'undefined_column',
+				      HINT = 'Derived features: cycle_days, stage_time, activity_gap (and sales_rep_id as a shrunk rep win rate).';
+		END IF;
+	END LOOP;
+	IF pg_catalog.jsonb_array_length(spec) = 0 THEN
+		RAISE EXCEPTION 'no usable feature in %', source USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	RETURN pg_catalog.jsonb_build_object('format', 'dealrisk/1', 'features', spec);
+END
+$$;
+COMMENT ON FUNCTION dealrisk._build_spec(regclass, text[], text) IS
+	'Learns a feature specification (dictionaries, bins, typical stage times, rep counts) from the closed deals of a source (internal)';
+
+CREATE FUNCTION dealrisk._as_of()
+RETURNS date
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT coalesce(nullif(pg_catalog.current_setting('dealrisk.as_of_date', true), '')::date, CURRENT_DATE) $$;
+COMMENT ON FUNCTION dealrisk._as_of() IS
+	'The date open deals are scored at: dealrisk.as_of_date when set, else today (internal)';
+
+-- Fit the coefficients of a spec by IRLS on the closed deals passing filter.
+CREATE FUNCTION dealrisk._fit(source regclass, spec jsonb, filter text, weight text, l2 float8,
+	OUT beta float8[], OUT iterations int, OUT converged boolean, OUT loglik float8)
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	p int := dealrisk._validate_model(spec, NULL);
+	state float8[];
+	prev float8 := NULL;
+	pen float8;
+BEGIN
+	beta := pg_catalog.array_fill(0::float8, ARRAY[p]);
+	converged := false;
+	FOR i IN 1 .. 30 LOOP
+		EXECUTE pg_catalog.format('SELECT dealrisk._irls_pass(d, $1, $2, %s) FROM %s d WHERE %s',
+		                          weight, source, filter)
+			INTO state USING spec, beta;
+		IF state IS NULL OR pg_catalog.cardinality(state) = 0 THEN
+			RAISE EXCEPTION 'no closed deal in % to train on', source USING ERRCODE = 'no_data_found';
+		END IF;
+		pen := state[3] - l2 / 2 * (SELECT coalesce(sum(b * b), 0) FROM pg_catalog.unnest(beta[2:]) b);
+		RAISE NOTICE 'dealrisk.train: iteration %, penalised log-likelihood %', i, pg_catalog.round(pen::numeric, 4);
+		iterations := i;
+		loglik := pen;
+		IF prev IS NOT NULL AND abs(pen - prev) <= 1e-7 * (abs(pen) + 1) THEN
+			converged := true;
+			EXIT;
+		END IF;
+		prev := pen;
+		beta := dealrisk._irls_solve(state, beta, l2);
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION dealrisk._fit(regclass, jsonb, text, text, float8) IS
+	'IRLS driver: one aggregate pass per Newton step until the penalised log-likelihood settles (internal)';
+
+CREATE FUNCTION dealrisk._quality_problem(metrics jsonb)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT CASE
+		WHEN metrics->>'auc' IS NULL THEN 'it has no holdout AUC (the holdout had only one outcome)'
+		WHEN (metrics->>'auc')::float8 < 0.55 THEN
+			pg_catalog.format('its holdout AUC %s is below 0.55: it ranks deals little better than chance',
+			                  pg_catalog.round((metrics->>'auc')::numeric, 3))
+		WHEN (metrics->>'brier')::float8 >= (metrics->>'brier_base')::float8 THEN
+			pg_catalog.format('its holdout Brier score %s is no better than always predicting the base rate (%s)',
+			                  pg_catalog.round((metrics->>'brier')::numeric, 4),
+			                  pg_catalog.round((metrics->>'brier_base')::numeric, 4))
+	END
+$$;
+COMMENT ON FUNCTION dealrisk._quality_problem(jsonb) IS
+	'Why a model''s holdout metrics are not good enough to activate, or NULL when they are (internal)';
+
+CREATE FUNCTION dealrisk.activate(model_id bigint, force boolean DEFAULT false)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	m dealrisk.models%ROWTYPE;
+	problem text;
+BEGIN
+	SELECT * INTO m FROM dealrisk.models WHERE id = model_id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'model % does not exist', model_id USING ERRCODE = 'no_data_found';
+	END IF;
+	PERFORM dealrisk._validate_model(m.feature_spec, m.coefficients);
+	problem := dealrisk._quality_problem(m.metrics);
+	IF problem IS NOT NULL AND NOT force THEN
+		RAISE EXCEPTION 'model % ("%") was not activated: %', m.id, m.name, problem
+			USING ERRCODE = 'check_violation',
+			      HINT = pg_catalog.format('Collect more or better data, or pass force => true: SELECT dealrisk.activate(%s, force => true).', m.id);
+	END IF;
+	PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('dealrisk.models:' || m.name));
+	UPDATE dealrisk.models SET active = false WHERE name = m.name AND active AND id <> m.id;
+	UPDATE dealrisk.models SET active = true, activated_at = pg_catalog.now() WHERE id = m.id;
+	INSERT INTO dealrisk.model_activations (name, model_id, forced) VALUES (m.name, m.id, problem IS NOT NULL);
+	RETURN true;
+END
+$$;
+COMMENT ON FUNCTION dealrisk.activate(bigint, boolean) IS
+	'Makes a model the active one of its name; refused (unless force) when its holdout AUC < 0.55 or its Brier score is no better than the base rate';
+
+CREATE FUNCTION dealrisk.rollback(name text DEFAULT 'default')
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	cur bigint;
+	prev bigint;
+BEGIN
+	SELECT id INTO cur FROM dealrisk.models m WHERE m.name = rollback.name AND m.active;
+	SELECT a.model_id INTO prev FROM dealrisk.model_activations a
+	WHERE a.name = rollback.name AND a.model_id IS DISTINCT FROM cur
+	  AND a.activated_at < coalesce((SELECT max(b.activated_at) FROM dealrisk.model_activations b
+	                                 WHERE b.name = rollback.name AND b.model_id = cur), 'infinity')
+	ORDER BY a.activated_at DESC LIMIT 1;
+	IF prev IS NULL THEN
+		RAISE EXCEPTION 'model name "%" has no previously active model to return to', rollback.name
+			USING ERRCODE = 'no_data_found';
+	END IF;
+	UPDATE dealrisk.models SET active = false WHERE models.name = rollback.name AND active;
+	UPDATE dealrisk.models SET active = true, activated_at = pg_catalog.now() WHERE id = prev;
+	INSERT INTO dealrisk.model_activations (name, model_id, forced) VALUES (rollback.name, prev, true);
+	RETURN prev;
+END
+$$;
+COMMENT ON FUNCTION dealrisk.rollback(text) IS
+	'Re-activates the model that was active before the current one of this name; returns its id';
+
+CREATE FUNCTION dealrisk.train(source regclass, name text DEFAULT 'default', features text[] DEFAULT NULL,
+	l2 float8 DEFAULT 1.0, holdout float8 DEFAULT 0.2, activate boolean DEFAULT true)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	closed_filter text := 'dealrisk.is_won(d.outcome) IS NOT NULL';
+	has_closed_date boolean;
+	n_won bigint;
+	n_lost bigint;
+	min_n int;
+	halflife float8;
+	cutoff date;
+	train_filter text;
+	test_filter text;
+	weight text := '1';
+	spec jsonb;
+	fit record;
+	test_metrics jsonb;
+	final_fit record;
+	new_id bigint;
+	problem text;
+	ref date;
+BEGIN
+	PERFORM dealrisk.outcome_class('');	-- loads the library, which defines the settings
+	min_n := pg_catalog.current_setting('dealrisk.min_training_deals')::int;
+	halflife := pg_catalog.current_setting('dealrisk.recency_halflife_days')::float8;
+	IF name IS NULL OR pg_catalog.btrim(name) = '' THEN
+		RAISE EXCEPTION 'model name must not be empty' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF l2 IS NULL OR NOT (l2 >= 0) OR l2 = 'Infinity' THEN
+		RAISE EXCEPTION 'l2 must be a finite number >= 0, got %', coalesce(l2::text, 'NULL')
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF holdout IS NULL OR NOT (holdout > 0 AND holdout < 0.9) THEN
+		RAISE EXCEPTION 'holdout must be a share between 0 and 0.9, got %', coalesce(holdout::text, 'NULL')
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	PERFORM dealrisk._check_source(source, ARRAY['deal_id', 'outcome', 'created_date']);
+	has_closed_date := EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = source
+	                           AND a.attname = 'closed_date' AND a.attnum > 0 AND NOT a.attisdropped);
+
+	EXECUTE pg_catalog.format('SELECT count(*) FILTER (WHERE dealrisk.is_won(d.outcome)),'
+	                          ' count(*) FILTER (WHERE NOT dealrisk.is_won(d.outcome)) FROM %s d', source)
+		INTO n_won, n_lost;
+	IF n_won < min_n OR n_lost < min_n THEN
+		RAISE EXCEPTION 'not enough closed deals to train on: % has % won and % lost, at least % of each are needed',
+			source, n_won, n_lost, min_n
+			USING ERRCODE = 'insufficient_resources',
+			      HINT = 'Collect more closed deals, or lower dealrisk.min_training_deals (at the price of a weaker model).';
+	END IF;
+
+	IF has_closed_date THEN
+		EXECUTE pg_catalog.format('SELECT percentile_disc($1) WITHIN GROUP (ORDER BY d.closed_date), max(d.closed_date)'
+		                          ' FROM %s d WHERE %s', source, closed_filter)
+			INTO cutoff, ref USING 1 - holdout;
+		train_filter := pg_catalog.format('%s AND d.closed_date < %L::date', closed_filter, cutoff);
+		test_filter := pg_catalog.format('%s AND d.closed_date >= %L::date', closed_filter, cutoff);
+		IF halflife > 0 THEN
+			weight := pg_catalog.format('pg_catalog.power(0.5, (%L::date - coalesce(d.closed_date, %L::date))::float8 / %s)',
+			                            ref, ref, halflife);
+		END IF;
+	ELSE
+		train_filter := pg_catalog.format('%s AND abs(pg_catalog.hashtext(d.deal_id::text)) %% 1000 >= %s',
+		                                  closed_filter, (holdout * 1000)::int);
+		test_filter := pg_catalog.format('%s AND abs(pg_catalog.hashtext(d.deal_id::text)) %% 1000 < %s',
+		                                 closed_filter, (holdout * 1000)::int);
+	END IF;
+
+	-- 1. fit on the older deals, measure on the newest (the holdout)
+	spec := dealrisk._build_spec(source, features, train_filter);
+	fit := dealrisk._fit(source, spec, train_filter, weight, l2);
+	EXECUTE pg_catalog.format('SELECT dealrisk._evaluate(d, $1, $2) FROM %s d WHERE %s', source, test_filter)
+		INTO test_metrics USING spec, fit.beta;
+	IF test_metrics IS NULL THEN
+		RAISE EXCEPTION 'the holdout of % is empty', source USING ERRCODE = 'no_data_found',
+			HINT = 'Use a larger holdout share.';
+	END IF;
+
+	-- 2. refit on every closed deal for the stored model
+	spec := dealrisk._build_spec(source, features, closed_filter);
+	final_fit := dealrisk._fit(source, spec, closed_filter, weight, l2);
+
+	INSERT INTO dealrisk.models (name, source, feature_spec, coefficients, metrics)
+	VALUES (train.name, source::text, spec || pg_catalog.jsonb_build_object('l2', l2, 'recency_halflife_days', halflife),
+	        final_fit.beta,
+	        test_metrics || pg_catalog.jsonb_build_object(
+	            'n_train', (SELECT count(*) FROM (SELECT 1) x) * 0 + n_won + n_lost - (test_metrics->>'n')::bigint,
+	            'n_test', (test_metrics->>'n')::bigint,
+	            'won_total', n_won, 'lost_total', n_lost,
+	            'iterations', final_fit.iterations, 'converged', final_fit.converged,
+	            'holdout_iterations', fit.iterations, 'holdout', holdout,
+	            'holdout_from', cutoff))
+	RETURNING id INTO new_id;
+
+	IF activate THEN
+		problem := dealrisk._quality_problem(test_metrics);
+		IF problem IS NULL THEN
+			PERFORM dealrisk.activate(new_id);
+		ELSE
+			RAISE WARNING 'model % ("%") was stored but not activated: %', new_id, name, problem
+				USING HINT = pg_catalog.format('Inspect it with SELECT metrics FROM dealrisk.models WHERE id = %s; activate anyway with dealrisk.activate(%s, force => true).', new_id, new_id);
+		END IF;
+	END IF;
+	RETURN new_id;
+END
+$$;
+COMMENT ON FUNCTION dealrisk.train(regclass, text, text[], float8, float8, boolean) IS
+	'Trains an L2-regularised logistic deal risk model on the closed deals of source (IRLS, one parallel aggregate pass per iteration), measures it on the newest holdout share, refits on all, stores it in dealrisk.models and activates it if good enough; returns the model id';
+
+CREATE FUNCTION dealrisk.deal_risk(deal record)
+RETURNS float8 AS 'MODULE_PATHNAME', 'dr_deal_risk'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION dealrisk.deal_risk(record) IS
+	'Risk that a deal is lost, 0-100, from the active ''default'' model; works on any row with the model''s feature columns';
+
+CREATE FUNCTION dealrisk.deal_risk(deal record, model text)
+RETURNS float8 AS 'MODULE_PATHNAME', 'dr_deal_risk'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION dealrisk.deal_risk(record, text) IS
+	'Risk that a deal is lost, 0-100, from the active model of the given name';
+
+CREATE FUNCTION dealrisk.deal_risk_explain(deal record, model text DEFAULT 'default',
+	OUT factor text, OUT value text, OUT effect float8, OUT reason text)
+RETURNS SETOF record AS 'MODULE_PATHNAME', 'dr_deal_risk_explain'
+LANGUAGE C STABLE PARALLEL SAFE ROWS 10;
+COMMENT ON FUNCTION dealrisk.deal_risk_explain(record, text) IS
+	'Why a deal scores as it does: per feature, its value, its effect in risk points (risk minus risk with the feature at baseline) and a plain-words reason; biggest risk first';
+
+CREATE FUNCTION dealrisk.risk_band(score float8)
+RETURNS text AS 'MODULE_PATHNAME', 'dr_risk_band'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION dealrisk.risk_band(float8) IS
+	'low / medium / high / critical for a risk score, at the thresholds dealrisk.band_medium (30), band_high (60), band_critical (80)';
+
+CREATE TABLE dealrisk.action_rules (
+	id          serial PRIMARY KEY,
+	priority    int NOT NULL DEFAULT 100,
+	factor      text NOT NULL,
+	min_effect  float8 NOT NULL DEFAULT 0,
+	min_risk    float8 NOT NULL DEFAULT 0,
+	action      text NOT NULL CHECK (btrim(action) <> '')
+);
+COMMENT ON TABLE dealrisk.action_rules IS
+	'Recommended actions: the first rule (by priority) whose factor (a feature name of deal_risk_explain, or * for any) adds at least min_effect risk points to a deal whose risk is at least min_risk';
+INSERT INTO dealrisk.action_rules (id, priority, factor, min_effect, min_risk, action) VALUES
+	(1, 10, 'stage_time', 3, 30, 'Call the client today, or mark the deal Lost to clean the pipeline'),
+	(2, 20, 'activity_gap', 3, 30, 'Log the last contact or book a call this week: no recent activity is on record'),
+	(3, 30, 'rep_win_rate', 3, 30, 'Pair the rep with a senior seller for the next meeting'),
+	(4, 40, 'lead_source', 3, 30, 'Re-qualify: confirm budget, authority and timeline before investing more time'),
+	(5, 50, 'cycle_days', 3, 30, 'Agree a mutual close plan with dated next steps'),
+	(6, 60, 'industry', 3, 30, 'Bring in a reference customer or a specialist from this industry'),
+	(7, 70, 'deal_amount', 3, 30, 'Check the deal size against the buyer''s budget; consider a phased offer'),
+	(8, 900, '*', 0, 60, 'Review the deal with the sales manager this week'),
+	(9, 1000, '*', -1e300, 0, 'On track: keep the next step on the calendar');
+SELECT pg_catalog.setval('dealrisk.action_rules_id_seq', 100, true);
+-- pg_dump keeps the rules you add (ids above 100); the seeds come with CREATE EXTENSION.
+SELECT pg_catalog.pg_extension_config_dump('dealrisk.action_rules', 'WHERE id > 100');
+SELECT pg_catalog.pg_extension_config_dump('dealrisk.action_rules_id_seq', '');
+
+CREATE FUNCTION dealrisk.recommended_action(deal record, model text DEFAULT 'default')
+RETURNS text
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+DECLARE
+	risk float8 := dealrisk.deal_risk(deal, model);
+	result text;
+BEGIN
+	SELECT r.action INTO result
+	FROM dealrisk.deal_risk_explain(deal, model) e
+	JOIN dealrisk.action_rules r ON (r.factor = e.factor OR r.factor = '*') AND e.effect >= r.min_effect
+	WHERE risk >= r.min_risk
+	ORDER BY r.priority, e.effect DESC, r.id
+	LIMIT 1;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION dealrisk.recommended_action(record, text) IS
+	'The recommended action for a deal: the first dealrisk.action_rules rule matching its risk and its explanation';
+
+CREATE FUNCTION dealrisk.export_model(model_id bigint)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+DECLARE
+	m dealrisk.models%ROWTYPE;
+BEGIN
+	SELECT * INTO m FROM dealrisk.models WHERE id = model_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'model % does not exist', model_id USING ERRCODE = 'no_data_found';
+	END IF;
+	RETURN pg_catalog.jsonb_build_object(
+		'format', 'dealrisk-model/1', 'id', m.id, 'name', m.name, 'created_at', m.created_at,
+		'source', m.source, 'spec', m.feature_spec,
+		'coefficients', pg_catalog.to_jsonb(m.coefficients), 'metrics', m.metrics);
+END
+$$;
+COMMENT ON FUNCTION dealrisk.export_model(bigint) IS
+	'A model as JSON (format dealrisk-model/1, see docs/model.md): spec, coefficients (intercept first), metrics';
+
+CREATE FUNCTION dealrisk.import_model(model jsonb, name text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+	coefs float8[];
+	new_id bigint;
+BEGIN
+	IF model IS NULL OR pg_catalog.jsonb_typeof(model) <> 'object' THEN
+		RAISE EXCEPTION 'a model to import is a JSON object, got %', coalesce(pg_catalog.jsonb_typeof(model), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'See docs/model.md for the format.';
+	END IF;
+	IF name IS NULL OR pg_catalog.btrim(name) = '' THEN
+		RAISE EXCEPTION 'model name must not be empty' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF model->>'format' IS DISTINCT FROM 'dealrisk-model/1' THEN
+		RAISE EXCEPTION 'unknown model format %', coalesce(pg_catalog.quote_literal(model->>'format'), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Set "format": "dealrisk-model/1"; see docs/model.md.';
+	END IF;
+	IF pg_catalog.jsonb_typeof(model->'coefficients') IS DISTINCT FROM 'array' THEN
+		RAISE EXCEPTION 'the model has no "coefficients" array' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF EXISTS (SELECT 1 FROM pg_catalog.jsonb_array_elements(model->'coefficients') c
+	           WHERE pg_catalog.jsonb_typeof(c) <> 'number') THEN
+		RAISE EXCEPTION 'every coefficient must be a JSON number' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	coefs := ARRAY(SELECT c::float8 FROM pg_catalog.jsonb_array_elements_text(model->'coefficients') c);
+	PERFORM dealrisk._validate_model(model->'spec', coefs);
+	INSERT INTO dealrisk.models (name, source, feature_spec, coefficients, metrics)
+	VALUES (name, model->>'source', model->'spec', coefs,
+	        coalesce(model->'metrics', '{}') || '{"imported": true}')
+	RETURNING id INTO new_id;
+	RETURN new_id;
+END
+$$;
+COMMENT ON FUNCTION dealrisk.import_model(jsonb, text) IS
+	'Stores a model exported by export_model or fitted elsewhere (format in docs/model.md) after checking its dimensions, numbers and feature kinds; not activated';
+
+CREATE FUNCTION dealrisk.evaluate(model_id bigint, source regclass,
+	OUT auc float8, OUT log_loss float8, OUT brier float8, OUT brier_base float8,
+	OUT accuracy float8, OUT base_rate float8, OUT n bigint, OUT calibration jsonb)
+RETURNS record
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+AS $$
+DECLARE
+	m dealrisk.models%ROWTYPE;
+	r jsonb;
+BEGIN
+	SELECT * INTO m FROM dealrisk.models WHERE id = model_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'model % does not exist', model_id USING ERRCODE = 'no_data_found';
+	END IF;
+	PERFORM dealrisk._check_source(source, ARRAY['outcome']);
+	EXECUTE pg_catalog.format('SELECT dealrisk._evaluate(d, $1, $2) FROM %s d WHERE dealrisk.is_won(d.outcome) IS NOT NULL',
+	                          source) INTO r USING m.feature_spec, m.coefficients;
+	IF r IS NULL THEN
+		RAISE EXCEPTION 'source % has no closed deal to evaluate on', source USING ERRCODE = 'no_data_found';
+	END IF;
+	auc := (r->>'auc')::float8;
+	log_loss := (r->>'log_loss')::float8;
+	brier := (r->>'brier')::float8;
+	brier_base := (r->>'brier_base')::float8;
+	accuracy := (r->>'accuracy')::float8;
+	base_rate := (r->>'base_rate')::float8;
+	n := (r->>'n')::bigint;
+	calibration := r->'calibration';
+END
+$$;
+COMMENT ON FUNCTION dealrisk.evaluate(bigint, regclass) IS
+	'Metrics of a model on the closed deals of a source: AUC, log loss, Brier (and the base-rate Brier), accuracy, base rate, n, and calibration by decile of predicted win probability (jsonb)';
+
+CREATE FUNCTION dealrisk.lost_lookalikes(source regclass, lost_since date DEFAULT NULL, k int DEFAULT 20)
+RETURNS TABLE (deal_id text, similarity float8, shared_traits text[])
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+AS $$
+DECLARE
+	traits text[] := ARRAY['industry', 'region', 'product_type', 'lead_source', 'sales_rep_id', 'deal_stage'];
+	present text[];
+	since date := lost_since;
+	unions text;
+BEGIN
+	IF k IS NULL OR k < 1 THEN
+		RAISE EXCEPTION 'k must be at least 1, got %', coalesce(k::text, 'NULL') USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	PERFORM dealrisk._check_source(source, ARRAY['deal_id', 'outcome', 'closed_date']);
+	SELECT pg_catalog.array_agg(t ORDER BY pg_catalog.array_position(traits, t)) INTO present
+	FROM pg_catalog.unnest(traits) t
+	WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = source
+	              AND a.attname = t AND a.attnum > 0 AND NOT a.attisdropped);
+	IF since IS NULL THEN
+		EXECUTE pg_catalog.format('SELECT max(d.closed_date) - 30 FROM %s d WHERE dealrisk.is_won(d.outcome) IS NOT NULL', source)
+			INTO since;
+	END IF;
+	SELECT pg_catalog.string_agg(pg_catalog.format('SELECT %L AS col, d.%I::text AS val, d.* FROM %s d', t, t, source), ' UNION ALL ')
+	INTO unions FROM pg_catalog.unnest(present) t;
+	-- lift of each trait: its share among the recent losses over its share among closed deals
+	RETURN QUERY EXECUTE pg_catalog.format($q$
+		WITH long AS (%s),
+		lift AS (
+			SELECT l.col, l.val,
+			       count(*) FILTER (WHERE NOT dealrisk.is_won(l.outcome) AND l.closed_date >= $1)::float8
+			         / greatest(1, (SELECT count(*) FROM %s d WHERE NOT dealrisk.is_won(d.outcome) AND d.closed_date >= $1)) AS lost_share,
+			       count(*) FILTER (WHERE dealrisk.is_won(l.outcome) IS NOT NULL)::float8
+			         / greatest(1, (SELECT count(*) FROM %s d WHERE dealrisk.is_won(d.outcome) IS NOT NULL)) AS all_share
+			FROM long l WHERE l.val IS NOT NULL GROUP BY l.col, l.val
+		)
+		SELECT l.deal_id::text,
+		       sum(pg_catalog.ln(f.lost_share / f.all_share)) FILTER (WHERE f.lost_share > f.all_share) AS similarity,
+		       pg_catalog.array_agg(pg_catalog.format('%%s = %%s (%%s%%%% of recent losses, %%s%%%% of closed deals)',
+		                        f.col, f.val, pg_catalog.round((100 * f.lost_share)::numeric),
+		                        pg_catalog.round((100 * f.all_share)::numeric))
+		                 ORDER BY f.lost_share / f.all_share DESC) FILTER (WHERE f.lost_share >= 1.2 * f.all_share AND f.all_share > 0)
+		FROM long l JOIN lift f ON f.col = l.col AND f.val = l.val
+		WHERE dealrisk.is_won(l.outcome) IS NULL AND f.all_share > 0
+		GROUP BY l.deal_id
+		HAVING sum(pg_catalog.ln(f.lost_share / f.all_share)) FILTER (WHERE f.lost_share > f.all_share) > 0
+		ORDER BY 2 DESC, 1
+		LIMIT $2 $q$, unions, source, source)
+		USING since, k;
+END
+$$;
+COMMENT ON FUNCTION dealrisk.lost_lookalikes(regclass, date, int) IS
+	'Open deals that look most like the deals lost since a date (default: the last 30 days of closes), with the traits they share and how over-represented those traits are among the recent losses';

@@ -1,0 +1,332 @@
+/*
+ * score.c
+ *	  Scoring deal rows with the active model: deal_risk() and
+ *	  deal_risk_explain().
+ *
+ * Per call site (fn_extra) we keep the model pointer with the cache
+ * generation it came from, the row reader for the last row type and the
+ * encoding buffers; a row then costs one pass over its features and no
+ * catalog or table access.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/htup_details.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+
+#include "dealrisk.h"
+#include "model.h"
+
+PG_FUNCTION_INFO_V1(dr_deal_risk);
+PG_FUNCTION_INFO_V1(dr_deal_risk_explain);
+PG_FUNCTION_INFO_V1(dr_risk_band);
+
+extern double dr_band_medium;
+extern double dr_band_high;
+extern double dr_band_critical;
+
+typedef struct ScoreCache
+{
+	uint64		generation;
+	char	   *name;
+	DrModel    *model;
+	DrRowReader *reader;
+	DrEncoded  *enc;
+	MemoryContext cxt;			/* reader and buffers; reset with the model */
+} ScoreCache;
+
+/* The call site's model, reloaded when the cache generation moved on. */
+static ScoreCache *
+score_cache(FunctionCallInfo fcinfo, const char *name)
+{
+	ScoreCache *sc = (ScoreCache *) fcinfo->flinfo->fn_extra;
+
+	if (sc == NULL)
+	{
+		sc = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(ScoreCache));
+		sc->cxt = AllocSetContextCreate(fcinfo->flinfo->fn_mcxt, "dealrisk score cache",
+										ALLOCSET_SMALL_SIZES);
+		fcinfo->flinfo->fn_extra = sc;
+	}
+	if (sc->model == NULL || sc->generation != dr_model_generation ||
+		strcmp(sc->name, name) != 0)
+	{
+		MemoryContextReset(sc->cxt);
+		sc->model = NULL;
+		sc->reader = NULL;
+		sc->name = MemoryContextStrdup(sc->cxt, name);
+		sc->model = dr_active_model(name);
+		sc->generation = dr_model_generation;
+		sc->enc = dr_encoded_alloc(sc->model, sc->cxt);
+	}
+	return sc;
+}
+
+/* Encode a row and return the model's log-odds of winning. */
+static double
+row_eta(ScoreCache *sc, HeapTupleHeader rec)
+{
+	double		eta = 0;
+	int			k;
+
+	sc->reader = dr_row_reader(sc->model, rec, sc->cxt, sc->reader);
+	dr_encode_row(sc->model, sc->reader, rec, dr_as_of_date(), false, sc->enc);
+	for (k = 0; k < sc->enc->nnz; k++)
+		eta += sc->model->beta[sc->enc->idx[k]] * sc->enc->val[k];
+	return eta;
+}
+
+/* The model name argument (default 'default'), which must not be NULL. */
+static char *
+model_name_arg(FunctionCallInfo fcinfo, int argno)
+{
+	if (PG_NARGS() <= argno)
+		return "default";
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("model name must not be NULL")));
+	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
+}
+
+/* SQL: deal_risk(deal record [, model text]) -> probability of losing, 0-100. */
+Datum
+dr_deal_risk(PG_FUNCTION_ARGS)
+{
+	ScoreCache *sc;
+	double		eta;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	sc = score_cache(fcinfo, model_name_arg(fcinfo, 1));
+	eta = row_eta(sc, PG_GETARG_HEAPTUPLEHEADER(0));
+	PG_RETURN_FLOAT8(100.0 * (1.0 - dr_logistic(eta)));
+}
+
+/* A readable label for a feature's column. */
+static const char *
+column_label(DrFeature *f)
+{
+	if (f->column == NULL)
+		return f->name;
+	if (strcmp(f->column, "industry") == 0)
+		return "Industry";
+	if (strcmp(f->column, "region") == 0)
+		return "Region";
+	if (strcmp(f->column, "lead_source") == 0)
+		return "Lead source";
+	if (strcmp(f->column, "product_type") == 0)
+		return "Product";
+	if (strcmp(f->column, "sales_rep_id") == 0)
+		return "Rep";
+	if (strcmp(f->column, "deal_stage") == 0)
+		return "Stage";
+	if (strcmp(f->column, "deal_amount") == 0)
+		return "Deal amount";
+	return f->column;
+}
+
+/* The bin a value fell in, as "[a, b)" text. */
+static char *
+bin_text(DrFeature *f, int b)
+{
+	if (b <= 0)
+		return psprintf("below %g", f->edges[0]);
+	if (b >= f->nedges)
+		return psprintf("%g or more", f->edges[f->nedges - 1]);
+	return psprintf("%g to %g", f->edges[b - 1], f->edges[b]);
+}
+
+/*
+ * Plain-words reason for one feature of one deal; effect > 0 means the
+ * feature raises the risk.
+ */
+static char *
+reason_text(DrFeature *f, DrEncoded *e, int i, double effect, double prior_rate)
+{
+	const char *lbl = column_label(f);
+	const char *txt = e->rawtext[i];
+	double		raw = e->raw[i];
+	int			lvl = e->level[i];
+	const char *dir = effect > 0 ? "less" : "more";
+
+	switch (f->kind)
+	{
+		case DR_FEAT_CATEGORICAL:
+			if (txt == NULL)
+				return psprintf("%s is missing: scored as average", lbl);
+			if (lvl < 0)
+				return psprintf("%s '%s' was not seen in training: scored as average", lbl, txt);
+			if (f->other_index == lvl)
+				return psprintf("%s '%s' is rare: pooled with other rare values, which win %s often than average",
+								lbl, txt, dir);
+			return psprintf("%s '%s' wins %s often than average", lbl, txt, dir);
+		case DR_FEAT_RATE:
+			if (txt == NULL)
+				return psprintf("%s is missing: the overall rate %.0f%% stands in", lbl, 100 * prior_rate);
+			if (lvl < 0 || f->closed[lvl] == 0)
+				return psprintf("%s %s has no closed deals yet: the overall rate %.0f%% stands in (cold start)",
+								lbl, txt, 100 * f->prior);
+			return psprintf("%s %s wins %.0f%% of closed deals (team %.0f%%, %.0f closed)",
+							lbl, txt, 100 * f->won[lvl] / f->closed[lvl], 100 * f->prior,
+							f->closed[lvl]);
+		case DR_FEAT_BINS:
+			if (isnan(raw))
+			{
+				if (f->derived == DR_DERIVED_ACTIVITY_GAP)
+					return pstrdup("No activity date logged: scored as average");
+				return psprintf("%s unknown: scored as average", f->name);
+			}
+			switch (f->derived)
+			{
+				case DR_DERIVED_STAGE_RATIO:
+					{
+						int			k;
+						double		typ = NAN;
+
+						for (k = 0; k < f->ntypical; k++)
+							if (txt && pg_strcasecmp(f->typical_stage[k], txt) == 0)
+								typ = f->typical_days[k];
+						if (!isnan(typ))
+							return psprintf("%s in '%s' for %.0f days (typical %.0f)",
+											raw >= 1.0 ? "Stuck" : "Only", txt ? txt : "?",
+											raw * typ, typ);
+						return psprintf("Time in stage is %.1f times the typical", raw);
+					}
+				case DR_DERIVED_ACTIVITY_GAP:
+					if (effect > 0)
+						return psprintf("No activity logged for %.0f days — CRM may be stale", raw);
+					return psprintf("Activity logged %.0f days ago", raw);
+				case DR_DERIVED_AGE_DAYS:
+					return psprintf("%.0f days since the deal was created (%s days: deals like this win %s often)",
+									raw, bin_text(f, lvl), dir);
+				case DR_DERIVED_NONE:
+					break;
+			}
+			return psprintf("%s %g is in the range %s, which wins %s often", lbl, raw,
+							bin_text(f, lvl), dir);
+		case DR_FEAT_NUMERIC:
+			if (isnan(raw))
+				return psprintf("%s is missing: scored as average", lbl);
+			return psprintf("%s %g (average %g) %s the chance to win", lbl, raw, f->mean,
+							effect > 0 ? "lowers" : "raises");
+	}
+	return pstrdup("");
+}
+
+/*
+ * SQL: deal_risk_explain(deal record [, model text]) -> rows (factor, value,
+ * effect, reason).  The effect of a feature is the deal's risk minus its
+ * risk with that feature at its baseline (all its model columns zero), in
+ * risk points; sorted with the largest risk increase first.
+ */
+Datum
+dr_deal_risk_explain(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	ScoreCache *sc;
+	DrModel    *m;
+	DrEncoded  *e;
+	double		eta,
+				risk;
+	double	   *contrib;
+	int			i,
+				k;
+	int		   *order;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (PG_ARGISNULL(0))
+		return (Datum) 0;
+	sc = score_cache(fcinfo, model_name_arg(fcinfo, 1));
+	m = sc->model;
+	e = sc->enc;
+	e->want_text = true;
+	eta = row_eta(sc, PG_GETARG_HEAPTUPLEHEADER(0));
+	e->want_text = false;
+	risk = 100.0 * (1.0 - dr_logistic(eta));
+
+	/* each feature's share of eta: sum of beta * x over its columns */
+	contrib = palloc0(sizeof(double) * m->nfeatures);
+	for (k = 1; k < e->nnz; k++)
+	{
+		int			col = e->idx[k];
+
+		for (i = 0; i < m->nfeatures; i++)
+			if (col >= m->features[i].offset &&
+				col < m->features[i].offset + m->features[i].width)
+			{
+				contrib[i] += m->beta[col] * e->val[k];
+				break;
+			}
+	}
+	order = palloc(sizeof(int) * m->nfeatures);
+	for (i = 0; i < m->nfeatures; i++)
+	{
+		contrib[i] = risk - 100.0 * (1.0 - dr_logistic(eta - contrib[i]));
+		order[i] = i;
+	}
+	/* insertion sort by effect, descending (few features) */
+	for (i = 1; i < m->nfeatures; i++)
+	{
+		int			x = order[i];
+
+		k = i - 1;
+		while (k >= 0 && contrib[order[k]] < contrib[x])
+		{
+			order[k + 1] = order[k];
+			k--;
+		}
+		order[k + 1] = x;
+	}
+
+	for (k = 0; k < m->nfeatures; k++)
+	{
+		DrFeature  *f;
+		Datum		values[4];
+		bool		nulls[4] = {false, false, false, false};
+		double		raw;
+
+		i = order[k];
+		f = &m->features[i];
+		raw = e->raw[i];
+		values[0] = CStringGetTextDatum(f->name);
+		if (f->kind == DR_FEAT_CATEGORICAL || (f->kind == DR_FEAT_RATE && e->rawtext[i]))
+		{
+			if (e->rawtext[i])
+				values[1] = CStringGetTextDatum(e->rawtext[i]);
+			else
+				nulls[1] = true;
+		}
+		else if (!isnan(raw))
+			values[1] = CStringGetTextDatum(psprintf("%g", raw));
+		else
+			nulls[1] = true;
+		values[2] = Float8GetDatum(contrib[i]);
+		values[3] = CStringGetTextDatum(reason_text(f, e, i, contrib[i], f->prior));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/* SQL: risk_band(score) -> low / medium / high / critical at the band GUCs. */
+Datum
+dr_risk_band(PG_FUNCTION_ARGS)
+{
+	double		score = PG_GETARG_FLOAT8(0);
+	const char *band;
+
+	if (isnan(score))
+		PG_RETURN_NULL();
+	if (score >= dr_band_critical)
+		band = "critical";
+	else if (score >= dr_band_high)
+		band = "high";
+	else if (score >= dr_band_medium)
+		band = "medium";
+	else
+		band = "low";
+	PG_RETURN_TEXT_P(cstring_to_text(band));
+}

@@ -1,0 +1,487 @@
+/*
+ * train.c
+ *	  Fitting the deal risk model: one streaming aggregate pass per Newton
+ *	  (IRLS) iteration, and an evaluation pass for the holdout metrics.
+ *
+ * The IRLS state is a float8[] holding the weighted log-likelihood, the
+ * gradient and the upper triangle of the Fisher information; its size
+ * depends only on the number of model columns, never on the rows, and two
+ * states merge by addition, so passes run in parallel.
+ *
+ *	  IRLS state:  {rows, sum of weights, log-likelihood, gradient[p],
+ *	                information[p (p + 1) / 2]}            (p = model columns)
+ *	  eval state:  {rows, won, log loss sum, Brier sum, correct,
+ *	                won[NB], rows[NB], predicted sum[NB]}   (NB score bins)
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "catalog/pg_type.h"
+#include "lib/stringinfo.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+
+#include "dealrisk.h"
+#include "model.h"
+
+PG_FUNCTION_INFO_V1(dr_irls_accum);
+PG_FUNCTION_INFO_V1(dr_irls_solve);
+PG_FUNCTION_INFO_V1(dr_sum_combine);
+PG_FUNCTION_INFO_V1(dr_eval_accum);
+PG_FUNCTION_INFO_V1(dr_eval_final);
+
+#define IRLS_HEAD 3
+#define EVAL_HEAD 5
+#define EVAL_BINS 2000
+
+/* What a training or evaluation call site parses once and keeps. */
+typedef struct FitCache
+{
+	DrModel    *model;
+	DrRowReader *reader;
+	DrEncoded  *enc;
+	double	   *beta;			/* ncols, zeros when none given */
+	int32		as_of;
+} FitCache;
+
+/* Parse the spec and coefficients of this call site once (fn_extra). */
+static FitCache *
+fit_cache(FunctionCallInfo fcinfo, int specarg, int betaarg)
+{
+	FitCache   *fc = (FitCache *) fcinfo->flinfo->fn_extra;
+	MemoryContext cxt = fcinfo->flinfo->fn_mcxt;
+	ArrayType  *beta;
+	int			n;
+
+	if (fc != NULL)
+		return fc;
+	if (PG_ARGISNULL(specarg))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("model specification must not be NULL")));
+	fc = MemoryContextAllocZero(cxt, sizeof(FitCache));
+	fc->model = dr_model_from_spec(PG_GETARG_DATUM(specarg), NULL, 0, NULL, cxt);
+	fc->enc = dr_encoded_alloc(fc->model, cxt);
+	fc->beta = MemoryContextAllocZero(cxt, sizeof(double) * fc->model->ncols);
+	fc->as_of = dr_as_of_date();
+	if (!PG_ARGISNULL(betaarg))
+	{
+		beta = PG_GETARG_ARRAYTYPE_P(betaarg);
+		if (ARR_NDIM(beta) != 0)
+		{
+			dr_state_array(beta, FLOAT8OID, fc->model->ncols, "coefficient");
+			n = ARR_DIMS(beta)[0];
+			memcpy(fc->beta, ARR_DATA_PTR(beta), sizeof(double) * n);
+		}
+	}
+	fcinfo->flinfo->fn_extra = fc;
+	return fc;
+}
+
+/* A zeroed float8 array of n elements in the current memory context. */
+static ArrayType *
+zero_float8_array(int n)
+{
+	Size		bytes = ARR_OVERHEAD_NONULLS(1) + sizeof(double) * (Size) n;
+	ArrayType  *a = (ArrayType *) palloc0(bytes);
+
+	SET_VARSIZE(a, bytes);
+	a->ndim = 1;
+	a->dataoffset = 0;
+	a->elemtype = FLOAT8OID;
+	ARR_DIMS(a)[0] = n;
+	ARR_LBOUND(a)[0] = 1;
+	return a;
+}
+
+/* Encode the row and return its x . beta. */
+static double
+encode_and_eta(FitCache *fc, HeapTupleHeader rec, MemoryContext cxt)
+{
+	DrEncoded  *e = fc->enc;
+	double		eta = 0;
+	int			k;
+
+	fc->reader = dr_row_reader(fc->model, rec, cxt, fc->reader);
+	dr_encode_row(fc->model, fc->reader, rec, fc->as_of, true, e);
+	for (k = 0; k < e->nnz; k++)
+		eta += fc->beta[e->idx[k]] * e->val[k];
+	return eta;
+}
+
+/*
+ * IRLS transition: add one closed deal's weighted log-likelihood, gradient
+ * and information at the current coefficients.  Open deals and rows with a
+ * NULL or non-positive weight are skipped.
+ */
+Datum
+dr_irls_accum(PG_FUNCTION_ARGS)
+{
+	ArrayType  *state;
+	FitCache   *fc;
+	DrEncoded  *e;
+	double	   *v,
+			   *grad,
+			   *info;
+	double		w,
+				eta,
+				mu,
+				y;
+	int			p,
+				a,
+				b;
+
+	if (PG_ARGISNULL(0))
+		elog(ERROR, "IRLS state is NULL");
+	state = PG_GETARG_ARRAYTYPE_P(0);
+	dr_require_agg_context(fcinfo, "irls_accum");
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(4))
+		PG_RETURN_ARRAYTYPE_P(state);
+	w = PG_GETARG_FLOAT8(4);
+	if (!(w > 0) || isinf(w))
+		PG_RETURN_ARRAYTYPE_P(state);
+
+	fc = fit_cache(fcinfo, 2, 3);
+	p = fc->model->ncols;
+	eta = encode_and_eta(fc, PG_GETARG_HEAPTUPLEHEADER(1), fcinfo->flinfo->fn_mcxt);
+	e = fc->enc;
+	if (e->outcome < 0)
+		PG_RETURN_ARRAYTYPE_P(state);
+
+	if (ARR_NDIM(state) == 0)
+		state = zero_float8_array(IRLS_HEAD + p + p * (p + 1) / 2);
+	v = (double *) ARR_DATA_PTR(dr_state_array(state, FLOAT8OID,
+											   IRLS_HEAD + p + p * (p + 1) / 2, "IRLS"));
+	grad = v + IRLS_HEAD;
+	info = grad + p;
+
+	y = (double) e->outcome;
+	mu = dr_logistic(eta);
+	v[0] += 1;
+	v[1] += w;
+	/* log-likelihood, written to stay finite for extreme eta */
+	v[2] += w * (y * eta - (eta > 0 ? eta + log1p(exp(-eta)) : log1p(exp(eta))));
+	for (a = 0; a < e->nnz; a++)
+	{
+		int			i = e->idx[a];
+		double		wi = w * mu * (1 - mu) * e->val[a];
+
+		grad[i] += w * (y - mu) * e->val[a];
+		for (b = 0; b < e->nnz; b++)
+		{
+			int			j = e->idx[b];
+
+			/* upper triangle, row-major: (i, j) with i <= j */
+			if (i <= j)
+				info[i * p - i * (i - 1) / 2 + (j - i)] += wi * e->val[b];
+		}
+	}
+	PG_RETURN_ARRAYTYPE_P(state);
+}
+
+/* Merge two sum states (IRLS or evaluation); '{}' is the empty state. */
+Datum
+dr_sum_combine(PG_FUNCTION_ARGS)
+{
+	ArrayType  *a = PG_GETARG_ARRAYTYPE_P(0);
+	ArrayType  *b = PG_GETARG_ARRAYTYPE_P(1);
+	double	   *va,
+			   *vb;
+	int			n,
+				i;
+
+	dr_require_agg_context(fcinfo, "sum_combine");
+	if (ARR_NDIM(b) == 0)
+		PG_RETURN_ARRAYTYPE_P(a);
+	if (ARR_NDIM(a) == 0)
+		PG_RETURN_ARRAYTYPE_P(b);
+	dr_state_array(a, FLOAT8OID, -1, "sum");
+	n = ARR_DIMS(a)[0];
+	dr_state_array(b, FLOAT8OID, n, "sum");
+	va = (double *) ARR_DATA_PTR(a);
+	vb = (double *) ARR_DATA_PTR(b);
+	for (i = 0; i < n; i++)
+		va[i] += vb[i];
+	PG_RETURN_ARRAYTYPE_P(a);
+}
+
+/*
+ * In-place Cholesky factorisation of a symmetric positive definite matrix
+ * (row-major n x n, lower triangle used); false when it is not.
+ */
+static bool
+cholesky(double *m, int n)
+{
+	int			i,
+				j,
+				k;
+
+	for (j = 0; j < n; j++)
+	{
+		double		d = m[j * n + j];
+
+		for (k = 0; k < j; k++)
+			d -= m[j * n + k] * m[j * n + k];
+		if (!(d > 0))
+			return false;
+		d = sqrt(d);
+		m[j * n + j] = d;
+		for (i = j + 1; i < n; i++)
+		{
+			double		s = m[i * n + j];
+
+			for (k = 0; k < j; k++)
+				s -= m[i * n + k] * m[j * n + k];
+			m[i * n + j] = s / d;
+		}
+	}
+	return true;
+}
+
+/* Solve L L' x = b given the Cholesky factor L (in place in b). */
+static void
+cholesky_solve(const double *l, int n, double *b)
+{
+	int			i,
+				k;
+
+	for (i = 0; i < n; i++)
+	{
+		double		s = b[i];
+
+		for (k = 0; k < i; k++)
+			s -= l[i * n + k] * b[k];
+		b[i] = s / l[i * n + i];
+	}
+	for (i = n - 1; i >= 0; i--)
+	{
+		double		s = b[i];
+
+		for (k = i + 1; k < n; k++)
+			s -= l[k * n + i] * b[k];
+		b[i] = s / l[i * n + i];
+	}
+}
+
+/*
+ * SQL: _irls_solve(state, beta, l2) -> new coefficients.  One Newton step on
+ * the L2-penalised log-likelihood (the intercept is not penalised).  If the
+ * information matrix is singular (a level never seen, say), a tiny ridge is
+ * added until it factorises.
+ */
+Datum
+dr_irls_solve(PG_FUNCTION_ARGS)
+{
+	ArrayType  *state = PG_GETARG_ARRAYTYPE_P(0);
+	ArrayType  *betaarr = PG_GETARG_ARRAYTYPE_P(1);
+	double		l2 = PG_GETARG_FLOAT8(2);
+	double	   *v,
+			   *beta,
+			   *grad,
+			   *info,
+			   *m,
+			   *step;
+	double		ridge = 0;
+	int			p,
+				n,
+				i,
+				j,
+				tries;
+	Datum	   *elems;
+
+	if (!(l2 >= 0) || isinf(l2))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("l2 penalty must be a finite number >= 0, got %g", l2)));
+	dr_state_array(betaarr, FLOAT8OID, -1, "coefficient");
+	p = ARR_DIMS(betaarr)[0];
+	beta = (double *) ARR_DATA_PTR(betaarr);
+	if (ARR_NDIM(state) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("no closed deal to train on")));
+	n = IRLS_HEAD + p + p * (p + 1) / 2;
+	v = (double *) ARR_DATA_PTR(dr_state_array(state, FLOAT8OID, n, "IRLS"));
+	grad = v + IRLS_HEAD;
+	info = grad + p;
+
+	m = palloc(sizeof(double) * p * p);
+	step = palloc(sizeof(double) * p);
+	for (tries = 0; tries < 20; tries++)
+	{
+		for (i = 0; i < p; i++)
+			for (j = i; j < p; j++)
+			{
+				double		x = info[i * p - i * (i - 1) / 2 + (j - i)];
+
+				if (i == j)
+					x += (i > 0 ? l2 : 0) + ridge;
+				m[i * p + j] = m[j * p + i] = x;
+			}
+		if (cholesky(m, p))
+			break;
+		ridge = (ridge == 0) ? 1e-8 * Max(1.0, v[1]) : ridge * 10;
+	}
+	if (tries == 20)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("the training problem is singular even with a ridge of %g", ridge),
+				 errhint("Use a larger l2 penalty or fewer features.")));
+	for (i = 0; i < p; i++)
+		step[i] = grad[i] - (i > 0 ? l2 * beta[i] : 0);
+	cholesky_solve(m, p, step);
+
+	elems = palloc(sizeof(Datum) * p);
+	for (i = 0; i < p; i++)
+	{
+		double		b = beta[i] + step[i];
+
+		if (isnan(b) || isinf(b))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("training diverged: coefficient %d is not finite", i + 1),
+					 errhint("Use a larger l2 penalty.")));
+		elems[i] = Float8GetDatum(b);
+	}
+	PG_RETURN_ARRAYTYPE_P(construct_array(elems, p, FLOAT8OID, sizeof(float8),
+										  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+/*
+ * Evaluation transition: score a closed deal with the given coefficients and
+ * add it to the log loss, Brier score, accuracy and the score histogram
+ * (for AUC and calibration).
+ */
+Datum
+dr_eval_accum(PG_FUNCTION_ARGS)
+{
+	ArrayType  *state;
+	FitCache   *fc;
+	double	   *v,
+				eta,
+				mu,
+				y;
+	int			bin;
+
+	if (PG_ARGISNULL(0))
+		elog(ERROR, "evaluation state is NULL");
+	state = PG_GETARG_ARRAYTYPE_P(0);
+	dr_require_agg_context(fcinfo, "eval_accum");
+	if (PG_ARGISNULL(1))
+		PG_RETURN_ARRAYTYPE_P(state);
+	if (PG_ARGISNULL(3))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("coefficients must not be NULL")));
+	fc = fit_cache(fcinfo, 2, 3);
+	fc->reader = dr_row_reader(fc->model, PG_GETARG_HEAPTUPLEHEADER(1),
+							   fcinfo->flinfo->fn_mcxt, fc->reader);
+	/* scored as a new deal would be: no leave-one-out */
+	dr_encode_row(fc->model, fc->reader, PG_GETARG_HEAPTUPLEHEADER(1), fc->as_of,
+				  false, fc->enc);
+	if (fc->enc->outcome < 0)
+		PG_RETURN_ARRAYTYPE_P(state);
+	eta = 0;
+	for (bin = 0; bin < fc->enc->nnz; bin++)
+		eta += fc->beta[fc->enc->idx[bin]] * fc->enc->val[bin];
+	mu = dr_logistic(eta);
+	y = fc->enc->outcome;
+
+	if (ARR_NDIM(state) == 0)
+		state = zero_float8_array(EVAL_HEAD + 3 * EVAL_BINS);
+	v = (double *) ARR_DATA_PTR(dr_state_array(state, FLOAT8OID, EVAL_HEAD + 3 * EVAL_BINS,
+											   "evaluation"));
+	v[0] += 1;
+	v[1] += y;
+	v[2] -= y * log(Max(mu, 1e-15)) + (1 - y) * log(Max(1 - mu, 1e-15));
+	v[3] += (mu - y) * (mu - y);
+	v[4] += ((mu >= 0.5) == (y == 1)) ? 1 : 0;
+	bin = (int) (mu * EVAL_BINS);
+	if (bin >= EVAL_BINS)
+		bin = EVAL_BINS - 1;
+	v[EVAL_HEAD + bin] += y;
+	v[EVAL_HEAD + EVAL_BINS + bin] += 1;
+	v[EVAL_HEAD + 2 * EVAL_BINS + bin] += mu;
+	PG_RETURN_ARRAYTYPE_P(state);
+}
+
+/*
+ * Evaluation final: jsonb with n, won, lost, base_rate, auc, log_loss,
+ * brier, brier_base (always predicting the base rate), accuracy and a
+ * calibration table by decile of the predicted win probability.
+ */
+Datum
+dr_eval_final(PG_FUNCTION_ARGS)
+{
+	ArrayType  *state = PG_GETARG_ARRAYTYPE_P(0);
+	double	   *v,
+			   *won,
+			   *cnt,
+			   *psum;
+	double		n,
+				pos,
+				neg,
+				base,
+				auc = 0,
+				neg_below = 0;
+	StringInfoData buf;
+	int			b,
+				dec;
+	double		acc_n = 0,
+				acc_won = 0,
+				acc_p = 0,
+				seen = 0;
+
+	if (ARR_NDIM(state) == 0)
+		PG_RETURN_NULL();
+	v = (double *) ARR_DATA_PTR(dr_state_array(state, FLOAT8OID, EVAL_HEAD + 3 * EVAL_BINS,
+											   "evaluation"));
+	won = v + EVAL_HEAD;
+	cnt = won + EVAL_BINS;
+	psum = cnt + EVAL_BINS;
+	n = v[0];
+	pos = v[1];
+	neg = n - pos;
+	base = pos / n;
+	for (b = 0; b < EVAL_BINS; b++)
+	{
+		double		nb = cnt[b] - won[b];
+
+		auc += won[b] * (neg_below + 0.5 * nb);
+		neg_below += nb;
+	}
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"n\": %.0f, \"won\": %.0f, \"lost\": %.0f, \"base_rate\": %.17g",
+					 n, pos, neg, base);
+	if (pos > 0 && neg > 0)
+		appendStringInfo(&buf, ", \"auc\": %.17g", auc / (pos * neg));
+	else
+		appendStringInfoString(&buf, ", \"auc\": null");
+	appendStringInfo(&buf, ", \"log_loss\": %.17g, \"brier\": %.17g, \"brier_base\": %.17g, \"accuracy\": %.17g",
+					 v[2] / n, v[3] / n, base * (1 - base), v[4] / n);
+	appendStringInfoString(&buf, ", \"calibration\": [");
+	dec = 1;
+	for (b = 0; b < EVAL_BINS; b++)
+	{
+		acc_n += cnt[b];
+		acc_won += won[b];
+		acc_p += psum[b];
+		seen += cnt[b];
+		if (acc_n > 0 && (seen >= dec * n / 10.0 - 1e-9 || b == EVAL_BINS - 1))
+		{
+			appendStringInfo(&buf, "%s{\"decile\": %d, \"n\": %.0f, \"predicted\": %.17g, \"observed\": %.17g}",
+							 dec > 1 ? ", " : "", dec, acc_n, acc_p / acc_n, acc_won / acc_n);
+			acc_n = acc_won = acc_p = 0;
+			while (dec < 10 && seen >= dec * n / 10.0 - 1e-9)
+				dec++;
+			if (dec == 10 && seen >= n - 1e-9)
+				break;
+		}
+	}
+	appendStringInfoString(&buf, "]}");
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+}
