@@ -434,7 +434,7 @@ BEGIN
 	IF name IS NULL OR pg_catalog.btrim(name) = '' THEN
 		RAISE EXCEPTION 'model name must not be empty' USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	IF l2 IS NULL OR NOT (l2 >= 0) OR l2 = 'Infinity' THEN
+	IF l2 IS NULL OR NOT (l2 >= 0) OR l2 IN ('Infinity', 'NaN') THEN
 		RAISE EXCEPTION 'l2 must be a finite number >= 0, got %', coalesce(l2::text, 'NULL')
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
