@@ -63,6 +63,11 @@ log_min_messages = warning
 CONF
 	fi
 	if ! as_owner "$PGBIN/pg_ctl" -D "$PGDATA_DIR" status >/dev/null 2>&1; then
+		if "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$PORT" >/dev/null 2>&1; then
+			echo "dealrisk: port $PORT is taken by another server (a scratch cluster of another checkout?)." >&2
+			echo "Stop it (make cluster-stop in that checkout) or choose a port: DEALRISK_PGPORT=54330 make ..." >&2
+			exit 1
+		fi
 		as_owner "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$LOGFILE" -w -t 60 start >/dev/null ||
 			{ tail -n 30 "$LOGFILE" >&2; exit 1; }
 	fi
