@@ -22,7 +22,6 @@
 #include "dealrisk.h"
 
 PG_FUNCTION_INFO_V1(dr_funnel_accum);
-PG_FUNCTION_INFO_V1(dr_funnel_combine);
 PG_FUNCTION_INFO_V1(dr_funnel_final);
 PG_FUNCTION_INFO_V1(dr_late_loss_accum);
 PG_FUNCTION_INFO_V1(dr_late_loss_final);
@@ -77,32 +76,6 @@ dr_funnel_accum(PG_FUNCTION_ARGS)
 	else
 		v[3 * idx + 1]++;
 	PG_RETURN_ARRAYTYPE_P(state);
-}
-
-/* Merge two funnel partials; either may still be the empty initial state. */
-Datum
-dr_funnel_combine(PG_FUNCTION_ARGS)
-{
-	ArrayType  *a = PG_GETARG_ARRAYTYPE_P(0);
-	ArrayType  *b = PG_GETARG_ARRAYTYPE_P(1);
-	int64	   *va,
-			   *vb;
-	int			n,
-				i;
-
-	dr_require_agg_context(fcinfo, "stage_funnel_combine");
-	if (state_is_empty(b))
-		PG_RETURN_ARRAYTYPE_P(a);
-	if (state_is_empty(a))
-		PG_RETURN_ARRAYTYPE_P(b);
-	dr_state_array(a, INT8OID, -1, "stage_funnel");
-	n = ARR_DIMS(a)[0];
-	dr_state_array(b, INT8OID, n, "stage_funnel");
-	va = (int64 *) ARR_DATA_PTR(a);
-	vb = (int64 *) ARR_DATA_PTR(b);
-	for (i = 0; i < n; i++)
-		va[i] += vb[i];
-	PG_RETURN_ARRAYTYPE_P(a);
 }
 
 /* Append a ratio to a JSON object, or null when the denominator is zero. */

@@ -3,21 +3,17 @@
 CREATE FUNCTION dealrisk._stage_funnel_accum(bigint[], text, boolean)
 RETURNS bigint[] AS 'MODULE_PATHNAME', 'dr_funnel_accum'
 LANGUAGE C STABLE PARALLEL SAFE;
-CREATE FUNCTION dealrisk._stage_funnel_combine(bigint[], bigint[])
-RETURNS bigint[] AS 'MODULE_PATHNAME', 'dr_funnel_combine'
-LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION dealrisk._stage_funnel_final(bigint[])
 RETURNS jsonb AS 'MODULE_PATHNAME', 'dr_funnel_final'
 LANGUAGE C STABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION dealrisk._stage_funnel_accum(bigint[], text, boolean) IS 'stage_funnel transition (internal)';
-COMMENT ON FUNCTION dealrisk._stage_funnel_combine(bigint[], bigint[]) IS 'stage_funnel combine (internal)';
 COMMENT ON FUNCTION dealrisk._stage_funnel_final(bigint[]) IS 'stage_funnel final function (internal)';
 
 CREATE AGGREGATE dealrisk.stage_funnel(stage text, won boolean) (
 	SFUNC = dealrisk._stage_funnel_accum,
 	STYPE = bigint[],
 	FINALFUNC = dealrisk._stage_funnel_final,
-	COMBINEFUNC = dealrisk._stage_funnel_combine,
+	COMBINEFUNC = dealrisk._int8_state_combine,
 	INITCOND = '{}',
 	PARALLEL = SAFE
 );

@@ -48,15 +48,11 @@ COMMENT ON FUNCTION dealrisk._validate_model(jsonb, float8[]) IS
 CREATE FUNCTION dealrisk._irls_accum(float8[], record, jsonb, float8[], float8)
 RETURNS float8[] AS 'MODULE_PATHNAME', 'dr_irls_accum'
 LANGUAGE C STABLE PARALLEL SAFE;
-CREATE FUNCTION dealrisk._sum_combine(float8[], float8[])
-RETURNS float8[] AS 'MODULE_PATHNAME', 'dr_sum_combine'
-LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION dealrisk._irls_accum(float8[], record, jsonb, float8[], float8) IS 'IRLS pass transition (internal)';
-COMMENT ON FUNCTION dealrisk._sum_combine(float8[], float8[]) IS 'merges IRLS or evaluation partial states (internal)';
 CREATE AGGREGATE dealrisk._irls_pass(deal record, spec jsonb, beta float8[], weight float8) (
 	SFUNC = dealrisk._irls_accum,
 	STYPE = float8[],
-	COMBINEFUNC = dealrisk._sum_combine,
+	COMBINEFUNC = dealrisk._float8_state_combine,
 	INITCOND = '{}',
 	PARALLEL = SAFE
 );
@@ -81,7 +77,7 @@ CREATE AGGREGATE dealrisk._evaluate(deal record, spec jsonb, beta float8[]) (
 	SFUNC = dealrisk._eval_accum,
 	STYPE = float8[],
 	FINALFUNC = dealrisk._eval_final,
-	COMBINEFUNC = dealrisk._sum_combine,
+	COMBINEFUNC = dealrisk._float8_state_combine,
 	INITCOND = '{}',
 	PARALLEL = SAFE
 );

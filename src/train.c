@@ -29,7 +29,6 @@
 
 PG_FUNCTION_INFO_V1(dr_irls_accum);
 PG_FUNCTION_INFO_V1(dr_irls_solve);
-PG_FUNCTION_INFO_V1(dr_sum_combine);
 PG_FUNCTION_INFO_V1(dr_eval_accum);
 PG_FUNCTION_INFO_V1(dr_eval_final);
 
@@ -180,32 +179,6 @@ dr_irls_accum(PG_FUNCTION_ARGS)
 		}
 	}
 	PG_RETURN_ARRAYTYPE_P(state);
-}
-
-/* Merge two sum states (IRLS or evaluation); '{}' is the empty state. */
-Datum
-dr_sum_combine(PG_FUNCTION_ARGS)
-{
-	ArrayType  *a = PG_GETARG_ARRAYTYPE_P(0);
-	ArrayType  *b = PG_GETARG_ARRAYTYPE_P(1);
-	double	   *va,
-			   *vb;
-	int			n,
-				i;
-
-	dr_require_agg_context(fcinfo, "sum_combine");
-	if (ARR_NDIM(b) == 0)
-		PG_RETURN_ARRAYTYPE_P(a);
-	if (ARR_NDIM(a) == 0)
-		PG_RETURN_ARRAYTYPE_P(b);
-	dr_state_array(a, FLOAT8OID, -1, "sum");
-	n = ARR_DIMS(a)[0];
-	dr_state_array(b, FLOAT8OID, n, "sum");
-	va = (double *) ARR_DATA_PTR(a);
-	vb = (double *) ARR_DATA_PTR(b);
-	for (i = 0; i < n; i++)
-		va[i] += vb[i];
-	PG_RETURN_ARRAYTYPE_P(a);
 }
 
 /*

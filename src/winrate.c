@@ -64,7 +64,11 @@ dr_winrate_inv(PG_FUNCTION_ARGS)
 	PG_RETURN_ARRAYTYPE_P(state);
 }
 
-/* Merge two int8 count states of equal length (parallel partials). */
+/*
+ * Merge two int8 count states of equal length (parallel partials); either
+ * may be the empty initial state '{}' of an aggregate that sizes its state
+ * on the first row.
+ */
 Datum
 dr_int8_state_combine(PG_FUNCTION_ARGS)
 {
@@ -76,6 +80,10 @@ dr_int8_state_combine(PG_FUNCTION_ARGS)
 				i;
 
 	dr_require_agg_context(fcinfo, "int8_state_combine");
+	if (ARR_NDIM(b) == 0)
+		PG_RETURN_ARRAYTYPE_P(a);
+	if (ARR_NDIM(a) == 0)
+		PG_RETURN_ARRAYTYPE_P(b);
 	dr_state_array(a, INT8OID, -1, "count");
 	n = ARR_DIMS(a)[0];
 	dr_state_array(b, INT8OID, n, "count");
@@ -236,7 +244,10 @@ dr_winrate_amount_accum(PG_FUNCTION_ARGS)
 	PG_RETURN_ARRAYTYPE_P(state);
 }
 
-/* Merge two float8 sum states of equal length elementwise. */
+/*
+ * Merge two float8 sum states of equal length elementwise (weighted win
+ * rate, training and evaluation passes); '{}' is the empty state.
+ */
 Datum
 dr_float8_state_combine(PG_FUNCTION_ARGS)
 {
@@ -248,6 +259,10 @@ dr_float8_state_combine(PG_FUNCTION_ARGS)
 				i;
 
 	dr_require_agg_context(fcinfo, "float8_state_combine");
+	if (ARR_NDIM(b) == 0)
+		PG_RETURN_ARRAYTYPE_P(a);
+	if (ARR_NDIM(a) == 0)
+		PG_RETURN_ARRAYTYPE_P(b);
 	dr_state_array(a, FLOAT8OID, -1, "sum");
 	n = ARR_DIMS(a)[0];
 	dr_state_array(b, FLOAT8OID, n, "sum");
