@@ -9,7 +9,7 @@ OBJS = src/dealrisk.o src/stats.o src/outcome.o src/winrate.o src/funnel.o \
 # The install script is assembled from the SQL beside each C file, in
 # dependency order (a file may use objects of the files before it).
 SQL_PARTS = src/header.sql src/stats.sql src/outcome.sql src/winrate.sql \
-	src/funnel.sql src/sample.sql src/diagnostics.sql src/model.sql
+	src/funnel.sql src/sample.sql src/diagnostics.sql src/model.sql src/ops.sql
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 
 TESTS      = $(wildcard sql/*.sql)

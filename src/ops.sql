@@ -1,0 +1,1 @@
+-- ops.sql: operations (watch, refresh, schedule, history, alerts, digest, track); see docs/operations.md
