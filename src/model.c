@@ -465,6 +465,8 @@ models_relcache_cb(Datum arg, Oid relid)
 	{
 		cache_valid = false;
 		dr_model_generation++;
+		/* look the table up again: it may have been dropped and recreated */
+		models_relid = InvalidOid;
 	}
 }
 

@@ -1,7 +1,7 @@
 -- pgTAP: the deal risk model: training, activation, rollback, export and
 -- import, scoring, explanation, actions, evaluation, and their bad input.
 \ir harness/pgtap_setup.psql
-SELECT plan(71);
+SELECT plan(74);
 
 SET LOCAL dealrisk.as_of_date = '2024-12-31';
 CREATE TABLE deals AS SELECT * FROM dealrisk.sample_deals(6000, 7);
@@ -184,6 +184,18 @@ SELECT throws_ok($$SELECT * FROM dealrisk.lost_lookalikes('deals', k => 0)$$, '2
 -- the model tables are kept by pg_dump
 SELECT ok((SELECT 'dealrisk.models'::regclass = ANY (extconfig) AND 'dealrisk.action_rules'::regclass = ANY (extconfig)
 	FROM pg_extension WHERE extname = 'dealrisk'), 'models and action rules are configuration tables');
+
+-- the cache follows a dropped and recreated extension (new table oid)
+SELECT ok((SELECT dealrisk.deal_risk(d.*, 'v') FROM deals d LIMIT 1) IS NOT NULL, 'score once to fill the cache');
+DROP EXTENSION dealrisk CASCADE;
+CREATE EXTENSION dealrisk;
+SET LOCAL client_min_messages = error;
+SELECT lives_ok($$SELECT dealrisk.train('deals', 'v')$$, 'train in the recreated extension');
+SET LOCAL client_min_messages = warning;
+UPDATE dealrisk.models m SET coefficients = (SELECT array_agg(0::float8)
+	FROM generate_series(1, dealrisk._validate_model(m.feature_spec, NULL)) i) WHERE name = 'v';
+SELECT is((SELECT dealrisk.deal_risk(d.*, 'v') FROM deals d LIMIT 1), 50::float8,
+	'after DROP/CREATE EXTENSION the cache still sees changes to the new models table');
 
 SELECT * FROM finish();
 ROLLBACK;
