@@ -17,6 +17,7 @@
 #include "utils/date.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/numeric.h"
 #include "utils/typcache.h"
 
 #include "dealrisk.h"
@@ -173,6 +174,8 @@ dr_row_reader(DrModel *model, HeapTupleHeader rec, MemoryContext cxt,
 		check_fixed_type((DrColumn) i, r->fixed_type[i], typid);
 	}
 
+	r->values = palloc(sizeof(Datum) * Max(1, desc->natts));
+	r->isnull = palloc(sizeof(bool) * Max(1, desc->natts));
 	r->extra_attno = palloc0(sizeof(int) * Max(1, model->nextra));
 	r->extra_type = palloc0(sizeof(Oid) * Max(1, model->nextra));
 	r->extra_out = palloc0(sizeof(FmgrInfo) * Max(1, model->nextra));
@@ -226,7 +229,22 @@ datum_to_double(Datum d, Oid t)
 		case FLOAT8OID:
 			return DatumGetFloat8(d);
 		case NUMERICOID:
-			return DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow, d));
+			{
+				Numeric		n = DatumGetNumeric(d);
+
+				/* whole numbers (most amounts) convert exactly without text */
+				if (!numeric_is_nan(n) && !numeric_is_inf(n) &&
+					DatumGetInt32(DirectFunctionCall1(numeric_scale, NumericGetDatum(n))) == 0)
+				{
+					bool		overflow = false;
+					int32		i = numeric_int4_opt_error(n, &overflow);
+
+					if (!overflow)
+						return (double) i;
+				}
+				return DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
+														  NumericGetDatum(n)));
+			}
 	}
 	elog(ERROR, "unexpected numeric type %u", t);
 	return 0;					/* keep compiler quiet */
@@ -261,15 +279,20 @@ find_level(char **levels, int nlevels, const char *s, int len)
  * a text type; other types go through their output function.  false if NULL.
  */
 static bool
-attr_text(HeapTuple tup, TupleDesc desc, int attno, Oid t, FmgrInfo *out,
+attr_text(DrRowReader *r, int attno, Oid t, FmgrInfo *out,
 		  const char **s, int *len)
 {
-	bool		isnull;
-	Datum		d = heap_getattr(tup, attno, desc, &isnull);
+	Datum		d = r->values[attno - 1];
 
-	if (isnull)
+	if (r->isnull[attno - 1])
 		return false;
-	if (t == TEXTOID || t == VARCHAROID || t == BPCHAROID)
+	if (t == BOOLOID)
+	{
+		/* as the training queries see it: boolean::text */
+		*s = DatumGetBool(d) ? "true" : "false";
+		*len = strlen(*s);
+	}
+	else if (t == TEXTOID || t == VARCHAROID || t == BPCHAROID)
 	{
 		text	   *tx = DatumGetTextPP(d);
 
@@ -289,17 +312,11 @@ attr_text(HeapTuple tup, TupleDesc desc, int attno, Oid t, FmgrInfo *out,
 
 /* A date attribute, or DR_NO_DATE when absent or NULL. */
 static int32
-attr_date(HeapTuple tup, TupleDesc desc, int attno)
+attr_date(DrRowReader *r, int attno)
 {
-	bool		isnull;
-	Datum		d;
-
-	if (attno == 0)
+	if (attno == 0 || r->isnull[attno - 1])
 		return DR_NO_DATE;
-	d = heap_getattr(tup, attno, desc, &isnull);
-	if (isnull)
-		return DR_NO_DATE;
-	return (int32) DatumGetDateADT(d);
+	return (int32) DatumGetDateADT(r->values[attno - 1]);
 }
 
 /* Typical days in a stage (case-insensitive), or NaN when unknown. */
@@ -328,7 +345,6 @@ dr_encode_row(DrModel *model, DrRowReader *r, HeapTupleHeader rec,
 			  int32 as_of, bool leave_one_out, DrEncoded *out)
 {
 	HeapTupleData tup;
-	TupleDesc	desc = r->tupdesc;
 	int32		created,
 				closed,
 				end;
@@ -340,6 +356,7 @@ dr_encode_row(DrModel *model, DrRowReader *r, HeapTupleHeader rec,
 	ItemPointerSetInvalid(&tup.t_self);
 	tup.t_tableOid = InvalidOid;
 	tup.t_data = rec;
+	heap_deform_tuple(&tup, r->tupdesc, r->values, r->isnull);
 
 	/* outcome: 1 won, 0 lost, -1 open or unreadable */
 	out->outcome = -1;
@@ -348,7 +365,7 @@ dr_encode_row(DrModel *model, DrRowReader *r, HeapTupleHeader rec,
 		const char *s;
 		int			len;
 
-		if (attr_text(&tup, desc, r->fixed_attno[DR_COL_OUTCOME],
+		if (attr_text(r, r->fixed_attno[DR_COL_OUTCOME],
 					  r->fixed_type[DR_COL_OUTCOME], NULL, &s, &len))
 		{
 			DrOutcome	o = dr_classify_outcome(s, len);
@@ -359,8 +376,8 @@ dr_encode_row(DrModel *model, DrRowReader *r, HeapTupleHeader rec,
 				out->outcome = 0;
 		}
 	}
-	created = attr_date(&tup, desc, r->fixed_attno[DR_COL_CREATED]);
-	closed = attr_date(&tup, desc, r->fixed_attno[DR_COL_CLOSED]);
+	created = attr_date(r, r->fixed_attno[DR_COL_CREATED]);
+	closed = attr_date(r, r->fixed_attno[DR_COL_CLOSED]);
 	out->closed_date = closed;
 	is_closed = (out->outcome >= 0) ||
 		(r->fixed_attno[DR_COL_OUTCOME] == 0 && closed != DR_NO_DATE);
@@ -386,13 +403,12 @@ dr_encode_row(DrModel *model, DrRowReader *r, HeapTupleHeader rec,
 			Oid			t = r->extra_type[f->colidx];
 
 			if (f->kind == DR_FEAT_CATEGORICAL || f->kind == DR_FEAT_RATE)
-				have_text = attr_text(&tup, desc, attno, t, &r->extra_out[f->colidx], &s, &len);
+				have_text = attr_text(r, attno, t, &r->extra_out[f->colidx], &s, &len);
 			else
 			{
-				bool		isnull;
-				Datum		d = heap_getattr(&tup, attno, desc, &isnull);
+				Datum		d = r->values[attno - 1];
 
-				if (!isnull)
+				if (!r->isnull[attno - 1])
 				{
 					if (!is_number_type(t))
 						ereport(ERROR,
@@ -408,14 +424,12 @@ dr_encode_row(DrModel *model, DrRowReader *r, HeapTupleHeader rec,
 		{
 			bool		got = false;
 
-			if (is_closed && r->fixed_attno[DR_COL_CYCLE])
+			if (is_closed && r->fixed_attno[DR_COL_CYCLE] &&
+				!r->isnull[r->fixed_attno[DR_COL_CYCLE] - 1])
 			{
-				bool		isnull;
-				Datum		d = heap_getattr(&tup, r->fixed_attno[DR_COL_CYCLE], desc, &isnull);
-
-				if (!isnull)
 				{
-					v = datum_to_double(d, r->fixed_type[DR_COL_CYCLE]);
+					v = datum_to_double(r->values[r->fixed_attno[DR_COL_CYCLE] - 1],
+										r->fixed_type[DR_COL_CYCLE]);
 					got = true;
 				}
 			}
@@ -427,11 +441,11 @@ dr_encode_row(DrModel *model, DrRowReader *r, HeapTupleHeader rec,
 			const char *st;
 			int			stlen;
 
-			if (attr_text(&tup, desc, r->fixed_attno[DR_COL_STAGE],
+			if (attr_text(r, r->fixed_attno[DR_COL_STAGE],
 						  r->fixed_type[DR_COL_STAGE], NULL, &st, &stlen))
 			{
 				double		typ = typical_days(f, st, stlen);
-				int32		entered = attr_date(&tup, desc, r->fixed_attno[DR_COL_STAGE_ENTERED]);
+				int32		entered = attr_date(r, r->fixed_attno[DR_COL_STAGE_ENTERED]);
 
 				if (entered == DR_NO_DATE)
 					entered = created;
@@ -444,7 +458,7 @@ dr_encode_row(DrModel *model, DrRowReader *r, HeapTupleHeader rec,
 		}
 		else if (f->derived == DR_DERIVED_ACTIVITY_GAP)
 		{
-			int32		last = attr_date(&tup, desc, r->fixed_attno[DR_COL_LAST_ACTIVITY]);
+			int32		last = attr_date(r, r->fixed_attno[DR_COL_LAST_ACTIVITY]);
 
 			if (last != DR_NO_DATE)
 				v = (double) end - (double) last;
@@ -458,7 +472,7 @@ dr_encode_row(DrModel *model, DrRowReader *r, HeapTupleHeader rec,
 		{
 			case DR_FEAT_CATEGORICAL:
 				if (have_text)
-					lvl = find_level(f->levels, f->nlevels, s, len);
+					lvl = dr_find_level(f, s, len);
 				/* a rare level of the training data counts as "(other)" */
 				if (lvl < 0 && have_text && f->other_index >= 0 &&
 					find_level(f->pooled, f->npooled, s, len) >= 0)
@@ -488,7 +502,7 @@ dr_encode_row(DrModel *model, DrRowReader *r, HeapTupleHeader rec,
 								rate;
 
 					if (have_text)
-						lvl = find_level(f->levels, f->nlevels, s, len);
+						lvl = dr_find_level(f, s, len);
 					if (lvl >= 0)
 					{
 						won = f->won[lvl];

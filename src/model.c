@@ -214,6 +214,78 @@ sort_levels(DrFeature *f, const char *label)
 	}
 }
 
+/*
+ * Hash of a short string from its length and its first and last four bytes:
+ * constant time, which matters because it runs per value per row; levels
+ * that collide are told apart by the probe's memcmp.
+ */
+static inline uint32
+level_hash(const char *s, int len)
+{
+	uint32		a = 0,
+				b = 0,
+				h;
+	int			i;
+
+	if (len >= 4)
+	{
+		memcpy(&a, s, 4);
+		memcpy(&b, s + len - 4, 4);
+	}
+	else
+		for (i = 0; i < len; i++)
+			a = (a << 8) | (unsigned char) s[i];
+	h = (a * 0x9E3779B1u) ^ (b * 0x85EBCA77u) ^ ((uint32) len * 0xC2B2AE3Du);
+	return h ^ (h >> 15);
+}
+
+/*
+ * Build the hash table that finds a level by its bytes in one probe or two
+ * (scoring looks up every categorical value of every row).
+ */
+static void
+build_level_hash(DrFeature *f)
+{
+	int			size = 8;
+	int			i;
+
+	while (size < 2 * f->nlevels)
+		size *= 2;
+	f->hmask = size - 1;
+	f->htab = palloc0(sizeof(int) * size);
+	f->lens = palloc(sizeof(int) * Max(1, f->nlevels));
+	for (i = 0; i < f->nlevels; i++)
+	{
+		uint32		h;
+
+		f->lens[i] = strlen(f->levels[i]);
+		h = level_hash(f->levels[i], f->lens[i]) & f->hmask;
+		while (f->htab[h] != 0)
+			h = (h + 1) & f->hmask;
+		f->htab[h] = i + 1;
+	}
+}
+
+/* Index of the level with bytes (s, len), or -1. */
+int
+dr_find_level(DrFeature *f, const char *s, int len)
+{
+	uint32		h;
+
+	if (f->htab == NULL)
+		return -1;
+	h = level_hash(s, len) & f->hmask;
+	while (f->htab[h] != 0)
+	{
+		int			i = f->htab[h] - 1;
+
+		if (f->lens[i] == len && memcmp(f->levels[i], s, len) == 0)
+			return i;
+		h = (h + 1) & f->hmask;
+	}
+	return -1;
+}
+
 /* Register a named input column of the model, returning its reader slot. */
 static int
 extra_column(DrModel *m, const char *col)
@@ -378,6 +450,7 @@ dr_model_from_spec(Datum spec, ArrayType *coefs, int64 id, const char *name,
 								  psprintf("feature \"%s\" has no levels", f->name));
 				f->won = f->closed = NULL;
 				sort_levels(f, label);
+				build_level_hash(f);
 				f->width = f->nlevels;
 				break;
 			case DR_FEAT_RATE:
@@ -395,6 +468,7 @@ dr_model_from_spec(Datum spec, ArrayType *coefs, int64 id, const char *name,
 								  psprintf("feature \"%s\" has a bad prior or strength", f->name));
 				f->npooled = 0;
 				sort_levels(f, label);
+				build_level_hash(f);
 				f->width = 1;
 				break;
 			case DR_FEAT_BINS:

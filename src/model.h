@@ -58,6 +58,9 @@ typedef struct DrFeature
 	char	  **pooled;
 	int			other_index;	/* index of "(other)" in levels, or -1 */
 	int		   *colpos;			/* sorted level -> its column within the feature */
+	int		   *lens;			/* byte length of each level */
+	int			hmask;			/* level hash table: size - 1 */
+	int		   *htab;			/* level index + 1, 0 = empty slot */
 	double	   *won;			/* rate: won and closed counts per key */
 	double	   *closed;
 	double		prior;			/* rate: overall rate and shrinkage strength */
@@ -97,6 +100,8 @@ typedef struct DrRowReader
 	int		   *extra_attno;	/* per model extra column */
 	Oid		   *extra_type;
 	FmgrInfo   *extra_out;		/* output functions for non-text categoricals */
+	Datum	   *values;			/* the row, deformed once per row */
+	bool	   *isnull;
 } DrRowReader;
 
 /* What encoding a row produced: the active columns and their values. */
@@ -131,6 +136,7 @@ extern DrModel *dr_model_from_spec(Datum spec, ArrayType *coefs, int64 id,
 extern DrModel *dr_active_model(const char *name);
 extern void dr_model_cache_init(void);
 extern const char *dr_feature_kind_name(DrFeatureKind kind);
+extern int	dr_find_level(DrFeature *f, const char *s, int len);
 extern uint64 dr_model_generation;
 extern double dr_logistic(double eta);
 

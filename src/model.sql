@@ -154,11 +154,11 @@ BEGIN
 	                          source, filter) INTO n, won;
 	prior := won::float8 / greatest(n, 1);
 	min_level := greatest(20, (n * 0.005)::bigint);
+	-- as features.c reads it: a closed deal's cycle, else the days from
+	-- creation to its close (or to the as-of date when that is missing)
 	age_expr := pg_catalog.format(
-		'CASE WHEN dealrisk.is_won(d.outcome) IS NOT NULL AND d.closed_date IS NOT NULL THEN %s ELSE dealrisk._as_of() - d.created_date END',
-		CASE WHEN 'sales_cycle_days' = ANY (cols)
-		     THEN 'coalesce(d.sales_cycle_days, d.closed_date - d.created_date)'
-		     ELSE 'd.closed_date - d.created_date' END);
+		'CASE WHEN dealrisk.is_won(d.outcome) IS NOT NULL THEN coalesce(%s d.closed_date - d.created_date, dealrisk._as_of() - d.created_date) ELSE dealrisk._as_of() - d.created_date END',
+		CASE WHEN 'sales_cycle_days' = ANY (cols) THEN 'd.sales_cycle_days,' ELSE '' END);
 	stage_days := pg_catalog.format('(%s) - %s', end_expr,
 		CASE WHEN 'stage_entered_date' = ANY (cols)
 		     THEN 'coalesce(d.stage_entered_date, d.created_date)' ELSE 'd.created_date' END);
@@ -221,12 +221,14 @@ BEGIN
 				'  ''closed'', pg_catalog.jsonb_agg(c ORDER BY k COLLATE "C"))'
 				' FROM (SELECT d.%I::text k, count(*) FILTER (WHERE dealrisk.is_won(d.outcome)) w, count(*) c'
 				'       FROM %s d WHERE %s AND d.%I IS NOT NULL GROUP BY 1) x', f, source, filter, f) INTO rep;
-			-- standardise the shrunk rate over the training rows
+			-- standardise the shrunk rate over the training deals that have a
+			-- rep (each rep's rate weighted by its closed deals)
 			EXECUTE pg_catalog.format(
-				'SELECT avg(r), stddev_pop(r) FROM (SELECT (x.w + $1 * $2) / (x.c + $1) r'
-				' FROM (SELECT count(*) FILTER (WHERE dealrisk.is_won(d.outcome)) w, count(*) c'
-				'       FROM %s d WHERE %s GROUP BY d.%I) x, LATERAL pg_catalog.generate_series(1, x.c::int)) y',
-				source, filter, f) INTO mean, sd USING strength, prior;
+				'SELECT sum(x.c * x.r) / sum(x.c),'
+				' sqrt(greatest(0, sum(x.c * x.r * x.r) / sum(x.c) - (sum(x.c * x.r) / sum(x.c)) ^ 2))'
+				' FROM (SELECT count(*)::float8 c, (count(*) FILTER (WHERE dealrisk.is_won(d.outcome)) + $1 * $2) / (count(*) + $1) r'
+				'       FROM %s d WHERE %s AND d.%I IS NOT NULL GROUP BY d.%I) x',
+				source, filter, f, f) INTO mean, sd USING strength, prior;
 			IF rep ? 'levels' AND rep -> 'levels' <> 'null' THEN
 				spec := spec || (pg_catalog.jsonb_build_object('name', 'rep_win_rate', 'kind', 'rate',
 					'column', f, 'prior', prior, 'strength', strength,
@@ -487,7 +489,7 @@ BEGIN
 	VALUES (train.name, source::text, spec || pg_catalog.jsonb_build_object('l2', l2, 'recency_halflife_days', halflife),
 	        final_fit.beta,
 	        test_metrics || pg_catalog.jsonb_build_object(
-	            'n_train', (SELECT count(*) FROM (SELECT 1) x) * 0 + n_won + n_lost - (test_metrics->>'n')::bigint,
+	            'n_train', n_won + n_lost - (test_metrics->>'n')::bigint,
 	            'n_test', (test_metrics->>'n')::bigint,
 	            'won_total', n_won, 'lost_total', n_lost,
 	            'iterations', final_fit.iterations, 'converged', final_fit.converged,

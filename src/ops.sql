@@ -1,1 +1,835 @@
--- ops.sql: operations (watch, refresh, schedule, history, alerts, digest, track); see docs/operations.md
+-- ops.sql: operations (watch, refresh, schedule, history, alerts, digest,
+-- track) and the privileges of the whole extension; see docs/operations.md
+-- and docs/security.md.
+--
+-- The daily loop: watch() configures which deals are watched and builds the
+-- materialized view dealrisk.high_risk_deals; refresh() (scheduled by
+-- pg_cron through schedule()) rescores the open deals, refreshes the view
+-- concurrently, appends the scores to dealrisk.score_history and writes one
+-- alert per deal that became high-risk into the outbox dealrisk.alerts, from
+-- which mailers claim, render and acknowledge them.
+--
+-- Source names are spliced into SQL only as the regclass's own text (quoted
+-- by PostgreSQL), column names only through format('%I'), literals through
+-- format('%L') or parameters.  No function here is SECURITY DEFINER: each
+-- runs with the caller's privileges, and the grants of docs/security.md say
+-- who may call what.  This file is the last part of the install script: the
+-- REVOKEs at its end cover the functions of the earlier parts too.
+
+-- Configuration, history, outbox ----------------------------------------
+
+CREATE TABLE dealrisk.watch_config (
+	singleton       boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+	source          regclass NOT NULL,
+	threshold       float8 NOT NULL CHECK (threshold >= 0 AND threshold <= 100),
+	model           text NOT NULL CHECK (pg_catalog.btrim(model) <> ''),
+	configured_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	configured_by   text NOT NULL DEFAULT CURRENT_USER,
+	scored_at       timestamptz,
+	view_definition text
+);
+COMMENT ON TABLE dealrisk.watch_config IS
+	'What dealrisk.refresh() watches (one row, set by dealrisk.watch()): the deal source, the risk threshold, the model name, when the deals were last scored and the SQL of dealrisk.high_risk_deals';
+COMMENT ON COLUMN dealrisk.watch_config.scored_at IS
+	'Time of the latest scoring (watch() or refresh()): the scored_at of the view and of the latest score_history entries';
+COMMENT ON COLUMN dealrisk.watch_config.view_definition IS
+	'The CREATE MATERIALIZED VIEW statement of dealrisk.high_risk_deals; watch() replaces the view only when it changes';
+SELECT pg_catalog.pg_extension_config_dump('dealrisk.watch_config', '');
+
+CREATE TABLE dealrisk.score_history (
+	deal_id    text NOT NULL,
+	scored_at  timestamptz NOT NULL,
+	model_id   bigint,
+	risk       float8 NOT NULL,
+	PRIMARY KEY (deal_id, scored_at)
+);
+CREATE INDEX score_history_scored_at ON dealrisk.score_history (scored_at);
+COMMENT ON TABLE dealrisk.score_history IS
+	'Every open deal''s risk at every dealrisk.refresh(): deal_id, time, model id (dealrisk.models.id), risk 0-100';
+SELECT pg_catalog.pg_extension_config_dump('dealrisk.score_history', '');
+
+CREATE TABLE dealrisk.alerts (
+	id             bigserial PRIMARY KEY,
+	deal_id        text NOT NULL,
+	created_at     timestamptz NOT NULL,
+	source         text NOT NULL,
+	model_id       bigint,
+	risk           float8 NOT NULL,
+	previous_risk  float8,
+	band           text NOT NULL,
+	reason         text,
+	action         text,
+	industry       text,
+	deal_amount    numeric,
+	sales_rep_id   text,
+	deal_stage     text,
+	days_in_stage  int,
+	payload        jsonb NOT NULL DEFAULT '{}',
+	claimed_at     timestamptz,
+	claimed_by     text,
+	claims         int NOT NULL DEFAULT 0,
+	acked_at       timestamptz,
+	UNIQUE (deal_id, created_at)
+);
+CREATE INDEX alerts_unacked ON dealrisk.alerts (id) WHERE acked_at IS NULL;
+COMMENT ON TABLE dealrisk.alerts IS
+	'Outbox of risk alerts: one row per deal that became high-risk at a dealrisk.refresh(); mailers take rows with dealrisk.claim_alerts(), render them with dealrisk.alert_text() and confirm them with dealrisk.ack_alert()';
+COMMENT ON COLUMN dealrisk.alerts.created_at IS 'The refresh that raised the alert (= score_history.scored_at)';
+COMMENT ON COLUMN dealrisk.alerts.previous_risk IS 'The deal''s risk at its previous scoring; NULL when it was scored for the first time';
+COMMENT ON COLUMN dealrisk.alerts.reason IS 'The top reason: the first row of dealrisk.deal_risk_explain()';
+COMMENT ON COLUMN dealrisk.alerts.payload IS
+	'{"threshold", "model", "explain": [{factor, value, effect, reason}, ...]}: everything a message needs';
+COMMENT ON COLUMN dealrisk.alerts.claimed_at IS 'When a worker last claimed the alert; claimable again after the reclaim timeout unless acknowledged';
+COMMENT ON COLUMN dealrisk.alerts.claims IS 'How many times the alert was claimed (more than one: a worker died or timed out)';
+COMMENT ON COLUMN dealrisk.alerts.acked_at IS 'When delivery was confirmed (dealrisk.ack_alert()); acknowledged alerts are never claimed again';
+SELECT pg_catalog.pg_extension_config_dump('dealrisk.alerts', '');
+SELECT pg_catalog.pg_extension_config_dump('dealrisk.alerts_id_seq', '');
+
+-- Helpers ---------------------------------------------------------------
+
+-- The id of the active model of a name, or an error naming the name.
+CREATE FUNCTION dealrisk._active_model(model text)
+RETURNS bigint
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+DECLARE
+	mid bigint;
+BEGIN
+	IF model IS NULL THEN
+		RAISE EXCEPTION 'model name must not be NULL'
+			USING ERRCODE = 'null_value_not_allowed', HINT = 'The default model is named ''default''.';
+	END IF;
+	SELECT m.id INTO mid FROM dealrisk.models m WHERE m.name = model AND m.active;
+	IF mid IS NULL THEN
+		RAISE EXCEPTION 'no active deal risk model named "%"', model
+			USING ERRCODE = 'no_data_found',
+			      HINT = pg_catalog.format('Train one first: SELECT dealrisk.train(''public.deals'', name => %L);', model);
+	END IF;
+	RETURN mid;
+END
+$$;
+COMMENT ON FUNCTION dealrisk._active_model(text) IS
+	'The id of the active model of a name; an error when there is none (internal)';
+
+-- A relation's schema-qualified, quoted name, whatever the search_path.
+CREATE FUNCTION dealrisk._qualified_name(rel regclass)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN (SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)
+        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.oid = rel);
+COMMENT ON FUNCTION dealrisk._qualified_name(regclass) IS
+	'A relation''s schema-qualified name, quoted where needed (internal)';
+
+-- Whether a relation has a column (not dropped).
+CREATE FUNCTION dealrisk._has_column(rel regclass, col text)
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+               WHERE a.attrelid = rel AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped);
+COMMENT ON FUNCTION dealrisk._has_column(regclass, text) IS
+	'Whether a relation has a column of that name (internal)';
+
+-- The statement that creates dealrisk.high_risk_deals over a source, named
+-- schema-qualified (the statement is stored and may run again under another
+-- search_path).  The threshold, the model name and the scoring time are read
+-- from dealrisk.watch_config at each refresh, so only a change of source (or
+-- of its optional stage_entered_date column) changes the statement.
+CREATE FUNCTION dealrisk._view_sql(source regclass)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN pg_catalog.format($v$CREATE MATERIALIZED VIEW dealrisk.high_risk_deals AS
+SELECT s.deal_id, s.risk, dealrisk.risk_band(s.risk) AS band,
+       (SELECT e.reason FROM dealrisk.deal_risk_explain(s.deal, s.model) e LIMIT 1) AS top_reason,
+       dealrisk.recommended_action(s.deal, s.model) AS recommended_action,
+       s.deal_amount, s.sales_rep_id, s.deal_stage, s.days_in_stage, s.scored_at
+FROM (
+	SELECT d.deal_id::text AS deal_id, d AS deal, w.model, w.threshold, w.scored_at,
+	       dealrisk.deal_risk(d, w.model) AS risk,
+	       d.deal_amount::numeric AS deal_amount, d.sales_rep_id::text AS sales_rep_id,
+	       d.deal_stage::text AS deal_stage,
+	       dealrisk._as_of() - (%s)::date AS days_in_stage
+	FROM %s d CROSS JOIN dealrisk.watch_config w
+	WHERE dealrisk.is_won(d.outcome) IS NULL AND d.deal_id IS NOT NULL
+	OFFSET 0
+) s
+WHERE s.risk >= s.threshold$v$,
+	CASE WHEN dealrisk._has_column(source, 'stage_entered_date')
+	     THEN 'coalesce(d.stage_entered_date, d.created_date)' ELSE 'd.created_date' END,
+	dealrisk._qualified_name(source));
+COMMENT ON FUNCTION dealrisk._view_sql(regclass) IS
+	'The CREATE MATERIALIZED VIEW statement of dealrisk.high_risk_deals over a source (internal)';
+
+-- (Re)creates dealrisk.high_risk_deals from a statement, keeping the grants
+-- of the view it replaces, with its unique index (for REFRESH CONCURRENTLY).
+CREATE FUNCTION dealrisk._create_view(view_sql text, source regclass)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+DECLARE
+	old regclass := pg_catalog.to_regclass('dealrisk.high_risk_deals');
+	grants text[] := '{}';
+	g text;
+	detail text;
+BEGIN
+	IF old IS NOT NULL THEN
+		SELECT coalesce(pg_catalog.array_agg(pg_catalog.format('GRANT %s ON dealrisk.high_risk_deals TO %s%s',
+			a.privilege_type,
+			CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END,
+			CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)), '{}')
+		INTO grants
+		FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
+		WHERE c.oid = old AND a.grantee <> c.relowner;
+		BEGIN
+			DROP MATERIALIZED VIEW dealrisk.high_risk_deals;
+		EXCEPTION WHEN dependent_objects_still_exist THEN
+			GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
+			RAISE EXCEPTION 'cannot replace dealrisk.high_risk_deals for source "%": other objects depend on it',
+				dealrisk._source_name(source)
+				USING ERRCODE = 'dependent_objects_still_exist', DETAIL = detail,
+				      HINT = 'Drop them, call dealrisk.watch() again and recreate them (watching the same source again keeps the view and its dependents).';
+		END;
+	END IF;
+	EXECUTE view_sql;
+	BEGIN
+		CREATE UNIQUE INDEX high_risk_deals_deal_id ON dealrisk.high_risk_deals (deal_id);
+	EXCEPTION WHEN unique_violation THEN
+		GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
+		RAISE EXCEPTION 'source "%" has open deals that share a deal_id', dealrisk._source_name(source)
+			USING ERRCODE = 'unique_violation', DETAIL = detail,
+			      HINT = 'deal_id must identify a deal: remove the duplicates, or watch a view that keeps one row per deal.';
+	END;
+	FOREACH g IN ARRAY grants LOOP
+		EXECUTE g;
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION dealrisk._create_view(text, regclass) IS
+	'(Re)creates dealrisk.high_risk_deals with its unique index, keeping the grants of the view it replaces (internal)';
+
+-- Refreshes dealrisk.high_risk_deals: concurrently when it holds rows (its
+-- readers keep reading the old rows meanwhile), fully when not populated.
+CREATE FUNCTION dealrisk._refresh_view(source regclass)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+DECLARE
+	detail text;
+BEGIN
+	IF NOT (SELECT c.relispopulated FROM pg_catalog.pg_class c WHERE c.oid = 'dealrisk.high_risk_deals'::regclass) THEN
+		REFRESH MATERIALIZED VIEW dealrisk.high_risk_deals;
+	ELSE
+		REFRESH MATERIALIZED VIEW CONCURRENTLY dealrisk.high_risk_deals;
+	END IF;
+EXCEPTION WHEN unique_violation OR cardinality_violation THEN
+	GET STACKED DIAGNOSTICS detail = MESSAGE_TEXT;
+	RAISE EXCEPTION 'source "%" has open deals that share a deal_id', dealrisk._source_name(source)
+		USING ERRCODE = 'unique_violation', DETAIL = detail,
+		      HINT = 'deal_id must identify a deal: remove the duplicates, or watch a view that keeps one row per deal.';
+END
+$$;
+COMMENT ON FUNCTION dealrisk._refresh_view(regclass) IS
+	'Refreshes dealrisk.high_risk_deals, concurrently when it is populated (internal)';
+
+-- The configuration row, or an error saying that watch() comes first.
+CREATE FUNCTION dealrisk._watch_config()
+RETURNS dealrisk.watch_config
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+DECLARE
+	cfg dealrisk.watch_config;
+BEGIN
+	SELECT * INTO cfg FROM dealrisk.watch_config;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no deal source is watched yet'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			      HINT = 'Call dealrisk.watch() first, e.g. SELECT dealrisk.watch(''public.deals'', 60);';
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = cfg.source) THEN
+		RAISE EXCEPTION 'the watched deal source (OID %) no longer exists', cfg.source::oid
+			USING ERRCODE = 'undefined_table',
+			      HINT = 'Watch another source: SELECT dealrisk.watch(''public.deals'');';
+	END IF;
+	RETURN cfg;
+END
+$$;
+COMMENT ON FUNCTION dealrisk._watch_config() IS
+	'The dealrisk.watch_config row; an error when nothing is watched or the source is gone (internal)';
+
+-- Watch and refresh -----------------------------------------------------
+
+CREATE FUNCTION dealrisk.watch(source regclass, threshold float8 DEFAULT 60, model text DEFAULT 'default')
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+DECLARE
+	view_sql text;
+	old dealrisk.watch_config;
+	ts timestamptz := pg_catalog.clock_timestamp();
+	n bigint;
+BEGIN
+	IF threshold IS NULL THEN
+		RAISE EXCEPTION 'threshold must not be NULL'
+			USING ERRCODE = 'null_value_not_allowed', HINT = 'A risk score between 0 and 100, e.g. 60.';
+	END IF;
+	IF NOT (threshold >= 0 AND threshold <= 100) OR threshold = 'NaN' THEN
+		RAISE EXCEPTION 'threshold must be a risk score between 0 and 100, got %', threshold
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'Risk scores are percentages; dealrisk.band_high (60) is a common threshold.';
+	END IF;
+	PERFORM dealrisk._check_source(source,
+		ARRAY['deal_id', 'outcome', 'created_date', 'deal_amount', 'sales_rep_id', 'deal_stage']);
+	IF source = pg_catalog.to_regclass('dealrisk.high_risk_deals') THEN
+		RAISE EXCEPTION 'dealrisk.high_risk_deals cannot watch itself'
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass the table or view that holds the deals.';
+	END IF;
+	PERFORM dealrisk._active_model(model);
+	view_sql := dealrisk._view_sql(source);
+
+	-- one watch() or refresh() at a time; readers are not blocked
+	LOCK TABLE dealrisk.watch_config IN EXCLUSIVE MODE;
+	SELECT * INTO old FROM dealrisk.watch_config;
+	INSERT INTO dealrisk.watch_config AS w (singleton, source, threshold, model, configured_at, configured_by, scored_at, view_definition)
+	VALUES (true, source, threshold, model, ts, CURRENT_USER, ts, view_sql)
+	ON CONFLICT (singleton) DO UPDATE SET source = EXCLUDED.source, threshold = EXCLUDED.threshold,
+		model = EXCLUDED.model, configured_at = EXCLUDED.configured_at, configured_by = EXCLUDED.configured_by,
+		scored_at = EXCLUDED.scored_at, view_definition = EXCLUDED.view_definition;
+
+	IF old.view_definition IS NOT DISTINCT FROM view_sql
+	   AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass('dealrisk.high_risk_deals')
+	               AND c.relkind = 'm') THEN
+		-- same source: keep the view (its grants and dependent views), refresh it
+		PERFORM dealrisk._refresh_view(source);
+	ELSE
+		PERFORM dealrisk._create_view(view_sql, source);
+	END IF;
+	EXECUTE pg_catalog.format('COMMENT ON MATERIALIZED VIEW dealrisk.high_risk_deals IS %L',
+		pg_catalog.format('Open deals of %s whose risk is at least %s under the active "%s" model, with their top reason and recommended action; set up by dealrisk.watch(), refreshed by dealrisk.refresh() (docs/operations.md)',
+		                  dealrisk._qualified_name(source), threshold, model));
+	SELECT count(*) INTO n FROM dealrisk.high_risk_deals;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION dealrisk.watch(regclass, float8, text) IS
+	'Watches the open deals of a source: remembers source, threshold and model in dealrisk.watch_config and (re)builds the materialized view dealrisk.high_risk_deals of the open deals whose risk is at least threshold; returns how many there are now';
+
+CREATE FUNCTION dealrisk.refresh()
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+DECLARE
+	cfg dealrisk.watch_config;
+	mid bigint;
+	ts timestamptz;
+	view_sql text;
+	scored bigint;
+	n_alerts bigint;
+	max_id bigint;
+	detail text;
+BEGIN
+	-- one watch() or refresh() at a time (a second one waits, then scores anew)
+	LOCK TABLE dealrisk.watch_config IN EXCLUSIVE MODE;
+	cfg := dealrisk._watch_config();
+	PERFORM dealrisk._check_source(cfg.source,
+		ARRAY['deal_id', 'outcome', 'created_date', 'deal_amount', 'sales_rep_id', 'deal_stage']);
+	mid := dealrisk._active_model(cfg.model);
+	ts := greatest(pg_catalog.clock_timestamp(), cfg.scored_at + interval '1 microsecond');
+	UPDATE dealrisk.watch_config SET scored_at = ts;
+
+	-- 1. every open deal's score
+	BEGIN
+		EXECUTE pg_catalog.format(
+			'INSERT INTO dealrisk.score_history (deal_id, scored_at, model_id, risk)'
+			' SELECT d.deal_id::text, $1, $2, dealrisk.deal_risk(d, $3) FROM %s d'
+			' WHERE dealrisk.is_won(d.outcome) IS NULL AND d.deal_id IS NOT NULL', cfg.source)
+			USING ts, mid, cfg.model;
+		GET DIAGNOSTICS scored = ROW_COUNT;
+	EXCEPTION WHEN unique_violation THEN
+		GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
+		RAISE EXCEPTION 'source "%" has open deals that share a deal_id', dealrisk._source_name(cfg.source)
+			USING ERRCODE = 'unique_violation', DETAIL = detail,
+			      HINT = 'deal_id must identify a deal: remove the duplicates, or watch a view that keeps one row per deal.';
+	END;
+
+	-- 2. the view, concurrently (readers keep reading the old rows); rebuilt
+	-- when missing (dropped, or not restored).  A change in the source's
+	-- columns is picked up by watch(), not here: rebuilding would fail when
+	-- other views depend on the view.
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+	               WHERE c.oid = pg_catalog.to_regclass('dealrisk.high_risk_deals') AND c.relkind = 'm') THEN
+		view_sql := dealrisk._view_sql(cfg.source);
+		PERFORM dealrisk._create_view(view_sql, cfg.source);
+		UPDATE dealrisk.watch_config SET view_definition = view_sql;
+	ELSE
+		PERFORM dealrisk._refresh_view(cfg.source);
+	END IF;
+
+	-- 3. one alert per deal that became high-risk: high now, and not high
+	-- (or not scored) at its previous scoring
+	EXECUTE pg_catalog.format($q$
+		INSERT INTO dealrisk.alerts (deal_id, created_at, source, model_id, risk, previous_risk, band, reason, action,
+		                             industry, deal_amount, sales_rep_id, deal_stage, days_in_stage, payload)
+		SELECT h.deal_id, h.scored_at, $4, h.model_id, h.risk, prev.risk, dealrisk.risk_band(h.risk),
+		       x.explain -> 0 ->> 'reason', dealrisk.recommended_action(d, $3),
+		       %s, d.deal_amount::numeric, d.sales_rep_id::text, d.deal_stage::text,
+		       dealrisk._as_of() - (%s)::date,
+		       pg_catalog.jsonb_build_object('threshold', $2, 'model', $3, 'explain', coalesce(x.explain, '[]'))
+		FROM dealrisk.score_history h
+		JOIN %s d ON d.deal_id::text = h.deal_id AND dealrisk.is_won(d.outcome) IS NULL
+		LEFT JOIN LATERAL (SELECT p.risk FROM dealrisk.score_history p
+		                   WHERE p.deal_id = h.deal_id AND p.scored_at < h.scored_at
+		                   ORDER BY p.scored_at DESC LIMIT 1) prev ON true
+		CROSS JOIN LATERAL (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+		                              'factor', e.factor, 'value', e.value,
+		                              'effect', pg_catalog.round(e.effect::numeric, 2), 'reason', e.reason)) AS explain
+		                    FROM dealrisk.deal_risk_explain(d, $3) e) x
+		WHERE h.scored_at = $1 AND h.risk >= $2 AND (prev.risk IS NULL OR prev.risk < $2)
+		ORDER BY h.risk DESC, h.deal_id$q$,
+		CASE WHEN dealrisk._has_column(cfg.source, 'industry') THEN 'd.industry::text' ELSE 'NULL::text' END,
+		CASE WHEN dealrisk._has_column(cfg.source, 'stage_entered_date')
+		     THEN 'coalesce(d.stage_entered_date, d.created_date)' ELSE 'd.created_date' END,
+		cfg.source)
+		USING ts, cfg.threshold, cfg.model, dealrisk._qualified_name(cfg.source);
+	GET DIAGNOSTICS n_alerts = ROW_COUNT;
+
+	-- 4. wake the mailers (delivered at commit, like everything above)
+	IF n_alerts > 0 THEN
+		SELECT pg_catalog.max(a.id) INTO max_id FROM dealrisk.alerts a WHERE a.created_at = ts;
+		PERFORM pg_catalog.pg_notify('dealrisk_alerts',
+			pg_catalog.json_build_object('count', n_alerts, 'max_id', max_id, 'scored_at', ts)::text);
+	END IF;
+	RETURN scored;
+END
+$$;
+COMMENT ON FUNCTION dealrisk.refresh() IS
+	'Rescores the watched open deals: refreshes dealrisk.high_risk_deals concurrently, appends every score to dealrisk.score_history, writes an alert per deal that became high-risk and sends NOTIFY dealrisk_alerts; all in the caller''s transaction; returns the number of open deals scored';
+
+CREATE FUNCTION dealrisk.prune_history(older_than interval DEFAULT '13 months')
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+DECLARE
+	n bigint;
+BEGIN
+	IF older_than IS NULL OR older_than < interval '1 day' THEN
+		RAISE EXCEPTION 'older_than must be at least 1 day, got %', coalesce(older_than::text, 'NULL')
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	DELETE FROM dealrisk.score_history h WHERE h.scored_at < pg_catalog.now() - older_than;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION dealrisk.prune_history(interval) IS
+	'Deletes score_history entries older than an interval (default 13 months); returns how many';
+
+-- Scheduling with pg_cron -----------------------------------------------
+
+-- The error raised when pg_cron is not in this database: how to enable it,
+-- or, when it runs in another database, the call to make there.
+CREATE FUNCTION dealrisk._cron_missing(call_there text, cron_db text, this_db text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+	IF cron_db IS NOT NULL AND cron_db <> this_db THEN
+		RAISE EXCEPTION 'pg_cron is not installed in database "%": it runs in database "%"', this_db, cron_db
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			      DETAIL = pg_catalog.format('cron.database_name is "%s"; pg_cron schedules jobs for every database from there.', cron_db),
+			      HINT = pg_catalog.format('Connect to database "%s" and run: %s', cron_db, call_there);
+	ELSIF cron_db IS NOT NULL THEN
+		RAISE EXCEPTION 'pg_cron is not installed in database "%"', this_db
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			      DETAIL = 'The pg_cron library is loaded and cron.database_name names this database.',
+			      HINT = 'Run CREATE EXTENSION pg_cron; in this database (as a superuser), then call this function again.';
+	ELSE
+		RAISE EXCEPTION 'pg_cron is not installed in database "%"', this_db
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			      DETAIL = 'The pg_cron library is not loaded (cron.database_name is not set).',
+			      HINT = pg_catalog.format('In postgresql.conf set shared_preload_libraries = ''pg_cron'' and cron.database_name = %L, restart the server, run CREATE EXTENSION pg_cron; in database "%s", then call this function again.',
+			                               this_db, this_db);
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION dealrisk._cron_missing(text, text, text) IS
+	'Raises the error that explains how to enable pg_cron for dealrisk.schedule() (internal)';
+
+CREATE FUNCTION dealrisk.schedule(cron text DEFAULT '0 6 * * *')
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+DECLARE
+	job bigint;
+	cron_db text := pg_catalog.current_setting('cron.database_name', true);
+BEGIN
+	IF cron IS NULL OR pg_catalog.btrim(cron) = '' THEN
+		RAISE EXCEPTION 'cron schedule must not be %', CASE WHEN cron IS NULL THEN 'NULL' ELSE 'empty' END
+			USING ERRCODE = CASE WHEN cron IS NULL THEN 'null_value_not_allowed' ELSE 'invalid_parameter_value' END,
+			      HINT = 'A cron expression, e.g. ''0 6 * * *'' for 06:00 every day (the server''s time zone, see cron.timezone).';
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension e WHERE e.extname = 'pg_cron') THEN
+		PERFORM dealrisk._cron_missing(
+			pg_catalog.format('SELECT cron.schedule_in_database(%L, %L, %L, %L);',
+			                  'dealrisk-refresh', cron, 'SELECT dealrisk.refresh()', pg_catalog.current_database()),
+			cron_db, pg_catalog.current_database());
+	END IF;
+	PERFORM dealrisk._watch_config();
+	IF cron_db IS NULL THEN
+		RAISE WARNING 'pg_cron is installed in this database but its library is not loaded: the job will not run'
+			USING HINT = 'Add pg_cron to shared_preload_libraries and restart the server.';
+	END IF;
+	-- pg_cron replaces a job of the same name and user
+	EXECUTE 'SELECT cron.schedule($1, $2, $3)' INTO job
+		USING 'dealrisk-refresh', cron, 'SELECT dealrisk.refresh()';
+	RETURN job;
+END
+$$;
+COMMENT ON FUNCTION dealrisk.schedule(text) IS
+	'Schedules SELECT dealrisk.refresh() with pg_cron as job ''dealrisk-refresh'' (default 06:00 daily); scheduling again replaces the job; returns the pg_cron job id';
+
+CREATE FUNCTION dealrisk.unschedule()
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension e WHERE e.extname = 'pg_cron') THEN
+		PERFORM dealrisk._cron_missing(pg_catalog.format('SELECT cron.unschedule(%L);', 'dealrisk-refresh'),
+			pg_catalog.current_setting('cron.database_name', true), pg_catalog.current_database());
+	END IF;
+	-- cron.job shows the caller's own jobs only
+	IF NOT EXISTS (SELECT 1 FROM cron.job j WHERE j.jobname = 'dealrisk-refresh' AND j.username = CURRENT_USER) THEN
+		RETURN false;
+	END IF;
+	EXECUTE 'SELECT cron.unschedule($1::name)' USING 'dealrisk-refresh';
+	RETURN true;
+END
+$$;
+COMMENT ON FUNCTION dealrisk.unschedule() IS
+	'Removes the pg_cron job ''dealrisk-refresh'' of the current user; false when there was none';
+
+-- The alert outbox --------------------------------------------------------
+
+CREATE FUNCTION dealrisk.claim_alerts(max int DEFAULT 100, worker text DEFAULT NULL,
+	reclaim_after interval DEFAULT '15 minutes')
+RETURNS SETOF dealrisk.alerts
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE ROWS 100
+AS $$
+BEGIN
+	IF claim_alerts.max IS NULL OR claim_alerts.max < 1 THEN
+		RAISE EXCEPTION 'max must be at least 1, got %', coalesce(claim_alerts.max::text, 'NULL')
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF reclaim_after IS NULL OR reclaim_after < interval '0' THEN
+		RAISE EXCEPTION 'reclaim_after must be an interval of at least 0, got %', coalesce(reclaim_after::text, 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'How long a claimed alert waits for its acknowledgement before another worker may take it, e.g. ''15 minutes''.';
+	END IF;
+	-- SKIP LOCKED: alerts another worker is claiming right now are left to it
+	RETURN QUERY
+	WITH c AS (
+		UPDATE dealrisk.alerts a
+		SET claimed_at = pg_catalog.clock_timestamp(),
+		    claimed_by = coalesce(nullif(pg_catalog.btrim(worker), ''),
+		                          pg_catalog.format('%s/%s', SESSION_USER, pg_catalog.pg_backend_pid())),
+		    claims = a.claims + 1
+		FROM (SELECT f.id FROM dealrisk.alerts f
+		      WHERE f.acked_at IS NULL
+		        AND (f.claimed_at IS NULL OR f.claimed_at <= pg_catalog.clock_timestamp() - reclaim_after)
+		      ORDER BY f.id
+		      LIMIT claim_alerts.max
+		      FOR UPDATE SKIP LOCKED) free
+		WHERE a.id = free.id
+		RETURNING a.*)
+	SELECT * FROM c ORDER BY c.id;
+END
+$$;
+COMMENT ON FUNCTION dealrisk.claim_alerts(int, text, interval) IS
+	'Takes up to max unacknowledged alerts that nobody holds (never claimed, or claimed longer than reclaim_after ago and not acknowledged) and marks them claimed by worker (default: session user/pid); FOR UPDATE SKIP LOCKED, so concurrent workers get disjoint alerts';
+
+CREATE FUNCTION dealrisk.ack_alert(id bigint)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+DECLARE
+	was timestamptz;
+BEGIN
+	IF ack_alert.id IS NULL THEN
+		RAISE EXCEPTION 'alert id must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT a.acked_at INTO was FROM dealrisk.alerts a WHERE a.id = ack_alert.id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'alert % does not exist', ack_alert.id USING ERRCODE = 'no_data_found';
+	END IF;
+	IF was IS NOT NULL THEN
+		RETURN false;
+	END IF;
+	UPDATE dealrisk.alerts a SET acked_at = pg_catalog.clock_timestamp() WHERE a.id = ack_alert.id;
+	RETURN true;
+END
+$$;
+COMMENT ON FUNCTION dealrisk.ack_alert(bigint) IS
+	'Confirms that an alert was delivered, so it is never claimed again; false when it already was';
+
+CREATE FUNCTION dealrisk.alert_text(alert_id bigint)
+RETURNS text
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+DECLARE
+	a dealrisk.alerts;
+	reasons text;
+BEGIN
+	IF alert_id IS NULL THEN
+		RAISE EXCEPTION 'alert id must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT * INTO a FROM dealrisk.alerts x WHERE x.id = alert_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'alert % does not exist', alert_id USING ERRCODE = 'no_data_found';
+	END IF;
+	-- the factors that add risk, biggest first (at most three), else the top one
+	SELECT pg_catalog.string_agg('  - ' || r.reason, E'\n' ORDER BY r.n) INTO reasons
+	FROM (SELECT e.value ->> 'reason' AS reason, e.n
+	      FROM pg_catalog.jsonb_array_elements(a.payload -> 'explain') WITH ORDINALITY e(value, n)
+	      WHERE (e.value ->> 'effect')::float8 > 0 OR e.n = 1
+	      ORDER BY e.n LIMIT 3) r;
+	RETURN pg_catalog.concat_ws(E'\n',
+		'Risk Alert: Deal ' || a.deal_id || coalesce(' (' || a.industry || ')', ''),
+		pg_catalog.format('Risk score: %s%% (%s)%s', pg_catalog.round(a.risk::numeric, 1), pg_catalog.initcap(a.band),
+			CASE WHEN a.previous_risk IS NOT NULL
+			     THEN pg_catalog.format(', up from %s%%', pg_catalog.round(a.previous_risk::numeric, 1)) ELSE '' END),
+		CASE WHEN reasons IS NOT NULL THEN E'Reasons:\n' || reasons
+		     WHEN a.reason IS NOT NULL THEN 'Reason: ' || a.reason END,
+		'Recommended action: ' || coalesce(a.action, 'review the deal'),
+		pg_catalog.concat_ws(' · ',
+			'Rep ' || a.sales_rep_id,
+			a.deal_stage || coalesce(' for ' || a.days_in_stage || ' days', ''),
+			'Amount ' || pg_catalog.to_char(a.deal_amount, 'FM999,999,999,999,990'),
+			'Alert ' || a.id || ' of ' || pg_catalog.to_char(a.created_at, 'YYYY-MM-DD')));
+END
+$$;
+COMMENT ON FUNCTION dealrisk.alert_text(bigint) IS
+	'The manager''s message for an alert, as plain text: deal and industry, risk score and band, the reasons, the recommended action, rep, stage and amount';
+
+-- Digest and history ------------------------------------------------------
+
+CREATE FUNCTION dealrisk.digest(period interval DEFAULT '7 days', min_change float8 DEFAULT 5)
+RETURNS TABLE (sales_rep_id text, is_total boolean, open_deals bigint, pipeline_value numeric,
+	high_risk_deals bigint, value_at_risk numeric, share_at_risk float8,
+	became_high_risk bigint, risk_fell bigint)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+AS $$
+DECLARE
+	cfg dealrisk.watch_config;
+BEGIN
+	IF period IS NULL OR period <= interval '0' THEN
+		RAISE EXCEPTION 'period must be a positive interval, got %', coalesce(period::text, 'NULL')
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'E.g. ''7 days'' for a weekly digest.';
+	END IF;
+	IF min_change IS NULL OR NOT (min_change > 0 AND min_change <= 100) THEN
+		RAISE EXCEPTION 'min_change must be between 0 (exclusive) and 100 risk points, got %', coalesce(min_change::text, 'NULL')
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	cfg := dealrisk._watch_config();
+	RETURN QUERY EXECUTE pg_catalog.format($q$
+		WITH o AS (
+			SELECT d.deal_id::text AS deal_id, d.sales_rep_id::text AS rep, d.deal_amount::numeric AS amount
+			FROM %s d WHERE dealrisk.is_won(d.outcome) IS NULL AND d.deal_id IS NOT NULL
+		),
+		latest AS (
+			SELECT DISTINCT ON (h.deal_id) h.deal_id, h.risk, h.scored_at
+			FROM dealrisk.score_history h WHERE h.scored_at > pg_catalog.now() - $1
+			ORDER BY h.deal_id, h.scored_at DESC
+		),
+		moved AS (
+			-- the risk at the start of the period (the last score before it,
+			-- else the first score in it) against the latest
+			SELECT l.deal_id, coalesce(b.risk, f.risk) - l.risk AS fall
+			FROM latest l
+			LEFT JOIN LATERAL (SELECT p.risk FROM dealrisk.score_history p WHERE p.deal_id = l.deal_id
+			                   AND p.scored_at <= pg_catalog.now() - $1 ORDER BY p.scored_at DESC LIMIT 1) b ON true
+			LEFT JOIN LATERAL (SELECT p.risk FROM dealrisk.score_history p WHERE p.deal_id = l.deal_id
+			                   AND p.scored_at > pg_catalog.now() - $1 ORDER BY p.scored_at LIMIT 1) f ON true
+		),
+		became AS (
+			SELECT DISTINCT ON (a.deal_id) a.deal_id, a.sales_rep_id AS rep
+			FROM dealrisk.alerts a WHERE a.created_at > pg_catalog.now() - $1
+			ORDER BY a.deal_id, a.created_at DESC
+		),
+		per_deal AS (
+			SELECT o.rep, 1 AS open_deal, o.amount, (v.deal_id IS NOT NULL)::int AS high,
+			       CASE WHEN v.deal_id IS NOT NULL THEN o.amount END AS amount_high, 0 AS became,
+			       (m.fall >= $2)::int AS fell
+			FROM o
+			LEFT JOIN dealrisk.high_risk_deals v ON v.deal_id = o.deal_id
+			LEFT JOIN moved m ON m.deal_id = o.deal_id
+			UNION ALL
+			SELECT b.rep, 0, NULL, 0, NULL, 1, 0 FROM became b
+		)
+		SELECT r.rep, GROUPING(r.rep) = 1, sum(r.open_deal)::bigint, coalesce(sum(r.amount), 0),
+		       sum(r.high)::bigint, coalesce(sum(r.amount_high), 0),
+		       CASE WHEN sum(r.amount) > 0 THEN (coalesce(sum(r.amount_high), 0) / sum(r.amount))::float8 END,
+		       sum(r.became)::bigint, coalesce(sum(r.fell), 0)::bigint
+		FROM per_deal r
+		GROUP BY GROUPING SETS ((r.rep), ())
+		ORDER BY GROUPING(r.rep), 6 DESC, 1 NULLS LAST$q$, cfg.source)
+		USING period, min_change;
+END
+$$;
+COMMENT ON FUNCTION dealrisk.digest(interval, float8) IS
+	'Weekly digest per sales rep and in total (is_total): open deals and pipeline value, high-risk deals and the value at risk (from dealrisk.high_risk_deals) and its share, deals that became high-risk in the period (alerts), open deals whose risk fell by at least min_change points over the period (score history)';
+
+CREATE FUNCTION dealrisk.risk_changes(since timestamptz)
+RETURNS TABLE (deal_id text, old_risk float8, new_risk float8, change float8,
+	old_scored_at timestamptz, new_scored_at timestamptz)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+BEGIN
+	IF since IS NULL THEN
+		RAISE EXCEPTION 'since must not be NULL'
+			USING ERRCODE = 'null_value_not_allowed', HINT = 'E.g. now() - interval ''7 days''.';
+	END IF;
+	RETURN QUERY
+	SELECT l.deal_id, o.risk, l.risk, l.risk - o.risk, o.scored_at, l.scored_at
+	FROM (SELECT DISTINCT ON (h.deal_id) h.deal_id, h.risk, h.scored_at
+	      FROM dealrisk.score_history h WHERE h.scored_at > since
+	      ORDER BY h.deal_id, h.scored_at DESC) l
+	CROSS JOIN LATERAL (
+		-- the score at since (the last one before), else the first one after
+		SELECT p.risk, p.scored_at FROM dealrisk.score_history p
+		WHERE p.deal_id = l.deal_id
+		ORDER BY p.scored_at > since, abs(EXTRACT(epoch FROM p.scored_at - since))
+		LIMIT 1) o
+	ORDER BY abs(l.risk - o.risk) DESC, l.deal_id;
+END
+$$;
+COMMENT ON FUNCTION dealrisk.risk_changes(timestamptz) IS
+	'Deals scored since a time, with their risk then (the last score before it, else the first after it) and now (the latest score), biggest move first';
+
+-- Live feedback -----------------------------------------------------------
+
+-- The NOTIFY payload for a deal whose risk was (re)computed, or NULL when it
+-- is closed or its risk did not change.
+CREATE FUNCTION dealrisk._risk_change(deal record, old_risk float8, is_new boolean, model text)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+DECLARE
+	new_risk float8;
+	reason text;
+BEGIN
+	IF dealrisk.is_won(deal.outcome) IS NOT NULL THEN
+		RETURN NULL;
+	END IF;
+	new_risk := dealrisk.deal_risk(deal, model);
+	IF NOT is_new AND pg_catalog.round(new_risk::numeric, 2) = pg_catalog.round(old_risk::numeric, 2) THEN
+		RETURN NULL;
+	END IF;
+	SELECT e.reason INTO reason FROM dealrisk.deal_risk_explain(deal, model) e LIMIT 1;
+	RETURN pg_catalog.jsonb_build_object(
+		'deal_id', deal.deal_id::text,
+		'old_risk', pg_catalog.round(old_risk::numeric, 2),
+		'new_risk', pg_catalog.round(new_risk::numeric, 2),
+		'change', pg_catalog.round((new_risk - old_risk)::numeric, 2),
+		'band', dealrisk.risk_band(new_risk),
+		'reason', reason);
+END
+$$;
+COMMENT ON FUNCTION dealrisk._risk_change(record, float8, boolean, text) IS
+	'The dealrisk_risk_changes notification of a deal row: deal_id, old and new risk, change, band, top reason; NULL for closed deals and unchanged risks (internal)';
+
+CREATE FUNCTION dealrisk._track_trigger()
+RETURNS trigger
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+DECLARE
+	model text := coalesce(TG_ARGV[0], 'default');
+	payload jsonb;
+BEGIN
+	-- the write must never fail because of scoring
+	BEGIN
+		payload := dealrisk._risk_change(NEW,
+			CASE WHEN TG_OP = 'UPDATE' AND dealrisk.is_won(OLD.outcome) IS NULL THEN dealrisk.deal_risk(OLD, model) END,
+			TG_OP = 'INSERT', model);
+		IF payload IS NOT NULL THEN
+			PERFORM pg_catalog.pg_notify('dealrisk_risk_changes', payload::text);
+		END IF;
+	EXCEPTION WHEN OTHERS THEN
+		RAISE WARNING 'dealrisk: the risk of a deal written to % was not computed: %',
+			pg_catalog.format('%I.%I', TG_TABLE_SCHEMA, TG_TABLE_NAME), SQLERRM
+			USING HINT = 'The write went through; fix the model or the row, or stop tracking with dealrisk.untrack().';
+	END;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION dealrisk._track_trigger() IS
+	'Row trigger of dealrisk.track(): sends NOTIFY dealrisk_risk_changes with the new risk of an open deal; scoring errors become warnings (internal)';
+
+CREATE FUNCTION dealrisk.track(source regclass, model text DEFAULT 'default')
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+DECLARE
+	kind "char";
+BEGIN
+	PERFORM dealrisk._check_source(source, ARRAY['deal_id', 'outcome']);
+	SELECT c.relkind INTO kind FROM pg_catalog.pg_class c WHERE c.oid = source;
+	IF kind NOT IN ('r', 'p') THEN
+		RAISE EXCEPTION 'source "%" is a %, not a table: live risk feedback needs a trigger on the table that is written',
+			dealrisk._source_name(source),
+			CASE kind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' WHEN 'f' THEN 'foreign table' ELSE 'relation' END
+			USING ERRCODE = 'wrong_object_type',
+			      HINT = 'Track the table the view reads from (with the data contract''s columns).';
+	END IF;
+	PERFORM dealrisk._active_model(model);
+	EXECUTE pg_catalog.format(
+		'CREATE OR REPLACE TRIGGER dealrisk_track AFTER INSERT OR UPDATE ON %s'
+		' FOR EACH ROW EXECUTE FUNCTION dealrisk._track_trigger(%L)', source, model);
+END
+$$;
+COMMENT ON FUNCTION dealrisk.track(regclass, text) IS
+	'Installs the row trigger dealrisk_track on a deal table: each insert or update of an open deal sends NOTIFY dealrisk_risk_changes with deal_id, old and new risk and the top reason; a scoring error is a WARNING, never a failed write';
+
+CREATE FUNCTION dealrisk.untrack(source regclass)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+BEGIN
+	IF source IS NULL THEN
+		RAISE EXCEPTION 'source must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = source AND t.tgname = 'dealrisk_track') THEN
+		RETURN false;
+	END IF;
+	EXECUTE pg_catalog.format('DROP TRIGGER dealrisk_track ON %s', source);
+	RETURN true;
+END
+$$;
+COMMENT ON FUNCTION dealrisk.untrack(regclass) IS
+	'Removes the dealrisk_track trigger of dealrisk.track() from a table; false when there was none';
+
+-- Privileges ----------------------------------------------------------------
+-- Everything that trains, activates, imports, watches, refreshes, schedules,
+-- tracks or writes an alert is not executable by PUBLIC; grant it to the
+-- roles that operate dealrisk (docs/security.md).  Scoring, diagnostics and
+-- reading functions stay executable: the tables they read (dealrisk.models,
+-- the view, history, alerts, the deal source) still need SELECT grants, and
+-- the schema needs USAGE.  These REVOKEs are at the end of the install script
+-- because they cover functions of the earlier parts (src/model.sql).
+REVOKE EXECUTE ON FUNCTION
+	dealrisk.train(regclass, text, text[], float8, float8, boolean),
+	dealrisk.activate(bigint, boolean),
+	dealrisk.rollback(text),
+	dealrisk.import_model(jsonb, text),
+	dealrisk._fit(regclass, jsonb, text, text, float8),
+	dealrisk.watch(regclass, float8, text),
+	dealrisk.refresh(),
+	dealrisk.prune_history(interval),
+	dealrisk._create_view(text, regclass),
+	dealrisk._refresh_view(regclass),
+	dealrisk.schedule(text),
+	dealrisk.unschedule(),
+	dealrisk.track(regclass, text),
+	dealrisk.untrack(regclass),
+	dealrisk._track_trigger(),
+	dealrisk.claim_alerts(int, text, interval),
+	dealrisk.ack_alert(bigint)
+FROM PUBLIC;

@@ -36,13 +36,44 @@ typedef struct ScoreCache
 	DrRowReader *reader;
 	DrEncoded  *enc;
 	MemoryContext cxt;			/* reader and buffers; reset with the model */
+	int32		as_of;			/* the as-of date, for as_of_from */
+	const char *as_of_from;		/* dealrisk.as_of_date string it came from */
+	bool		as_of_known;
 } ScoreCache;
 
-/* The call site's model, reloaded when the cache generation moved on. */
+/* The model name argument (default 'default'), which must not be NULL. */
+static void
+model_name_arg(FunctionCallInfo fcinfo, int argno, const char **name, int *len)
+{
+	text	   *t;
+
+	if (PG_NARGS() <= argno)
+	{
+		*name = "default";
+		*len = 7;
+		return;
+	}
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("model name must not be NULL")));
+	t = PG_GETARG_TEXT_PP(argno);
+	*name = VARDATA_ANY(t);
+	*len = VARSIZE_ANY_EXHDR(t);
+}
+
+/*
+ * The call site's model for the name argument, reloaded when the cache
+ * generation moved on or the name changed (compared without copying).
+ */
 static ScoreCache *
-score_cache(FunctionCallInfo fcinfo, const char *name)
+score_cache(FunctionCallInfo fcinfo, int namearg)
 {
 	ScoreCache *sc = (ScoreCache *) fcinfo->flinfo->fn_extra;
+	const char *name;
+	int			len;
+
+	model_name_arg(fcinfo, namearg, &name, &len);
 
 	if (sc == NULL)
 	{
@@ -52,44 +83,43 @@ score_cache(FunctionCallInfo fcinfo, const char *name)
 		fcinfo->flinfo->fn_extra = sc;
 	}
 	if (sc->model == NULL || sc->generation != dr_model_generation ||
-		strcmp(sc->name, name) != 0)
+		(int) strlen(sc->name) != len || memcmp(sc->name, name, len) != 0)
 	{
 		MemoryContextReset(sc->cxt);
 		sc->model = NULL;
 		sc->reader = NULL;
-		sc->name = MemoryContextStrdup(sc->cxt, name);
-		sc->model = dr_active_model(name);
+		sc->name = MemoryContextAlloc(sc->cxt, len + 1);
+		memcpy(sc->name, name, len);
+		sc->name[len] = '\0';
+		sc->model = dr_active_model(sc->name);
 		sc->generation = dr_model_generation;
 		sc->enc = dr_encoded_alloc(sc->model, sc->cxt);
 	}
 	return sc;
 }
 
-/* Encode a row and return the model's log-odds of winning. */
+/*
+ * Encode a row and return the model's log-odds of winning.  The as-of date
+ * is worked out again only when the setting changed (it is constant within
+ * a transaction otherwise).
+ */
 static double
 row_eta(ScoreCache *sc, HeapTupleHeader rec)
 {
 	double		eta = 0;
 	int			k;
 
+	if (!sc->as_of_known || sc->as_of_from != dr_as_of_setting)
+	{
+		sc->as_of = dr_as_of_date();
+		sc->as_of_from = dr_as_of_setting;
+		sc->as_of_known = true;
+	}
 	sc->reader = dr_row_reader(sc->model, rec, sc->cxt, sc->reader);
-	dr_encode_row(sc->model, sc->reader, rec, dr_as_of_date(), false, sc->enc);
+	dr_encode_row(sc->model, sc->reader, rec, sc->as_of, false, sc->enc);
 	for (k = 0; k < sc->enc->nnz; k++)
 		eta += sc->model->beta[sc->enc->idx[k]] * sc->enc->val[k];
 	return eta;
-}
-
-/* The model name argument (default 'default'), which must not be NULL. */
-static char *
-model_name_arg(FunctionCallInfo fcinfo, int argno)
-{
-	if (PG_NARGS() <= argno)
-		return "default";
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("model name must not be NULL")));
-	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
 }
 
 /* SQL: deal_risk(deal record [, model text]) -> probability of losing, 0-100. */
@@ -101,7 +131,7 @@ dr_deal_risk(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	sc = score_cache(fcinfo, model_name_arg(fcinfo, 1));
+	sc = score_cache(fcinfo, 1);
 	eta = row_eta(sc, PG_GETARG_HEAPTUPLEHEADER(0));
 	PG_RETURN_FLOAT8(100.0 * (1.0 - dr_logistic(eta)));
 }
@@ -240,7 +270,7 @@ dr_deal_risk_explain(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	if (PG_ARGISNULL(0))
 		return (Datum) 0;
-	sc = score_cache(fcinfo, model_name_arg(fcinfo, 1));
+	sc = score_cache(fcinfo, 1);
 	m = sc->model;
 	e = sc->enc;
 	e->want_text = true;

@@ -41,8 +41,15 @@ medians() {
 	script=$(mktemp)
 	{
 		echo "SET jit = off;"
-		echo "SET max_parallel_workers_per_gather = $workers;"
-		echo "SET parallel_leader_participation = $([ "$workers" -gt 0 ] && echo off || echo on);"
+		if [ "$workers" -gt 0 ]; then
+			# plan for 2 workers, launch at most $workers: with the leader off,
+			# the planner would not choose a 1-worker plan by itself
+			echo "SET max_parallel_workers_per_gather = 2;"
+			echo "SET max_parallel_workers = $workers;"
+			echo "SET parallel_leader_participation = off;"
+		else
+			echo "SET max_parallel_workers_per_gather = 0;"
+		fi
 		for r in $(seq 0 "$RUNS"); do
 			for i in "${!q[@]}"; do echo "EXPLAIN (ANALYZE, TIMING OFF, COSTS OFF) ${q[$i]};"; done
 		done
@@ -51,6 +58,9 @@ medians() {
 	rm -f "$script"
 	if [ "$workers" -gt 0 ] && echo "$out" | grep -q "Workers Launched: [0-$((workers - 1))]$"; then
 		echo "warning: a Gather launched fewer than $workers workers" >&2
+	fi
+	if [ "$workers" -gt 0 ] && [ "$#" -gt 0 ] && ! echo "$out" | grep -q "Workers Launched"; then
+		echo "note: some queries ran without a Gather at workers=$workers" >&2
 	fi
 	# the k-th "Execution Time" is query (k-1) mod n of round (k-1) div n
 	echo "$out" | sed -n 's/^Execution Time: \([0-9.]*\) ms$/\1/p' |
