@@ -140,7 +140,11 @@ bench)
 	psql_q -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '${DBNAME}_bench'" | grep -q 1 ||
 		psql_q -d postgres -c "CREATE DATABASE ${DBNAME}_bench"
 	psql_q -d "${DBNAME}_bench" -c "DROP EXTENSION IF EXISTS dealrisk CASCADE" -c "CREATE EXTENSION dealrisk"
-	PGDATABASE=${DBNAME}_bench bash "$TOP/test/bench/bench.sh"
+	for script in bench.sh model_bench.sh ops_bench.sh; do
+		[ -f "$TOP/test/bench/$script" ] || continue
+		echo "== test/bench/$script" >&2
+		PGDATABASE=${DBNAME}_bench bash "$TOP/test/bench/$script"
+	done
 	;;
 *)
 	echo "usage: run.sh demo|test|bench|start|stop" >&2
