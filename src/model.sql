@@ -546,7 +546,7 @@ CREATE TABLE dealrisk.action_rules (
 	action      text NOT NULL CHECK (btrim(action) <> '')
 );
 COMMENT ON TABLE dealrisk.action_rules IS
-	'Recommended actions: the first rule (by priority) whose factor (a feature name of deal_risk_explain, or * for any) adds at least min_effect risk points to a deal whose risk is at least min_risk';
+	'Recommended actions: for a deal whose risk is at least min_risk, the rule of the factor (a feature name of deal_risk_explain) that adds the most risk, at least min_effect points; * rules apply when no factor rule does; priority breaks ties';
 INSERT INTO dealrisk.action_rules (id, priority, factor, min_effect, min_risk, action) VALUES
 	(1, 10, 'stage_time', 3, 30, 'Call the client today, or mark the deal Lost to clean the pipeline'),
 	(2, 20, 'activity_gap', 3, 30, 'Log the last contact or book a call this week: no recent activity is on record'),
@@ -574,13 +574,15 @@ BEGIN
 	FROM dealrisk.deal_risk_explain(deal, model) e
 	JOIN dealrisk.action_rules r ON (r.factor = e.factor OR r.factor = '*') AND e.effect >= r.min_effect
 	WHERE risk >= r.min_risk
-	ORDER BY r.priority, e.effect DESC, r.id
+	-- the rule for the factor that adds the most risk; * rules only when
+	-- no factor rule applies; priority breaks ties
+	ORDER BY r.factor = '*', e.effect DESC, r.priority, r.id
 	LIMIT 1;
 	RETURN result;
 END
 $$;
 COMMENT ON FUNCTION dealrisk.recommended_action(record, text) IS
-	'The recommended action for a deal: the first dealrisk.action_rules rule matching its risk and its explanation';
+	'The recommended action for a deal: the dealrisk.action_rules rule of the factor that adds the most risk (see the table''s comment)';
 
 CREATE FUNCTION dealrisk.export_model(model_id bigint)
 RETURNS jsonb

@@ -117,6 +117,25 @@ demo)
 	fi
 	psql_q -d "$DBNAME" -c "ANALYZE public.deals"
 	psql -X -d "$DBNAME" -At -c "SELECT dealrisk.diagnose('public.deals')"
+	if [ -z "${DEALS_CSV:-}" ]; then
+		# the sample's data ends on 2024-12-31: score its open deals as of then
+		psql_q -d postgres -c "ALTER DATABASE $DBNAME SET dealrisk.as_of_date = '2024-12-31'"
+	fi
+	echo
+	echo "Deal risk model (dealrisk.train('public.deals')):"
+	psql -X -q -d "$DBNAME" -c "SET client_min_messages = warning" -f - <<'SQL' || true
+SELECT dealrisk.train('public.deals') AS model_id \gset
+SELECT id AS model_id, active, round((metrics->>'auc')::numeric, 3) AS holdout_auc,
+       round((metrics->>'brier')::numeric, 3) AS brier, round((metrics->>'brier_base')::numeric, 3) AS brier_base_rate,
+       coalesce(dealrisk._quality_problem(metrics), 'good enough to use') AS verdict
+FROM dealrisk.models WHERE id = :model_id;
+SELECT d.deal_id, round(dealrisk.deal_risk(d.*)::numeric, 1) AS risk, dealrisk.risk_band(dealrisk.deal_risk(d.*)) AS band,
+       (SELECT e.reason FROM dealrisk.deal_risk_explain(d.*) e LIMIT 1) AS main_reason,
+       dealrisk.recommended_action(d.*) AS action
+FROM public.deals d
+WHERE dealrisk.is_won(d.outcome) IS NULL AND EXISTS (SELECT 1 FROM dealrisk.models WHERE name = 'default' AND active)
+ORDER BY dealrisk.deal_risk(d.*) DESC LIMIT 5;
+SQL
 	cat <<MSG
 
 Connect:  psql -h $SOCKDIR -p $PORT -U postgres -d $DBNAME
