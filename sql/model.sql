@@ -35,7 +35,8 @@ SELECT dealrisk.import_model(dealrisk.export_model(:model_id), 'copy') > :model_
 SELECT dealrisk.activate(id) FROM dealrisk.models WHERE name = 'copy';
 SELECT count(*) AS deals, count(*) FILTER (WHERE dealrisk.deal_risk(d.*) = dealrisk.deal_risk(d.*, 'copy')) AS same
 FROM rdeals d;
--- errors
+-- errors (terse: no line numbers of the functions)
+\set VERBOSITY terse
 SELECT dealrisk.train('rdeals', 'x', l2 => 'NaN');
 SELECT dealrisk.deal_risk(ROW(1, 2));
 SELECT dealrisk.activate(999999);

@@ -374,6 +374,8 @@ dr_encode_row(DrModel *model, DrRowReader *r, HeapTupleHeader rec,
 				out->outcome = 1;
 			else if (o == DR_OUTCOME_LOST)
 				out->outcome = 0;
+			else if (o == DR_OUTCOME_UNKNOWN)
+				out->outcome = -2;
 		}
 	}
 	created = attr_date(r, r->fixed_attno[DR_COL_CREATED]);

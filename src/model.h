@@ -114,7 +114,7 @@ typedef struct DrEncoded
 	char	  **rawtext;		/* per feature: the raw text value (or NULL) */
 	int		   *level;			/* per feature: level/bin index, -1 baseline */
 	bool		want_text;		/* fill rawtext (explanations) */
-	int			outcome;		/* 1 won, 0 lost, -1 open/unknown */
+	int			outcome;		/* 1 won, 0 lost, -1 open, -2 unknown label */
 	int32		closed_date;	/* DateADT or DR_NO_DATE */
 } DrEncoded;
 

@@ -45,18 +45,21 @@ COMMENT ON FUNCTION dealrisk._validate_model(jsonb, float8[]) IS
 
 -- One IRLS pass: the state sums the weighted log-likelihood, gradient and
 -- information of the closed deals at the given coefficients.
-CREATE FUNCTION dealrisk._irls_accum(float8[], record, jsonb, float8[], float8)
+CREATE FUNCTION dealrisk._irls_accum(float8[], record, jsonb, float8[], int, date, date, float8)
 RETURNS float8[] AS 'MODULE_PATHNAME', 'dr_irls_accum'
 LANGUAGE C STABLE PARALLEL SAFE;
-COMMENT ON FUNCTION dealrisk._irls_accum(float8[], record, jsonb, float8[], float8) IS 'IRLS pass transition (internal)';
-CREATE AGGREGATE dealrisk._irls_pass(deal record, spec jsonb, beta float8[], weight float8) (
+COMMENT ON FUNCTION dealrisk._irls_accum(float8[], record, jsonb, float8[], int, date, date, float8) IS 'IRLS pass transition (internal)';
+-- split: 0 every closed deal, 1 closed before cutoff, 2 closed on or after
+-- it; each deal weighs 0.5 ^ ((ref - closed_date) / halflife).
+CREATE AGGREGATE dealrisk._irls_pass(deal record, spec jsonb, beta float8[], split int,
+	cutoff date, ref date, halflife float8) (
 	SFUNC = dealrisk._irls_accum,
 	STYPE = float8[],
 	COMBINEFUNC = dealrisk._float8_state_combine,
 	INITCOND = '{}',
 	PARALLEL = SAFE
 );
-COMMENT ON AGGREGATE dealrisk._irls_pass(record, jsonb, float8[], float8) IS
+COMMENT ON AGGREGATE dealrisk._irls_pass(record, jsonb, float8[], int, date, date, float8) IS
 	'One Newton/IRLS pass over closed deals: {rows, weight, log-likelihood, gradient, information} (internal)';
 
 CREATE FUNCTION dealrisk._irls_solve(state float8[], beta float8[], l2 float8)
@@ -65,15 +68,21 @@ LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION dealrisk._irls_solve(float8[], float8[], float8) IS
 	'Newton step on the L2-penalised log-likelihood from an IRLS pass state (internal)';
 
-CREATE FUNCTION dealrisk._eval_accum(float8[], record, jsonb, float8[])
+CREATE FUNCTION dealrisk._irls_decrement(state float8[], beta float8[], new_beta float8[], l2 float8)
+RETURNS float8 AS 'MODULE_PATHNAME', 'dr_irls_decrement'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION dealrisk._irls_decrement(float8[], float8[], float8[], float8) IS
+	'Gain in penalised log-likelihood promised by a Newton step; tiny when converged (internal)';
+
+CREATE FUNCTION dealrisk._eval_accum(float8[], record, jsonb, float8[], int, date)
 RETURNS float8[] AS 'MODULE_PATHNAME', 'dr_eval_accum'
 LANGUAGE C STABLE PARALLEL SAFE;
 CREATE FUNCTION dealrisk._eval_final(float8[])
 RETURNS jsonb AS 'MODULE_PATHNAME', 'dr_eval_final'
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-COMMENT ON FUNCTION dealrisk._eval_accum(float8[], record, jsonb, float8[]) IS 'evaluation transition (internal)';
+COMMENT ON FUNCTION dealrisk._eval_accum(float8[], record, jsonb, float8[], int, date) IS 'evaluation transition (internal)';
 COMMENT ON FUNCTION dealrisk._eval_final(float8[]) IS 'evaluation final function: metrics as jsonb (internal)';
-CREATE AGGREGATE dealrisk._evaluate(deal record, spec jsonb, beta float8[]) (
+CREATE AGGREGATE dealrisk._evaluate(deal record, spec jsonb, beta float8[], split int, cutoff date) (
 	SFUNC = dealrisk._eval_accum,
 	STYPE = float8[],
 	FINALFUNC = dealrisk._eval_final,
@@ -81,7 +90,7 @@ CREATE AGGREGATE dealrisk._evaluate(deal record, spec jsonb, beta float8[]) (
 	INITCOND = '{}',
 	PARALLEL = SAFE
 );
-COMMENT ON AGGREGATE dealrisk._evaluate(record, jsonb, float8[]) IS
+COMMENT ON AGGREGATE dealrisk._evaluate(record, jsonb, float8[], int, date) IS
 	'Holdout metrics of coefficients on closed deals: AUC, log loss, Brier, accuracy, calibration (internal)';
 
 -- Quantile edges of a numeric expression over a filtered source: distinct,
@@ -107,7 +116,42 @@ COMMENT ON FUNCTION dealrisk._quantile_edges(regclass, text, text, float8[]) IS
 
 -- The feature specification learned from the closed deals of source that
 -- pass filter: dictionaries, bin edges, typical stage times, rep counts.
-CREATE FUNCTION dealrisk._build_spec(source regclass, features text[], filter text)
+-- The rep win-rate feature: exact won/closed counts per key over the deals
+-- passing filter, shrunk toward their overall rate, standardised over deals.
+CREATE FUNCTION dealrisk._rate_feature(source regclass, col text, filter text)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+AS $$
+DECLARE
+	strength float8 := 20;
+	result jsonb;
+BEGIN
+	EXECUTE pg_catalog.format($q$
+		WITH c AS (
+			SELECT d.%I::text k, count(*) FILTER (WHERE dealrisk.is_won(d.outcome))::float8 w, count(*)::float8 n
+			FROM %s d WHERE %s AND d.%I IS NOT NULL GROUP BY 1),
+		p AS (SELECT sum(w) / sum(n) prior FROM c),
+		r AS (SELECT c.n, (c.w + $1 * p.prior) / (c.n + $1) rate FROM c, p),
+		m AS (SELECT sum(n * rate) / sum(n) mean, sum(n * rate * rate) / sum(n) sq FROM r)
+		SELECT CASE WHEN (SELECT count(*) FROM c) > 0 THEN pg_catalog.jsonb_build_object(
+			'name', 'rep_win_rate', 'kind', 'rate', 'column', %L,
+			'prior', p.prior, 'strength', $1::float8, 'mean', m.mean,
+			'sd', CASE WHEN m.sq - m.mean * m.mean > 1e-18 THEN sqrt(m.sq - m.mean * m.mean) ELSE 1 END,
+			'levels', (SELECT pg_catalog.jsonb_agg(k ORDER BY k COLLATE "C") FROM c),
+			'won', (SELECT pg_catalog.jsonb_agg(w ORDER BY k COLLATE "C") FROM c),
+			'closed', (SELECT pg_catalog.jsonb_agg(n ORDER BY k COLLATE "C") FROM c)) END
+		FROM p, m $q$, col, source, filter, col, col) INTO result USING strength;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION dealrisk._rate_feature(regclass, text, text) IS
+	'The shrunk win-rate feature of a key column (the rep), from exact counts over a source (internal)';
+
+-- filter picks the closed deals the dictionaries are learned from, sample
+-- thins them (an AND clause; bins and levels do not need every row), and
+-- rate_filter picks the deals whose outcomes the rep win rates count.
+CREATE FUNCTION dealrisk._build_spec(source regclass, features text[], filter text,
+	sample text DEFAULT 'true', rate_filter text DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
@@ -133,7 +177,9 @@ DECLARE
 	end_expr text := 'CASE WHEN dealrisk.is_won(d.outcome) IS NOT NULL AND d.closed_date IS NOT NULL THEN d.closed_date ELSE dealrisk._as_of() END';
 	age_expr text;
 	stage_days text;
+	dfilter text := pg_catalog.format('(%s) AND (%s)', filter, sample);
 BEGIN
+	rate_filter := coalesce(rate_filter, filter);
 	SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum),
 	       pg_catalog.array_agg(pg_catalog.format_type(a.atttypid, NULL) ORDER BY a.attnum)
 	INTO cols, types
@@ -151,7 +197,7 @@ BEGIN
 	END IF;
 
 	EXECUTE pg_catalog.format('SELECT count(*), count(*) FILTER (WHERE dealrisk.is_won(d.outcome)) FROM %s d WHERE %s',
-	                          source, filter) INTO n, won;
+	                          source, dfilter) INTO n, won;
 	prior := won::float8 / greatest(n, 1);
 	min_level := greatest(20, (n * 0.005)::bigint);
 	-- as features.c reads it: a closed deal's cycle, else the days from
@@ -165,7 +211,7 @@ BEGIN
 
 	FOREACH f IN ARRAY want LOOP
 		IF f = 'cycle_days' THEN
-			edges := dealrisk._quantile_edges(source, age_expr, filter, '{0.1,0.25,0.5,0.75,0.9}');
+			edges := dealrisk._quantile_edges(source, age_expr, dfilter, '{0.1,0.25,0.5,0.75,0.9}');
 			IF pg_catalog.cardinality(edges) > 0 THEN
 				spec := spec || pg_catalog.jsonb_build_object('name', 'cycle_days', 'kind', 'bins',
 					'derived', 'age_days', 'edges', pg_catalog.to_jsonb(edges));
@@ -177,7 +223,7 @@ BEGIN
 				'SELECT pg_catalog.string_agg(pg_catalog.quote_literal(s), '', '') FROM ('
 				' SELECT d.deal_stage s, count(*) c, avg(dealrisk.is_won(d.outcome)::int) r'
 				' FROM %s d WHERE %s AND d.deal_stage IS NOT NULL GROUP BY 1) x'
-				' WHERE x.c >= 0.05 * $1 AND (x.r >= 0.99 OR x.r <= 0.01)', source, filter)
+				' WHERE x.c >= 0.05 * $1 AND (x.r >= 0.99 OR x.r <= 0.01)', source, dfilter)
 				INTO t USING n;
 			IF t IS NOT NULL THEN
 				RAISE NOTICE 'dealrisk.train: feature stage_time left out: every closed deal in stage(s) % has the same outcome, so deal_stage records the outcome rather than predicting it', t;
@@ -187,12 +233,12 @@ BEGIN
 				'SELECT pg_catalog.jsonb_object_agg(s, m) FROM (SELECT d.deal_stage s,'
 				' greatest(1, percentile_cont(0.5) WITHIN GROUP (ORDER BY (%s)::float8)) m'
 				' FROM %s d WHERE %s AND d.deal_stage IS NOT NULL AND (%s) IS NOT NULL GROUP BY d.deal_stage) x',
-				stage_days, source, filter, stage_days) INTO typical;
+				stage_days, source, dfilter, stage_days) INTO typical;
 			IF typical IS NOT NULL THEN
 				edges := dealrisk._quantile_edges(source,
 					pg_catalog.format('(%s)::float8 / greatest(1, (%L::jsonb ->> d.deal_stage)::float8)',
 					                  stage_days, typical),
-					filter || ' AND d.deal_stage IS NOT NULL', '{0.25,0.5,0.75,0.9}');
+					dfilter || ' AND d.deal_stage IS NOT NULL', '{0.25,0.5,0.75,0.9}');
 				IF pg_catalog.cardinality(edges) > 0 THEN
 					spec := spec || pg_catalog.jsonb_build_object('name', 'stage_time', 'kind', 'bins',
 						'derived', 'stage_ratio', 'edges', pg_catalog.to_jsonb(edges), 'typical', typical);
@@ -204,7 +250,7 @@ BEGIN
 					USING ERRCODE = 'undefined_column';
 			END IF;
 			edges := dealrisk._quantile_edges(source, pg_catalog.format('(%s) - d.last_activity_date', end_expr),
-			                                  filter, '{0.25,0.5,0.75,0.9}');
+			                                  dfilter, '{0.25,0.5,0.75,0.9}');
 			IF pg_catalog.cardinality(edges) > 0 THEN
 				spec := spec || pg_catalog.jsonb_build_object('name', 'activity_gap', 'kind', 'bins',
 					'derived', 'activity_gap', 'edges', pg_catalog.to_jsonb(edges));
@@ -214,25 +260,9 @@ BEGIN
 				RAISE EXCEPTION 'column "%" is missing from source %', f, source
 					USING ERRCODE = 'undefined_column';
 			END IF;
-			EXECUTE pg_catalog.format(
-				'SELECT pg_catalog.jsonb_build_object('
-				'  ''levels'', pg_catalog.jsonb_agg(k ORDER BY k COLLATE "C"),'
-				'  ''won'', pg_catalog.jsonb_agg(w ORDER BY k COLLATE "C"),'
-				'  ''closed'', pg_catalog.jsonb_agg(c ORDER BY k COLLATE "C"))'
-				' FROM (SELECT d.%I::text k, count(*) FILTER (WHERE dealrisk.is_won(d.outcome)) w, count(*) c'
-				'       FROM %s d WHERE %s AND d.%I IS NOT NULL GROUP BY 1) x', f, source, filter, f) INTO rep;
-			-- standardise the shrunk rate over the training deals that have a
-			-- rep (each rep's rate weighted by its closed deals)
-			EXECUTE pg_catalog.format(
-				'SELECT sum(x.c * x.r) / sum(x.c),'
-				' sqrt(greatest(0, sum(x.c * x.r * x.r) / sum(x.c) - (sum(x.c * x.r) / sum(x.c)) ^ 2))'
-				' FROM (SELECT count(*)::float8 c, (count(*) FILTER (WHERE dealrisk.is_won(d.outcome)) + $1 * $2) / (count(*) + $1) r'
-				'       FROM %s d WHERE %s AND d.%I IS NOT NULL GROUP BY d.%I) x',
-				source, filter, f, f) INTO mean, sd USING strength, prior;
-			IF rep ? 'levels' AND rep -> 'levels' <> 'null' THEN
-				spec := spec || (pg_catalog.jsonb_build_object('name', 'rep_win_rate', 'kind', 'rate',
-					'column', f, 'prior', prior, 'strength', strength,
-					'mean', coalesce(mean, prior), 'sd', CASE WHEN coalesce(sd, 0) > 1e-9 THEN sd ELSE 1 END) || rep);
+			rep := dealrisk._rate_feature(source, f, rate_filter);
+			IF rep IS NOT NULL THEN
+				spec := spec || rep;
 			END IF;
 		ELSIF f = ANY (cols) THEN
 			t := types[pg_catalog.array_position(cols, f)];
@@ -241,7 +271,7 @@ BEGIN
 					'SELECT pg_catalog.jsonb_agg(k ORDER BY k COLLATE "C") FILTER (WHERE c >= $1),'
 					'       pg_catalog.jsonb_agg(k ORDER BY k COLLATE "C") FILTER (WHERE c < $1)'
 					' FROM (SELECT d.%I::text k, count(*) c FROM %s d WHERE %s AND d.%I IS NOT NULL GROUP BY 1) x',
-					f, source, filter, f) INTO levels, pooled USING min_level;
+					f, source, dfilter, f) INTO levels, pooled USING min_level;
 				IF pooled IS NOT NULL THEN
 					levels := coalesce(levels, '[]') || '"(other)"'::jsonb;
 				END IF;
@@ -251,7 +281,7 @@ BEGIN
 				END IF;
 			ELSIF t IN ('numeric', 'integer', 'bigint', 'smallint', 'real', 'double precision') THEN
 				IF features IS NULL OR f = 'deal_amount' THEN
-					edges := dealrisk._quantile_edges(source, pg_catalog.format('d.%I', f), filter,
+					edges := dealrisk._quantile_edges(source, pg_catalog.format('d.%I', f), dfilter,
 					                                  '{0.2,0.4,0.6,0.8}');
 					IF pg_catalog.cardinality(edges) > 0 THEN
 						spec := spec || pg_catalog.jsonb_build_object('name', f, 'kind', 'bins',
@@ -260,7 +290,7 @@ BEGIN
 				ELSE
 					EXECUTE pg_catalog.format(
 						'SELECT avg(d.%I::float8), stddev_pop(d.%I::float8) FROM %s d WHERE %s',
-						f, f, source, filter) INTO mean, sd;
+						f, f, source, dfilter) INTO mean, sd;
 					spec := spec || pg_catalog.jsonb_build_object('name', f, 'kind', 'numeric',
 						'column', f, 'mean', coalesce(mean, 0),
 						'sd', CASE WHEN coalesce(sd, 0) > 1e-12 THEN sd ELSE 1 END);
@@ -282,7 +312,7 @@ BEGIN
 	RETURN pg_catalog.jsonb_build_object('format', 'dealrisk/1', 'features', spec);
 END
 $$;
-COMMENT ON FUNCTION dealrisk._build_spec(regclass, text[], text) IS
+COMMENT ON FUNCTION dealrisk._build_spec(regclass, text[], text, text, text) IS
 	'Learns a feature specification (dictionaries, bins, typical stage times, rep counts) from the closed deals of a source (internal)';
 
 CREATE FUNCTION dealrisk._as_of()
@@ -292,41 +322,48 @@ AS $$ SELECT coalesce(nullif(pg_catalog.current_setting('dealrisk.as_of_date', t
 COMMENT ON FUNCTION dealrisk._as_of() IS
 	'The date open deals are scored at: dealrisk.as_of_date when set, else today (internal)';
 
--- Fit the coefficients of a spec by IRLS on the closed deals passing filter.
-CREATE FUNCTION dealrisk._fit(source regclass, spec jsonb, filter text, weight text, l2 float8,
+-- Fit the coefficients of a spec by IRLS on the closed deals passing filter
+-- and split (see _irls_pass), starting from beta0 (NULL: the intercept at the
+-- log-odds of prior).  Each iteration is one aggregate pass; it stops when
+-- the Newton step promises less than 1e-7 (relative) more log-likelihood.
+CREATE FUNCTION dealrisk._fit(source regclass, spec jsonb, filter text, split int, cutoff date,
+	ref date, halflife float8, l2 float8, beta0 float8[], prior float8,
 	OUT beta float8[], OUT iterations int, OUT converged boolean, OUT loglik float8)
 LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
 	p int := dealrisk._validate_model(spec, NULL);
 	state float8[];
-	prev float8 := NULL;
-	pen float8;
+	next float8[];
+	gain float8;
+	q text := pg_catalog.format('SELECT dealrisk._irls_pass(d, $1, $2, $3, $4, $5, $6) FROM %s d WHERE %s',
+	                            source, filter);
 BEGIN
-	beta := pg_catalog.array_fill(0::float8, ARRAY[p]);
+	beta := coalesce(beta0, pg_catalog.array_fill(0::float8, ARRAY[p]));
+	IF beta0 IS NULL AND prior > 0 AND prior < 1 THEN
+		beta[1] := ln(prior / (1 - prior));
+	END IF;
 	converged := false;
 	FOR i IN 1 .. 30 LOOP
-		EXECUTE pg_catalog.format('SELECT dealrisk._irls_pass(d, $1, $2, %s) FROM %s d WHERE %s',
-		                          weight, source, filter)
-			INTO state USING spec, beta;
+		EXECUTE q INTO state USING spec, beta, split, cutoff, ref, halflife;
 		IF state IS NULL OR pg_catalog.cardinality(state) = 0 THEN
 			RAISE EXCEPTION 'no closed deal in % to train on', source USING ERRCODE = 'no_data_found';
 		END IF;
-		pen := state[3] - l2 / 2 * (SELECT coalesce(sum(b * b), 0) FROM pg_catalog.unnest(beta[2:]) b);
-		RAISE NOTICE 'dealrisk.train: iteration %, penalised log-likelihood %', i, pg_catalog.round(pen::numeric, 4);
+		loglik := state[3] - l2 / 2 * (SELECT coalesce(sum(b * b), 0) FROM pg_catalog.unnest(beta[2:]) b);
+		RAISE NOTICE 'dealrisk.train: iteration %, penalised log-likelihood %', i, pg_catalog.round(loglik::numeric, 4);
+		next := dealrisk._irls_solve(state, beta, l2);
+		gain := dealrisk._irls_decrement(state, beta, next, l2);
+		beta := next;
 		iterations := i;
-		loglik := pen;
-		IF prev IS NOT NULL AND abs(pen - prev) <= 1e-7 * (abs(pen) + 1) THEN
+		IF gain <= 1e-7 * (abs(loglik) + 1) THEN
 			converged := true;
 			EXIT;
 		END IF;
-		prev := pen;
-		beta := dealrisk._irls_solve(state, beta, l2);
 	END LOOP;
 END
 $$;
-COMMENT ON FUNCTION dealrisk._fit(regclass, jsonb, text, text, float8) IS
-	'IRLS driver: one aggregate pass per Newton step until the penalised log-likelihood settles (internal)';
+COMMENT ON FUNCTION dealrisk._fit(regclass, jsonb, text, int, date, date, float8, float8, float8[], float8) IS
+	'IRLS driver: one aggregate pass per Newton step until the step promises no more gain (internal)';
 
 CREATE FUNCTION dealrisk._quality_problem(metrics jsonb)
 RETURNS text
@@ -415,16 +452,21 @@ DECLARE
 	min_n int;
 	halflife float8;
 	cutoff date;
+	ref date;
+	sample text := 'true';
 	train_filter text;
 	test_filter text;
-	weight text := '1';
+	split_train int := 0;
+	split_test int := 0;
 	spec jsonb;
+	spec_train jsonb;
+	rep jsonb;
+	pos int;
 	fit record;
 	test_metrics jsonb;
 	final_fit record;
 	new_id bigint;
 	problem text;
-	ref date;
 BEGIN
 	PERFORM dealrisk.outcome_class('');	-- loads the library, which defines the settings
 	min_n := pg_catalog.current_setting('dealrisk.min_training_deals')::int;
@@ -445,45 +487,68 @@ BEGIN
 	                           AND a.attname = 'closed_date' AND a.attnum > 0 AND NOT a.attisdropped);
 
 	EXECUTE pg_catalog.format('SELECT count(*) FILTER (WHERE dealrisk.is_won(d.outcome)),'
-	                          ' count(*) FILTER (WHERE NOT dealrisk.is_won(d.outcome)) FROM %s d', source)
-		INTO n_won, n_lost;
+	                          ' count(*) FILTER (WHERE NOT dealrisk.is_won(d.outcome)), %s FROM %s d',
+	                          CASE WHEN has_closed_date THEN 'max(d.closed_date) FILTER (WHERE dealrisk.is_won(d.outcome) IS NOT NULL)'
+	                               ELSE 'NULL::date' END, source)
+		INTO n_won, n_lost, ref;
 	IF n_won < min_n OR n_lost < min_n THEN
 		RAISE EXCEPTION 'not enough closed deals to train on: % has % won and % lost, at least % of each are needed',
 			source, n_won, n_lost, min_n
 			USING ERRCODE = 'insufficient_resources',
 			      HINT = 'Collect more closed deals, or lower dealrisk.min_training_deals (at the price of a weaker model).';
 	END IF;
+	-- dictionaries and bin edges come from about 100,000 closed deals at most
+	-- (a deterministic sample by deal_id); counts and fits read every deal
+	IF n_won + n_lost > 100000 THEN
+		sample := pg_catalog.format('abs(pg_catalog.hashtext(d.deal_id::text)) %% 100000 < %s',
+		                            ceil(100000.0 * 100000 / (n_won + n_lost))::int);
+	END IF;
 
 	IF has_closed_date THEN
-		EXECUTE pg_catalog.format('SELECT percentile_disc($1) WITHIN GROUP (ORDER BY d.closed_date), max(d.closed_date)'
-		                          ' FROM %s d WHERE %s', source, closed_filter)
-			INTO cutoff, ref USING 1 - holdout;
-		train_filter := pg_catalog.format('%s AND d.closed_date < %L::date', closed_filter, cutoff);
-		test_filter := pg_catalog.format('%s AND d.closed_date >= %L::date', closed_filter, cutoff);
-		IF halflife > 0 THEN
-			weight := pg_catalog.format('pg_catalog.power(0.5, (%L::date - coalesce(d.closed_date, %L::date))::float8 / %s)',
-			                            ref, ref, halflife);
-		END IF;
+		EXECUTE pg_catalog.format('SELECT percentile_disc($1) WITHIN GROUP (ORDER BY d.closed_date)'
+		                          ' FROM %s d WHERE %s AND %s', source, closed_filter, sample)
+			INTO cutoff USING 1 - holdout;
+		train_filter := closed_filter;
+		test_filter := closed_filter;
+		split_train := 1;
+		split_test := 2;
+		rep := NULL;
 	ELSE
 		train_filter := pg_catalog.format('%s AND abs(pg_catalog.hashtext(d.deal_id::text)) %% 1000 >= %s',
 		                                  closed_filter, (holdout * 1000)::int);
 		test_filter := pg_catalog.format('%s AND abs(pg_catalog.hashtext(d.deal_id::text)) %% 1000 < %s',
 		                                 closed_filter, (holdout * 1000)::int);
+		halflife := 0;
 	END IF;
 
-	-- 1. fit on the older deals, measure on the newest (the holdout)
-	spec := dealrisk._build_spec(source, features, train_filter);
-	fit := dealrisk._fit(source, spec, train_filter, weight, l2);
-	EXECUTE pg_catalog.format('SELECT dealrisk._evaluate(d, $1, $2) FROM %s d WHERE %s', source, test_filter)
-		INTO test_metrics USING spec, fit.beta;
+	-- 1. the dictionaries, learned once from the closed deals; the holdout
+	-- model's rep win rates count only the older deals' outcomes
+	spec := dealrisk._build_spec(source, features, closed_filter, sample);
+	spec_train := spec;
+	SELECT o - 1 INTO pos FROM pg_catalog.jsonb_array_elements(spec->'features') WITH ORDINALITY e(f, o)
+	WHERE f->>'kind' = 'rate';
+	IF pos IS NOT NULL THEN
+		rep := dealrisk._rate_feature(source, spec->'features'->pos->>'column',
+			CASE WHEN has_closed_date THEN pg_catalog.format('%s AND d.closed_date < %L::date', closed_filter, cutoff)
+			     ELSE train_filter END);
+		IF rep IS NULL THEN
+			RAISE EXCEPTION 'no closed deal in % before the holdout', source USING ERRCODE = 'no_data_found';
+		END IF;
+		spec_train := pg_catalog.jsonb_set(spec, ARRAY['features', pos::text], rep);
+	END IF;
+
+	-- 2. fit on the older deals, measure on the newest (the holdout)
+	fit := dealrisk._fit(source, spec_train, train_filter, split_train, cutoff, ref, halflife, l2, NULL,
+	                     n_won::float8 / (n_won + n_lost));
+	EXECUTE pg_catalog.format('SELECT dealrisk._evaluate(d, $1, $2, $3, $4) FROM %s d WHERE %s', source, test_filter)
+		INTO test_metrics USING spec_train, fit.beta, split_test, cutoff;
 	IF test_metrics IS NULL THEN
 		RAISE EXCEPTION 'the holdout of % is empty', source USING ERRCODE = 'no_data_found',
 			HINT = 'Use a larger holdout share.';
 	END IF;
 
-	-- 2. refit on every closed deal for the stored model
-	spec := dealrisk._build_spec(source, features, closed_filter);
-	final_fit := dealrisk._fit(source, spec, closed_filter, weight, l2);
+	-- 3. refit on every closed deal for the stored model, from the holdout fit
+	final_fit := dealrisk._fit(source, spec, closed_filter, 0, NULL, ref, halflife, l2, fit.beta, NULL);
 
 	INSERT INTO dealrisk.models (name, source, feature_spec, coefficients, metrics)
 	VALUES (train.name, source::text, spec || pg_catalog.jsonb_build_object('l2', l2, 'recency_halflife_days', halflife),
@@ -657,7 +722,7 @@ BEGIN
 		RAISE EXCEPTION 'model % does not exist', model_id USING ERRCODE = 'no_data_found';
 	END IF;
 	PERFORM dealrisk._check_source(source, ARRAY['outcome']);
-	EXECUTE pg_catalog.format('SELECT dealrisk._evaluate(d, $1, $2) FROM %s d WHERE dealrisk.is_won(d.outcome) IS NOT NULL',
+	EXECUTE pg_catalog.format('SELECT dealrisk._evaluate(d, $1, $2, 0, NULL) FROM %s d',
 	                          source) INTO r USING m.feature_spec, m.coefficients;
 	IF r IS NULL THEN
 		RAISE EXCEPTION 'source % has no closed deal to evaluate on', source USING ERRCODE = 'no_data_found';

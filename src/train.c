@@ -17,8 +17,10 @@
 
 #include <math.h>
 
+#include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "lib/stringinfo.h"
+#include "utils/date.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -29,6 +31,7 @@
 
 PG_FUNCTION_INFO_V1(dr_irls_accum);
 PG_FUNCTION_INFO_V1(dr_irls_solve);
+PG_FUNCTION_INFO_V1(dr_irls_decrement);
 PG_FUNCTION_INFO_V1(dr_eval_accum);
 PG_FUNCTION_INFO_V1(dr_eval_final);
 
@@ -96,6 +99,55 @@ zero_float8_array(int n)
 	return a;
 }
 
+/*
+ * Which closed deals a pass reads, from the arguments (split, cutoff, ref,
+ * halflife) at argno..argno+3: split 0 = every closed deal, 1 = closed
+ * before cutoff (training), 2 = closed on or after it (holdout).  Returns
+ * the deal's weight, 0 when the pass skips it: 0.5 ^ (days before ref /
+ * halflife) when halflife > 0, so that recent outcomes count more.
+ */
+static double
+row_weight(FunctionCallInfo fcinfo, int argno, DrEncoded *e)
+{
+	int32		split = PG_ARGISNULL(argno) ? 0 : PG_GETARG_INT32(argno);
+	double		halflife;
+
+	if (split != 0 && !PG_ARGISNULL(argno + 1))
+	{
+		int32		cutoff = (int32) PG_GETARG_DATEADT(argno + 1);
+
+		if (e->closed_date == DR_NO_DATE)
+			return 0;
+		if ((split == 1) != (e->closed_date < cutoff))
+			return 0;
+	}
+	if (PG_NARGS() <= argno + 3 || PG_ARGISNULL(argno + 2) || PG_ARGISNULL(argno + 3) ||
+		e->closed_date == DR_NO_DATE)
+		return 1.0;
+	halflife = PG_GETARG_FLOAT8(argno + 3);
+	if (!(halflife > 0))
+		return 1.0;
+	return pow(0.5, ((double) PG_GETARG_DATEADT(argno + 2) - (double) e->closed_date) / halflife);
+}
+
+/* A closed deal whose outcome label is not configured stops training. */
+static void
+check_outcome(DrEncoded *e, FitCache *fc, HeapTupleHeader rec)
+{
+	if (e->outcome == -2)
+	{
+		HeapTupleData tup;
+		bool		isnull;
+		Datum		d;
+
+		tup.t_len = HeapTupleHeaderGetDatumLength(rec);
+		tup.t_data = rec;
+		d = heap_getattr(&tup, fc->reader->fixed_attno[DR_COL_OUTCOME],
+						 fc->reader->tupdesc, &isnull);
+		(void) dr_outcome_is_won(DatumGetTextPP(d), &isnull);	/* raises */
+	}
+}
+
 /* Encode the row and return its x . beta. */
 static double
 encode_and_eta(FitCache *fc, HeapTupleHeader rec, MemoryContext cxt)
@@ -137,17 +189,18 @@ dr_irls_accum(PG_FUNCTION_ARGS)
 		elog(ERROR, "IRLS state is NULL");
 	state = PG_GETARG_ARRAYTYPE_P(0);
 	dr_require_agg_context(fcinfo, "irls_accum");
-	if (PG_ARGISNULL(1) || PG_ARGISNULL(4))
-		PG_RETURN_ARRAYTYPE_P(state);
-	w = PG_GETARG_FLOAT8(4);
-	if (!(w > 0) || isinf(w))
+	if (PG_ARGISNULL(1))
 		PG_RETURN_ARRAYTYPE_P(state);
 
 	fc = fit_cache(fcinfo, 2, 3);
 	p = fc->model->ncols;
 	eta = encode_and_eta(fc, PG_GETARG_HEAPTUPLEHEADER(1), fcinfo->flinfo->fn_mcxt);
 	e = fc->enc;
+	check_outcome(e, fc, PG_GETARG_HEAPTUPLEHEADER(1));
 	if (e->outcome < 0)
+		PG_RETURN_ARRAYTYPE_P(state);
+	w = row_weight(fcinfo, 4, e);
+	if (!(w > 0) || isinf(w))
 		PG_RETURN_ARRAYTYPE_P(state);
 
 	if (ARR_NDIM(state) == 0)
@@ -324,6 +377,37 @@ dr_irls_solve(PG_FUNCTION_ARGS)
 }
 
 /*
+ * SQL: _irls_decrement(state, beta, new_beta, l2) -> the gain in penalised
+ * log-likelihood that the Newton step promises, g'(new - old) / 2.  When it
+ * is tiny the new coefficients are converged and no further pass is needed.
+ */
+Datum
+dr_irls_decrement(PG_FUNCTION_ARGS)
+{
+	ArrayType  *state = PG_GETARG_ARRAYTYPE_P(0);
+	ArrayType  *b0 = PG_GETARG_ARRAYTYPE_P(1);
+	ArrayType  *b1 = PG_GETARG_ARRAYTYPE_P(2);
+	double		l2 = PG_GETARG_FLOAT8(3);
+	double	   *v,
+			   *old,
+			   *new,
+				dec = 0;
+	int			p,
+				i;
+
+	dr_state_array(b0, FLOAT8OID, -1, "coefficient");
+	p = ARR_DIMS(b0)[0];
+	dr_state_array(b1, FLOAT8OID, p, "coefficient");
+	v = (double *) ARR_DATA_PTR(dr_state_array(state, FLOAT8OID,
+											   IRLS_HEAD + p + p * (p + 1) / 2, "IRLS"));
+	old = (double *) ARR_DATA_PTR(b0);
+	new = (double *) ARR_DATA_PTR(b1);
+	for (i = 0; i < p; i++)
+		dec += (v[IRLS_HEAD + i] - (i > 0 ? l2 * old[i] : 0)) * (new[i] - old[i]);
+	PG_RETURN_FLOAT8(dec / 2);
+}
+
+/*
  * Evaluation transition: score a closed deal with the given coefficients and
  * add it to the log loss, Brier score, accuracy and the score histogram
  * (for AUC and calibration).
@@ -355,7 +439,8 @@ dr_eval_accum(PG_FUNCTION_ARGS)
 	/* scored as a new deal would be: no leave-one-out */
 	dr_encode_row(fc->model, fc->reader, PG_GETARG_HEAPTUPLEHEADER(1), fc->as_of,
 				  false, fc->enc);
-	if (fc->enc->outcome < 0)
+	check_outcome(fc->enc, fc, PG_GETARG_HEAPTUPLEHEADER(1));
+	if (fc->enc->outcome < 0 || row_weight(fcinfo, 4, fc->enc) == 0)
 		PG_RETURN_ARRAYTYPE_P(state);
 	eta = 0;
 	for (bin = 0; bin < fc->enc->nnz; bin++)
