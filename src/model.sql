@@ -147,11 +147,12 @@ $$;
 COMMENT ON FUNCTION dealrisk._rate_feature(regclass, text, text) IS
 	'The shrunk win-rate feature of a key column (the rep), from exact counts over a source (internal)';
 
--- filter picks the closed deals the dictionaries are learned from, sample
--- thins them (an AND clause; bins and levels do not need every row), and
--- rate_filter picks the deals whose outcomes the rep win rates count.
+-- filter picks the closed deals; the dictionaries (levels, bin edges,
+-- typical stage times) are learned from dict_source (a sample of source;
+-- default source itself), and rate_filter picks the deals of source whose
+-- outcomes the rep win rates count (default filter).
 CREATE FUNCTION dealrisk._build_spec(source regclass, features text[], filter text,
-	sample text DEFAULT 'true', rate_filter text DEFAULT NULL)
+	dict_source regclass DEFAULT NULL, rate_filter text DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
@@ -177,9 +178,11 @@ DECLARE
 	end_expr text := 'CASE WHEN dealrisk.is_won(d.outcome) IS NOT NULL AND d.closed_date IS NOT NULL THEN d.closed_date ELSE dealrisk._as_of() END';
 	age_expr text;
 	stage_days text;
-	dfilter text := pg_catalog.format('(%s) AND (%s)', filter, sample);
+	dfilter text := filter;
+	src regclass := source;
 BEGIN
 	rate_filter := coalesce(rate_filter, filter);
+	source := coalesce(dict_source, source);	-- dictionaries read the sample
 	SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum),
 	       pg_catalog.array_agg(pg_catalog.format_type(a.atttypid, NULL) ORDER BY a.attnum)
 	INTO cols, types
@@ -246,7 +249,7 @@ BEGIN
 			END IF;
 		ELSIF f = 'activity_gap' THEN
 			IF NOT 'last_activity_date' = ANY (cols) THEN
-				RAISE EXCEPTION 'feature "activity_gap" needs column "last_activity_date", which % lacks', source
+				RAISE EXCEPTION 'feature "activity_gap" needs column "last_activity_date", which % lacks', src
 					USING ERRCODE = 'undefined_column';
 			END IF;
 			edges := dealrisk._quantile_edges(source, pg_catalog.format('(%s) - d.last_activity_date', end_expr),
@@ -257,10 +260,10 @@ BEGIN
 			END IF;
 		ELSIF f = 'sales_rep_id' THEN
 			IF NOT f = ANY (cols) THEN
-				RAISE EXCEPTION 'column "%" is missing from source %', f, source
+				RAISE EXCEPTION 'column "%" is missing from source %', f, src
 					USING ERRCODE = 'undefined_column';
 			END IF;
-			rep := dealrisk._rate_feature(source, f, rate_filter);
+			rep := dealrisk._rate_feature(src, f, rate_filter);
 			IF rep IS NOT NULL THEN
 				spec := spec || rep;
 			END IF;
@@ -296,23 +299,23 @@ BEGIN
 						'sd', CASE WHEN coalesce(sd, 0) > 1e-12 THEN sd ELSE 1 END);
 				END IF;
 			ELSE
-				RAISE EXCEPTION 'column "%" of % has type %, which cannot be a feature', f, source, t
+				RAISE EXCEPTION 'column "%" of % has type %, which cannot be a feature', f, src, t
 					USING ERRCODE = 'datatype_mismatch',
 					      HINT = 'Features are text (categorical) or numeric columns; cast others in a view.';
 			END IF;
 		ELSE
-			RAISE EXCEPTION 'feature "%" is neither a column of % nor a derived feature', f, source
+			RAISE EXCEPTION 'feature "%" is neither a column of % nor a derived feature', f, src
 				USING ERRCODE = 'undefined_column',
 				      HINT = 'Derived features: cycle_days, stage_time, activity_gap (and sales_rep_id as a shrunk rep win rate).';
 		END IF;
 	END LOOP;
 	IF pg_catalog.jsonb_array_length(spec) = 0 THEN
-		RAISE EXCEPTION 'no usable feature in %', source USING ERRCODE = 'invalid_parameter_value';
+		RAISE EXCEPTION 'no usable feature in %', src USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	RETURN pg_catalog.jsonb_build_object('format', 'dealrisk/1', 'features', spec);
 END
 $$;
-COMMENT ON FUNCTION dealrisk._build_spec(regclass, text[], text, text, text) IS
+COMMENT ON FUNCTION dealrisk._build_spec(regclass, text[], text, regclass, text) IS
 	'Learns a feature specification (dictionaries, bins, typical stage times, rep counts) from the closed deals of a source (internal)';
 
 CREATE FUNCTION dealrisk._as_of()
@@ -325,7 +328,7 @@ COMMENT ON FUNCTION dealrisk._as_of() IS
 -- Fit the coefficients of a spec by IRLS on the closed deals passing filter
 -- and split (see _irls_pass), starting from beta0 (NULL: the intercept at the
 -- log-odds of prior).  Each iteration is one aggregate pass; it stops when
--- the Newton step promises less than 1e-7 (relative) more log-likelihood.
+-- the Newton step promises less than 1e-6 (relative) more log-likelihood.
 CREATE FUNCTION dealrisk._fit(source regclass, spec jsonb, filter text, split int, cutoff date,
 	ref date, halflife float8, l2 float8, beta0 float8[], prior float8,
 	OUT beta float8[], OUT iterations int, OUT converged boolean, OUT loglik float8)
@@ -355,7 +358,7 @@ BEGIN
 		gain := dealrisk._irls_decrement(state, beta, next, l2);
 		beta := next;
 		iterations := i;
-		IF gain <= 1e-7 * (abs(loglik) + 1) THEN
+		IF gain <= 1e-6 * (abs(loglik) + 1) THEN
 			converged := true;
 			EXIT;
 		END IF;
@@ -453,7 +456,7 @@ DECLARE
 	halflife float8;
 	cutoff date;
 	ref date;
-	sample text := 'true';
+	dict_source regclass;
 	train_filter text;
 	test_filter text;
 	split_train int := 0;
@@ -497,16 +500,21 @@ BEGIN
 			USING ERRCODE = 'insufficient_resources',
 			      HINT = 'Collect more closed deals, or lower dealrisk.min_training_deals (at the price of a weaker model).';
 	END IF;
-	-- dictionaries and bin edges come from about 100,000 closed deals at most
-	-- (a deterministic sample by deal_id); counts and fits read every deal
-	IF n_won + n_lost > 100000 THEN
-		sample := pg_catalog.format('abs(pg_catalog.hashtext(d.deal_id::text)) %% 100000 < %s',
-		                            ceil(100000.0 * 100000 / (n_won + n_lost))::int);
+	-- dictionaries and bin edges come from about 50,000 closed deals at most
+	-- (a deterministic sample by deal_id, read once into a temporary table);
+	-- counts and fits read every deal
+	dict_source := source;
+	IF n_won + n_lost > 50000 THEN
+		DROP TABLE IF EXISTS pg_temp.dealrisk_train_sample;
+		EXECUTE pg_catalog.format('CREATE TEMP TABLE dealrisk_train_sample ON COMMIT DROP AS'
+		                          ' SELECT * FROM %s d WHERE %s AND abs(pg_catalog.hashtext(d.deal_id::text)) %% 100000 < %s',
+		                          source, closed_filter, ceil(100000.0 * 50000 / (n_won + n_lost))::int);
+		dict_source := 'pg_temp.dealrisk_train_sample'::regclass;
 	END IF;
 
 	IF has_closed_date THEN
 		EXECUTE pg_catalog.format('SELECT percentile_disc($1) WITHIN GROUP (ORDER BY d.closed_date)'
-		                          ' FROM %s d WHERE %s AND %s', source, closed_filter, sample)
+		                          ' FROM %s d WHERE %s', dict_source, closed_filter)
 			INTO cutoff USING 1 - holdout;
 		train_filter := closed_filter;
 		test_filter := closed_filter;
@@ -523,7 +531,7 @@ BEGIN
 
 	-- 1. the dictionaries, learned once from the closed deals; the holdout
 	-- model's rep win rates count only the older deals' outcomes
-	spec := dealrisk._build_spec(source, features, closed_filter, sample);
+	spec := dealrisk._build_spec(source, features, closed_filter, dict_source);
 	spec_train := spec;
 	SELECT o - 1 INTO pos FROM pg_catalog.jsonb_array_elements(spec->'features') WITH ORDINALITY e(f, o)
 	WHERE f->>'kind' = 'rate';
