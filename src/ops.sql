@@ -33,7 +33,7 @@ COMMENT ON TABLE dealrisk.watch_config IS
 COMMENT ON COLUMN dealrisk.watch_config.scored_at IS
 	'Time of the latest scoring (watch() or refresh()): the scored_at of the view and of the latest score_history entries';
 COMMENT ON COLUMN dealrisk.watch_config.view_definition IS
-	'The CREATE MATERIALIZED VIEW statement of dealrisk.high_risk_deals; watch() replaces the view only when it changes';
+	'The CREATE MATERIALIZED VIEW statement of dealrisk.high_risk_deals; watch() replaces the view only for another source or when the source gained or lost stage_entered_date';
 SELECT pg_catalog.pg_extension_config_dump('dealrisk.watch_config', '');
 
 CREATE TABLE dealrisk.score_history (
@@ -133,8 +133,9 @@ COMMENT ON FUNCTION dealrisk._has_column(regclass, text) IS
 -- The statement that creates dealrisk.high_risk_deals over a source, named
 -- schema-qualified (the statement is stored and may run again under another
 -- search_path).  The threshold, the model name and the scoring time are read
--- from dealrisk.watch_config at each refresh, so only a change of source (or
--- of its optional stage_entered_date column) changes the statement.
+-- from dealrisk.watch_config at each refresh, so watch() replaces the view
+-- only for another source (compared by OID: a rename keeps it) or when the
+-- source gained or lost its optional stage_entered_date column.
 CREATE FUNCTION dealrisk._view_sql(source regclass)
 RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE
@@ -160,13 +161,15 @@ WHERE s.risk >= s.threshold$v$,
 COMMENT ON FUNCTION dealrisk._view_sql(regclass) IS
 	'The CREATE MATERIALIZED VIEW statement of dealrisk.high_risk_deals over a source (internal)';
 
--- (Re)creates dealrisk.high_risk_deals from a statement, keeping the grants
--- of the view it replaces, with its unique index (for REFRESH CONCURRENTLY).
-CREATE FUNCTION dealrisk._create_view(view_sql text, source regclass)
-RETURNS void
+-- (Re)creates dealrisk.high_risk_deals over a source, keeping the grants of
+-- the view it replaces, with its unique index (for REFRESH CONCURRENTLY);
+-- returns the statement, which watch_config keeps.
+CREATE FUNCTION dealrisk._create_view(source regclass)
+RETURNS text
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 AS $$
 DECLARE
+	view_sql text := dealrisk._view_sql(source);
 	old regclass := pg_catalog.to_regclass('dealrisk.high_risk_deals');
 	grants text[] := '{}';
 	g text;
@@ -202,9 +205,10 @@ BEGIN
 	FOREACH g IN ARRAY grants LOOP
 		EXECUTE g;
 	END LOOP;
+	RETURN view_sql;
 END
 $$;
-COMMENT ON FUNCTION dealrisk._create_view(text, regclass) IS
+COMMENT ON FUNCTION dealrisk._create_view(regclass) IS
 	'(Re)creates dealrisk.high_risk_deals with its unique index, keeping the grants of the view it replaces (internal)';
 
 -- Refreshes dealrisk.high_risk_deals: concurrently when it holds rows (its
@@ -277,12 +281,12 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 			      HINT = 'Risk scores are percentages; dealrisk.band_high (60) is a common threshold.';
 	END IF;
-	PERFORM dealrisk._check_source(source,
-		ARRAY['deal_id', 'outcome', 'created_date', 'deal_amount', 'sales_rep_id', 'deal_stage']);
 	IF source = pg_catalog.to_regclass('dealrisk.high_risk_deals') THEN
 		RAISE EXCEPTION 'dealrisk.high_risk_deals cannot watch itself'
 			USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass the table or view that holds the deals.';
 	END IF;
+	PERFORM dealrisk._check_source(source,
+		ARRAY['deal_id', 'outcome', 'created_date', 'deal_amount', 'sales_rep_id', 'deal_stage']);
 	PERFORM dealrisk._active_model(model);
 	view_sql := dealrisk._view_sql(source);
 
@@ -295,13 +299,16 @@ BEGIN
 		model = EXCLUDED.model, configured_at = EXCLUDED.configured_at, configured_by = EXCLUDED.configured_by,
 		scored_at = EXCLUDED.scored_at, view_definition = EXCLUDED.view_definition;
 
-	IF old.view_definition IS NOT DISTINCT FROM view_sql
+	IF old.source = source
+	   AND (pg_catalog.strpos(old.view_definition, 'coalesce(d.stage_entered_date') > 0)
+	       = (pg_catalog.strpos(view_sql, 'coalesce(d.stage_entered_date') > 0)
 	   AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass('dealrisk.high_risk_deals')
 	               AND c.relkind = 'm') THEN
-		-- same source: keep the view (its grants and dependent views), refresh it
+		-- same source (maybe renamed), same columns: keep the view (its
+		-- grants and dependent views) and refresh it
 		PERFORM dealrisk._refresh_view(source);
 	ELSE
-		PERFORM dealrisk._create_view(view_sql, source);
+		PERFORM dealrisk._create_view(source);
 	END IF;
 	EXECUTE pg_catalog.format('COMMENT ON MATERIALIZED VIEW dealrisk.high_risk_deals IS %L',
 		pg_catalog.format('Open deals of %s whose risk is at least %s under the active "%s" model, with their top reason and recommended action; set up by dealrisk.watch(), refreshed by dealrisk.refresh() (docs/operations.md)',
@@ -357,8 +364,7 @@ BEGIN
 	-- other views depend on the view.
 	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
 	               WHERE c.oid = pg_catalog.to_regclass('dealrisk.high_risk_deals') AND c.relkind = 'm') THEN
-		view_sql := dealrisk._view_sql(cfg.source);
-		PERFORM dealrisk._create_view(view_sql, cfg.source);
+		view_sql := dealrisk._create_view(cfg.source);
 		UPDATE dealrisk.watch_config SET view_definition = view_sql;
 	ELSE
 		PERFORM dealrisk._refresh_view(cfg.source);
@@ -425,14 +431,37 @@ COMMENT ON FUNCTION dealrisk.prune_history(interval) IS
 
 -- Scheduling with pg_cron -----------------------------------------------
 
+-- Where pg_cron runs: cron.database_name (NULL when the library is not
+-- loaded).  Only superusers and pg_read_all_settings may read it; for other
+-- roles readable is false.
+CREATE FUNCTION dealrisk._cron_database(OUT db text, OUT readable boolean)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+BEGIN
+	db := pg_catalog.current_setting('cron.database_name', true);
+	readable := true;
+EXCEPTION WHEN insufficient_privilege THEN
+	db := NULL;
+	readable := false;
+END
+$$;
+COMMENT ON FUNCTION dealrisk._cron_database() IS
+	'cron.database_name, NULL when pg_cron is not loaded, and whether this role may read it (internal)';
+
 -- The error raised when pg_cron is not in this database: how to enable it,
 -- or, when it runs in another database, the call to make there.
-CREATE FUNCTION dealrisk._cron_missing(call_there text, cron_db text, this_db text)
+CREATE FUNCTION dealrisk._cron_missing(call_there text, cron_db text, this_db text, readable boolean DEFAULT true)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 AS $$
 BEGIN
-	IF cron_db IS NOT NULL AND cron_db <> this_db THEN
+	IF NOT readable THEN
+		RAISE EXCEPTION 'pg_cron is not installed in database "%"', this_db
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			      DETAIL = 'This role may not read cron.database_name (that needs superuser or pg_read_all_settings), so where pg_cron runs is not known.',
+			      HINT = pg_catalog.format('If pg_cron runs in another database, run there: %s Otherwise set shared_preload_libraries = ''pg_cron'' and cron.database_name = %L in postgresql.conf, restart the server and run CREATE EXTENSION pg_cron; in database "%s".',
+			                               call_there, this_db, this_db);
+	ELSIF cron_db IS NOT NULL AND cron_db <> this_db THEN
 		RAISE EXCEPTION 'pg_cron is not installed in database "%": it runs in database "%"', this_db, cron_db
 			USING ERRCODE = 'object_not_in_prerequisite_state',
 			      DETAIL = pg_catalog.format('cron.database_name is "%s"; pg_cron schedules jobs for every database from there.', cron_db),
@@ -451,7 +480,7 @@ BEGIN
 	END IF;
 END
 $$;
-COMMENT ON FUNCTION dealrisk._cron_missing(text, text, text) IS
+COMMENT ON FUNCTION dealrisk._cron_missing(text, text, text, boolean) IS
 	'Raises the error that explains how to enable pg_cron for dealrisk.schedule() (internal)';
 
 CREATE FUNCTION dealrisk.schedule(cron text DEFAULT '0 6 * * *')
@@ -460,21 +489,21 @@ LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 AS $$
 DECLARE
 	job bigint;
-	cron_db text := pg_catalog.current_setting('cron.database_name', true);
+	cron_db record := dealrisk._cron_database();
 BEGIN
 	IF cron IS NULL OR pg_catalog.btrim(cron) = '' THEN
 		RAISE EXCEPTION 'cron schedule must not be %', CASE WHEN cron IS NULL THEN 'NULL' ELSE 'empty' END
 			USING ERRCODE = CASE WHEN cron IS NULL THEN 'null_value_not_allowed' ELSE 'invalid_parameter_value' END,
-			      HINT = 'A cron expression, e.g. ''0 6 * * *'' for 06:00 every day (the server''s time zone, see cron.timezone).';
+			      HINT = 'A cron expression, e.g. ''0 6 * * *'' for 06:00 every day (pg_cron reads it in GMT unless cron.timezone, pg_cron 1.5 or later, says otherwise).';
 	END IF;
 	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension e WHERE e.extname = 'pg_cron') THEN
 		PERFORM dealrisk._cron_missing(
 			pg_catalog.format('SELECT cron.schedule_in_database(%L, %L, %L, %L);',
 			                  'dealrisk-refresh', cron, 'SELECT dealrisk.refresh()', pg_catalog.current_database()),
-			cron_db, pg_catalog.current_database());
+			cron_db.db, pg_catalog.current_database(), cron_db.readable);
 	END IF;
 	PERFORM dealrisk._watch_config();
-	IF cron_db IS NULL THEN
+	IF cron_db.readable AND cron_db.db IS NULL THEN
 		RAISE WARNING 'pg_cron is installed in this database but its library is not loaded: the job will not run'
 			USING HINT = 'Add pg_cron to shared_preload_libraries and restart the server.';
 	END IF;
@@ -485,7 +514,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION dealrisk.schedule(text) IS
-	'Schedules SELECT dealrisk.refresh() with pg_cron as job ''dealrisk-refresh'' (default 06:00 daily); scheduling again replaces the job; returns the pg_cron job id';
+	'Schedules SELECT dealrisk.refresh() with pg_cron as job ''dealrisk-refresh'' of the current user (default 06:00 GMT daily); scheduling again replaces the job; returns the pg_cron job id';
 
 CREATE FUNCTION dealrisk.unschedule()
 RETURNS boolean
@@ -494,7 +523,7 @@ AS $$
 BEGIN
 	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension e WHERE e.extname = 'pg_cron') THEN
 		PERFORM dealrisk._cron_missing(pg_catalog.format('SELECT cron.unschedule(%L);', 'dealrisk-refresh'),
-			pg_catalog.current_setting('cron.database_name', true), pg_catalog.current_database());
+			(dealrisk._cron_database()).db, pg_catalog.current_database(), (dealrisk._cron_database()).readable);
 	END IF;
 	-- cron.job shows the caller's own jobs only
 	IF NOT EXISTS (SELECT 1 FROM cron.job j WHERE j.jobname = 'dealrisk-refresh' AND j.username = CURRENT_USER) THEN
@@ -687,18 +716,21 @@ BEGIN
 		RAISE EXCEPTION 'since must not be NULL'
 			USING ERRCODE = 'null_value_not_allowed', HINT = 'E.g. now() - interval ''7 days''.';
 	END IF;
+	-- the score at since is the last one before it, else the first one after
+	-- (two probes of the primary key per deal)
 	RETURN QUERY
-	SELECT l.deal_id, o.risk, l.risk, l.risk - o.risk, o.scored_at, l.scored_at
+	SELECT l.deal_id, coalesce(b.risk, f.risk), l.risk, l.risk - coalesce(b.risk, f.risk),
+	       coalesce(b.scored_at, f.scored_at), l.scored_at
 	FROM (SELECT DISTINCT ON (h.deal_id) h.deal_id, h.risk, h.scored_at
 	      FROM dealrisk.score_history h WHERE h.scored_at > since
 	      ORDER BY h.deal_id, h.scored_at DESC) l
-	CROSS JOIN LATERAL (
-		-- the score at since (the last one before), else the first one after
-		SELECT p.risk, p.scored_at FROM dealrisk.score_history p
-		WHERE p.deal_id = l.deal_id
-		ORDER BY p.scored_at > since, abs(EXTRACT(epoch FROM p.scored_at - since))
-		LIMIT 1) o
-	ORDER BY abs(l.risk - o.risk) DESC, l.deal_id;
+	LEFT JOIN LATERAL (SELECT p.risk, p.scored_at FROM dealrisk.score_history p
+	                   WHERE p.deal_id = l.deal_id AND p.scored_at <= since
+	                   ORDER BY p.scored_at DESC LIMIT 1) b ON true
+	LEFT JOIN LATERAL (SELECT p.risk, p.scored_at FROM dealrisk.score_history p
+	                   WHERE p.deal_id = l.deal_id AND p.scored_at > since
+	                   ORDER BY p.scored_at LIMIT 1) f ON true
+	ORDER BY abs(l.risk - coalesce(b.risk, f.risk)) DESC, l.deal_id;
 END
 $$;
 COMMENT ON FUNCTION dealrisk.risk_changes(timestamptz) IS
@@ -807,29 +839,28 @@ COMMENT ON FUNCTION dealrisk.untrack(regclass) IS
 	'Removes the dealrisk_track trigger of dealrisk.track() from a table; false when there was none';
 
 -- Privileges ----------------------------------------------------------------
--- Everything that trains, activates, imports, watches, refreshes, schedules,
--- tracks or writes an alert is not executable by PUBLIC; grant it to the
--- roles that operate dealrisk (docs/security.md).  Scoring, diagnostics and
--- reading functions stay executable: the tables they read (dealrisk.models,
--- the view, history, alerts, the deal source) still need SELECT grants, and
--- the schema needs USAGE.  These REVOKEs are at the end of the install script
--- because they cover functions of the earlier parts (src/model.sql).
+-- What trains, activates, imports, watches, refreshes, schedules, tracks or
+-- writes alerts is not executable by PUBLIC; docs/security.md grants it to the
+-- roles that operate dealrisk.  Scoring, diagnostics and reading functions
+-- stay executable: the tables they read (dealrisk.models, the view, history,
+-- alerts, the deal source) still need SELECT grants, and the schema USAGE.
+-- The internal helpers these functions call stay executable too, so that a
+-- grant of the entry point is enough; they run with the caller's privileges
+-- and take no SQL text, so they give nobody more than plain SQL would.
+-- These REVOKEs are at the end of the install script because they cover
+-- functions of the earlier parts (src/model.sql).
 REVOKE EXECUTE ON FUNCTION
 	dealrisk.train(regclass, text, text[], float8, float8, boolean),
 	dealrisk.activate(bigint, boolean),
 	dealrisk.rollback(text),
 	dealrisk.import_model(jsonb, text),
-	dealrisk._fit(regclass, jsonb, text, text, float8),
 	dealrisk.watch(regclass, float8, text),
 	dealrisk.refresh(),
 	dealrisk.prune_history(interval),
-	dealrisk._create_view(text, regclass),
-	dealrisk._refresh_view(regclass),
 	dealrisk.schedule(text),
 	dealrisk.unschedule(),
 	dealrisk.track(regclass, text),
 	dealrisk.untrack(regclass),
-	dealrisk._track_trigger(),
 	dealrisk.claim_alerts(int, text, interval),
 	dealrisk.ack_alert(bigint)
 FROM PUBLIC;
