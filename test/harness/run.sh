@@ -76,9 +76,15 @@ start_cluster
 export PGHOST=$SOCKDIR PGPORT=$PORT PGUSER=postgres
 psql_q() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 
-# A fresh database with the extension (pg_cron runs in this one).
+# A fresh database with the extension (pg_cron runs in this one).  Dropping
+# the database pg_cron works in stops its launcher for good; restart the
+# server then, so that scheduled jobs run again.
 fresh_db() {
 	psql_q -d postgres -c "DROP DATABASE IF EXISTS $DBNAME WITH (FORCE)" -c "CREATE DATABASE $DBNAME"
+	if [ "$(psql -X -At -d postgres -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_cron launcher'")" = 0 ]; then
+		as_owner "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$LOGFILE" -w -t 60 -m fast restart >/dev/null ||
+			{ tail -n 30 "$LOGFILE" >&2; exit 1; }
+	fi
 	psql_q -d "$DBNAME" -c "CREATE EXTENSION dealrisk" -c "CREATE EXTENSION pg_cron"
 }
 
