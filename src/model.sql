@@ -636,24 +636,8 @@ SELECT pg_catalog.pg_extension_config_dump('dealrisk.action_rules', 'WHERE id > 
 SELECT pg_catalog.pg_extension_config_dump('dealrisk.action_rules_id_seq', '');
 
 CREATE FUNCTION dealrisk.recommended_action(deal record, model text DEFAULT 'default')
-RETURNS text
-LANGUAGE plpgsql STABLE PARALLEL SAFE
-AS $$
-DECLARE
-	risk float8 := dealrisk.deal_risk(deal, model);
-	result text;
-BEGIN
-	SELECT r.action INTO result
-	FROM dealrisk.deal_risk_explain(deal, model) e
-	JOIN dealrisk.action_rules r ON (r.factor = e.factor OR r.factor = '*') AND e.effect >= r.min_effect
-	WHERE risk >= r.min_risk
-	-- the rule for the factor that adds the most risk; * rules only when
-	-- no factor rule applies; priority breaks ties
-	ORDER BY r.factor = '*', e.effect DESC, r.priority, r.id
-	LIMIT 1;
-	RETURN result;
-END
-$$;
+RETURNS text AS 'MODULE_PATHNAME', 'dr_recommended_action'
+LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION dealrisk.recommended_action(record, text) IS
 	'The recommended action for a deal: the dealrisk.action_rules rule of the factor that adds the most risk (see the table''s comment)';
 

@@ -14,6 +14,7 @@
 
 #include "access/htup_details.h"
 #include "funcapi.h"
+#include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
@@ -23,6 +24,7 @@
 PG_FUNCTION_INFO_V1(dr_deal_risk);
 PG_FUNCTION_INFO_V1(dr_deal_risk_explain);
 PG_FUNCTION_INFO_V1(dr_risk_band);
+PG_FUNCTION_INFO_V1(dr_recommended_action);
 
 extern double dr_band_medium;
 extern double dr_band_high;
@@ -67,9 +69,9 @@ model_name_arg(FunctionCallInfo fcinfo, int argno, const char **name, int *len)
  * generation moved on or the name changed (compared without copying).
  */
 static ScoreCache *
-score_cache(FunctionCallInfo fcinfo, int namearg)
+score_cache_in(FunctionCallInfo fcinfo, int namearg, ScoreCache **slot)
 {
-	ScoreCache *sc = (ScoreCache *) fcinfo->flinfo->fn_extra;
+	ScoreCache *sc = *slot;
 	const char *name;
 	int			len;
 
@@ -80,7 +82,7 @@ score_cache(FunctionCallInfo fcinfo, int namearg)
 		sc = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(ScoreCache));
 		sc->cxt = AllocSetContextCreate(fcinfo->flinfo->fn_mcxt, "dealrisk score cache",
 										ALLOCSET_SMALL_SIZES);
-		fcinfo->flinfo->fn_extra = sc;
+		*slot = sc;
 	}
 	if (sc->model == NULL || sc->generation != dr_model_generation ||
 		(int) strlen(sc->name) != len || memcmp(sc->name, name, len) != 0)
@@ -96,6 +98,13 @@ score_cache(FunctionCallInfo fcinfo, int namearg)
 		sc->enc = dr_encoded_alloc(sc->model, sc->cxt);
 	}
 	return sc;
+}
+
+/* The score cache of a function whose fn_extra holds nothing else. */
+static inline ScoreCache *
+score_cache(FunctionCallInfo fcinfo, int namearg)
+{
+	return score_cache_in(fcinfo, namearg, (ScoreCache **) &fcinfo->flinfo->fn_extra);
 }
 
 /*
@@ -248,6 +257,40 @@ reason_text(DrFeature *f, DrEncoded *e, int i, double effect, double prior_rate)
 }
 
 /*
+ * Score a row and put in effects[] each feature's effect in risk points: the
+ * risk minus the risk with that feature at its baseline (its model columns
+ * zero).  Returns the risk.
+ */
+static double
+feature_effects(ScoreCache *sc, HeapTupleHeader rec, double *effects)
+{
+	DrModel    *m = sc->model;
+	DrEncoded  *e = sc->enc;
+	double		eta = row_eta(sc, rec);
+	double		risk = 100.0 * (1.0 - dr_logistic(eta));
+	int			i,
+				k;
+
+	for (i = 0; i < m->nfeatures; i++)
+		effects[i] = 0;
+	for (k = 1; k < e->nnz; k++)
+	{
+		int			col = e->idx[k];
+
+		for (i = 0; i < m->nfeatures; i++)
+			if (col >= m->features[i].offset &&
+				col < m->features[i].offset + m->features[i].width)
+			{
+				effects[i] += m->beta[col] * e->val[k];
+				break;
+			}
+	}
+	for (i = 0; i < m->nfeatures; i++)
+		effects[i] = risk - 100.0 * (1.0 - dr_logistic(eta - effects[i]));
+	return risk;
+}
+
+/*
  * SQL: deal_risk_explain(deal record [, model text]) -> rows (factor, value,
  * effect, reason).  The effect of a feature is the deal's risk minus its
  * risk with that feature at its baseline (all its model columns zero), in
@@ -260,8 +303,7 @@ dr_deal_risk_explain(PG_FUNCTION_ARGS)
 	ScoreCache *sc;
 	DrModel    *m;
 	DrEncoded  *e;
-	double		eta,
-				risk;
+	double		risk;
 	double	   *contrib;
 	int			i,
 				k;
@@ -273,31 +315,14 @@ dr_deal_risk_explain(PG_FUNCTION_ARGS)
 	sc = score_cache(fcinfo, 1);
 	m = sc->model;
 	e = sc->enc;
-	e->want_text = true;
-	eta = row_eta(sc, PG_GETARG_HEAPTUPLEHEADER(0));
-	e->want_text = false;
-	risk = 100.0 * (1.0 - dr_logistic(eta));
-
-	/* each feature's share of eta: sum of beta * x over its columns */
 	contrib = palloc0(sizeof(double) * m->nfeatures);
-	for (k = 1; k < e->nnz; k++)
-	{
-		int			col = e->idx[k];
-
-		for (i = 0; i < m->nfeatures; i++)
-			if (col >= m->features[i].offset &&
-				col < m->features[i].offset + m->features[i].width)
-			{
-				contrib[i] += m->beta[col] * e->val[k];
-				break;
-			}
-	}
+	e->want_text = true;
+	risk = feature_effects(sc, PG_GETARG_HEAPTUPLEHEADER(0), contrib);
+	e->want_text = false;
+	(void) risk;
 	order = palloc(sizeof(int) * m->nfeatures);
 	for (i = 0; i < m->nfeatures; i++)
-	{
-		contrib[i] = risk - 100.0 * (1.0 - dr_logistic(eta - contrib[i]));
 		order[i] = i;
-	}
 	/* insertion sort by effect, descending (few features) */
 	for (i = 1; i < m->nfeatures; i++)
 	{
@@ -359,4 +384,135 @@ dr_risk_band(PG_FUNCTION_ARGS)
 	else
 		band = "low";
 	PG_RETURN_TEXT_P(cstring_to_text(band));
+}
+
+/* One row of dealrisk.action_rules. */
+typedef struct ActionRule
+{
+	int32		priority;
+	int32		id;
+	char	   *factor;			/* feature name, or "*" */
+	double		min_effect;
+	double		min_risk;
+	text	   *action;
+} ActionRule;
+
+/* What recommended_action keeps per call site: the score cache and the rules. */
+typedef struct ActionCache
+{
+	ScoreCache *sc;				/* the model and row reader of this call site */
+	int			nrules;
+	ActionRule *rules;
+	double	   *effects;
+	int			neffects;
+} ActionCache;
+
+/* Read dealrisk.action_rules once per call site (per query). */
+static void
+load_rules(ActionCache *ac, MemoryContext cxt)
+{
+	uint64		i;
+	MemoryContext old;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("SELECT priority, id, factor, min_effect, min_risk, action FROM dealrisk.action_rules",
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "reading dealrisk.action_rules failed");
+	old = MemoryContextSwitchTo(cxt);
+	ac->nrules = (int) SPI_processed;
+	ac->rules = palloc0(sizeof(ActionRule) * Max(1, ac->nrules));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		ac->rules[i].priority = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		ac->rules[i].id = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+		ac->rules[i].factor = SPI_getvalue(tup, desc, 3);
+		ac->rules[i].min_effect = DatumGetFloat8(SPI_getbinval(tup, desc, 4, &isnull));
+		ac->rules[i].min_risk = DatumGetFloat8(SPI_getbinval(tup, desc, 5, &isnull));
+		ac->rules[i].action = cstring_to_text(SPI_getvalue(tup, desc, 6));
+	}
+	MemoryContextSwitchTo(old);
+	SPI_finish();
+}
+
+/*
+ * SQL: recommended_action(deal record [, model text]) -> text.  Among the
+ * rules whose factor adds at least min_effect risk points to a deal whose
+ * risk is at least min_risk, the one of the factor that adds the most risk;
+ * "*" rules only when no factor rule applies; priority, then id, break ties.
+ */
+Datum
+dr_recommended_action(PG_FUNCTION_ARGS)
+{
+	ActionCache *ac = (ActionCache *) fcinfo->flinfo->fn_extra;
+	ScoreCache *sc;
+	DrModel    *m;
+	double		risk;
+	ActionRule *best = NULL;
+	double		best_effect = 0;
+	int			r,
+				i;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	if (ac == NULL)
+	{
+		ac = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(ActionCache));
+		load_rules(ac, fcinfo->flinfo->fn_mcxt);
+		fcinfo->flinfo->fn_extra = ac;
+	}
+	sc = score_cache_in(fcinfo, 1, &ac->sc);
+	m = sc->model;
+	if (ac->neffects < m->nfeatures)
+	{
+		ac->effects = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(double) * m->nfeatures);
+		ac->neffects = m->nfeatures;
+	}
+	risk = feature_effects(sc, PG_GETARG_HEAPTUPLEHEADER(0), ac->effects);
+
+	for (r = 0; r < ac->nrules; r++)
+	{
+		ActionRule *rule = &ac->rules[r];
+		bool		any = (strcmp(rule->factor, "*") == 0);
+
+		if (risk < rule->min_risk)
+			continue;
+		for (i = 0; i < m->nfeatures; i++)
+		{
+			double		eff = ac->effects[i];
+			bool		better;
+
+			if (!any && strcmp(rule->factor, m->features[i].name) != 0)
+				continue;
+			if (eff < rule->min_effect)
+				continue;
+			if (best == NULL)
+				better = true;
+			else
+			{
+				bool		best_any = (strcmp(best->factor, "*") == 0);
+
+				if (best_any != any)
+					better = best_any;	/* a factor rule beats a * rule */
+				else if (eff != best_effect)
+					better = eff > best_effect;
+				else if (rule->priority != best->priority)
+					better = rule->priority < best->priority;
+				else
+					better = rule->id < best->id;
+			}
+			if (better)
+			{
+				best = rule;
+				best_effect = eff;
+			}
+		}
+	}
+	if (best == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(best->action);
 }
