@@ -147,12 +147,48 @@ $$;
 COMMENT ON FUNCTION dealrisk._rate_feature(regclass, text, text) IS
 	'The shrunk win-rate feature of a key column (the rep), from exact counts over a source (internal)';
 
+-- The rep win-rate feature twice from one scan: over every deal passing
+-- filter, and over those closed before cutoff (the holdout model's).
+CREATE FUNCTION dealrisk._rate_features(source regclass, col text, filter text, cutoff date,
+	OUT all_deals jsonb, OUT before_cutoff jsonb)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+AS $$
+BEGIN
+	EXECUTE pg_catalog.format($q$
+		WITH c AS (
+			SELECT d.%I::text k,
+			       count(*) FILTER (WHERE dealrisk.is_won(d.outcome))::float8 w,
+			       count(*)::float8 n,
+			       count(*) FILTER (WHERE dealrisk.is_won(d.outcome) AND d.closed_date < $2)::float8 wb,
+			       count(*) FILTER (WHERE d.closed_date < $2)::float8 nb
+			FROM %s d WHERE %s AND d.%I IS NOT NULL GROUP BY 1),
+		a AS (SELECT 'all' part, k, w, n FROM c UNION ALL SELECT 'before', k, wb, nb FROM c WHERE nb > 0),
+		p AS (SELECT part, sum(w) / sum(n) prior FROM a GROUP BY part),
+		r AS (SELECT a.part, a.n, (a.w + $1 * p.prior) / (a.n + $1) rate FROM a JOIN p USING (part)),
+		m AS (SELECT part, sum(n * rate) / sum(n) mean, sum(n * rate * rate) / sum(n) sq FROM r GROUP BY part),
+		f AS (
+			SELECT p.part, pg_catalog.jsonb_build_object(
+				'name', 'rep_win_rate', 'kind', 'rate', 'column', %L,
+				'prior', p.prior, 'strength', $1::float8, 'mean', m.mean,
+				'sd', CASE WHEN m.sq - m.mean * m.mean > 1e-18 THEN sqrt(m.sq - m.mean * m.mean) ELSE 1 END,
+				'levels', (SELECT pg_catalog.jsonb_agg(k ORDER BY k COLLATE "C") FROM a WHERE a.part = p.part),
+				'won', (SELECT pg_catalog.jsonb_agg(w ORDER BY k COLLATE "C") FROM a WHERE a.part = p.part),
+				'closed', (SELECT pg_catalog.jsonb_agg(n ORDER BY k COLLATE "C") FROM a WHERE a.part = p.part)) j
+			FROM p JOIN m USING (part))
+		SELECT (SELECT j FROM f WHERE part = 'all'), (SELECT j FROM f WHERE part = 'before') $q$,
+		col, source, filter, col, col) INTO all_deals, before_cutoff USING 20::float8, cutoff;
+END
+$$;
+COMMENT ON FUNCTION dealrisk._rate_features(regclass, text, text, date) IS
+	'The rep win-rate feature over all deals and over those closed before a cutoff, from one scan (internal)';
+
 -- filter picks the closed deals; the dictionaries (levels, bin edges,
 -- typical stage times) are learned from dict_source (a sample of source;
 -- default source itself), and rate_filter picks the deals of source whose
--- outcomes the rep win rates count (default filter).
+-- outcomes the rep win rates count (default filter).  With rates false the
+-- rate feature is left as a placeholder for the caller to fill.
 CREATE FUNCTION dealrisk._build_spec(source regclass, features text[], filter text,
-	dict_source regclass DEFAULT NULL, rate_filter text DEFAULT NULL)
+	dict_source regclass DEFAULT NULL, rate_filter text DEFAULT NULL, rates boolean DEFAULT true)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
@@ -263,7 +299,11 @@ BEGIN
 				RAISE EXCEPTION 'column "%" is missing from source %', f, src
 					USING ERRCODE = 'undefined_column';
 			END IF;
-			rep := dealrisk._rate_feature(src, f, rate_filter);
+			IF rates THEN
+				rep := dealrisk._rate_feature(src, f, rate_filter);
+			ELSE
+				rep := pg_catalog.jsonb_build_object('name', 'rep_win_rate', 'kind', 'rate', 'column', f, 'pending', true);
+			END IF;
 			IF rep IS NOT NULL THEN
 				spec := spec || rep;
 			END IF;
@@ -315,7 +355,7 @@ BEGIN
 	RETURN pg_catalog.jsonb_build_object('format', 'dealrisk/1', 'features', spec);
 END
 $$;
-COMMENT ON FUNCTION dealrisk._build_spec(regclass, text[], text, regclass, text) IS
+COMMENT ON FUNCTION dealrisk._build_spec(regclass, text[], text, regclass, text, boolean) IS
 	'Learns a feature specification (dictionaries, bins, typical stage times, rep counts) from the closed deals of a source (internal)';
 
 CREATE FUNCTION dealrisk._as_of()
@@ -328,7 +368,8 @@ COMMENT ON FUNCTION dealrisk._as_of() IS
 -- Fit the coefficients of a spec by IRLS on the closed deals passing filter
 -- and split (see _irls_pass), starting from beta0 (NULL: the intercept at the
 -- log-odds of prior).  Each iteration is one aggregate pass; it stops when
--- the Newton step promises less than 1e-6 (relative) more log-likelihood.
+-- the Newton step promises less than 1e-5 (relative) more log-likelihood,
+-- and returns the coefficients after that last step.
 CREATE FUNCTION dealrisk._fit(source regclass, spec jsonb, filter text, split int, cutoff date,
 	ref date, halflife float8, l2 float8, beta0 float8[], prior float8,
 	OUT beta float8[], OUT iterations int, OUT converged boolean, OUT loglik float8)
@@ -358,7 +399,9 @@ BEGIN
 		gain := dealrisk._irls_decrement(state, beta, next, l2);
 		beta := next;
 		iterations := i;
-		IF gain <= 1e-6 * (abs(loglik) + 1) THEN
+		-- Newton converges quadratically: once a step promises less than
+		-- 1e-5 of the log-likelihood, what is left after it is negligible
+		IF gain <= 1e-5 * (abs(loglik) + 1) THEN
 			converged := true;
 			EXIT;
 		END IF;
@@ -464,6 +507,7 @@ DECLARE
 	spec jsonb;
 	spec_train jsonb;
 	rep jsonb;
+	rep_train jsonb;
 	pos int;
 	fit record;
 	test_metrics jsonb;
@@ -531,18 +575,26 @@ BEGIN
 
 	-- 1. the dictionaries, learned once from the closed deals; the holdout
 	-- model's rep win rates count only the older deals' outcomes
-	spec := dealrisk._build_spec(source, features, closed_filter, dict_source);
+	spec := dealrisk._build_spec(source, features, closed_filter, dict_source, rates => false);
 	spec_train := spec;
 	SELECT o - 1 INTO pos FROM pg_catalog.jsonb_array_elements(spec->'features') WITH ORDINALITY e(f, o)
 	WHERE f->>'kind' = 'rate';
 	IF pos IS NOT NULL THEN
-		rep := dealrisk._rate_feature(source, spec->'features'->pos->>'column',
-			CASE WHEN has_closed_date THEN pg_catalog.format('%s AND d.closed_date < %L::date', closed_filter, cutoff)
-			     ELSE train_filter END);
-		IF rep IS NULL THEN
-			RAISE EXCEPTION 'no closed deal in % before the holdout', source USING ERRCODE = 'no_data_found';
+		IF has_closed_date THEN
+			SELECT r.all_deals, r.before_cutoff INTO rep, rep_train
+			FROM dealrisk._rate_features(source, spec->'features'->pos->>'column', closed_filter, cutoff) r;
+		ELSE
+			rep := dealrisk._rate_feature(source, spec->'features'->pos->>'column', closed_filter);
+			rep_train := dealrisk._rate_feature(source, spec->'features'->pos->>'column', train_filter);
 		END IF;
-		spec_train := pg_catalog.jsonb_set(spec, ARRAY['features', pos::text], rep);
+		IF rep IS NULL OR rep_train IS NULL THEN
+			-- no rep on any (older) closed deal: leave the feature out
+			spec := pg_catalog.jsonb_set(spec, '{features}', (spec->'features') - pos);
+			spec_train := spec;
+		ELSE
+			spec := pg_catalog.jsonb_set(spec, ARRAY['features', pos::text], rep);
+			spec_train := pg_catalog.jsonb_set(spec, ARRAY['features', pos::text], rep_train);
+		END IF;
 	END IF;
 
 	-- 2. fit on the older deals, measure on the newest (the holdout)

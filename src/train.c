@@ -214,8 +214,11 @@ dr_irls_accum(PG_FUNCTION_ARGS)
 	mu = dr_logistic(eta);
 	v[0] += 1;
 	v[1] += w;
-	/* log-likelihood, written to stay finite for extreme eta */
-	v[2] += w * (y * eta - (eta > 0 ? eta + log1p(exp(-eta)) : log1p(exp(eta))));
+	/*
+	 * log-likelihood y eta - log(1 + e^eta) = y eta + log(1 - mu), reusing
+	 * mu; for large eta, 1 - mu underflows, and log(1 + e^-eta) ~ e^-eta
+	 */
+	v[2] += w * (y * eta - (eta > 30 ? eta + exp(-eta) : -log1p(-mu)));
 	for (a = 0; a < e->nnz; a++)
 	{
 		int			i = e->idx[a];
