@@ -372,7 +372,9 @@ COMMENT ON FUNCTION dealrisk._as_of() IS
 -- and returns the coefficients after that last step.
 CREATE FUNCTION dealrisk._fit(source regclass, spec jsonb, filter text, split int, cutoff date,
 	ref date, halflife float8, l2 float8, beta0 float8[], prior float8,
-	OUT beta float8[], OUT iterations int, OUT converged boolean, OUT loglik float8)
+	eval_spec jsonb DEFAULT NULL, eval_cutoff date DEFAULT NULL,
+	OUT beta float8[], OUT iterations int, OUT converged boolean, OUT loglik float8,
+	OUT eval_metrics jsonb)
 LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
@@ -389,7 +391,15 @@ BEGIN
 	END IF;
 	converged := false;
 	FOR i IN 1 .. 30 LOOP
-		EXECUTE q INTO state USING spec, beta, split, cutoff, ref, halflife;
+		IF i = 1 AND eval_spec IS NOT NULL THEN
+			-- the same scan also scores the holdout (closed from eval_cutoff
+			-- on) with the starting coefficients and eval_spec
+			EXECUTE pg_catalog.format('SELECT dealrisk._irls_pass(d, $1, $2, $3, $4, $5, $6),'
+			                          ' dealrisk._evaluate(d, $7, $2, 2, $8) FROM %s d WHERE %s', source, filter)
+				INTO state, eval_metrics USING spec, beta, split, cutoff, ref, halflife, eval_spec, eval_cutoff;
+		ELSE
+			EXECUTE q INTO state USING spec, beta, split, cutoff, ref, halflife;
+		END IF;
 		IF state IS NULL OR pg_catalog.cardinality(state) = 0 THEN
 			RAISE EXCEPTION 'no closed deal in % to train on', source USING ERRCODE = 'no_data_found';
 		END IF;
@@ -408,7 +418,7 @@ BEGIN
 	END LOOP;
 END
 $$;
-COMMENT ON FUNCTION dealrisk._fit(regclass, jsonb, text, int, date, date, float8, float8, float8[], float8) IS
+COMMENT ON FUNCTION dealrisk._fit(regclass, jsonb, text, int, date, date, float8, float8, float8[], float8, jsonb, date) IS
 	'IRLS driver: one aggregate pass per Newton step until the step promises no more gain (internal)';
 
 CREATE FUNCTION dealrisk._quality_problem(metrics jsonb)
@@ -503,7 +513,6 @@ DECLARE
 	train_filter text;
 	test_filter text;
 	split_train int := 0;
-	split_test int := 0;
 	spec jsonb;
 	spec_train jsonb;
 	rep jsonb;
@@ -563,8 +572,6 @@ BEGIN
 		train_filter := closed_filter;
 		test_filter := closed_filter;
 		split_train := 1;
-		split_test := 2;
-		rep := NULL;
 	ELSE
 		train_filter := pg_catalog.format('%s AND abs(pg_catalog.hashtext(d.deal_id::text)) %% 1000 >= %s',
 		                                  closed_filter, (holdout * 1000)::int);
@@ -597,18 +604,25 @@ BEGIN
 		END IF;
 	END IF;
 
-	-- 2. fit on the older deals, measure on the newest (the holdout)
+	-- 2. fit on the older deals
 	fit := dealrisk._fit(source, spec_train, train_filter, split_train, cutoff, ref, halflife, l2, NULL,
 	                     n_won::float8 / (n_won + n_lost));
-	EXECUTE pg_catalog.format('SELECT dealrisk._evaluate(d, $1, $2, $3, $4) FROM %s d WHERE %s', source, test_filter)
-		INTO test_metrics USING spec_train, fit.beta, split_test, cutoff;
+
+	-- 3. refit on every closed deal for the stored model, from the holdout
+	-- fit; its first pass also measures the holdout fit on the newest deals
+	IF has_closed_date THEN
+		final_fit := dealrisk._fit(source, spec, closed_filter, 0, NULL, ref, halflife, l2, fit.beta, NULL,
+		                           spec_train, cutoff);
+		test_metrics := final_fit.eval_metrics;
+	ELSE
+		EXECUTE pg_catalog.format('SELECT dealrisk._evaluate(d, $1, $2, 0, NULL) FROM %s d WHERE %s', source, test_filter)
+			INTO test_metrics USING spec_train, fit.beta;
+		final_fit := dealrisk._fit(source, spec, closed_filter, 0, NULL, ref, halflife, l2, fit.beta, NULL);
+	END IF;
 	IF test_metrics IS NULL THEN
 		RAISE EXCEPTION 'the holdout of % is empty', source USING ERRCODE = 'no_data_found',
 			HINT = 'Use a larger holdout share.';
 	END IF;
-
-	-- 3. refit on every closed deal for the stored model, from the holdout fit
-	final_fit := dealrisk._fit(source, spec, closed_filter, 0, NULL, ref, halflife, l2, fit.beta, NULL);
 
 	INSERT INTO dealrisk.models (name, source, feature_spec, coefficients, metrics)
 	VALUES (train.name, source::text, spec || pg_catalog.jsonb_build_object('l2', l2, 'recency_halflife_days', halflife),
