@@ -554,14 +554,22 @@ BEGIN
 			      HINT = 'Collect more closed deals, or lower dealrisk.min_training_deals (at the price of a weaker model).';
 	END IF;
 	-- dictionaries and bin edges come from about 50,000 closed deals at most
-	-- (a deterministic sample by deal_id, read once into a temporary table);
+	-- (a repeatable sample of a table's pages, or of a view's rows by deal_id,
+	-- read once into a temporary table);
 	-- counts and fits read every deal
 	dict_source := source;
 	IF n_won + n_lost > 50000 THEN
 		DROP TABLE IF EXISTS pg_temp.dealrisk_train_sample;
-		EXECUTE pg_catalog.format('CREATE TEMP TABLE dealrisk_train_sample ON COMMIT DROP AS'
-		                          ' SELECT * FROM %s d WHERE %s AND abs(pg_catalog.hashtext(d.deal_id::text)) %% 100000 < %s',
-		                          source, closed_filter, ceil(100000.0 * 50000 / (n_won + n_lost))::int);
+		IF (SELECT c.relkind IN ('r', 'm') FROM pg_catalog.pg_class c WHERE c.oid = source) THEN
+			-- a table: read only a repeatable sample of its pages
+			EXECUTE pg_catalog.format('CREATE TEMP TABLE dealrisk_train_sample ON COMMIT DROP AS'
+			                          ' SELECT * FROM %s d TABLESAMPLE SYSTEM (%s) REPEATABLE (42) WHERE %s',
+			                          source, least(100, 100.0 * 50000 / (n_won + n_lost)), closed_filter);
+		ELSE
+			EXECUTE pg_catalog.format('CREATE TEMP TABLE dealrisk_train_sample ON COMMIT DROP AS'
+			                          ' SELECT * FROM %s d WHERE %s AND abs(pg_catalog.hashtext(d.deal_id::text)) %% 100000 < %s',
+			                          source, closed_filter, ceil(100000.0 * 50000 / (n_won + n_lost))::int);
+		END IF;
 		dict_source := 'pg_temp.dealrisk_train_sample'::regclass;
 	END IF;
 
