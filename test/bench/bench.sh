@@ -11,65 +11,8 @@ OUT=$(cd "$(dirname "$0")" && pwd)/out
 mkdir -p "$OUT"
 psql_q() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 
-have=$(psql -X -At -c "SELECT count(*) FROM bench_deals" 2>/dev/null || echo 0)
-if [ "$have" != "$ROWS" ]; then
-	echo "generating $ROWS deals..." >&2
-	psql_q -c "DROP TABLE IF EXISTS bench_deals" \
-		-c "CREATE TABLE bench_deals AS SELECT * FROM dealrisk.sample_deals($ROWS, 42)" \
-		-c "ALTER TABLE bench_deals SET (parallel_workers = 2)" \
-		-c "VACUUM ANALYZE bench_deals"
-fi
-
-# Median of a list of numbers on stdin.
-median() {
-	sort -g | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.1f", m}'
-}
-
-# Time the queries (arguments) with a number of parallel workers, all in one
-# session (a new backend pays page faults on shared buffers that would blur
-# the comparison): one warm-up round, then RUNS rounds in which every query
-# runs once, so drift on the machine touches them alike.  Times are the
-# executor's (EXPLAIN ANALYZE, no client transfer).  With workers > 0 the
-# leader does not scan (parallel_leader_participation = off), so "2 workers"
-# is two processes on this 2-core machine.  JIT is off: its compile time
-# would swamp the serial plans (the parallel ones fall below jit_above_cost).
-# Prints one median per query, in order.
-medians() {
-	local workers=$1 r i script out
-	shift
-	local -a q=("$@")
-	script=$(mktemp)
-	{
-		echo "SET jit = off;"
-		if [ "$workers" -gt 0 ]; then
-			# plan for 2 workers, launch at most $workers: with the leader off,
-			# the planner would not choose a 1-worker plan by itself
-			echo "SET max_parallel_workers_per_gather = 2;"
-			echo "SET max_parallel_workers = $workers;"
-			echo "SET parallel_leader_participation = off;"
-		else
-			echo "SET max_parallel_workers_per_gather = 0;"
-		fi
-		for r in $(seq 0 "$RUNS"); do
-			for i in "${!q[@]}"; do echo "EXPLAIN (ANALYZE, TIMING OFF, COSTS OFF) ${q[$i]};"; done
-		done
-	} >"$script"
-	out=$(psql -X -At -v ON_ERROR_STOP=1 -f "$script")
-	rm -f "$script"
-	if [ "$workers" -gt 0 ] && echo "$out" | grep -q "Workers Launched: [0-$((workers - 1))]$"; then
-		echo "warning: a Gather launched fewer than $workers workers" >&2
-	fi
-	if [ "$workers" -gt 0 ] && [ "$#" -gt 0 ] && ! echo "$out" | grep -q "Workers Launched"; then
-		echo "note: some queries ran without a Gather at workers=$workers" >&2
-	fi
-	# the k-th "Execution Time" is query (k-1) mod n of round (k-1) div n
-	echo "$out" | sed -n 's/^Execution Time: \([0-9.]*\) ms$/\1/p' |
-		awk -v n="${#q[@]}" 'NR > n {print (NR - 1) % n, $1}' >"$OUT/times.$workers"
-	for i in "${!q[@]}"; do
-		awk -v i="$i" '$1 == i {print $2}' "$OUT/times.$workers" | median
-		echo
-	done
-}
+. "$(dirname "$0")/lib.sh"
+ensure_table bench_deals "$ROWS"
 
 report=$OUT/aggregates.md
 agg=("SELECT avg((outcome = 'Won')::int) FROM bench_deals"

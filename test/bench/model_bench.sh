@@ -24,17 +24,7 @@ note() { echo "model_bench: $*" >&2; }
 # ---------------------------------------------------------------------------
 # The tables: bench_deals (ROWS, shared with bench.sh) and bench_deals_q
 # (ROWS/4, for the training memory at a second size); made as bench.sh does.
-ensure_table() {
-	local table=$1 n=$2 have
-	have=$(psql_at -c "SELECT count(*) FROM $table" 2>/dev/null || echo 0)
-	if [ "$have" != "$n" ]; then
-		note "generating $n deals into $table..."
-		psql_q -c "SET client_min_messages = warning" -c "DROP TABLE IF EXISTS $table" \
-			-c "CREATE TABLE $table AS SELECT * FROM dealrisk.sample_deals($n, 42)" \
-			-c "ALTER TABLE $table SET (parallel_workers = 2)" \
-			-c "VACUUM ANALYZE $table"
-	fi
-}
+. "$HERE/lib.sh"
 ensure_table bench_deals "$ROWS"
 ensure_table bench_deals_q "$QROWS"
 
@@ -213,53 +203,7 @@ IFS='|' read -r S_DR S_HAND S_BUCKET REL_HAND REL_BUCKET MAXDIFF < <(psql_at \
 CHECK=$(awk -v a="$REL_HAND" -v b="$REL_BUCKET" 'BEGIN { print (a < 1e-6 && b < 1e-6) ? "OK" : "FAILED" }')
 [ "$CHECK" = OK ] || note "hand-written SQL does not match deal_risk (relative differences $REL_HAND, $REL_BUCKET)"
 
-# Median of a list of numbers on stdin.
-median() {
-	sort -g | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.1f", m}'
-}
-
-# Time the queries (arguments) with a number of parallel workers, all in one
-# session: one warm-up round, then RUNS rounds in which every query runs
-# once, so drift on the machine touches them alike.  Times are the
-# executor's (EXPLAIN ANALYZE, no client transfer); JIT is off.  With
-# workers > 0 the leader does not scan (parallel_leader_participation = off),
-# so "2 workers" is two processes; the plan is always made for 2 workers and
-# max_parallel_workers caps how many start (with leader participation off
-# and max_parallel_workers_per_gather = 1 the planner never picks a parallel
-# plan: its cost divisor is 1).  Prints one median (ms) per query, in order.
-medians() {
-	local workers=$1 r i script out
-	shift
-	local -a q=("$@")
-	script=$TMP/medians.sql
-	{
-		echo "SET jit = off;"
-		echo "SET dealrisk.as_of_date = '$ASOF';"
-		if [ "$workers" -gt 0 ]; then
-			echo "SET max_parallel_workers_per_gather = 2;"
-			echo "SET max_parallel_workers = $workers;"
-			echo "SET parallel_leader_participation = off;"
-			# a parallel plan even for a small table (it changes the plan's cost, not its run)
-			echo "SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0;"
-		else
-			echo "SET max_parallel_workers_per_gather = 0;"
-		fi
-		for r in $(seq 0 "$RUNS"); do
-			for i in "${!q[@]}"; do echo "EXPLAIN (ANALYZE, TIMING OFF, COSTS OFF) ${q[$i]};"; done
-		done
-	} >"$script"
-	out=$(psql -X -At -v ON_ERROR_STOP=1 -f "$script")
-	if [ "$workers" -gt 0 ] && [ "$(echo "$out" | grep -c "Workers Launched: $workers$")" -ne $(((RUNS + 1) * ${#q[@]})) ]; then
-		note "warning: not every query with $workers workers ran a parallel plan with $workers workers launched"
-	fi
-	# the k-th "Execution Time" is query (k-1) mod n of round (k-1) div n
-	echo "$out" | sed -n 's/^Execution Time: \([0-9.]*\) ms$/\1/p' |
-		awk -v n="${#q[@]}" 'NR > n {print (NR - 1) % n, $1}' >"$TMP/times"
-	for i in "${!q[@]}"; do
-		awk -v i="$i" '$1 == i {print $2}' "$TMP/times" | median
-		echo
-	done
-}
+BENCH_SET="SET dealrisk.as_of_date = '$ASOF';"
 
 # ---------------------------------------------------------------------------
 # (a) scoring in one process and (b) with 1 and 2 parallel workers.

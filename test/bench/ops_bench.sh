@@ -23,15 +23,8 @@ export PGOPTIONS="${PGOPTIONS:-} -c jit=off -c dealrisk.as_of_date=$AS_OF -c cli
 psql_q() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 val() { psql -X -At -v ON_ERROR_STOP=1 -c "$1"; }
 
-have=$(psql -X -At -c "SELECT count(*) FROM bench_deals" 2>/dev/null || echo 0)
-if [ "$have" != "$ROWS" ]; then
-	echo "generating $ROWS deals..." >&2
-	psql_q -c "DROP TABLE IF EXISTS bench_deals CASCADE" \
-		-c "CREATE TABLE bench_deals AS SELECT * FROM dealrisk.sample_deals($ROWS, 42)" \
-		-c "ALTER TABLE bench_deals SET (parallel_workers = 2)" \
-		-c "ALTER TABLE bench_deals ADD PRIMARY KEY (deal_id)" \
-		-c "VACUUM ANALYZE bench_deals"
-fi
+. "$(dirname "$0")/lib.sh"
+ensure_table bench_deals "$ROWS" "ALTER TABLE bench_deals ADD PRIMARY KEY (deal_id)"
 
 # Milliseconds a statement takes in its own transaction (commit included).
 time_ms() {
