@@ -15,20 +15,10 @@ END
 $$;
 
 -- A deal source in the contract's layout without constraints, for bad data.
-CREATE TABLE public.dq_deals (
-	deal_id          text,
-	created_date     date,
-	closed_date      date,
-	sales_rep_id     text,
-	industry         text,
-	region           text,
-	product_type     text,
-	lead_source      text,
-	deal_stage       text,
-	deal_amount      numeric,
-	sales_cycle_days int,
-	outcome          text
-);
+CREATE TABLE public.dq_deals AS
+	SELECT deal_id, created_date, closed_date, sales_rep_id, industry, region, product_type,
+	       lead_source, deal_stage, deal_amount, sales_cycle_days, outcome
+	FROM dealrisk.sample_deals(1, 1) WHERE false;
 CREATE TABLE public.empty_deals (LIKE public.dq_deals);
 CREATE TABLE public.open_deals (LIKE public.dq_deals);
 INSERT INTO public.open_deals (deal_id, created_date, deal_stage, outcome) VALUES
