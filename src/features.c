@@ -17,7 +17,6 @@
 #include "utils/date.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/numeric.h"
 #include "utils/typcache.h"
 
 #include "dealrisk.h"
@@ -212,6 +211,87 @@ dr_encoded_alloc(DrModel *model, MemoryContext cxt)
 	return e;
 }
 
+/*
+ * A numeric as a double, read from its stored digits without a copy or a
+ * text round trip.  The layout is numeric's on-disk format (a uint16 header,
+ * short or long, then base-10000 int16 digits), which pg_upgrade keeps
+ * stable.  Only cases that give the correctly rounded double, the same as
+ * numeric::float8, are taken here: every digit summed exactly (< 2^53) and
+ * scaled by an exact power of 10000.  Anything else (NaN, infinities, many
+ * digits, large exponents) goes through PostgreSQL's own conversion.
+ */
+static double
+numeric_datum_to_double(Datum d)
+{
+	struct varlena *v = (struct varlena *) DatumGetPointer(d);
+
+	if (!VARATT_IS_EXTENDED(v) || VARATT_IS_SHORT(v))
+	{
+		const unsigned char *p = (const unsigned char *) VARDATA_ANY(v);
+		int			len = VARSIZE_ANY_EXHDR(v);
+		uint16		h;
+		int			weight,
+					hdr,
+					ndigits,
+					i,
+					e;
+		bool		neg;
+		double		acc = 0;
+
+		if (len < 2)
+			goto slow;
+		memcpy(&h, p, 2);
+		if ((h & 0xC000) == 0xC000)
+			goto slow;			/* NaN, +-Infinity */
+		if (h & 0x8000)
+		{
+			/* short format: sign, display scale, 7-bit signed weight */
+			neg = (h & 0x2000) != 0;
+			weight = (h & 0x0040) ? (int) (h | ~0x003F) : (int) (h & 0x003F);
+			hdr = 2;
+		}
+		else
+		{
+			int16		w;
+
+			if (len < 4)
+				goto slow;
+			neg = (h & 0xC000) == 0x4000;
+			memcpy(&w, p + 2, 2);
+			weight = w;
+			hdr = 4;
+		}
+		ndigits = (len - hdr) / 2;
+		if (ndigits == 0)
+			return 0.0;
+		if (ndigits > 4)
+			goto slow;
+		for (i = 0; i < ndigits; i++)
+		{
+			int16		dg;
+
+			memcpy(&dg, p + hdr + 2 * i, 2);
+			if (dg < 0 || dg >= 10000)
+				goto slow;
+			acc = acc * 10000 + dg;
+		}
+		if (acc >= 9007199254740992.0)
+			goto slow;			/* not exact in a double any more */
+		/* value = acc * 10000^(weight - ndigits + 1) */
+		e = weight - ndigits + 1;
+		if (e > 0 || e < -4)
+			goto slow;
+		{
+			static const double pow10000[] = {1.0, 1e4, 1e8, 1e12, 1e16};
+
+			acc = acc / pow10000[-e];
+		}
+		return neg ? -acc : acc;
+	}
+slow:
+	return DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow, d));
+}
+
 /* A number from a column of one of the numeric types; NaN when NULL. */
 static double
 datum_to_double(Datum d, Oid t)
@@ -229,22 +309,7 @@ datum_to_double(Datum d, Oid t)
 		case FLOAT8OID:
 			return DatumGetFloat8(d);
 		case NUMERICOID:
-			{
-				Numeric		n = DatumGetNumeric(d);
-
-				/* whole numbers (most amounts) convert exactly without text */
-				if (!numeric_is_nan(n) && !numeric_is_inf(n) &&
-					DatumGetInt32(DirectFunctionCall1(numeric_scale, NumericGetDatum(n))) == 0)
-				{
-					bool		overflow = false;
-					int32		i = numeric_int4_opt_error(n, &overflow);
-
-					if (!overflow)
-						return (double) i;
-				}
-				return DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
-														  NumericGetDatum(n)));
-			}
+			return numeric_datum_to_double(d);
 	}
 	elog(ERROR, "unexpected numeric type %u", t);
 	return 0;					/* keep compiler quiet */

@@ -1,14 +1,14 @@
 -- pgTAP: the deal risk model: training, activation, rollback, export and
 -- import, scoring, explanation, actions, evaluation, and their bad input.
 \ir harness/pgtap_setup.psql
-SELECT plan(74);
+SELECT plan(76);
 
 SET LOCAL dealrisk.as_of_date = '2024-12-31';
-CREATE TABLE deals AS SELECT * FROM dealrisk.sample_deals(6000, 7);
+CREATE TABLE tdeals AS SELECT * FROM dealrisk.sample_deals(6000, 7);
 \ir fixtures/skygeni.sql
 
 -- training on the sample with planted effects
-SELECT lives_ok($$SELECT dealrisk.train('deals')$$, 'train() on the sample');
+SELECT lives_ok($$SELECT dealrisk.train('tdeals')$$, 'train() on the sample');
 SELECT is((SELECT count(*)::int FROM dealrisk.models WHERE name = 'default' AND active), 1,
 	'the trained model is active');
 SELECT ok((SELECT (metrics->>'auc')::float8 > 0.6 FROM dealrisk.models WHERE name = 'default'),
@@ -26,35 +26,35 @@ SELECT ok(NOT (SELECT feature_spec::text LIKE '%stage_time%' FROM dealrisk.model
 	'stage time is left out when deal_stage records the outcome');
 
 -- scoring
-SELECT ok((SELECT bool_and(r >= 0 AND r <= 100) FROM (SELECT dealrisk.deal_risk(d.*) r FROM deals d) s),
+SELECT ok((SELECT bool_and(r >= 0 AND r <= 100) FROM (SELECT dealrisk.deal_risk(d.*) r FROM tdeals d) s),
 	'risks are between 0 and 100');
-SELECT is((SELECT count(*) FROM deals d WHERE dealrisk.deal_risk(d.*) IS NULL), 0::bigint, 'every deal gets a score');
-SELECT is(dealrisk.deal_risk(NULL::deals), NULL, 'a NULL row scores NULL');
+SELECT is((SELECT count(*) FROM tdeals d WHERE dealrisk.deal_risk(d.*) IS NULL), 0::bigint, 'every deal gets a score');
+SELECT is(dealrisk.deal_risk(NULL::tdeals), NULL, 'a NULL row scores NULL');
 SELECT ok((SELECT avg(dealrisk.deal_risk(d.*)) FILTER (WHERE lead_source = 'Outbound')
-	> avg(dealrisk.deal_risk(d.*)) FILTER (WHERE lead_source <> 'Outbound') FROM deals d),
-	'planted: Outbound deals score riskier');
+	> avg(dealrisk.deal_risk(d.*)) FILTER (WHERE lead_source <> 'Outbound') FROM tdeals d),
+	'planted: Outbound tdeals score riskier');
 SELECT ok((SELECT avg(dealrisk.deal_risk(d.*)) FILTER (WHERE sales_rep_id = 'rep_7')
-	> avg(dealrisk.deal_risk(d.*)) FILTER (WHERE sales_rep_id = 'rep_3') FROM deals d),
-	'planted: rep_7 deals score riskier than rep_3 deals');
-SELECT ok((SELECT corr(dealrisk.deal_risk(d.*), 1 - planted_win_prob) > 0.3 FROM deals d),
+	> avg(dealrisk.deal_risk(d.*)) FILTER (WHERE sales_rep_id = 'rep_3') FROM tdeals d),
+	'planted: rep_7 tdeals score riskier than rep_3 tdeals');
+SELECT ok((SELECT corr(dealrisk.deal_risk(d.*), 1 - planted_win_prob) > 0.3 FROM tdeals d),
 	'scores follow the planted probabilities');
 SELECT is(dealrisk.deal_risk(d.*), dealrisk.deal_risk(d.*, 'default'), 'the default model by name')
-	FROM deals d WHERE deal_id = 'D0000042';
-SELECT throws_ok($$SELECT dealrisk.deal_risk(d.*, 'nope') FROM deals d LIMIT 1$$, 'P0002',
+	FROM tdeals d WHERE deal_id = 'D0000042';
+SELECT throws_ok($$SELECT dealrisk.deal_risk(d.*, 'nope') FROM tdeals d LIMIT 1$$, 'P0002',
 	'no active deal risk model named "nope"', 'an unknown model name');
-SELECT throws_ok($$SELECT dealrisk.deal_risk(d.*, NULL) FROM deals d LIMIT 1$$, '22004',
+SELECT throws_ok($$SELECT dealrisk.deal_risk(d.*, NULL) FROM tdeals d LIMIT 1$$, '22004',
 	'model name must not be NULL', 'a NULL model name');
 
 -- explanation and actions
 CREATE TEMP TABLE ex AS
-	SELECT e.* FROM deals d, dealrisk.deal_risk_explain(d.*) e WHERE d.deal_id = 'D0000042';
+	SELECT e.* FROM tdeals d, dealrisk.deal_risk_explain(d.*) e WHERE d.deal_id = 'D0000042';
 SELECT is((SELECT count(*)::int FROM ex),
 	(SELECT jsonb_array_length(feature_spec->'features') FROM dealrisk.models WHERE name = 'default' AND active),
 	'one explanation row per feature');
 SELECT ok((SELECT bool_and(reason <> '') FROM ex), 'every factor has a reason');
 SELECT results_eq($$SELECT effect FROM ex$$, $$SELECT effect FROM ex ORDER BY effect DESC$$,
 	'factors are sorted by effect, biggest risk first');
-CREATE TEMP TABLE odd AS SELECT * FROM deals WHERE deal_id = 'D0000042';
+CREATE TEMP TABLE odd AS SELECT * FROM tdeals WHERE deal_id = 'D0000042';
 UPDATE odd SET industry = 'Aerospace', lead_source = NULL, sales_rep_id = 'rep_new';
 SELECT ok((SELECT reason FROM odd d, dealrisk.deal_risk_explain(d.*) e WHERE e.factor = 'industry')
 	LIKE 'Industry ''Aerospace'' was not seen in training%', 'an unseen category is explained as baseline');
@@ -70,10 +70,10 @@ UPDATE odd SET deal_amount = 'Infinity';
 SELECT ok((SELECT dealrisk.deal_risk(d.*) FROM odd d) BETWEEN 0 AND 100, 'an infinite amount falls in the top bin');
 UPDATE odd SET deal_amount = -500;
 SELECT ok((SELECT dealrisk.deal_risk(d.*) FROM odd d) BETWEEN 0 AND 100, 'a negative amount falls in the bottom bin');
-SELECT ok((SELECT dealrisk.recommended_action(d.*) FROM deals d WHERE deal_id = 'D0000042') IS NOT NULL,
+SELECT ok((SELECT dealrisk.recommended_action(d.*) FROM tdeals d WHERE deal_id = 'D0000042') IS NOT NULL,
 	'every deal gets an action');
-SELECT is((SELECT count(DISTINCT dealrisk.recommended_action(d.*)) > 1 FROM deals d WHERE outcome IS NULL), true,
-	'actions differ between deals');
+SELECT is((SELECT count(DISTINCT dealrisk.recommended_action(d.*)) > 1 FROM tdeals d WHERE outcome IS NULL), true,
+	'actions differ between tdeals');
 SELECT is(dealrisk.risk_band(10), 'low', 'band low');
 SELECT is(dealrisk.risk_band(45), 'medium', 'band medium');
 SELECT is(dealrisk.risk_band(65), 'high', 'band high');
@@ -83,45 +83,45 @@ SELECT is(dealrisk.risk_band(45), 'high', 'band thresholds are settings');
 SELECT is(dealrisk.risk_band(NULL), NULL, 'band of NULL');
 
 -- other row types: a view with fewer columns, a wrong type
-CREATE VIEW thin AS SELECT deal_id, created_date, closed_date, industry, outcome FROM deals;
+CREATE VIEW thin AS SELECT deal_id, created_date, closed_date, industry, outcome FROM tdeals;
 SELECT throws_like($$SELECT dealrisk.deal_risk(t.*) FROM thin t LIMIT 1$$,
 	'column "last_activity_date" required by model "default" (id %) is missing from row type thin', 'a missing feature column names it and the model');
 CREATE VIEW texty AS SELECT deal_id, created_date, closed_date, sales_rep_id, industry, region, product_type,
-	lead_source, deal_stage, deal_amount::text AS deal_amount, sales_cycle_days, outcome, last_activity_date FROM deals;
+	lead_source, deal_stage, deal_amount::text AS deal_amount, sales_cycle_days, outcome, last_activity_date FROM tdeals;
 SELECT throws_ok($$SELECT dealrisk.deal_risk(t.*) FROM texty t LIMIT 1$$, '42804',
 	'column "deal_amount" of model "default" must be numeric, not text', 'a wrong column type is an error');
 
 -- parallel scoring gives the serial answer
 SET LOCAL max_parallel_workers_per_gather = 0;
-CREATE TEMP TABLE serial_sum AS SELECT sum(dealrisk.deal_risk(d.*)) s FROM deals d;
+CREATE TEMP TABLE serial_sum AS SELECT sum(dealrisk.deal_risk(d.*)) s FROM tdeals d;
 SET LOCAL max_parallel_workers_per_gather = 2;
 SET LOCAL parallel_setup_cost = 0;
 SET LOCAL parallel_tuple_cost = 0;
 SET LOCAL min_parallel_table_scan_size = 0;
-SELECT ok(abs((SELECT sum(dealrisk.deal_risk(d.*)) FROM deals d) - (SELECT s FROM serial_sum)) < 1e-6,
+SELECT ok(abs((SELECT sum(dealrisk.deal_risk(d.*)) FROM tdeals d) - (SELECT s FROM serial_sum)) < 1e-6,
 	'parallel scoring sums to the serial answer');
 RESET max_parallel_workers_per_gather;
 
 -- tampering with the stored model: errors, never a crash; the cache notices
 UPDATE dealrisk.models SET coefficients = coefficients[1:3] WHERE name = 'default' AND active;
-SELECT throws_like($$SELECT dealrisk.deal_risk(d.*) FROM deals d LIMIT 1$$,
+SELECT throws_like($$SELECT dealrisk.deal_risk(d.*) FROM tdeals d LIMIT 1$$,
 	'model % ("default") is invalid: 3 coefficients for % model columns', 'too few coefficients');
 UPDATE dealrisk.models m SET coefficients = (SELECT array_agg(CASE WHEN i = 2 THEN 'NaN'::float8 ELSE 0.5 END)
 	FROM generate_series(1, dealrisk._validate_model(m.feature_spec, NULL)) i) WHERE name = 'default' AND active;
-SELECT throws_like($$SELECT dealrisk.deal_risk(d.*) FROM deals d LIMIT 1$$,
+SELECT throws_like($$SELECT dealrisk.deal_risk(d.*) FROM tdeals d LIMIT 1$$,
 	'model % ("default") is invalid: coefficient 2 is not finite', 'a non-finite coefficient');
 UPDATE dealrisk.models m SET coefficients = (SELECT array_agg(0::float8)
 	FROM generate_series(1, dealrisk._validate_model(m.feature_spec, NULL)) i) WHERE name = 'default' AND active;
-SELECT is((SELECT dealrisk.deal_risk(d.*) FROM deals d LIMIT 1), 50::float8,
+SELECT is((SELECT dealrisk.deal_risk(d.*) FROM tdeals d LIMIT 1), 50::float8,
 	'the cached model is reloaded after an UPDATE (all-zero model scores 50)');
 UPDATE dealrisk.models SET feature_spec = jsonb_set(feature_spec, '{features,0,kind}', '"magic"')
 	WHERE name = 'default' AND active;
-SELECT throws_like($$SELECT dealrisk.deal_risk(d.*) FROM deals d LIMIT 1$$,
+SELECT throws_like($$SELECT dealrisk.deal_risk(d.*) FROM tdeals d LIMIT 1$$,
 	'model % ("default") is invalid: feature "%" has unknown kind "magic"', 'an unknown feature kind');
 
 -- activation, quality gate, rollback
-SELECT lives_ok($$SELECT dealrisk.train('deals', 'v')$$, 'train a first model v');
-SELECT lives_ok($$SELECT dealrisk.train('deals', 'v', l2 => 5)$$, 'train a second model v');
+SELECT lives_ok($$SELECT dealrisk.train('tdeals', 'v')$$, 'train a first model v');
+SELECT lives_ok($$SELECT dealrisk.train('tdeals', 'v', l2 => 5)$$, 'train a second model v');
 SELECT is((SELECT count(*)::int FROM dealrisk.models WHERE name = 'v' AND active), 1, 'one active model per name');
 SELECT is(dealrisk.rollback('v'), (SELECT min(id) FROM dealrisk.models WHERE name = 'v'), 'rollback returns the previous model');
 SELECT is((SELECT id FROM dealrisk.models WHERE name = 'v' AND active), (SELECT min(id) FROM dealrisk.models WHERE name = 'v'),
@@ -143,21 +143,21 @@ SELECT throws_like($$SELECT dealrisk.activate(id) FROM dealrisk.models WHERE nam
 SELECT ok((SELECT dealrisk.activate(id, force => true) FROM dealrisk.models WHERE name = 'sky'), 'force activates it');
 
 -- minimum data and bad arguments
-CREATE TABLE few AS SELECT * FROM deals WHERE outcome IS NOT NULL ORDER BY deal_id LIMIT 30;
+CREATE TABLE few AS SELECT * FROM tdeals WHERE outcome IS NOT NULL ORDER BY deal_id LIMIT 30;
 SELECT throws_like($$SELECT dealrisk.train('few')$$,
 	'not enough closed deals to train on: few has % won and % lost, at least 40 of each are needed', 'too few deals');
-CREATE TABLE empty_deals AS SELECT * FROM deals WHERE false;
+CREATE TABLE empty_deals AS SELECT * FROM tdeals WHERE false;
 SELECT throws_like($$SELECT dealrisk.train('empty_deals')$$, 'not enough closed deals%has 0 won and 0 lost%', 'an empty source');
-SELECT throws_ok($$SELECT dealrisk.train('deals', holdout => 0)$$, '22023', 'holdout must be a share between 0 and 0.9, got 0', 'bad holdout');
-SELECT throws_ok($$SELECT dealrisk.train('deals', l2 => -1)$$, '22023', 'l2 must be a finite number >= 0, got -1', 'bad l2');
-SELECT throws_ok($$SELECT dealrisk.train('deals', features => ARRAY['nonsense'])$$, '42703',
-	'feature "nonsense" is neither a column of deals nor a derived feature', 'an unknown feature');
+SELECT throws_ok($$SELECT dealrisk.train('tdeals', holdout => 0)$$, '22023', 'holdout must be a share between 0 and 0.9, got 0', 'bad holdout');
+SELECT throws_ok($$SELECT dealrisk.train('tdeals', l2 => -1)$$, '22023', 'l2 must be a finite number >= 0, got -1', 'bad l2');
+SELECT throws_ok($$SELECT dealrisk.train('tdeals', features => ARRAY['nonsense'])$$, '42703',
+	'feature "nonsense" is neither a column of tdeals nor a derived feature', 'an unknown feature');
 
 -- export and import
 SELECT ok(dealrisk.activate(dealrisk.import_model(dealrisk.export_model((SELECT id FROM dealrisk.models WHERE name = 'v' AND active)), 'copy')),
 	'an exported model imports and activates (its metrics travel with it)');
-SELECT is((SELECT dealrisk.deal_risk(d.*, 'copy') FROM deals d WHERE deal_id = 'D0000042'),
-	(SELECT dealrisk.deal_risk(d.*, 'v') FROM deals d WHERE deal_id = 'D0000042'), 'the copy scores the same');
+SELECT is((SELECT dealrisk.deal_risk(d.*, 'copy') FROM tdeals d WHERE deal_id = 'D0000042'),
+	(SELECT dealrisk.deal_risk(d.*, 'v') FROM tdeals d WHERE deal_id = 'D0000042'), 'the copy scores the same');
 SELECT throws_ok($$SELECT dealrisk.import_model('{"format": "sklearn"}', 'x')$$, '22023',
 	'unknown model format ''sklearn''', 'unknown format');
 SELECT throws_ok($$SELECT dealrisk.import_model('{"format": "dealrisk-model/1", "coefficients": [1, "Infinity"]}', 'x')$$,
@@ -172,29 +172,43 @@ SELECT throws_ok($$SELECT dealrisk.import_model('{"format": "dealrisk-model/1", 
 	"spec": {"features": [{"name": "a", "kind": "bins", "column": "deal_amount", "edges": [5, 1]}]}}', 'x')$$,
 	'22023', 'model "(import)" is invalid: feature "a" has a bad edge at position 2', 'unsorted bin edges');
 
+-- numeric inputs read exactly as numeric::float8 would
+CREATE TEMP TABLE nums (x numeric);
+INSERT INTO nums VALUES (0), (1), (-1), (0.5), (-2.25), (12345.6789), (0.0001), (-0.00012345),
+	(9999999.99), (12345678.9012), (1234567.890123456789), (1e-20), (98765432.1), (3.14159265358979323846),
+	(-7.000), (100.10), ('NaN'), ('Infinity'), ('-Infinity'), (NULL);
+SELECT ok(dealrisk.activate(dealrisk.import_model('{"format": "dealrisk-model/1", "coefficients": [0, 1e-6],
+	"spec": {"features": [{"name": "x", "kind": "numeric", "column": "x", "mean": 0, "sd": 1}]}}', 'num'), force => true),
+	'a one-number model');
+SELECT is((SELECT count(*) FROM nums n
+	WHERE NOT abs(dealrisk.deal_risk(n.*, 'num') -
+	              CASE WHEN x IS NULL OR x = 'NaN' THEN 50::float8
+	                   ELSE 100.0::float8 * (1 - 1 / (1 + exp(-(0.000001::float8 * x::float8)))) END) < 1e-9), 0::bigint,
+	'numeric inputs read as numeric::float8 does (sign, scale, weight, special values)');
+
 -- evaluation and lookalikes
 SELECT ok((SELECT auc > 0.5 AND n > 0 AND jsonb_array_length(calibration) BETWEEN 1 AND 10
-	FROM dealrisk.evaluate((SELECT id FROM dealrisk.models WHERE name = 'v' AND active), 'deals')),
+	FROM dealrisk.evaluate((SELECT id FROM dealrisk.models WHERE name = 'v' AND active), 'tdeals')),
 	'evaluate() gives AUC and a calibration table');
-SELECT ok((SELECT count(*) BETWEEN 1 AND 5 FROM dealrisk.lost_lookalikes('deals', k => 5)), 'lookalikes: at most k open deals');
-SELECT ok((SELECT bool_and(NOT EXISTS (SELECT 1 FROM deals d WHERE d.deal_id = l.deal_id AND d.outcome IS NOT NULL))
-	FROM dealrisk.lost_lookalikes('deals') l), 'lookalikes are open deals');
-SELECT throws_ok($$SELECT * FROM dealrisk.lost_lookalikes('deals', k => 0)$$, '22023', 'k must be at least 1, got 0', 'bad k');
+SELECT ok((SELECT count(*) BETWEEN 1 AND 5 FROM dealrisk.lost_lookalikes('tdeals', k => 5)), 'lookalikes: at most k open tdeals');
+SELECT ok((SELECT bool_and(NOT EXISTS (SELECT 1 FROM tdeals d WHERE d.deal_id = l.deal_id AND d.outcome IS NOT NULL))
+	FROM dealrisk.lost_lookalikes('tdeals') l), 'lookalikes are open tdeals');
+SELECT throws_ok($$SELECT * FROM dealrisk.lost_lookalikes('tdeals', k => 0)$$, '22023', 'k must be at least 1, got 0', 'bad k');
 
 -- the model tables are kept by pg_dump
 SELECT ok((SELECT 'dealrisk.models'::regclass = ANY (extconfig) AND 'dealrisk.action_rules'::regclass = ANY (extconfig)
 	FROM pg_extension WHERE extname = 'dealrisk'), 'models and action rules are configuration tables');
 
 -- the cache follows a dropped and recreated extension (new table oid)
-SELECT ok((SELECT dealrisk.deal_risk(d.*, 'v') FROM deals d LIMIT 1) IS NOT NULL, 'score once to fill the cache');
+SELECT ok((SELECT dealrisk.deal_risk(d.*, 'v') FROM tdeals d LIMIT 1) IS NOT NULL, 'score once to fill the cache');
 DROP EXTENSION dealrisk CASCADE;
 CREATE EXTENSION dealrisk;
 SET LOCAL client_min_messages = error;
-SELECT lives_ok($$SELECT dealrisk.train('deals', 'v')$$, 'train in the recreated extension');
+SELECT lives_ok($$SELECT dealrisk.train('tdeals', 'v')$$, 'train in the recreated extension');
 SET LOCAL client_min_messages = warning;
 UPDATE dealrisk.models m SET coefficients = (SELECT array_agg(0::float8)
 	FROM generate_series(1, dealrisk._validate_model(m.feature_spec, NULL)) i) WHERE name = 'v';
-SELECT is((SELECT dealrisk.deal_risk(d.*, 'v') FROM deals d LIMIT 1), 50::float8,
+SELECT is((SELECT dealrisk.deal_risk(d.*, 'v') FROM tdeals d LIMIT 1), 50::float8,
 	'after DROP/CREATE EXTENSION the cache still sees changes to the new models table');
 
 SELECT * FROM finish();
