@@ -279,8 +279,17 @@ dr_find_level(DrFeature *f, const char *s, int len)
 	{
 		int			i = f->htab[h] - 1;
 
-		if (f->lens[i] == len && memcmp(f->levels[i], s, len) == 0)
-			return i;
+		if (f->lens[i] == len)
+		{
+			const char *l = f->levels[i];
+			int			k = 0;
+
+			/* levels are short: an inline loop beats a call to memcmp */
+			while (k < len && l[k] == s[k])
+				k++;
+			if (k == len)
+				return i;
+		}
 		h = (h + 1) & f->hmask;
 	}
 	return -1;

@@ -34,6 +34,8 @@ typedef struct ScoreCache
 {
 	uint64		generation;
 	char	   *name;
+	int			namelen;
+	bool		name_stable;	/* the name argument is a constant or parameter */
 	DrModel    *model;
 	DrRowReader *reader;
 	DrEncoded  *enc;
@@ -82,10 +84,14 @@ score_cache_in(FunctionCallInfo fcinfo, int namearg, ScoreCache **slot)
 		sc = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(ScoreCache));
 		sc->cxt = AllocSetContextCreate(fcinfo->flinfo->fn_mcxt, "dealrisk score cache",
 										ALLOCSET_SMALL_SIZES);
+		/* a constant (or parameter) name need not be compared row by row */
+		sc->name_stable = PG_NARGS() <= namearg ||
+			get_fn_expr_arg_stable(fcinfo->flinfo, namearg);
 		*slot = sc;
 	}
 	if (sc->model == NULL || sc->generation != dr_model_generation ||
-		(int) strlen(sc->name) != len || memcmp(sc->name, name, len) != 0)
+		(!sc->name_stable &&
+		 (sc->namelen != len || memcmp(sc->name, name, len) != 0)))
 	{
 		MemoryContextReset(sc->cxt);
 		sc->model = NULL;
@@ -93,6 +99,7 @@ score_cache_in(FunctionCallInfo fcinfo, int namearg, ScoreCache **slot)
 		sc->name = MemoryContextAlloc(sc->cxt, len + 1);
 		memcpy(sc->name, name, len);
 		sc->name[len] = '\0';
+		sc->namelen = len;
 		sc->model = dr_active_model(sc->name);
 		sc->generation = dr_model_generation;
 		sc->enc = dr_encoded_alloc(sc->model, sc->cxt);
