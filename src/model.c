@@ -59,24 +59,6 @@ dr_logistic(double eta)
 	}
 }
 
-/* Name of a feature kind as written in the spec. */
-const char *
-dr_feature_kind_name(DrFeatureKind kind)
-{
-	switch (kind)
-	{
-		case DR_FEAT_CATEGORICAL:
-			return "categorical";
-		case DR_FEAT_BINS:
-			return "bins";
-		case DR_FEAT_RATE:
-			return "rate";
-		case DR_FEAT_NUMERIC:
-			return "numeric";
-	}
-	return "?";
-}
-
 /* Report an invalid model specification, naming the model and the problem. */
 static void invalid_model(const char *label, const char *hint, const char *detail)
 			pg_attribute_noreturn();

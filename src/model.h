@@ -135,7 +135,6 @@ extern DrModel *dr_model_from_spec(Datum spec, ArrayType *coefs, int64 id,
 								   const char *name, MemoryContext cxt);
 extern DrModel *dr_active_model(const char *name);
 extern void dr_model_cache_init(void);
-extern const char *dr_feature_kind_name(DrFeatureKind kind);
 extern int	dr_find_level(DrFeature *f, const char *s, int len);
 extern uint64 dr_model_generation;
 extern double dr_logistic(double eta);
