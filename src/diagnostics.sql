@@ -22,6 +22,15 @@ RETURN (SELECT CASE WHEN pg_catalog.pg_table_is_visible(c.oid) THEN c.relname::t
 COMMENT ON FUNCTION dealrisk._source_name(regclass) IS
 	'The name of a relation for error messages, unquoted, schema-qualified unless visible (internal)';
 
+-- Whether a relation has a column of that name (not dropped).
+CREATE FUNCTION dealrisk._has_column(rel regclass, col text)
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+               WHERE a.attrelid = rel AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped);
+COMMENT ON FUNCTION dealrisk._has_column(regclass, text) IS
+	'Whether a relation has a column of that name (internal)';
+
 CREATE FUNCTION dealrisk._check_source(source regclass, columns text[])
 RETURNS void
 LANGUAGE plpgsql STABLE PARALLEL SAFE

@@ -539,8 +539,7 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	PERFORM dealrisk._check_source(source, ARRAY['deal_id', 'outcome', 'created_date']);
-	has_closed_date := EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = source
-	                           AND a.attname = 'closed_date' AND a.attnum > 0 AND NOT a.attisdropped);
+	has_closed_date := dealrisk._has_column(source, 'closed_date');
 
 	EXECUTE pg_catalog.format('SELECT count(*) FILTER (WHERE dealrisk.is_won(d.outcome)),'
 	                          ' count(*) FILTER (WHERE NOT dealrisk.is_won(d.outcome)), %s FROM %s d',
@@ -822,8 +821,7 @@ BEGIN
 	PERFORM dealrisk._check_source(source, ARRAY['deal_id', 'outcome', 'closed_date']);
 	SELECT pg_catalog.array_agg(t ORDER BY pg_catalog.array_position(traits, t)) INTO present
 	FROM pg_catalog.unnest(traits) t
-	WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = source
-	              AND a.attname = t AND a.attnum > 0 AND NOT a.attisdropped);
+	WHERE dealrisk._has_column(source, t);
 	IF since IS NULL THEN
 		EXECUTE pg_catalog.format('SELECT max(d.closed_date) - 30 FROM %s d WHERE dealrisk.is_won(d.outcome) IS NOT NULL', source)
 			INTO since;

@@ -121,15 +121,6 @@ RETURN (SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_iden
 COMMENT ON FUNCTION dealrisk._qualified_name(regclass) IS
 	'A relation''s schema-qualified name, quoted where needed (internal)';
 
--- Whether a relation has a column (not dropped).
-CREATE FUNCTION dealrisk._has_column(rel regclass, col text)
-RETURNS boolean
-LANGUAGE sql STABLE PARALLEL SAFE
-RETURN EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
-               WHERE a.attrelid = rel AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped);
-COMMENT ON FUNCTION dealrisk._has_column(regclass, text) IS
-	'Whether a relation has a column of that name (internal)';
-
 -- The statement that creates dealrisk.high_risk_deals over a source, named
 -- schema-qualified (the statement is stored and may run again under another
 -- search_path).  The threshold, the model name and the scoring time are read
@@ -160,6 +151,20 @@ WHERE s.risk >= s.threshold$v$,
 	dealrisk._qualified_name(source));
 COMMENT ON FUNCTION dealrisk._view_sql(regclass) IS
 	'The CREATE MATERIALIZED VIEW statement of dealrisk.high_risk_deals over a source (internal)';
+
+-- The error for open deals of a watched source that share a deal_id.
+CREATE FUNCTION dealrisk._duplicate_deals(source regclass, detail text)
+RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+BEGIN
+	RAISE EXCEPTION 'source "%" has open deals that share a deal_id', dealrisk._source_name(source)
+		USING ERRCODE = 'unique_violation', DETAIL = coalesce(detail, ''),
+		      HINT = 'deal_id must identify a deal: remove the duplicates, or watch a view that keeps one row per deal.';
+END
+$$;
+COMMENT ON FUNCTION dealrisk._duplicate_deals(regclass, text) IS
+	'Raises the error for a watched source whose open deals share a deal_id (internal)';
 
 -- (Re)creates dealrisk.high_risk_deals over a source, keeping the grants of
 -- the view it replaces, with its unique index (for REFRESH CONCURRENTLY);
@@ -198,9 +203,7 @@ BEGIN
 		CREATE UNIQUE INDEX high_risk_deals_deal_id ON dealrisk.high_risk_deals (deal_id);
 	EXCEPTION WHEN unique_violation THEN
 		GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
-		RAISE EXCEPTION 'source "%" has open deals that share a deal_id', dealrisk._source_name(source)
-			USING ERRCODE = 'unique_violation', DETAIL = detail,
-			      HINT = 'deal_id must identify a deal: remove the duplicates, or watch a view that keeps one row per deal.';
+		PERFORM dealrisk._duplicate_deals(source, detail);
 	END;
 	FOREACH g IN ARRAY grants LOOP
 		EXECUTE g;
@@ -227,9 +230,7 @@ BEGIN
 	END IF;
 EXCEPTION WHEN unique_violation OR cardinality_violation THEN
 	GET STACKED DIAGNOSTICS detail = MESSAGE_TEXT;
-	RAISE EXCEPTION 'source "%" has open deals that share a deal_id', dealrisk._source_name(source)
-		USING ERRCODE = 'unique_violation', DETAIL = detail,
-		      HINT = 'deal_id must identify a deal: remove the duplicates, or watch a view that keeps one row per deal.';
+	PERFORM dealrisk._duplicate_deals(source, detail);
 END
 $$;
 COMMENT ON FUNCTION dealrisk._refresh_view(regclass) IS
