@@ -192,6 +192,20 @@ dr_row_reader(DrModel *model, HeapTupleHeader rec, MemoryContext cxt,
 		getTypeOutputInfo(t, &outfn, &varlena);
 		fmgr_info_cxt(outfn, &r->extra_out[i], cxt);
 	}
+	/* number features need number columns: checked once per row type */
+	for (i = 0; i < model->nfeatures; i++)
+	{
+		DrFeature  *f = &model->features[i];
+
+		if (f->derived == DR_DERIVED_NONE &&
+			(f->kind == DR_FEAT_BINS || f->kind == DR_FEAT_NUMERIC) &&
+			!is_number_type(r->extra_type[f->colidx]))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("column \"%s\" of model \"%s\" must be numeric, not %s",
+							f->column, model->name ? model->name : "(training)",
+							format_type_be(r->extra_type[f->colidx]))));
+	}
 	MemoryContextSwitchTo(oldcxt);
 	return r;
 }
@@ -476,15 +490,7 @@ dr_encode_row(DrModel *model, DrRowReader *r, HeapTupleHeader rec,
 				Datum		d = r->values[attno - 1];
 
 				if (!r->isnull[attno - 1])
-				{
-					if (!is_number_type(t))
-						ereport(ERROR,
-								(errcode(ERRCODE_DATATYPE_MISMATCH),
-								 errmsg("column \"%s\" of model \"%s\" must be numeric, not %s",
-										f->column, model->name ? model->name : "(training)",
-										format_type_be(t))));
 					v = datum_to_double(d, t);
-				}
 			}
 		}
 		else if (f->derived == DR_DERIVED_AGE_DAYS)
