@@ -498,6 +498,15 @@ dr_model_from_spec(Datum spec, ArrayType *coefs, int64 id, const char *name,
 						  psprintf("more than %d model columns", DR_MAX_MODEL_COLUMNS));
 	}
 	m->ncols = col;
+	m->colfeat = palloc(sizeof(int) * col);
+	m->colfeat[0] = -1;			/* the intercept */
+	for (i = 0; i < (uint64) m->nfeatures; i++)
+	{
+		int			c;
+
+		for (c = 0; c < m->features[i].width; c++)
+			m->colfeat[m->features[i].offset + c] = (int) i;
+	}
 
 	if (coefs != NULL)
 	{

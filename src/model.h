@@ -84,6 +84,7 @@ typedef struct DrModel
 	int			nfeatures;
 	DrFeature  *features;
 	int			ncols;			/* 1 + sum of widths */
+	int		   *colfeat;		/* model column -> its feature (-1: intercept) */
 	double	   *beta;			/* ncols coefficients, NULL while training */
 	int			nextra;			/* named columns beyond the fixed ones */
 	char	  **extra_columns;

@@ -281,17 +281,7 @@ feature_effects(ScoreCache *sc, HeapTupleHeader rec, double *effects)
 	for (i = 0; i < m->nfeatures; i++)
 		effects[i] = 0;
 	for (k = 1; k < e->nnz; k++)
-	{
-		int			col = e->idx[k];
-
-		for (i = 0; i < m->nfeatures; i++)
-			if (col >= m->features[i].offset &&
-				col < m->features[i].offset + m->features[i].width)
-			{
-				effects[i] += m->beta[col] * e->val[k];
-				break;
-			}
-	}
+		effects[m->colfeat[e->idx[k]]] += m->beta[e->idx[k]] * e->val[k];
 	for (i = 0; i < m->nfeatures; i++)
 		effects[i] = risk - 100.0 * (1.0 - dr_logistic(eta - effects[i]));
 	return risk;
