@@ -35,7 +35,12 @@ if [ -z "$MAJOR" ]; then
 fi
 if [ -n "$MAJOR" ]; then
 	PGBIN=/usr/lib/postgresql/$MAJOR/bin
-	[ -f "/usr/lib/postgresql/$MAJOR/lib/pgxs/src/makefiles/pgxs.mk" ] || missing+=("postgresql-server-dev-$MAJOR")
+	# pgxs.mk alone is not enough: some Debian builds ship it with the
+	# client package, while the server headers come only with -dev.
+	if [ ! -f "/usr/lib/postgresql/$MAJOR/lib/pgxs/src/makefiles/pgxs.mk" ] ||
+		[ ! -f "/usr/include/postgresql/$MAJOR/server/postgres.h" ]; then
+		missing+=("postgresql-server-dev-$MAJOR")
+	fi
 	SHARE=/usr/share/postgresql/$MAJOR
 	[ -f "$SHARE/extension/pgtap.control" ] || missing+=("postgresql-$MAJOR-pgtap")
 	[ -f "/usr/lib/postgresql/$MAJOR/lib/pg_cron.so" ] || missing+=("postgresql-$MAJOR-cron")
