@@ -116,32 +116,22 @@ check_fixed_type(DrColumn c, Oid t, Oid typid)
 }
 
 /*
- * Resolve the columns the model needs in the row type of rec; reuse prev
- * when it describes the same row type.  Missing required columns are errors.
+ * Resolve the columns the model needs in a row descriptor (which the reader
+ * keeps, in cxt); typid names the row type in messages.  Missing required
+ * columns are errors.
  */
-DrRowReader *
-dr_row_reader(DrModel *model, HeapTupleHeader rec, MemoryContext cxt,
-			  DrRowReader *prev)
+static DrRowReader *
+row_reader(DrModel *model, TupleDesc desc, Oid typid, MemoryContext cxt)
 {
-	Oid			typid = HeapTupleHeaderGetTypeId(rec);
-	int32		typmod = HeapTupleHeaderGetTypMod(rec);
 	DrRowReader *r;
-	TupleDesc	desc;
 	MemoryContext oldcxt;
 	bool		need[DR_NUM_FIXED_COLUMNS] = {0};
 	int			i;
 
-	if (prev && prev->typid == typid && prev->typmod == typmod)
-		return prev;
-
 	oldcxt = MemoryContextSwitchTo(cxt);
 	r = palloc0(sizeof(DrRowReader));
 	r->typid = typid;
-	r->typmod = typmod;
-	desc = lookup_rowtype_tupdesc(typid, typmod);
-	r->tupdesc = CreateTupleDescCopy(desc);
-	ReleaseTupleDesc(desc);
-	desc = r->tupdesc;
+	r->tupdesc = desc;
 
 	for (i = 0; i < model->nfeatures; i++)
 	{
@@ -206,7 +196,117 @@ dr_row_reader(DrModel *model, HeapTupleHeader rec, MemoryContext cxt,
 							f->column, model->name ? model->name : "(training)",
 							format_type_be(r->extra_type[f->colidx]))));
 	}
+
+	r->maxattno = 0;
+	for (i = 0; i < DR_NUM_FIXED_COLUMNS; i++)
+		r->maxattno = Max(r->maxattno, r->fixed_attno[i]);
+	for (i = 0; i < model->nextra; i++)
+		r->maxattno = Max(r->maxattno, r->extra_attno[i]);
 	MemoryContextSwitchTo(oldcxt);
+	return r;
+}
+
+/*
+ * The reader for a composite value's row type (see row_reader; prev is
+ * reused for the same type), with the row deformed into its values/isnull.
+ */
+DrRowReader *
+dr_row_from_tuple(DrModel *model, HeapTupleHeader rec, MemoryContext cxt,
+				  DrRowReader *prev)
+{
+	DrRowReader *r = prev;
+	Oid			typid = HeapTupleHeaderGetTypeId(rec);
+	int32		typmod = HeapTupleHeaderGetTypMod(rec);
+	HeapTupleData tup;
+
+	if (r == NULL || r->typid != typid || r->typmod != typmod)
+	{
+		TupleDesc	desc = lookup_rowtype_tupdesc(typid, typmod);
+		MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
+		TupleDesc	copy = CreateTupleDescCopy(desc);
+
+
+		MemoryContextSwitchTo(oldcxt);
+		ReleaseTupleDesc(desc);
+		r = row_reader(model, copy, typid, cxt);
+		r->typmod = typmod;
+	}
+	tup.t_len = HeapTupleHeaderGetDatumLength(rec);
+	ItemPointerSetInvalid(&tup.t_self);
+	tup.t_tableOid = InvalidOid;
+	tup.t_data = rec;
+	heap_deform_tuple(&tup, r->tupdesc, r->values, r->isnull);
+	return r;
+}
+
+/*
+ * The reader for a row passed as arguments: argument typarg names the row
+ * type (for messages), typarg + 1 is a text[] of column names, and the
+ * arguments after it are those columns' values.  This is how the planner
+ * hands deal_risk(d) the columns of a table without building the composite
+ * value (see dr_deal_risk_support), and how training passes read only the
+ * columns a model needs.  The columns' types are the arguments' own, so a
+ * hand-written call cannot make the encoder misread a value; the names are
+ * read once per call site and so must be a constant.
+ */
+DrRowReader *
+dr_row_from_args(DrModel *model, FunctionCallInfo fcinfo, int typarg,
+				 MemoryContext cxt, DrRowReader *prev)
+{
+	DrRowReader *r = prev;
+	int			i;
+
+	if (r == NULL)
+	{
+		Oid			typid;
+		ArrayType  *names;
+		Datum	   *elems;
+		bool	   *nulls;
+		int			n;
+		TupleDesc	desc;
+		MemoryContext oldcxt;
+
+		if (PG_ARGISNULL(typarg) || PG_ARGISNULL(typarg + 1))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("row type and column names must not be NULL")));
+		/* (an aggregate's arguments appear as parameters: not checked) */
+		if (!AggCheckCallContext(fcinfo, NULL) &&
+			!get_fn_expr_arg_stable(fcinfo->flinfo, typarg + 1))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("column names of a row passed as values must be a constant")));
+		typid = PG_GETARG_OID(typarg);
+		names = PG_GETARG_ARRAYTYPE_P(typarg + 1);
+		if (ARR_NDIM(names) > 1 || ARR_ELEMTYPE(names) != TEXTOID)
+			ereport(ERROR,
+					(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+					 errmsg("column names must be a one-dimensional text array")));
+		deconstruct_array(names, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+		if (n != PG_NARGS() - typarg - 2)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%d column names given for %d values", n, PG_NARGS() - typarg - 2)));
+		oldcxt = MemoryContextSwitchTo(cxt);
+		desc = CreateTemplateTupleDesc(n);
+		for (i = 0; i < n; i++)
+		{
+			Oid			t = get_fn_expr_argtype(fcinfo->flinfo, typarg + 2 + i);
+
+			if (nulls[i] || !OidIsValid(t))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("column %d of a row passed as values has no name or no known type", i + 1)));
+			TupleDescInitEntry(desc, i + 1, TextDatumGetCString(elems[i]), t, -1, 0);
+		}
+		MemoryContextSwitchTo(oldcxt);
+		r = row_reader(model, desc, typid, cxt);
+	}
+	for (i = 0; i < r->maxattno; i++)
+	{
+		r->values[i] = fcinfo->args[typarg + 2 + i].value;
+		r->isnull[i] = fcinfo->args[typarg + 2 + i].isnull;
+	}
 	return r;
 }
 
@@ -412,7 +512,7 @@ typical_days(DrFeature *f, const char *s, int len)
 }
 
 /*
- * Encode one row: out->idx/val get the non-zero model columns (the
+ * Encode the row loaded in r: out->idx/val get the non-zero model columns (the
  * intercept first), out->level the level or bin of each feature (-1 for the
  * baseline: NULL, unseen), out->raw the number a feature read.  With
  * leave_one_out the row's own outcome is taken out of rate features (so
@@ -420,22 +520,15 @@ typical_days(DrFeature *f, const char *s, int len)
  * gets a copy of each text input (in the current, per-row memory context).
  */
 void
-dr_encode_row(DrModel *model, DrRowReader *r, HeapTupleHeader rec,
-			  int32 as_of, bool leave_one_out, DrEncoded *out)
+dr_encode_row(DrModel *model, DrRowReader *r, int32 as_of, bool leave_one_out,
+			  DrEncoded *out)
 {
-	HeapTupleData tup;
 	int32		created,
 				closed,
 				end;
 	bool		is_closed;
 	int			i;
 	int			nnz = 0;
-
-	tup.t_len = HeapTupleHeaderGetDatumLength(rec);
-	ItemPointerSetInvalid(&tup.t_self);
-	tup.t_tableOid = InvalidOid;
-	tup.t_data = rec;
-	heap_deform_tuple(&tup, r->tupdesc, r->values, r->isnull);
 
 	/* outcome: 1 won, 0 lost, -1 open or unreadable */
 	out->outcome = -1;

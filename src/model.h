@@ -93,15 +93,16 @@ typedef struct DrModel
 /* Column positions of one row type, for one model. */
 typedef struct DrRowReader
 {
-	Oid			typid;
+	Oid			typid;			/* the row type (composite values) */
 	int32		typmod;
-	TupleDesc	tupdesc;		/* a copy, in the reader's context */
+	TupleDesc	tupdesc;		/* the row's columns, in the reader's context */
+	int			maxattno;		/* last attribute the model reads */
 	int			fixed_attno[DR_NUM_FIXED_COLUMNS];	/* 0 = absent */
 	Oid			fixed_type[DR_NUM_FIXED_COLUMNS];
 	int		   *extra_attno;	/* per model extra column */
 	Oid		   *extra_type;
 	FmgrInfo   *extra_out;		/* output functions for non-text categoricals */
-	Datum	   *values;			/* the row, deformed once per row */
+	Datum	   *values;			/* the row's attributes (at least up to maxattno) */
 	bool	   *isnull;
 } DrRowReader;
 
@@ -122,12 +123,14 @@ typedef struct DrEncoded
 #define DR_NO_DATE PG_INT32_MIN
 
 /* features.c */
-extern DrRowReader *dr_row_reader(DrModel *model, HeapTupleHeader rec,
-								  MemoryContext cxt, DrRowReader *prev);
+extern DrRowReader *dr_row_from_tuple(DrModel *model, HeapTupleHeader rec,
+									  MemoryContext cxt, DrRowReader *prev);
+extern DrRowReader *dr_row_from_args(DrModel *model, FunctionCallInfo fcinfo,
+									 int typarg, MemoryContext cxt,
+									 DrRowReader *prev);
 extern DrEncoded *dr_encoded_alloc(DrModel *model, MemoryContext cxt);
-extern void dr_encode_row(DrModel *model, DrRowReader *reader,
-						  HeapTupleHeader rec, int32 as_of, bool leave_one_out,
-						  DrEncoded *out);
+extern void dr_encode_row(DrModel *model, DrRowReader *reader, int32 as_of,
+						  bool leave_one_out, DrEncoded *out);
 extern int32 dr_as_of_date(void);
 extern char *dr_as_of_setting;
 

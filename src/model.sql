@@ -43,24 +43,52 @@ LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION dealrisk._validate_model(jsonb, float8[]) IS
 	'Checks a feature specification and its coefficients; returns the number of model columns or raises an error naming the problem (internal)';
 
+-- Training and evaluation passes read each deal as its column values (row
+-- type, column names, values: see _row_args), not as a composite value, so
+-- a pass builds no row per deal and reads only the columns the model needs.
+
 -- One IRLS pass: the state sums the weighted log-likelihood, gradient and
 -- information of the closed deals at the given coefficients.
-CREATE FUNCTION dealrisk._irls_accum(float8[], record, jsonb, float8[], int, date, date, float8)
+CREATE FUNCTION dealrisk._irls_accum(float8[], jsonb, float8[], int, date, date, float8,
+	regtype, text[], VARIADIC "any")
 RETURNS float8[] AS 'MODULE_PATHNAME', 'dr_irls_accum'
 LANGUAGE C STABLE PARALLEL SAFE;
-COMMENT ON FUNCTION dealrisk._irls_accum(float8[], record, jsonb, float8[], int, date, date, float8) IS 'IRLS pass transition (internal)';
+COMMENT ON FUNCTION dealrisk._irls_accum(float8[], jsonb, float8[], int, date, date, float8, regtype, text[], "any") IS
+	'IRLS pass transition (internal)';
 -- split: 0 every closed deal, 1 closed before cutoff, 2 closed on or after
 -- it; each deal weighs 0.5 ^ ((ref - closed_date) / halflife).
-CREATE AGGREGATE dealrisk._irls_pass(deal record, spec jsonb, beta float8[], split int,
-	cutoff date, ref date, halflife float8) (
+CREATE AGGREGATE dealrisk._irls_pass(spec jsonb, beta float8[], split int,
+	cutoff date, ref date, halflife float8, row_type regtype, columns text[], VARIADIC "any") (
 	SFUNC = dealrisk._irls_accum,
 	STYPE = float8[],
 	COMBINEFUNC = dealrisk._float8_state_combine,
 	INITCOND = '{}',
 	PARALLEL = SAFE
 );
-COMMENT ON AGGREGATE dealrisk._irls_pass(record, jsonb, float8[], int, date, date, float8) IS
+COMMENT ON AGGREGATE dealrisk._irls_pass(jsonb, float8[], int, date, date, float8, regtype, text[], "any") IS
 	'One Newton/IRLS pass over closed deals: {rows, weight, log-likelihood, gradient, information} (internal)';
+
+-- The arguments that pass a row of source (alias d) to the passes above:
+-- its row type, the names of the columns a model of spec reads, and those
+-- columns.
+CREATE FUNCTION dealrisk._row_args(source regclass, spec jsonb)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+	SELECT pg_catalog.format('%s::pg_catalog.regtype, %L::text[], %s',
+	                         c.reltype::pg_catalog.oid,
+	                         pg_catalog.array_agg(a.attname::text ORDER BY a.attnum),
+	                         pg_catalog.string_agg(pg_catalog.format('d.%I', a.attname), ', ' ORDER BY a.attnum))
+	FROM pg_catalog.pg_class c
+	JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
+	WHERE c.oid = source AND a.attnum > 0 AND NOT a.attisdropped
+	  AND (a.attname IN ('created_date', 'closed_date', 'sales_cycle_days', 'deal_stage',
+	                     'stage_entered_date', 'last_activity_date', 'outcome')
+	       OR a.attname::text IN (SELECT f->>'column' FROM pg_catalog.jsonb_array_elements(spec->'features') f))
+	GROUP BY c.reltype
+$$;
+COMMENT ON FUNCTION dealrisk._row_args(regclass, jsonb) IS
+	'Row type, column names and column list that pass the rows of a source to the training passes (internal)';
 
 CREATE FUNCTION dealrisk._irls_solve(state float8[], beta float8[], l2 float8)
 RETURNS float8[] AS 'MODULE_PATHNAME', 'dr_irls_solve'
@@ -74,15 +102,17 @@ LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION dealrisk._irls_decrement(float8[], float8[], float8[], float8) IS
 	'Gain in penalised log-likelihood promised by a Newton step; tiny when converged (internal)';
 
-CREATE FUNCTION dealrisk._eval_accum(float8[], record, jsonb, float8[], int, date)
+CREATE FUNCTION dealrisk._eval_accum(float8[], jsonb, float8[], int, date, regtype, text[], VARIADIC "any")
 RETURNS float8[] AS 'MODULE_PATHNAME', 'dr_eval_accum'
 LANGUAGE C STABLE PARALLEL SAFE;
 CREATE FUNCTION dealrisk._eval_final(float8[])
 RETURNS jsonb AS 'MODULE_PATHNAME', 'dr_eval_final'
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-COMMENT ON FUNCTION dealrisk._eval_accum(float8[], record, jsonb, float8[], int, date) IS 'evaluation transition (internal)';
+COMMENT ON FUNCTION dealrisk._eval_accum(float8[], jsonb, float8[], int, date, regtype, text[], "any") IS
+	'evaluation transition (internal)';
 COMMENT ON FUNCTION dealrisk._eval_final(float8[]) IS 'evaluation final function: metrics as jsonb (internal)';
-CREATE AGGREGATE dealrisk._evaluate(deal record, spec jsonb, beta float8[], split int, cutoff date) (
+CREATE AGGREGATE dealrisk._evaluate(spec jsonb, beta float8[], split int, cutoff date,
+	row_type regtype, columns text[], VARIADIC "any") (
 	SFUNC = dealrisk._eval_accum,
 	STYPE = float8[],
 	FINALFUNC = dealrisk._eval_final,
@@ -90,7 +120,7 @@ CREATE AGGREGATE dealrisk._evaluate(deal record, spec jsonb, beta float8[], spli
 	INITCOND = '{}',
 	PARALLEL = SAFE
 );
-COMMENT ON AGGREGATE dealrisk._evaluate(record, jsonb, float8[], int, date) IS
+COMMENT ON AGGREGATE dealrisk._evaluate(jsonb, float8[], int, date, regtype, text[], "any") IS
 	'Holdout metrics of coefficients on closed deals: AUC, log loss, Brier, accuracy, calibration (internal)';
 
 -- Quantile edges of a numeric expression over a filtered source: distinct,
@@ -382,8 +412,8 @@ DECLARE
 	state float8[];
 	next float8[];
 	gain float8;
-	q text := pg_catalog.format('SELECT dealrisk._irls_pass(d, $1, $2, $3, $4, $5, $6) FROM %s d WHERE %s',
-	                            source, filter);
+	q text := pg_catalog.format('SELECT dealrisk._irls_pass($1, $2, $3, $4, $5, $6, %s) FROM %s d WHERE %s',
+	                            dealrisk._row_args(source, spec), source, filter);
 BEGIN
 	beta := coalesce(beta0, pg_catalog.array_fill(0::float8, ARRAY[p]));
 	IF beta0 IS NULL AND prior > 0 AND prior < 1 THEN
@@ -394,8 +424,10 @@ BEGIN
 		IF i = 1 AND eval_spec IS NOT NULL THEN
 			-- the same scan also scores the holdout (closed from eval_cutoff
 			-- on) with the starting coefficients and eval_spec
-			EXECUTE pg_catalog.format('SELECT dealrisk._irls_pass(d, $1, $2, $3, $4, $5, $6),'
-			                          ' dealrisk._evaluate(d, $7, $2, 2, $8) FROM %s d WHERE %s', source, filter)
+			EXECUTE pg_catalog.format('SELECT dealrisk._irls_pass($1, $2, $3, $4, $5, $6, %s),'
+			                          ' dealrisk._evaluate($7, $2, 2, $8, %s) FROM %s d WHERE %s',
+			                          dealrisk._row_args(source, spec), dealrisk._row_args(source, eval_spec),
+			                          source, filter)
 				INTO state, eval_metrics USING spec, beta, split, cutoff, ref, halflife, eval_spec, eval_cutoff;
 		ELSE
 			EXECUTE q INTO state USING spec, beta, split, cutoff, ref, halflife;
@@ -622,7 +654,8 @@ BEGIN
 		                           spec_train, cutoff);
 		test_metrics := final_fit.eval_metrics;
 	ELSE
-		EXECUTE pg_catalog.format('SELECT dealrisk._evaluate(d, $1, $2, 0, NULL) FROM %s d WHERE %s', source, test_filter)
+		EXECUTE pg_catalog.format('SELECT dealrisk._evaluate($1, $2, 0, NULL, %s) FROM %s d WHERE %s',
+		                          dealrisk._row_args(source, spec_train), source, test_filter)
 			INTO test_metrics USING spec_train, fit.beta;
 		final_fit := dealrisk._fit(source, spec, closed_filter, 0, NULL, ref, halflife, l2, fit.beta, NULL);
 	END IF;
@@ -658,15 +691,27 @@ $$;
 COMMENT ON FUNCTION dealrisk.train(regclass, text, text[], float8, float8, boolean) IS
 	'Trains an L2-regularised logistic deal risk model on the closed deals of source (IRLS, one parallel aggregate pass per iteration), measures it on the newest holdout share, refits on all, stores it in dealrisk.models and activates it if good enough; returns the model id';
 
+CREATE FUNCTION dealrisk._deal_risk_row(model text, row_type regtype, columns text[], VARIADIC "any")
+RETURNS float8 AS 'MODULE_PATHNAME', 'dr_deal_risk_row'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION dealrisk._deal_risk_row(text, regtype, text[], "any") IS
+	'deal_risk of a row passed as its column values; the planner calls it for deal_risk(d) on a table (internal)';
+
+CREATE FUNCTION dealrisk._deal_risk_support(internal)
+RETURNS internal AS 'MODULE_PATHNAME', 'dr_deal_risk_support'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION dealrisk._deal_risk_support(internal) IS
+	'Planner support for deal_risk: passes a table''s columns instead of building its whole row (internal)';
+
 CREATE FUNCTION dealrisk.deal_risk(deal record)
 RETURNS float8 AS 'MODULE_PATHNAME', 'dr_deal_risk'
-LANGUAGE C STABLE PARALLEL SAFE;
+LANGUAGE C STABLE PARALLEL SAFE SUPPORT dealrisk._deal_risk_support;
 COMMENT ON FUNCTION dealrisk.deal_risk(record) IS
 	'Risk that a deal is lost, 0-100, from the active ''default'' model; works on any row with the model''s feature columns';
 
 CREATE FUNCTION dealrisk.deal_risk(deal record, model text)
 RETURNS float8 AS 'MODULE_PATHNAME', 'dr_deal_risk'
-LANGUAGE C STABLE PARALLEL SAFE;
+LANGUAGE C STABLE PARALLEL SAFE SUPPORT dealrisk._deal_risk_support;
 COMMENT ON FUNCTION dealrisk.deal_risk(record, text) IS
 	'Risk that a deal is lost, 0-100, from the active model of the given name';
 
@@ -787,8 +832,9 @@ BEGIN
 		RAISE EXCEPTION 'model % does not exist', model_id USING ERRCODE = 'no_data_found';
 	END IF;
 	PERFORM dealrisk._check_source(source, ARRAY['outcome']);
-	EXECUTE pg_catalog.format('SELECT dealrisk._evaluate(d, $1, $2, 0, NULL) FROM %s d',
-	                          source) INTO r USING m.feature_spec, m.coefficients;
+	EXECUTE pg_catalog.format('SELECT dealrisk._evaluate($1, $2, 0, NULL, %s) FROM %s d',
+	                          dealrisk._row_args(source, m.feature_spec), source)
+		INTO r USING m.feature_spec, m.coefficients;
 	IF r IS NULL THEN
 		RAISE EXCEPTION 'source % has no closed deal to evaluate on', source USING ERRCODE = 'no_data_found';
 	END IF;

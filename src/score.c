@@ -13,15 +13,27 @@
 #include <math.h>
 
 #include "access/htup_details.h"
+#include "catalog/pg_collation.h"
+#include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "executor/spi.h"
+#include "nodes/makefuncs.h"
+#include "nodes/pathnodes.h"
+#include "nodes/supportnodes.h"
+#include "parser/parse_func.h"
+#include "parser/parsetree.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/typcache.h"
 
 #include "dealrisk.h"
 #include "model.h"
 
 PG_FUNCTION_INFO_V1(dr_deal_risk);
+PG_FUNCTION_INFO_V1(dr_deal_risk_row);
+PG_FUNCTION_INFO_V1(dr_deal_risk_support);
 PG_FUNCTION_INFO_V1(dr_deal_risk_explain);
 PG_FUNCTION_INFO_V1(dr_risk_band);
 PG_FUNCTION_INFO_V1(dr_recommended_action);
@@ -115,12 +127,12 @@ score_cache(FunctionCallInfo fcinfo, int namearg)
 }
 
 /*
- * Encode a row and return the model's log-odds of winning.  The as-of date
- * is worked out again only when the setting changed (it is constant within
- * a transaction otherwise).
+ * Encode the row loaded in sc->reader and return the model's log-odds of
+ * winning.  The as-of date is worked out again only when the setting
+ * changed (it is constant within a transaction otherwise).
  */
 static double
-row_eta(ScoreCache *sc, HeapTupleHeader rec)
+loaded_row_eta(ScoreCache *sc)
 {
 	double		eta = 0;
 	int			k;
@@ -131,11 +143,18 @@ row_eta(ScoreCache *sc, HeapTupleHeader rec)
 		sc->as_of_from = dr_as_of_setting;
 		sc->as_of_known = true;
 	}
-	sc->reader = dr_row_reader(sc->model, rec, sc->cxt, sc->reader);
-	dr_encode_row(sc->model, sc->reader, rec, sc->as_of, false, sc->enc);
+	dr_encode_row(sc->model, sc->reader, sc->as_of, false, sc->enc);
 	for (k = 0; k < sc->enc->nnz; k++)
 		eta += sc->model->beta[sc->enc->idx[k]] * sc->enc->val[k];
 	return eta;
+}
+
+/* The model's log-odds of winning for a composite row. */
+static double
+row_eta(ScoreCache *sc, HeapTupleHeader rec)
+{
+	sc->reader = dr_row_from_tuple(sc->model, rec, sc->cxt, sc->reader);
+	return loaded_row_eta(sc);
 }
 
 /* SQL: deal_risk(deal record [, model text]) -> probability of losing, 0-100. */
@@ -150,6 +169,123 @@ dr_deal_risk(PG_FUNCTION_ARGS)
 	sc = score_cache(fcinfo, 1);
 	eta = row_eta(sc, PG_GETARG_HEAPTUPLEHEADER(0));
 	PG_RETURN_FLOAT8(100.0 * (1.0 - dr_logistic(eta)));
+}
+
+/*
+ * SQL: _deal_risk_row(model text, row_type regtype, columns text[],
+ * VARIADIC "any") -> the same score as deal_risk, for a row passed as its
+ * column values (see dr_row_from_args).  The planner turns deal_risk(d)
+ * on a table into this call (dr_deal_risk_support), which spares building
+ * and taking apart a composite value per row.
+ */
+Datum
+dr_deal_risk_row(PG_FUNCTION_ARGS)
+{
+	ScoreCache *sc = score_cache(fcinfo, 0);
+
+	sc->reader = dr_row_from_args(sc->model, fcinfo, 1, sc->cxt, sc->reader);
+	PG_RETURN_FLOAT8(100.0 * (1.0 - dr_logistic(loaded_row_eta(sc))));
+}
+
+/* True when a query has an outer join, whose nulled rows a column list cannot tell. */
+static bool
+has_outer_join(Query *parse)
+{
+	ListCell   *lc;
+
+	foreach(lc, parse->rtable)
+	{
+		RangeTblEntry *rte = (RangeTblEntry *) lfirst(lc);
+
+		if (rte->rtekind == RTE_JOIN && rte->jointype != JOIN_INNER)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Planner support for deal_risk(d [, model]): when d is the whole row of a
+ * table of the query (d.* or d), call _deal_risk_row with the table's
+ * columns instead, so the executor hands over the scanned values and no
+ * composite value is built per row.  Every column is passed, so the plan
+ * stays right whichever model is active when it runs.  Left alone: rows
+ * that are not a plain table's, rows an outer join or grouping sets can
+ * turn into NULL (a NULL row scores NULL, a row of NULLs does not), and
+ * tables too wide for a function call.
+ */
+Datum
+dr_deal_risk_support(PG_FUNCTION_ARGS)
+{
+	Node	   *rawreq = (Node *) PG_GETARG_POINTER(0);
+	SupportRequestSimplify *req;
+	FuncExpr   *call;
+	Var		   *row;
+	Query	   *parse;
+	RangeTblEntry *rte;
+	TupleDesc	desc;
+	List	   *args;
+	List	   *vars = NIL;
+	Datum	   *names;
+	int			nnames = 0;
+	Oid			argtypes[4] = {TEXTOID, REGTYPEOID, TEXTARRAYOID, ANYOID};
+	Oid			fn;
+	List	   *fname;
+	FuncExpr   *result;
+	int			i;
+
+	if (!IsA(rawreq, SupportRequestSimplify))
+		PG_RETURN_POINTER(NULL);
+	req = (SupportRequestSimplify *) rawreq;
+	call = req->fcall;
+	if (req->root == NULL || list_length(call->args) < 1 ||
+		!IsA(linitial(call->args), Var))
+		PG_RETURN_POINTER(NULL);
+	row = (Var *) linitial(call->args);
+	parse = req->root->parse;
+	if (row->varattno != InvalidAttrNumber || row->varlevelsup != 0 ||
+		row->varno < 1 || row->varno > list_length(parse->rtable) ||
+		parse->groupingSets != NIL || has_outer_join(parse))
+		PG_RETURN_POINTER(NULL);
+	rte = rt_fetch(row->varno, parse->rtable);
+	if (rte->rtekind != RTE_RELATION || row->vartype != get_rel_type_id(rte->relid))
+		PG_RETURN_POINTER(NULL);
+
+	fname = list_make2(makeString(get_namespace_name(get_func_namespace(call->funcid))),
+					   makeString("_deal_risk_row"));
+	fn = LookupFuncName(fname, 4, argtypes, true);
+	if (!OidIsValid(fn))
+		PG_RETURN_POINTER(NULL);
+
+	desc = lookup_rowtype_tupdesc(row->vartype, -1);
+	names = palloc(sizeof(Datum) * Max(1, desc->natts));
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped)
+			continue;
+		names[nnames++] = CStringGetTextDatum(NameStr(att->attname));
+		vars = lappend(vars, makeVar(row->varno, att->attnum, att->atttypid,
+									 att->atttypmod, att->attcollation, 0));
+	}
+	ReleaseTupleDesc(desc);
+	if (nnames + 3 > FUNC_MAX_ARGS)
+		PG_RETURN_POINTER(NULL);
+
+	args = list_make1(list_length(call->args) > 1 ? lsecond(call->args) :
+					  makeConst(TEXTOID, -1, DEFAULT_COLLATION_OID, -1,
+								CStringGetTextDatum("default"), false, false));
+	args = lappend(args, makeConst(REGTYPEOID, -1, InvalidOid, sizeof(Oid),
+								   ObjectIdGetDatum(row->vartype), false, true));
+	args = lappend(args, makeConst(TEXTARRAYOID, -1, InvalidOid, -1,
+								   PointerGetDatum(construct_array(names, nnames, TEXTOID,
+																   -1, false, TYPALIGN_INT)),
+								   false, false));
+	args = list_concat(args, vars);
+	result = makeFuncExpr(fn, FLOAT8OID, args, InvalidOid, InvalidOid,
+						  COERCE_EXPLICIT_CALL);
+	result->location = call->location;
+	PG_RETURN_POINTER(result);
 }
 
 /* A readable label for a feature's column. */

@@ -100,14 +100,15 @@ zero_float8_array(int n)
 }
 
 /*
- * Which closed deals a pass reads, from the arguments (split, cutoff, ref,
- * halflife) at argno..argno+3: split 0 = every closed deal, 1 = closed
- * before cutoff (training), 2 = closed on or after it (holdout).  Returns
- * the deal's weight, 0 when the pass skips it: 0.5 ^ (days before ref /
- * halflife) when halflife > 0, so that recent outcomes count more.
+ * Which closed deals a pass reads, from the arguments (split, cutoff) at
+ * argno, argno + 1: split 0 = every closed deal, 1 = closed before cutoff
+ * (training), 2 = closed on or after it (holdout).  Returns the deal's
+ * weight, 0 when the pass skips it.  With weighted, the arguments (ref,
+ * halflife) follow, and a deal weighs 0.5 ^ (days before ref / halflife)
+ * when halflife > 0, so that recent outcomes count more.
  */
 static double
-row_weight(FunctionCallInfo fcinfo, int argno, DrEncoded *e)
+row_weight(FunctionCallInfo fcinfo, int argno, bool weighted, DrEncoded *e)
 {
 	int32		split = PG_ARGISNULL(argno) ? 0 : PG_GETARG_INT32(argno);
 	double		halflife;
@@ -121,7 +122,7 @@ row_weight(FunctionCallInfo fcinfo, int argno, DrEncoded *e)
 		if ((split == 1) != (e->closed_date < cutoff))
 			return 0;
 	}
-	if (PG_NARGS() <= argno + 3 || PG_ARGISNULL(argno + 2) || PG_ARGISNULL(argno + 3) ||
+	if (!weighted || PG_ARGISNULL(argno + 2) || PG_ARGISNULL(argno + 3) ||
 		e->closed_date == DR_NO_DATE)
 		return 1.0;
 	halflife = PG_GETARG_FLOAT8(argno + 3);
@@ -132,32 +133,32 @@ row_weight(FunctionCallInfo fcinfo, int argno, DrEncoded *e)
 
 /* A closed deal whose outcome label is not configured stops training. */
 static void
-check_outcome(DrEncoded *e, FitCache *fc, HeapTupleHeader rec)
+check_outcome(DrEncoded *e, DrRowReader *r)
 {
 	if (e->outcome == -2)
 	{
-		HeapTupleData tup;
-		bool		isnull;
-		Datum		d;
+		bool		isnull = false;
+		int			attno = r->fixed_attno[DR_COL_OUTCOME];
 
-		tup.t_len = HeapTupleHeaderGetDatumLength(rec);
-		tup.t_data = rec;
-		d = heap_getattr(&tup, fc->reader->fixed_attno[DR_COL_OUTCOME],
-						 fc->reader->tupdesc, &isnull);
-		(void) dr_outcome_is_won(DatumGetTextPP(d), &isnull);	/* raises */
+		(void) dr_outcome_is_won(DatumGetTextPP(r->values[attno - 1]), &isnull);	/* raises */
 	}
 }
 
-/* Encode the row and return its x . beta. */
+/*
+ * Read the row passed as arguments from typarg on (see dr_row_from_args),
+ * encode it, check its outcome label, and return its x . beta.
+ */
 static double
-encode_and_eta(FitCache *fc, HeapTupleHeader rec, MemoryContext cxt)
+encode_and_eta(FitCache *fc, FunctionCallInfo fcinfo, int typarg, bool leave_one_out)
 {
 	DrEncoded  *e = fc->enc;
 	double		eta = 0;
 	int			k;
 
-	fc->reader = dr_row_reader(fc->model, rec, cxt, fc->reader);
-	dr_encode_row(fc->model, fc->reader, rec, fc->as_of, true, e);
+	fc->reader = dr_row_from_args(fc->model, fcinfo, typarg,
+								  fcinfo->flinfo->fn_mcxt, fc->reader);
+	dr_encode_row(fc->model, fc->reader, fc->as_of, leave_one_out, e);
+	check_outcome(e, fc->reader);
 	for (k = 0; k < e->nnz; k++)
 		eta += fc->beta[e->idx[k]] * e->val[k];
 	return eta;
@@ -189,17 +190,13 @@ dr_irls_accum(PG_FUNCTION_ARGS)
 		elog(ERROR, "IRLS state is NULL");
 	state = PG_GETARG_ARRAYTYPE_P(0);
 	dr_require_agg_context(fcinfo, "irls_accum");
-	if (PG_ARGISNULL(1))
-		PG_RETURN_ARRAYTYPE_P(state);
-
-	fc = fit_cache(fcinfo, 2, 3);
+	fc = fit_cache(fcinfo, 1, 2);
 	p = fc->model->ncols;
-	eta = encode_and_eta(fc, PG_GETARG_HEAPTUPLEHEADER(1), fcinfo->flinfo->fn_mcxt);
+	eta = encode_and_eta(fc, fcinfo, 7, true);
 	e = fc->enc;
-	check_outcome(e, fc, PG_GETARG_HEAPTUPLEHEADER(1));
 	if (e->outcome < 0)
 		PG_RETURN_ARRAYTYPE_P(state);
-	w = row_weight(fcinfo, 4, e);
+	w = row_weight(fcinfo, 3, true, e);
 	if (!(w > 0) || isinf(w))
 		PG_RETURN_ARRAYTYPE_P(state);
 
@@ -430,24 +427,15 @@ dr_eval_accum(PG_FUNCTION_ARGS)
 		elog(ERROR, "evaluation state is NULL");
 	state = PG_GETARG_ARRAYTYPE_P(0);
 	dr_require_agg_context(fcinfo, "eval_accum");
-	if (PG_ARGISNULL(1))
-		PG_RETURN_ARRAYTYPE_P(state);
-	if (PG_ARGISNULL(3))
+	if (PG_ARGISNULL(2))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("coefficients must not be NULL")));
-	fc = fit_cache(fcinfo, 2, 3);
-	fc->reader = dr_row_reader(fc->model, PG_GETARG_HEAPTUPLEHEADER(1),
-							   fcinfo->flinfo->fn_mcxt, fc->reader);
+	fc = fit_cache(fcinfo, 1, 2);
 	/* scored as a new deal would be: no leave-one-out */
-	dr_encode_row(fc->model, fc->reader, PG_GETARG_HEAPTUPLEHEADER(1), fc->as_of,
-				  false, fc->enc);
-	check_outcome(fc->enc, fc, PG_GETARG_HEAPTUPLEHEADER(1));
-	if (fc->enc->outcome < 0 || row_weight(fcinfo, 4, fc->enc) == 0)
+	eta = encode_and_eta(fc, fcinfo, 5, false);
+	if (fc->enc->outcome < 0 || row_weight(fcinfo, 3, false, fc->enc) == 0)
 		PG_RETURN_ARRAYTYPE_P(state);
-	eta = 0;
-	for (bin = 0; bin < fc->enc->nnz; bin++)
-		eta += fc->beta[fc->enc->idx[bin]] * fc->enc->val[bin];
 	mu = dr_logistic(eta);
 	y = fc->enc->outcome;
 
