@@ -1,0 +1,127 @@
+-- pgTAP: rows passed as column values.  The planner turns deal_risk(d) on
+-- a table into _deal_risk_row(model, row type, names, columns...), and the
+-- training passes read only the columns a model needs; both must score
+-- exactly as the composite-row path does, stay out of cases where a column
+-- list cannot stand for the row, and reject hand-written calls that do not
+-- add up.
+\ir harness/pgtap_setup.psql
+SELECT plan(27);
+
+SET LOCAL dealrisk.as_of_date = '2024-12-31';
+SET LOCAL max_parallel_workers_per_gather = 0;
+CREATE TABLE rdeals AS SELECT * FROM dealrisk.sample_deals(3000, 5);
+SELECT dealrisk.train('rdeals') IS NOT NULL AS trained \gset
+
+-- plan text of a query, for checking what the planner made of deal_risk
+CREATE FUNCTION pg_temp.plan_of(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+	line text;
+	result text := '';
+BEGIN
+	FOR line IN EXECUTE 'EXPLAIN (VERBOSE, COSTS OFF) ' || q LOOP
+		result := result || line || E'\n';
+	END LOOP;
+	RETURN result;
+END
+$$;
+
+-- the rewrite and its equivalence with the composite-row path
+SELECT matches(pg_temp.plan_of('SELECT dealrisk.deal_risk(d.*) FROM rdeals d'),
+	'dealrisk\._deal_risk_row\(''default''::text, ''rdeals''::regtype',
+	'deal_risk(d.*) on a table is planned as _deal_risk_row with its columns');
+SELECT matches(pg_temp.plan_of('SELECT dealrisk.deal_risk(d) FROM rdeals d'),
+	'_deal_risk_row', 'so is deal_risk(d)');
+SELECT matches(pg_temp.plan_of('SELECT dealrisk.deal_risk(d.*) FROM (SELECT * FROM rdeals OFFSET 0) d'),
+	'dealrisk\.deal_risk\(d\.\*\)', 'a row of a subquery that is not flattened is passed whole');
+SELECT is((SELECT count(*) FROM (SELECT deal_id, dealrisk.deal_risk(d) r FROM rdeals d) a
+	JOIN (SELECT deal_id, dealrisk.deal_risk(d) r FROM (SELECT * FROM rdeals OFFSET 0) d) b USING (deal_id)
+	WHERE a.r IS NOT DISTINCT FROM b.r), 3000::bigint,
+	'every deal scores exactly the same both ways');
+SELECT is((SELECT count(*) FROM rdeals d
+	WHERE dealrisk.deal_risk(d.*, 'default') IS NOT DISTINCT FROM dealrisk.deal_risk(d.*)), 3000::bigint,
+	'a named model is passed through the rewrite');
+CREATE TEMP TABLE model_names (name text);
+INSERT INTO model_names VALUES ('default');
+SELECT is((SELECT count(*) FROM rdeals d, model_names m
+	WHERE dealrisk.deal_risk(d, m.name) IS NOT DISTINCT FROM dealrisk.deal_risk(d)), 3000::bigint,
+	'a model name from another table (not a constant) works too');
+SELECT throws_ok($$SELECT dealrisk.deal_risk(d, NULL) FROM rdeals d$$, '22004',
+	'model name must not be NULL', 'a NULL model name is still an error');
+
+-- where a column list cannot stand for the row
+SELECT is((SELECT dealrisk.deal_risk(d) FROM (VALUES (1)) v(x) LEFT JOIN rdeals d ON false), NULL,
+	'the NULL row of an outer join scores NULL');
+SELECT doesnt_match(pg_temp.plan_of('SELECT dealrisk.deal_risk(d) FROM (VALUES (1)) v(x) LEFT JOIN rdeals d ON true'),
+	'_deal_risk_row', 'under an outer join the row is passed whole');
+SELECT doesnt_match(pg_temp.plan_of('SELECT dealrisk.deal_risk(d) FROM rdeals d GROUP BY GROUPING SETS ((d), ())'),
+	'_deal_risk_row', 'with grouping sets the row is passed whole');
+SELECT is((SELECT count(*) FILTER (WHERE r IS NULL) FROM (SELECT dealrisk.deal_risk(d) r FROM rdeals d
+	GROUP BY GROUPING SETS ((d), ())) g), 1::bigint, '... so the grand total row scores NULL');
+CREATE VIEW rdeals_view AS SELECT * FROM rdeals;
+SELECT is((SELECT count(*) FROM rdeals_view v JOIN rdeals d USING (deal_id)
+	WHERE dealrisk.deal_risk(v) IS NOT DISTINCT FROM dealrisk.deal_risk(d)), 3000::bigint,
+	'rows of a view score as the table''s');
+
+-- dropped and hostile columns, a hostile table name, a very wide table
+CREATE TABLE "odd ""deals"" table" AS
+	SELECT 1 AS "first; DROP TABLE rdeals", d.*, 'x'::text AS "Quote""d col" FROM rdeals d;
+ALTER TABLE "odd ""deals"" table" DROP COLUMN "first; DROP TABLE rdeals";
+ALTER TABLE "odd ""deals"" table" DROP COLUMN planted_win_prob;
+SELECT matches(pg_temp.plan_of('SELECT dealrisk.deal_risk(o) FROM "odd ""deals"" table" o'),
+	'_deal_risk_row', 'a table with dropped and quoted columns is rewritten');
+SELECT is((SELECT count(*) FROM "odd ""deals"" table" o JOIN rdeals d USING (deal_id)
+	WHERE dealrisk.deal_risk(o) IS NOT DISTINCT FROM dealrisk.deal_risk(d)), 3000::bigint,
+	'... and scores as the original table');
+SELECT lives_ok($$SELECT dealrisk.train('"odd ""deals"" table"', 'odd')$$,
+	'train() reads a table with dropped and quoted columns');
+SELECT is((SELECT coefficients FROM dealrisk.models WHERE name = 'odd'),
+	(SELECT coefficients FROM dealrisk.models WHERE name = 'default'),
+	'... and fits the same coefficients as on the original table');
+SELECT format('CREATE TABLE wide_deals AS SELECT d.*, %s FROM rdeals d',
+	string_agg(format('0 AS c%s', i), ', ')) AS wide FROM generate_series(1, 100) i \gset
+:wide;
+SELECT doesnt_match(pg_temp.plan_of('SELECT dealrisk.deal_risk(w) FROM wide_deals w'),
+	'_deal_risk_row', 'a table too wide for a function call is passed whole');
+SELECT is((SELECT count(*) FROM wide_deals w JOIN rdeals d USING (deal_id)
+	WHERE dealrisk.deal_risk(w) IS NOT DISTINCT FROM dealrisk.deal_risk(d)), 3000::bigint,
+	'... and scores the same');
+
+-- the parallel path
+SET LOCAL max_parallel_workers_per_gather = 2;
+SET LOCAL parallel_setup_cost = 0;
+SET LOCAL parallel_tuple_cost = 0;
+SET LOCAL min_parallel_table_scan_size = 0;
+SELECT matches(pg_temp.plan_of('SELECT sum(dealrisk.deal_risk(d)) FROM rdeals d'),
+	'Partial Aggregate(.|\n)*_deal_risk_row', 'the rewritten call runs in parallel workers');
+SELECT sum(dealrisk.deal_risk(d)) AS par FROM rdeals d \gset
+SET LOCAL max_parallel_workers_per_gather = 0;
+SELECT is(round(:par::numeric, 6), round(sum(dealrisk.deal_risk(d))::numeric, 6),
+	'the parallel sum equals the serial one') FROM rdeals d;
+
+-- hand-written calls that do not add up
+SELECT throws_ok($$SELECT dealrisk._deal_risk_row('default', 'rdeals', ARRAY['industry', 'region'], d.industry) FROM rdeals d$$,
+	'22023', '2 column names given for 1 values', 'more names than values');
+SELECT throws_ok($$SELECT dealrisk._deal_risk_row('default', 'rdeals', NULL, d.industry) FROM rdeals d$$,
+	'22004', 'row type and column names must not be NULL', 'NULL column names');
+SELECT throws_ok($$SELECT dealrisk._deal_risk_row('default', 'rdeals', ARRAY[m.name], d.industry) FROM rdeals d, model_names m$$,
+	'22023', 'column names of a row passed as values must be a constant', 'column names that vary by row');
+SELECT throws_ok($$SELECT dealrisk._deal_risk_row('default', 'rdeals', ARRAY['industry'], d.industry) FROM rdeals d$$,
+	'42703', NULL, 'a row without the model''s columns');
+SELECT throws_like($$SELECT dealrisk._deal_risk_row('default', 'rdeals',
+	ARRAY['created_date', 'closed_date', 'sales_rep_id', 'industry', 'region', 'product_type', 'lead_source',
+	      'deal_stage', 'deal_amount', 'sales_cycle_days', 'outcome', 'last_activity_date'],
+	d.created_date, d.closed_date, d.sales_rep_id, d.industry, d.region, d.product_type, d.lead_source,
+	d.deal_stage, d.deal_amount::text, d.sales_cycle_days, d.outcome, d.last_activity_date) FROM rdeals d$$,
+	'%"deal_amount"%must be numeric%', 'a number column passed as text');
+SELECT throws_ok($$SELECT dealrisk._deal_risk_row('default', 'int4', ARRAY['industry'], 'x'::text)$$,
+	'42703', NULL, 'a row type with none of the columns');
+SELECT is(dealrisk._deal_risk_row('default', 'rdeals',
+	ARRAY['created_date', 'closed_date', 'sales_rep_id', 'industry', 'region', 'product_type', 'lead_source',
+	      'deal_stage', 'deal_amount', 'sales_cycle_days', 'outcome', 'last_activity_date'],
+	d.created_date, d.closed_date, d.sales_rep_id, d.industry, d.region, d.product_type, d.lead_source,
+	d.deal_stage, d.deal_amount, d.sales_cycle_days, d.outcome, d.last_activity_date),
+	dealrisk.deal_risk(d), 'columns in any order, extra ones left out, score alike')
+FROM (SELECT * FROM rdeals ORDER BY deal_id LIMIT 1) d;
+
+SELECT * FROM finish();
+ROLLBACK;
