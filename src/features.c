@@ -516,7 +516,9 @@ typical_days(DrFeature *f, const char *s, int len)
  * intercept first), out->level the level or bin of each feature (-1 for the
  * baseline: NULL, unseen), out->raw the number a feature read.  With
  * leave_one_out the row's own outcome is taken out of rate features (so
- * training does not see its own label).  With out->want_text, rawtext
+ * training does not see its own label).  With out->closed_only, open deals
+ * and deals closed outside [closed_from, closed_before) are only marked
+ * skipped, their features not read.  With out->want_text, rawtext
  * gets a copy of each text input (in the current, per-row memory context).
  */
 void
@@ -555,6 +557,20 @@ dr_encode_row(DrModel *model, DrRowReader *r, int32 as_of, bool leave_one_out,
 	out->closed_date = closed;
 	is_closed = (out->outcome >= 0) ||
 		(r->fixed_attno[DR_COL_OUTCOME] == 0 && closed != DR_NO_DATE);
+
+	/* a training pass skips open deals and those outside its window */
+	out->skipped = false;
+	if (out->closed_only &&
+		(out->outcome == -1 ||
+		 ((out->closed_from != DR_NO_DATE || out->closed_before != DR_NO_DATE) &&
+		  (closed == DR_NO_DATE ||
+		   (out->closed_from != DR_NO_DATE && closed < out->closed_from) ||
+		   (out->closed_before != DR_NO_DATE && closed >= out->closed_before)))))
+	{
+		out->skipped = true;
+		out->nnz = 0;
+		return;
+	}
 	end = (is_closed && closed != DR_NO_DATE) ? closed : as_of;
 
 	out->idx[nnz] = 0;

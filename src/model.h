@@ -118,6 +118,10 @@ typedef struct DrEncoded
 	bool		want_text;		/* fill rawtext (explanations) */
 	int			outcome;		/* 1 won, 0 lost, -1 open, -2 unknown label */
 	int32		closed_date;	/* DateADT or DR_NO_DATE */
+	bool		closed_only;	/* set by training: skip open deals, and */
+	int32		closed_from;	/* closed deals outside [from, before) */
+	int32		closed_before;	/* (DR_NO_DATE: unbounded) */
+	bool		skipped;		/* the row was skipped: no features read */
 } DrEncoded;
 
 #define DR_NO_DATE PG_INT32_MIN

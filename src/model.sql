@@ -608,8 +608,8 @@ BEGIN
 		EXECUTE pg_catalog.format('SELECT percentile_disc($1) WITHIN GROUP (ORDER BY d.closed_date)'
 		                          ' FROM %s d WHERE %s', dict_source, closed_filter)
 			INTO cutoff USING 1 - holdout;
-		train_filter := closed_filter;
-		test_filter := closed_filter;
+		-- the passes skip open deals and pick their split themselves
+		train_filter := 'true';
 		split_train := 1;
 	ELSE
 		train_filter := pg_catalog.format('%s AND abs(pg_catalog.hashtext(d.deal_id::text)) %% 1000 >= %s',
@@ -650,7 +650,7 @@ BEGIN
 	-- 3. refit on every closed deal for the stored model, from the holdout
 	-- fit; its first pass also measures the holdout fit on the newest deals
 	IF has_closed_date THEN
-		final_fit := dealrisk._fit(source, spec, closed_filter, 0, NULL, ref, halflife, l2, fit.beta, NULL,
+		final_fit := dealrisk._fit(source, spec, 'true', 0, NULL, ref, halflife, l2, fit.beta, NULL,
 		                           spec_train, cutoff);
 		test_metrics := final_fit.eval_metrics;
 	ELSE

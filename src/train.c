@@ -47,11 +47,27 @@ typedef struct FitCache
 	DrEncoded  *enc;
 	double	   *beta;			/* ncols, zeros when none given */
 	int32		as_of;
+	int32		ref;			/* recency weights: reference date and */
+	double		halflife;		/* half-life in days (0: no weights) */
+	double	   *weights;		/* weight by days before ref, 0 = not yet */
 } FitCache;
 
-/* Parse the spec and coefficients of this call site once (fn_extra). */
+/* Recency weights are kept for deals closed up to this many days before ref. */
+#define WEIGHT_DAYS 8192
+
+/*
+ * Parse the spec and coefficients of this call site once (fn_extra), and
+ * read which closed deals it uses, from the arguments (split, cutoff) at
+ * splitarg: split 0 = every closed deal, 1 = closed before cutoff
+ * (training), 2 = closed on or after it (holdout).  The encoder skips the
+ * other rows before reading their features.  With weighted, the arguments
+ * (ref, halflife) follow: a deal then weighs 0.5 ^ (days before ref /
+ * halflife) when halflife > 0, so that recent outcomes count more.  These
+ * arguments are constants of the training queries.
+ */
 static FitCache *
-fit_cache(FunctionCallInfo fcinfo, int specarg, int betaarg)
+fit_cache(FunctionCallInfo fcinfo, int specarg, int betaarg, int splitarg,
+		  bool weighted)
 {
 	FitCache   *fc = (FitCache *) fcinfo->flinfo->fn_extra;
 	MemoryContext cxt = fcinfo->flinfo->fn_mcxt;
@@ -69,6 +85,23 @@ fit_cache(FunctionCallInfo fcinfo, int specarg, int betaarg)
 	fc->enc = dr_encoded_alloc(fc->model, cxt);
 	fc->beta = MemoryContextAllocZero(cxt, sizeof(double) * fc->model->ncols);
 	fc->as_of = dr_as_of_date();
+	fc->enc->closed_only = true;
+	fc->enc->closed_from = fc->enc->closed_before = DR_NO_DATE;
+	if (!PG_ARGISNULL(splitarg) && PG_GETARG_INT32(splitarg) != 0 &&
+		!PG_ARGISNULL(splitarg + 1))
+	{
+		if (PG_GETARG_INT32(splitarg) == 1)
+			fc->enc->closed_before = (int32) PG_GETARG_DATEADT(splitarg + 1);
+		else
+			fc->enc->closed_from = (int32) PG_GETARG_DATEADT(splitarg + 1);
+	}
+	if (weighted && !PG_ARGISNULL(splitarg + 2) && !PG_ARGISNULL(splitarg + 3) &&
+		PG_GETARG_FLOAT8(splitarg + 3) > 0)
+	{
+		fc->ref = (int32) PG_GETARG_DATEADT(splitarg + 2);
+		fc->halflife = PG_GETARG_FLOAT8(splitarg + 3);
+		fc->weights = MemoryContextAllocZero(cxt, sizeof(double) * WEIGHT_DAYS);
+	}
 	if (!PG_ARGISNULL(betaarg))
 	{
 		beta = PG_GETARG_ARRAYTYPE_P(betaarg);
@@ -100,35 +133,24 @@ zero_float8_array(int n)
 }
 
 /*
- * Which closed deals a pass reads, from the arguments (split, cutoff) at
- * argno, argno + 1: split 0 = every closed deal, 1 = closed before cutoff
- * (training), 2 = closed on or after it (holdout).  Returns the deal's
- * weight, 0 when the pass skips it.  With weighted, the arguments (ref,
- * halflife) follow, and a deal weighs 0.5 ^ (days before ref / halflife)
- * when halflife > 0, so that recent outcomes count more.
+ * The weight of the closed deal just encoded (see fit_cache): 1 without
+ * recency weights, else 0.5 ^ (days before ref / halflife), from a table
+ * filled as days are first seen.
  */
-static double
-row_weight(FunctionCallInfo fcinfo, int argno, bool weighted, DrEncoded *e)
+static inline double
+row_weight(FitCache *fc)
 {
-	int32		split = PG_ARGISNULL(argno) ? 0 : PG_GETARG_INT32(argno);
-	double		halflife;
+	int32		closed = fc->enc->closed_date;
+	int64		days;
 
-	if (split != 0 && !PG_ARGISNULL(argno + 1))
-	{
-		int32		cutoff = (int32) PG_GETARG_DATEADT(argno + 1);
-
-		if (e->closed_date == DR_NO_DATE)
-			return 0;
-		if ((split == 1) != (e->closed_date < cutoff))
-			return 0;
-	}
-	if (!weighted || PG_ARGISNULL(argno + 2) || PG_ARGISNULL(argno + 3) ||
-		e->closed_date == DR_NO_DATE)
+	if (fc->weights == NULL || closed == DR_NO_DATE)
 		return 1.0;
-	halflife = PG_GETARG_FLOAT8(argno + 3);
-	if (!(halflife > 0))
-		return 1.0;
-	return pow(0.5, ((double) PG_GETARG_DATEADT(argno + 2) - (double) e->closed_date) / halflife);
+	days = (int64) fc->ref - closed;
+	if (days < 0 || days >= WEIGHT_DAYS)
+		return pow(0.5, (double) days / fc->halflife);
+	if (fc->weights[days] == 0)
+		fc->weights[days] = pow(0.5, (double) days / fc->halflife);
+	return fc->weights[days];
 }
 
 /* A closed deal whose outcome label is not configured stops training. */
@@ -166,8 +188,8 @@ encode_and_eta(FitCache *fc, FunctionCallInfo fcinfo, int typarg, bool leave_one
 
 /*
  * IRLS transition: add one closed deal's weighted log-likelihood, gradient
- * and information at the current coefficients.  Open deals and rows with a
- * NULL or non-positive weight are skipped.
+ * and information at the current coefficients.  Open deals, deals outside
+ * the pass's split and rows with a non-positive weight are skipped.
  */
 Datum
 dr_irls_accum(PG_FUNCTION_ARGS)
@@ -190,13 +212,13 @@ dr_irls_accum(PG_FUNCTION_ARGS)
 		elog(ERROR, "IRLS state is NULL");
 	state = PG_GETARG_ARRAYTYPE_P(0);
 	dr_require_agg_context(fcinfo, "irls_accum");
-	fc = fit_cache(fcinfo, 1, 2);
+	fc = fit_cache(fcinfo, 1, 2, 3, true);
 	p = fc->model->ncols;
 	eta = encode_and_eta(fc, fcinfo, 7, true);
 	e = fc->enc;
-	if (e->outcome < 0)
+	if (e->skipped || e->outcome < 0)
 		PG_RETURN_ARRAYTYPE_P(state);
-	w = row_weight(fcinfo, 3, true, e);
+	w = row_weight(fc);
 	if (!(w > 0) || isinf(w))
 		PG_RETURN_ARRAYTYPE_P(state);
 
@@ -431,10 +453,10 @@ dr_eval_accum(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("coefficients must not be NULL")));
-	fc = fit_cache(fcinfo, 1, 2);
+	fc = fit_cache(fcinfo, 1, 2, 3, false);
 	/* scored as a new deal would be: no leave-one-out */
 	eta = encode_and_eta(fc, fcinfo, 5, false);
-	if (fc->enc->outcome < 0 || row_weight(fcinfo, 3, false, fc->enc) == 0)
+	if (fc->enc->skipped || fc->enc->outcome < 0)
 		PG_RETURN_ARRAYTYPE_P(state);
 	mu = dr_logistic(eta);
 	y = fc->enc->outcome;
