@@ -144,81 +144,61 @@ $$;
 COMMENT ON FUNCTION dealrisk._quantile_edges(regclass, text, text, float8[]) IS
 	'Distinct quantiles of an expression over a source, used as bin edges (internal)';
 
--- The feature specification learned from the closed deals of source that
--- pass filter: dictionaries, bin edges, typical stage times, rep counts.
--- The rep win-rate feature: exact won/closed counts per key over the deals
--- passing filter, shrunk toward their overall rate, standardised over deals.
-CREATE FUNCTION dealrisk._rate_feature(source regclass, col text, filter text)
-RETURNS jsonb
-LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
-AS $$
-DECLARE
-	strength float8 := 20;
-	result jsonb;
-BEGIN
-	EXECUTE pg_catalog.format($q$
-		WITH c AS (
-			SELECT d.%I::text k, count(*) FILTER (WHERE dealrisk.is_won(d.outcome))::float8 w, count(*)::float8 n
-			FROM %s d WHERE %s AND d.%I IS NOT NULL GROUP BY 1),
-		p AS (SELECT sum(w) / sum(n) prior FROM c),
-		r AS (SELECT c.n, (c.w + $1 * p.prior) / (c.n + $1) rate FROM c, p),
-		m AS (SELECT sum(n * rate) / sum(n) mean, sum(n * rate * rate) / sum(n) sq FROM r)
-		SELECT CASE WHEN (SELECT count(*) FROM c) > 0 THEN pg_catalog.jsonb_build_object(
-			'name', 'rep_win_rate', 'kind', 'rate', 'column', %L,
-			'prior', p.prior, 'strength', $1::float8, 'mean', m.mean,
-			'sd', CASE WHEN m.sq - m.mean * m.mean > 1e-18 THEN sqrt(m.sq - m.mean * m.mean) ELSE 1 END,
-			'levels', (SELECT pg_catalog.jsonb_agg(k ORDER BY k COLLATE "C") FROM c),
-			'won', (SELECT pg_catalog.jsonb_agg(w ORDER BY k COLLATE "C") FROM c),
-			'closed', (SELECT pg_catalog.jsonb_agg(n ORDER BY k COLLATE "C") FROM c)) END
-		FROM p, m $q$, col, source, filter, col, col) INTO result USING strength;
-	RETURN result;
-END
-$$;
-COMMENT ON FUNCTION dealrisk._rate_feature(regclass, text, text) IS
-	'The shrunk win-rate feature of a key column (the rep), from exact counts over a source (internal)';
-
--- The rep win-rate feature twice from one scan: over every deal passing
--- filter, and over those closed before cutoff (the holdout model's).
-CREATE FUNCTION dealrisk._rate_features(source regclass, col text, filter text, cutoff date,
-	OUT all_deals jsonb, OUT before_cutoff jsonb)
+-- One scan of the closed deals of source for what training needs exactly
+-- (the dictionaries come from a sample): won and lost counts, the newest
+-- close date, and the shrunk win-rate feature of column key (the rep) twice,
+-- over every closed deal and over those for which train_expr holds (the
+-- holdout model's).  Each rate feature holds per key the won and closed
+-- counts, the overall rate (prior) they are shrunk toward with a strength of
+-- 20 deals, and the mean and sd of the shrunk rate over deals, for
+-- standardising.  key NULL: counts and date only.
+CREATE FUNCTION dealrisk._census(source regclass, key text, train_expr text, has_closed_date boolean,
+	OUT n_won bigint, OUT n_lost bigint, OUT ref date, OUT rate_all jsonb, OUT rate_train jsonb)
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 BEGIN
 	EXECUTE pg_catalog.format($q$
-		WITH c AS (
-			SELECT d.%I::text k,
-			       count(*) FILTER (WHERE dealrisk.is_won(d.outcome))::float8 w,
-			       count(*)::float8 n,
-			       count(*) FILTER (WHERE dealrisk.is_won(d.outcome) AND d.closed_date < $2)::float8 wb,
-			       count(*) FILTER (WHERE d.closed_date < $2)::float8 nb
-			FROM %s d WHERE %s AND d.%I IS NOT NULL GROUP BY 1),
-		a AS (SELECT 'all' part, k, w, n FROM c UNION ALL SELECT 'before', k, wb, nb FROM c WHERE nb > 0),
+		WITH g AS (
+			SELECT %s k, dealrisk.is_won(d.outcome) won, count(*) n, count(*) FILTER (WHERE %s) nb, %s m
+			FROM %s d GROUP BY 1, 2),
+		c AS (
+			SELECT k, coalesce(sum(n) FILTER (WHERE won), 0)::float8 w, sum(n)::float8 n,
+			       coalesce(sum(nb) FILTER (WHERE won), 0)::float8 wb, sum(nb)::float8 nb, max(m) m
+			FROM g WHERE won IS NOT NULL GROUP BY k),
+		a AS (SELECT 'all' part, k, w, n FROM c WHERE k IS NOT NULL
+		      UNION ALL SELECT 'train', k, wb, nb FROM c WHERE k IS NOT NULL AND nb > 0),
 		p AS (SELECT part, sum(w) / sum(n) prior FROM a GROUP BY part),
 		r AS (SELECT a.part, a.n, (a.w + $1 * p.prior) / (a.n + $1) rate FROM a JOIN p USING (part)),
 		m AS (SELECT part, sum(n * rate) / sum(n) mean, sum(n * rate * rate) / sum(n) sq FROM r GROUP BY part),
 		f AS (
 			SELECT p.part, pg_catalog.jsonb_build_object(
-				'name', 'rep_win_rate', 'kind', 'rate', 'column', %L,
+				'name', 'rep_win_rate', 'kind', 'rate', 'column', $2,
 				'prior', p.prior, 'strength', $1::float8, 'mean', m.mean,
 				'sd', CASE WHEN m.sq - m.mean * m.mean > 1e-18 THEN sqrt(m.sq - m.mean * m.mean) ELSE 1 END,
 				'levels', (SELECT pg_catalog.jsonb_agg(k ORDER BY k COLLATE "C") FROM a WHERE a.part = p.part),
 				'won', (SELECT pg_catalog.jsonb_agg(w ORDER BY k COLLATE "C") FROM a WHERE a.part = p.part),
 				'closed', (SELECT pg_catalog.jsonb_agg(n ORDER BY k COLLATE "C") FROM a WHERE a.part = p.part)) j
 			FROM p JOIN m USING (part))
-		SELECT (SELECT j FROM f WHERE part = 'all'), (SELECT j FROM f WHERE part = 'before') $q$,
-		col, source, filter, col, col) INTO all_deals, before_cutoff USING 20::float8, cutoff;
+		SELECT coalesce(sum(w), 0)::bigint, coalesce(sum(n - w), 0)::bigint, max(m),
+		       (SELECT j FROM f WHERE part = 'all'), (SELECT j FROM f WHERE part = 'train')
+		FROM c $q$,
+		CASE WHEN key IS NULL THEN 'NULL::text' ELSE pg_catalog.format('d.%I::text', key) END,
+		train_expr,
+		CASE WHEN has_closed_date THEN 'max(d.closed_date)' ELSE 'NULL::date' END,
+		source)
+		INTO n_won, n_lost, ref, rate_all, rate_train USING 20::float8, key;
 END
 $$;
-COMMENT ON FUNCTION dealrisk._rate_features(regclass, text, text, date) IS
-	'The rep win-rate feature over all deals and over those closed before a cutoff, from one scan (internal)';
+COMMENT ON FUNCTION dealrisk._census(regclass, text, text, boolean) IS
+	'Won and lost counts, newest close date and the rep win-rate features (all deals, training split) of a source, from one scan (internal)';
 
--- filter picks the closed deals; the dictionaries (levels, bin edges,
--- typical stage times) are learned from dict_source (a sample of source;
--- default source itself), and rate_filter picks the deals of source whose
--- outcomes the rep win rates count (default filter).  With rates false the
--- rate feature is left as a placeholder for the caller to fill.
+-- The feature specification learned from the closed deals of source that
+-- pass filter: dictionaries, bin edges, typical stage times.  They are
+-- learned from dict_source (a sample of source; default source itself); the
+-- rep win-rate feature, which needs exact counts, is left as a placeholder
+-- for the caller to fill from _census.
 CREATE FUNCTION dealrisk._build_spec(source regclass, features text[], filter text,
-	dict_source regclass DEFAULT NULL, rate_filter text DEFAULT NULL, rates boolean DEFAULT true)
+	dict_source regclass DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
@@ -229,15 +209,11 @@ DECLARE
 	f text;
 	spec jsonb := '[]';
 	n bigint;
-	won bigint;
 	min_level bigint;
 	levels jsonb;
 	pooled jsonb;
 	edges float8[];
 	typical jsonb;
-	rep jsonb;
-	prior float8;
-	strength float8 := 20;
 	mean float8;
 	sd float8;
 	t text;
@@ -247,7 +223,6 @@ DECLARE
 	dfilter text := filter;
 	src regclass := source;
 BEGIN
-	rate_filter := coalesce(rate_filter, filter);
 	source := coalesce(dict_source, source);	-- dictionaries read the sample
 	SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum),
 	       pg_catalog.array_agg(pg_catalog.format_type(a.atttypid, NULL) ORDER BY a.attnum)
@@ -265,9 +240,7 @@ BEGIN
 		want := features;
 	END IF;
 
-	EXECUTE pg_catalog.format('SELECT count(*), count(*) FILTER (WHERE dealrisk.is_won(d.outcome)) FROM %s d WHERE %s',
-	                          source, dfilter) INTO n, won;
-	prior := won::float8 / greatest(n, 1);
+	EXECUTE pg_catalog.format('SELECT count(*) FROM %s d WHERE %s', source, dfilter) INTO n;
 	min_level := greatest(20, (n * 0.005)::bigint);
 	-- as features.c reads it: a closed deal's cycle, else the days from
 	-- creation to its close (or to the as-of date when that is missing)
@@ -329,14 +302,8 @@ BEGIN
 				RAISE EXCEPTION 'column "%" is missing from source %', f, src
 					USING ERRCODE = 'undefined_column';
 			END IF;
-			IF rates THEN
-				rep := dealrisk._rate_feature(src, f, rate_filter);
-			ELSE
-				rep := pg_catalog.jsonb_build_object('name', 'rep_win_rate', 'kind', 'rate', 'column', f, 'pending', true);
-			END IF;
-			IF rep IS NOT NULL THEN
-				spec := spec || rep;
-			END IF;
+			spec := spec || pg_catalog.jsonb_build_object('name', 'rep_win_rate', 'kind', 'rate',
+			                                              'column', f, 'pending', true);
 		ELSIF f = ANY (cols) THEN
 			t := types[pg_catalog.array_position(cols, f)];
 			IF t IN ('text', 'character varying', 'character', 'boolean') THEN
@@ -385,8 +352,8 @@ BEGIN
 	RETURN pg_catalog.jsonb_build_object('format', 'dealrisk/1', 'features', spec);
 END
 $$;
-COMMENT ON FUNCTION dealrisk._build_spec(regclass, text[], text, regclass, text, boolean) IS
-	'Learns a feature specification (dictionaries, bins, typical stage times, rep counts) from the closed deals of a source (internal)';
+COMMENT ON FUNCTION dealrisk._build_spec(regclass, text[], text, regclass) IS
+	'Learns a feature specification (dictionaries, bins, typical stage times) from the closed deals of a source (internal)';
 
 CREATE FUNCTION dealrisk._as_of()
 RETURNS date
@@ -398,11 +365,11 @@ COMMENT ON FUNCTION dealrisk._as_of() IS
 -- Fit the coefficients of a spec by IRLS on the closed deals passing filter
 -- and split (see _irls_pass), starting from beta0 (NULL: the intercept at the
 -- log-odds of prior).  Each iteration is one aggregate pass; it stops when
--- the Newton step promises less than 1e-5 (relative) more log-likelihood,
--- and returns the coefficients after that last step.
+-- the Newton step promises less than tolerance (relative) more
+-- log-likelihood, and returns the coefficients after that last step.
 CREATE FUNCTION dealrisk._fit(source regclass, spec jsonb, filter text, split int, cutoff date,
 	ref date, halflife float8, l2 float8, beta0 float8[], prior float8,
-	eval_spec jsonb DEFAULT NULL, eval_cutoff date DEFAULT NULL,
+	eval_spec jsonb DEFAULT NULL, eval_cutoff date DEFAULT NULL, tolerance float8 DEFAULT 1e-5,
 	OUT beta float8[], OUT iterations int, OUT converged boolean, OUT loglik float8,
 	OUT eval_metrics jsonb)
 LANGUAGE plpgsql VOLATILE
@@ -442,15 +409,15 @@ BEGIN
 		beta := next;
 		iterations := i;
 		-- Newton converges quadratically: once a step promises less than
-		-- 1e-5 of the log-likelihood, what is left after it is negligible
-		IF gain <= 1e-5 * (abs(loglik) + 1) THEN
+		-- the tolerance, what is left after it is negligible
+		IF gain <= tolerance * (abs(loglik) + 1) THEN
 			converged := true;
 			EXIT;
 		END IF;
 	END LOOP;
 END
 $$;
-COMMENT ON FUNCTION dealrisk._fit(regclass, jsonb, text, int, date, date, float8, float8, float8[], float8, jsonb, date) IS
+COMMENT ON FUNCTION dealrisk._fit(regclass, jsonb, text, int, date, date, float8, float8, float8[], float8, jsonb, date, float8) IS
 	'IRLS driver: one aggregate pass per Newton step until the step promises no more gain (internal)';
 
 CREATE FUNCTION dealrisk._quality_problem(metrics jsonb)
@@ -545,10 +512,13 @@ DECLARE
 	train_filter text;
 	test_filter text;
 	split_train int := 0;
+	train_expr text;
+	n_rows float8;
+	is_table boolean;
+	rate_key text;
+	census record;
 	spec jsonb;
 	spec_train jsonb;
-	rep jsonb;
-	rep_train jsonb;
 	pos int;
 	fit record;
 	test_metrics jsonb;
@@ -573,33 +543,28 @@ BEGIN
 	PERFORM dealrisk._check_source(source, ARRAY['deal_id', 'outcome', 'created_date']);
 	has_closed_date := dealrisk._has_column(source, 'closed_date');
 
-	EXECUTE pg_catalog.format('SELECT count(*) FILTER (WHERE dealrisk.is_won(d.outcome)),'
-	                          ' count(*) FILTER (WHERE NOT dealrisk.is_won(d.outcome)), %s FROM %s d',
-	                          CASE WHEN has_closed_date THEN 'max(d.closed_date) FILTER (WHERE dealrisk.is_won(d.outcome) IS NOT NULL)'
-	                               ELSE 'NULL::date' END, source)
-		INTO n_won, n_lost, ref;
-	IF n_won < min_n OR n_lost < min_n THEN
-		RAISE EXCEPTION 'not enough closed deals to train on: % has % won and % lost, at least % of each are needed',
-			source, n_won, n_lost, min_n
-			USING ERRCODE = 'insufficient_resources',
-			      HINT = 'Collect more closed deals, or lower dealrisk.min_training_deals (at the price of a weaker model).';
-	END IF;
-	-- dictionaries and bin edges come from about 50,000 closed deals at most
+	-- Dictionaries and bin edges come from about 50,000 closed deals at most
 	-- (a repeatable sample of a table's pages, or of a view's rows by deal_id,
-	-- read once into a temporary table);
-	-- counts and fits read every deal
+	-- read once into a temporary table); counts and fits read every deal.
+	-- How many rows there are: a table's estimate from the catalog (only
+	-- the sample's size depends on it), else an exact count.
+	SELECT CASE WHEN c.relkind IN ('r', 'm') AND c.reltuples >= 1 THEN c.reltuples END, c.relkind IN ('r', 'm')
+	INTO n_rows, is_table FROM pg_catalog.pg_class c WHERE c.oid = source;
+	IF n_rows IS NULL THEN
+		EXECUTE pg_catalog.format('SELECT count(*) FROM %s d WHERE %s', source, closed_filter) INTO n_rows;
+	END IF;
 	dict_source := source;
-	IF n_won + n_lost > 50000 THEN
+	IF n_rows > 50000 THEN
 		DROP TABLE IF EXISTS pg_temp.dealrisk_train_sample;
-		IF (SELECT c.relkind IN ('r', 'm') FROM pg_catalog.pg_class c WHERE c.oid = source) THEN
+		IF is_table THEN
 			-- a table: read only a repeatable sample of its pages
 			EXECUTE pg_catalog.format('CREATE TEMP TABLE dealrisk_train_sample ON COMMIT DROP AS'
 			                          ' SELECT * FROM %s d TABLESAMPLE SYSTEM (%s) REPEATABLE (42) WHERE %s',
-			                          source, least(100, 100.0 * 50000 / (n_won + n_lost)), closed_filter);
+			                          source, least(100, 100.0 * 50000 / n_rows), closed_filter);
 		ELSE
 			EXECUTE pg_catalog.format('CREATE TEMP TABLE dealrisk_train_sample ON COMMIT DROP AS'
 			                          ' SELECT * FROM %s d WHERE %s AND abs(pg_catalog.hashtext(d.deal_id::text)) %% 100000 < %s',
-			                          source, closed_filter, ceil(100000.0 * 50000 / (n_won + n_lost))::int);
+			                          source, closed_filter, ceil(100000.0 * 50000 / n_rows)::int);
 		END IF;
 		dict_source := 'pg_temp.dealrisk_train_sample'::regclass;
 	END IF;
@@ -608,44 +573,57 @@ BEGIN
 		EXECUTE pg_catalog.format('SELECT percentile_disc($1) WITHIN GROUP (ORDER BY d.closed_date)'
 		                          ' FROM %s d WHERE %s', dict_source, closed_filter)
 			INTO cutoff USING 1 - holdout;
+		train_expr := pg_catalog.format('d.closed_date < %L::date', cutoff);
 		-- the passes skip open deals and pick their split themselves
 		train_filter := 'true';
 		split_train := 1;
 	ELSE
-		train_filter := pg_catalog.format('%s AND abs(pg_catalog.hashtext(d.deal_id::text)) %% 1000 >= %s',
-		                                  closed_filter, (holdout * 1000)::int);
-		test_filter := pg_catalog.format('%s AND abs(pg_catalog.hashtext(d.deal_id::text)) %% 1000 < %s',
-		                                 closed_filter, (holdout * 1000)::int);
+		train_expr := pg_catalog.format('abs(pg_catalog.hashtext(d.deal_id::text)) %% 1000 >= %s', (holdout * 1000)::int);
+		train_filter := pg_catalog.format('%s AND %s', closed_filter, train_expr);
+		test_filter := pg_catalog.format('%s AND NOT (%s)', closed_filter, train_expr);
 		halflife := 0;
 	END IF;
 
-	-- 1. the dictionaries, learned once from the closed deals; the holdout
-	-- model's rep win rates count only the older deals' outcomes
-	spec := dealrisk._build_spec(source, features, closed_filter, dict_source, rates => false);
+	-- the exact counts, the newest close and the rep win rates (over every
+	-- closed deal, and over the training split for the holdout model), from
+	-- one scan
+	IF (features IS NULL OR 'sales_rep_id' = ANY (features)) AND dealrisk._has_column(source, 'sales_rep_id') THEN
+		rate_key := 'sales_rep_id';
+	END IF;
+	SELECT * INTO census FROM dealrisk._census(source, rate_key, train_expr, has_closed_date);
+	n_won := census.n_won;
+	n_lost := census.n_lost;
+	ref := census.ref;
+	IF n_won < min_n OR n_lost < min_n THEN
+		RAISE EXCEPTION 'not enough closed deals to train on: % has % won and % lost, at least % of each are needed',
+			source, n_won, n_lost, min_n
+			USING ERRCODE = 'insufficient_resources',
+			      HINT = 'Collect more closed deals, or lower dealrisk.min_training_deals (at the price of a weaker model).';
+	END IF;
+
+	-- 1. the dictionaries, learned once from the closed deals (of the
+	-- sample); the rep win rates from the census
+	spec := dealrisk._build_spec(source, features, closed_filter, dict_source);
 	spec_train := spec;
 	SELECT o - 1 INTO pos FROM pg_catalog.jsonb_array_elements(spec->'features') WITH ORDINALITY e(f, o)
 	WHERE f->>'kind' = 'rate';
 	IF pos IS NOT NULL THEN
-		IF has_closed_date THEN
-			SELECT r.all_deals, r.before_cutoff INTO rep, rep_train
-			FROM dealrisk._rate_features(source, spec->'features'->pos->>'column', closed_filter, cutoff) r;
-		ELSE
-			rep := dealrisk._rate_feature(source, spec->'features'->pos->>'column', closed_filter);
-			rep_train := dealrisk._rate_feature(source, spec->'features'->pos->>'column', train_filter);
-		END IF;
-		IF rep IS NULL OR rep_train IS NULL THEN
+		IF census.rate_all IS NULL OR census.rate_train IS NULL THEN
 			-- no rep on any (older) closed deal: leave the feature out
 			spec := pg_catalog.jsonb_set(spec, '{features}', (spec->'features') - pos);
 			spec_train := spec;
 		ELSE
-			spec := pg_catalog.jsonb_set(spec, ARRAY['features', pos::text], rep);
-			spec_train := pg_catalog.jsonb_set(spec, ARRAY['features', pos::text], rep_train);
+			spec := pg_catalog.jsonb_set(spec, ARRAY['features', pos::text], census.rate_all);
+			spec_train := pg_catalog.jsonb_set(spec, ARRAY['features', pos::text], census.rate_train);
 		END IF;
 	END IF;
 
-	-- 2. fit on the older deals
+	-- 2. fit on the older deals.  This fit is only measured (and starts the
+	-- refit), so it stops once a Newton step promises less than 1e-3 of the
+	-- log-likelihood: Newton's quadratic convergence leaves next to nothing
+	-- after that step (docs/model.md); the stored model is fitted to 1e-5.
 	fit := dealrisk._fit(source, spec_train, train_filter, split_train, cutoff, ref, halflife, l2, NULL,
-	                     n_won::float8 / (n_won + n_lost));
+	                     n_won::float8 / (n_won + n_lost), tolerance => 1e-3);
 
 	-- 3. refit on every closed deal for the stored model, from the holdout
 	-- fit; its first pass also measures the holdout fit on the newest deals

@@ -238,20 +238,23 @@ dr_irls_accum(PG_FUNCTION_ARGS)
 	 * mu; for large eta, 1 - mu underflows, and log(1 + e^-eta) ~ e^-eta
 	 */
 	v[2] += w * (y * eta - (eta > 30 ? eta + exp(-eta) : -log1p(-mu)));
+	/*
+	 * The encoder lists a row's columns in increasing order (the intercept,
+	 * then at most one column per feature, features in model order), so the
+	 * pairs (a, b >= a) are exactly the upper triangle: row i of it starts
+	 * at i p - i (i - 1) / 2, and (i, j) sits j - i further.
+	 */
 	for (a = 0; a < e->nnz; a++)
 	{
 		int			i = e->idx[a];
 		double		wi = w * mu * (1 - mu) * e->val[a];
+		double	   *row = info + (i * p - i * (i - 1) / 2) - i;
 
+		if (unlikely(a > 0 && e->idx[a - 1] >= i))
+			elog(ERROR, "encoded model columns are not in increasing order");
 		grad[i] += w * (y - mu) * e->val[a];
-		for (b = 0; b < e->nnz; b++)
-		{
-			int			j = e->idx[b];
-
-			/* upper triangle, row-major: (i, j) with i <= j */
-			if (i <= j)
-				info[i * p - i * (i - 1) / 2 + (j - i)] += wi * e->val[b];
-		}
+		for (b = a; b < e->nnz; b++)
+			row[e->idx[b]] += wi * e->val[b];
 	}
 	PG_RETURN_ARRAYTYPE_P(state);
 }
