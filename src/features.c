@@ -473,7 +473,11 @@ attr_text(DrRowReader *r, int attno, Oid t, FmgrInfo *out,
 	}
 	else if (t == TEXTOID || t == VARCHAROID || t == BPCHAROID)
 	{
-		text	   *tx = DatumGetTextPP(d);
+		text	   *tx = (text *) DatumGetPointer(d);
+
+		/* pg_detoast_datum_packed's test, without a call for plain values */
+		if (VARATT_IS_COMPRESSED(tx) || VARATT_IS_EXTERNAL(tx))
+			tx = DatumGetTextPP(d);
 
 		*s = VARDATA_ANY(tx);
 		*len = VARSIZE_ANY_EXHDR(tx);

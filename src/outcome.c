@@ -82,6 +82,22 @@ parse_label_list(const char *list, DrOutcome cls, const char *gucname)
 	}
 }
 
+/*
+ * The last labels classified, as stored (untrimmed), one slot per length
+ * modulo MEMO_SLOTS: a column holds a handful of labels, so most rows are
+ * answered by one comparison instead of a trim and case-insensitive
+ * matches.  Emptied whenever the label lists are parsed again.
+ */
+#define MEMO_SLOTS 4
+#define MEMO_MAX_LEN 32
+typedef struct LabelMemo
+{
+	int			len;			/* 0: empty slot */
+	DrOutcome	cls;
+	char		text[MEMO_MAX_LEN];
+} LabelMemo;
+static LabelMemo memo[MEMO_SLOTS];
+
 /* Re-read the label GUCs if one changed since the last parse. */
 static void
 refresh_labels(void)
@@ -94,6 +110,7 @@ refresh_labels(void)
 	else
 		MemoryContextReset(label_cxt);
 	nlabels = 0;
+	memset(memo, 0, sizeof(memo));
 	parse_label_list(dr_won_labels, DR_OUTCOME_WON, "dealrisk.won_labels");
 	parse_label_list(dr_lost_labels, DR_OUTCOME_LOST, "dealrisk.lost_labels");
 	parse_label_list(dr_open_labels, DR_OUTCOME_OPEN, "dealrisk.open_labels");
@@ -107,18 +124,36 @@ refresh_labels(void)
 DrOutcome
 dr_classify_outcome(const char *s, int len)
 {
+	LabelMemo  *m = &memo[len % MEMO_SLOTS];
+	const char *t = s;
+	int			tlen = len;
+	DrOutcome	cls = DR_OUTCOME_UNKNOWN;
 	int			i;
 
 	refresh_labels();
-	trim_bounds(&s, &len);
-	if (len == 0)
-		return DR_OUTCOME_NONE;
-	for (i = 0; i < nlabels; i++)
+	if (len > 0 && m->len == len && memcmp(m->text, s, len) == 0)
+		return m->cls;
+	trim_bounds(&t, &tlen);
+	if (tlen == 0)
+		cls = DR_OUTCOME_NONE;
+	else
 	{
-		if (labels[i].len == len && pg_strncasecmp(labels[i].text, s, len) == 0)
-			return labels[i].cls;
+		for (i = 0; i < nlabels; i++)
+		{
+			if (labels[i].len == tlen && pg_strncasecmp(labels[i].text, t, tlen) == 0)
+			{
+				cls = labels[i].cls;
+				break;
+			}
+		}
 	}
-	return DR_OUTCOME_UNKNOWN;
+	if (len > 0 && len <= MEMO_MAX_LEN)
+	{
+		m->len = len;
+		m->cls = cls;
+		memcpy(m->text, s, len);
+	}
+	return cls;
 }
 
 /*

@@ -1,6 +1,6 @@
 -- pgTAP: outcome labels, stage table, and their errors.
 \ir harness/pgtap_setup.psql
-SELECT plan(23);
+SELECT plan(24);
 
 SELECT is(dealrisk.is_won('Won'), true, 'Won is won');
 SELECT is(dealrisk.is_won('  closed WON '), true, 'labels are trimmed and case-insensitive');
@@ -22,6 +22,8 @@ SELECT throws_ok($$SELECT dealrisk.is_won('Lost')$$, '22023',
 	'unknown outcome label "Lost"', 'labels not listed any more are unknown');
 RESET dealrisk.won_labels;
 RESET dealrisk.lost_labels;
+SELECT is(ARRAY[dealrisk.is_won('Lost'), dealrisk.is_won('Lost'), dealrisk.is_won('Won '), dealrisk.is_won('won ')],
+	ARRAY[false, false, true, true], 'labels listed again are known again, however often and however spelt');
 
 SELECT is(dealrisk.stage_position('negotiation'), 4, 'stages match without case');
 SELECT throws_ok($$SELECT dealrisk.stage_position('Limbo')$$, '22023',

@@ -24,9 +24,9 @@ ensure_table() {
 	fi
 }
 
-# Median of a list of numbers on stdin.
+# Median of a list of numbers on stdin, printed with format $1 (default %.1f).
 median() {
-	sort -g | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.1f", m}'
+	sort -g | awk -v f="${1:-%.1f}" '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf f, m}'
 }
 
 # Time the queries (arguments) with a number of parallel workers, all in one

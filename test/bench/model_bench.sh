@@ -6,10 +6,13 @@
 # Assumes PGHOST/PGPORT/PGUSER/PGDATABASE point at a database with the
 # extension (as `make bench` sets them; see test/harness/run.sh).
 # Prints a Markdown report and writes it to test/bench/out/model.md.
-# Environment: BENCH_ROWS (default 1000000), BENCH_RUNS (default 5).
+# Environment: BENCH_ROWS (default 1000000), BENCH_RUNS (default 5),
+# BENCH_TRAIN_RUNS (default 3: training and the sklearn route are timed that
+# many times, interleaved, and the medians reported).
 set -euo pipefail
 ROWS=${BENCH_ROWS:-1000000}
 RUNS=${BENCH_RUNS:-5}
+TRAIN_RUNS=${BENCH_TRAIN_RUNS:-3}
 QROWS=$((ROWS / 4))
 ASOF=2024-12-31
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -207,20 +210,27 @@ BENCH_SET="SET dealrisk.as_of_date = '$ASOF';"
 
 # ---------------------------------------------------------------------------
 # (a) scoring in one process and (b) with 1 and 2 parallel workers.
+# The last query scores whole-row values: a subquery the planner keeps
+# (OFFSET 0) hands deal_risk a composite value per row, where on a table it
+# passes the columns (src/score.c, dr_deal_risk_support).
 score=("SELECT sum(deal_amount) FROM bench_deals"
 	"SELECT sum(dealrisk.deal_risk(d.*)) FROM bench_deals d"
 	"SELECT sum($HAND) FROM bench_deals d"
-	"SELECT sum($BUCKET) FROM bench_deals d")
+	"SELECT sum($BUCKET) FROM bench_deals d"
+	"SELECT sum(dealrisk.deal_risk(d.*)) FROM (SELECT * FROM bench_deals OFFSET 0) d")
 label=("scan floor: \`sum(deal_amount)\`"
 	"\`sum(dealrisk.deal_risk(d.*))\`"
 	"hand-written SQL, CASE per feature"
-	"hand-written SQL, bins by \`width_bucket\`")
+	"hand-written SQL, bins by \`width_bucket\`"
+	"\`deal_risk\` on composite values (\`FROM (SELECT * FROM bench_deals OFFSET 0) d\`)")
 note "scoring: serial..."
 mapfile -t s0 < <(medians 0 "${score[@]}")
+# (not the composite-value query in parallel: its OFFSET 0 keeps the
+# scoring above the Gather, in the leader)
 note "scoring: 1 worker..."
-mapfile -t s1 < <(medians 1 "${score[@]}")
+mapfile -t s1 < <(medians 1 "${score[@]:0:4}")
 note "scoring: 2 workers..."
-mapfile -t s2 < <(medians 2 "${score[@]}")
+mapfile -t s2 < <(medians 2 "${score[@]:0:4}")
 
 # ---------------------------------------------------------------------------
 # (c) training: wall time of dealrisk.train() (clock_timestamp around it, in
@@ -248,6 +258,7 @@ SH
 train_run() {
 	local table=$1 model=$2 workers=$3 d=$TMP/train.$2.$3 i secs id
 	mkdir -p "$d"
+	rm -f "$d/stop" "$d/anon" "$d/before" "$d/after"
 	{
 		echo "SET client_min_messages = warning;"
 		echo "SET jit = off;"
@@ -273,12 +284,22 @@ train_run() {
 		echo "$secs|-|-|-|-|$id"
 	fi
 }
-note "training on bench_deals_q (serial)..."
-IFS='|' read -r tq_s tq_h0 tq_h1 tq_anon tq_shm tq_id < <(train_run bench_deals_q bench_q 0)
-note "training on bench_deals (serial)..."
-IFS='|' read -r tf_s tf_h0 tf_h1 tf_anon tf_shm tf_id < <(train_run bench_deals bench 0)
-note "training on bench_deals (up to 2 workers)..."
-IFS='|' read -r tp_s _ _ _ _ tp_id < <(train_run bench_deals bench 2)
+# train_median TABLE MODEL WORKERS: train_run TRAIN_RUNS times -> the
+# median seconds, then train_run's other fields from the last run, then
+# every run's seconds (comma-separated).
+train_median() {
+	local i line last secs=()
+	for i in $(seq "$TRAIN_RUNS"); do
+		line=$(train_run "$@")
+		secs+=("${line%%|*}")
+		last=$line
+	done
+	echo "$(printf '%s\n' "${secs[@]}" | median %.3f)|${last#*|}|$(printf '%.2f,' "${secs[@]}" | sed 's/,$//')"
+}
+note "training on bench_deals_q (serial, $TRAIN_RUNS runs)..."
+IFS='|' read -r tq_s tq_h0 tq_h1 tq_anon tq_shm tq_id tq_all < <(train_median bench_deals_q bench_q 0)
+note "training on bench_deals (up to 2 workers, $TRAIN_RUNS runs)..."
+IFS='|' read -r tp_s _ _ _ _ tp_id tp_all < <(train_median bench_deals bench 2)
 closed_q=$(psql_at -c "SELECT count(*) FROM bench_deals_q WHERE dealrisk.is_won(outcome) IS NOT NULL")
 
 # In-sample AUC of the stored 'bench' model (exact, ties count half) and its
@@ -316,20 +337,44 @@ if ! "$PY" -c 'import sklearn, pandas' 2>/dev/null; then
 		note "$SK"
 	fi
 fi
-if [ -z "$SK" ]; then
-	note "sklearn route: copy out..."
-	csv=$TMP/closed_deals.csv
+# The serial training on bench_deals and the route are timed in turns, so
+# that drift on the machine touches both alike; medians of TRAIN_RUNS runs.
+sk_run() {
+	local run=$1 csv=$TMP/closed_deals.csv t0 t1 copy
 	t0=$(date +%s.%N)
 	psql_q -c "\\copy (SELECT created_date, closed_date, sales_rep_id, industry, region, product_type, lead_source, deal_amount, sales_cycle_days, outcome, last_activity_date FROM bench_deals WHERE outcome IN ($CLOSED_IN)) TO '$csv' WITH (FORMAT csv, HEADER)"
 	t1=$(date +%s.%N)
-	COPY_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
+	copy=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
 	CSV_MB=$(awk -v b="$(stat -c %s "$csv")" 'BEGIN {printf "%.1f", b / 1048576}')
-	note "sklearn route: fit..."
 	"$PY" "$HERE/sklearn_fit.py" "$csv" --won "$WON_LIST" --C 1.0 --max-iter 1000 \
-		--halflife-days "$HALFLIFE" >"$TMP/sk.out"
-	sk() { awk -F '\t' -v k="$1" '$1 == k {print $2}' "$TMP/sk.out"; }
-	ROUTE_S=$(awk -v a="$COPY_S" -v b="$(sk imports_s)" -v c="$(sk load_s)" -v d="$(sk features_s)" -v e="$(sk fit_s)" \
-		'BEGIN {printf "%.3f", a + b + c + d + e}')
+		--halflife-days "$HALFLIFE" >"$TMP/sk.$run.out"
+	printf 'copy_s\t%s\n' "$copy" >>"$TMP/sk.$run.out"
+	awk -F '\t' '$1 ~ /^(copy|imports|load|features|fit)_s$/ {t += $2} END {printf "total_s\t%.3f\n", t}' \
+		"$TMP/sk.$run.out" >>"$TMP/sk.$run.out"
+}
+tf_list=()
+for run in $(seq "$TRAIN_RUNS"); do
+	note "training on bench_deals (serial), run $run of $TRAIN_RUNS..."
+	IFS='|' read -r secs tf_h0 tf_h1 tf_anon tf_shm tf_id < <(train_run bench_deals bench 0)
+	tf_list+=("$secs")
+	if [ -z "$SK" ]; then
+		note "sklearn route, run $run of $TRAIN_RUNS..."
+		sk_run "$run"
+	fi
+done
+tf_s=$(printf '%s\n' "${tf_list[@]}" | median %.3f)
+tf_all=$(printf '%.2f,' "${tf_list[@]}" | sed 's/,$//')
+if [ -z "$SK" ]; then
+	# sk KEY: the median of KEY over the runs for times (*_s), else the last run's value
+	sk() {
+		case $1 in
+		*_s) awk -F '\t' -v k="$1" '$1 == k {print $2}' "$TMP"/sk.*.out | median %.3f ;;
+		*) awk -F '\t' -v k="$1" '$1 == k {print $2}' "$TMP/sk.$TRAIN_RUNS.out" ;;
+		esac
+	}
+	COPY_S=$(sk copy_s)
+	ROUTE_S=$(sk total_s)
+	ROUTE_ALL=$(awk -F '\t' '$1 == "total_s" {printf "%s%.2f", s, $2; s = ","}' "$TMP"/sk.*.out)
 fi
 
 # ---------------------------------------------------------------------------
@@ -366,20 +411,20 @@ report=$OUT/model.md
 	echo
 	echo "| query | 1 worker (ms) | 2 workers (ms) | speed-up 1→2 | serial→2 |"
 	echo "|---|---:|---:|---:|---:|"
-	for i in "${!score[@]}"; do
+	for i in "${!s1[@]}"; do
 		echo "| ${label[$i]} | ${s1[$i]} | ${s2[$i]} | $(ratio "${s1[$i]}" "${s2[$i]}") | $(ratio "${s0[$i]}" "${s2[$i]}") |"
 	done
 	echo
 	echo "### (c) Training: \`dealrisk.train(source, name)\`"
 	echo
-	echo "One run each (build the spec, fit on the older deals, evaluate on the newest 20 %, build and fit again on all, store):" \
-		"wall time from clock_timestamp() around the call; memory of the backend from /proc/<pid>/status."
+	echo "Median of $TRAIN_RUNS runs each (sample the dictionaries, count, fit on the older deals, refit on all while measuring the holdout, store):" \
+		"wall time from clock_timestamp() around the call; memory of the backend (last run) from /proc/<pid>/status."
 	echo
-	echo "| source | rows | closed | parallel workers | wall (s) | VmHWM before → after (MB) | peak private RssAnon (MB) | RssShmem at end (MB) |"
-	echo "|---|---:|---:|---|---:|---:|---:|---:|"
-	echo "| bench_deals_q | $QROWS | $closed_q | none | $(printf '%.2f' "$tq_s") | $(mb "$tq_h0") → $(mb "$tq_h1") | $(mb "$tq_anon") | $(mb "$tq_shm") |"
-	echo "| bench_deals | $ROWS | $N_CLOSED | none | $(printf '%.2f' "$tf_s") | $(mb "$tf_h0") → $(mb "$tf_h1") | $(mb "$tf_anon") | $(mb "$tf_shm") |"
-	echo "| bench_deals | $ROWS | $N_CLOSED | up to 2 (leader too) | $(printf '%.2f' "$tp_s") | | | |"
+	echo "| source | rows | closed | parallel workers | wall (s), median | runs (s) | VmHWM before → after (MB) | peak private RssAnon (MB) | RssShmem at end (MB) |"
+	echo "|---|---:|---:|---|---:|---|---:|---:|---:|"
+	echo "| bench_deals_q | $QROWS | $closed_q | none | $(printf '%.2f' "$tq_s") | $tq_all | $(mb "$tq_h0") → $(mb "$tq_h1") | $(mb "$tq_anon") | $(mb "$tq_shm") |"
+	echo "| bench_deals | $ROWS | $N_CLOSED | none | $(printf '%.2f' "$tf_s") | $tf_all | $(mb "$tf_h0") → $(mb "$tf_h1") | $(mb "$tf_anon") | $(mb "$tf_shm") |"
+	echo "| bench_deals | $ROWS | $N_CLOSED | up to 2 (leader too) | $(printf '%.2f' "$tp_s") | $tp_all | | | |"
 	echo
 	if [ "$tf_h1" = - ]; then
 		echo "Memory: /proc/<backend pid>/status was not readable (server on another machine, or not run as root or the server's user)."
@@ -395,14 +440,16 @@ report=$OUT/model.md
 	if [ -n "$SK" ]; then
 		echo "$SK"
 	else
-		echo "| part | seconds |"
+		echo "Median of $TRAIN_RUNS runs, each run right after a serial \`train\` run (totals of the runs: $ROUTE_ALL s)."
+		echo
+		echo "| part | seconds (median) |"
 		echo "|---|---:|"
 		echo "| \`\\copy (closed deals) TO file\` with psql ($(sk rows) rows, $CSV_MB MB CSV) | $COPY_S |"
 		echo "| python start-up: import numpy, pandas, sklearn | $(sk imports_s) |"
 		echo "| load the CSV (pandas.read_csv) | $(sk load_s) |"
 		echo "| features: derived days, quantile bins, one-hot ($(sk columns) columns with the intercept) | $(sk features_s) |"
 		echo "| fit \`LogisticRegression(C=1.0)\` ($(sk solver), $(sk n_iter) iterations, weights: $(sk weighted)) | $(sk fit_s) |"
-		echo "| **total** | **$ROUTE_S** |"
+		echo "| **total** (median of the runs' totals) | **$ROUTE_S** |"
 		echo "| \`dealrisk.train\` on the same table, serial / up to 2 workers | $(printf '%.2f / %.2f' "$tf_s" "$tp_s") |"
 		echo
 		echo "(copy + python start-up + load + features + fit) / train: **$(ratio "$ROUTE_S" "$tf_s")** against serial training, $(ratio "$ROUTE_S" "$tp_s") against training with up to 2 workers (target ≥ 2×);" \
