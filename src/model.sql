@@ -399,7 +399,7 @@ BEGIN
 		ELSE
 			EXECUTE q INTO state USING spec, beta, split, cutoff, ref, halflife;
 		END IF;
-		IF state IS NULL OR pg_catalog.cardinality(state) = 0 THEN
+		IF state IS NULL OR pg_catalog.cardinality(state) = 0 OR state[1] = 0 THEN
 			RAISE EXCEPTION 'no closed deal in % to train on', source USING ERRCODE = 'no_data_found';
 		END IF;
 		loglik := state[3] - l2 / 2 * (SELECT coalesce(sum(b * b), 0) FROM pg_catalog.unnest(beta[2:]) b);

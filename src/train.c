@@ -39,9 +39,19 @@ PG_FUNCTION_INFO_V1(dr_eval_final);
 #define EVAL_HEAD 5
 #define EVAL_BINS 2000
 
-/* What a training or evaluation call site parses once and keeps. */
+/*
+ * What a training or evaluation call site parses once and keeps, with the
+ * arguments it came from: a rescan (a correlated subquery, say) may pass
+ * other ones, which is noticed when a new aggregation starts.
+ */
 typedef struct FitCache
 {
+	MemoryContext cxt;			/* all of the below */
+	struct varlena *spec_arg;	/* copies of the spec and coefficient */
+	struct varlena *beta_arg;	/* arguments as passed (NULL if NULL) */
+	NullableDatum scalars[4];	/* split, cutoff, ref (by value), halflife */
+	double		halflife_arg;	/* (scalars[3].value unused: float8) */
+	int			nscalars;
 	DrModel    *model;
 	DrRowReader *reader;
 	DrEncoded  *enc;
@@ -55,6 +65,56 @@ typedef struct FitCache
 /* Recency weights are kept for deals closed up to this many days before ref. */
 #define WEIGHT_DAYS 8192
 
+/* A copy of a varlena argument's bytes as passed (toasted or not). */
+static struct varlena *
+raw_copy(Datum d)
+{
+	Size		len = VARSIZE_ANY(DatumGetPointer(d));
+	struct varlena *copy = palloc(len);
+
+	memcpy(copy, DatumGetPointer(d), len);
+	return copy;
+}
+
+/* True when a varlena argument has the bytes of a copy (NULL: NULL). */
+static bool
+same_raw(FunctionCallInfo fcinfo, int argno, struct varlena *copy)
+{
+	Pointer		v;
+
+	if (PG_ARGISNULL(argno) || copy == NULL)
+		return PG_ARGISNULL(argno) && copy == NULL;
+	v = DatumGetPointer(PG_GETARG_DATUM(argno));
+	return VARSIZE_ANY(v) == VARSIZE_ANY(copy) && memcmp(v, copy, VARSIZE_ANY(copy)) == 0;
+}
+
+/*
+ * True when the arguments are those the cache was built from (checked once
+ * per aggregation: the spec may be some kilobytes).  The scalars are
+ * split (int4), cutoff and ref (date), halflife (float8).
+ */
+static bool
+same_fit_args(FitCache *fc, FunctionCallInfo fcinfo, int specarg, int betaarg,
+			  int splitarg)
+{
+	int			i;
+
+	for (i = 0; i < fc->nscalars; i++)
+	{
+		NullableDatum *a = &fcinfo->args[splitarg + i];
+
+		if (a->isnull != fc->scalars[i].isnull)
+			return false;
+		if (a->isnull)
+			continue;
+		if (i == 3 ? DatumGetFloat8(a->value) != fc->halflife_arg :
+			a->value != fc->scalars[i].value)
+			return false;
+	}
+	return same_raw(fcinfo, specarg, fc->spec_arg) &&
+		same_raw(fcinfo, betaarg, fc->beta_arg);
+}
+
 /*
  * Parse the spec and coefficients of this call site once (fn_extra), and
  * read which closed deals it uses, from the arguments (split, cutoff) at
@@ -67,20 +127,37 @@ typedef struct FitCache
  */
 static FitCache *
 fit_cache(FunctionCallInfo fcinfo, int specarg, int betaarg, int splitarg,
-		  bool weighted)
+		  bool weighted, bool new_run)
 {
 	FitCache   *fc = (FitCache *) fcinfo->flinfo->fn_extra;
-	MemoryContext cxt = fcinfo->flinfo->fn_mcxt;
+	MemoryContext cxt;
+	MemoryContext oldcxt;
 	ArrayType  *beta;
-	int			n;
+	int			n,
+				i;
 
-	if (fc != NULL)
+	if (fc != NULL && (!new_run || same_fit_args(fc, fcinfo, specarg, betaarg, splitarg)))
 		return fc;
 	if (PG_ARGISNULL(specarg))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("model specification must not be NULL")));
+	if (fc != NULL)
+		MemoryContextDelete(fc->cxt);
+	cxt = AllocSetContextCreate(fcinfo->flinfo->fn_mcxt, "dealrisk fit cache",
+								ALLOCSET_DEFAULT_SIZES);
 	fc = MemoryContextAllocZero(cxt, sizeof(FitCache));
+	fc->cxt = cxt;
+	fcinfo->flinfo->fn_extra = NULL;	/* until it is complete */
+	oldcxt = MemoryContextSwitchTo(cxt);
+	fc->spec_arg = raw_copy(PG_GETARG_DATUM(specarg));
+	fc->beta_arg = PG_ARGISNULL(betaarg) ? NULL : raw_copy(PG_GETARG_DATUM(betaarg));
+	fc->nscalars = weighted ? 4 : 2;
+	for (i = 0; i < fc->nscalars; i++)
+		fc->scalars[i] = fcinfo->args[splitarg + i];
+	if (weighted && !PG_ARGISNULL(splitarg + 3))
+		fc->halflife_arg = PG_GETARG_FLOAT8(splitarg + 3);
+	MemoryContextSwitchTo(oldcxt);
 	fc->model = dr_model_from_spec(PG_GETARG_DATUM(specarg), NULL, 0, NULL, cxt);
 	fc->enc = dr_encoded_alloc(fc->model, cxt);
 	fc->beta = MemoryContextAllocZero(cxt, sizeof(double) * fc->model->ncols);
@@ -177,8 +254,7 @@ encode_and_eta(FitCache *fc, FunctionCallInfo fcinfo, int typarg, bool leave_one
 	double		eta = 0;
 	int			k;
 
-	fc->reader = dr_row_from_args(fc->model, fcinfo, typarg,
-								  fcinfo->flinfo->fn_mcxt, fc->reader);
+	fc->reader = dr_row_from_args(fc->model, fcinfo, typarg, fc->cxt, fc->reader);
 	dr_encode_row(fc->model, fc->reader, fc->as_of, leave_one_out, e);
 	check_outcome(e, fc->reader);
 	for (k = 0; k < e->nnz; k++)
@@ -212,8 +288,16 @@ dr_irls_accum(PG_FUNCTION_ARGS)
 		elog(ERROR, "IRLS state is NULL");
 	state = PG_GETARG_ARRAYTYPE_P(0);
 	dr_require_agg_context(fcinfo, "irls_accum");
-	fc = fit_cache(fcinfo, 1, 2, 3, true);
+
+	/*
+	 * The state is made at the first row of each aggregation, skipped or
+	 * not, so an empty state means a new run: the arguments are checked
+	 * against the cached ones then, not per row.
+	 */
+	fc = fit_cache(fcinfo, 1, 2, 3, true, ARR_NDIM(state) == 0);
 	p = fc->model->ncols;
+	if (ARR_NDIM(state) == 0)
+		state = zero_float8_array(IRLS_HEAD + p + p * (p + 1) / 2);
 	eta = encode_and_eta(fc, fcinfo, 7, true);
 	e = fc->enc;
 	if (e->skipped || e->outcome < 0)
@@ -222,8 +306,6 @@ dr_irls_accum(PG_FUNCTION_ARGS)
 	if (!(w > 0) || isinf(w))
 		PG_RETURN_ARRAYTYPE_P(state);
 
-	if (ARR_NDIM(state) == 0)
-		state = zero_float8_array(IRLS_HEAD + p + p * (p + 1) / 2);
 	v = (double *) ARR_DATA_PTR(dr_state_array(state, FLOAT8OID,
 											   IRLS_HEAD + p + p * (p + 1) / 2, "IRLS"));
 	grad = v + IRLS_HEAD;
@@ -356,6 +438,10 @@ dr_irls_solve(PG_FUNCTION_ARGS)
 				 errmsg("no closed deal to train on")));
 	n = IRLS_HEAD + p + p * (p + 1) / 2;
 	v = (double *) ARR_DATA_PTR(dr_state_array(state, FLOAT8OID, n, "IRLS"));
+	if (!(v[1] > 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("no closed deal to train on")));
 	grad = v + IRLS_HEAD;
 	info = grad + p;
 
@@ -456,7 +542,10 @@ dr_eval_accum(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("coefficients must not be NULL")));
-	fc = fit_cache(fcinfo, 1, 2, 3, false);
+	/* a new run when the state is empty, as in dr_irls_accum */
+	fc = fit_cache(fcinfo, 1, 2, 3, false, ARR_NDIM(state) == 0);
+	if (ARR_NDIM(state) == 0)
+		state = zero_float8_array(EVAL_HEAD + 3 * EVAL_BINS);
 	/* scored as a new deal would be: no leave-one-out */
 	eta = encode_and_eta(fc, fcinfo, 5, false);
 	if (fc->enc->skipped || fc->enc->outcome < 0)
@@ -464,8 +553,6 @@ dr_eval_accum(PG_FUNCTION_ARGS)
 	mu = dr_logistic(eta);
 	y = fc->enc->outcome;
 
-	if (ARR_NDIM(state) == 0)
-		state = zero_float8_array(EVAL_HEAD + 3 * EVAL_BINS);
 	v = (double *) ARR_DATA_PTR(dr_state_array(state, FLOAT8OID, EVAL_HEAD + 3 * EVAL_BINS,
 											   "evaluation"));
 	v[0] += 1;
@@ -513,6 +600,8 @@ dr_eval_final(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	v = (double *) ARR_DATA_PTR(dr_state_array(state, FLOAT8OID, EVAL_HEAD + 3 * EVAL_BINS,
 											   "evaluation"));
+	if (v[0] == 0)
+		PG_RETURN_NULL();		/* rows were read, none of them counted */
 	won = v + EVAL_HEAD;
 	cnt = won + EVAL_BINS;
 	psum = cnt + EVAL_BINS;

@@ -5,7 +5,7 @@
 -- list cannot stand for the row, and reject hand-written calls that do not
 -- add up.
 \ir harness/pgtap_setup.psql
-SELECT plan(27);
+SELECT plan(30);
 
 SET LOCAL dealrisk.as_of_date = '2024-12-31';
 SET LOCAL max_parallel_workers_per_gather = 0;
@@ -122,6 +122,24 @@ SELECT is(dealrisk._deal_risk_row('default', 'rdeals',
 	d.deal_stage, d.deal_amount, d.sales_cycle_days, d.outcome, d.last_activity_date),
 	dealrisk.deal_risk(d), 'columns in any order, extra ones left out, score alike')
 FROM (SELECT * FROM rdeals ORDER BY deal_id LIMIT 1) d;
+
+-- the training aggregates cache their arguments per call site; a rescan
+-- with other arguments (a correlated subquery) must not reuse them
+SELECT feature_spec AS spec, coefficients AS beta FROM dealrisk.models WHERE name = 'default' AND active \gset
+SELECT dealrisk._row_args('rdeals', :'spec') AS args \gset
+SELECT array_agg(-x) AS neg_beta FROM unnest(:'beta'::float8[]) x \gset
+SELECT (dealrisk._evaluate(:'spec', :'beta', 0, NULL, :args)->>'log_loss')::float8 AS loss1,
+	dealrisk._irls_pass(:'spec', :'beta', 0, NULL, NULL, NULL, :args) AS state1 FROM rdeals d \gset
+SELECT (dealrisk._evaluate(:'spec', :'neg_beta', 0, NULL, :args)->>'log_loss')::float8 AS loss2,
+	dealrisk._irls_pass(:'spec', :'neg_beta', 0, NULL, NULL, NULL, :args) AS state2 FROM rdeals d \gset
+SELECT is(ARRAY(SELECT (SELECT (dealrisk._evaluate(:'spec', v.b, 0, NULL, :args)->>'log_loss')::float8 FROM rdeals d)
+	FROM (VALUES (1, :'beta'::float8[]), (2, :'neg_beta'::float8[])) v(k, b) ORDER BY k),
+	ARRAY[:loss1, :loss2]::float8[], 'a rescanned evaluation uses each rescan''s coefficients');
+SELECT is(ARRAY(SELECT (SELECT dealrisk._irls_pass(:'spec', v.b, 0, NULL, NULL, NULL, :args) FROM rdeals d)[3]
+	FROM (VALUES (1, :'beta'::float8[]), (2, :'neg_beta'::float8[])) v(k, b) ORDER BY k),
+	ARRAY[(:'state1'::float8[])[3], (:'state2'::float8[])[3]], 'a rescanned IRLS pass too');
+SELECT is((SELECT dealrisk._irls_pass(:'spec', :'beta', 1, '1900-01-01', NULL, NULL, :args) FROM rdeals d)[1:2],
+	ARRAY[0, 0]::float8[], 'a pass that counts no deal has zero rows and weight');
 
 SELECT * FROM finish();
 ROLLBACK;
