@@ -70,15 +70,19 @@ COMMENT ON AGGREGATE dealrisk._irls_pass(jsonb, float8[], int, date, date, float
 
 -- The arguments that pass a row of source (alias d) to the passes above:
 -- its row type, the names of the columns a model of spec reads, and those
--- columns.
+-- columns.  A model reading more than 90 columns would exceed the 100
+-- arguments a call can take: its rows are passed whole instead (row type,
+-- NULL, d), which is slower but has no limit.
 CREATE FUNCTION dealrisk._row_args(source regclass, spec jsonb)
 RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-	SELECT pg_catalog.format('%s::pg_catalog.regtype, %L::text[], %s',
+	SELECT CASE WHEN pg_catalog.count(*) > 90
+	            THEN pg_catalog.format('%s::pg_catalog.regtype, NULL::text[], d', c.reltype::pg_catalog.oid)
+	            ELSE pg_catalog.format('%s::pg_catalog.regtype, %L::text[], %s',
 	                         c.reltype::pg_catalog.oid,
 	                         pg_catalog.array_agg(a.attname::text ORDER BY a.attnum),
-	                         pg_catalog.string_agg(pg_catalog.format('d.%I', a.attname), ', ' ORDER BY a.attnum))
+	                         pg_catalog.string_agg(pg_catalog.format('d.%I', a.attname), ', ' ORDER BY a.attnum)) END
 	FROM pg_catalog.pg_class c
 	JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
 	WHERE c.oid = source AND a.attnum > 0 AND NOT a.attisdropped
@@ -515,6 +519,9 @@ DECLARE
 	train_expr text;
 	n_rows float8;
 	is_table boolean;
+	share float8;
+	n_sampled bigint;
+	resampled boolean := false;
 	rate_key text;
 	census record;
 	spec jsonb;
@@ -546,28 +553,43 @@ BEGIN
 	-- Dictionaries and bin edges come from about 50,000 closed deals at most
 	-- (a repeatable sample of a table's pages, or of a view's rows by deal_id,
 	-- read once into a temporary table); counts and fits read every deal.
-	-- How many rows there are: a table's estimate from the catalog (only
-	-- the sample's size depends on it), else an exact count.
-	SELECT CASE WHEN c.relkind IN ('r', 'm') AND c.reltuples >= 1 THEN c.reltuples END, c.relkind IN ('r', 'm')
-	INTO n_rows, is_table FROM pg_catalog.pg_class c WHERE c.oid = source;
-	IF n_rows IS NULL THEN
+	-- A view's closed deals are counted to size its sample (and a table's
+	-- when the catalog has no estimate).  A table's sample is first sized
+	-- from the catalog's row estimate (no scan), then,
+	-- when open deals or a stale estimate left it with fewer than 40,000
+	-- closed deals, taken again at the share that gives 50,000 — or not at
+	-- all when that share is the whole table.
+	SELECT c.relkind IN ('r', 'm'), c.reltuples INTO is_table, n_rows
+	FROM pg_catalog.pg_class c WHERE c.oid = source;
+	IF NOT is_table OR n_rows < 1 THEN
+		-- a view, or a table never vacuumed or analyzed: count
 		EXECUTE pg_catalog.format('SELECT count(*) FROM %s d WHERE %s', source, closed_filter) INTO n_rows;
 	END IF;
 	dict_source := source;
-	IF n_rows > 50000 THEN
+	share := CASE WHEN n_rows >= 1 THEN 50000 / n_rows ELSE 1 END;
+	WHILE share < 1 LOOP
 		DROP TABLE IF EXISTS pg_temp.dealrisk_train_sample;
 		IF is_table THEN
 			-- a table: read only a repeatable sample of its pages
 			EXECUTE pg_catalog.format('CREATE TEMP TABLE dealrisk_train_sample ON COMMIT DROP AS'
 			                          ' SELECT * FROM %s d TABLESAMPLE SYSTEM (%s) REPEATABLE (42) WHERE %s',
-			                          source, least(100, 100.0 * 50000 / n_rows), closed_filter);
+			                          source, 100 * share, closed_filter);
 		ELSE
 			EXECUTE pg_catalog.format('CREATE TEMP TABLE dealrisk_train_sample ON COMMIT DROP AS'
 			                          ' SELECT * FROM %s d WHERE %s AND abs(pg_catalog.hashtext(d.deal_id::text)) %% 100000 < %s',
-			                          source, closed_filter, ceil(100000.0 * 50000 / n_rows)::int);
+			                          source, closed_filter, ceil(100000 * share)::int);
 		END IF;
 		dict_source := 'pg_temp.dealrisk_train_sample'::regclass;
-	END IF;
+		GET DIAGNOSTICS n_sampled = ROW_COUNT;
+		EXIT WHEN NOT is_table OR n_sampled >= 40000 OR resampled;
+		-- once more, at the share that the closed deals found imply
+		share := share * 50000 / greatest(n_sampled, 1);
+		resampled := true;
+		IF share >= 1 THEN
+			DROP TABLE pg_temp.dealrisk_train_sample;
+			dict_source := source;
+		END IF;
+	END LOOP;
 
 	IF has_closed_date THEN
 		EXECUTE pg_catalog.format('SELECT percentile_disc($1) WITHIN GROUP (ORDER BY d.closed_date)'

@@ -20,10 +20,12 @@
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "lib/stringinfo.h"
+#include "nodes/primnodes.h"
 #include "utils/date.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
 #include "dealrisk.h"
@@ -52,6 +54,7 @@ typedef struct FitCache
 	NullableDatum scalars[4];	/* split, cutoff, ref (by value), halflife */
 	double		halflife_arg;	/* (scalars[3].value unused: float8) */
 	int			nscalars;
+	int			row_mode;		/* 0 not known yet, ROW_AS_VALUES, ROW_AS_COMPOSITE */
 	DrModel    *model;
 	DrRowReader *reader;
 	DrEncoded  *enc;
@@ -61,6 +64,10 @@ typedef struct FitCache
 	double		halflife;		/* half-life in days (0: no weights) */
 	double	   *weights;		/* weight by days before ref, 0 = not yet */
 } FitCache;
+
+/* How a pass receives its rows (see pass_row). */
+#define ROW_AS_VALUES 1
+#define ROW_AS_COMPOSITE 2
 
 /* Recency weights are kept for deals closed up to this many days before ref. */
 #define WEIGHT_DAYS 8192
@@ -116,6 +123,37 @@ same_fit_args(FitCache *fc, FunctionCallInfo fcinfo, int specarg, int betaarg,
 }
 
 /*
+ * The arguments a call site caches (first..last) must be constants or
+ * parameters: those hold still during an aggregation, and a new one (a
+ * rescan with other parameters) is noticed by same_fit_args.  Values that
+ * vary by row would let hashed groups, which share fn_extra, use each
+ * other's coefficients.
+ */
+static void
+require_fixed_args(FunctionCallInfo fcinfo, int first, int last)
+{
+	Aggref	   *aggref = AggGetAggref(fcinfo);
+	int			argno;
+
+	if (aggref == NULL)
+		return;
+	for (argno = first; argno <= last; argno++)
+	{
+		/* the transition function's argument n is the aggregate's n - 1 */
+		TargetEntry *tle = list_nth_node(TargetEntry, aggref->args, argno - 1);
+		Node	   *e = (Node *) tle->expr;
+
+		while (IsA(e, RelabelType))
+			e = (Node *) ((RelabelType *) e)->arg;
+		if (!IsA(e, Const) && !IsA(e, Param))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("argument %d of a training pass must be a constant or a parameter", argno),
+					 errdetail("The model specification, coefficients, split and weights are read once per pass.")));
+	}
+}
+
+/*
  * Parse the spec and coefficients of this call site once (fn_extra), and
  * read which closed deals it uses, from the arguments (split, cutoff) at
  * splitarg: split 0 = every closed deal, 1 = closed before cutoff
@@ -142,7 +180,9 @@ fit_cache(FunctionCallInfo fcinfo, int specarg, int betaarg, int splitarg,
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("model specification must not be NULL")));
-	if (fc != NULL)
+	if (fc == NULL)
+		require_fixed_args(fcinfo, specarg, splitarg + (weighted ? 3 : 1));
+	else
 		MemoryContextDelete(fc->cxt);
 	cxt = AllocSetContextCreate(fcinfo->flinfo->fn_mcxt, "dealrisk fit cache",
 								ALLOCSET_DEFAULT_SIZES);
@@ -244,8 +284,37 @@ check_outcome(DrEncoded *e, DrRowReader *r)
 }
 
 /*
- * Read the row passed as arguments from typarg on (see dr_row_from_args),
- * encode it, check its outcome label, and return its x . beta.
+ * Load the row a pass receives from argument typarg on: (row type, column
+ * names, values) as dr_row_from_args reads them, or, for a model reading
+ * more columns than a call can take, (row type, NULL, the whole row as one
+ * composite value) — see dealrisk._row_args.
+ */
+static DrRowReader *
+pass_row(FitCache *fc, FunctionCallInfo fcinfo, int typarg)
+{
+	if (fc->row_mode == 0)
+	{
+		Oid			t = PG_NARGS() == typarg + 3 ?
+			get_fn_expr_argtype(fcinfo->flinfo, typarg + 2) : InvalidOid;
+
+		fc->row_mode = (PG_ARGISNULL(typarg + 1) && OidIsValid(t) && type_is_rowtype(t)) ?
+			ROW_AS_COMPOSITE : ROW_AS_VALUES;
+	}
+	if (fc->row_mode == ROW_AS_COMPOSITE)
+	{
+		if (PG_ARGISNULL(typarg + 2))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("a deal row passed to a training pass must not be NULL")));
+		return dr_row_from_tuple(fc->model, PG_GETARG_HEAPTUPLEHEADER(typarg + 2),
+								 fc->cxt, fc->reader);
+	}
+	return dr_row_from_args(fc->model, fcinfo, typarg, fc->cxt, fc->reader);
+}
+
+/*
+ * Read the row passed from typarg on (see pass_row), encode it, check its
+ * outcome label, and return its x . beta.
  */
 static double
 encode_and_eta(FitCache *fc, FunctionCallInfo fcinfo, int typarg, bool leave_one_out)
@@ -254,7 +323,7 @@ encode_and_eta(FitCache *fc, FunctionCallInfo fcinfo, int typarg, bool leave_one
 	double		eta = 0;
 	int			k;
 
-	fc->reader = dr_row_from_args(fc->model, fcinfo, typarg, fc->cxt, fc->reader);
+	fc->reader = pass_row(fc, fcinfo, typarg);
 	dr_encode_row(fc->model, fc->reader, fc->as_of, leave_one_out, e);
 	check_outcome(e, fc->reader);
 	for (k = 0; k < e->nnz; k++)

@@ -5,7 +5,7 @@
 -- list cannot stand for the row, and reject hand-written calls that do not
 -- add up.
 \ir harness/pgtap_setup.psql
-SELECT plan(30);
+SELECT plan(35);
 
 SET LOCAL dealrisk.as_of_date = '2024-12-31';
 SET LOCAL max_parallel_workers_per_gather = 0;
@@ -140,6 +140,31 @@ SELECT is(ARRAY(SELECT (SELECT dealrisk._irls_pass(:'spec', v.b, 0, NULL, NULL, 
 	ARRAY[(:'state1'::float8[])[3], (:'state2'::float8[])[3]], 'a rescanned IRLS pass too');
 SELECT is((SELECT dealrisk._irls_pass(:'spec', :'beta', 1, '1900-01-01', NULL, NULL, :args) FROM rdeals d)[1:2],
 	ARRAY[0, 0]::float8[], 'a pass that counts no deal has zero rows and weight');
+
+SELECT throws_ok(format($$SELECT g.k, dealrisk._evaluate(%L, g.b, 0, NULL, 'rdeals'::regtype,
+		ARRAY['outcome', 'industry'], d.outcome, d.industry)
+	FROM rdeals d, (VALUES (1, %L::float8[]), (2, %L::float8[])) g(k, b) GROUP BY g.k$$,
+	:'spec', :'beta', :'neg_beta'),
+	'22023', 'argument 2 of a training pass must be a constant or a parameter',
+	'coefficients that vary by row (hashed groups share a call site) are refused');
+
+-- a model reading more columns than a call can take gets whole rows
+SELECT format('CREATE TABLE many_cols AS SELECT d.*, %s FROM rdeals d',
+	string_agg(format('(hashtext(d.deal_id || %L) %% 1000)::float8 AS n%s', i, i), ', ')) AS many
+FROM generate_series(1, 95) i \gset
+:many;
+SELECT matches(dealrisk._row_args('many_cols', jsonb_build_object('features',
+	(SELECT jsonb_agg(jsonb_build_object('column', 'n' || i)) FROM generate_series(1, 95) i))),
+	', NULL::text\[\], d$', '_row_args passes whole rows past 90 columns');
+SELECT lives_ok(format($$SELECT dealrisk.train('many_cols', 'many', features => %L, activate => false)$$,
+	(SELECT array_agg('n' || i) || ARRAY['industry'] FROM generate_series(1, 95) i)),
+	'train() with 96 feature columns');
+SELECT is((SELECT cardinality(coefficients) FROM dealrisk.models WHERE name = 'many'),
+	(SELECT 1 + 95 + jsonb_array_length(f->'levels') FROM dealrisk.models m,
+	 jsonb_array_elements(m.feature_spec->'features') f WHERE m.name = 'many' AND f->>'name' = 'industry'),
+	'... one coefficient per numeric column and industry level');
+SELECT ok((SELECT (metrics->>'n_test')::int > 0 FROM dealrisk.models WHERE name = 'many'),
+	'... and its holdout was evaluated');
 
 SELECT * FROM finish();
 ROLLBACK;
