@@ -53,6 +53,8 @@ typedef struct FitCache
 	struct varlena *beta_arg;	/* arguments as passed (NULL if NULL) */
 	NullableDatum scalars[4];	/* split, cutoff, ref (by value), halflife */
 	double		halflife_arg;	/* (scalars[3].value unused: float8) */
+	NullableDatum row_type_arg;	/* the row type and column names the */
+	struct varlena *names_arg;	/* rows come with (see pass_row) */
 	int			nscalars;
 	int			row_mode;		/* 0 not known yet, ROW_AS_VALUES, ROW_AS_COMPOSITE */
 	DrModel    *model;
@@ -98,13 +100,19 @@ same_raw(FunctionCallInfo fcinfo, int argno, struct varlena *copy)
 /*
  * True when the arguments are those the cache was built from (checked once
  * per aggregation: the spec may be some kilobytes).  The scalars are
- * split (int4), cutoff and ref (date), halflife (float8).
+ * split (int4), cutoff and ref (date), halflife (float8); the row type is
+ * an oid.
  */
 static bool
 same_fit_args(FitCache *fc, FunctionCallInfo fcinfo, int specarg, int betaarg,
-			  int splitarg)
+			  int splitarg, int typarg)
 {
 	int			i;
+
+	if (fcinfo->args[typarg].isnull != fc->row_type_arg.isnull ||
+		fcinfo->args[typarg].value != fc->row_type_arg.value ||
+		!same_raw(fcinfo, typarg + 1, fc->names_arg))
+		return false;
 
 	for (i = 0; i < fc->nscalars; i++)
 	{
@@ -149,7 +157,7 @@ require_fixed_args(FunctionCallInfo fcinfo, int first, int last)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("argument %d of a training pass must be a constant or a parameter", argno),
-					 errdetail("The model specification, coefficients, split and weights are read once per pass.")));
+					 errdetail("The model specification, coefficients, split, weights, row type and column names are read once per pass.")));
 	}
 }
 
@@ -160,12 +168,13 @@ require_fixed_args(FunctionCallInfo fcinfo, int first, int last)
  * (training), 2 = closed on or after it (holdout).  The encoder skips the
  * other rows before reading their features.  With weighted, the arguments
  * (ref, halflife) follow: a deal then weighs 0.5 ^ (days before ref /
- * halflife) when halflife > 0, so that recent outcomes count more.  These
- * arguments are constants of the training queries.
+ * halflife) when halflife > 0, so that recent outcomes count more.  The
+ * row type and column names at typarg (see pass_row) are kept with them.
+ * These arguments are constants of the training queries.
  */
 static FitCache *
 fit_cache(FunctionCallInfo fcinfo, int specarg, int betaarg, int splitarg,
-		  bool weighted, bool new_run)
+		  bool weighted, int typarg, bool new_run)
 {
 	FitCache   *fc = (FitCache *) fcinfo->flinfo->fn_extra;
 	MemoryContext cxt;
@@ -174,14 +183,15 @@ fit_cache(FunctionCallInfo fcinfo, int specarg, int betaarg, int splitarg,
 	int			n,
 				i;
 
-	if (fc != NULL && (!new_run || same_fit_args(fc, fcinfo, specarg, betaarg, splitarg)))
+	if (fc != NULL &&
+		(!new_run || same_fit_args(fc, fcinfo, specarg, betaarg, splitarg, typarg)))
 		return fc;
 	if (PG_ARGISNULL(specarg))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("model specification must not be NULL")));
 	if (fc == NULL)
-		require_fixed_args(fcinfo, specarg, splitarg + (weighted ? 3 : 1));
+		require_fixed_args(fcinfo, specarg, typarg + 1);
 	else
 		MemoryContextDelete(fc->cxt);
 	cxt = AllocSetContextCreate(fcinfo->flinfo->fn_mcxt, "dealrisk fit cache",
@@ -197,6 +207,8 @@ fit_cache(FunctionCallInfo fcinfo, int specarg, int betaarg, int splitarg,
 		fc->scalars[i] = fcinfo->args[splitarg + i];
 	if (weighted && !PG_ARGISNULL(splitarg + 3))
 		fc->halflife_arg = PG_GETARG_FLOAT8(splitarg + 3);
+	fc->row_type_arg = fcinfo->args[typarg];
+	fc->names_arg = PG_ARGISNULL(typarg + 1) ? NULL : raw_copy(PG_GETARG_DATUM(typarg + 1));
 	MemoryContextSwitchTo(oldcxt);
 	fc->model = dr_model_from_spec(PG_GETARG_DATUM(specarg), NULL, 0, NULL, cxt);
 	fc->enc = dr_encoded_alloc(fc->model, cxt);
@@ -363,7 +375,7 @@ dr_irls_accum(PG_FUNCTION_ARGS)
 	 * not, so an empty state means a new run: the arguments are checked
 	 * against the cached ones then, not per row.
 	 */
-	fc = fit_cache(fcinfo, 1, 2, 3, true, ARR_NDIM(state) == 0);
+	fc = fit_cache(fcinfo, 1, 2, 3, true, 7, ARR_NDIM(state) == 0);
 	p = fc->model->ncols;
 	if (ARR_NDIM(state) == 0)
 		state = zero_float8_array(IRLS_HEAD + p + p * (p + 1) / 2);
@@ -612,7 +624,7 @@ dr_eval_accum(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("coefficients must not be NULL")));
 	/* a new run when the state is empty, as in dr_irls_accum */
-	fc = fit_cache(fcinfo, 1, 2, 3, false, ARR_NDIM(state) == 0);
+	fc = fit_cache(fcinfo, 1, 2, 3, false, 5, ARR_NDIM(state) == 0);
 	if (ARR_NDIM(state) == 0)
 		state = zero_float8_array(EVAL_HEAD + 3 * EVAL_BINS);
 	/* scored as a new deal would be: no leave-one-out */

@@ -5,7 +5,7 @@
 -- list cannot stand for the row, and reject hand-written calls that do not
 -- add up.
 \ir harness/pgtap_setup.psql
-SELECT plan(35);
+SELECT plan(36);
 
 SET LOCAL dealrisk.as_of_date = '2024-12-31';
 SET LOCAL max_parallel_workers_per_gather = 0;
@@ -147,6 +147,12 @@ SELECT throws_ok(format($$SELECT g.k, dealrisk._evaluate(%L, g.b, 0, NULL, 'rdea
 	:'spec', :'beta', :'neg_beta'),
 	'22023', 'argument 2 of a training pass must be a constant or a parameter',
 	'coefficients that vary by row (hashed groups share a call site) are refused');
+SELECT throws_ok(format($$SELECT g.k, dealrisk._evaluate(%L, %L, 0, NULL, 'rdeals'::regtype,
+		g.n, d.outcome, d.industry)
+	FROM rdeals d, (VALUES (1, ARRAY['outcome', 'industry']), (2, ARRAY['industry', 'outcome'])) g(k, n) GROUP BY g.k$$,
+	:'spec', :'beta'),
+	'22023', 'argument 6 of a training pass must be a constant or a parameter',
+	'... and so are column names that vary by row');
 
 -- a model reading more columns than a call can take gets whole rows
 SELECT format('CREATE TABLE many_cols AS SELECT d.*, %s FROM rdeals d',
