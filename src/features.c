@@ -493,13 +493,18 @@ attr_text(DrRowReader *r, int attno, Oid t, FmgrInfo *out,
 	return true;
 }
 
-/* A date attribute, or DR_NO_DATE when absent or NULL. */
+/* A date attribute, or DR_NO_DATE when absent, NULL or infinite. */
 static int32
 attr_date(DrRowReader *r, int attno)
 {
+	DateADT		d;
+
 	if (attno == 0 || r->isnull[attno - 1])
 		return DR_NO_DATE;
-	return (int32) DatumGetDateADT(r->values[attno - 1]);
+	d = DatumGetDateADT(r->values[attno - 1]);
+	if (DATE_NOT_FINITE(d))
+		return DR_NO_DATE;
+	return (int32) d;
 }
 
 /* Typical days in a stage (case-insensitive), or NaN when unknown. */

@@ -72,13 +72,13 @@ COMMENT ON AGGREGATE dealrisk._irls_pass(jsonb, float8[], int, date, date, float
 -- its row type, the names of the columns a model of spec reads, and those
 -- columns.  A model reading more than 90 columns would exceed the 100
 -- arguments a call can take: its rows are passed whole instead (row type,
--- NULL, d), which is slower but has no limit.
+-- NULL, d.*), which is slower but has no limit.
 CREATE FUNCTION dealrisk._row_args(source regclass, spec jsonb)
 RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
 	SELECT CASE WHEN pg_catalog.count(*) > 90
-	            THEN pg_catalog.format('%s::pg_catalog.regtype, NULL::text[], d', c.reltype::pg_catalog.oid)
+	            THEN pg_catalog.format('%s::pg_catalog.regtype, NULL::text[], d.*', c.reltype::pg_catalog.oid)
 	            ELSE pg_catalog.format('%s::pg_catalog.regtype, %L::text[], %s',
 	                         c.reltype::pg_catalog.oid,
 	                         pg_catalog.array_agg(a.attname::text ORDER BY a.attnum),
@@ -188,13 +188,27 @@ BEGIN
 		FROM c $q$,
 		CASE WHEN key IS NULL THEN 'NULL::text' ELSE pg_catalog.format('d.%I::text', key) END,
 		train_expr,
-		CASE WHEN has_closed_date THEN 'max(d.closed_date)' ELSE 'NULL::date' END,
+		CASE WHEN has_closed_date THEN 'max(d.closed_date) FILTER (WHERE pg_catalog.isfinite(d.closed_date))'
+		     ELSE 'NULL::date' END,
 		source)
 		INTO n_won, n_lost, ref, rate_all, rate_train USING 20::float8, key;
 END
 $$;
 COMMENT ON FUNCTION dealrisk._census(regclass, text, text, boolean) IS
 	'Won and lost counts, newest close date and the rep win-rate features (all deals, training split) of a source, from one scan (internal)';
+
+-- A date column of a deal (alias d) as the encoder reads it: NULL when the
+-- column is not among cols or the date is infinite.
+CREATE FUNCTION dealrisk._finite_date(col text, cols text[])
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT CASE WHEN col = ANY (cols)
+	            THEN pg_catalog.format('CASE WHEN pg_catalog.isfinite(d.%1$I) THEN d.%1$I END', col)
+	            ELSE 'NULL::date' END
+$$;
+COMMENT ON FUNCTION dealrisk._finite_date(text, text[]) IS
+	'SQL for a date column of a deal row as the model reads it: NULL when absent or infinite (internal)';
 
 -- The feature specification learned from the closed deals of source that
 -- pass filter: dictionaries, bin edges, typical stage times.  They are
@@ -221,8 +235,10 @@ DECLARE
 	mean float8;
 	sd float8;
 	t text;
-	end_expr text := 'CASE WHEN dealrisk.is_won(d.outcome) IS NOT NULL AND d.closed_date IS NOT NULL THEN d.closed_date ELSE dealrisk._as_of() END';
+	end_expr text;
 	age_expr text;
+	created_col text;
+	closed_col text;
 	stage_days text;
 	dfilter text := filter;
 	src regclass := source;
@@ -246,14 +262,22 @@ BEGIN
 
 	EXECUTE pg_catalog.format('SELECT count(*) FROM %s d WHERE %s', source, dfilter) INTO n;
 	min_level := greatest(20, (n * 0.005)::bigint);
-	-- as features.c reads it: a closed deal's cycle, else the days from
-	-- creation to its close (or to the as-of date when that is missing)
+	-- dates as features.c reads them: an absent column or an infinite date
+	-- is missing (NULL)
+	created_col := dealrisk._finite_date('created_date', cols);
+	closed_col := dealrisk._finite_date('closed_date', cols);
+	-- the day a deal's clock stops: its close, else the as-of date
+	end_expr := pg_catalog.format(
+		'CASE WHEN dealrisk.is_won(d.outcome) IS NOT NULL AND (%1$s) IS NOT NULL THEN %1$s ELSE dealrisk._as_of() END',
+		closed_col);
+	-- a closed deal's cycle, else the days from creation to its close (or to
+	-- the as-of date when that is missing)
 	age_expr := pg_catalog.format(
-		'CASE WHEN dealrisk.is_won(d.outcome) IS NOT NULL THEN coalesce(%s d.closed_date - d.created_date, dealrisk._as_of() - d.created_date) ELSE dealrisk._as_of() - d.created_date END',
-		CASE WHEN 'sales_cycle_days' = ANY (cols) THEN 'd.sales_cycle_days,' ELSE '' END);
-	stage_days := pg_catalog.format('(%s) - %s', end_expr,
-		CASE WHEN 'stage_entered_date' = ANY (cols)
-		     THEN 'coalesce(d.stage_entered_date, d.created_date)' ELSE 'd.created_date' END);
+		'CASE WHEN dealrisk.is_won(d.outcome) IS NOT NULL THEN coalesce(%s (%s) - (%s), dealrisk._as_of() - (%s)) ELSE dealrisk._as_of() - (%s) END',
+		CASE WHEN 'sales_cycle_days' = ANY (cols) THEN 'd.sales_cycle_days,' ELSE '' END,
+		closed_col, created_col, created_col, created_col);
+	stage_days := pg_catalog.format('(%s) - coalesce(%s, %s)', end_expr,
+		dealrisk._finite_date('stage_entered_date', cols), created_col);
 
 	FOREACH f IN ARRAY want LOOP
 		IF f = 'cycle_days' THEN
@@ -295,7 +319,8 @@ BEGIN
 				RAISE EXCEPTION 'feature "activity_gap" needs column "last_activity_date", which % lacks', src
 					USING ERRCODE = 'undefined_column';
 			END IF;
-			edges := dealrisk._quantile_edges(source, pg_catalog.format('(%s) - d.last_activity_date', end_expr),
+			edges := dealrisk._quantile_edges(source, pg_catalog.format('(%s) - (%s)', end_expr,
+			                                  dealrisk._finite_date('last_activity_date', cols)),
 			                                  dfilter, '{0.25,0.5,0.75,0.9}');
 			IF pg_catalog.cardinality(edges) > 0 THEN
 				spec := spec || pg_catalog.jsonb_build_object('name', 'activity_gap', 'kind', 'bins',
@@ -375,7 +400,7 @@ CREATE FUNCTION dealrisk._fit(source regclass, spec jsonb, filter text, split in
 	ref date, halflife float8, l2 float8, beta0 float8[], prior float8,
 	eval_spec jsonb DEFAULT NULL, eval_cutoff date DEFAULT NULL, tolerance float8 DEFAULT 1e-5,
 	OUT beta float8[], OUT iterations int, OUT converged boolean, OUT loglik float8,
-	OUT eval_metrics jsonb)
+	OUT eval_metrics jsonb, OUT n_rows bigint)
 LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
@@ -406,6 +431,7 @@ BEGIN
 		IF state IS NULL OR pg_catalog.cardinality(state) = 0 OR state[1] = 0 THEN
 			RAISE EXCEPTION 'no closed deal in % to train on', source USING ERRCODE = 'no_data_found';
 		END IF;
+		n_rows := state[1];
 		loglik := state[3] - l2 / 2 * (SELECT coalesce(sum(b * b), 0) FROM pg_catalog.unnest(beta[2:]) b);
 		RAISE NOTICE 'dealrisk.train: iteration %, penalised log-likelihood %', i, pg_catalog.round(loglik::numeric, 4);
 		next := dealrisk._irls_solve(state, beta, l2);
@@ -579,22 +605,30 @@ BEGIN
 			                          ' SELECT * FROM %s d WHERE %s AND abs(pg_catalog.hashtext(d.deal_id::text)) %% 100000 < %s',
 			                          source, closed_filter, ceil(100000 * share)::int);
 		END IF;
-		dict_source := 'pg_temp.dealrisk_train_sample'::regclass;
 		GET DIAGNOSTICS n_sampled = ROW_COUNT;
-		EXIT WHEN NOT is_table OR n_sampled >= 40000 OR resampled;
-		-- once more, at the share that the closed deals found imply
-		share := share * 50000 / greatest(n_sampled, 1);
-		resampled := true;
-		IF share >= 1 THEN
+		dict_source := 'pg_temp.dealrisk_train_sample'::regclass;
+		EXIT WHEN NOT is_table OR resampled;
+		-- the share of the table that the closed deals found imply for
+		-- 50,000 of them: all of it (no sample), or another sample when
+		-- this one came out short
+		IF share * 50000 / greatest(n_sampled, 1) >= 1 THEN
 			DROP TABLE pg_temp.dealrisk_train_sample;
 			dict_source := source;
+			EXIT;
 		END IF;
+		EXIT WHEN n_sampled >= 40000;
+		share := share * 50000 / greatest(n_sampled, 1);
+		resampled := true;
 	END LOOP;
 
 	IF has_closed_date THEN
 		EXECUTE pg_catalog.format('SELECT percentile_disc($1) WITHIN GROUP (ORDER BY d.closed_date)'
-		                          ' FROM %s d WHERE %s', dict_source, closed_filter)
+		                          ' FROM %s d WHERE %s AND pg_catalog.isfinite(d.closed_date)', dict_source, closed_filter)
 			INTO cutoff USING 1 - holdout;
+	END IF;
+	-- the newest closes are the holdout; without close dates (no column, or
+	-- none filled in), a hash of deal_id picks it
+	IF cutoff IS NOT NULL THEN
 		train_expr := pg_catalog.format('d.closed_date < %L::date', cutoff);
 		-- the passes skip open deals and pick their split themselves
 		train_filter := 'true';
@@ -649,7 +683,7 @@ BEGIN
 
 	-- 3. refit on every closed deal for the stored model, from the holdout
 	-- fit; its first pass also measures the holdout fit on the newest deals
-	IF has_closed_date THEN
+	IF cutoff IS NOT NULL THEN
 		final_fit := dealrisk._fit(source, spec, 'true', 0, NULL, ref, halflife, l2, fit.beta, NULL,
 		                           spec_train, cutoff);
 		test_metrics := final_fit.eval_metrics;
@@ -668,7 +702,7 @@ BEGIN
 	VALUES (train.name, source::text, spec || pg_catalog.jsonb_build_object('l2', l2, 'recency_halflife_days', halflife),
 	        final_fit.beta,
 	        test_metrics || pg_catalog.jsonb_build_object(
-	            'n_train', n_won + n_lost - (test_metrics->>'n')::bigint,
+	            'n_train', fit.n_rows,
 	            'n_test', (test_metrics->>'n')::bigint,
 	            'won_total', n_won, 'lost_total', n_lost,
 	            'iterations', final_fit.iterations, 'converged', final_fit.converged,

@@ -846,8 +846,10 @@ COMMENT ON FUNCTION dealrisk.untrack(regclass) IS
 -- stay executable: the tables they read (dealrisk.models, the view, history,
 -- alerts, the deal source) still need SELECT grants, and the schema USAGE.
 -- The internal helpers these functions call stay executable too, so that a
--- grant of the entry point is enough; they run with the caller's privileges
--- and take no SQL text, so they give nobody more than plain SQL would.
+-- grant of the entry point is enough.  Some take SQL fragments that the
+-- entry points build (_census, _fit, _build_spec, _quantile_edges), but none
+-- is SECURITY DEFINER: they run with the caller's privileges, so calling
+-- one directly gives nobody more than running that SQL would.
 -- These REVOKEs are at the end of the install script because they cover
 -- functions of the earlier parts (src/model.sql).
 REVOKE EXECUTE ON FUNCTION

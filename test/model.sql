@@ -1,7 +1,7 @@
 -- pgTAP: the deal risk model: training, activation, rollback, export and
 -- import, scoring, explanation, actions, evaluation, and their bad input.
 \ir harness/pgtap_setup.psql
-SELECT plan(76);
+SELECT plan(82);
 
 SET LOCAL dealrisk.as_of_date = '2024-12-31';
 CREATE TABLE tdeals AS SELECT * FROM dealrisk.sample_deals(6000, 7);
@@ -152,6 +152,31 @@ SELECT throws_ok($$SELECT dealrisk.train('tdeals', holdout => 0)$$, '22023', 'ho
 SELECT throws_ok($$SELECT dealrisk.train('tdeals', l2 => -1)$$, '22023', 'l2 must be a finite number >= 0, got -1', 'bad l2');
 SELECT throws_ok($$SELECT dealrisk.train('tdeals', features => ARRAY['nonsense'])$$, '42703',
 	'feature "nonsense" is neither a column of tdeals nor a derived feature', 'an unknown feature');
+
+-- without close dates (no column, or never filled in) the holdout is a
+-- hash split of deal_id; a close dated infinity does not set the weights
+CREATE VIEW undated AS SELECT deal_id, created_date, sales_rep_id, industry, region, product_type, lead_source,
+	deal_stage, deal_amount, sales_cycle_days, outcome, last_activity_date FROM tdeals;
+CREATE TABLE blank_dates AS SELECT * FROM tdeals;
+UPDATE blank_dates SET closed_date = NULL;
+SELECT lives_ok($$SELECT dealrisk.train('undated', 'undated', activate => false)$$, 'train() on a source without closed_date');
+SELECT lives_ok($$SELECT dealrisk.train('blank_dates', 'blank', activate => false)$$,
+	'train() on a source whose closed_date is never filled in');
+SELECT results_eq($$SELECT name, metrics->>'holdout_from',
+		(metrics->>'n_train')::int + (metrics->>'n_test')::int = (metrics->>'won_total')::int + (metrics->>'lost_total')::int,
+		(metrics->>'n_test')::float8 / ((metrics->>'won_total')::int + (metrics->>'lost_total')::int) BETWEEN 0.15 AND 0.25
+	FROM dealrisk.models WHERE name IN ('blank', 'undated') ORDER BY name$$,
+	$$VALUES ('blank'::text, NULL::text, true, true), ('undated', NULL, true, true)$$,
+	'both hold out about a fifth of the closed deals by hash, each deal in one part');
+CREATE TABLE inf_dates AS SELECT * FROM tdeals;
+UPDATE inf_dates SET closed_date = 'infinity'
+	WHERE deal_id = (SELECT min(deal_id) FROM tdeals WHERE outcome IS NOT NULL);
+SELECT lives_ok($$SELECT dealrisk.train('inf_dates', 'inf', activate => false)$$, 'train() with a close dated infinity');
+SELECT is((SELECT metrics->>'holdout_from' FROM dealrisk.models WHERE name = 'inf'),
+	(SELECT metrics->>'holdout_from' FROM dealrisk.models WHERE name = 'default'), '... the same holdout cutoff');
+SELECT ok((SELECT (m.metrics->>'n_train')::int >= (d.metrics->>'n_train')::int - 1
+	FROM dealrisk.models m, dealrisk.models d WHERE m.name = 'inf' AND d.name = 'default'),
+	'... and the other deals keep their weights');
 
 -- export and import
 SELECT ok(dealrisk.activate(dealrisk.import_model(dealrisk.export_model((SELECT id FROM dealrisk.models WHERE name = 'v' AND active)), 'copy')),
