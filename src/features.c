@@ -310,6 +310,33 @@ dr_row_from_args(DrModel *model, FunctionCallInfo fcinfo, int typarg,
 	return r;
 }
 
+/*
+ * SQL: _model_columns(spec) -> the columns a row of this model is read
+ * from: the contract columns the encoder looks for by name, then the
+ * feature columns.  Training passes hand over only these (_row_args).
+ */
+PG_FUNCTION_INFO_V1(dr_model_columns);
+Datum
+dr_model_columns(PG_FUNCTION_ARGS)
+{
+	DrModel    *m;
+	Datum	   *names;
+	int			i;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("model specification must not be NULL")));
+	m = dr_model_from_spec(PG_GETARG_DATUM(0), NULL, 0, NULL, CurrentMemoryContext);
+	names = palloc(sizeof(Datum) * (DR_NUM_FIXED_COLUMNS + m->nextra));
+	for (i = 0; i < DR_NUM_FIXED_COLUMNS; i++)
+		names[i] = CStringGetTextDatum(fixed_names[i]);
+	for (i = 0; i < m->nextra; i++)
+		names[DR_NUM_FIXED_COLUMNS + i] = CStringGetTextDatum(m->extra_columns[i]);
+	PG_RETURN_ARRAYTYPE_P(construct_array(names, DR_NUM_FIXED_COLUMNS + m->nextra, TEXTOID,
+										  -1, false, TYPALIGN_INT));
+}
+
 /* Buffers for encoding rows of a model, allocated once per call site. */
 DrEncoded *
 dr_encoded_alloc(DrModel *model, MemoryContext cxt)
@@ -567,14 +594,17 @@ dr_encode_row(DrModel *model, DrRowReader *r, int32 as_of, bool leave_one_out,
 	is_closed = (out->outcome >= 0) ||
 		(r->fixed_attno[DR_COL_OUTCOME] == 0 && closed != DR_NO_DATE);
 
-	/* a training pass skips open deals and those outside its window */
+	/*
+	 * A training pass skips open deals and those outside its window (a
+	 * deal without a close date is outside any bounded window; DR_NO_DATE
+	 * sorts below every date).
+	 */
 	out->skipped = false;
 	if (out->closed_only &&
 		(out->outcome == -1 ||
-		 ((out->closed_from != DR_NO_DATE || out->closed_before != DR_NO_DATE) &&
-		  (closed == DR_NO_DATE ||
-		   (out->closed_from != DR_NO_DATE && closed < out->closed_from) ||
-		   (out->closed_before != DR_NO_DATE && closed >= out->closed_before)))))
+		 (out->closed_from != DR_NO_DATE && closed < out->closed_from) ||
+		 (out->closed_before != DR_NO_DATE &&
+		  (closed == DR_NO_DATE || closed >= out->closed_before))))
 	{
 		out->skipped = true;
 		out->nnz = 0;

@@ -68,6 +68,12 @@ CREATE AGGREGATE dealrisk._irls_pass(spec jsonb, beta float8[], split int,
 COMMENT ON AGGREGATE dealrisk._irls_pass(jsonb, float8[], int, date, date, float8, regtype, text[], "any") IS
 	'One Newton/IRLS pass over closed deals: {rows, weight, log-likelihood, gradient, information} (internal)';
 
+CREATE FUNCTION dealrisk._model_columns(spec jsonb)
+RETURNS text[] AS 'MODULE_PATHNAME', 'dr_model_columns'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION dealrisk._model_columns(jsonb) IS
+	'The columns the encoder reads a row of a model from: contract columns by name, then feature columns (internal)';
+
 -- The arguments that pass a row of source (alias d) to the passes above:
 -- its row type, the names of the columns a model of spec reads, and those
 -- columns.  A model reading more than 90 columns would exceed the 100
@@ -86,9 +92,7 @@ AS $$
 	FROM pg_catalog.pg_class c
 	JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
 	WHERE c.oid = source AND a.attnum > 0 AND NOT a.attisdropped
-	  AND (a.attname IN ('created_date', 'closed_date', 'sales_cycle_days', 'deal_stage',
-	                     'stage_entered_date', 'last_activity_date', 'outcome')
-	       OR a.attname::text IN (SELECT f->>'column' FROM pg_catalog.jsonb_array_elements(spec->'features') f))
+	  AND a.attname::text = ANY (dealrisk._model_columns(spec))
 	GROUP BY c.reltype
 $$;
 COMMENT ON FUNCTION dealrisk._row_args(regclass, jsonb) IS

@@ -24,6 +24,7 @@
 #include "utils/date.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -46,16 +47,15 @@ PG_FUNCTION_INFO_V1(dr_eval_final);
  * arguments it came from: a rescan (a correlated subquery, say) may pass
  * other ones, which is noticed when a new aggregation starts.
  */
+#define FIT_MAX_FIXED 8
 typedef struct FitCache
 {
 	MemoryContext cxt;			/* all of the below */
-	struct varlena *spec_arg;	/* copies of the spec and coefficient */
-	struct varlena *beta_arg;	/* arguments as passed (NULL if NULL) */
-	NullableDatum scalars[4];	/* split, cutoff, ref (by value), halflife */
-	double		halflife_arg;	/* (scalars[3].value unused: float8) */
-	NullableDatum row_type_arg;	/* the row type and column names the */
-	struct varlena *names_arg;	/* rows come with (see pass_row) */
-	int			nscalars;
+	int			first_fixed;	/* the arguments the cache was built from: */
+	int			nfixed;			/* spec through column names, copied */
+	NullableDatum fixed[FIT_MAX_FIXED];
+	bool		fixed_byval[FIT_MAX_FIXED];
+	int16		fixed_len[FIT_MAX_FIXED];
 	int			row_mode;		/* 0 not known yet, ROW_AS_VALUES, ROW_AS_COMPOSITE */
 	DrModel    *model;
 	DrRowReader *reader;
@@ -74,91 +74,71 @@ typedef struct FitCache
 /* Recency weights are kept for deals closed up to this many days before ref. */
 #define WEIGHT_DAYS 8192
 
-/* A copy of a varlena argument's bytes as passed (toasted or not). */
-static struct varlena *
-raw_copy(Datum d)
-{
-	Size		len = VARSIZE_ANY(DatumGetPointer(d));
-	struct varlena *copy = palloc(len);
-
-	memcpy(copy, DatumGetPointer(d), len);
-	return copy;
-}
-
-/* True when a varlena argument has the bytes of a copy (NULL: NULL). */
-static bool
-same_raw(FunctionCallInfo fcinfo, int argno, struct varlena *copy)
-{
-	Pointer		v;
-
-	if (PG_ARGISNULL(argno) || copy == NULL)
-		return PG_ARGISNULL(argno) && copy == NULL;
-	v = DatumGetPointer(PG_GETARG_DATUM(argno));
-	return VARSIZE_ANY(v) == VARSIZE_ANY(copy) && memcmp(v, copy, VARSIZE_ANY(copy)) == 0;
-}
-
 /*
- * True when the arguments are those the cache was built from (checked once
- * per aggregation: the spec may be some kilobytes).  The scalars are
- * split (int4), cutoff and ref (date), halflife (float8); the row type is
- * an oid.
- */
-static bool
-same_fit_args(FitCache *fc, FunctionCallInfo fcinfo, int specarg, int betaarg,
-			  int splitarg, int typarg)
-{
-	int			i;
-
-	if (fcinfo->args[typarg].isnull != fc->row_type_arg.isnull ||
-		fcinfo->args[typarg].value != fc->row_type_arg.value ||
-		!same_raw(fcinfo, typarg + 1, fc->names_arg))
-		return false;
-
-	for (i = 0; i < fc->nscalars; i++)
-	{
-		NullableDatum *a = &fcinfo->args[splitarg + i];
-
-		if (a->isnull != fc->scalars[i].isnull)
-			return false;
-		if (a->isnull)
-			continue;
-		if (i == 3 ? DatumGetFloat8(a->value) != fc->halflife_arg :
-			a->value != fc->scalars[i].value)
-			return false;
-	}
-	return same_raw(fcinfo, specarg, fc->spec_arg) &&
-		same_raw(fcinfo, betaarg, fc->beta_arg);
-}
-
-/*
- * The arguments a call site caches (first..last) must be constants or
- * parameters: those hold still during an aggregation, and a new one (a
- * rescan with other parameters) is noticed by same_fit_args.  Values that
- * vary by row would let hashed groups, which share fn_extra, use each
- * other's coefficients.
+ * Keep copies of the arguments the cache is built from (first..last), which
+ * must be constants or parameters: those hold still during an aggregation,
+ * and a new one (a rescan with other parameters) is noticed by
+ * same_fixed_args.  Values that vary by row would let hashed groups, which
+ * share fn_extra, use each other's coefficients.
  */
 static void
-require_fixed_args(FunctionCallInfo fcinfo, int first, int last)
+keep_fixed_args(FitCache *fc, FunctionCallInfo fcinfo, int first, int last)
 {
 	Aggref	   *aggref = AggGetAggref(fcinfo);
 	int			argno;
 
-	if (aggref == NULL)
-		return;
+	if (last - first >= FIT_MAX_FIXED)
+		elog(ERROR, "too many cached arguments: %d", last - first + 1);
+	fc->first_fixed = first;
+	fc->nfixed = last - first + 1;
 	for (argno = first; argno <= last; argno++)
 	{
-		/* the transition function's argument n is the aggregate's n - 1 */
-		TargetEntry *tle = list_nth_node(TargetEntry, aggref->args, argno - 1);
-		Node	   *e = (Node *) tle->expr;
+		NullableDatum *keep = &fc->fixed[argno - first];
+		Oid			t = get_fn_expr_argtype(fcinfo->flinfo, argno);
 
-		while (IsA(e, RelabelType))
-			e = (Node *) ((RelabelType *) e)->arg;
-		if (!IsA(e, Const) && !IsA(e, Param))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("argument %d of a training pass must be a constant or a parameter", argno),
-					 errdetail("The model specification, coefficients, split, weights, row type and column names are read once per pass.")));
+		if (aggref != NULL)
+		{
+			/* the transition function's argument n is the aggregate's n - 1 */
+			TargetEntry *tle = list_nth_node(TargetEntry, aggref->args, argno - 1);
+			Node	   *e = (Node *) tle->expr;
+
+			while (IsA(e, RelabelType))
+				e = (Node *) ((RelabelType *) e)->arg;
+			if (!IsA(e, Const) && !IsA(e, Param))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("argument %d of a training pass must be a constant or a parameter", argno),
+						 errdetail("The model specification, coefficients, split, weights, row type and column names are read once per pass.")));
+		}
+		if (!OidIsValid(t))
+			elog(ERROR, "could not determine the type of argument %d", argno);
+		get_typlenbyval(t, &fc->fixed_len[argno - first], &fc->fixed_byval[argno - first]);
+		keep->isnull = PG_ARGISNULL(argno);
+		keep->value = keep->isnull ? (Datum) 0 :
+			datumCopy(PG_GETARG_DATUM(argno), fc->fixed_byval[argno - first],
+					  fc->fixed_len[argno - first]);
 	}
+}
+
+/*
+ * True when the arguments are those the cache was built from, compared as
+ * stored (checked once per aggregation: the spec may be some kilobytes).
+ */
+static bool
+same_fixed_args(FitCache *fc, FunctionCallInfo fcinfo)
+{
+	int			i;
+
+	for (i = 0; i < fc->nfixed; i++)
+	{
+		NullableDatum *a = &fcinfo->args[fc->first_fixed + i];
+
+		if (a->isnull != fc->fixed[i].isnull ||
+			(!a->isnull && !datumIsEqual(a->value, fc->fixed[i].value,
+										 fc->fixed_byval[i], fc->fixed_len[i])))
+			return false;
+	}
+	return true;
 }
 
 /*
@@ -180,19 +160,15 @@ fit_cache(FunctionCallInfo fcinfo, int specarg, int betaarg, int splitarg,
 	MemoryContext cxt;
 	MemoryContext oldcxt;
 	ArrayType  *beta;
-	int			n,
-				i;
+	int			n;
 
-	if (fc != NULL &&
-		(!new_run || same_fit_args(fc, fcinfo, specarg, betaarg, splitarg, typarg)))
+	if (fc != NULL && (!new_run || same_fixed_args(fc, fcinfo)))
 		return fc;
 	if (PG_ARGISNULL(specarg))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("model specification must not be NULL")));
-	if (fc == NULL)
-		require_fixed_args(fcinfo, specarg, typarg + 1);
-	else
+	if (fc != NULL)
 		MemoryContextDelete(fc->cxt);
 	cxt = AllocSetContextCreate(fcinfo->flinfo->fn_mcxt, "dealrisk fit cache",
 								ALLOCSET_DEFAULT_SIZES);
@@ -200,15 +176,7 @@ fit_cache(FunctionCallInfo fcinfo, int specarg, int betaarg, int splitarg,
 	fc->cxt = cxt;
 	fcinfo->flinfo->fn_extra = NULL;	/* until it is complete */
 	oldcxt = MemoryContextSwitchTo(cxt);
-	fc->spec_arg = raw_copy(PG_GETARG_DATUM(specarg));
-	fc->beta_arg = PG_ARGISNULL(betaarg) ? NULL : raw_copy(PG_GETARG_DATUM(betaarg));
-	fc->nscalars = weighted ? 4 : 2;
-	for (i = 0; i < fc->nscalars; i++)
-		fc->scalars[i] = fcinfo->args[splitarg + i];
-	if (weighted && !PG_ARGISNULL(splitarg + 3))
-		fc->halflife_arg = PG_GETARG_FLOAT8(splitarg + 3);
-	fc->row_type_arg = fcinfo->args[typarg];
-	fc->names_arg = PG_ARGISNULL(typarg + 1) ? NULL : raw_copy(PG_GETARG_DATUM(typarg + 1));
+	keep_fixed_args(fc, fcinfo, specarg, typarg + 1);
 	MemoryContextSwitchTo(oldcxt);
 	fc->model = dr_model_from_spec(PG_GETARG_DATUM(specarg), NULL, 0, NULL, cxt);
 	fc->enc = dr_encoded_alloc(fc->model, cxt);

@@ -159,8 +159,9 @@ SELECT format('CREATE TABLE many_cols AS SELECT d.*, %s FROM rdeals d',
 	string_agg(format('(hashtext(d.deal_id || %L) %% 1000)::float8 AS n%s', i, i), ', ') || ', 1 AS d') AS many
 FROM generate_series(1, 95) i \gset
 :many;
-SELECT matches(dealrisk._row_args('many_cols', jsonb_build_object('features',
-	(SELECT jsonb_agg(jsonb_build_object('column', 'n' || i)) FROM generate_series(1, 95) i))),
+SELECT matches(dealrisk._row_args('many_cols', jsonb_build_object('format', 'dealrisk/1', 'features',
+	(SELECT jsonb_agg(jsonb_build_object('name', 'n' || i, 'kind', 'numeric', 'column', 'n' || i, 'mean', 0, 'sd', 1))
+	 FROM generate_series(1, 95) i))),
 	', NULL::text\[\], d\.\*$', '_row_args passes whole rows past 90 columns');
 SELECT lives_ok(format($$SELECT dealrisk.train('many_cols', 'many', features => %L, activate => false)$$,
 	(SELECT array_agg('n' || i) || ARRAY['industry'] FROM generate_series(1, 95) i)),
