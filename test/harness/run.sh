@@ -22,6 +22,14 @@ PGBIN=/usr/lib/postgresql/$MAJOR/bin
 export PG_CONFIG=$PGBIN/pg_config
 export PATH=$PGBIN:$PATH
 
+# One checkout at a time installs and tests: every checkout installs into
+# the same server directories, so two at once would test each other's build.
+exec 9>"${TMPDIR:-/tmp}/dealrisk-harness.lock"
+if ! flock -n 9; then
+	echo "dealrisk: another checkout is installing or testing dealrisk; waiting for it..." >&2
+	flock 9
+fi
+
 # Build as the caller; install where the server looks for extensions.
 make -s -C "$TOP" PG_CONFIG="$PG_CONFIG" ${DEALRISK_CFLAGS:+PG_CFLAGS+="$DEALRISK_CFLAGS"} >/dev/null
 pkglib=$("$PG_CONFIG" --pkglibdir)
