@@ -24,6 +24,7 @@ export PATH=$PGBIN:$PATH
 
 # One checkout at a time installs and tests: every checkout installs into
 # the same server directories, so two at once would test each other's build.
+# (the server is started with the lock closed: it must not hold it)
 exec 9>"${TMPDIR:-/tmp}/dealrisk-harness.lock"
 if ! flock -n 9; then
 	echo "dealrisk: another checkout is installing or testing dealrisk; waiting for it..." >&2
@@ -76,7 +77,7 @@ CONF
 			echo "Stop it (make cluster-stop in that checkout) or choose a port: DEALRISK_PGPORT=54330 make ..." >&2
 			exit 1
 		fi
-		as_owner "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$LOGFILE" -w -t 60 start >/dev/null ||
+		as_owner "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$LOGFILE" -w -t 60 start >/dev/null 9>&- ||
 			{ tail -n 30 "$LOGFILE" >&2; exit 1; }
 	fi
 }
@@ -90,7 +91,7 @@ psql_q() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 fresh_db() {
 	psql_q -d postgres -c "DROP DATABASE IF EXISTS $DBNAME WITH (FORCE)" -c "CREATE DATABASE $DBNAME"
 	if [ "$(psql -X -At -d postgres -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_cron launcher'")" = 0 ]; then
-		as_owner "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$LOGFILE" -w -t 60 -m fast restart >/dev/null ||
+		as_owner "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$LOGFILE" -w -t 60 -m fast restart >/dev/null 9>&- ||
 			{ tail -n 30 "$LOGFILE" >&2; exit 1; }
 	fi
 	psql_q -d "$DBNAME" -c "CREATE EXTENSION dealrisk" -c "CREATE EXTENSION pg_cron"
