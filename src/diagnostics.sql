@@ -15,10 +15,11 @@
 CREATE FUNCTION dealrisk._source_name(source regclass)
 RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 RETURN (SELECT CASE WHEN pg_catalog.pg_table_is_visible(c.oid) THEN c.relname::text
 					ELSE n.nspname || '.' || c.relname END
 		FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-		WHERE c.oid = source);
+		WHERE c.oid = source::pg_catalog.oid);
 COMMENT ON FUNCTION dealrisk._source_name(regclass) IS
 	'The name of a relation for error messages, unquoted, schema-qualified unless visible (internal)';
 
@@ -26,14 +27,16 @@ COMMENT ON FUNCTION dealrisk._source_name(regclass) IS
 CREATE FUNCTION dealrisk._has_column(rel regclass, col text)
 RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 RETURN EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
-               WHERE a.attrelid = rel AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped);
+               WHERE a.attrelid = rel::pg_catalog.oid AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped);
 COMMENT ON FUNCTION dealrisk._has_column(regclass, text) IS
 	'Whether a relation has a column of that name (internal)';
 
 CREATE FUNCTION dealrisk._check_source(source regclass, columns text[])
 RETURNS void
 LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
 	kind		"char";
@@ -45,7 +48,7 @@ BEGIN
 			USING ERRCODE = '22004',
 				  HINT = 'Pass a table or view in the data contract''s layout, e.g. ''public.deals''.';
 	END IF;
-	SELECT c.relkind INTO kind FROM pg_catalog.pg_class c WHERE c.oid = source;
+	SELECT c.relkind INTO kind FROM pg_catalog.pg_class c WHERE c.oid = source::pg_catalog.oid;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'relation with OID % does not exist', source::oid
 			USING ERRCODE = '42P01';
@@ -58,7 +61,7 @@ BEGIN
 	FOREACH col IN ARRAY coalesce(columns, '{}') LOOP
 		SELECT a.atttypid::regtype INTO typ
 		FROM pg_catalog.pg_attribute a
-		WHERE a.attrelid = source AND a.attname = col
+		WHERE a.attrelid = source::pg_catalog.oid AND a.attname = col
 			AND a.attnum > 0 AND NOT a.attisdropped;
 		IF NOT FOUND THEN
 			RAISE EXCEPTION 'column "%" is missing from source "%"', col, dealrisk._source_name(source)
@@ -90,6 +93,7 @@ COMMENT ON FUNCTION dealrisk._check_source(regclass, text[]) IS
 CREATE FUNCTION dealrisk._check_period(period text)
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
 	p			text := pg_catalog.lower(pg_catalog.btrim(period));
@@ -114,6 +118,7 @@ COMMENT ON FUNCTION dealrisk._check_period(text) IS
 CREATE FUNCTION dealrisk._dimension_columns(source regclass, dimension text)
 RETURNS text[]
 LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
 	parts		text[] := '{}';
@@ -185,7 +190,7 @@ BEGIN
 		name := parts[i];
 		SELECT a.attname INTO found_name
 		FROM pg_catalog.pg_attribute a
-		WHERE a.attrelid = source AND a.attnum > 0 AND NOT a.attisdropped
+		WHERE a.attrelid = source::pg_catalog.oid AND a.attnum > 0 AND NOT a.attisdropped
 			AND (a.attname = name OR (NOT quoted[i] AND a.attname = pg_catalog.lower(name)))
 		ORDER BY a.attname = name DESC
 		LIMIT 1;
@@ -193,7 +198,7 @@ BEGIN
 			SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum)
 				INTO valid
 			FROM pg_catalog.pg_attribute a
-			WHERE a.attrelid = source AND a.attnum > 0 AND NOT a.attisdropped;
+			WHERE a.attrelid = source::pg_catalog.oid AND a.attnum > 0 AND NOT a.attisdropped;
 			RAISE EXCEPTION 'column "%" does not exist in source "%"', name, dealrisk._source_name(source)
 				USING ERRCODE = '42703',
 					  HINT = pg_catalog.format('Valid columns are: %s.', valid);
@@ -217,6 +222,7 @@ CREATE FUNCTION dealrisk._default_windows(source regclass,
 	OUT recent daterange, OUT baseline daterange, OUT last_closed date)
 RETURNS record
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
 	q			date;
@@ -248,6 +254,7 @@ CREATE FUNCTION dealrisk.win_rate_trend(source regclass, period text DEFAULT 'qu
 RETURNS TABLE(period_start date, closed bigint, won bigint, win_rate float8,
 			  ci_low float8, ci_high float8, change float8, p_value float8)
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 20
+SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
 	p			text := dealrisk._check_period(period);
@@ -287,6 +294,7 @@ CREATE FUNCTION dealrisk.cycle_trend(source regclass, period text DEFAULT 'quart
 RETURNS TABLE(period_start date, closed bigint, median_days float8, p75_days float8,
 			  mean_days float8, change_median float8, p_value float8, significant boolean)
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 20
+SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
 	p			text := dealrisk._check_period(period);
@@ -349,6 +357,7 @@ RETURNS TABLE(segment text, baseline_closed bigint, baseline_win_rate float8,
 			  recent_share float8, rate_effect float8, mix_effect float8,
 			  contribution float8, p_value float8, significant boolean)
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 20
+SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
 	cols		text[];
@@ -479,6 +488,7 @@ RETURNS TABLE(stage text, "position" int, is_late boolean, reached bigint, won b
 			  lost_here bigint, open_here bigint, conversion_to_next float8,
 			  cumulative_conversion float8, win_rate float8)
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 10
+SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
 	PERFORM dealrisk._check_source(source, ARRAY['created_date', 'deal_stage', 'outcome']);
@@ -510,6 +520,7 @@ COMMENT ON FUNCTION dealrisk.funnel(regclass, date) IS
 CREATE FUNCTION dealrisk.data_quality(source regclass)
 RETURNS TABLE(check_name text, description text, "rows" bigint, example_deal_id text)
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 14
+SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
 	n			bigint[];
@@ -624,18 +635,21 @@ COMMENT ON FUNCTION dealrisk.data_quality(regclass) IS
 CREATE FUNCTION dealrisk._pct(x float8)
 RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 RETURN coalesce(pg_catalog.to_char(pg_catalog.round((x * 100)::numeric, 1), 'FM990.0') || '%', 'n/a');
 COMMENT ON FUNCTION dealrisk._pct(float8) IS 'A share as a percentage with one decimal (internal)';
 
 CREATE FUNCTION dealrisk._pts(x float8)
 RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 RETURN coalesce(pg_catalog.to_char(pg_catalog.round((x * 100)::numeric, 1), 'FMS990.0'), 'n/a');
 COMMENT ON FUNCTION dealrisk._pts(float8) IS 'A difference of shares in percentage points, signed, one decimal (internal)';
 
 CREATE FUNCTION dealrisk._pval(p float8)
 RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 RETURN CASE WHEN p IS NULL THEN 'p n/a'
 			WHEN p < 0.001 THEN 'p < 0.001'
 			ELSE 'p = ' || pg_catalog.to_char(p, 'FM0.000') END;
@@ -644,18 +658,21 @@ COMMENT ON FUNCTION dealrisk._pval(float8) IS 'A p-value for the report (interna
 CREATE FUNCTION dealrisk._num(n bigint)
 RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 RETURN pg_catalog.to_char(n, 'FM999,999,999,999,990');
 COMMENT ON FUNCTION dealrisk._num(bigint) IS 'A count with thousands separators (internal)';
 
 CREATE FUNCTION dealrisk._quarter_label(d date)
 RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 RETURN pg_catalog.to_char(d, '"Q"Q-YYYY');
 COMMENT ON FUNCTION dealrisk._quarter_label(date) IS 'Q1-2024 style label of the quarter holding d (internal)';
 
 CREATE FUNCTION dealrisk.diagnose(source regclass)
 RETURNS text
 LANGUAGE plpgsql STABLE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
 	lines		text[] := '{}';

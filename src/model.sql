@@ -82,6 +82,7 @@ COMMENT ON FUNCTION dealrisk._model_columns(jsonb) IS
 CREATE FUNCTION dealrisk._row_args(source regclass, spec jsonb)
 RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT CASE WHEN pg_catalog.count(*) > 90
 	            THEN pg_catalog.format('%s::pg_catalog.regtype, NULL::text[], d.*', c.reltype::pg_catalog.oid)
@@ -91,7 +92,7 @@ AS $$
 	                         pg_catalog.string_agg(pg_catalog.format('d.%I', a.attname), ', ' ORDER BY a.attnum)) END
 	FROM pg_catalog.pg_class c
 	JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
-	WHERE c.oid = source AND a.attnum > 0 AND NOT a.attisdropped
+	WHERE c.oid = source::pg_catalog.oid AND a.attnum > 0 AND NOT a.attisdropped
 	  AND a.attname::text = ANY (dealrisk._model_columns(spec))
 	GROUP BY c.reltype
 $$;
@@ -136,6 +137,7 @@ COMMENT ON AGGREGATE dealrisk._evaluate(jsonb, float8[], int, date, regtype, tex
 CREATE FUNCTION dealrisk._quantile_edges(source regclass, expr text, filter text, probs float8[])
 RETURNS float8[]
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	edges float8[];
@@ -163,6 +165,7 @@ COMMENT ON FUNCTION dealrisk._quantile_edges(regclass, text, text, float8[]) IS
 CREATE FUNCTION dealrisk._census(source regclass, key text, train_expr text, has_closed_date boolean,
 	OUT n_won bigint, OUT n_lost bigint, OUT ref date, OUT rate_all jsonb, OUT rate_train jsonb)
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	EXECUTE pg_catalog.format($q$
@@ -206,6 +209,7 @@ COMMENT ON FUNCTION dealrisk._census(regclass, text, text, boolean) IS
 CREATE FUNCTION dealrisk._finite_date(col text, cols text[])
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT CASE WHEN col = ANY (cols)
 	            THEN pg_catalog.format('CASE WHEN pg_catalog.isfinite(d.%1$I) THEN d.%1$I END', col)
@@ -223,6 +227,7 @@ CREATE FUNCTION dealrisk._build_spec(source regclass, features text[], filter te
 	dict_source regclass DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	cols text[];
@@ -252,7 +257,7 @@ BEGIN
 	       pg_catalog.array_agg(pg_catalog.format_type(a.atttypid, NULL) ORDER BY a.attnum)
 	INTO cols, types
 	FROM pg_catalog.pg_attribute a
-	WHERE a.attrelid = source AND a.attnum > 0 AND NOT a.attisdropped;
+	WHERE a.attrelid = source::pg_catalog.oid AND a.attnum > 0 AND NOT a.attisdropped;
 
 	IF features IS NULL THEN
 		want := ARRAY['industry', 'region', 'product_type', 'lead_source',
@@ -272,12 +277,12 @@ BEGIN
 	closed_col := dealrisk._finite_date('closed_date', cols);
 	-- the day a deal's clock stops: its close, else the as-of date
 	end_expr := pg_catalog.format(
-		'CASE WHEN dealrisk.is_won(d.outcome) IS NOT NULL AND (%1$s) IS NOT NULL THEN %1$s ELSE dealrisk._as_of() END',
+		'CASE WHEN dealrisk.is_won(d.outcome) IS NOT NULL AND (%1$s) IS NOT NULL THEN %1$s ELSE (SELECT dealrisk._as_of()) END',
 		closed_col);
 	-- a closed deal's cycle, else the days from creation to its close (or to
 	-- the as-of date when that is missing)
 	age_expr := pg_catalog.format(
-		'CASE WHEN dealrisk.is_won(d.outcome) IS NOT NULL THEN coalesce(%s (%s) - (%s), dealrisk._as_of() - (%s)) ELSE dealrisk._as_of() - (%s) END',
+		'CASE WHEN dealrisk.is_won(d.outcome) IS NOT NULL THEN coalesce(%s (%s) - (%s), (SELECT dealrisk._as_of()) - (%s)) ELSE (SELECT dealrisk._as_of()) - (%s) END',
 		CASE WHEN 'sales_cycle_days' = ANY (cols) THEN 'd.sales_cycle_days,' ELSE '' END,
 		closed_col, created_col, created_col, created_col);
 	stage_days := pg_catalog.format('(%s) - coalesce(%s, %s)', end_expr,
@@ -391,6 +396,7 @@ COMMENT ON FUNCTION dealrisk._build_spec(regclass, text[], text, regclass) IS
 CREATE FUNCTION dealrisk._as_of()
 RETURNS date
 LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$ SELECT coalesce(nullif(pg_catalog.current_setting('dealrisk.as_of_date', true), '')::date, CURRENT_DATE) $$;
 COMMENT ON FUNCTION dealrisk._as_of() IS
 	'The date open deals are scored at: dealrisk.as_of_date when set, else today (internal)';
@@ -406,6 +412,7 @@ CREATE FUNCTION dealrisk._fit(source regclass, spec jsonb, filter text, split in
 	OUT beta float8[], OUT iterations int, OUT converged boolean, OUT loglik float8,
 	OUT eval_metrics jsonb, OUT n_rows bigint)
 LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	p int := dealrisk._validate_model(spec, NULL);
@@ -457,6 +464,7 @@ COMMENT ON FUNCTION dealrisk._fit(regclass, jsonb, text, int, date, date, float8
 CREATE FUNCTION dealrisk._quality_problem(metrics jsonb)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT CASE
 		WHEN metrics->>'auc' IS NULL THEN 'it has no holdout AUC (the holdout had only one outcome)'
@@ -475,6 +483,7 @@ COMMENT ON FUNCTION dealrisk._quality_problem(jsonb) IS
 CREATE FUNCTION dealrisk.activate(model_id bigint, force boolean DEFAULT false)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	m dealrisk.models%ROWTYPE;
@@ -504,6 +513,7 @@ COMMENT ON FUNCTION dealrisk.activate(bigint, boolean) IS
 CREATE FUNCTION dealrisk.rollback(name text DEFAULT 'default')
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	cur bigint;
@@ -532,6 +542,7 @@ CREATE FUNCTION dealrisk.train(source regclass, name text DEFAULT 'default', fea
 	l2 float8 DEFAULT 1.0, holdout float8 DEFAULT 0.2, activate boolean DEFAULT true)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	closed_filter text := 'dealrisk.is_won(d.outcome) IS NOT NULL';
@@ -590,7 +601,7 @@ BEGIN
 	-- closed deals, taken again at the share that gives 50,000 — or not at
 	-- all when that share is the whole table.
 	SELECT c.relkind IN ('r', 'm'), c.reltuples INTO is_table, n_rows
-	FROM pg_catalog.pg_class c WHERE c.oid = source;
+	FROM pg_catalog.pg_class c WHERE c.oid = source::pg_catalog.oid;
 	IF NOT is_table OR n_rows < 1 THEN
 		-- a view, or a table never vacuumed or analyzed: count
 		EXECUTE pg_catalog.format('SELECT count(*) FROM %s d WHERE %s', source, closed_filter) INTO n_rows;
@@ -606,7 +617,7 @@ BEGIN
 			                          source, 100 * share, closed_filter);
 		ELSE
 			EXECUTE pg_catalog.format('CREATE TEMP TABLE dealrisk_train_sample ON COMMIT DROP AS'
-			                          ' SELECT * FROM %s d WHERE %s AND abs(pg_catalog.hashtext(d.deal_id::text)) %% 100000 < %s',
+			                          ' SELECT * FROM %s d WHERE %s AND pg_catalog.abs(pg_catalog.hashtext(d.deal_id::text)::pg_catalog.int8) %% 100000 < %s',
 			                          source, closed_filter, ceil(100000 * share)::int);
 		END IF;
 		GET DIAGNOSTICS n_sampled = ROW_COUNT;
@@ -638,7 +649,7 @@ BEGIN
 		train_filter := 'true';
 		split_train := 1;
 	ELSE
-		train_expr := pg_catalog.format('abs(pg_catalog.hashtext(d.deal_id::text)) %% 1000 >= %s', (holdout * 1000)::int);
+		train_expr := pg_catalog.format('pg_catalog.abs(pg_catalog.hashtext(d.deal_id::text)::pg_catalog.int8) %% 1000 >= %s', (holdout * 1000)::int);
 		train_filter := pg_catalog.format('%s AND %s', closed_filter, train_expr);
 		test_filter := pg_catalog.format('%s AND NOT (%s)', closed_filter, train_expr);
 		halflife := 0;
@@ -800,6 +811,7 @@ COMMENT ON FUNCTION dealrisk.recommended_action(record, text) IS
 CREATE FUNCTION dealrisk.export_model(model_id bigint)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	m dealrisk.models%ROWTYPE;
@@ -820,6 +832,7 @@ COMMENT ON FUNCTION dealrisk.export_model(bigint) IS
 CREATE FUNCTION dealrisk.import_model(model jsonb, name text)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	coefs float8[];
@@ -860,6 +873,7 @@ CREATE FUNCTION dealrisk.evaluate(model_id bigint, source regclass,
 	OUT accuracy float8, OUT base_rate float8, OUT n bigint, OUT calibration jsonb)
 RETURNS record
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	m dealrisk.models%ROWTYPE;
@@ -892,6 +906,7 @@ COMMENT ON FUNCTION dealrisk.evaluate(bigint, regclass) IS
 CREATE FUNCTION dealrisk.lost_lookalikes(source regclass, lost_since date DEFAULT NULL, k int DEFAULT 20)
 RETURNS TABLE (deal_id text, similarity float8, shared_traits text[])
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	traits text[] := ARRAY['industry', 'region', 'product_type', 'lead_source', 'sales_rep_id', 'deal_stage'];

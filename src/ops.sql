@@ -3,7 +3,7 @@
 -- and docs/security.md.
 --
 -- The daily loop: watch() configures which deals are watched and builds the
--- materialized view dealrisk.high_risk_deals; refresh() (scheduled by
+-- materialized view dealrisk_watch.high_risk_deals; refresh() (scheduled by
 -- pg_cron through schedule()) rescores the open deals, refreshes the view
 -- concurrently, appends the scores to dealrisk.score_history and writes one
 -- alert per deal that became high-risk into the outbox dealrisk.alerts, from
@@ -15,6 +15,17 @@
 -- runs with the caller's privileges, and the grants of docs/security.md say
 -- who may call what.  This file is the last part of the install script: the
 -- REVOKEs at its end cover the functions of the earlier parts too.
+
+-- The schema of what watch() creates ------------------------------------
+-- The materialized view dealrisk_watch.high_risk_deals is created by the role
+-- that calls watch() (and refreshed by it: REFRESH needs the owner).  It
+-- lives in a schema of its own so that an operator can be given CREATE there
+-- without CREATE on dealrisk: a role that could create objects in dealrisk
+-- could plant a function or an overload that other roles' calls resolve to
+-- (docs/security.md).  Nothing in dealrisk resolves names in dealrisk_watch.
+CREATE SCHEMA dealrisk_watch;
+COMMENT ON SCHEMA dealrisk_watch IS
+	'Objects dealrisk.watch() creates for the role that runs the daily loop: the materialized view high_risk_deals';
 
 -- Configuration, history, outbox ----------------------------------------
 
@@ -29,11 +40,11 @@ CREATE TABLE dealrisk.watch_config (
 	view_definition text
 );
 COMMENT ON TABLE dealrisk.watch_config IS
-	'What dealrisk.refresh() watches (one row, set by dealrisk.watch()): the deal source, the risk threshold, the model name, when the deals were last scored and the SQL of dealrisk.high_risk_deals';
+	'What dealrisk.refresh() watches (one row, set by dealrisk.watch()): the deal source, the risk threshold, the model name, when the deals were last scored and the SQL of dealrisk_watch.high_risk_deals';
 COMMENT ON COLUMN dealrisk.watch_config.scored_at IS
 	'Time of the latest scoring (watch() or refresh()): the scored_at of the view and of the latest score_history entries';
 COMMENT ON COLUMN dealrisk.watch_config.view_definition IS
-	'The CREATE MATERIALIZED VIEW statement of dealrisk.high_risk_deals; watch() replaces the view only for another source or when the source gained or lost stage_entered_date';
+	'The CREATE MATERIALIZED VIEW statement of dealrisk_watch.high_risk_deals; watch() replaces the view only for another source or when the source gained or lost stage_entered_date';
 SELECT pg_catalog.pg_extension_config_dump('dealrisk.watch_config', '');
 
 CREATE TABLE dealrisk.score_history (
@@ -91,6 +102,7 @@ SELECT pg_catalog.pg_extension_config_dump('dealrisk.alerts_id_seq', '');
 CREATE FUNCTION dealrisk._active_model(model text)
 RETURNS bigint
 LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	mid bigint;
@@ -115,22 +127,41 @@ COMMENT ON FUNCTION dealrisk._active_model(text) IS
 CREATE FUNCTION dealrisk._qualified_name(rel regclass)
 RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 RETURN (SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)
         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.oid = rel);
+        WHERE c.oid = rel::pg_catalog.oid);
 COMMENT ON FUNCTION dealrisk._qualified_name(regclass) IS
 	'A relation''s schema-qualified name, quoted where needed (internal)';
 
--- The statement that creates dealrisk.high_risk_deals over a source, named
+-- The day an open deal of source (alias d) entered its current stage, as SQL:
+-- stage_entered_date when the source has it, else created_date; an infinite
+-- or missing date is NULL (the deal's days in stage are then unknown, and
+-- never an error that stops a refresh).
+CREATE FUNCTION dealrisk._stage_start_sql(source regclass)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN pg_catalog.format('coalesce(%s%s)',
+	CASE WHEN dealrisk._has_column(source, 'stage_entered_date')
+	     THEN 'CASE WHEN pg_catalog.isfinite(d.stage_entered_date::date) THEN d.stage_entered_date::date END, ' ELSE '' END,
+	'CASE WHEN pg_catalog.isfinite(d.created_date::date) THEN d.created_date::date END');
+COMMENT ON FUNCTION dealrisk._stage_start_sql(regclass) IS
+	'SQL for the day an open deal entered its stage (stage_entered_date, else created_date; NULL when infinite) (internal)';
+
+-- The statement that creates dealrisk_watch.high_risk_deals over a source, named
 -- schema-qualified (the statement is stored and may run again under another
 -- search_path).  The threshold, the model name and the scoring time are read
 -- from dealrisk.watch_config at each refresh, so watch() replaces the view
--- only for another source (compared by OID: a rename keeps it) or when the
--- source gained or lost its optional stage_entered_date column.
+-- only for another source (compared by OID: a rename keeps it) or when this
+-- statement changed (the source gained or lost stage_entered_date, or an
+-- upgrade of the extension changed the view).  The scoring date is read
+-- once per refresh (an InitPlan), not once per deal.
 CREATE FUNCTION dealrisk._view_sql(source regclass)
 RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE
-RETURN pg_catalog.format($v$CREATE MATERIALIZED VIEW dealrisk.high_risk_deals AS
+SET search_path = pg_catalog, pg_temp
+RETURN pg_catalog.format($v$CREATE MATERIALIZED VIEW dealrisk_watch.high_risk_deals AS
 SELECT s.deal_id, s.risk, dealrisk.risk_band(s.risk) AS band,
        (SELECT e.reason FROM dealrisk.deal_risk_explain(s.deal, s.model) e LIMIT 1) AS top_reason,
        dealrisk.recommended_action(s.deal, s.model) AS recommended_action,
@@ -140,22 +171,34 @@ FROM (
 	       dealrisk.deal_risk(d, w.model) AS risk,
 	       d.deal_amount::numeric AS deal_amount, d.sales_rep_id::text AS sales_rep_id,
 	       d.deal_stage::text AS deal_stage,
-	       dealrisk._as_of() - (%s)::date AS days_in_stage
+	       (SELECT dealrisk._as_of()) - %s AS days_in_stage
 	FROM %s d CROSS JOIN dealrisk.watch_config w
 	WHERE dealrisk.is_won(d.outcome) IS NULL AND d.deal_id IS NOT NULL
 	OFFSET 0
 ) s
 WHERE s.risk >= s.threshold$v$,
-	CASE WHEN dealrisk._has_column(source, 'stage_entered_date')
-	     THEN 'coalesce(d.stage_entered_date, d.created_date)' ELSE 'd.created_date' END,
+	dealrisk._stage_start_sql(source),
 	dealrisk._qualified_name(source));
 COMMENT ON FUNCTION dealrisk._view_sql(regclass) IS
-	'The CREATE MATERIALIZED VIEW statement of dealrisk.high_risk_deals over a source (internal)';
+	'The CREATE MATERIALIZED VIEW statement of dealrisk_watch.high_risk_deals over a source (internal)';
+
+-- A view statement of _view_sql with the source's name taken out, so that
+-- statements for a renamed source compare equal (the view follows the
+-- source by OID).
+CREATE FUNCTION dealrisk._view_shape(view_sql text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN pg_catalog.regexp_replace(view_sql, 'FROM .* d CROSS JOIN dealrisk\.watch_config w',
+                                 'FROM <source> d CROSS JOIN dealrisk.watch_config w');
+COMMENT ON FUNCTION dealrisk._view_shape(text) IS
+	'A statement of _view_sql without the source''s name, to compare views across renames (internal)';
 
 -- The error for open deals of a watched source that share a deal_id.
 CREATE FUNCTION dealrisk._duplicate_deals(source regclass, detail text)
 RETURNS void
 LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	RAISE EXCEPTION 'source "%" has open deals that share a deal_id', dealrisk._source_name(source)
@@ -166,33 +209,34 @@ $$;
 COMMENT ON FUNCTION dealrisk._duplicate_deals(regclass, text) IS
 	'Raises the error for a watched source whose open deals share a deal_id (internal)';
 
--- (Re)creates dealrisk.high_risk_deals over a source, keeping the grants of
+-- (Re)creates dealrisk_watch.high_risk_deals over a source, keeping the grants of
 -- the view it replaces, with its unique index (for REFRESH CONCURRENTLY);
 -- returns the statement, which watch_config keeps.
 CREATE FUNCTION dealrisk._create_view(source regclass)
 RETURNS text
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	view_sql text := dealrisk._view_sql(source);
-	old regclass := pg_catalog.to_regclass('dealrisk.high_risk_deals');
+	old regclass := pg_catalog.to_regclass('dealrisk_watch.high_risk_deals');
 	grants text[] := '{}';
 	g text;
 	detail text;
 BEGIN
 	IF old IS NOT NULL THEN
-		SELECT coalesce(pg_catalog.array_agg(pg_catalog.format('GRANT %s ON dealrisk.high_risk_deals TO %s%s',
+		SELECT coalesce(pg_catalog.array_agg(pg_catalog.format('GRANT %s ON dealrisk_watch.high_risk_deals TO %s%s',
 			a.privilege_type,
 			CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END,
 			CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)), '{}')
 		INTO grants
 		FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
-		WHERE c.oid = old AND a.grantee <> c.relowner;
+		WHERE c.oid = old::pg_catalog.oid AND a.grantee <> c.relowner;
 		BEGIN
-			DROP MATERIALIZED VIEW dealrisk.high_risk_deals;
+			DROP MATERIALIZED VIEW dealrisk_watch.high_risk_deals;
 		EXCEPTION WHEN dependent_objects_still_exist THEN
 			GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
-			RAISE EXCEPTION 'cannot replace dealrisk.high_risk_deals for source "%": other objects depend on it',
+			RAISE EXCEPTION 'cannot replace dealrisk_watch.high_risk_deals for source "%": other objects depend on it',
 				dealrisk._source_name(source)
 				USING ERRCODE = 'dependent_objects_still_exist', DETAIL = detail,
 				      HINT = 'Drop them, call dealrisk.watch() again and recreate them (watching the same source again keeps the view and its dependents).';
@@ -200,7 +244,7 @@ BEGIN
 	END IF;
 	EXECUTE view_sql;
 	BEGIN
-		CREATE UNIQUE INDEX high_risk_deals_deal_id ON dealrisk.high_risk_deals (deal_id);
+		CREATE UNIQUE INDEX high_risk_deals_deal_id ON dealrisk_watch.high_risk_deals (deal_id);
 	EXCEPTION WHEN unique_violation THEN
 		GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
 		PERFORM dealrisk._duplicate_deals(source, detail);
@@ -212,21 +256,22 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION dealrisk._create_view(regclass) IS
-	'(Re)creates dealrisk.high_risk_deals with its unique index, keeping the grants of the view it replaces (internal)';
+	'(Re)creates dealrisk_watch.high_risk_deals with its unique index, keeping the grants of the view it replaces (internal)';
 
--- Refreshes dealrisk.high_risk_deals: concurrently when it holds rows (its
+-- Refreshes dealrisk_watch.high_risk_deals: concurrently when it holds rows (its
 -- readers keep reading the old rows meanwhile), fully when not populated.
 CREATE FUNCTION dealrisk._refresh_view(source regclass)
 RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	detail text;
 BEGIN
-	IF NOT (SELECT c.relispopulated FROM pg_catalog.pg_class c WHERE c.oid = 'dealrisk.high_risk_deals'::regclass) THEN
-		REFRESH MATERIALIZED VIEW dealrisk.high_risk_deals;
+	IF NOT (SELECT c.relispopulated FROM pg_catalog.pg_class c WHERE c.oid = 'dealrisk_watch.high_risk_deals'::regclass::pg_catalog.oid) THEN
+		REFRESH MATERIALIZED VIEW dealrisk_watch.high_risk_deals;
 	ELSE
-		REFRESH MATERIALIZED VIEW CONCURRENTLY dealrisk.high_risk_deals;
+		REFRESH MATERIALIZED VIEW CONCURRENTLY dealrisk_watch.high_risk_deals;
 	END IF;
 EXCEPTION WHEN unique_violation OR cardinality_violation THEN
 	GET STACKED DIAGNOSTICS detail = MESSAGE_TEXT;
@@ -234,12 +279,13 @@ EXCEPTION WHEN unique_violation OR cardinality_violation THEN
 END
 $$;
 COMMENT ON FUNCTION dealrisk._refresh_view(regclass) IS
-	'Refreshes dealrisk.high_risk_deals, concurrently when it is populated (internal)';
+	'Refreshes dealrisk_watch.high_risk_deals, concurrently when it is populated (internal)';
 
 -- The configuration row, or an error saying that watch() comes first.
 CREATE FUNCTION dealrisk._watch_config()
 RETURNS dealrisk.watch_config
 LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	cfg dealrisk.watch_config;
@@ -250,7 +296,7 @@ BEGIN
 			USING ERRCODE = 'object_not_in_prerequisite_state',
 			      HINT = 'Call dealrisk.watch() first, e.g. SELECT dealrisk.watch(''public.deals'', 60);';
 	END IF;
-	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = cfg.source) THEN
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = cfg.source::pg_catalog.oid) THEN
 		RAISE EXCEPTION 'the watched deal source (OID %) no longer exists', cfg.source::oid
 			USING ERRCODE = 'undefined_table',
 			      HINT = 'Watch another source: SELECT dealrisk.watch(''public.deals'');';
@@ -266,6 +312,7 @@ COMMENT ON FUNCTION dealrisk._watch_config() IS
 CREATE FUNCTION dealrisk.watch(source regclass, threshold float8 DEFAULT 60, model text DEFAULT 'default')
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	view_sql text;
@@ -282,8 +329,8 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 			      HINT = 'Risk scores are percentages; dealrisk.band_high (60) is a common threshold.';
 	END IF;
-	IF source = pg_catalog.to_regclass('dealrisk.high_risk_deals') THEN
-		RAISE EXCEPTION 'dealrisk.high_risk_deals cannot watch itself'
+	IF source::pg_catalog.oid = pg_catalog.to_regclass('dealrisk_watch.high_risk_deals')::pg_catalog.oid THEN
+		RAISE EXCEPTION 'dealrisk_watch.high_risk_deals cannot watch itself'
 			USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass the table or view that holds the deals.';
 	END IF;
 	PERFORM dealrisk._check_source(source,
@@ -300,10 +347,9 @@ BEGIN
 		model = EXCLUDED.model, configured_at = EXCLUDED.configured_at, configured_by = EXCLUDED.configured_by,
 		scored_at = EXCLUDED.scored_at, view_definition = EXCLUDED.view_definition;
 
-	IF old.source = source
-	   AND (pg_catalog.strpos(old.view_definition, 'coalesce(d.stage_entered_date') > 0)
-	       = (pg_catalog.strpos(view_sql, 'coalesce(d.stage_entered_date') > 0)
-	   AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass('dealrisk.high_risk_deals')
+	IF old.source OPERATOR(pg_catalog.=) source
+	   AND dealrisk._view_shape(old.view_definition) = dealrisk._view_shape(view_sql)
+	   AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass('dealrisk_watch.high_risk_deals')::pg_catalog.oid
 	               AND c.relkind = 'm') THEN
 		-- same source (maybe renamed), same columns: keep the view (its
 		-- grants and dependent views) and refresh it
@@ -311,19 +357,20 @@ BEGIN
 	ELSE
 		PERFORM dealrisk._create_view(source);
 	END IF;
-	EXECUTE pg_catalog.format('COMMENT ON MATERIALIZED VIEW dealrisk.high_risk_deals IS %L',
+	EXECUTE pg_catalog.format('COMMENT ON MATERIALIZED VIEW dealrisk_watch.high_risk_deals IS %L',
 		pg_catalog.format('Open deals of %s whose risk is at least %s under the active "%s" model, with their top reason and recommended action; set up by dealrisk.watch(), refreshed by dealrisk.refresh() (docs/operations.md)',
 		                  dealrisk._qualified_name(source), threshold, model));
-	SELECT count(*) INTO n FROM dealrisk.high_risk_deals;
+	SELECT count(*) INTO n FROM dealrisk_watch.high_risk_deals;
 	RETURN n;
 END
 $$;
 COMMENT ON FUNCTION dealrisk.watch(regclass, float8, text) IS
-	'Watches the open deals of a source: remembers source, threshold and model in dealrisk.watch_config and (re)builds the materialized view dealrisk.high_risk_deals of the open deals whose risk is at least threshold; returns how many there are now';
+	'Watches the open deals of a source: remembers source, threshold and model in dealrisk.watch_config and (re)builds the materialized view dealrisk_watch.high_risk_deals of the open deals whose risk is at least threshold; returns how many there are now';
 
 CREATE FUNCTION dealrisk.refresh()
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	cfg dealrisk.watch_config;
@@ -364,9 +411,24 @@ BEGIN
 	-- columns is picked up by watch(), not here: rebuilding would fail when
 	-- other views depend on the view.
 	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
-	               WHERE c.oid = pg_catalog.to_regclass('dealrisk.high_risk_deals') AND c.relkind = 'm') THEN
+	               WHERE c.oid = pg_catalog.to_regclass('dealrisk_watch.high_risk_deals')::pg_catalog.oid AND c.relkind = 'm') THEN
 		view_sql := dealrisk._create_view(cfg.source);
 		UPDATE dealrisk.watch_config SET view_definition = view_sql;
+	ELSIF dealrisk._view_shape(cfg.view_definition) <> dealrisk._view_shape(dealrisk._view_sql(cfg.source)) THEN
+		-- the view is of an older statement (an upgrade of the extension, or
+		-- a column added to the source): rebuild it unless other objects
+		-- depend on it, in which case the old view is refreshed and a
+		-- warning says how to move on
+		BEGIN
+			view_sql := dealrisk._create_view(cfg.source);
+			UPDATE dealrisk.watch_config SET view_definition = view_sql;
+		EXCEPTION WHEN dependent_objects_still_exist THEN
+			GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
+			RAISE WARNING 'dealrisk_watch.high_risk_deals was refreshed with its old definition: other objects depend on it'
+				USING DETAIL = detail,
+				      HINT = 'Drop them, call dealrisk.watch() again and recreate them.';
+			PERFORM dealrisk._refresh_view(cfg.source);
+		END;
 	ELSE
 		PERFORM dealrisk._refresh_view(cfg.source);
 	END IF;
@@ -379,7 +441,7 @@ BEGIN
 		SELECT h.deal_id, h.scored_at, $4, h.model_id, h.risk, prev.risk, dealrisk.risk_band(h.risk),
 		       x.explain -> 0 ->> 'reason', dealrisk.recommended_action(d, $3),
 		       %s, d.deal_amount::numeric, d.sales_rep_id::text, d.deal_stage::text,
-		       dealrisk._as_of() - (%s)::date,
+		       (SELECT dealrisk._as_of()) - %s,
 		       pg_catalog.jsonb_build_object('threshold', $2, 'model', $3, 'explain', coalesce(x.explain, '[]'))
 		FROM dealrisk.score_history h
 		JOIN %s d ON d.deal_id::text = h.deal_id AND dealrisk.is_won(d.outcome) IS NULL
@@ -393,8 +455,7 @@ BEGIN
 		WHERE h.scored_at = $1 AND h.risk >= $2 AND (prev.risk IS NULL OR prev.risk < $2)
 		ORDER BY h.risk DESC, h.deal_id$q$,
 		CASE WHEN dealrisk._has_column(cfg.source, 'industry') THEN 'd.industry::text' ELSE 'NULL::text' END,
-		CASE WHEN dealrisk._has_column(cfg.source, 'stage_entered_date')
-		     THEN 'coalesce(d.stage_entered_date, d.created_date)' ELSE 'd.created_date' END,
+		dealrisk._stage_start_sql(cfg.source),
 		cfg.source)
 		USING ts, cfg.threshold, cfg.model, dealrisk._qualified_name(cfg.source);
 	GET DIAGNOSTICS n_alerts = ROW_COUNT;
@@ -409,11 +470,12 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION dealrisk.refresh() IS
-	'Rescores the watched open deals: refreshes dealrisk.high_risk_deals concurrently, appends every score to dealrisk.score_history, writes an alert per deal that became high-risk and sends NOTIFY dealrisk_alerts; all in the caller''s transaction; returns the number of open deals scored';
+	'Rescores the watched open deals: refreshes dealrisk_watch.high_risk_deals concurrently, appends every score to dealrisk.score_history, writes an alert per deal that became high-risk and sends NOTIFY dealrisk_alerts; all in the caller''s transaction; returns the number of open deals scored';
 
 CREATE FUNCTION dealrisk.prune_history(older_than interval DEFAULT '13 months')
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	n bigint;
@@ -437,6 +499,7 @@ COMMENT ON FUNCTION dealrisk.prune_history(interval) IS
 -- roles readable is false.
 CREATE FUNCTION dealrisk._cron_database(OUT db text, OUT readable boolean)
 LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	db := pg_catalog.current_setting('cron.database_name', true);
@@ -454,6 +517,7 @@ COMMENT ON FUNCTION dealrisk._cron_database() IS
 CREATE FUNCTION dealrisk._cron_missing(call_there text, cron_db text, this_db text, readable boolean DEFAULT true)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	IF NOT readable THEN
@@ -487,6 +551,7 @@ COMMENT ON FUNCTION dealrisk._cron_missing(text, text, text, boolean) IS
 CREATE FUNCTION dealrisk.schedule(cron text DEFAULT '0 6 * * *')
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	job bigint;
@@ -520,6 +585,7 @@ COMMENT ON FUNCTION dealrisk.schedule(text) IS
 CREATE FUNCTION dealrisk.unschedule()
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension e WHERE e.extname = 'pg_cron') THEN
@@ -543,6 +609,7 @@ CREATE FUNCTION dealrisk.claim_alerts(max int DEFAULT 100, worker text DEFAULT N
 	reclaim_after interval DEFAULT '15 minutes')
 RETURNS SETOF dealrisk.alerts
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE ROWS 100
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	IF claim_alerts.max IS NULL OR claim_alerts.max < 1 THEN
@@ -579,6 +646,7 @@ COMMENT ON FUNCTION dealrisk.claim_alerts(int, text, interval) IS
 CREATE FUNCTION dealrisk.ack_alert(id bigint)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	was timestamptz;
@@ -603,6 +671,7 @@ COMMENT ON FUNCTION dealrisk.ack_alert(bigint) IS
 CREATE FUNCTION dealrisk.alert_text(alert_id bigint)
 RETURNS text
 LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	a dealrisk.alerts;
@@ -646,6 +715,7 @@ RETURNS TABLE (sales_rep_id text, is_total boolean, open_deals bigint, pipeline_
 	high_risk_deals bigint, value_at_risk numeric, share_at_risk float8,
 	became_high_risk bigint, risk_fell bigint)
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	cfg dealrisk.watch_config;
@@ -689,7 +759,7 @@ BEGIN
 			       CASE WHEN v.deal_id IS NOT NULL THEN o.amount END AS amount_high, 0 AS became,
 			       (m.fall >= $2)::int AS fell
 			FROM o
-			LEFT JOIN dealrisk.high_risk_deals v ON v.deal_id = o.deal_id
+			LEFT JOIN dealrisk_watch.high_risk_deals v ON v.deal_id = o.deal_id
 			LEFT JOIN moved m ON m.deal_id = o.deal_id
 			UNION ALL
 			SELECT b.rep, 0, NULL, 0, NULL, 1, 0 FROM became b
@@ -705,12 +775,13 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION dealrisk.digest(interval, float8) IS
-	'Weekly digest per sales rep and in total (is_total): open deals and pipeline value, high-risk deals and the value at risk (from dealrisk.high_risk_deals) and its share, deals that became high-risk in the period (alerts), open deals whose risk fell by at least min_change points over the period (score history)';
+	'Weekly digest per sales rep and in total (is_total): open deals and pipeline value, high-risk deals and the value at risk (from dealrisk_watch.high_risk_deals) and its share, deals that became high-risk in the period (alerts), open deals whose risk fell by at least min_change points over the period (score history)';
 
 CREATE FUNCTION dealrisk.risk_changes(since timestamptz)
 RETURNS TABLE (deal_id text, old_risk float8, new_risk float8, change float8,
 	old_scored_at timestamptz, new_scored_at timestamptz)
 LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	IF since IS NULL THEN
@@ -744,6 +815,7 @@ COMMENT ON FUNCTION dealrisk.risk_changes(timestamptz) IS
 CREATE FUNCTION dealrisk._risk_change(deal record, old_risk float8, is_new boolean, model text)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	new_risk float8;
@@ -772,6 +844,7 @@ COMMENT ON FUNCTION dealrisk._risk_change(record, float8, boolean, text) IS
 CREATE FUNCTION dealrisk._track_trigger()
 RETURNS trigger
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	model text := coalesce(TG_ARGV[0], 'default');
@@ -799,12 +872,13 @@ COMMENT ON FUNCTION dealrisk._track_trigger() IS
 CREATE FUNCTION dealrisk.track(source regclass, model text DEFAULT 'default')
 RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	kind "char";
 BEGIN
 	PERFORM dealrisk._check_source(source, ARRAY['deal_id', 'outcome']);
-	SELECT c.relkind INTO kind FROM pg_catalog.pg_class c WHERE c.oid = source;
+	SELECT c.relkind INTO kind FROM pg_catalog.pg_class c WHERE c.oid = source::pg_catalog.oid;
 	IF kind NOT IN ('r', 'p') THEN
 		RAISE EXCEPTION 'source "%" is a %, not a table: live risk feedback needs a trigger on the table that is written',
 			dealrisk._source_name(source),
@@ -824,12 +898,13 @@ COMMENT ON FUNCTION dealrisk.track(regclass, text) IS
 CREATE FUNCTION dealrisk.untrack(source regclass)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	IF source IS NULL THEN
 		RAISE EXCEPTION 'source must not be NULL' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
-	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = source AND t.tgname = 'dealrisk_track') THEN
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = source::pg_catalog.oid AND t.tgname = 'dealrisk_track') THEN
 		RETURN false;
 	END IF;
 	EXECUTE pg_catalog.format('DROP TRIGGER dealrisk_track ON %s', source);
@@ -840,18 +915,25 @@ COMMENT ON FUNCTION dealrisk.untrack(regclass) IS
 	'Removes the dealrisk_track trigger of dealrisk.track() from a table; false when there was none';
 
 -- Privileges ----------------------------------------------------------------
--- What trains, activates, imports, watches, refreshes, schedules, tracks or
--- writes alerts is not executable by PUBLIC; docs/security.md grants it to the
--- roles that operate dealrisk.  Scoring, diagnostics and reading functions
--- stay executable: the tables they read (dealrisk.models, the view, history,
--- alerts, the deal source) still need SELECT grants, and the schema USAGE.
--- The internal helpers these functions call stay executable too, so that a
--- grant of the entry point is enough.  Some take SQL fragments that the
--- entry points build (_census, _fit, _build_spec, _quantile_edges), but none
--- is SECURITY DEFINER: they run with the caller's privileges, so calling
--- one directly gives nobody more than running that SQL would.
+-- No function is SECURITY DEFINER: each runs with its caller's privileges,
+-- so calling one gives nobody more than the SQL it runs would.  Three kinds
+-- of function are not executable by PUBLIC:
+-- 1. what trains, activates, imports, watches, refreshes, schedules, tracks
+--    or writes alerts: docs/security.md grants it to the roles that operate
+--    dealrisk;
+-- 2. the internal helpers only those functions call (an operator role gets
+--    them with GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA dealrisk);
+-- 3. the support functions of aggregates, the planner and triggers, which
+--    nobody calls directly: PostgreSQL checks the aggregate's owner, not its
+--    caller, for an aggregate's support functions, and calls planner
+--    support and trigger functions without a check.
+-- Scoring, diagnostics and reading functions stay executable, and so do the
+-- internal helpers they call (diagnostics helpers, _watch_config for
+-- digest(), _row_args/_model_columns/_evaluate for evaluate(), _as_of,
+-- _deal_risk_row into which the planner rewrites deal_risk(), _risk_change
+-- for the track() trigger, which runs as whoever writes the deal table).
 -- These REVOKEs are at the end of the install script because they cover
--- functions of the earlier parts (src/model.sql).
+-- functions of every part.
 REVOKE EXECUTE ON FUNCTION
 	dealrisk.train(regclass, text, text[], float8, float8, boolean),
 	dealrisk.activate(bigint, boolean),
@@ -866,4 +948,51 @@ REVOKE EXECUTE ON FUNCTION
 	dealrisk.untrack(regclass),
 	dealrisk.claim_alerts(int, text, interval),
 	dealrisk.ack_alert(bigint)
+FROM PUBLIC;
+-- 2. helpers of the functions above
+REVOKE EXECUTE ON FUNCTION
+	dealrisk._validate_model(jsonb, float8[]),
+	dealrisk._irls_pass(jsonb, float8[], int, date, date, float8, regtype, text[], "any"),
+	dealrisk._irls_solve(float8[], float8[], float8),
+	dealrisk._irls_decrement(float8[], float8[], float8[], float8),
+	dealrisk._quantile_edges(regclass, text, text, float8[]),
+	dealrisk._census(regclass, text, text, boolean),
+	dealrisk._finite_date(text, text[]),
+	dealrisk._build_spec(regclass, text[], text, regclass),
+	dealrisk._fit(regclass, jsonb, text, int, date, date, float8, float8, float8[], float8, jsonb, date, float8),
+	dealrisk._quality_problem(jsonb),
+	dealrisk._active_model(text),
+	dealrisk._qualified_name(regclass),
+	dealrisk._stage_start_sql(regclass),
+	dealrisk._view_sql(regclass),
+	dealrisk._view_shape(text),
+	dealrisk._duplicate_deals(regclass, text),
+	dealrisk._create_view(regclass),
+	dealrisk._refresh_view(regclass),
+	dealrisk._cron_database(),
+	dealrisk._cron_missing(text, text, text, boolean)
+FROM PUBLIC;
+-- 3. support functions
+REVOKE EXECUTE ON FUNCTION
+	dealrisk._win_rate_accum(bigint[], boolean),
+	dealrisk._win_rate_inv(bigint[], boolean),
+	dealrisk._int8_state_combine(bigint[], bigint[]),
+	dealrisk._win_rate_final(bigint[]),
+	dealrisk._win_rate_ci_final(bigint[]),
+	dealrisk._win_rate_ci_level_accum(float8[], boolean, float8),
+	dealrisk._win_rate_ci_level_combine(float8[], float8[]),
+	dealrisk._win_rate_ci_level_final(float8[]),
+	dealrisk._win_rate_amount_accum(float8[], boolean, numeric),
+	dealrisk._float8_state_combine(float8[], float8[]),
+	dealrisk._win_rate_amount_final(float8[]),
+	dealrisk._stage_funnel_accum(bigint[], text, boolean),
+	dealrisk._stage_funnel_final(bigint[]),
+	dealrisk._late_stage_loss_accum(bigint[], text, boolean),
+	dealrisk._late_stage_loss_final(bigint[]),
+	dealrisk._irls_accum(float8[], jsonb, float8[], int, date, date, float8, regtype, text[], "any"),
+	dealrisk._eval_accum(float8[], jsonb, float8[], int, date, regtype, text[], "any"),
+	dealrisk._eval_final(float8[]),
+	dealrisk._deal_risk_support(internal),
+	dealrisk._models_changed(),
+	dealrisk._track_trigger()
 FROM PUBLIC;

@@ -4,6 +4,7 @@
 CREATE FUNCTION dealrisk._sample_deals_n(n bigint, seed bigint)
 RETURNS bigint
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	IF n IS NULL OR n < 1 THEN
@@ -32,6 +33,12 @@ COMMENT ON FUNCTION dealrisk._sample_deals_n(bigint, bigint) IS
 -- 2 industry, 3 region, 4 product, 5 lead source, 6 new-rep choice, 7 rep,
 -- 8 quick-deal choice, 9 cycle, 10 amount, 11 stale, 12 activity gap,
 -- 13 outcome, 14 lost stage; a new draw takes a new stream.
+-- The body is SQL-standard (BEGIN ATOMIC): it is parsed when the extension
+-- is created, so every name and operator in it is bound then, whatever the
+-- caller's search_path.  That is what SET search_path gives the other
+-- functions; a SET clause would also keep the planner from inlining the
+-- generator, which makes it serial.  test/hostile.sql checks that every SQL
+-- function without SET search_path has such a body.
 CREATE FUNCTION dealrisk.sample_deals(n bigint DEFAULT 5000, seed bigint DEFAULT 42)
 RETURNS TABLE (
 	deal_id            text,
@@ -51,7 +58,7 @@ RETURNS TABLE (
 	planted_win_prob   float8
 )
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $fn$
+BEGIN ATOMIC
 SELECT
 	'D' || lpad(s.i::text, s.id_width, '0'),
 	s.created,
@@ -191,7 +198,7 @@ FROM (
 		OFFSET NULL
 	) AS p
 	OFFSET NULL
-) AS s
-$fn$;
+) AS s;
+END;
 COMMENT ON FUNCTION dealrisk.sample_deals(bigint, bigint) IS
 	'n synthetic deals (2023-2024, as of 2024-12-31) in the data contract''s columns plus planted_win_prob, with planted effects (see docs/sample-data.md); the same (n, seed) always gives the same rows';

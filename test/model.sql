@@ -145,13 +145,13 @@ SELECT ok((SELECT dealrisk.activate(id, force => true) FROM dealrisk.models WHER
 -- minimum data and bad arguments
 CREATE TABLE few AS SELECT * FROM tdeals WHERE outcome IS NOT NULL ORDER BY deal_id LIMIT 30;
 SELECT throws_like($$SELECT dealrisk.train('few')$$,
-	'not enough closed deals to train on: few has % won and % lost, at least 40 of each are needed', 'too few deals');
+	'not enough closed deals to train on: public.few has % won and % lost, at least 40 of each are needed', 'too few deals');
 CREATE TABLE empty_deals AS SELECT * FROM tdeals WHERE false;
 SELECT throws_like($$SELECT dealrisk.train('empty_deals')$$, 'not enough closed deals%has 0 won and 0 lost%', 'an empty source');
 SELECT throws_ok($$SELECT dealrisk.train('tdeals', holdout => 0)$$, '22023', 'holdout must be a share between 0 and 0.9, got 0', 'bad holdout');
 SELECT throws_ok($$SELECT dealrisk.train('tdeals', l2 => -1)$$, '22023', 'l2 must be a finite number >= 0, got -1', 'bad l2');
 SELECT throws_ok($$SELECT dealrisk.train('tdeals', features => ARRAY['nonsense'])$$, '42703',
-	'feature "nonsense" is neither a column of tdeals nor a derived feature', 'an unknown feature');
+	'feature "nonsense" is neither a column of public.tdeals nor a derived feature', 'an unknown feature');
 
 -- without close dates (no column, or never filled in) the holdout is a
 -- hash split of deal_id; a close dated infinity does not set the weights

@@ -3,7 +3,7 @@
 -- their bad input.  Everything here runs in one transaction that is rolled
 -- back; what needs commits or a second session is in test/ops_live.sql.
 \ir harness/pgtap_setup.psql
-SELECT plan(202);
+SELECT plan(206);
 
 SET LOCAL dealrisk.as_of_date = '2024-12-31';
 CREATE TABLE public.deals AS SELECT * FROM dealrisk.sample_deals(3000, 7);
@@ -78,67 +78,67 @@ SELECT throws_ok($$SELECT dealrisk.schedule()$$, '55000', 'no deal source is wat
 
 SELECT is(dealrisk.watch('public.deals'), (SELECT count(*) FROM open_scores WHERE risk >= 60),
 	'watch() returns the number of open deals at risk 60 or more');
-SELECT has_materialized_view('dealrisk', 'high_risk_deals', 'watch() creates dealrisk.high_risk_deals');
-SELECT columns_are('dealrisk', 'high_risk_deals', ARRAY['deal_id', 'risk', 'band', 'top_reason', 'recommended_action',
+SELECT has_materialized_view('dealrisk_watch', 'high_risk_deals', 'watch() creates dealrisk_watch.high_risk_deals');
+SELECT columns_are('dealrisk_watch', 'high_risk_deals', ARRAY['deal_id', 'risk', 'band', 'top_reason', 'recommended_action',
 	'deal_amount', 'sales_rep_id', 'deal_stage', 'days_in_stage', 'scored_at'], 'the view''s columns');
 SELECT ok((SELECT i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL FROM pg_index i
-	WHERE i.indrelid = 'dealrisk.high_risk_deals'::regclass), 'a plain unique index (for REFRESH CONCURRENTLY)');
-SELECT is(obj_description('dealrisk.high_risk_deals'::regclass, 'pg_class'),
+	WHERE i.indrelid = 'dealrisk_watch.high_risk_deals'::regclass), 'a plain unique index (for REFRESH CONCURRENTLY)');
+SELECT is(obj_description('dealrisk_watch.high_risk_deals'::regclass, 'pg_class'),
 	'Open deals of public.deals whose risk is at least 60 under the active "default" model, with their top reason and recommended action; set up by dealrisk.watch(), refreshed by dealrisk.refresh() (docs/operations.md)',
 	'the view''s comment says what it holds');
 SELECT is((SELECT (source::text, threshold, model) FROM dealrisk.watch_config),
 	('deals'::text, 60::float8, 'default'::text), 'source, threshold and model are remembered');
-SELECT set_eq($$SELECT deal_id FROM dealrisk.high_risk_deals$$,
+SELECT set_eq($$SELECT deal_id FROM dealrisk_watch.high_risk_deals$$,
 	$$SELECT deal_id FROM open_scores WHERE risk >= 60$$, 'the view holds exactly the open deals at risk >= 60');
-SELECT is((SELECT count(*)::int FROM dealrisk.high_risk_deals h JOIN open_scores s USING (deal_id)
+SELECT is((SELECT count(*)::int FROM dealrisk_watch.high_risk_deals h JOIN open_scores s USING (deal_id)
 	WHERE h.risk <> s.risk OR h.band <> dealrisk.risk_band(s.risk) OR h.deal_amount <> s.deal_amount
 	   OR h.sales_rep_id <> s.sales_rep_id), 0, 'risk, band, amount and rep match deal_risk()');
-SELECT is((SELECT count(*)::int FROM dealrisk.high_risk_deals h JOIN public.deals d USING (deal_id)
+SELECT is((SELECT count(*)::int FROM dealrisk_watch.high_risk_deals h JOIN public.deals d USING (deal_id)
 	WHERE h.top_reason IS DISTINCT FROM (SELECT e.reason FROM dealrisk.deal_risk_explain(d.*) e LIMIT 1)
 	   OR h.recommended_action IS DISTINCT FROM dealrisk.recommended_action(d.*)
 	   OR h.days_in_stage <> '2024-12-31'::date - coalesce(d.stage_entered_date, d.created_date)
 	   OR h.deal_stage <> d.deal_stage), 0, 'top reason, action, stage and days in stage');
-SELECT is((SELECT count(DISTINCT scored_at)::int FROM dealrisk.high_risk_deals), 1, 'one scoring time');
-SELECT is((SELECT max(scored_at) FROM dealrisk.high_risk_deals), (SELECT scored_at FROM dealrisk.watch_config),
+SELECT is((SELECT count(DISTINCT scored_at)::int FROM dealrisk_watch.high_risk_deals), 1, 'one scoring time');
+SELECT is((SELECT max(scored_at) FROM dealrisk_watch.high_risk_deals), (SELECT scored_at FROM dealrisk.watch_config),
 	'the view''s scored_at is the configuration''s');
 SELECT is((SELECT count(*)::int FROM dealrisk.score_history) + (SELECT count(*)::int FROM dealrisk.alerts), 0,
 	'watch() writes no history and no alert');
 
 -- watching again: same source keeps the view (its grants and dependents)
 CREATE ROLE ops_t_reader NOLOGIN;
-GRANT SELECT ON dealrisk.high_risk_deals TO ops_t_reader;
-SELECT 'dealrisk.high_risk_deals'::regclass::oid AS view_oid \gset
-CREATE VIEW public.hr_names AS SELECT deal_id FROM dealrisk.high_risk_deals;
+GRANT SELECT ON dealrisk_watch.high_risk_deals TO ops_t_reader;
+SELECT 'dealrisk_watch.high_risk_deals'::regclass::oid AS view_oid \gset
+CREATE VIEW public.hr_names AS SELECT deal_id FROM dealrisk_watch.high_risk_deals;
 SELECT is(dealrisk.watch('public.deals', 80), (SELECT count(*) FROM open_scores WHERE risk >= 80), 'watch() with threshold 80');
-SELECT ok((SELECT min(risk) >= 80 FROM dealrisk.high_risk_deals), 'the view follows the new threshold');
-SELECT is('dealrisk.high_risk_deals'::regclass::oid, :'view_oid'::oid, 'the same source keeps the same view');
+SELECT ok((SELECT min(risk) >= 80 FROM dealrisk_watch.high_risk_deals), 'the view follows the new threshold');
+SELECT is('dealrisk_watch.high_risk_deals'::regclass::oid, :'view_oid'::oid, 'the same source keeps the same view');
 ALTER TABLE public.deals RENAME TO deals_renamed;
 SELECT lives_ok($$SELECT dealrisk.watch('public.deals_renamed', 80)$$, 'watch() of the renamed source');
-SELECT is('dealrisk.high_risk_deals'::regclass::oid, :'view_oid'::oid, '... keeps the view and its dependents');
+SELECT is('dealrisk_watch.high_risk_deals'::regclass::oid, :'view_oid'::oid, '... keeps the view and its dependents');
 ALTER TABLE public.deals_renamed RENAME TO deals;
-SELECT ok((SELECT obj_description('dealrisk.high_risk_deals'::regclass, 'pg_class') LIKE '%risk is at least 80 %'),
+SELECT ok((SELECT obj_description('dealrisk_watch.high_risk_deals'::regclass, 'pg_class') LIKE '%risk is at least 80 %'),
 	'the comment follows the threshold');
 -- another source replaces the view: grants kept, dependent views refused
 CREATE TABLE public."we""ird; DROP TABLE public.deals; --" AS SELECT * FROM public.deals;
 SELECT throws_ok($$SELECT dealrisk.watch('public."we""ird; DROP TABLE public.deals; --"')$$, '2BP01',
-	'cannot replace dealrisk.high_risk_deals for source "we"ird; DROP TABLE public.deals; --": other objects depend on it',
+	'cannot replace dealrisk_watch.high_risk_deals for source "public.we"ird; DROP TABLE public.deals; --": other objects depend on it',
 	'a view that depends on high_risk_deals blocks a change of source');
 SELECT matches((pg_temp.error_of($$SELECT dealrisk.watch('public."we""ird; DROP TABLE public.deals; --"')$$)).detail,
-	'view hr_names depends on', '... and the detail names it');
+	'view public.hr_names depends on', '... and the detail names it');
 DROP VIEW public.hr_names;
 SELECT is(dealrisk.watch('public."we""ird; DROP TABLE public.deals; --"', 60),
 	(SELECT count(*) FROM open_scores WHERE risk >= 60), 'a hostile table name is quoted everywhere');
 SELECT has_table('public', 'deals', '... and public.deals is still there');
-SELECT ok(has_table_privilege('ops_t_reader', 'dealrisk.high_risk_deals', 'SELECT'),
+SELECT ok(has_table_privilege('ops_t_reader', 'dealrisk_watch.high_risk_deals', 'SELECT'),
 	'a replaced view keeps its grants');
-SELECT ok((SELECT obj_description('dealrisk.high_risk_deals'::regclass, 'pg_class')
+SELECT ok((SELECT obj_description('dealrisk_watch.high_risk_deals'::regclass, 'pg_class')
 	LIKE 'Open deals of public."we""ird; DROP TABLE public.deals; --" whose%'), 'the comment names the new source');
 CREATE SCHEMA "s;p ""q";
 CREATE TABLE "s;p ""q"."Deals" AS SELECT deal_id, created_date, closed_date, sales_rep_id, industry, region,
 	product_type, lead_source, deal_stage, deal_amount, sales_cycle_days, outcome, last_activity_date FROM public.deals;
 SELECT is(dealrisk.watch('"s;p ""q"."Deals"'), (SELECT count(*) FROM open_scores WHERE risk >= 60),
 	'a hostile schema name, a mixed-case table, no stage_entered_date');
-SELECT is((SELECT count(*)::int FROM dealrisk.high_risk_deals h JOIN public.deals d USING (deal_id)
+SELECT is((SELECT count(*)::int FROM dealrisk_watch.high_risk_deals h JOIN public.deals d USING (deal_id)
 	WHERE h.days_in_stage <> '2024-12-31'::date - d.created_date), 0, 'without stage_entered_date: days since creation');
 SELECT lives_ok($$SELECT dealrisk.refresh()$$, 'refresh() of the hostile schema');
 
@@ -159,16 +159,16 @@ SELECT is((pg_temp.error_of($$SELECT dealrisk.watch('public.deals', 60, 'nope')$
 SELECT throws_ok($$SELECT dealrisk.watch('public.deals', 60, NULL)$$, '22004', 'model name must not be NULL', 'NULL model');
 CREATE VIEW public.thin_deals AS SELECT deal_id, created_date, outcome, deal_amount, sales_rep_id FROM public.deals;
 SELECT throws_ok($$SELECT dealrisk.watch('public.thin_deals')$$, '42703',
-	'column "deal_stage" is missing from source "thin_deals"', 'a source without deal_stage');
+	'column "deal_stage" is missing from source "public.thin_deals"', 'a source without deal_stage');
 SELECT throws_ok($$SELECT dealrisk.watch('public.deals_pkey')$$, '42809',
-	'source "deals_pkey" is not a table or view', 'an index is no source');
-SELECT throws_ok($$SELECT dealrisk.watch('dealrisk.high_risk_deals')$$, '22023',
-	'dealrisk.high_risk_deals cannot watch itself', 'the view cannot watch itself');
+	'source "public.deals_pkey" is not a table or view', 'an index is no source');
+SELECT throws_ok($$SELECT dealrisk.watch('dealrisk_watch.high_risk_deals')$$, '22023',
+	'dealrisk_watch.high_risk_deals cannot watch itself', 'the view cannot watch itself');
 CREATE VIEW public.dup_deals AS SELECT * FROM public.deals
 	UNION ALL SELECT * FROM public.deals WHERE deal_id = (SELECT deal_id FROM public.deals d WHERE outcome IS NULL
 	                                                     ORDER BY dealrisk.deal_risk(d) DESC LIMIT 1);
 SELECT throws_ok($$SELECT dealrisk.watch('public.dup_deals')$$, '23505',
-	'source "dup_deals" has open deals that share a deal_id', 'duplicate open deal_ids');
+	'source "public.dup_deals" has open deals that share a deal_id', 'duplicate open deal_ids');
 SELECT is((SELECT source FROM dealrisk.watch_config), '"s;p ""q"."Deals"'::regclass,
 	'a failed watch() changes nothing');
 
@@ -182,13 +182,13 @@ SELECT is((SELECT count(*) FROM dealrisk.score_history), (SELECT count(*) FROM o
 SELECT is((SELECT count(*)::int FROM dealrisk.score_history h JOIN open_scores s USING (deal_id)
 	WHERE h.risk = s.risk AND h.model_id = :model_id AND h.scored_at = (SELECT scored_at FROM dealrisk.watch_config)),
 	(SELECT count(*)::int FROM open_scores), 'history: risk, model id and the refresh time');
-SELECT is((SELECT max(scored_at) FROM dealrisk.high_risk_deals), (SELECT max(scored_at) FROM dealrisk.score_history),
+SELECT is((SELECT max(scored_at) FROM dealrisk_watch.high_risk_deals), (SELECT max(scored_at) FROM dealrisk.score_history),
 	'the view and the history share the refresh time');
 SELECT is((SELECT count(*) FROM dealrisk.alerts), (SELECT count(*) FROM open_scores WHERE risk >= 60),
 	'first refresh: an alert for every high-risk deal');
 SELECT set_eq($$SELECT deal_id, risk, band, reason, action, deal_amount, sales_rep_id, deal_stage, days_in_stage
 	FROM dealrisk.alerts$$, $$SELECT deal_id, risk, band, top_reason, recommended_action, deal_amount, sales_rep_id,
-	deal_stage, days_in_stage FROM dealrisk.high_risk_deals$$, 'the alerts carry what the view shows');
+	deal_stage, days_in_stage FROM dealrisk_watch.high_risk_deals$$, 'the alerts carry what the view shows');
 SELECT is((SELECT count(*)::int FROM dealrisk.alerts a JOIN public.deals d USING (deal_id)
 	WHERE a.industry = d.industry AND a.previous_risk IS NULL AND a.source = 'public.deals' AND a.model_id = :model_id
 	  AND jsonb_array_length(a.payload -> 'explain') >= 5 AND (a.payload ->> 'threshold')::float8 = 60
@@ -211,7 +211,7 @@ SELECT lives_ok($$SELECT dealrisk.refresh()$$, 'refresh after the change');
 SELECT results_eq($$SELECT deal_id, round(previous_risk::numeric, 6) FROM dealrisk.alerts WHERE created_at = (SELECT scored_at FROM dealrisk.watch_config)$$,
 	format($$VALUES (%L, round(%s::numeric, 6))$$, :'calm_id', :'calm_risk'),
 	'exactly one alert: the deal that crossed the threshold, with its previous risk');
-SELECT ok((SELECT deal_id = :'calm_id' FROM dealrisk.high_risk_deals WHERE deal_id = :'calm_id'), 'it is in the view');
+SELECT ok((SELECT deal_id = :'calm_id' FROM dealrisk_watch.high_risk_deals WHERE deal_id = :'calm_id'), 'it is in the view');
 -- a new deal, and a deal whose previous score was low
 CREATE TEMP TABLE new_deal AS SELECT * FROM public.deals WHERE deal_id = :'calm_id';
 UPDATE new_deal SET deal_id = 'NEW-1';
@@ -225,13 +225,13 @@ SELECT set_eq($$SELECT deal_id, previous_risk FROM dealrisk.alerts WHERE created
 	'alerts for a new high-risk deal and for one that was low at its previous scoring');
 
 -- the view comes back when dropped or not populated
-DROP MATERIALIZED VIEW dealrisk.high_risk_deals;
+DROP MATERIALIZED VIEW dealrisk_watch.high_risk_deals;
 SELECT lives_ok($$SELECT dealrisk.refresh()$$, 'refresh() rebuilds a dropped view');
-SELECT is((SELECT count(*) FROM dealrisk.high_risk_deals), (SELECT count(*) FROM open_scores WHERE risk >= 60) + 2,
+SELECT is((SELECT count(*) FROM dealrisk_watch.high_risk_deals), (SELECT count(*) FROM open_scores WHERE risk >= 60) + 2,
 	'... with its rows');
-REFRESH MATERIALIZED VIEW dealrisk.high_risk_deals WITH NO DATA;
+REFRESH MATERIALIZED VIEW dealrisk_watch.high_risk_deals WITH NO DATA;
 SELECT lives_ok($$SELECT dealrisk.refresh()$$, 'refresh() of a view that is not populated');
-SELECT ok((SELECT relispopulated FROM pg_class WHERE oid = 'dealrisk.high_risk_deals'::regclass), '... populates it');
+SELECT ok((SELECT relispopulated FROM pg_class WHERE oid = 'dealrisk_watch.high_risk_deals'::regclass), '... populates it');
 
 -- a failing refresh writes nothing
 SELECT count(*) AS hist_before FROM dealrisk.score_history \gset
@@ -241,7 +241,7 @@ UPDATE dealrisk.score_history SET risk = 0 WHERE deal_id = :'hot_id' AND scored_
 SELECT throws_ok($$SELECT dealrisk.refresh()$$, '23514', NULL, 'refresh() fails when it cannot write its alerts');
 SELECT is((SELECT count(*) FROM dealrisk.score_history), :'hist_before'::bigint, '... and leaves no history entry');
 SELECT is((SELECT scored_at FROM dealrisk.watch_config), :'scored_before'::timestamptz, '... nor a new scoring time');
-SELECT is((SELECT max(scored_at) FROM dealrisk.high_risk_deals), :'scored_before'::timestamptz, '... nor a refreshed view');
+SELECT is((SELECT max(scored_at) FROM dealrisk_watch.high_risk_deals), :'scored_before'::timestamptz, '... nor a refreshed view');
 ALTER TABLE dealrisk.alerts DROP CONSTRAINT ops_t_block;
 
 -- refresh errors
@@ -252,7 +252,7 @@ UPDATE dealrisk.models SET active = true WHERE id = :model_id;
 CREATE TABLE public.dup_low AS SELECT * FROM public.deals;
 SELECT lives_ok($$SELECT dealrisk.watch('public.dup_low')$$, 'watch a copy');
 INSERT INTO public.dup_low SELECT * FROM public.deals WHERE deal_id = (SELECT deal_id FROM open_scores ORDER BY risk LIMIT 1);
-SELECT throws_ok($$SELECT dealrisk.refresh()$$, '23505', 'source "dup_low" has open deals that share a deal_id',
+SELECT throws_ok($$SELECT dealrisk.refresh()$$, '23505', 'source "public.dup_low" has open deals that share a deal_id',
 	'refresh() of a source with duplicate open deal_ids');
 SELECT lives_ok($$SELECT dealrisk.watch('public.deals')$$, 'back to public.deals');
 UPDATE new_deal SET deal_id = 'NEW-2';
@@ -327,7 +327,7 @@ INSERT INTO dealrisk.score_history VALUES (:'low_id', now() - interval '8 days',
 CREATE TEMP TABLE dg AS SELECT * FROM dealrisk.digest();
 SELECT is((SELECT (open_deals, pipeline_value, high_risk_deals, value_at_risk) FROM dg WHERE is_total),
 	(SELECT (count(*), sum(d.deal_amount), count(h.deal_id), sum(d.deal_amount) FILTER (WHERE h.deal_id IS NOT NULL))
-	 FROM public.deals d LEFT JOIN dealrisk.high_risk_deals h USING (deal_id) WHERE d.outcome IS NULL),
+	 FROM public.deals d LEFT JOIN dealrisk_watch.high_risk_deals h USING (deal_id) WHERE d.outcome IS NULL),
 	'total row: open deals, pipeline value, high-risk deals, value at risk');
 SELECT is((SELECT sales_rep_id FROM dg WHERE is_total), NULL, 'the total row has no rep');
 SELECT ok((SELECT abs(share_at_risk - value_at_risk / pipeline_value) < 1e-12 FROM dg WHERE is_total), 'share at risk');
@@ -438,11 +438,11 @@ SELECT ok(dealrisk.untrack('public.deals'), 'untrack() removes the trigger');
 SELECT hasnt_trigger('public', 'deals', 'dealrisk_track', '... it is gone');
 SELECT ok(NOT dealrisk.untrack('public.deals'), 'untrack() without a trigger returns false');
 CREATE TABLE public.thin_table AS SELECT deal_id, created_date FROM public.deals;
-SELECT throws_ok($$SELECT dealrisk.track('public.thin_table')$$, '42703', 'column "outcome" is missing from source "thin_table"',
+SELECT throws_ok($$SELECT dealrisk.track('public.thin_table')$$, '42703', 'column "outcome" is missing from source "public.thin_table"',
 	'track() checks the columns');
 CREATE VIEW public.open_view AS SELECT * FROM public.deals WHERE outcome IS NULL;
 SELECT throws_ok($$SELECT dealrisk.track('public.open_view')$$, '42809',
-	'source "open_view" is a view, not a table: live risk feedback needs a trigger on the table that is written',
+	'source "public.open_view" is a view, not a table: live risk feedback needs a trigger on the table that is written',
 	'track() of a view');
 SELECT throws_ok($$SELECT dealrisk.track(NULL)$$, '22004', 'source must not be NULL', 'track(NULL)');
 SELECT throws_ok($$SELECT dealrisk.track('public.deals', 'nope')$$, 'P0002', 'no active deal risk model named "nope"',
@@ -450,9 +450,11 @@ SELECT throws_ok($$SELECT dealrisk.track('public.deals', 'nope')$$, 'P0002', 'no
 SELECT throws_ok($$SELECT dealrisk.untrack(NULL)$$, '22004', 'source must not be NULL', 'untrack(NULL)');
 
 -- Privileges ----------------------------------------------------------------
+CREATE ROLE ops_t_nobody0 NOLOGIN;
+GRANT USAGE ON SCHEMA dealrisk TO ops_t_nobody0;
 
 SELECT is((SELECT string_agg(p.oid::regprocedure::text, ', ' ORDER BY p.oid::regprocedure::text)
-	FROM pg_proc p WHERE p.pronamespace = 'dealrisk'::regnamespace AND p.prorettype <> 'trigger'::regtype
+	FROM pg_proc p WHERE p.pronamespace = 'dealrisk'::regnamespace AND p.proname !~ '^_'
 	  AND NOT has_function_privilege('public', p.oid, 'EXECUTE')),
 	'dealrisk.ack_alert(bigint), dealrisk.activate(bigint,boolean), '
 	'dealrisk.claim_alerts(integer,text,interval), dealrisk.import_model(jsonb,text), dealrisk.prune_history(interval), '
@@ -460,6 +462,21 @@ SELECT is((SELECT string_agg(p.oid::regprocedure::text, ', ' ORDER BY p.oid::reg
 	'dealrisk.track(regclass,text), dealrisk.train(regclass,text,text[],double precision,double precision,boolean), '
 	'dealrisk.unschedule(), dealrisk.untrack(regclass), dealrisk.watch(regclass,double precision,text)',
 	'exactly the functions that train, activate, import, watch, refresh, schedule, track or write are not PUBLIC');
+-- an internal helper is PUBLIC only when a PUBLIC function calls it (src/ops.sql, Privileges)
+SELECT is((SELECT string_agg(p.proname, ', ' ORDER BY p.proname)
+	FROM pg_proc p WHERE p.pronamespace = 'dealrisk'::regnamespace AND p.proname ~ '^_'
+	  AND has_function_privilege('public', p.oid, 'EXECUTE')),
+	'_as_of, _check_period, _check_source, _deal_risk_row, _default_windows, _dimension_columns, _evaluate, '
+	'_has_column, _model_columns, _num, _pct, _pts, _pval, _quarter_label, _risk_change, _row_args, '
+	'_sample_deals_n, _source_name, _watch_config',
+	'exactly the internal helpers of PUBLIC functions are PUBLIC');
+SELECT is(pg_temp.as_role('ops_t_nobody0', $$SELECT dealrisk._irls_solve('{1}', '{0}', 0)$$),
+	'error=42501: permission denied for function _irls_solve', 'a training helper is not PUBLIC');
+SELECT is(pg_temp.as_role('ops_t_nobody0', $$SELECT dealrisk._win_rate_accum('{0,0}', true)$$),
+	'error=42501: permission denied for function _win_rate_accum', '... nor an aggregate''s support function');
+SELECT is(pg_temp.as_role('ops_t_nobody0', $$SELECT round(dealrisk.win_rate(dealrisk.is_won(outcome))::numeric, 6) FROM dealrisk.sample_deals(500, 3)$$),
+	'value=' || (SELECT round(dealrisk.win_rate(dealrisk.is_won(outcome))::numeric, 6) FROM dealrisk.sample_deals(500, 3)),
+	'... while the aggregate works for anyone');
 SELECT ok(has_function_privilege('public', 'dealrisk.deal_risk(record)', 'EXECUTE')
 	AND has_function_privilege('public', 'dealrisk.digest(interval, float8)', 'EXECUTE')
 	AND has_function_privilege('public', 'dealrisk.alert_text(bigint)', 'EXECUTE')
@@ -476,16 +493,18 @@ SELECT is(pg_temp.as_role('ops_t_nobody', $$SELECT dealrisk.refresh()$$),
 	'error=42501: permission denied for function refresh', '... nor refresh');
 SELECT is(pg_temp.as_role('ops_t_nobody', $$SELECT count(*) FROM dealrisk.claim_alerts()$$),
 	'error=42501: permission denied for function claim_alerts', '... nor claim alerts');
-SELECT is(pg_temp.as_role('ops_t_nobody', $$SELECT count(*) FROM dealrisk.high_risk_deals$$),
-	'error=42501: permission denied for materialized view high_risk_deals', '... nor read the view');
+SELECT is(pg_temp.as_role('ops_t_nobody', $$SELECT count(*) FROM dealrisk_watch.high_risk_deals$$),
+	'error=42501: permission denied for schema dealrisk_watch', '... nor read the view');
 
 -- the analyst of docs/security.md
 CREATE ROLE ops_t_analyst NOLOGIN;
 GRANT USAGE ON SCHEMA dealrisk TO ops_t_analyst;
 GRANT SELECT ON ALL TABLES IN SCHEMA dealrisk TO ops_t_analyst;
+GRANT USAGE ON SCHEMA dealrisk_watch TO ops_t_analyst;
+GRANT SELECT ON ALL TABLES IN SCHEMA dealrisk_watch TO ops_t_analyst;
 GRANT SELECT ON public.deals TO ops_t_analyst;
-SELECT is(pg_temp.as_role('ops_t_analyst', $$SELECT count(*) FROM dealrisk.high_risk_deals$$),
-	'value=' || (SELECT count(*) FROM dealrisk.high_risk_deals), 'the analyst reads the view');
+SELECT is(pg_temp.as_role('ops_t_analyst', $$SELECT count(*) FROM dealrisk_watch.high_risk_deals$$),
+	'value=' || (SELECT count(*) FROM dealrisk_watch.high_risk_deals), 'the analyst reads the view');
 SELECT is(pg_temp.as_role('ops_t_analyst', $$SELECT value_at_risk FROM dealrisk.digest() WHERE is_total$$),
 	'value=' || (SELECT value_at_risk FROM dealrisk.digest() WHERE is_total), '... the digest');
 SELECT is(pg_temp.as_role('ops_t_analyst', $$SELECT count(*) FROM dealrisk.risk_changes(now() - interval '1 day')$$),
@@ -519,30 +538,27 @@ SELECT is(pg_temp.as_role('ops_t_mailer', $$SELECT dealrisk.refresh()$$),
 -- a rep sees only their own high-risk deals (docs/security.md)
 CREATE TABLE public.rep_logins (login name PRIMARY KEY, sales_rep_id text NOT NULL);
 CREATE VIEW public.my_high_risk_deals WITH (security_barrier) AS
-	SELECT h.* FROM dealrisk.high_risk_deals h
+	SELECT h.* FROM dealrisk_watch.high_risk_deals h
 	WHERE h.sales_rep_id IN (SELECT m.sales_rep_id FROM public.rep_logins m WHERE m.login = current_user);
 CREATE ROLE ops_t_rep NOLOGIN;
 INSERT INTO public.rep_logins VALUES ('ops_t_rep', 'rep_7');
 GRANT SELECT ON public.my_high_risk_deals TO ops_t_rep;
 SELECT is(pg_temp.as_role('ops_t_rep', $$SELECT string_agg(DISTINCT sales_rep_id, ',') || ':' || count(*) FROM public.my_high_risk_deals$$),
-	'value=rep_7:' || (SELECT count(*) FROM dealrisk.high_risk_deals WHERE sales_rep_id = 'rep_7'),
+	'value=rep_7:' || (SELECT count(*) FROM dealrisk_watch.high_risk_deals WHERE sales_rep_id = 'rep_7'),
 	'a rep sees only their own high-risk deals through the security-barrier view');
-SELECT is(pg_temp.as_role('ops_t_rep', $$SELECT count(*) FROM dealrisk.high_risk_deals$$),
-	'error=42501: permission denied for schema dealrisk', '... and not the view itself');
+SELECT is(pg_temp.as_role('ops_t_rep', $$SELECT count(*) FROM dealrisk_watch.high_risk_deals$$),
+	'error=42501: permission denied for schema dealrisk_watch', '... and not the view itself');
 
 -- the operator of docs/security.md runs the daily loop without superuser
 CREATE ROLE ops_t_operator NOLOGIN;
-GRANT USAGE, CREATE ON SCHEMA dealrisk TO ops_t_operator;
-GRANT EXECUTE ON FUNCTION dealrisk.train(regclass, text, text[], float8, float8, boolean),
-	dealrisk.activate(bigint, boolean), dealrisk.rollback(text), dealrisk.import_model(jsonb, text),
-	dealrisk.watch(regclass, float8, text), dealrisk.refresh(), dealrisk.prune_history(interval),
-	dealrisk.schedule(text), dealrisk.unschedule(), dealrisk.track(regclass, text), dealrisk.untrack(regclass),
-	dealrisk.claim_alerts(int, text, interval), dealrisk.ack_alert(bigint) TO ops_t_operator;
+GRANT USAGE ON SCHEMA dealrisk TO ops_t_operator;
+GRANT USAGE, CREATE ON SCHEMA dealrisk_watch TO ops_t_operator;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA dealrisk TO ops_t_operator;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA dealrisk TO ops_t_operator;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA dealrisk TO ops_t_operator;
 GRANT SELECT, TRIGGER ON public.deals TO ops_t_operator;
 GRANT USAGE ON SCHEMA cron TO ops_t_operator;
-ALTER MATERIALIZED VIEW dealrisk.high_risk_deals OWNER TO ops_t_operator;
+ALTER MATERIALIZED VIEW dealrisk_watch.high_risk_deals OWNER TO ops_t_operator;
 SELECT matches(pg_temp.as_role('ops_t_operator', $$SELECT dealrisk.train('public.deals', 'op')$$), '^value=\d+$',
 	'the operator trains');
 SELECT is(pg_temp.as_role('ops_t_operator', $$SELECT dealrisk.watch('public.deals', 70)$$),

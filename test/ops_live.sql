@@ -36,7 +36,7 @@ BEGIN
 			DELETE FROM cron.job_run_details WHERE jobid IN (SELECT jobid FROM cron.job WHERE jobname = 'dealrisk-refresh');
 			PERFORM dealrisk.unschedule();
 		END IF;
-		DROP MATERIALIZED VIEW IF EXISTS dealrisk.high_risk_deals;
+		DROP MATERIALIZED VIEW IF EXISTS dealrisk_watch.high_risk_deals;
 		DELETE FROM dealrisk.watch_config;
 	END IF;
 	DELETE FROM dealrisk.alerts WHERE deal_id LIKE 'LIVE-%';
@@ -177,7 +177,7 @@ SELECT dblink_disconnect('b') = 'OK' AS disconnected \gset
 -- make the next refresh raise one alert, and hold the outbox so that refresh()
 -- stops there, after it has written the history and refreshed the view
 UPDATE dealrisk.score_history SET risk = 0
-	WHERE deal_id = (SELECT deal_id FROM dealrisk.high_risk_deals ORDER BY risk DESC, deal_id LIMIT 1)
+	WHERE deal_id = (SELECT deal_id FROM dealrisk_watch.high_risk_deals ORDER BY risk DESC, deal_id LIMIT 1)
 	  AND scored_at = (SELECT scored_at FROM dealrisk.watch_config);
 SELECT count(*) AS hist_before FROM dealrisk.score_history \gset
 SELECT count(*) AS alerts_before FROM dealrisk.alerts \gset
@@ -193,9 +193,9 @@ SELECT ok(pg_temp.wait_until(format($$SELECT EXISTS (SELECT 1 FROM pg_locks l WH
 SELECT ok(EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = :worker_pid AND l.granted AND l.mode = 'RowExclusiveLock'
 	AND l.relation = 'dealrisk.score_history'::regclass), '... after writing the score history');
 SELECT ok(EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = :worker_pid AND l.granted AND l.mode = 'ExclusiveLock'
-	AND l.relation = 'dealrisk.high_risk_deals'::regclass), '... and refreshing the view concurrently');
+	AND l.relation = 'dealrisk_watch.high_risk_deals'::regclass), '... and refreshing the view concurrently');
 SET lock_timeout = '2s';
-SELECT is((SELECT count(*) FROM dealrisk.high_risk_deals), (SELECT count(*) FROM dealrisk.high_risk_deals),
+SELECT is((SELECT count(*) FROM dealrisk_watch.high_risk_deals), (SELECT count(*) FROM dealrisk_watch.high_risk_deals),
 	'readers of the view are not blocked meanwhile');
 RESET lock_timeout;
 SELECT ok(pg_terminate_backend(:worker_pid), 'kill that backend');
@@ -207,7 +207,7 @@ SELECT dblink_disconnect('locker') = 'OK' AS disconnected \gset
 SELECT is((SELECT count(*) FROM dealrisk.score_history), :hist_before::bigint, 'no history entry from the killed refresh');
 SELECT is((SELECT count(*) FROM dealrisk.alerts), :alerts_before::bigint, 'no alert from it');
 SELECT is((SELECT scored_at FROM dealrisk.watch_config), :'scored_before'::timestamptz, 'no new scoring time');
-SELECT is((SELECT max(scored_at) FROM dealrisk.high_risk_deals), :'scored_before'::timestamptz, 'the view as before');
+SELECT is((SELECT max(scored_at) FROM dealrisk_watch.high_risk_deals), :'scored_before'::timestamptz, 'the view as before');
 SELECT lives_ok($$SELECT dealrisk.refresh()$$, 'the next refresh() runs');
 SELECT is((SELECT count(*) FROM dealrisk.alerts), :alerts_before + 1::bigint, '... and raises the alert the killed one did not');
 
@@ -242,7 +242,7 @@ SELECT clock_timestamp() AS scheduled_at \gset
 SELECT dealrisk.schedule('* * * * *') AS job_id \gset
 SELECT is((SELECT (pg_temp.wait_cron(:job_id, :'scheduled_at', 130)).status), 'succeeded',
 	'pg_cron runs SELECT dealrisk.refresh() every minute: a run succeeded');
-SELECT ok((SELECT max(scored_at) FROM dealrisk.high_risk_deals) > :'scored_before'::timestamptz,
+SELECT ok((SELECT max(scored_at) FROM dealrisk_watch.high_risk_deals) > :'scored_before'::timestamptz,
 	'... and the view was refreshed (scored_at newer)');
 SELECT ok(dealrisk.unschedule(), 'unschedule()');
 DELETE FROM cron.job_run_details WHERE jobid = :job_id;

@@ -44,7 +44,7 @@ fi
 start=$(val "SELECT clock_timestamp()")
 open=$(val "SELECT count(*) FROM bench_deals WHERE outcome IS NULL")
 watch_ms=$(time_ms "SELECT dealrisk.watch('bench_deals', $THRESHOLD)")
-high=$(val "SELECT count(*) FROM dealrisk.high_risk_deals")
+high=$(val "SELECT count(*) FROM dealrisk_watch.high_risk_deals")
 
 rows=()
 for r in $(seq 1 "$RUNS"); do
@@ -76,7 +76,7 @@ report=$OUT/ops.md
 	echo "Each refresh scores the $open open deals twice (history, then the view) and explains the high-risk ones; score_history now holds $history rows ($history_size)."
 } | tee "$report"
 
-psql_q -c "DROP MATERIALIZED VIEW IF EXISTS dealrisk.high_risk_deals" \
+psql_q -c "DROP MATERIALIZED VIEW IF EXISTS dealrisk_watch.high_risk_deals" \
 	-c "DELETE FROM dealrisk.watch_config" \
 	-c "DELETE FROM dealrisk.score_history WHERE scored_at >= '$start'" \
 	-c "DELETE FROM dealrisk.alerts WHERE created_at >= '$start'"
