@@ -189,8 +189,8 @@ CREATE FUNCTION dealrisk._view_shape(view_sql text)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
-RETURN pg_catalog.regexp_replace(view_sql, 'FROM .* d CROSS JOIN dealrisk\.watch_config w',
-                                 'FROM <source> d CROSS JOIN dealrisk.watch_config w');
+RETURN pg_catalog.regexp_replace(view_sql, '\n\tFROM .* d CROSS JOIN dealrisk\.watch_config w\n',
+                                 E'\n\tFROM <source> d CROSS JOIN dealrisk.watch_config w\n');
 COMMENT ON FUNCTION dealrisk._view_shape(text) IS
 	'A statement of _view_sql without the source''s name, to compare views across renames (internal)';
 
@@ -208,6 +208,25 @@ END
 $$;
 COMMENT ON FUNCTION dealrisk._duplicate_deals(regclass, text) IS
 	'Raises the error for a watched source whose open deals share a deal_id (internal)';
+
+-- Comments dealrisk_watch.high_risk_deals with what dealrisk.watch_config
+-- says it holds (source, threshold, model).
+CREATE FUNCTION dealrisk._describe_view()
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg dealrisk.watch_config;
+BEGIN
+	SELECT * INTO STRICT cfg FROM dealrisk.watch_config;
+	EXECUTE pg_catalog.format('COMMENT ON MATERIALIZED VIEW dealrisk_watch.high_risk_deals IS %L',
+		pg_catalog.format('Open deals of %s whose risk is at least %s under the active "%s" model, with their top reason and recommended action; set up by dealrisk.watch(), refreshed by dealrisk.refresh() (docs/operations.md)',
+		                  dealrisk._qualified_name(cfg.source), cfg.threshold, cfg.model));
+END
+$$;
+COMMENT ON FUNCTION dealrisk._describe_view() IS
+	'Sets the comment of dealrisk_watch.high_risk_deals from dealrisk.watch_config (internal)';
 
 -- (Re)creates dealrisk_watch.high_risk_deals over a source, keeping the grants of
 -- the view it replaces, with its unique index (for REFRESH CONCURRENTLY);
@@ -252,6 +271,7 @@ BEGIN
 	FOREACH g IN ARRAY grants LOOP
 		EXECUTE g;
 	END LOOP;
+	PERFORM dealrisk._describe_view();
 	RETURN view_sql;
 END
 $$;
@@ -354,12 +374,10 @@ BEGIN
 		-- same source (maybe renamed), same columns: keep the view (its
 		-- grants and dependent views) and refresh it
 		PERFORM dealrisk._refresh_view(source);
+		PERFORM dealrisk._describe_view();
 	ELSE
 		PERFORM dealrisk._create_view(source);
 	END IF;
-	EXECUTE pg_catalog.format('COMMENT ON MATERIALIZED VIEW dealrisk_watch.high_risk_deals IS %L',
-		pg_catalog.format('Open deals of %s whose risk is at least %s under the active "%s" model, with their top reason and recommended action; set up by dealrisk.watch(), refreshed by dealrisk.refresh() (docs/operations.md)',
-		                  dealrisk._qualified_name(source), threshold, model));
 	SELECT count(*) INTO n FROM dealrisk_watch.high_risk_deals;
 	RETURN n;
 END
@@ -967,6 +985,7 @@ REVOKE EXECUTE ON FUNCTION
 	dealrisk._view_sql(regclass),
 	dealrisk._view_shape(text),
 	dealrisk._duplicate_deals(regclass, text),
+	dealrisk._describe_view(),
 	dealrisk._create_view(regclass),
 	dealrisk._refresh_view(regclass),
 	dealrisk._cron_database(),

@@ -167,6 +167,8 @@ test)
 		[ -f regression.diffs ] && head -n 200 regression.diffs
 	fi
 	pg_prove -d "$DBNAME" --failures test/*.sql || rc=1
+	# the upgrade from the oldest released version (its own databases)
+	prove --exec bash test/upgrade.sh || rc=1
 	if [ $rc = 0 ]; then echo "dealrisk: all tests passed"; else echo "dealrisk: TESTS FAILED" >&2; fi
 	exit $rc
 	;;

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Upgrade test (TAP): installs the oldest released version of dealrisk,
+# fills it as a user would (a model, a watched view, score history, alerts,
+# edited stages and action rules), runs ALTER EXTENSION dealrisk UPDATE and
+# checks that
+#   - the extension's schema equals a fresh install's (pg_dump
+#     --binary-upgrade, which dumps an extension's own objects, compared
+#     text for text, and the configuration tables pg_dump keeps);
+#   - the data is still there and scores the same;
+#   - the daily loop runs on the upgraded database.
+# Run by the harness (run.sh test) with PGHOST/PGPORT/PGUSER set; it uses
+# the databases ${DBNAME}_upgrade and ${DBNAME}_fresh and drops them at the end.
+set -u
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+db_up=${DEALRISK_DB:-dealrisk}_upgrade
+db_new=${DEALRISK_DB:-dealrisk}_fresh
+work=$(mktemp -d)
+trap 'rm -rf "$work"; psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db_up WITH (FORCE)" -c "DROP DATABASE IF EXISTS $db_new WITH (FORCE)" >/dev/null 2>&1' EXIT
+
+current=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$TOP/dealrisk.control")
+oldest=$(ls "$TOP"/src/versions/dealrisk--*.sql | sed -n 's#.*/dealrisk--\([^-]*\)\.sql$#\1#p' | sort -V | head -n 1)
+n=0
+failed=0
+ok() {	# ok <condition-status> <description>
+	n=$((n + 1))
+	if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi
+}
+q() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
+
+echo "1..9"
+for db in "$db_up" "$db_new"; do
+	q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" || exit 1
+done
+
+# What a user of the old version has: the same steps in both databases
+# (the fresh one to compare schemas with), the edits only in the old one.
+fill=$(cat <<'SQL'
+SET client_min_messages = warning;
+SET dealrisk.as_of_date = '2024-12-31';
+CREATE TABLE public.deals AS SELECT * FROM dealrisk.sample_deals(3000, 5);
+ALTER TABLE public.deals ADD PRIMARY KEY (deal_id);
+SELECT dealrisk.train('public.deals') IS NOT NULL;
+SELECT dealrisk.watch('public.deals', 60) IS NOT NULL;
+SELECT dealrisk.refresh() IS NOT NULL;
+SQL
+)
+q -d "$db_up" -c "CREATE EXTENSION dealrisk VERSION '$oldest'" >/dev/null &&
+	q -d "$db_up" -c "$fill" >/dev/null &&
+	q -d "$db_up" >/dev/null <<'SQL'
+UPDATE dealrisk.stages SET is_late = false WHERE stage = 'Proposal';
+INSERT INTO dealrisk.stages VALUES ('Discovery', 6, false);
+INSERT INTO dealrisk.action_rules (priority, factor, min_effect, min_risk, action) VALUES (5, 'industry', 1, 20, 'Custom rule');
+SELECT count(*) FROM dealrisk.claim_alerts(2);
+SQL
+ok $? "version $oldest installs and holds a model, a watched view, history, alerts and edited configuration"
+
+facts="SELECT (SELECT count(*) FROM dealrisk.models) || ' models, ' || (SELECT count(*) FROM dealrisk.score_history)
+	|| ' scores, ' || (SELECT count(*) FROM dealrisk.alerts) || ' alerts (' || (SELECT count(*) FROM dealrisk.alerts WHERE claimed_at IS NOT NULL)
+	|| ' claimed), stages ' || (SELECT string_agg(stage || ':' || position || ':' || is_late, ',' ORDER BY position) FROM dealrisk.stages)
+	|| ', rules ' || (SELECT string_agg(id || ':' || action, ',' ORDER BY id) FROM dealrisk.action_rules)
+	|| ', risk sum ' || (SELECT round(sum(dealrisk.deal_risk(d))::numeric, 6) FROM public.deals d WHERE d.outcome IS NULL)"
+before=$(q -d "$db_up" -c "SET dealrisk.as_of_date = '2024-12-31'" -c "$facts")
+
+q -d "$db_up" -c "ALTER EXTENSION dealrisk UPDATE" >"$work/update.log" 2>&1
+ok $? "ALTER EXTENSION dealrisk UPDATE from $oldest to $current"
+[ "$(q -d "$db_up" -c "SELECT extversion FROM pg_extension WHERE extname = 'dealrisk'")" = "$current" ]
+ok $? "the upgraded extension is at version $current"
+
+after=$(q -d "$db_up" -c "SET dealrisk.as_of_date = '2024-12-31'" -c "$facts")
+[ -n "$before" ] && [ "$before" = "$after" ]
+ok $? "models, history, alerts and edited configuration are kept, and deals score the same"
+[ "$before" = "$after" ] || { echo "# before: $before"; echo "# after:  $after"; }
+
+# the daily loop on the upgraded database: refresh() rebuilds the view of
+# the old definition (it moved to dealrisk_watch with the upgrade)
+q -d "$db_up" -c "SET dealrisk.as_of_date = '2024-12-31'" -c "SELECT dealrisk.refresh()" >/dev/null 2>"$work/refresh.log"
+ok $? "refresh() runs after the upgrade"
+[ "$(q -d "$db_up" -c "SELECT count(*) > 0 FROM dealrisk_watch.high_risk_deals")" = t ]
+ok $? "the watched view is dealrisk_watch.high_risk_deals and holds deals"
+
+# the fresh install, filled the same way
+q -d "$db_new" -c "CREATE EXTENSION dealrisk" >/dev/null && q -d "$db_new" -c "$fill" >/dev/null
+ok $? "version $current installs fresh"
+
+# the extension's own objects, as pg_dump --binary-upgrade writes them:
+# OIDs, transaction ids, sequence positions (data) and the restrict key
+# differ between databases and are left out, and the configuration tables
+# are compared as a set below (an upgrade appends them in another order)
+dump() {
+	pg_dump --schema-only --binary-upgrade -n dealrisk -n dealrisk_watch -d "$1" |
+		grep -v -e 'binary_upgrade_set_next_' -e 'binary_upgrade_create_empty_extension' \
+			-e '^SET relfrozenxid' -e "^WHERE oid = '[0-9]*';" -e '^SELECT pg_catalog.setval(' \
+			-e '^\\restrict' -e '^\\unrestrict' -e '^--' -e '^$'
+}
+dump "$db_up" >"$work/upgraded.sql"
+dump "$db_new" >"$work/fresh.sql"
+diff -u "$work/fresh.sql" "$work/upgraded.sql" >"$work/schema.diff"
+ok $? "the upgraded schema equals a fresh install's"
+[ -s "$work/schema.diff" ] && sed 's/^/# /' "$work/schema.diff" | head -n 80
+
+config="SELECT string_agg(c.oid::regclass::text || ' ' || coalesce(x.cond, ''), E'\n' ORDER BY c.oid::regclass::text)
+	FROM pg_extension e, unnest(e.extconfig, e.extcondition) x(rel, cond) JOIN pg_class c ON c.oid = x.rel
+	WHERE e.extname = 'dealrisk'"
+[ "$(q -d "$db_up" -c "$config")" = "$(q -d "$db_new" -c "$config")" ]
+ok $? "pg_dump keeps the same configuration tables, with the same conditions"
+
+if [ "$failed" != 0 ]; then
+	echo "# ALTER EXTENSION said:"; sed 's/^/# /' "$work/update.log"
+	echo "# refresh() said:"; sed 's/^/# /' "$work/refresh.log"
+	exit 1
+fi
+exit 0
