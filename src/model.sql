@@ -777,17 +777,19 @@ LANGUAGE C STABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION dealrisk.risk_band(float8) IS
 	'low / medium / high / critical for a risk score, at the thresholds dealrisk.band_medium (30), band_high (60), band_critical (80)';
 
-CREATE TABLE dealrisk.action_rules (
-	id          serial PRIMARY KEY,
-	priority    int NOT NULL DEFAULT 100,
+-- Recommended actions: a configuration view over the shipped rules and your
+-- edits, like dealrisk.stages (see src/outcome.sql).
+CREATE TABLE dealrisk.action_rule_defaults (
+	id          int PRIMARY KEY,
+	priority    int NOT NULL,
 	factor      text NOT NULL,
-	min_effect  float8 NOT NULL DEFAULT 0,
-	min_risk    float8 NOT NULL DEFAULT 0,
-	action      text NOT NULL CHECK (btrim(action) <> '')
+	min_effect  float8 NOT NULL,
+	min_risk    float8 NOT NULL,
+	action      text NOT NULL
 );
-COMMENT ON TABLE dealrisk.action_rules IS
-	'Recommended actions: for a deal whose risk is at least min_risk, the rule of the factor (a feature name of deal_risk_explain) that adds the most risk, at least min_effect points; * rules apply when no factor rule does; priority breaks ties';
-INSERT INTO dealrisk.action_rules (id, priority, factor, min_effect, min_risk, action) VALUES
+COMMENT ON TABLE dealrisk.action_rule_defaults IS
+	'The action rules dealrisk ships with (read dealrisk.action_rules, which applies your edits)';
+INSERT INTO dealrisk.action_rule_defaults (id, priority, factor, min_effect, min_risk, action) VALUES
 	(1, 10, 'stage_time', 3, 30, 'Call the client today, or mark the deal Lost to clean the pipeline'),
 	(2, 20, 'activity_gap', 3, 30, 'Log the last contact or book a call this week: no recent activity is on record'),
 	(3, 30, 'rep_win_rate', 3, 30, 'Pair the rep with a senior seller for the next meeting'),
@@ -797,10 +799,39 @@ INSERT INTO dealrisk.action_rules (id, priority, factor, min_effect, min_risk, a
 	(7, 70, 'deal_amount', 3, 30, 'Check the deal size against the buyer''s budget; consider a phased offer'),
 	(8, 900, '*', 0, 60, 'Review the deal with the sales manager this week'),
 	(9, 1000, '*', -1e300, 0, 'On track: keep the next step on the calendar');
-SELECT pg_catalog.setval('dealrisk.action_rules_id_seq', 100, true);
--- pg_dump keeps the rules you add (ids above 100); the seeds come with CREATE EXTENSION.
-SELECT pg_catalog.pg_extension_config_dump('dealrisk.action_rules', 'WHERE id > 100');
+
+CREATE TABLE dealrisk.action_rule_edits (
+	id          int PRIMARY KEY,
+	priority    int,
+	factor      text,
+	min_effect  float8,
+	min_risk    float8,
+	action      text CHECK (pg_catalog.btrim(action) <> ''),
+	removed     boolean NOT NULL DEFAULT false,
+	CHECK (removed OR (priority IS NOT NULL AND factor IS NOT NULL AND min_effect IS NOT NULL
+	                   AND min_risk IS NOT NULL AND action IS NOT NULL))
+);
+COMMENT ON TABLE dealrisk.action_rule_edits IS
+	'Your edits of dealrisk.action_rules: rules added or changed, and shipped rules removed (removed = true); kept by pg_dump. Edit dealrisk.action_rules, not this table.';
+SELECT pg_catalog.pg_extension_config_dump('dealrisk.action_rule_edits', '');
+-- ids of the rules you add start above the shipped ones
+CREATE SEQUENCE dealrisk.action_rules_id_seq AS int START 101;
 SELECT pg_catalog.pg_extension_config_dump('dealrisk.action_rules_id_seq', '');
+
+CREATE VIEW dealrisk.action_rules AS
+	SELECT e.id, e.priority, e.factor, e.min_effect, e.min_risk, e.action
+	FROM dealrisk.action_rule_edits e WHERE NOT e.removed
+	UNION ALL
+	SELECT d.id, d.priority, d.factor, d.min_effect, d.min_risk, d.action FROM dealrisk.action_rule_defaults d
+	WHERE NOT EXISTS (SELECT 1 FROM dealrisk.action_rule_edits e WHERE e.id OPERATOR(pg_catalog.=) d.id);
+ALTER VIEW dealrisk.action_rules ALTER COLUMN id SET DEFAULT pg_catalog.nextval('dealrisk.action_rules_id_seq'::regclass);
+ALTER VIEW dealrisk.action_rules ALTER COLUMN priority SET DEFAULT 100;
+ALTER VIEW dealrisk.action_rules ALTER COLUMN min_effect SET DEFAULT 0;
+ALTER VIEW dealrisk.action_rules ALTER COLUMN min_risk SET DEFAULT 0;
+COMMENT ON VIEW dealrisk.action_rules IS
+	'Recommended actions: for a deal whose risk is at least min_risk, the rule of the factor (a feature name of deal_risk_explain) that adds the most risk, at least min_effect points; * rules apply when no factor rule does; priority breaks ties. Edit it (INSERT, UPDATE, DELETE); your edits are kept in dealrisk.action_rule_edits and survive pg_dump/pg_restore.';
+CREATE TRIGGER action_rules_edit INSTEAD OF INSERT OR UPDATE OR DELETE ON dealrisk.action_rules
+	FOR EACH ROW EXECUTE FUNCTION dealrisk._config_edit('dealrisk.action_rule_defaults', 'dealrisk.action_rule_edits', 'id');
 
 CREATE FUNCTION dealrisk.recommended_action(deal record, model text DEFAULT 'default')
 RETURNS text AS 'MODULE_PATHNAME', 'dr_recommended_action'

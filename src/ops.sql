@@ -1013,5 +1013,7 @@ REVOKE EXECUTE ON FUNCTION
 	dealrisk._eval_final(float8[]),
 	dealrisk._deal_risk_support(internal),
 	dealrisk._models_changed(),
-	dealrisk._track_trigger()
+	dealrisk._track_trigger(),
+	dealrisk._config_edit(),
+	dealrisk._stages_check()
 FROM PUBLIC;

@@ -221,8 +221,8 @@ SELECT ok((SELECT bool_and(NOT EXISTS (SELECT 1 FROM tdeals d WHERE d.deal_id = 
 SELECT throws_ok($$SELECT * FROM dealrisk.lost_lookalikes('tdeals', k => 0)$$, '22023', 'k must be at least 1, got 0', 'bad k');
 
 -- the model tables are kept by pg_dump
-SELECT ok((SELECT 'dealrisk.models'::regclass = ANY (extconfig) AND 'dealrisk.action_rules'::regclass = ANY (extconfig)
-	FROM pg_extension WHERE extname = 'dealrisk'), 'models and action rules are configuration tables');
+SELECT ok((SELECT 'dealrisk.models'::regclass = ANY (extconfig) AND 'dealrisk.action_rule_edits'::regclass = ANY (extconfig)
+	FROM pg_extension WHERE extname = 'dealrisk'), 'models and action rule edits are configuration tables');
 
 -- the cache follows a dropped and recreated extension (new table oid)
 SELECT ok((SELECT dealrisk.deal_risk(d.*, 'v') FROM tdeals d LIMIT 1) IS NOT NULL, 'score once to fill the cache');

@@ -35,14 +35,14 @@ DELETE FROM dealrisk.stages WHERE stage = 'Discovery';
 UPDATE dealrisk.stages SET position = position - 1 WHERE position >= 3;
 SELECT throws_ok($$SELECT dealrisk.stage_position('x'';DROP TABLE dealrisk.stages;--')$$, '22023',
 	'unknown deal stage "x'';DROP TABLE dealrisk.stages;--"', 'a hostile stage name is just an unknown stage');
-SELECT has_table('dealrisk', 'stages', 'stage table exists');
+SELECT has_view('dealrisk', 'stages', 'the stages are a view (over defaults and edits)');
 SELECT results_eq($$SELECT stage, position, is_late FROM dealrisk.stages ORDER BY position$$,
 	$$VALUES ('Qualified'::text, 1, false), ('Demo', 2, false), ('Proposal', 3, true), ('Negotiation', 4, true), ('Closed', 5, true)$$,
 	'stage table is seeded');
 INSERT INTO dealrisk.stages VALUES ('Discovery', 6, false);
 SELECT is(dealrisk.stage_position('discovery'), 6, 'new stages are picked up');
 SELECT ok(EXISTS (SELECT 1 FROM pg_extension e WHERE e.extname = 'dealrisk'
-	AND 'dealrisk.stages'::regclass = ANY (e.extconfig)), 'stage table is kept by pg_dump');
+	AND 'dealrisk.stage_edits'::regclass = ANY (e.extconfig)), 'the stage edits are kept by pg_dump');
 SELECT throws_ok($$INSERT INTO dealrisk.stages VALUES ('Dup', 1, false)$$, '23505', NULL,
 	'stage positions are unique');
 SELECT throws_ok($$SET dealrisk.bogus = 1$$, '42602', NULL, 'the dealrisk GUC prefix is reserved');

@@ -18,8 +18,160 @@ BEGIN
 END
 $$;
 
--- Every SQL and PL/pgSQL function pins search_path; the functions below are
--- those of 0.2.0 that differ from 0.1.0, in the order of the install script.
+-- The stages and the action rules become views over the shipped defaults
+-- and the user's edits, so that pg_dump keeps every edit exactly.  The old
+-- tables step aside here and are turned into edits at the end.
+ALTER SEQUENCE dealrisk.action_rules_id_seq OWNED BY NONE;
+ALTER SEQUENCE dealrisk.action_rules_id_seq START WITH 101;
+ALTER TABLE dealrisk.stages RENAME TO stages_0_1_0;
+ALTER TABLE dealrisk.action_rules RENAME TO action_rules_0_1_0;
+
+-- Every SQL and PL/pgSQL function pins search_path; the objects below are
+-- those of 0.2.0 that are new or differ from 0.1.0, in the order of the
+-- install script.
+-- Configuration tables (the stages here, the action rules in model.sql) are
+-- views over two tables: the extension's defaults, which CREATE EXTENSION
+-- fills and pg_dump leaves out, and the user's edits (added, changed and
+-- removed rows), which start empty and pg_dump keeps whole.  A dump and
+-- restore therefore gives back exactly what the user had: restoring the
+-- edits never collides with the defaults a new CREATE EXTENSION inserts.
+-- INSERT, UPDATE and DELETE on the views write the edits (_config_edit).
+
+-- The INSTEAD OF trigger of a configuration view: TG_ARGV are the defaults
+-- table, the edits table and the key column.  An edit that gives a default
+-- row back its default values is dropped, so the edits stay minimal.
+CREATE FUNCTION dealrisk._config_edit()
+RETURNS trigger
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	defaults regclass := TG_ARGV[0]::regclass;
+	edits regclass := TG_ARGV[1]::regclass;
+	key text := TG_ARGV[2];
+	view_name text := pg_catalog.format('%I.%I', TG_TABLE_SCHEMA, TG_TABLE_NAME);
+	old_key text;
+	new_key text;
+	found_row boolean;
+BEGIN
+	IF TG_OP IN ('UPDATE', 'DELETE') THEN
+		old_key := pg_catalog.to_jsonb(OLD) ->> key;
+	END IF;
+	IF TG_OP IN ('INSERT', 'UPDATE') THEN
+		new_key := pg_catalog.to_jsonb(NEW) ->> key;
+		IF new_key IS NULL THEN
+			RAISE EXCEPTION 'null value in column "%" of %', key, view_name
+				USING ERRCODE = 'not_null_violation';
+		END IF;
+		IF old_key IS DISTINCT FROM new_key THEN
+			EXECUTE pg_catalog.format('SELECT EXISTS (SELECT 1 FROM %s v WHERE v.%I::text = $1)', view_name, key)
+				INTO found_row USING new_key;
+			IF found_row THEN
+				RAISE EXCEPTION 'duplicate key value violates the key of %', view_name
+					USING ERRCODE = 'unique_violation',
+					      DETAIL = pg_catalog.format('Key (%s)=(%s) already exists.', key, new_key),
+					      HINT = pg_catalog.format('Change that row with UPDATE %s instead.', view_name);
+			END IF;
+		END IF;
+	END IF;
+	IF old_key IS NOT NULL THEN
+		-- the old row goes: its edit is dropped, and a default is marked removed
+		EXECUTE pg_catalog.format('DELETE FROM %s e WHERE e.%I::text = $1', edits, key) USING old_key;
+		IF old_key IS DISTINCT FROM new_key THEN
+			EXECUTE pg_catalog.format(
+				'INSERT INTO %s SELECT r.* FROM pg_catalog.jsonb_populate_record(NULL::%s, $1) r'
+				' WHERE EXISTS (SELECT 1 FROM %s d WHERE d.%I::text = $2)', edits, edits, defaults, key)
+				USING pg_catalog.jsonb_build_object(key, old_key, 'removed', true), old_key;
+		END IF;
+	END IF;
+	IF new_key IS NOT NULL THEN
+		-- the new row is an edit unless it is a default as it was shipped
+		EXECUTE pg_catalog.format(
+			'INSERT INTO %s SELECT r.* FROM pg_catalog.jsonb_populate_record(NULL::%s, $1) r'
+			' WHERE NOT EXISTS (SELECT 1 FROM %s d WHERE pg_catalog.to_jsonb(d) OPERATOR(pg_catalog.=) $1 - ''removed'')',
+			edits, edits, defaults)
+			USING pg_catalog.to_jsonb(NEW) || '{"removed": false}';
+		RETURN NEW;
+	END IF;
+	RETURN OLD;
+END
+$$;
+
+COMMENT ON FUNCTION dealrisk._config_edit() IS
+	'INSTEAD OF trigger of the configuration views (stages, action_rules): records added, changed and removed rows in the edits table (internal)';
+
+CREATE TABLE dealrisk.stage_defaults (
+	stage    text PRIMARY KEY,
+	position int NOT NULL,
+	is_late  boolean NOT NULL
+);
+
+COMMENT ON TABLE dealrisk.stage_defaults IS
+	'The stages dealrisk ships with (read dealrisk.stages, which applies your edits)';
+
+INSERT INTO dealrisk.stage_defaults (stage, position, is_late) VALUES
+	('Qualified', 1, false),
+	('Demo', 2, false),
+	('Proposal', 3, true),
+	('Negotiation', 4, true),
+	('Closed', 5, true);
+
+CREATE TABLE dealrisk.stage_edits (
+	stage    text PRIMARY KEY CHECK (pg_catalog.btrim(stage) <> ''),
+	position int CHECK (position > 0),
+	is_late  boolean,
+	removed  boolean NOT NULL DEFAULT false,
+	CHECK (removed OR (position IS NOT NULL AND is_late IS NOT NULL))
+);
+
+COMMENT ON TABLE dealrisk.stage_edits IS
+	'Your edits of dealrisk.stages: stages added or changed, and shipped stages removed (removed = true); kept by pg_dump. Edit dealrisk.stages, not this table.';
+
+SELECT pg_catalog.pg_extension_config_dump('dealrisk.stage_edits', '');
+
+CREATE VIEW dealrisk.stages AS
+	SELECT e.stage, e.position, e.is_late FROM dealrisk.stage_edits e WHERE NOT e.removed
+	UNION ALL
+	SELECT d.stage, d.position, d.is_late FROM dealrisk.stage_defaults d
+	WHERE NOT EXISTS (SELECT 1 FROM dealrisk.stage_edits e WHERE e.stage OPERATOR(pg_catalog.=) d.stage);
+
+ALTER VIEW dealrisk.stages ALTER COLUMN is_late SET DEFAULT false;
+
+COMMENT ON VIEW dealrisk.stages IS
+	'Pipeline stages in order (position) and whether each is a late stage; edit it (INSERT, UPDATE, DELETE) to match your CRM; positions are checked at the end of each statement, so stages can be renumbered in one UPDATE. deal_stage is matched without case. Your edits are kept in dealrisk.stage_edits and survive pg_dump/pg_restore.';
+
+CREATE TRIGGER stages_edit INSTEAD OF INSERT OR UPDATE OR DELETE ON dealrisk.stages
+	FOR EACH ROW EXECUTE FUNCTION dealrisk._config_edit('dealrisk.stage_defaults', 'dealrisk.stage_edits', 'stage');
+
+-- After each statement that changes dealrisk.stages: no two stages share a
+-- position.
+CREATE FUNCTION dealrisk._stages_check()
+RETURNS trigger
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	pos int;
+	names text;
+BEGIN
+	SELECT s.position, pg_catalog.string_agg(s.stage, ', ' ORDER BY s.stage) INTO pos, names
+	FROM dealrisk.stages s GROUP BY s.position HAVING pg_catalog.count(*) > 1
+	ORDER BY s.position LIMIT 1;
+	IF pos IS NOT NULL THEN
+		RAISE EXCEPTION 'stages % share position %', names, pos
+			USING ERRCODE = 'unique_violation',
+			      HINT = 'Each stage needs its own position; renumber several stages in one UPDATE.';
+	END IF;
+	RETURN NULL;
+END
+$$;
+
+COMMENT ON FUNCTION dealrisk._stages_check() IS
+	'Statement trigger of dealrisk.stages: no two stages share a position (internal)';
+
+CREATE TRIGGER stages_check AFTER INSERT OR UPDATE OR DELETE ON dealrisk.stages
+	FOR EACH STATEMENT EXECUTE FUNCTION dealrisk._stages_check();
+
 -- sample.sql: a deterministic sample-deal generator with planted effects.
 -- docs/sample-data.md describes the data and every planted effect.
 
@@ -1741,6 +1893,69 @@ BEGIN
 END
 $$;
 
+-- Recommended actions: a configuration view over the shipped rules and your
+-- edits, like dealrisk.stages (see src/outcome.sql).
+CREATE TABLE dealrisk.action_rule_defaults (
+	id          int PRIMARY KEY,
+	priority    int NOT NULL,
+	factor      text NOT NULL,
+	min_effect  float8 NOT NULL,
+	min_risk    float8 NOT NULL,
+	action      text NOT NULL
+);
+
+COMMENT ON TABLE dealrisk.action_rule_defaults IS
+	'The action rules dealrisk ships with (read dealrisk.action_rules, which applies your edits)';
+
+INSERT INTO dealrisk.action_rule_defaults (id, priority, factor, min_effect, min_risk, action) VALUES
+	(1, 10, 'stage_time', 3, 30, 'Call the client today, or mark the deal Lost to clean the pipeline'),
+	(2, 20, 'activity_gap', 3, 30, 'Log the last contact or book a call this week: no recent activity is on record'),
+	(3, 30, 'rep_win_rate', 3, 30, 'Pair the rep with a senior seller for the next meeting'),
+	(4, 40, 'lead_source', 3, 30, 'Re-qualify: confirm budget, authority and timeline before investing more time'),
+	(5, 50, 'cycle_days', 3, 30, 'Agree a mutual close plan with dated next steps'),
+	(6, 60, 'industry', 3, 30, 'Bring in a reference customer or a specialist from this industry'),
+	(7, 70, 'deal_amount', 3, 30, 'Check the deal size against the buyer''s budget; consider a phased offer'),
+	(8, 900, '*', 0, 60, 'Review the deal with the sales manager this week'),
+	(9, 1000, '*', -1e300, 0, 'On track: keep the next step on the calendar');
+
+CREATE TABLE dealrisk.action_rule_edits (
+	id          int PRIMARY KEY,
+	priority    int,
+	factor      text,
+	min_effect  float8,
+	min_risk    float8,
+	action      text CHECK (pg_catalog.btrim(action) <> ''),
+	removed     boolean NOT NULL DEFAULT false,
+	CHECK (removed OR (priority IS NOT NULL AND factor IS NOT NULL AND min_effect IS NOT NULL
+	                   AND min_risk IS NOT NULL AND action IS NOT NULL))
+);
+
+COMMENT ON TABLE dealrisk.action_rule_edits IS
+	'Your edits of dealrisk.action_rules: rules added or changed, and shipped rules removed (removed = true); kept by pg_dump. Edit dealrisk.action_rules, not this table.';
+
+SELECT pg_catalog.pg_extension_config_dump('dealrisk.action_rule_edits', '');
+
+CREATE VIEW dealrisk.action_rules AS
+	SELECT e.id, e.priority, e.factor, e.min_effect, e.min_risk, e.action
+	FROM dealrisk.action_rule_edits e WHERE NOT e.removed
+	UNION ALL
+	SELECT d.id, d.priority, d.factor, d.min_effect, d.min_risk, d.action FROM dealrisk.action_rule_defaults d
+	WHERE NOT EXISTS (SELECT 1 FROM dealrisk.action_rule_edits e WHERE e.id OPERATOR(pg_catalog.=) d.id);
+
+ALTER VIEW dealrisk.action_rules ALTER COLUMN id SET DEFAULT pg_catalog.nextval('dealrisk.action_rules_id_seq'::regclass);
+
+ALTER VIEW dealrisk.action_rules ALTER COLUMN priority SET DEFAULT 100;
+
+ALTER VIEW dealrisk.action_rules ALTER COLUMN min_effect SET DEFAULT 0;
+
+ALTER VIEW dealrisk.action_rules ALTER COLUMN min_risk SET DEFAULT 0;
+
+COMMENT ON VIEW dealrisk.action_rules IS
+	'Recommended actions: for a deal whose risk is at least min_risk, the rule of the factor (a feature name of deal_risk_explain) that adds the most risk, at least min_effect points; * rules apply when no factor rule does; priority breaks ties. Edit it (INSERT, UPDATE, DELETE); your edits are kept in dealrisk.action_rule_edits and survive pg_dump/pg_restore.';
+
+CREATE TRIGGER action_rules_edit INSTEAD OF INSERT OR UPDATE OR DELETE ON dealrisk.action_rules
+	FOR EACH ROW EXECUTE FUNCTION dealrisk._config_edit('dealrisk.action_rule_defaults', 'dealrisk.action_rule_edits', 'id');
+
 CREATE OR REPLACE FUNCTION dealrisk.export_model(model_id bigint)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE PARALLEL SAFE
@@ -2745,5 +2960,46 @@ REVOKE EXECUTE ON FUNCTION
 	dealrisk._eval_final(float8[]),
 	dealrisk._deal_risk_support(internal),
 	dealrisk._models_changed(),
-	dealrisk._track_trigger()
+	dealrisk._track_trigger(),
+	dealrisk._config_edit(),
+	dealrisk._stages_check()
 FROM PUBLIC;
+
+-- The old configuration tables as edits: every row that differs from the
+-- shipped one, and the shipped rows that were deleted.  Their grants go to
+-- the views (and, for writers, to the edits tables the views' triggers
+-- write as the writing role).
+INSERT INTO dealrisk.stage_edits (stage, position, is_late)
+	SELECT o.stage, o.position, o.is_late FROM dealrisk.stages_0_1_0 o
+	EXCEPT SELECT d.stage, d.position, d.is_late FROM dealrisk.stage_defaults d;
+INSERT INTO dealrisk.stage_edits (stage, removed)
+	SELECT d.stage, true FROM dealrisk.stage_defaults d
+	WHERE NOT EXISTS (SELECT 1 FROM dealrisk.stages_0_1_0 o WHERE o.stage OPERATOR(pg_catalog.=) d.stage);
+INSERT INTO dealrisk.action_rule_edits (id, priority, factor, min_effect, min_risk, action)
+	SELECT o.id, o.priority, o.factor, o.min_effect, o.min_risk, o.action FROM dealrisk.action_rules_0_1_0 o
+	EXCEPT SELECT d.id, d.priority, d.factor, d.min_effect, d.min_risk, d.action FROM dealrisk.action_rule_defaults d;
+INSERT INTO dealrisk.action_rule_edits (id, removed)
+	SELECT d.id, true FROM dealrisk.action_rule_defaults d
+	WHERE NOT EXISTS (SELECT 1 FROM dealrisk.action_rules_0_1_0 o WHERE o.id OPERATOR(pg_catalog.=) d.id);
+DO $$
+DECLARE
+	g record;
+BEGIN
+	FOR g IN
+		SELECT v.new_name, v.edits, a.privilege_type,
+		       CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+		            ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END AS grantee
+		FROM (VALUES ('dealrisk.stages_0_1_0', 'dealrisk.stages', 'dealrisk.stage_edits'),
+		             ('dealrisk.action_rules_0_1_0', 'dealrisk.action_rules', 'dealrisk.action_rule_edits')) v(old_name, new_name, edits),
+		     pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
+		WHERE c.oid OPERATOR(pg_catalog.=) v.old_name::regclass::oid AND a.grantee OPERATOR(pg_catalog.<>) c.relowner
+	LOOP
+		EXECUTE pg_catalog.format('GRANT %s ON %s TO %s', g.privilege_type, g.new_name, g.grantee);
+		IF g.privilege_type IN ('INSERT', 'UPDATE', 'DELETE') THEN
+			EXECUTE pg_catalog.format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO %s', g.edits, g.grantee);
+		END IF;
+	END LOOP;
+END
+$$;
+DROP TABLE dealrisk.stages_0_1_0;
+DROP TABLE dealrisk.action_rules_0_1_0;

@@ -168,7 +168,7 @@ test)
 	fi
 	pg_prove -d "$DBNAME" --failures test/*.sql || rc=1
 	# the upgrade from the oldest released version (its own databases)
-	prove --exec bash test/upgrade.sh || rc=1
+	prove --exec bash test/upgrade.sh test/dump_restore.sh || rc=1
 	if [ $rc = 0 ]; then echo "dealrisk: all tests passed"; else echo "dealrisk: TESTS FAILED" >&2; fi
 	exit $rc
 	;;
