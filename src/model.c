@@ -338,19 +338,34 @@ DrModel *
 dr_model_from_spec(Datum spec, ArrayType *coefs, int64 id, const char *name,
 				   MemoryContext cxt)
 {
+	/*
+	 * Every function, operator and type is schema-qualified: SPI runs under
+	 * the caller's search_path, where a role may have planted look-alikes.
+	 */
 	static const char *query =
-		"SELECT e.j->>'name', e.j->>'kind', e.j->>'column', e.j->>'derived',"
-		" CASE WHEN jsonb_typeof(e.j->'levels') = 'array' THEN ARRAY(SELECT jsonb_array_elements_text(e.j->'levels')) END,"
-		" CASE WHEN jsonb_typeof(e.j->'pooled') = 'array' THEN ARRAY(SELECT jsonb_array_elements_text(e.j->'pooled')) END,"
-		" CASE WHEN jsonb_typeof(e.j->'edges') = 'array' THEN ARRAY(SELECT x::float8 FROM jsonb_array_elements_text(e.j->'edges') x) END,"
-		" CASE WHEN jsonb_typeof(e.j->'won') = 'array' THEN ARRAY(SELECT x::float8 FROM jsonb_array_elements_text(e.j->'won') x) END,"
-		" CASE WHEN jsonb_typeof(e.j->'closed') = 'array' THEN ARRAY(SELECT x::float8 FROM jsonb_array_elements_text(e.j->'closed') x) END,"
-		" (e.j->>'prior')::float8, (e.j->>'strength')::float8, (e.j->>'mean')::float8, (e.j->>'sd')::float8,"
-		" CASE WHEN jsonb_typeof(e.j->'typical') = 'object' THEN ARRAY(SELECT k FROM jsonb_object_keys(e.j->'typical') k ORDER BY k) END,"
-		" CASE WHEN jsonb_typeof(e.j->'typical') = 'object' THEN ARRAY(SELECT (e.j->'typical'->>k)::float8 FROM jsonb_object_keys(e.j->'typical') k ORDER BY k) END,"
-		" jsonb_typeof($1), jsonb_typeof($1->'features'), e.ord"
-		" FROM (SELECT 1) one LEFT JOIN LATERAL jsonb_array_elements("
-		"   CASE WHEN jsonb_typeof($1->'features') = 'array' THEN $1->'features' ELSE '[]' END"
+		"SELECT e.j OPERATOR(pg_catalog.->>) 'name', e.j OPERATOR(pg_catalog.->>) 'kind',"
+		" e.j OPERATOR(pg_catalog.->>) 'column', e.j OPERATOR(pg_catalog.->>) 'derived',"
+		" CASE WHEN pg_catalog.jsonb_typeof(e.j OPERATOR(pg_catalog.->) 'levels') OPERATOR(pg_catalog.=) 'array'"
+		"  THEN ARRAY(SELECT pg_catalog.jsonb_array_elements_text(e.j OPERATOR(pg_catalog.->) 'levels')) END,"
+		" CASE WHEN pg_catalog.jsonb_typeof(e.j OPERATOR(pg_catalog.->) 'pooled') OPERATOR(pg_catalog.=) 'array'"
+		"  THEN ARRAY(SELECT pg_catalog.jsonb_array_elements_text(e.j OPERATOR(pg_catalog.->) 'pooled')) END,"
+		" CASE WHEN pg_catalog.jsonb_typeof(e.j OPERATOR(pg_catalog.->) 'edges') OPERATOR(pg_catalog.=) 'array'"
+		"  THEN ARRAY(SELECT x::pg_catalog.float8 FROM pg_catalog.jsonb_array_elements_text(e.j OPERATOR(pg_catalog.->) 'edges') x) END,"
+		" CASE WHEN pg_catalog.jsonb_typeof(e.j OPERATOR(pg_catalog.->) 'won') OPERATOR(pg_catalog.=) 'array'"
+		"  THEN ARRAY(SELECT x::pg_catalog.float8 FROM pg_catalog.jsonb_array_elements_text(e.j OPERATOR(pg_catalog.->) 'won') x) END,"
+		" CASE WHEN pg_catalog.jsonb_typeof(e.j OPERATOR(pg_catalog.->) 'closed') OPERATOR(pg_catalog.=) 'array'"
+		"  THEN ARRAY(SELECT x::pg_catalog.float8 FROM pg_catalog.jsonb_array_elements_text(e.j OPERATOR(pg_catalog.->) 'closed') x) END,"
+		" (e.j OPERATOR(pg_catalog.->>) 'prior')::pg_catalog.float8, (e.j OPERATOR(pg_catalog.->>) 'strength')::pg_catalog.float8,"
+		" (e.j OPERATOR(pg_catalog.->>) 'mean')::pg_catalog.float8, (e.j OPERATOR(pg_catalog.->>) 'sd')::pg_catalog.float8,"
+		" CASE WHEN pg_catalog.jsonb_typeof(e.j OPERATOR(pg_catalog.->) 'typical') OPERATOR(pg_catalog.=) 'object'"
+		"  THEN ARRAY(SELECT k FROM pg_catalog.jsonb_object_keys(e.j OPERATOR(pg_catalog.->) 'typical') k ORDER BY k) END,"
+		" CASE WHEN pg_catalog.jsonb_typeof(e.j OPERATOR(pg_catalog.->) 'typical') OPERATOR(pg_catalog.=) 'object'"
+		"  THEN ARRAY(SELECT (e.j OPERATOR(pg_catalog.->) 'typical' OPERATOR(pg_catalog.->>) k)::pg_catalog.float8"
+		"   FROM pg_catalog.jsonb_object_keys(e.j OPERATOR(pg_catalog.->) 'typical') k ORDER BY k) END,"
+		" pg_catalog.jsonb_typeof($1), pg_catalog.jsonb_typeof($1 OPERATOR(pg_catalog.->) 'features'), e.ord"
+		" FROM (SELECT 1) one LEFT JOIN LATERAL pg_catalog.jsonb_array_elements("
+		"   CASE WHEN pg_catalog.jsonb_typeof($1 OPERATOR(pg_catalog.->) 'features') OPERATOR(pg_catalog.=) 'array'"
+		"   THEN $1 OPERATOR(pg_catalog.->) 'features' ELSE '[]'::pg_catalog.jsonb END"
 		" ) WITH ORDINALITY AS e(j, ord) ON true ORDER BY e.ord";
 	Oid			argtypes[1] = {JSONBOID};
 	Datum		args[1];
