@@ -6,7 +6,8 @@
  * in a DrRowReader (callers cache a few in fn_extra, checked per row against
  * the row type's current descriptor); encoding a row reads the attributes it
  * needs and writes the non-zero model columns into a preallocated DrEncoded,
- * so the per-row path allocates nothing.
+ * so the per-row path allocates nothing.  Non-finite numbers (NaN,
+ * +-Infinity) count as missing, as infinite dates do.
  */
 #include "postgres.h"
 
@@ -180,6 +181,7 @@ row_reader(DrModel *model, TupleDesc desc, Oid typid, MemoryContext cxt)
 	r->typid = typid;
 	r->tupdesc = desc;
 	r->mcxt = cxt;
+	r->id_attno = find_attno(desc, "deal_id");
 
 	for (i = 0; i < model->nfeatures; i++)
 	{
@@ -245,7 +247,8 @@ row_reader(DrModel *model, TupleDesc desc, Oid typid, MemoryContext cxt)
 							format_type_be(r->extra_type[f->colidx]))));
 	}
 
-	r->maxattno = 0;
+	/* deal_id is read too, to name the row in messages */
+	r->maxattno = r->id_attno;
 	for (i = 0; i < DR_NUM_FIXED_COLUMNS; i++)
 		r->maxattno = Max(r->maxattno, r->fixed_attno[i]);
 	for (i = 0; i < model->nextra; i++)
@@ -524,6 +527,31 @@ dr_row_from_args(DrModel *model, FunctionCallInfo fcinfo, int typarg,
 }
 
 /*
+ * How to name the row a reader holds in a message: its deal_id when the row
+ * has one, else its row type.  Only for errors: it looks up an output
+ * function.
+ */
+char *
+dr_row_label(DrRowReader *r)
+{
+	if (r != NULL && r->id_attno > 0 && r->id_attno <= r->maxattno &&
+		!r->isnull[r->id_attno - 1])
+	{
+		Oid			t = TupleDescAttr(r->tupdesc, r->id_attno - 1)->atttypid;
+		Oid			outfn;
+		bool		varlena;
+		char	   *s;
+
+		getTypeOutputInfo(t, &outfn, &varlena);
+		s = OidOutputFunctionCall(outfn, r->values[r->id_attno - 1]);
+		return psprintf("the deal with deal_id '%.200s'", s);
+	}
+	if (r != NULL && OidIsValid(r->typid))
+		return psprintf("a row of type %s without a deal_id", format_type_be(r->typid));
+	return pstrdup("a row without a deal_id");
+}
+
+/*
  * SQL: _model_columns(spec) -> the columns a row of this model is read
  * from: the contract columns the encoder looks for by name, then the
  * feature columns.  Training passes hand over only these (_row_args).
@@ -646,10 +674,15 @@ slow:
 	return DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow, d));
 }
 
-/* A number from a column of one of the numeric types; NaN when NULL. */
+/*
+ * A number from a column of one of the numeric types; NaN (missing) when it
+ * is not finite: NaN and +-Infinity count as missing, like NULL.
+ */
 static double
 datum_to_double(Datum d, Oid t)
 {
+	double		v;
+
 	switch (t)
 	{
 		case INT2OID:
@@ -659,14 +692,39 @@ datum_to_double(Datum d, Oid t)
 		case INT8OID:
 			return (double) DatumGetInt64(d);
 		case FLOAT4OID:
-			return (double) DatumGetFloat4(d);
+			v = (double) DatumGetFloat4(d);
+			break;
 		case FLOAT8OID:
-			return DatumGetFloat8(d);
+			v = DatumGetFloat8(d);
+			break;
 		case NUMERICOID:
-			return numeric_datum_to_double(d);
+			v = numeric_datum_to_double(d);
+			break;
+		default:
+			elog(ERROR, "unexpected numeric type %u", t);
+			return 0;			/* keep compiler quiet */
 	}
-	elog(ERROR, "unexpected numeric type %u", t);
-	return 0;					/* keep compiler quiet */
+	return isfinite(v) ? v : NAN;
+}
+
+/*
+ * A standardised value (x - mean) / sd, which must be finite: a value so
+ * large that it overflows is an error naming the row, not a NaN risk.
+ */
+static inline double
+standardised(DrModel *model, DrRowReader *r, DrFeature *f, double x)
+{
+	double		z = (x - f->mean) / f->sd;
+
+	if (unlikely(isnan(z) || isinf(z)))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("value %g of feature \"%s\" is out of range for model " INT64_FORMAT " (\"%s\")",
+						x, f->name, model->id, model->name ? model->name : "(training)"),
+				 errdetail("The row is %s; its standardised value (x - %g) / %g overflows.",
+						   dr_row_label(r), f->mean, f->sd),
+				 errhint("Correct the value, or set it to NULL to score it as missing.")));
+	return z;
 }
 
 /* Index of (s, len) among sorted levels, or -1. */
@@ -858,14 +916,13 @@ dr_encode_row(DrModel *model, DrRowReader *r, int32 as_of, bool leave_one_out,
 		{
 			bool		got = false;
 
+			/* a closed deal's cycle, unless missing (NULL, NaN, infinite) */
 			if (is_closed && r->fixed_attno[DR_COL_CYCLE] &&
 				!r->isnull[r->fixed_attno[DR_COL_CYCLE] - 1])
 			{
-				{
-					v = datum_to_double(r->values[r->fixed_attno[DR_COL_CYCLE] - 1],
-										r->fixed_type[DR_COL_CYCLE]);
-					got = true;
-				}
+				v = datum_to_double(r->values[r->fixed_attno[DR_COL_CYCLE] - 1],
+									r->fixed_type[DR_COL_CYCLE]);
+				got = !isnan(v);
 			}
 			if (!got && created != DR_NO_DATE)
 				v = (double) end - (double) created;
@@ -950,7 +1007,7 @@ dr_encode_row(DrModel *model, DrRowReader *r, int32 as_of, bool leave_one_out,
 					rate = (won + f->strength * f->prior) / (n + f->strength);
 					out->raw[i] = rate;
 					out->idx[nnz] = f->offset;
-					out->val[nnz++] = (rate - f->mean) / f->sd;
+					out->val[nnz++] = standardised(model, r, f, rate);
 				}
 				break;
 			case DR_FEAT_NUMERIC:
@@ -958,7 +1015,7 @@ dr_encode_row(DrModel *model, DrRowReader *r, int32 as_of, bool leave_one_out,
 				{
 					lvl = 0;
 					out->idx[nnz] = f->offset;
-					out->val[nnz++] = (v - f->mean) / f->sd;
+					out->val[nnz++] = standardised(model, r, f, v);
 				}
 				break;
 		}

@@ -112,6 +112,7 @@ typedef struct DrRowReader
 	bool		names_const;	/* whether they are a constant of the query */
 	TupleDesc	tupdesc;		/* the row's columns, in the reader's context */
 	int			maxattno;		/* last attribute the model reads */
+	int			id_attno;		/* deal_id, for messages (0 = absent) */
 	int			fixed_attno[DR_NUM_FIXED_COLUMNS];	/* 0 = absent */
 	Oid			fixed_type[DR_NUM_FIXED_COLUMNS];
 	int		   *extra_attno;	/* per model extra column */
@@ -227,6 +228,7 @@ extern void dr_encode_row(DrModel *model, DrRowReader *reader, int32 as_of,
 						  bool leave_one_out, DrEncoded *out);
 extern int32 dr_as_of_date(void);
 extern int32 dr_as_of_cached(DrAsOf *cache);
+extern char *dr_row_label(DrRowReader *r);
 extern char *dr_as_of_setting;
 
 /* model.c */

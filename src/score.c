@@ -154,7 +154,23 @@ score_cache(FunctionCallInfo fcinfo, int namearg)
 	return score_cache_in(fcinfo, namearg, (ScoreCache **) &fcinfo->flinfo->fn_extra);
 }
 
-/* Encode the row loaded in sc->reader and return the model's log-odds of winning. */
+/* Error for a row whose log-odds overflowed: name the row and the model. */
+static void
+eta_out_of_range(ScoreCache *sc, double eta)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+			 errmsg("deal risk of %s is out of range under model " INT64_FORMAT " (\"%s\")",
+					dr_row_label(sc->reader), sc->model->id, sc->model->name),
+			 errdetail("The model's log-odds for the row are %g.", eta),
+			 errhint("Check the row's numeric columns and the model's coefficients for extreme values.")));
+}
+
+/*
+ * Encode the row loaded in sc->reader and return the model's log-odds of
+ * winning, which is finite (else an error naming the row): a risk is never
+ * NaN.
+ */
 static double
 loaded_row_eta(ScoreCache *sc)
 {
@@ -164,6 +180,8 @@ loaded_row_eta(ScoreCache *sc)
 	dr_encode_row(sc->model, sc->reader, dr_as_of_cached(&sc->as_of), false, sc->enc);
 	for (k = 0; k < sc->enc->nnz; k++)
 		eta += sc->model->beta[sc->enc->idx[k]] * sc->enc->val[k];
+	if (unlikely(isnan(eta) || isinf(eta)))
+		eta_out_of_range(sc, eta);
 	return eta;
 }
 
