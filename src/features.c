@@ -3,9 +3,11 @@
  *	  Turn a deal row of any row type into the model's feature vector.
  *
  * Column names are resolved to attribute numbers once per row type and kept
- * in a DrRowReader (callers cache it in fn_extra); encoding a row reads the
- * attributes it needs and writes the non-zero model columns into a
- * preallocated DrEncoded, so the per-row path allocates nothing.
+ * in a DrRowReader (callers cache a few in fn_extra, checked per row against
+ * the row type's current descriptor); encoding a row reads the attributes it
+ * needs and writes the non-zero model columns into a preallocated DrEncoded,
+ * so the per-row path allocates nothing.  Non-finite numbers (NaN,
+ * +-Infinity) count as missing, as infinite dates do.
  */
 #include "postgres.h"
 
@@ -13,6 +15,9 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "nodes/primnodes.h"
+#include "pgtime.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/lsyscache.h"
@@ -31,25 +36,68 @@ static const char *const fixed_names[DR_NUM_FIXED_COLUMNS] = {
 
 /*
  * The date "now" for open deals: dealrisk.as_of_date when set (replaying a
- * snapshot, tests), else the transaction's current date.
+ * snapshot, tests), else the transaction's current date.  The setting is
+ * parsed again when its text or DateStyle changed; an infinite date is an
+ * error (ages and gaps would be meaningless).
  */
 int32
 dr_as_of_date(void)
 {
 	static char *parsed_from = NULL;
+	static int	parsed_style = -1;
+	static int	parsed_order = -1;
 	static DateADT parsed = 0;
 
 	if (dr_as_of_setting == NULL || dr_as_of_setting[0] == '\0')
 		return (int32) GetSQLCurrentDate();
-	if (parsed_from == NULL || strcmp(parsed_from, dr_as_of_setting) != 0)
+	if (parsed_from == NULL || strcmp(parsed_from, dr_as_of_setting) != 0 ||
+		parsed_style != DateStyle || parsed_order != DateOrder)
 	{
-		parsed = DatumGetDateADT(DirectFunctionCall1(date_in,
-													 CStringGetDatum(dr_as_of_setting)));
+		DateADT		d = DatumGetDateADT(DirectFunctionCall1(date_in,
+															CStringGetDatum(dr_as_of_setting)));
+
+		if (DATE_NOT_FINITE(d))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("dealrisk.as_of_date must be a finite date, not \"%s\"", dr_as_of_setting),
+					 errhint("Set it to a date such as '2024-12-31', or to '' for today.")));
 		if (parsed_from)
 			pfree(parsed_from);
 		parsed_from = MemoryContextStrdup(TopMemoryContext, dr_as_of_setting);
+		parsed_style = DateStyle;
+		parsed_order = DateOrder;
+		parsed = d;
 	}
 	return (int32) parsed;
+}
+
+/*
+ * The as-of date for a call site, from its cache while the setting's text
+ * (compared by content: a new value may reuse the old one's memory), the
+ * DateStyle, the time zone (which decides "today") and the transaction are
+ * the same.  A few comparisons per row.
+ */
+int32
+dr_as_of_cached(DrAsOf *c)
+{
+	const char *s = dr_as_of_setting ? dr_as_of_setting : "";
+
+	if (likely(c->valid && c->lxid == MyProc->lxid && c->tz == session_timezone &&
+			   c->datestyle == DateStyle && c->dateorder == DateOrder &&
+			   strcmp(c->text, s) == 0))
+		return c->value;
+	c->valid = false;
+	c->value = dr_as_of_date();
+	if (strlen(s) < sizeof(c->text))
+	{
+		strcpy(c->text, s);
+		c->lxid = MyProc->lxid;
+		c->tz = session_timezone;
+		c->datestyle = DateStyle;
+		c->dateorder = DateOrder;
+		c->valid = true;
+	}
+	return c->value;
 }
 
 /* Attribute number of a column by exact name, or 0 when absent. */
@@ -117,8 +165,8 @@ check_fixed_type(DrColumn c, Oid t, Oid typid)
 
 /*
  * Resolve the columns the model needs in a row descriptor (which the reader
- * keeps, in cxt); typid names the row type in messages.  Missing required
- * columns are errors.
+ * keeps, in cxt, the reader's own context); typid names the row type in
+ * messages.  Missing required columns are errors.
  */
 static DrRowReader *
 row_reader(DrModel *model, TupleDesc desc, Oid typid, MemoryContext cxt)
@@ -132,6 +180,8 @@ row_reader(DrModel *model, TupleDesc desc, Oid typid, MemoryContext cxt)
 	r = palloc0(sizeof(DrRowReader));
 	r->typid = typid;
 	r->tupdesc = desc;
+	r->mcxt = cxt;
+	r->id_attno = find_attno(desc, "deal_id");
 
 	for (i = 0; i < model->nfeatures; i++)
 	{
@@ -197,7 +247,8 @@ row_reader(DrModel *model, TupleDesc desc, Oid typid, MemoryContext cxt)
 							format_type_be(r->extra_type[f->colidx]))));
 	}
 
-	r->maxattno = 0;
+	/* deal_id is read too, to name the row in messages */
+	r->maxattno = r->id_attno;
 	for (i = 0; i < DR_NUM_FIXED_COLUMNS; i++)
 		r->maxattno = Max(r->maxattno, r->fixed_attno[i]);
 	for (i = 0; i < model->nextra; i++)
@@ -207,8 +258,128 @@ row_reader(DrModel *model, TupleDesc desc, Oid typid, MemoryContext cxt)
 }
 
 /*
- * The reader for a composite value's row type (see row_reader; prev is
- * reused for the same type), with the row deformed into its values/isnull.
+ * A memory context for a reader being built: a child of the current one, so
+ * that an error (a missing column) frees it; the caller moves it under its
+ * own context once the reader is complete.
+ */
+static MemoryContext
+reader_context(void)
+{
+	return AllocSetContextCreate(CurrentMemoryContext, "dealrisk row reader",
+								 ALLOCSET_SMALL_SIZES);
+}
+
+/*
+ * A reader for composite values of (typid, typmod), in a new context that
+ * ends up under cxt.  A named row type's descriptor is the typcache's, whose
+ * tupDesc_identifier changes whenever the type does (ALTER TABLE), so the
+ * reader can tell when it is out of date; a registered record type never
+ * changes.
+ */
+static DrRowReader *
+tuple_reader(DrModel *model, Oid typid, int32 typmod, MemoryContext cxt)
+{
+	MemoryContext rcxt = reader_context();
+	MemoryContext oldcxt;
+	TypeCacheEntry *tce = NULL;
+	uint64		tupdesc_id = 0;
+	TupleDesc	copy;
+	DrRowReader *r;
+
+	if (typid != RECORDOID)
+	{
+		tce = lookup_type_cache(typid, TYPECACHE_TUPDESC);
+		if (tce->tupDesc == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+					 errmsg("type %s is not composite", format_type_be(typid))));
+		oldcxt = MemoryContextSwitchTo(rcxt);
+		copy = CreateTupleDescCopy(tce->tupDesc);
+		MemoryContextSwitchTo(oldcxt);
+		tupdesc_id = tce->tupDesc_identifier;
+	}
+	else
+	{
+		TupleDesc	desc = lookup_rowtype_tupdesc(typid, typmod);
+
+		oldcxt = MemoryContextSwitchTo(rcxt);
+		copy = CreateTupleDescCopy(desc);
+		MemoryContextSwitchTo(oldcxt);
+		ReleaseTupleDesc(desc);
+	}
+	r = row_reader(model, copy, typid, rcxt);
+	r->typmod = typmod;
+	r->tce = tce;
+	r->tupdesc_id = tupdesc_id;
+	MemoryContextSetParent(rcxt, cxt);
+	return r;
+}
+
+/* True when a reader was built for the current descriptor of its row type. */
+static inline bool
+reader_current(DrRowReader *r)
+{
+	return r->tce == NULL || r->tce->tupDesc_identifier == r->tupdesc_id;
+}
+
+/*
+ * The reader for (typid, typmod) among a call site's readers (the list
+ * starting at head), moved to the front; readers of a row type whose
+ * descriptor changed are dropped, a new one is built when none fits, and
+ * the least recently used beyond DR_MAX_READERS are freed.  Returns the new
+ * head of the list.
+ */
+static DrRowReader *
+find_tuple_reader(DrModel *model, Oid typid, int32 typmod, MemoryContext cxt,
+				  DrRowReader *head)
+{
+	DrRowReader **link = &head;
+	DrRowReader *r;
+	DrRowReader *found = NULL;
+	int			n = 1;
+
+	while ((r = *link) != NULL)
+	{
+		if (r->typid == typid && r->typmod == typmod)
+		{
+			*link = r->next;
+			if (found == NULL && reader_current(r))
+				found = r;
+			else
+				MemoryContextDelete(r->mcxt);
+			continue;
+		}
+		link = &r->next;
+	}
+	if (found == NULL)
+		found = tuple_reader(model, typid, typmod, cxt);
+	found->next = head;
+	head = found;
+	for (r = head; r->next != NULL; r = r->next)
+	{
+		if (++n > DR_MAX_READERS)
+		{
+			DrRowReader *rest = r->next;
+
+			r->next = NULL;
+			while (rest != NULL)
+			{
+				DrRowReader *next = rest->next;
+
+				MemoryContextDelete(rest->mcxt);
+				rest = next;
+			}
+			break;
+		}
+	}
+	return head;
+}
+
+/*
+ * The reader for a composite value's row type (prev: the call site's
+ * readers, see find_tuple_reader), with the row deformed into its
+ * values/isnull.  Per row this compares the row type and, for a named one,
+ * the typcache's descriptor identifier: no lookup.
  */
 DrRowReader *
 dr_row_from_tuple(DrModel *model, HeapTupleHeader rec, MemoryContext cxt,
@@ -219,18 +390,9 @@ dr_row_from_tuple(DrModel *model, HeapTupleHeader rec, MemoryContext cxt,
 	int32		typmod = HeapTupleHeaderGetTypMod(rec);
 	HeapTupleData tup;
 
-	if (r == NULL || r->typid != typid || r->typmod != typmod)
-	{
-		TupleDesc	desc = lookup_rowtype_tupdesc(typid, typmod);
-		MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
-		TupleDesc	copy = CreateTupleDescCopy(desc);
-
-
-		MemoryContextSwitchTo(oldcxt);
-		ReleaseTupleDesc(desc);
-		r = row_reader(model, copy, typid, cxt);
-		r->typmod = typmod;
-	}
+	if (unlikely(r == NULL || r->typid != typid || r->typmod != typmod ||
+				 !reader_current(r)))
+		r = find_tuple_reader(model, typid, typmod, cxt, prev);
 	tup.t_len = HeapTupleHeaderGetDatumLength(rec);
 	ItemPointerSetInvalid(&tup.t_self);
 	tup.t_tableOid = InvalidOid;
@@ -239,15 +401,53 @@ dr_row_from_tuple(DrModel *model, HeapTupleHeader rec, MemoryContext cxt,
 	return r;
 }
 
+/* True when argument argno of the call is a constant of the query. */
+static bool
+arg_is_const(FmgrInfo *flinfo, int argno)
+{
+	Node	   *expr = flinfo->fn_expr;
+	List	   *args;
+
+	if (expr == NULL || !IsA(expr, FuncExpr))
+		return false;
+	args = ((FuncExpr *) expr)->args;
+	return argno < list_length(args) && IsA(list_nth(args, argno), Const);
+}
+
+/*
+ * True when a reader of a row passed as values still fits the call: same
+ * row type, and the same column names (compared by content unless they are
+ * a constant of the query, such as the planner's rewrite passes).
+ */
+static bool
+args_reader_current(DrRowReader *r, FunctionCallInfo fcinfo, int typarg)
+{
+	struct varlena *a;
+	struct varlena *b;
+
+	if (PG_ARGISNULL(typarg) || PG_ARGISNULL(typarg + 1) ||
+		PG_GETARG_OID(typarg) != r->typid)
+		return false;
+	if (r->names_const)
+		return true;
+	a = PG_DETOAST_DATUM_PACKED(PG_GETARG_DATUM(typarg + 1));
+	b = (struct varlena *) DatumGetPointer(r->names);
+	return VARSIZE_ANY_EXHDR(a) == VARSIZE_ANY_EXHDR(b) &&
+		memcmp(VARDATA_ANY(a), VARDATA_ANY(b), VARSIZE_ANY_EXHDR(a)) == 0;
+}
+
 /*
  * The reader for a row passed as arguments: argument typarg names the row
  * type (for messages), typarg + 1 is a text[] of column names, and the
  * arguments after it are those columns' values.  This is how the planner
  * hands deal_risk(d) the columns of a table without building the composite
  * value (see dr_deal_risk_support), and how training passes read only the
- * columns a model needs.  The columns' types are the arguments' own, so a
- * hand-written call cannot make the encoder misread a value; the names are
- * read once per call site and so must be a constant.
+ * columns a model needs.  The columns' types are the arguments' own (fixed
+ * for a call site), so a hand-written call cannot make the encoder misread
+ * a value.  The names must be a constant or a parameter (not a value that
+ * varies by row); as a parameter may change between calls of a PL/pgSQL
+ * function, the row type and names are compared on every call (unless a
+ * constant) and the reader rebuilt when they changed.
  */
 DrRowReader *
 dr_row_from_args(DrModel *model, FunctionCallInfo fcinfo, int typarg,
@@ -256,6 +456,11 @@ dr_row_from_args(DrModel *model, FunctionCallInfo fcinfo, int typarg,
 	DrRowReader *r = prev;
 	int			i;
 
+	if (r != NULL && unlikely(!args_reader_current(r, fcinfo, typarg)))
+	{
+		MemoryContextDelete(r->mcxt);
+		r = NULL;
+	}
 	if (r == NULL)
 	{
 		Oid			typid;
@@ -264,6 +469,7 @@ dr_row_from_args(DrModel *model, FunctionCallInfo fcinfo, int typarg,
 		bool	   *nulls;
 		int			n;
 		TupleDesc	desc;
+		MemoryContext rcxt;
 		MemoryContext oldcxt;
 
 		if (PG_ARGISNULL(typarg) || PG_ARGISNULL(typarg + 1))
@@ -287,7 +493,8 @@ dr_row_from_args(DrModel *model, FunctionCallInfo fcinfo, int typarg,
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("%d column names given for %d values", n, PG_NARGS() - typarg - 2)));
-		oldcxt = MemoryContextSwitchTo(cxt);
+		rcxt = reader_context();
+		oldcxt = MemoryContextSwitchTo(rcxt);
 		desc = CreateTemplateTupleDesc(n);
 		for (i = 0; i < n; i++)
 		{
@@ -300,7 +507,16 @@ dr_row_from_args(DrModel *model, FunctionCallInfo fcinfo, int typarg,
 			TupleDescInitEntry(desc, i + 1, TextDatumGetCString(elems[i]), t, -1, 0);
 		}
 		MemoryContextSwitchTo(oldcxt);
-		r = row_reader(model, desc, typid, cxt);
+		r = row_reader(model, desc, typid, rcxt);
+		r->typmod = -1;
+		r->names_const = arg_is_const(fcinfo->flinfo, typarg + 1);
+		if (!r->names_const)
+		{
+			oldcxt = MemoryContextSwitchTo(rcxt);
+			r->names = PointerGetDatum(PG_DETOAST_DATUM_COPY(PG_GETARG_DATUM(typarg + 1)));
+			MemoryContextSwitchTo(oldcxt);
+		}
+		MemoryContextSetParent(rcxt, cxt);
 	}
 	for (i = 0; i < r->maxattno; i++)
 	{
@@ -308,6 +524,31 @@ dr_row_from_args(DrModel *model, FunctionCallInfo fcinfo, int typarg,
 		r->isnull[i] = fcinfo->args[typarg + 2 + i].isnull;
 	}
 	return r;
+}
+
+/*
+ * How to name the row a reader holds in a message: its deal_id when the row
+ * has one, else its row type.  Only for errors: it looks up an output
+ * function.
+ */
+char *
+dr_row_label(DrRowReader *r)
+{
+	if (r != NULL && r->id_attno > 0 && r->id_attno <= r->maxattno &&
+		!r->isnull[r->id_attno - 1])
+	{
+		Oid			t = TupleDescAttr(r->tupdesc, r->id_attno - 1)->atttypid;
+		Oid			outfn;
+		bool		varlena;
+		char	   *s;
+
+		getTypeOutputInfo(t, &outfn, &varlena);
+		s = OidOutputFunctionCall(outfn, r->values[r->id_attno - 1]);
+		return psprintf("the deal with deal_id '%.200s'", s);
+	}
+	if (r != NULL && OidIsValid(r->typid))
+		return psprintf("a row of type %s without a deal_id", format_type_be(r->typid));
+	return pstrdup("a row without a deal_id");
 }
 
 /*
@@ -433,10 +674,15 @@ slow:
 	return DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow, d));
 }
 
-/* A number from a column of one of the numeric types; NaN when NULL. */
+/*
+ * A number from a column of one of the numeric types; NaN (missing) when it
+ * is not finite: NaN and +-Infinity count as missing, like NULL.
+ */
 static double
 datum_to_double(Datum d, Oid t)
 {
+	double		v;
+
 	switch (t)
 	{
 		case INT2OID:
@@ -446,14 +692,39 @@ datum_to_double(Datum d, Oid t)
 		case INT8OID:
 			return (double) DatumGetInt64(d);
 		case FLOAT4OID:
-			return (double) DatumGetFloat4(d);
+			v = (double) DatumGetFloat4(d);
+			break;
 		case FLOAT8OID:
-			return DatumGetFloat8(d);
+			v = DatumGetFloat8(d);
+			break;
 		case NUMERICOID:
-			return numeric_datum_to_double(d);
+			v = numeric_datum_to_double(d);
+			break;
+		default:
+			elog(ERROR, "unexpected numeric type %u", t);
+			return 0;			/* keep compiler quiet */
 	}
-	elog(ERROR, "unexpected numeric type %u", t);
-	return 0;					/* keep compiler quiet */
+	return isfinite(v) ? v : NAN;
+}
+
+/*
+ * A standardised value (x - mean) / sd, which must be finite: a value so
+ * large that it overflows is an error naming the row, not a NaN risk.
+ */
+static inline double
+standardised(DrModel *model, DrRowReader *r, DrFeature *f, double x)
+{
+	double		z = (x - f->mean) / f->sd;
+
+	if (unlikely(isnan(z) || isinf(z)))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("value %g of feature \"%s\" is out of range for model " INT64_FORMAT " (\"%s\")",
+						x, f->name, model->id, model->name ? model->name : "(training)"),
+				 errdetail("The row is %s; its standardised value (x - %g) / %g overflows.",
+						   dr_row_label(r), f->mean, f->sd),
+				 errhint("Correct the value, or set it to NULL to score it as missing.")));
+	return z;
 }
 
 /* Index of (s, len) among sorted levels, or -1. */
@@ -645,14 +916,13 @@ dr_encode_row(DrModel *model, DrRowReader *r, int32 as_of, bool leave_one_out,
 		{
 			bool		got = false;
 
+			/* a closed deal's cycle, unless missing (NULL, NaN, infinite) */
 			if (is_closed && r->fixed_attno[DR_COL_CYCLE] &&
 				!r->isnull[r->fixed_attno[DR_COL_CYCLE] - 1])
 			{
-				{
-					v = datum_to_double(r->values[r->fixed_attno[DR_COL_CYCLE] - 1],
-										r->fixed_type[DR_COL_CYCLE]);
-					got = true;
-				}
+				v = datum_to_double(r->values[r->fixed_attno[DR_COL_CYCLE] - 1],
+									r->fixed_type[DR_COL_CYCLE]);
+				got = !isnan(v);
 			}
 			if (!got && created != DR_NO_DATE)
 				v = (double) end - (double) created;
@@ -737,7 +1007,7 @@ dr_encode_row(DrModel *model, DrRowReader *r, int32 as_of, bool leave_one_out,
 					rate = (won + f->strength * f->prior) / (n + f->strength);
 					out->raw[i] = rate;
 					out->idx[nnz] = f->offset;
-					out->val[nnz++] = (rate - f->mean) / f->sd;
+					out->val[nnz++] = standardised(model, r, f, rate);
 				}
 				break;
 			case DR_FEAT_NUMERIC:
@@ -745,7 +1015,7 @@ dr_encode_row(DrModel *model, DrRowReader *r, int32 as_of, bool leave_one_out,
 				{
 					lvl = 0;
 					out->idx[nnz] = f->offset;
-					out->val[nnz++] = (v - f->mean) / f->sd;
+					out->val[nnz++] = standardised(model, r, f, v);
 				}
 				break;
 		}

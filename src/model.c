@@ -13,10 +13,11 @@
 #include <math.h>
 
 #include "access/htup_details.h"
-#include "catalog/namespace.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
+#include "storage/itemptr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
@@ -31,18 +32,49 @@ PG_FUNCTION_INFO_V1(dr_validate_model);
 
 #define DR_MAX_MODEL_COLUMNS 100000
 
-/* Active models of this backend, by name. */
+/*
+ * One parsed row of dealrisk.models, known by the row version it was parsed
+ * from: table, id, xmin and ctid change whenever the row is inserted or
+ * updated (activation included), so a row edited by hand is parsed again.
+ */
 typedef struct CachedModel
 {
-	char	   *name;
+	MemoryContext cxt;			/* holds the model; deleted with it */
+	Oid			relid;
+	int64		id;
+	TransactionId xmin;
+	ItemPointerData ctid;
+	bool		stale;			/* invalidated: not handed out again */
+	uint64		serial;			/* unique per parse, for call sites */
+	uint64		last_used;
+	LocalTransactionId lxid;	/* transaction that last used it */
 	DrModel    *model;
 	struct CachedModel *next;
 } CachedModel;
 
+/* Which cached model a name resolved to, and under which snapshot. */
+typedef struct CachedName
+{
+	char	   *name;
+	DrSnapKey	key;
+	CachedModel *version;		/* NULL: look it up again */
+	uint64		last_used;
+	struct CachedName *next;
+} CachedName;
+
+/* Models kept beyond those used in the current transaction, and names. */
+#define DR_MAX_MODEL_VERSIONS 8
+#define DR_MAX_MODEL_NAMES 64
+
 static MemoryContext cache_cxt = NULL;
-static CachedModel *cache_list = NULL;
-static bool cache_valid = true;
-static Oid	models_relid = InvalidOid;
+static CachedModel *versions = NULL;
+static int	nversions = 0;
+static CachedName *names = NULL;
+static int	nnames = 0;
+static uint64 serial_counter = 0;
+static uint64 use_clock = 0;
+static Oid	models_relid = InvalidOid;	/* table of the last model read */
+static SPIPlanPtr check_plan = NULL;
 uint64		dr_model_generation = 1;
 
 /* Logistic function, safe for large |eta|. */
@@ -306,19 +338,34 @@ DrModel *
 dr_model_from_spec(Datum spec, ArrayType *coefs, int64 id, const char *name,
 				   MemoryContext cxt)
 {
+	/*
+	 * Every function, operator and type is schema-qualified: SPI runs under
+	 * the caller's search_path, where a role may have planted look-alikes.
+	 */
 	static const char *query =
-		"SELECT e.j->>'name', e.j->>'kind', e.j->>'column', e.j->>'derived',"
-		" CASE WHEN jsonb_typeof(e.j->'levels') = 'array' THEN ARRAY(SELECT jsonb_array_elements_text(e.j->'levels')) END,"
-		" CASE WHEN jsonb_typeof(e.j->'pooled') = 'array' THEN ARRAY(SELECT jsonb_array_elements_text(e.j->'pooled')) END,"
-		" CASE WHEN jsonb_typeof(e.j->'edges') = 'array' THEN ARRAY(SELECT x::float8 FROM jsonb_array_elements_text(e.j->'edges') x) END,"
-		" CASE WHEN jsonb_typeof(e.j->'won') = 'array' THEN ARRAY(SELECT x::float8 FROM jsonb_array_elements_text(e.j->'won') x) END,"
-		" CASE WHEN jsonb_typeof(e.j->'closed') = 'array' THEN ARRAY(SELECT x::float8 FROM jsonb_array_elements_text(e.j->'closed') x) END,"
-		" (e.j->>'prior')::float8, (e.j->>'strength')::float8, (e.j->>'mean')::float8, (e.j->>'sd')::float8,"
-		" CASE WHEN jsonb_typeof(e.j->'typical') = 'object' THEN ARRAY(SELECT k FROM jsonb_object_keys(e.j->'typical') k ORDER BY k) END,"
-		" CASE WHEN jsonb_typeof(e.j->'typical') = 'object' THEN ARRAY(SELECT (e.j->'typical'->>k)::float8 FROM jsonb_object_keys(e.j->'typical') k ORDER BY k) END,"
-		" jsonb_typeof($1), jsonb_typeof($1->'features'), e.ord"
-		" FROM (SELECT 1) one LEFT JOIN LATERAL jsonb_array_elements("
-		"   CASE WHEN jsonb_typeof($1->'features') = 'array' THEN $1->'features' ELSE '[]' END"
+		"SELECT e.j OPERATOR(pg_catalog.->>) 'name', e.j OPERATOR(pg_catalog.->>) 'kind',"
+		" e.j OPERATOR(pg_catalog.->>) 'column', e.j OPERATOR(pg_catalog.->>) 'derived',"
+		" CASE WHEN pg_catalog.jsonb_typeof(e.j OPERATOR(pg_catalog.->) 'levels') OPERATOR(pg_catalog.=) 'array'"
+		"  THEN ARRAY(SELECT pg_catalog.jsonb_array_elements_text(e.j OPERATOR(pg_catalog.->) 'levels')) END,"
+		" CASE WHEN pg_catalog.jsonb_typeof(e.j OPERATOR(pg_catalog.->) 'pooled') OPERATOR(pg_catalog.=) 'array'"
+		"  THEN ARRAY(SELECT pg_catalog.jsonb_array_elements_text(e.j OPERATOR(pg_catalog.->) 'pooled')) END,"
+		" CASE WHEN pg_catalog.jsonb_typeof(e.j OPERATOR(pg_catalog.->) 'edges') OPERATOR(pg_catalog.=) 'array'"
+		"  THEN ARRAY(SELECT x::pg_catalog.float8 FROM pg_catalog.jsonb_array_elements_text(e.j OPERATOR(pg_catalog.->) 'edges') x) END,"
+		" CASE WHEN pg_catalog.jsonb_typeof(e.j OPERATOR(pg_catalog.->) 'won') OPERATOR(pg_catalog.=) 'array'"
+		"  THEN ARRAY(SELECT x::pg_catalog.float8 FROM pg_catalog.jsonb_array_elements_text(e.j OPERATOR(pg_catalog.->) 'won') x) END,"
+		" CASE WHEN pg_catalog.jsonb_typeof(e.j OPERATOR(pg_catalog.->) 'closed') OPERATOR(pg_catalog.=) 'array'"
+		"  THEN ARRAY(SELECT x::pg_catalog.float8 FROM pg_catalog.jsonb_array_elements_text(e.j OPERATOR(pg_catalog.->) 'closed') x) END,"
+		" (e.j OPERATOR(pg_catalog.->>) 'prior')::pg_catalog.float8, (e.j OPERATOR(pg_catalog.->>) 'strength')::pg_catalog.float8,"
+		" (e.j OPERATOR(pg_catalog.->>) 'mean')::pg_catalog.float8, (e.j OPERATOR(pg_catalog.->>) 'sd')::pg_catalog.float8,"
+		" CASE WHEN pg_catalog.jsonb_typeof(e.j OPERATOR(pg_catalog.->) 'typical') OPERATOR(pg_catalog.=) 'object'"
+		"  THEN ARRAY(SELECT k FROM pg_catalog.jsonb_object_keys(e.j OPERATOR(pg_catalog.->) 'typical') k ORDER BY k) END,"
+		" CASE WHEN pg_catalog.jsonb_typeof(e.j OPERATOR(pg_catalog.->) 'typical') OPERATOR(pg_catalog.=) 'object'"
+		"  THEN ARRAY(SELECT (e.j OPERATOR(pg_catalog.->) 'typical' OPERATOR(pg_catalog.->>) k)::pg_catalog.float8"
+		"   FROM pg_catalog.jsonb_object_keys(e.j OPERATOR(pg_catalog.->) 'typical') k ORDER BY k) END,"
+		" pg_catalog.jsonb_typeof($1), pg_catalog.jsonb_typeof($1 OPERATOR(pg_catalog.->) 'features'), e.ord"
+		" FROM (SELECT 1) one LEFT JOIN LATERAL pg_catalog.jsonb_array_elements("
+		"   CASE WHEN pg_catalog.jsonb_typeof($1 OPERATOR(pg_catalog.->) 'features') OPERATOR(pg_catalog.=) 'array'"
+		"   THEN $1 OPERATOR(pg_catalog.->) 'features' ELSE '[]'::pg_catalog.jsonb END"
 		" ) WITH ORDINALITY AS e(j, ord) ON true ORDER BY e.ord";
 	Oid			argtypes[1] = {JSONBOID};
 	Datum		args[1];
@@ -531,72 +578,214 @@ dr_model_from_spec(Datum spec, ArrayType *coefs, int64 id, const char *name,
 	return m;
 }
 
-/* Empty the model cache when dealrisk.models changes (or on a full reset). */
+/*
+ * Mark every cached model stale when dealrisk.models changes (or on a full
+ * reset).  This only hurries things along: what a scoring call uses is
+ * checked against the table under its snapshot (dr_model_lookup).  It is
+ * needed for the transaction's own changes, though: after a TRUNCATE or a
+ * drop and re-creation of the table in this transaction, a new row can
+ * carry the id, xmin and ctid of a cached one.
+ */
 static void
 models_relcache_cb(Datum arg, Oid relid)
 {
-	if (relid == InvalidOid || (OidIsValid(models_relid) && relid == models_relid))
-	{
-		cache_valid = false;
-		dr_model_generation++;
-		/* look the table up again: it may have been dropped and recreated */
-		models_relid = InvalidOid;
-	}
+	CachedModel *v;
+
+	if (relid != InvalidOid && relid != models_relid)
+		return;
+	for (v = versions; v != NULL; v = v->next)
+		v->stale = true;
+	dr_model_generation++;
 }
 
-/* Register the invalidation callback; called from _PG_init. */
+/*
+ * A rolled back subtransaction may have changed what the snapshot sees
+ * without moving its command id: make every cache check its table again.
+ */
+static void
+models_subxact_cb(SubXactEvent event, SubTransactionId mySubid,
+				  SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		dr_model_generation++;
+}
+
+/* Register the invalidation callbacks; called from _PG_init. */
 void
 dr_model_cache_init(void)
 {
 	CacheRegisterRelcacheCallback(models_relcache_cb, (Datum) 0);
+	RegisterSubXactCallback(models_subxact_cb, NULL);
+}
+
+/* Forget a cached model: names resolved to it are looked up again. */
+static void
+drop_version(CachedModel *v)
+{
+	CachedModel **link;
+	CachedName *n;
+
+	for (link = &versions; *link != NULL; link = &(*link)->next)
+		if (*link == v)
+		{
+			*link = v->next;
+			break;
+		}
+	for (n = names; n != NULL; n = n->next)
+		if (n->version == v)
+		{
+			n->version = NULL;
+			n->key.valid = false;
+		}
+	nversions--;
+	MemoryContextDelete(v->cxt);
+	/* call sites holding it must not use it again */
+	dr_model_generation++;
 }
 
 /*
- * The active model of a name, from the backend cache or loaded from
- * dealrisk.models.  Raises an error when no model of that name is active.
+ * Free stale models, and the least recently used ones beyond
+ * DR_MAX_MODEL_VERSIONS among those not used in this transaction (a
+ * statement may score with any number of models; they are trimmed later).
+ */
+static void
+trim_versions(void)
+{
+	CachedModel *v;
+	CachedModel *next;
+
+	for (v = versions; v != NULL; v = next)
+	{
+		next = v->next;
+		if (v->stale)
+			drop_version(v);
+	}
+	while (nversions > DR_MAX_MODEL_VERSIONS)
+	{
+		CachedModel *lru = NULL;
+
+		for (v = versions; v != NULL; v = v->next)
+			if (v->lxid != MyProc->lxid && (lru == NULL || v->last_used < lru->last_used))
+				lru = v;
+		if (lru == NULL)
+			break;
+		drop_version(lru);
+	}
+}
+
+/* The memo of a model name, or NULL. */
+static CachedName *
+find_name(const char *name)
+{
+	CachedName *n;
+
+	for (n = names; n != NULL; n = n->next)
+		if (strcmp(n->name, name) == 0)
+			return n;
+	return NULL;
+}
+
+/* A new memo for a model name, dropping the least recently used beyond the bound. */
+static CachedName *
+add_name(const char *name)
+{
+	CachedName *n;
+
+	if (nnames >= DR_MAX_MODEL_NAMES)
+	{
+		CachedName **link;
+		CachedName **lru = &names;
+
+		for (link = &names; *link != NULL; link = &(*link)->next)
+			if ((*link)->last_used < (*lru)->last_used)
+				lru = link;
+		n = *lru;
+		*lru = n->next;
+		pfree(n->name);
+		pfree(n);
+		nnames--;
+	}
+	n = MemoryContextAllocZero(cache_cxt, sizeof(CachedName));
+	n->name = MemoryContextStrdup(cache_cxt, name);
+	n->next = names;
+	names = n;
+	nnames++;
+	return n;
+}
+
+/*
+ * The active model of a name as the current snapshot sees it: from the
+ * backend cache when the memo of the name was checked under a snapshot
+ * that sees the same (dr_snapshot_key_current), else after reading the
+ * model's row from dealrisk.models under the current snapshot, parsing it
+ * only when that row version (table, id, xmin, ctid) is not cached yet.
+ * So the model scored with is always the one a query of dealrisk.models
+ * in the same snapshot returns: a repeatable read transaction keeps its
+ * model to the end and the next transaction sees the new one.
+ *
+ * *serial (when given) identifies the parsed model: a call site compares it
+ * to know whether what it built for the model is still right.  *key (when
+ * given) gets the snapshot the answer holds for; the model may be used
+ * while dr_snapshot_key_current(key) holds, and not after (it may be freed
+ * by a later lookup).  Raises an error when no model of that name is active.
  */
 DrModel *
-dr_active_model(const char *name)
+dr_model_lookup(const char *name, uint64 *serial, DrSnapKey *key)
 {
-	CachedModel *c;
-	Oid			argtypes[1] = {TEXTOID};
+	static const char *query =
+		"SELECT m.tableoid, m.id::pg_catalog.int8, m.xmin, m.ctid,"
+		" m.feature_spec::pg_catalog.jsonb, m.coefficients::pg_catalog.float8[]"
+		" FROM dealrisk.models m"
+		" WHERE m.name::pg_catalog.text OPERATOR(pg_catalog.=) $1 AND m.active";
+	CachedName *n = find_name(name);
+	CachedModel *v;
+	DrSnapKey	checked;
 	Datum		args[1];
-	int			ret;
-	DrModel    *m;
+	Oid			argtypes[1] = {TEXTOID};
+	HeapTuple	tup;
+	TupleDesc	desc;
 	bool		isnull;
+	Oid			relid;
 	int64		id;
-	Datum		spec;
-	Datum		coefs;
-	MemoryContext oldcxt;
+	TransactionId xmin;
+	ItemPointerData ctid;
+	int			ret;
 
-	if (!cache_valid && cache_cxt != NULL)
-	{
-		/* every call site holding a model of this context must reload it */
-		MemoryContextReset(cache_cxt);
-		cache_list = NULL;
-		dr_model_generation++;
-	}
-	cache_valid = true;
-	for (c = cache_list; c != NULL; c = c->next)
-		if (strcmp(c->name, name) == 0)
-			return c->model;
+	if (n != NULL && n->version != NULL && dr_snapshot_key_current(&n->key))
+		goto found;
 
 	if (cache_cxt == NULL)
 		cache_cxt = AllocSetContextCreate(CacheMemoryContext, "dealrisk model cache",
-										  ALLOCSET_DEFAULT_SIZES);
-	if (!OidIsValid(models_relid))
+										  ALLOCSET_SMALL_SIZES);
+	trim_versions();
+	if (n != NULL)
 	{
-		Oid			nsp = get_namespace_oid("dealrisk", false);
-
-		models_relid = get_relname_relid("models", nsp);
+		n->version = NULL;
+		n->key.valid = false;
 	}
+
+	/*
+	 * The snapshot is noted before the table is read: an invalidation that
+	 * arrives while the table is locked leaves the answer already out of
+	 * date, and the next call checks again.
+	 */
+	dr_snapshot_key_set(&checked);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	if (check_plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(query, 1, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "preparing the query of dealrisk.models failed: %s",
+				 SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		check_plan = plan;
+	}
 	args[0] = CStringGetTextDatum(name);
-	ret = SPI_execute_with_args("SELECT id, feature_spec, coefficients FROM dealrisk.models"
-								" WHERE name = $1 AND active",
-								1, argtypes, args, NULL, true, 0);
+	ret = SPI_execute_plan(check_plan, args, NULL, true, 2);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "reading dealrisk.models failed: %s", SPI_result_code_string(ret));
 	if (SPI_processed == 0)
@@ -605,32 +794,112 @@ dr_active_model(const char *name)
 				 errmsg("no active deal risk model named \"%s\"", name),
 				 errhint("Train one with SELECT dealrisk.train('deals', '%s'), or activate one with dealrisk.activate(id).",
 						 name)));
-	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	spec = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-	if (isnull)
+	if (SPI_processed > 1)
 		ereport(ERROR,
-				(errcode(ERRCODE_DATA_EXCEPTION),
-				 errmsg("model " INT64_FORMAT " (\"%s\") has no feature specification", id, name)));
-	coefs = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
-	if (isnull)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_EXCEPTION),
-				 errmsg("model " INT64_FORMAT " (\"%s\") has no coefficients", id, name)));
+				(errcode(ERRCODE_CARDINALITY_VIOLATION),
+				 errmsg("more than one active deal risk model is named \"%s\"", name),
+				 errhint("Restore the unique index models_one_active_per_name and keep one model of the name active.")));
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	relid = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
+	id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+	xmin = DatumGetTransactionId(SPI_getbinval(tup, desc, 3, &isnull));
+	ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 4, &isnull)), &ctid);
+	models_relid = relid;
 
-	/* copy out of SPI memory before parsing (which uses SPI itself) */
-	oldcxt = MemoryContextSwitchTo(cache_cxt);
-	spec = PointerGetDatum(PG_DETOAST_DATUM_COPY(spec));
-	coefs = PointerGetDatum(PG_DETOAST_DATUM_COPY(coefs));
-	MemoryContextSwitchTo(oldcxt);
+	for (v = versions; v != NULL; v = v->next)
+		if (!v->stale && v->relid == relid && v->id == id &&
+			TransactionIdEquals(v->xmin, xmin) && ItemPointerEquals(&v->ctid, &ctid))
+			break;
+
+	if (v == NULL)
+	{
+		/*
+		 * Parse the row into a context of its own, under SPI's (so an error
+		 * frees it), and keep it only once it parsed.
+		 */
+		MemoryContext vcxt = AllocSetContextCreate(CurrentMemoryContext, "dealrisk model",
+												   ALLOCSET_DEFAULT_SIZES);
+		MemoryContext oldcxt;
+		Datum		spec;
+		Datum		coefs;
+
+		spec = SPI_getbinval(tup, desc, 5, &isnull);
+		if (isnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_EXCEPTION),
+					 errmsg("model " INT64_FORMAT " (\"%s\") has no feature specification", id, name)));
+		coefs = SPI_getbinval(tup, desc, 6, &isnull);
+		if (isnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_EXCEPTION),
+					 errmsg("model " INT64_FORMAT " (\"%s\") has no coefficients", id, name)));
+		oldcxt = MemoryContextSwitchTo(vcxt);
+		spec = PointerGetDatum(PG_DETOAST_DATUM_COPY(spec));
+		coefs = PointerGetDatum(PG_DETOAST_DATUM_COPY(coefs));
+		v = palloc0(sizeof(CachedModel));
+		MemoryContextSwitchTo(oldcxt);
+
+		v->model = dr_model_from_spec(spec, DatumGetArrayTypeP(coefs), id, name, vcxt);
+		pfree(DatumGetPointer(spec));
+		pfree(DatumGetPointer(coefs));
+		v->cxt = vcxt;
+		v->relid = relid;
+		v->id = id;
+		v->xmin = xmin;
+		ItemPointerCopy(&ctid, &v->ctid);
+		v->serial = ++serial_counter;
+		MemoryContextSetParent(vcxt, cache_cxt);
+		v->next = versions;
+		versions = v;
+		nversions++;
+	}
+	v->lxid = MyProc->lxid;
 	SPI_finish();
 
-	m = dr_model_from_spec(spec, DatumGetArrayTypeP(coefs), id, name, cache_cxt);
-	c = MemoryContextAllocZero(cache_cxt, sizeof(CachedModel));
-	c->name = MemoryContextStrdup(cache_cxt, name);
-	c->model = m;
-	c->next = cache_list;
-	cache_list = c;
-	return m;
+	if (n == NULL)
+		n = add_name(name);
+	n->version = v;
+	n->key = checked;
+
+found:
+	n->last_used = ++use_clock;
+	n->version->last_used = use_clock;
+	n->version->lxid = MyProc->lxid;
+	if (serial)
+		*serial = n->version->serial;
+	if (key)
+		*key = n->key;
+	return n->version->model;
+}
+
+/*
+ * The active model of a name under the current snapshot (see
+ * dr_model_lookup; the pointer is good until the next lookup).
+ */
+DrModel *
+dr_active_model(const char *name)
+{
+	return dr_model_lookup(name, NULL, NULL);
+}
+
+/*
+ * SQL: _scoring_model(name) -> the id of the model deal_risk() scores with
+ * under this snapshot: write it beside a score, in the same statement, and
+ * the two always belong together.
+ */
+PG_FUNCTION_INFO_V1(dr_scoring_model_id);
+Datum
+dr_scoring_model_id(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("model name must not be NULL")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	PG_RETURN_INT64(dr_model_lookup(name, NULL, NULL)->id);
 }
 
 /* Trigger on dealrisk.models: tell every backend to drop its cached models. */

@@ -13,7 +13,11 @@
 #include "access/htup.h"
 #include "access/tupdesc.h"
 #include "fmgr.h"
+#include "storage/proc.h"
 #include "utils/array.h"
+#include "utils/snapmgr.h"
+#include "utils/snapshot.h"
+#include "utils/typcache.h"
 
 /* How a feature turns column values into model columns. */
 typedef enum DrFeatureKind
@@ -90,13 +94,25 @@ typedef struct DrModel
 	char	  **extra_columns;
 } DrModel;
 
-/* Column positions of one row type, for one model. */
+/*
+ * Column positions of one row type, for one model.  Each reader lives in its
+ * own memory context (mcxt, a child of the caller's); the readers of a call
+ * site form a short most-recently-used list (next), bounded by
+ * DR_MAX_READERS, so rows whose type keeps changing cost no memory growth.
+ */
 typedef struct DrRowReader
 {
 	Oid			typid;			/* the row type (composite values) */
 	int32		typmod;
+	TypeCacheEntry *tce;		/* named composite: its typcache entry, whose */
+	uint64		tupdesc_id;		/* tupDesc_identifier this reader was built for */
+	MemoryContext mcxt;			/* holds the reader and everything below */
+	struct DrRowReader *next;	/* older readers of the same call site */
+	Datum		names;			/* row passed as values: column names, and */
+	bool		names_const;	/* whether they are a constant of the query */
 	TupleDesc	tupdesc;		/* the row's columns, in the reader's context */
 	int			maxattno;		/* last attribute the model reads */
+	int			id_attno;		/* deal_id, for messages (0 = absent) */
 	int			fixed_attno[DR_NUM_FIXED_COLUMNS];	/* 0 = absent */
 	Oid			fixed_type[DR_NUM_FIXED_COLUMNS];
 	int		   *extra_attno;	/* per model extra column */
@@ -126,6 +142,81 @@ typedef struct DrEncoded
 
 #define DR_NO_DATE PG_INT32_MIN
 
+/* Readers kept per call site (see DrRowReader). */
+#define DR_MAX_READERS 4
+
+/*
+ * What a cache remembers of the snapshot it was checked under.  Cached
+ * table contents (the active model, the stages, the action rules) are
+ * reused only while dr_snapshot_key_current() holds: same transaction, a
+ * snapshot that sees the same committed transactions (PostgreSQL counts
+ * completed transactions in snapXactCompletionCount: equal counts mean
+ * equal sets; snapshots restored in parallel workers or imported with SET
+ * TRANSACTION SNAPSHOT carry 0 and are fixed for their transaction) and the
+ * same own commands (curcid), and no invalidation since (dr_model_generation,
+ * bumped by a relcache invalidation of dealrisk.models, a subtransaction
+ * abort and the eviction of a cached model).  Checking it is a few
+ * comparisons, so it runs per row; reading the table again runs at most
+ * once per snapshot and call site.
+ */
+typedef struct DrSnapKey
+{
+	bool		valid;
+	LocalTransactionId lxid;
+	TransactionId xmin;
+	TransactionId xmax;
+	CommandId	curcid;
+	uint64		completion;
+	uint64		generation;
+} DrSnapKey;
+
+extern uint64 dr_model_generation;
+
+/* Remember the current snapshot in key (invalid when there is none). */
+static inline void
+dr_snapshot_key_set(DrSnapKey *key)
+{
+	Snapshot	snap;
+
+	key->valid = ActiveSnapshotSet();
+	if (!key->valid)
+		return;
+	snap = GetActiveSnapshot();
+	key->lxid = MyProc->lxid;
+	key->xmin = snap->xmin;
+	key->xmax = snap->xmax;
+	key->curcid = snap->curcid;
+	key->completion = snap->snapXactCompletionCount;
+	key->generation = dr_model_generation;
+}
+
+/* True when what was read under key is still what this snapshot sees. */
+static inline bool
+dr_snapshot_key_current(const DrSnapKey *key)
+{
+	Snapshot	snap;
+
+	if (!key->valid || key->generation != dr_model_generation ||
+		key->lxid != MyProc->lxid || !ActiveSnapshotSet())
+		return false;
+	snap = GetActiveSnapshot();
+	return snap->curcid == key->curcid &&
+		snap->snapXactCompletionCount == key->completion &&
+		snap->xmin == key->xmin && snap->xmax == key->xmax;
+}
+
+/* The as-of date of a call site, worked out again only when it can change. */
+typedef struct DrAsOf
+{
+	bool		valid;
+	LocalTransactionId lxid;	/* empty setting: today, per transaction */
+	struct pg_tz *tz;			/* ... and time zone */
+	int			datestyle;		/* how the setting was parsed */
+	int			dateorder;
+	char		text[32];		/* the setting it came from */
+	int32		value;
+} DrAsOf;
+
 /* features.c */
 extern DrRowReader *dr_row_from_tuple(DrModel *model, HeapTupleHeader rec,
 									  MemoryContext cxt, DrRowReader *prev);
@@ -136,15 +227,17 @@ extern DrEncoded *dr_encoded_alloc(DrModel *model, MemoryContext cxt);
 extern void dr_encode_row(DrModel *model, DrRowReader *reader, int32 as_of,
 						  bool leave_one_out, DrEncoded *out);
 extern int32 dr_as_of_date(void);
+extern int32 dr_as_of_cached(DrAsOf *cache);
+extern char *dr_row_label(DrRowReader *r);
 extern char *dr_as_of_setting;
 
 /* model.c */
 extern DrModel *dr_model_from_spec(Datum spec, ArrayType *coefs, int64 id,
 								   const char *name, MemoryContext cxt);
 extern DrModel *dr_active_model(const char *name);
+extern DrModel *dr_model_lookup(const char *name, uint64 *serial, DrSnapKey *key);
 extern void dr_model_cache_init(void);
 extern int	dr_find_level(DrFeature *f, const char *s, int len);
-extern uint64 dr_model_generation;
 extern double dr_logistic(double eta);
 
 #endif							/* DEALRISK_MODEL_H */

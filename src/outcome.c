@@ -4,7 +4,8 @@
  *
  * Labels come from the dealrisk.*_labels GUCs, parsed once after each change
  * into a list kept in TopMemoryContext; classifying a row allocates nothing.
- * Stages come from dealrisk.stages, read once per call site (fn_extra).
+ * Stages come from dealrisk.stages, read once per call site (fn_extra) and
+ * snapshot.
  */
 #include "postgres.h"
 
@@ -16,6 +17,7 @@
 #include "utils/memutils.h"
 
 #include "dealrisk.h"
+#include "model.h"
 
 PG_FUNCTION_INFO_V1(dr_is_won);
 PG_FUNCTION_INFO_V1(dr_outcome_class);
@@ -227,44 +229,72 @@ dr_outcome_class(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(res));
 }
 
+/* What a call site keeps of the stage table, and the snapshot it was read under. */
+typedef struct StageCache
+{
+	DrSnapKey	key;
+	MemoryContext cxt;			/* the list; reset when read again */
+	DrStageList *list;			/* NULL until read */
+} StageCache;
+
 /*
  * The stage table ordered by position, read with SPI once per call site and
- * kept in fn_extra for the rest of the query.
+ * snapshot (a call site in a PL/pgSQL function lives for the transaction:
+ * it reads the table again when the snapshot may see other stages; see
+ * DrSnapKey).  The columns are cast to the types read here.
  */
 DrStageList *
 dr_stage_list(FunctionCallInfo fcinfo)
 {
-	DrStageList *list = (DrStageList *) fcinfo->flinfo->fn_extra;
+	StageCache *sc = (StageCache *) fcinfo->flinfo->fn_extra;
+	DrStageList *list;
+	DrSnapKey	key;
 	MemoryContext oldcxt;
 	uint64		i;
 	int			ret;
 
-	if (list != NULL)
-		return list;
+	if (likely(sc != NULL && sc->list != NULL && dr_snapshot_key_current(&sc->key)))
+		return sc->list;
+	if (sc == NULL)
+	{
+		sc = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(StageCache));
+		sc->cxt = AllocSetContextCreate(fcinfo->flinfo->fn_mcxt, "dealrisk stages",
+										ALLOCSET_SMALL_SIZES);
+		fcinfo->flinfo->fn_extra = sc;
+	}
+	sc->list = NULL;
+	MemoryContextReset(sc->cxt);
+	dr_snapshot_key_set(&key);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	ret = SPI_execute("SELECT stage, position, is_late FROM dealrisk.stages ORDER BY position",
+	ret = SPI_execute("SELECT s.stage::pg_catalog.text, s.\"position\"::pg_catalog.int4,"
+					  " s.is_late::pg_catalog.bool"
+					  " FROM dealrisk.stages s ORDER BY 2",
 					  true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "reading dealrisk.stages failed: %s", SPI_result_code_string(ret));
 
-	oldcxt = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+	oldcxt = MemoryContextSwitchTo(sc->cxt);
 	list = palloc0(sizeof(DrStageList));
-	list->count = (int) SPI_processed;
+	list->count = 0;
 	list->stages = palloc0(sizeof(DrStage) * Max(1, SPI_processed));
 	for (i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
+		DrStage    *st = &list->stages[list->count];
 		bool		isnull;
 		Datum		d;
 
-		list->stages[i].name = SPI_getvalue(tup, desc, 1);
+		st->name = SPI_getvalue(tup, desc, 1);
+		if (st->name == NULL)
+			continue;			/* a NULL stage names nothing (the table forbids it) */
 		d = SPI_getbinval(tup, desc, 2, &isnull);
-		list->stages[i].position = isnull ? 0 : DatumGetInt32(d);
+		st->position = isnull ? 0 : DatumGetInt32(d);
 		d = SPI_getbinval(tup, desc, 3, &isnull);
-		list->stages[i].is_late = isnull ? false : DatumGetBool(d);
+		st->is_late = isnull ? false : DatumGetBool(d);
+		list->count++;
 	}
 	MemoryContextSwitchTo(oldcxt);
 	SPI_finish();
@@ -274,7 +304,8 @@ dr_stage_list(FunctionCallInfo fcinfo)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("dealrisk.stages is empty"),
 				 errhint("Insert your pipeline's stages, e.g. INSERT INTO dealrisk.stages(stage, position, is_late) VALUES ('Qualified', 1, false).")));
-	fcinfo->flinfo->fn_extra = list;
+	sc->list = list;
+	sc->key = key;
 	return list;
 }
 

@@ -3,10 +3,11 @@
  *	  Scoring deal rows with the active model: deal_risk() and
  *	  deal_risk_explain().
  *
- * Per call site (fn_extra) we keep the model pointer with the cache
- * generation it came from, the row reader for the last row type and the
+ * Per call site (fn_extra) we keep the model with the snapshot it was
+ * checked under, the row readers of the last few row types and the
  * encoding buffers; a row then costs one pass over its features and no
- * catalog or table access.
+ * catalog or table access (dealrisk.models is read again only when the
+ * snapshot may see another model: see dr_model_lookup).
  */
 #include "postgres.h"
 
@@ -42,19 +43,25 @@ extern double dr_band_medium;
 extern double dr_band_high;
 extern double dr_band_critical;
 
+/*
+ * What a scoring call site keeps: the model it scores with and the snapshot
+ * that model was checked under, the model name it was asked for (compared
+ * on every call: a call site inside a PL/pgSQL function lives for the
+ * transaction and is called with other parameter values), the row readers
+ * and encoding buffers built for that model, and the as-of date.
+ */
 typedef struct ScoreCache
 {
-	uint64		generation;
-	char	   *name;
+	DrSnapKey	key;			/* model checked under this snapshot */
+	uint64		serial;			/* which parse of the model (dr_model_lookup) */
+	char	   *name;			/* the name asked for, in fn_mcxt */
 	int			namelen;
-	bool		name_stable;	/* the name argument is a constant or parameter */
-	DrModel    *model;
+	int			namesize;		/* bytes allocated for name */
+	DrModel    *model;			/* NULL until checked */
 	DrRowReader *reader;
 	DrEncoded  *enc;
-	MemoryContext cxt;			/* reader and buffers; reset with the model */
-	int32		as_of;			/* the as-of date, for as_of_from */
-	const char *as_of_from;		/* dealrisk.as_of_date string it came from */
-	bool		as_of_known;
+	MemoryContext cxt;			/* readers and buffers; reset with the model */
+	DrAsOf		as_of;
 } ScoreCache;
 
 /* The model name argument (default 'default'), which must not be NULL. */
@@ -79,8 +86,44 @@ model_name_arg(FunctionCallInfo fcinfo, int argno, const char **name, int *len)
 }
 
 /*
- * The call site's model for the name argument, reloaded when the cache
- * generation moved on or the name changed (compared without copying).
+ * Look the model of the name up again (see dr_model_lookup) and, when it is
+ * not the one the call site built its readers and buffers for, drop them.
+ */
+static void
+score_cache_check(ScoreCache *sc, FunctionCallInfo fcinfo, const char *name, int len)
+{
+	uint64		serial;
+	DrModel    *m;
+
+	sc->model = NULL;
+	sc->key.valid = false;
+	if (len + 1 > sc->namesize)
+	{
+		if (sc->name)
+			pfree(sc->name);
+		sc->namesize = Max(len + 1, 32);
+		sc->name = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sc->namesize);
+	}
+	memcpy(sc->name, name, len);
+	sc->name[len] = '\0';
+	sc->namelen = len;
+	m = dr_model_lookup(sc->name, &serial, &sc->key);
+	if (serial != sc->serial || sc->enc == NULL)
+	{
+		MemoryContextReset(sc->cxt);
+		sc->reader = NULL;
+		sc->enc = NULL;
+		sc->enc = dr_encoded_alloc(m, sc->cxt);
+		sc->serial = serial;
+	}
+	sc->model = m;
+}
+
+/*
+ * The call site's cache, with the active model of the name argument as
+ * this snapshot sees it.  Per call this costs a comparison of the name and
+ * of the snapshot (dr_snapshot_key_current); the table is read again only
+ * when the snapshot may see another model.
  */
 static ScoreCache *
 score_cache_in(FunctionCallInfo fcinfo, int namearg, ScoreCache **slot)
@@ -90,32 +133,17 @@ score_cache_in(FunctionCallInfo fcinfo, int namearg, ScoreCache **slot)
 	int			len;
 
 	model_name_arg(fcinfo, namearg, &name, &len);
-
 	if (sc == NULL)
 	{
 		sc = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(ScoreCache));
 		sc->cxt = AllocSetContextCreate(fcinfo->flinfo->fn_mcxt, "dealrisk score cache",
 										ALLOCSET_SMALL_SIZES);
-		/* a constant (or parameter) name need not be compared row by row */
-		sc->name_stable = PG_NARGS() <= namearg ||
-			get_fn_expr_arg_stable(fcinfo->flinfo, namearg);
 		*slot = sc;
 	}
-	if (sc->model == NULL || sc->generation != dr_model_generation ||
-		(!sc->name_stable &&
-		 (sc->namelen != len || memcmp(sc->name, name, len) != 0)))
-	{
-		MemoryContextReset(sc->cxt);
-		sc->model = NULL;
-		sc->reader = NULL;
-		sc->name = MemoryContextAlloc(sc->cxt, len + 1);
-		memcpy(sc->name, name, len);
-		sc->name[len] = '\0';
-		sc->namelen = len;
-		sc->model = dr_active_model(sc->name);
-		sc->generation = dr_model_generation;
-		sc->enc = dr_encoded_alloc(sc->model, sc->cxt);
-	}
+	if (unlikely(sc->model == NULL || sc->namelen != len ||
+				 memcmp(sc->name, name, len) != 0 ||
+				 !dr_snapshot_key_current(&sc->key)))
+		score_cache_check(sc, fcinfo, name, len);
 	return sc;
 }
 
@@ -126,10 +154,22 @@ score_cache(FunctionCallInfo fcinfo, int namearg)
 	return score_cache_in(fcinfo, namearg, (ScoreCache **) &fcinfo->flinfo->fn_extra);
 }
 
+/* Error for a row whose log-odds overflowed: name the row and the model. */
+static void
+eta_out_of_range(ScoreCache *sc, double eta)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+			 errmsg("deal risk of %s is out of range under model " INT64_FORMAT " (\"%s\")",
+					dr_row_label(sc->reader), sc->model->id, sc->model->name),
+			 errdetail("The model's log-odds for the row are %g.", eta),
+			 errhint("Check the row's numeric columns and the model's coefficients for extreme values.")));
+}
+
 /*
  * Encode the row loaded in sc->reader and return the model's log-odds of
- * winning.  The as-of date is worked out again only when the setting
- * changed (it is constant within a transaction otherwise).
+ * winning, which is finite (else an error naming the row): a risk is never
+ * NaN.
  */
 static double
 loaded_row_eta(ScoreCache *sc)
@@ -137,15 +177,11 @@ loaded_row_eta(ScoreCache *sc)
 	double		eta = 0;
 	int			k;
 
-	if (!sc->as_of_known || sc->as_of_from != dr_as_of_setting)
-	{
-		sc->as_of = dr_as_of_date();
-		sc->as_of_from = dr_as_of_setting;
-		sc->as_of_known = true;
-	}
-	dr_encode_row(sc->model, sc->reader, sc->as_of, false, sc->enc);
+	dr_encode_row(sc->model, sc->reader, dr_as_of_cached(&sc->as_of), false, sc->enc);
 	for (k = 0; k < sc->enc->nnz; k++)
 		eta += sc->model->beta[sc->enc->idx[k]] * sc->enc->val[k];
+	if (unlikely(isnan(eta) || isinf(eta)))
+		eta_out_of_range(sc, eta);
 	return eta;
 }
 
@@ -530,46 +566,79 @@ typedef struct ActionRule
 	text	   *action;
 } ActionRule;
 
-/* What recommended_action keeps per call site: the score cache and the rules. */
+/*
+ * What recommended_action keeps per call site: the score cache and the rules,
+ * read again when the snapshot may see other ones (as the model is).
+ */
 typedef struct ActionCache
 {
 	ScoreCache *sc;				/* the model and row reader of this call site */
+	DrSnapKey	rules_key;		/* the rules were read under this snapshot */
+	MemoryContext rules_cxt;	/* the rules; reset when read again */
 	int			nrules;
 	ActionRule *rules;
 	double	   *effects;
 	int			neffects;
 } ActionCache;
 
-/* Read dealrisk.action_rules once per call site (per query). */
+/*
+ * Read dealrisk.action_rules into ac (in ac->rules_cxt).  The columns are
+ * cast to the types read here, so an altered table cannot be misread; a
+ * rule with a NULL (the table forbids them) is left out.
+ */
 static void
-load_rules(ActionCache *ac, MemoryContext cxt)
+load_rules(ActionCache *ac)
 {
 	uint64		i;
+	int			n = 0;
+	int			ret;
 	MemoryContext old;
+	DrSnapKey	key;
 
+	ac->nrules = 0;
+	ac->rules_key.valid = false;
+	MemoryContextReset(ac->rules_cxt);
+	dr_snapshot_key_set(&key);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute("SELECT priority, id, factor, min_effect, min_risk, action FROM dealrisk.action_rules",
-					true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "reading dealrisk.action_rules failed");
-	old = MemoryContextSwitchTo(cxt);
-	ac->nrules = (int) SPI_processed;
-	ac->rules = palloc0(sizeof(ActionRule) * Max(1, ac->nrules));
+	ret = SPI_execute("SELECT r.priority::pg_catalog.int4, r.id::pg_catalog.int4,"
+					  " r.factor::pg_catalog.text, r.min_effect::pg_catalog.float8,"
+					  " r.min_risk::pg_catalog.float8, r.action::pg_catalog.text"
+					  " FROM dealrisk.action_rules r",
+					  true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading dealrisk.action_rules failed: %s", SPI_result_code_string(ret));
+	old = MemoryContextSwitchTo(ac->rules_cxt);
+	ac->rules = palloc0(sizeof(ActionRule) * Max(1, SPI_processed));
 	for (i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
+		ActionRule *rule = &ac->rules[n];
+		bool		nulls[6];
+		Datum		d[6];
+		int			c;
+		bool		anynull = false;
 
-		ac->rules[i].priority = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
-		ac->rules[i].id = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
-		ac->rules[i].factor = SPI_getvalue(tup, desc, 3);
-		ac->rules[i].min_effect = DatumGetFloat8(SPI_getbinval(tup, desc, 4, &isnull));
-		ac->rules[i].min_risk = DatumGetFloat8(SPI_getbinval(tup, desc, 5, &isnull));
-		ac->rules[i].action = cstring_to_text(SPI_getvalue(tup, desc, 6));
+		for (c = 0; c < 6; c++)
+		{
+			d[c] = SPI_getbinval(tup, desc, c + 1, &nulls[c]);
+			anynull |= nulls[c];
+		}
+		if (anynull)
+			continue;
+		rule->priority = DatumGetInt32(d[0]);
+		rule->id = DatumGetInt32(d[1]);
+		rule->factor = TextDatumGetCString(d[2]);
+		rule->min_effect = DatumGetFloat8(d[3]);
+		rule->min_risk = DatumGetFloat8(d[4]);
+		rule->action = DatumGetTextPCopy(d[5]);
+		n++;
 	}
 	MemoryContextSwitchTo(old);
 	SPI_finish();
+	ac->nrules = n;
+	ac->rules_key = key;
 }
 
 /*
@@ -595,10 +664,13 @@ dr_recommended_action(PG_FUNCTION_ARGS)
 	if (ac == NULL)
 	{
 		ac = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(ActionCache));
-		load_rules(ac, fcinfo->flinfo->fn_mcxt);
+		ac->rules_cxt = AllocSetContextCreate(fcinfo->flinfo->fn_mcxt, "dealrisk action rules",
+											  ALLOCSET_SMALL_SIZES);
 		fcinfo->flinfo->fn_extra = ac;
 	}
 	sc = score_cache_in(fcinfo, 1, &ac->sc);
+	if (unlikely(!dr_snapshot_key_current(&ac->rules_key)))
+		load_rules(ac);
 	m = sc->model;
 	if (ac->neffects < m->nfeatures)
 	{

@@ -67,7 +67,7 @@ SELECT ok((SELECT reason FROM odd d, dealrisk.deal_risk_explain(d.*) e WHERE e.f
 UPDATE odd SET deal_amount = 'NaN';
 SELECT ok((SELECT dealrisk.deal_risk(d.*) FROM odd d) BETWEEN 0 AND 100, 'a NaN amount scores as baseline');
 UPDATE odd SET deal_amount = 'Infinity';
-SELECT ok((SELECT dealrisk.deal_risk(d.*) FROM odd d) BETWEEN 0 AND 100, 'an infinite amount falls in the top bin');
+SELECT ok((SELECT dealrisk.deal_risk(d.*) FROM odd d) BETWEEN 0 AND 100, 'an infinite amount scores as missing, in range');
 UPDATE odd SET deal_amount = -500;
 SELECT ok((SELECT dealrisk.deal_risk(d.*) FROM odd d) BETWEEN 0 AND 100, 'a negative amount falls in the bottom bin');
 SELECT ok((SELECT dealrisk.recommended_action(d.*) FROM tdeals d WHERE deal_id = 'D0000042') IS NOT NULL,
@@ -207,9 +207,9 @@ SELECT ok(dealrisk.activate(dealrisk.import_model('{"format": "dealrisk-model/1"
 	'a one-number model');
 SELECT is((SELECT count(*) FROM nums n
 	WHERE NOT abs(dealrisk.deal_risk(n.*, 'num') -
-	              CASE WHEN x IS NULL OR x = 'NaN' THEN 50::float8
+	              CASE WHEN x IS NULL OR x IN ('NaN', 'Infinity', '-Infinity') THEN 50::float8
 	                   ELSE 100.0::float8 * (1 - 1 / (1 + exp(-(0.000001::float8 * x::float8)))) END) < 1e-9), 0::bigint,
-	'numeric inputs read as numeric::float8 does (sign, scale, weight, special values)');
+	'numeric inputs read as numeric::float8 does (sign, scale, weight; NaN and infinities are missing)');
 
 -- evaluation and lookalikes
 SELECT ok((SELECT auc > 0.5 AND n > 0 AND jsonb_array_length(calibration) BETWEEN 1 AND 10
