@@ -283,7 +283,9 @@ BEGIN
 	-- the as-of date when that is missing)
 	age_expr := pg_catalog.format(
 		'CASE WHEN dealrisk.is_won(d.outcome) IS NOT NULL THEN coalesce(%s (%s) - (%s), (SELECT dealrisk._as_of()) - (%s)) ELSE (SELECT dealrisk._as_of()) - (%s) END',
-		CASE WHEN 'sales_cycle_days' = ANY (cols) THEN 'd.sales_cycle_days,' ELSE '' END,
+		CASE WHEN 'sales_cycle_days' = ANY (cols)
+		     THEN 'CASE WHEN d.sales_cycle_days::float8 NOT IN (''NaN'', ''Infinity'', ''-Infinity'') THEN d.sales_cycle_days END,'
+		     ELSE '' END,
 		closed_col, created_col, created_col, created_col);
 	stage_days := pg_catalog.format('(%s) - coalesce(%s, %s)', end_expr,
 		dealrisk._finite_date('stage_entered_date', cols), created_col);
@@ -367,8 +369,9 @@ BEGIN
 					END IF;
 				ELSE
 					EXECUTE pg_catalog.format(
-						'SELECT avg(d.%I::float8), stddev_pop(d.%I::float8) FROM %s d WHERE %s',
-						f, f, source, dfilter) INTO mean, sd;
+						'SELECT avg(d.%1$I::float8), stddev_pop(d.%1$I::float8) FROM %2$s d WHERE %3$s'
+						' AND d.%1$I::float8 NOT IN (''NaN'', ''Infinity'', ''-Infinity'')',
+						f, source, dfilter) INTO mean, sd;
 					spec := spec || pg_catalog.jsonb_build_object('name', f, 'kind', 'numeric',
 						'column', f, 'mean', coalesce(mean, 0),
 						'sd', CASE WHEN coalesce(sd, 0) > 1e-12 THEN sd ELSE 1 END);
@@ -751,6 +754,12 @@ RETURNS internal AS 'MODULE_PATHNAME', 'dr_deal_risk_support'
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION dealrisk._deal_risk_support(internal) IS
 	'Planner support for deal_risk: passes a table''s columns instead of building its whole row (internal)';
+
+CREATE FUNCTION dealrisk._scoring_model(model text)
+RETURNS bigint AS 'MODULE_PATHNAME', 'dr_scoring_model_id'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION dealrisk._scoring_model(text) IS
+	'The id of the model deal_risk(d, model) scores with in this snapshot; refresh() writes it beside each score (internal)';
 
 CREATE FUNCTION dealrisk.deal_risk(deal record)
 RETURNS float8 AS 'MODULE_PATHNAME', 'dr_deal_risk'

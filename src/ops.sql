@@ -402,6 +402,9 @@ DECLARE
 BEGIN
 	-- one watch() or refresh() at a time (a second one waits, then scores anew)
 	LOCK TABLE dealrisk.watch_config IN EXCLUSIVE MODE;
+	-- and no model is activated meanwhile: every statement below (scores,
+	-- view, alerts' reasons and actions) uses the model whose id is written
+	LOCK TABLE dealrisk.models IN SHARE MODE;
 	cfg := dealrisk._watch_config();
 	PERFORM dealrisk._check_source(cfg.source,
 		ARRAY['deal_id', 'outcome', 'created_date', 'deal_amount', 'sales_rep_id', 'deal_stage']);
@@ -413,7 +416,7 @@ BEGIN
 	BEGIN
 		EXECUTE pg_catalog.format(
 			'INSERT INTO dealrisk.score_history (deal_id, scored_at, model_id, risk)'
-			' SELECT d.deal_id::text, $1, $2, dealrisk.deal_risk(d, $3) FROM %s d'
+			' SELECT d.deal_id::text, $1, dealrisk._scoring_model($3), dealrisk.deal_risk(d, $3) FROM %s d'
 			' WHERE dealrisk.is_won(d.outcome) IS NULL AND d.deal_id IS NOT NULL', cfg.source)
 			USING ts, mid, cfg.model;
 		GET DIAGNOSTICS scored = ROW_COUNT;
@@ -980,6 +983,7 @@ REVOKE EXECUTE ON FUNCTION
 	dealrisk._fit(regclass, jsonb, text, int, date, date, float8, float8, float8[], float8, jsonb, date, float8),
 	dealrisk._quality_problem(jsonb),
 	dealrisk._active_model(text),
+	dealrisk._scoring_model(text),
 	dealrisk._qualified_name(regclass),
 	dealrisk._stage_start_sql(regclass),
 	dealrisk._view_sql(regclass),

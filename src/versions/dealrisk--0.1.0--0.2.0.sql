@@ -1450,7 +1450,9 @@ BEGIN
 	-- the as-of date when that is missing)
 	age_expr := pg_catalog.format(
 		'CASE WHEN dealrisk.is_won(d.outcome) IS NOT NULL THEN coalesce(%s (%s) - (%s), (SELECT dealrisk._as_of()) - (%s)) ELSE (SELECT dealrisk._as_of()) - (%s) END',
-		CASE WHEN 'sales_cycle_days' = ANY (cols) THEN 'd.sales_cycle_days,' ELSE '' END,
+		CASE WHEN 'sales_cycle_days' = ANY (cols)
+		     THEN 'CASE WHEN d.sales_cycle_days::float8 NOT IN (''NaN'', ''Infinity'', ''-Infinity'') THEN d.sales_cycle_days END,'
+		     ELSE '' END,
 		closed_col, created_col, created_col, created_col);
 	stage_days := pg_catalog.format('(%s) - coalesce(%s, %s)', end_expr,
 		dealrisk._finite_date('stage_entered_date', cols), created_col);
@@ -1534,8 +1536,9 @@ BEGIN
 					END IF;
 				ELSE
 					EXECUTE pg_catalog.format(
-						'SELECT avg(d.%I::float8), stddev_pop(d.%I::float8) FROM %s d WHERE %s',
-						f, f, source, dfilter) INTO mean, sd;
+						'SELECT avg(d.%1$I::float8), stddev_pop(d.%1$I::float8) FROM %2$s d WHERE %3$s'
+						' AND d.%1$I::float8 NOT IN (''NaN'', ''Infinity'', ''-Infinity'')',
+						f, source, dfilter) INTO mean, sd;
 					spec := spec || pg_catalog.jsonb_build_object('name', f, 'kind', 'numeric',
 						'column', f, 'mean', coalesce(mean, 0),
 						'sd', CASE WHEN coalesce(sd, 0) > 1e-12 THEN sd ELSE 1 END);
@@ -1892,6 +1895,13 @@ BEGIN
 	RETURN new_id;
 END
 $$;
+
+CREATE FUNCTION dealrisk._scoring_model(model text)
+RETURNS bigint AS 'MODULE_PATHNAME', 'dr_scoring_model_id'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+
+COMMENT ON FUNCTION dealrisk._scoring_model(text) IS
+	'The id of the model deal_risk(d, model) scores with in this snapshot; refresh() writes it beside each score (internal)';
 
 -- Recommended actions: a configuration view over the shipped rules and your
 -- edits, like dealrisk.stages (see src/outcome.sql).
@@ -2407,6 +2417,9 @@ DECLARE
 BEGIN
 	-- one watch() or refresh() at a time (a second one waits, then scores anew)
 	LOCK TABLE dealrisk.watch_config IN EXCLUSIVE MODE;
+	-- and no model is activated meanwhile: every statement below (scores,
+	-- view, alerts' reasons and actions) uses the model whose id is written
+	LOCK TABLE dealrisk.models IN SHARE MODE;
 	cfg := dealrisk._watch_config();
 	PERFORM dealrisk._check_source(cfg.source,
 		ARRAY['deal_id', 'outcome', 'created_date', 'deal_amount', 'sales_rep_id', 'deal_stage']);
@@ -2418,7 +2431,7 @@ BEGIN
 	BEGIN
 		EXECUTE pg_catalog.format(
 			'INSERT INTO dealrisk.score_history (deal_id, scored_at, model_id, risk)'
-			' SELECT d.deal_id::text, $1, $2, dealrisk.deal_risk(d, $3) FROM %s d'
+			' SELECT d.deal_id::text, $1, dealrisk._scoring_model($3), dealrisk.deal_risk(d, $3) FROM %s d'
 			' WHERE dealrisk.is_won(d.outcome) IS NULL AND d.deal_id IS NOT NULL', cfg.source)
 			USING ts, mid, cfg.model;
 		GET DIAGNOSTICS scored = ROW_COUNT;
@@ -2926,6 +2939,7 @@ REVOKE EXECUTE ON FUNCTION
 	dealrisk._fit(regclass, jsonb, text, int, date, date, float8, float8, float8[], float8, jsonb, date, float8),
 	dealrisk._quality_problem(jsonb),
 	dealrisk._active_model(text),
+	dealrisk._scoring_model(text),
 	dealrisk._qualified_name(regclass),
 	dealrisk._stage_start_sql(regclass),
 	dealrisk._view_sql(regclass),
