@@ -519,13 +519,14 @@ COMMENT ON FUNCTION dealrisk.funnel(regclass, date) IS
 
 CREATE FUNCTION dealrisk.data_quality(source regclass)
 RETURNS TABLE(check_name text, description text, "rows" bigint, example_deal_id text)
-LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 14
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 15
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
 	n			bigint[];
 	ex			text[];
 	stage_names text[];
+	dates		text;
 BEGIN
 	PERFORM dealrisk._check_source(source,
 		ARRAY['deal_id', 'created_date', 'closed_date', 'deal_stage', 'deal_amount',
@@ -533,6 +534,11 @@ BEGIN
 	SELECT coalesce(pg_catalog.array_agg(pg_catalog.lower(s.stage)), '{}')
 		INTO stage_names
 	FROM dealrisk.stages s;
+	-- an infinite date in any date column of the contract the source has
+	SELECT pg_catalog.string_agg(pg_catalog.format('NOT pg_catalog.isfinite(d.%I::date)', c), ' OR ')
+		INTO dates
+	FROM pg_catalog.unnest(ARRAY['created_date', 'closed_date', 'stage_entered_date', 'last_activity_date']) c
+	WHERE dealrisk._has_column(source, c);
 	-- Every test below is written so that no value can make it raise.
 	EXECUTE pg_catalog.format(
 		$q$WITH x AS (
@@ -543,7 +549,8 @@ BEGIN
 				   d.deal_amount::numeric AS amount,
 				   d.sales_cycle_days::numeric AS cyc,
 				   coalesce(dealrisk.outcome_class(d.outcome::text), 'open') AS cls,
-				   pg_catalog.count(*) OVER (PARTITION BY d.deal_id::text) AS dups
+				   pg_catalog.count(*) OVER (PARTITION BY d.deal_id::text) AS dups,
+				   coalesce(%s, false) AS inf_date
 			FROM %s AS d
 		), c AS (
 			SELECT x.*,
@@ -569,6 +576,7 @@ BEGIN
 				c.both_dates AND c.cyc IS NOT NULL AND c.cyc <> (c.cl - c.cr) AS t12,
 				c.cyc < 0 AS t13,
 				c.cr > CURRENT_DATE AS t14,
+				c.inf_date AS t15,
 				c.id
 			FROM c
 			OFFSET 0	-- evaluate each test once, not once per aggregate
@@ -586,7 +594,8 @@ BEGIN
 					 pg_catalog.count(*) FILTER (WHERE t.t11),
 					 pg_catalog.count(*) FILTER (WHERE t.t12),
 					 pg_catalog.count(*) FILTER (WHERE t.t13),
-					 pg_catalog.count(*) FILTER (WHERE t.t14)],
+					 pg_catalog.count(*) FILTER (WHERE t.t14),
+					 pg_catalog.count(*) FILTER (WHERE t.t15)],
 			   ARRAY[NULL,
 					 pg_catalog.min(t.id) FILTER (WHERE t.t2),
 					 pg_catalog.min(t.id) FILTER (WHERE t.t3),
@@ -600,9 +609,10 @@ BEGIN
 					 pg_catalog.min(t.id) FILTER (WHERE t.t11),
 					 pg_catalog.min(t.id) FILTER (WHERE t.t12),
 					 pg_catalog.min(t.id) FILTER (WHERE t.t13),
-					 pg_catalog.min(t.id) FILTER (WHERE t.t14)]
+					 pg_catalog.min(t.id) FILTER (WHERE t.t14),
+					 pg_catalog.min(t.id) FILTER (WHERE t.t15)]
 		FROM t$q$,
-		source::text)
+		coalesce(dates, 'false'), source::text)
 		INTO n, ex
 		USING stage_names;
 
@@ -622,7 +632,8 @@ BEGIN
 		(11, 'unknown_stage', 'deal_stage is not in dealrisk.stages (stage_funnel raises an error on it)'),
 		(12, 'cycle_days_mismatch', 'sales_cycle_days differs from closed_date - created_date'),
 		(13, 'negative_cycle_days', 'sales_cycle_days is below zero'),
-		(14, 'future_created_date', 'created_date is after today')
+		(14, 'future_created_date', 'created_date is after today'),
+		(15, 'infinite_date', 'a date (created, closed, stage entered, last activity) is infinity or -infinity: treated as missing')
 	) AS v(i, name, descr)
 	ORDER BY v.i;
 END

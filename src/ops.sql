@@ -734,7 +734,7 @@ COMMENT ON FUNCTION dealrisk.alert_text(bigint) IS
 CREATE FUNCTION dealrisk.digest(period interval DEFAULT '7 days', min_change float8 DEFAULT 5)
 RETURNS TABLE (sales_rep_id text, is_total boolean, open_deals bigint, pipeline_value numeric,
 	high_risk_deals bigint, value_at_risk numeric, share_at_risk float8,
-	became_high_risk bigint, risk_fell bigint)
+	became_high_risk bigint, risk_fell bigint, amounts_not_finite bigint)
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -751,9 +751,16 @@ BEGIN
 	END IF;
 	cfg := dealrisk._watch_config();
 	RETURN QUERY EXECUTE pg_catalog.format($q$
-		WITH o AS (
-			SELECT d.deal_id::text AS deal_id, d.sales_rep_id::text AS rep, d.deal_amount::numeric AS amount
+		WITH r AS (
+			SELECT d.deal_id::text AS deal_id, d.sales_rep_id::text AS rep, d.deal_amount::numeric AS raw_amount
 			FROM %s d WHERE dealrisk.is_won(d.outcome) IS NULL AND d.deal_id IS NOT NULL
+		),
+		o AS (
+			-- a NaN or infinite amount is counted, and left out of the sums
+			SELECT r.deal_id, r.rep,
+			       CASE WHEN r.raw_amount NOT IN ('NaN', 'Infinity', '-Infinity') THEN r.raw_amount END AS amount,
+			       (r.raw_amount IN ('NaN', 'Infinity', '-Infinity'))::int AS bad_amount
+			FROM r
 		),
 		latest AS (
 			SELECT DISTINCT ON (h.deal_id) h.deal_id, h.risk, h.scored_at
@@ -778,17 +785,17 @@ BEGIN
 		per_deal AS (
 			SELECT o.rep, 1 AS open_deal, o.amount, (v.deal_id IS NOT NULL)::int AS high,
 			       CASE WHEN v.deal_id IS NOT NULL THEN o.amount END AS amount_high, 0 AS became,
-			       (m.fall >= $2)::int AS fell
+			       (m.fall >= $2)::int AS fell, o.bad_amount
 			FROM o
 			LEFT JOIN dealrisk_watch.high_risk_deals v ON v.deal_id = o.deal_id
 			LEFT JOIN moved m ON m.deal_id = o.deal_id
 			UNION ALL
-			SELECT b.rep, 0, NULL, 0, NULL, 1, 0 FROM became b
+			SELECT b.rep, 0, NULL, 0, NULL, 1, 0, 0 FROM became b
 		)
 		SELECT r.rep, GROUPING(r.rep) = 1, sum(r.open_deal)::bigint, coalesce(sum(r.amount), 0),
 		       sum(r.high)::bigint, coalesce(sum(r.amount_high), 0),
 		       CASE WHEN sum(r.amount) > 0 THEN (coalesce(sum(r.amount_high), 0) / sum(r.amount))::float8 END,
-		       sum(r.became)::bigint, coalesce(sum(r.fell), 0)::bigint
+		       sum(r.became)::bigint, coalesce(sum(r.fell), 0)::bigint, sum(r.bad_amount)::bigint
 		FROM per_deal r
 		GROUP BY GROUPING SETS ((r.rep), ())
 		ORDER BY GROUPING(r.rep), 6 DESC, 1 NULLS LAST$q$, cfg.source)
@@ -796,7 +803,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION dealrisk.digest(interval, float8) IS
-	'Weekly digest per sales rep and in total (is_total): open deals and pipeline value, high-risk deals and the value at risk (from dealrisk_watch.high_risk_deals) and its share, deals that became high-risk in the period (alerts), open deals whose risk fell by at least min_change points over the period (score history)';
+	'Weekly digest per sales rep and in total (is_total): open deals and pipeline value, high-risk deals and the value at risk (from dealrisk_watch.high_risk_deals) and its share, deals that became high-risk in the period (alerts), open deals whose risk fell by at least min_change points over the period (score history), and open deals whose deal_amount is NaN or infinite (counted, left out of the sums)';
 
 CREATE FUNCTION dealrisk.risk_changes(since timestamptz)
 RETURNS TABLE (deal_id text, old_risk float8, new_risk float8, change float8,

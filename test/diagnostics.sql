@@ -2,7 +2,7 @@
 -- quality, report) on the SkyGeni data and on small hand-made sources.
 \ir harness/pgtap_setup.psql
 \ir fixtures/skygeni.sql
-SELECT plan(122);
+SELECT plan(123);
 
 -- The SQLSTATE, message and hint of the error a statement raises (NULLs if none).
 CREATE FUNCTION pg_temp.error_of(q text, OUT state text, OUT msg text, OUT hint text)
@@ -335,7 +335,7 @@ SELECT is_empty($$SELECT * FROM dealrisk.funnel('empty_deals')$$, 'empty source:
 SELECT throws_ok($$SELECT * FROM dealrisk.win_rate_drivers('empty_deals', 'region')$$, '22023',
 	'source "public.empty_deals" has no closed deal with a closed_date', 'empty source: drivers say there is nothing to compare');
 SELECT results_eq($$SELECT count(*), sum("rows")::bigint FROM dealrisk.data_quality('empty_deals')$$,
-	$$VALUES (14::bigint, 0::bigint)$$, 'empty source: all checks, all zero');
+	$$VALUES (15::bigint, 0::bigint)$$, 'empty source: all checks, all zero');
 SELECT matches(dealrisk.diagnose('empty_deals'), 'No closed deals', 'empty source: diagnose says so');
 
 SELECT is_empty($$SELECT * FROM dealrisk.win_rate_trend('open_deals')$$, 'open deals only: no trend rows');
@@ -417,7 +417,7 @@ SELECT results_eq(
 			 ('closed_without_closed_date', 0), ('open_with_closed_date', 0), ('null_amount', 0),
 			 ('invalid_amount', 0), ('negative_amount', 0), ('unknown_outcome', 0), ('null_stage', 0),
 			 ('unknown_stage', 0), ('cycle_days_mismatch', 0), ('negative_cycle_days', 0),
-			 ('future_created_date', 0)$$,
+			 ('future_created_date', 0), ('infinite_date', 0)$$,
 	'SkyGeni passes every check; all checks are listed in a fixed order');
 INSERT INTO public.dq_deals VALUES
 	('ok1',    '2024-01-01', '2024-02-01', 'r1', 'SaaS', 'APAC', 'Core', 'Inbound', 'Demo', 100, 31, 'Won'),
@@ -449,8 +449,16 @@ SELECT results_eq(
 			 ('invalid_amount', 2, 'inf'), ('negative_amount', 1, 'neg'),
 			 ('unknown_outcome', 1, 'unk'), ('null_stage', 2, 'nostage'),
 			 ('unknown_stage', 1, 'limbo'), ('cycle_days_mismatch', 1, 'mism'),
-			 ('negative_cycle_days', 1, 'negcyc'), ('future_created_date', 1, 'future')$$,
+			 ('negative_cycle_days', 1, 'negcyc'), ('future_created_date', 1, 'future'),
+			 ('infinite_date', 1, 'infdate')$$,
 	'data_quality finds each planted bad row');
+-- the optional date columns are checked too
+CREATE TABLE public.dq_dates AS SELECT * FROM dealrisk.sample_deals(20, 3);
+SELECT array_agg(deal_id ORDER BY deal_id) AS dq_ids FROM public.dq_dates \gset
+UPDATE public.dq_dates SET stage_entered_date = 'infinity' WHERE deal_id = (:'dq_ids'::text[])[4];
+UPDATE public.dq_dates SET last_activity_date = '-infinity' WHERE deal_id IN ((:'dq_ids'::text[])[7], (:'dq_ids'::text[])[9]);
+SELECT results_eq(format($$SELECT "rows", example_deal_id = %L FROM dealrisk.data_quality('dq_dates') WHERE check_name = 'infinite_date'$$,
+	(:'dq_ids'::text[])[4]), $$VALUES (3::bigint, true)$$, 'an infinite stage_entered_date or last_activity_date is reported');
 SELECT ok((SELECT bool_and(description <> '') FROM dealrisk.data_quality('dq_deals')), 'every check is described');
 SELECT throws_ok($$SELECT * FROM dealrisk.win_rate_trend('dq_deals')$$, '22023', 'unknown outcome label "Stalled"',
 	'the analyses refuse an unknown label that data_quality reports');
@@ -490,7 +498,7 @@ CREATE TEMPORARY TABLE sp_out AS
 		   (SELECT pg_catalog.count(*) FROM dealrisk.data_quality('public.dq_deals')) AS checks,
 		   dealrisk.diagnose('public.skygeni') AS report;
 RESET search_path;
-SELECT results_eq($$SELECT drivers, checks FROM sp_out$$, $$VALUES (16::bigint, 14::bigint)$$,
+SELECT results_eq($$SELECT drivers, checks FROM sp_out$$, $$VALUES (16::bigint, 15::bigint)$$,
 	'drivers and data_quality work with an empty search_path');
 SELECT is((SELECT report FROM sp_out), dealrisk.diagnose('skygeni'),
 	'diagnose gives the same report with an empty search_path');

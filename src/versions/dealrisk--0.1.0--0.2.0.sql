@@ -21,6 +21,9 @@ $$;
 -- The stages and the action rules become views over the shipped defaults
 -- and the user's edits, so that pg_dump keeps every edit exactly.  The old
 -- tables step aside here and are turned into edits at the end.
+-- functions whose result columns changed
+DROP FUNCTION dealrisk.digest(interval, float8);
+
 ALTER SEQUENCE dealrisk.action_rules_id_seq OWNED BY NONE;
 ALTER SEQUENCE dealrisk.action_rules_id_seq START WITH 101;
 ALTER TABLE dealrisk.stages RENAME TO stages_0_1_0;
@@ -874,13 +877,14 @@ $fn$;
 
 CREATE OR REPLACE FUNCTION dealrisk.data_quality(source regclass)
 RETURNS TABLE(check_name text, description text, "rows" bigint, example_deal_id text)
-LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 14
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 15
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
 	n			bigint[];
 	ex			text[];
 	stage_names text[];
+	dates		text;
 BEGIN
 	PERFORM dealrisk._check_source(source,
 		ARRAY['deal_id', 'created_date', 'closed_date', 'deal_stage', 'deal_amount',
@@ -888,6 +892,11 @@ BEGIN
 	SELECT coalesce(pg_catalog.array_agg(pg_catalog.lower(s.stage)), '{}')
 		INTO stage_names
 	FROM dealrisk.stages s;
+	-- an infinite date in any date column of the contract the source has
+	SELECT pg_catalog.string_agg(pg_catalog.format('NOT pg_catalog.isfinite(d.%I::date)', c), ' OR ')
+		INTO dates
+	FROM pg_catalog.unnest(ARRAY['created_date', 'closed_date', 'stage_entered_date', 'last_activity_date']) c
+	WHERE dealrisk._has_column(source, c);
 	-- Every test below is written so that no value can make it raise.
 	EXECUTE pg_catalog.format(
 		$q$WITH x AS (
@@ -898,7 +907,8 @@ BEGIN
 				   d.deal_amount::numeric AS amount,
 				   d.sales_cycle_days::numeric AS cyc,
 				   coalesce(dealrisk.outcome_class(d.outcome::text), 'open') AS cls,
-				   pg_catalog.count(*) OVER (PARTITION BY d.deal_id::text) AS dups
+				   pg_catalog.count(*) OVER (PARTITION BY d.deal_id::text) AS dups,
+				   coalesce(%s, false) AS inf_date
 			FROM %s AS d
 		), c AS (
 			SELECT x.*,
@@ -924,6 +934,7 @@ BEGIN
 				c.both_dates AND c.cyc IS NOT NULL AND c.cyc <> (c.cl - c.cr) AS t12,
 				c.cyc < 0 AS t13,
 				c.cr > CURRENT_DATE AS t14,
+				c.inf_date AS t15,
 				c.id
 			FROM c
 			OFFSET 0	-- evaluate each test once, not once per aggregate
@@ -941,7 +952,8 @@ BEGIN
 					 pg_catalog.count(*) FILTER (WHERE t.t11),
 					 pg_catalog.count(*) FILTER (WHERE t.t12),
 					 pg_catalog.count(*) FILTER (WHERE t.t13),
-					 pg_catalog.count(*) FILTER (WHERE t.t14)],
+					 pg_catalog.count(*) FILTER (WHERE t.t14),
+					 pg_catalog.count(*) FILTER (WHERE t.t15)],
 			   ARRAY[NULL,
 					 pg_catalog.min(t.id) FILTER (WHERE t.t2),
 					 pg_catalog.min(t.id) FILTER (WHERE t.t3),
@@ -955,9 +967,10 @@ BEGIN
 					 pg_catalog.min(t.id) FILTER (WHERE t.t11),
 					 pg_catalog.min(t.id) FILTER (WHERE t.t12),
 					 pg_catalog.min(t.id) FILTER (WHERE t.t13),
-					 pg_catalog.min(t.id) FILTER (WHERE t.t14)]
+					 pg_catalog.min(t.id) FILTER (WHERE t.t14),
+					 pg_catalog.min(t.id) FILTER (WHERE t.t15)]
 		FROM t$q$,
-		source::text)
+		coalesce(dates, 'false'), source::text)
 		INTO n, ex
 		USING stage_names;
 
@@ -977,7 +990,8 @@ BEGIN
 		(11, 'unknown_stage', 'deal_stage is not in dealrisk.stages (stage_funnel raises an error on it)'),
 		(12, 'cycle_days_mismatch', 'sales_cycle_days differs from closed_date - created_date'),
 		(13, 'negative_cycle_days', 'sales_cycle_days is below zero'),
-		(14, 'future_created_date', 'created_date is after today')
+		(14, 'future_created_date', 'created_date is after today'),
+		(15, 'infinite_date', 'a date (created, closed, stage entered, last activity) is infinity or -infinity: treated as missing')
 	) AS v(i, name, descr)
 	ORDER BY v.i;
 END
@@ -2734,7 +2748,7 @@ $$;
 CREATE OR REPLACE FUNCTION dealrisk.digest(period interval DEFAULT '7 days', min_change float8 DEFAULT 5)
 RETURNS TABLE (sales_rep_id text, is_total boolean, open_deals bigint, pipeline_value numeric,
 	high_risk_deals bigint, value_at_risk numeric, share_at_risk float8,
-	became_high_risk bigint, risk_fell bigint)
+	became_high_risk bigint, risk_fell bigint, amounts_not_finite bigint)
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -2751,9 +2765,16 @@ BEGIN
 	END IF;
 	cfg := dealrisk._watch_config();
 	RETURN QUERY EXECUTE pg_catalog.format($q$
-		WITH o AS (
-			SELECT d.deal_id::text AS deal_id, d.sales_rep_id::text AS rep, d.deal_amount::numeric AS amount
+		WITH r AS (
+			SELECT d.deal_id::text AS deal_id, d.sales_rep_id::text AS rep, d.deal_amount::numeric AS raw_amount
 			FROM %s d WHERE dealrisk.is_won(d.outcome) IS NULL AND d.deal_id IS NOT NULL
+		),
+		o AS (
+			-- a NaN or infinite amount is counted, and left out of the sums
+			SELECT r.deal_id, r.rep,
+			       CASE WHEN r.raw_amount NOT IN ('NaN', 'Infinity', '-Infinity') THEN r.raw_amount END AS amount,
+			       (r.raw_amount IN ('NaN', 'Infinity', '-Infinity'))::int AS bad_amount
+			FROM r
 		),
 		latest AS (
 			SELECT DISTINCT ON (h.deal_id) h.deal_id, h.risk, h.scored_at
@@ -2778,17 +2799,17 @@ BEGIN
 		per_deal AS (
 			SELECT o.rep, 1 AS open_deal, o.amount, (v.deal_id IS NOT NULL)::int AS high,
 			       CASE WHEN v.deal_id IS NOT NULL THEN o.amount END AS amount_high, 0 AS became,
-			       (m.fall >= $2)::int AS fell
+			       (m.fall >= $2)::int AS fell, o.bad_amount
 			FROM o
 			LEFT JOIN dealrisk_watch.high_risk_deals v ON v.deal_id = o.deal_id
 			LEFT JOIN moved m ON m.deal_id = o.deal_id
 			UNION ALL
-			SELECT b.rep, 0, NULL, 0, NULL, 1, 0 FROM became b
+			SELECT b.rep, 0, NULL, 0, NULL, 1, 0, 0 FROM became b
 		)
 		SELECT r.rep, GROUPING(r.rep) = 1, sum(r.open_deal)::bigint, coalesce(sum(r.amount), 0),
 		       sum(r.high)::bigint, coalesce(sum(r.amount_high), 0),
 		       CASE WHEN sum(r.amount) > 0 THEN (coalesce(sum(r.amount_high), 0) / sum(r.amount))::float8 END,
-		       sum(r.became)::bigint, coalesce(sum(r.fell), 0)::bigint
+		       sum(r.became)::bigint, coalesce(sum(r.fell), 0)::bigint, sum(r.bad_amount)::bigint
 		FROM per_deal r
 		GROUP BY GROUPING SETS ((r.rep), ())
 		ORDER BY GROUPING(r.rep), 6 DESC, 1 NULLS LAST$q$, cfg.source)
@@ -2797,7 +2818,7 @@ END
 $$;
 
 COMMENT ON FUNCTION dealrisk.digest(interval, float8) IS
-	'Weekly digest per sales rep and in total (is_total): open deals and pipeline value, high-risk deals and the value at risk (from dealrisk_watch.high_risk_deals) and its share, deals that became high-risk in the period (alerts), open deals whose risk fell by at least min_change points over the period (score history)';
+	'Weekly digest per sales rep and in total (is_total): open deals and pipeline value, high-risk deals and the value at risk (from dealrisk_watch.high_risk_deals) and its share, deals that became high-risk in the period (alerts), open deals whose risk fell by at least min_change points over the period (score history), and open deals whose deal_amount is NaN or infinite (counted, left out of the sums)';
 
 CREATE OR REPLACE FUNCTION dealrisk.risk_changes(since timestamptz)
 RETURNS TABLE (deal_id text, old_risk float8, new_risk float8, change float8,

@@ -106,6 +106,9 @@ $$;
 -- The stages and the action rules become views over the shipped defaults
 -- and the user's edits, so that pg_dump keeps every edit exactly.  The old
 -- tables step aside here and are turned into edits at the end.
+-- functions whose result columns changed
+DROP FUNCTION dealrisk.digest(interval, float8);
+
 ALTER SEQUENCE dealrisk.action_rules_id_seq OWNED BY NONE;
 ALTER SEQUENCE dealrisk.action_rules_id_seq START WITH 101;
 ALTER TABLE dealrisk.stages RENAME TO stages_0_1_0;
