@@ -796,6 +796,7 @@ CREATE TABLE dealrisk.action_rule_defaults (
 	min_risk    float8 NOT NULL,
 	action      text NOT NULL
 );
+GRANT SELECT ON dealrisk.action_rule_defaults TO PUBLIC;
 COMMENT ON TABLE dealrisk.action_rule_defaults IS
 	'The action rules dealrisk ships with (read dealrisk.action_rules, which applies your edits)';
 INSERT INTO dealrisk.action_rule_defaults (id, priority, factor, min_effect, min_risk, action) VALUES

@@ -70,7 +70,9 @@ BEGIN
 		END IF;
 	END IF;
 	IF new_key IS NOT NULL THEN
-		-- the new row is an edit unless it is a default as it was shipped
+		-- the new row replaces the mark of a removed default of its key, and
+		-- is an edit unless it is that default as it was shipped
+		EXECUTE pg_catalog.format('DELETE FROM %s e WHERE e.%I::text = $1', edits, key) USING new_key;
 		EXECUTE pg_catalog.format(
 			'INSERT INTO %s SELECT r.* FROM pg_catalog.jsonb_populate_record(NULL::%s, $1) r'
 			' WHERE NOT EXISTS (SELECT 1 FROM %s d WHERE pg_catalog.to_jsonb(d) OPERATOR(pg_catalog.=) $1 - ''removed'')',
@@ -89,6 +91,7 @@ CREATE TABLE dealrisk.stage_defaults (
 	position int NOT NULL,
 	is_late  boolean NOT NULL
 );
+GRANT SELECT ON dealrisk.stage_defaults TO PUBLIC;
 COMMENT ON TABLE dealrisk.stage_defaults IS
 	'The stages dealrisk ships with (read dealrisk.stages, which applies your edits)';
 INSERT INTO dealrisk.stage_defaults (stage, position, is_late) VALUES

@@ -88,7 +88,9 @@ BEGIN
 		END IF;
 	END IF;
 	IF new_key IS NOT NULL THEN
-		-- the new row is an edit unless it is a default as it was shipped
+		-- the new row replaces the mark of a removed default of its key, and
+		-- is an edit unless it is that default as it was shipped
+		EXECUTE pg_catalog.format('DELETE FROM %s e WHERE e.%I::text = $1', edits, key) USING new_key;
 		EXECUTE pg_catalog.format(
 			'INSERT INTO %s SELECT r.* FROM pg_catalog.jsonb_populate_record(NULL::%s, $1) r'
 			' WHERE NOT EXISTS (SELECT 1 FROM %s d WHERE pg_catalog.to_jsonb(d) OPERATOR(pg_catalog.=) $1 - ''removed'')',
@@ -108,6 +110,8 @@ CREATE TABLE dealrisk.stage_defaults (
 	position int NOT NULL,
 	is_late  boolean NOT NULL
 );
+
+GRANT SELECT ON dealrisk.stage_defaults TO PUBLIC;
 
 COMMENT ON TABLE dealrisk.stage_defaults IS
 	'The stages dealrisk ships with (read dealrisk.stages, which applies your edits)';
@@ -1927,6 +1931,8 @@ CREATE TABLE dealrisk.action_rule_defaults (
 	min_risk    float8 NOT NULL,
 	action      text NOT NULL
 );
+
+GRANT SELECT ON dealrisk.action_rule_defaults TO PUBLIC;
 
 COMMENT ON TABLE dealrisk.action_rule_defaults IS
 	'The action rules dealrisk ships with (read dealrisk.action_rules, which applies your edits)';
