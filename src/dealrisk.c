@@ -34,6 +34,34 @@ assign_labels(const char *newval, void *extra)
 	dr_labels_dirty = true;
 }
 
+/*
+ * Report an aggregate state array whose shape is right but whose values
+ * cannot have been made by its aggregate (a hand-made state), with detail.
+ */
+void
+dr_state_value_error(const char *what, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_EXCEPTION),
+			 errmsg("invalid %s state array", what),
+			 errdetail_internal("%s", detail)));
+	pg_unreachable();
+}
+
+/*
+ * Report a NULL state passed to a transition function (an aggregate made
+ * over it without an initial state): its own aggregates start from '{}'.
+ */
+void
+dr_null_state_error(const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+			 errmsg("%s state must not be NULL", what),
+			 errhint("Call it through its dealrisk aggregate, whose initial state is not NULL.")));
+	pg_unreachable();
+}
+
 /* Register the GUCs; called once per backend when the library loads. */
 void
 _PG_init(void)

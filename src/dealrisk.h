@@ -60,6 +60,8 @@ extern int	dr_stage_index(DrStageList *list, text *stage);
 /* State arrays of aggregates: checked, then used in place. */
 extern void dr_state_array_error(const char *what, int nelems) pg_attribute_noreturn();
 extern void dr_agg_context_error(const char *fname) pg_attribute_noreturn();
+extern void dr_state_value_error(const char *what, const char *detail) pg_attribute_noreturn();
+extern void dr_null_state_error(const char *what) pg_attribute_noreturn();
 
 /*
  * Check that an aggregate state array is one-dimensional, of the given
