@@ -737,7 +737,7 @@ dr_encode_row(DrModel *model, DrRowReader *r, int32 as_of, bool leave_one_out,
 					rate = (won + f->strength * f->prior) / (n + f->strength);
 					out->raw[i] = rate;
 					out->idx[nnz] = f->offset;
-					out->val[nnz++] = (rate - f->mean) / f->sd;
+					out->val[nnz++] = dr_standardise(f, rate);
 				}
 				break;
 			case DR_FEAT_NUMERIC:
@@ -745,7 +745,7 @@ dr_encode_row(DrModel *model, DrRowReader *r, int32 as_of, bool leave_one_out,
 				{
 					lvl = 0;
 					out->idx[nnz] = f->offset;
-					out->val[nnz++] = (v - f->mean) / f->sd;
+					out->val[nnz++] = dr_standardise(f, v);
 				}
 				break;
 		}
