@@ -27,6 +27,9 @@ extern char *dr_lost_labels;
 extern char *dr_open_labels;
 extern bool dr_labels_dirty;
 
+/* dealrisk.c: risk_band() checks the band thresholds' order before use. */
+extern void dr_check_risk_bands(void);
+
 /* stats.c: pure numerics, no catalog access. */
 extern double dr_normal_cdf(double z);
 extern double dr_normal_quantile(double p);
