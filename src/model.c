@@ -17,6 +17,7 @@
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
@@ -371,6 +372,7 @@ dr_model_from_spec(Datum spec, ArrayType *coefs, int64 id, const char *name,
 		int			n;
 		int			k;
 
+		CHECK_FOR_INTERRUPTS();	/* a specification may list many features */
 		f->name = SPI_getvalue(tup, desc, 1);
 		if (f->name == NULL)
 			invalid_model(label, "Every feature needs a \"name\".",
