@@ -27,6 +27,9 @@ extern char *dr_lost_labels;
 extern char *dr_open_labels;
 extern bool dr_labels_dirty;
 
+/* dealrisk.c: risk_band() checks the band thresholds' order before use. */
+extern void dr_check_risk_bands(void);
+
 /* stats.c: pure numerics, no catalog access. */
 extern double dr_normal_cdf(double z);
 extern double dr_normal_quantile(double p);
@@ -60,6 +63,8 @@ extern int	dr_stage_index(DrStageList *list, text *stage);
 /* State arrays of aggregates: checked, then used in place. */
 extern void dr_state_array_error(const char *what, int nelems) pg_attribute_noreturn();
 extern void dr_agg_context_error(const char *fname) pg_attribute_noreturn();
+extern void dr_state_value_error(const char *what, const char *detail) pg_attribute_noreturn();
+extern void dr_null_state_error(const char *what) pg_attribute_noreturn();
 
 /*
  * Check that an aggregate state array is one-dimensional, of the given

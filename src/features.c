@@ -707,26 +707,6 @@ datum_to_double(Datum d, Oid t)
 	return isfinite(v) ? v : NAN;
 }
 
-/*
- * A standardised value (x - mean) / sd, which must be finite: a value so
- * large that it overflows is an error naming the row, not a NaN risk.
- */
-static inline double
-standardised(DrModel *model, DrRowReader *r, DrFeature *f, double x)
-{
-	double		z = (x - f->mean) / f->sd;
-
-	if (unlikely(isnan(z) || isinf(z)))
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("value %g of feature \"%s\" is out of range for model " INT64_FORMAT " (\"%s\")",
-						x, f->name, model->id, model->name ? model->name : "(training)"),
-				 errdetail("The row is %s; its standardised value (x - %g) / %g overflows.",
-						   dr_row_label(r), f->mean, f->sd),
-				 errhint("Correct the value, or set it to NULL to score it as missing.")));
-	return z;
-}
-
 /* Index of (s, len) among sorted levels, or -1. */
 static int
 find_level(char **levels, int nlevels, const char *s, int len)
@@ -1007,7 +987,7 @@ dr_encode_row(DrModel *model, DrRowReader *r, int32 as_of, bool leave_one_out,
 					rate = (won + f->strength * f->prior) / (n + f->strength);
 					out->raw[i] = rate;
 					out->idx[nnz] = f->offset;
-					out->val[nnz++] = standardised(model, r, f, rate);
+					out->val[nnz++] = dr_standardise(f, rate);
 				}
 				break;
 			case DR_FEAT_NUMERIC:
@@ -1015,7 +995,7 @@ dr_encode_row(DrModel *model, DrRowReader *r, int32 as_of, bool leave_one_out,
 				{
 					lvl = 0;
 					out->idx[nnz] = f->offset;
-					out->val[nnz++] = standardised(model, r, f, v);
+					out->val[nnz++] = dr_standardise(f, v);
 				}
 				break;
 		}

@@ -14,10 +14,12 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "common/int.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 
 #include "dealrisk.h"
 
@@ -30,12 +32,29 @@ PG_FUNCTION_INFO_V1(dr_late_loss_final);
 static ArrayType *
 zero_int8_array(int n)
 {
-	Datum	   *elems = palloc(sizeof(Datum) * n);
+	Datum	   *elems = palloc(sizeof(Datum) * (Size) n);
 	int			i;
 
 	for (i = 0; i < n; i++)
 		elems[i] = Int64GetDatum(0);
 	return construct_array(elems, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
+}
+
+/*
+ * Length of the stage_funnel state for a stage list: three counts per
+ * stage, computed in int64 and checked against the largest array.
+ */
+static int
+funnel_state_len(DrStageList *stages)
+{
+	int64		len = (int64) 3 * stages->count;
+
+	if (stages->count < 1 || len > (int64) MaxArraySize)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("stage_funnel cannot count %d stages", stages->count),
+				 errdetail("Its state holds three counts per stage, at most %d in all.", (int) MaxArraySize)));
+	return (int) len;
 }
 
 /* True for the empty initial state '{}'. */
@@ -54,10 +73,10 @@ dr_funnel_accum(PG_FUNCTION_ARGS)
 	int64	   *v;
 	int			idx;
 
-	if (PG_ARGISNULL(0))
-		elog(ERROR, "stage_funnel state is NULL");
-	state = PG_GETARG_ARRAYTYPE_P(0);
 	dr_require_agg_context(fcinfo, "stage_funnel_accum");
+	if (PG_ARGISNULL(0))
+		dr_null_state_error("stage_funnel");
+	state = PG_GETARG_ARRAYTYPE_P(0);
 	if (PG_ARGISNULL(1))
 		PG_RETURN_ARRAYTYPE_P(state);	/* no stage: nothing to count */
 
@@ -66,8 +85,8 @@ dr_funnel_accum(PG_FUNCTION_ARGS)
 	if (idx < 0)
 		PG_RETURN_ARRAYTYPE_P(state);	/* blank stage: like NULL */
 	if (state_is_empty(state))
-		state = zero_int8_array(3 * stages->count);
-	v = (int64 *) ARR_DATA_PTR(dr_state_array(state, INT8OID, 3 * stages->count,
+		state = zero_int8_array(funnel_state_len(stages));
+	v = (int64 *) ARR_DATA_PTR(dr_state_array(state, INT8OID, funnel_state_len(stages),
 											  "stage_funnel"));
 	if (PG_ARGISNULL(2))
 		v[3 * idx + 2]++;
@@ -110,17 +129,22 @@ dr_funnel_final(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	stages = dr_stage_list(fcinfo);
 	k = stages->count;
-	v = (int64 *) ARR_DATA_PTR(dr_state_array(state, INT8OID, 3 * k, "stage_funnel"));
+	v = (int64 *) ARR_DATA_PTR(dr_state_array(state, INT8OID, funnel_state_len(stages),
+											  "stage_funnel"));
 
 	/* cumulative from the last stage down: a deal at stage j reached all i <= j */
-	reached = palloc0(sizeof(int64) * (k + 1));
-	won = palloc0(sizeof(int64) * (k + 1));
-	lost = palloc0(sizeof(int64) * (k + 1));
+	reached = palloc0(sizeof(int64) * ((Size) k + 1));
+	won = palloc0(sizeof(int64) * ((Size) k + 1));
+	lost = palloc0(sizeof(int64) * ((Size) k + 1));
 	for (i = k - 1; i >= 0; i--)
 	{
-		won[i] = won[i + 1] + v[3 * i];
-		lost[i] = lost[i + 1] + v[3 * i + 1];
-		reached[i] = won[i] + lost[i];
+		if (v[3 * i] < 0 || v[3 * i + 1] < 0 || v[3 * i + 2] < 0 ||
+			pg_add_s64_overflow(won[i + 1], v[3 * i], &won[i]) ||
+			pg_add_s64_overflow(lost[i + 1], v[3 * i + 1], &lost[i]) ||
+			pg_add_s64_overflow(won[i], lost[i], &reached[i]))
+			dr_state_value_error("stage_funnel",
+								 psprintf("Stage %d counts " INT64_FORMAT " won, " INT64_FORMAT " lost and " INT64_FORMAT " open deals.",
+										  i + 1, v[3 * i], v[3 * i + 1], v[3 * i + 2]));
 	}
 
 	initStringInfo(&buf);
@@ -183,6 +207,10 @@ dr_late_loss_final(PG_FUNCTION_ARGS)
 	ArrayType  *state = PG_GETARG_ARRAYTYPE_P(0);
 	int64	   *v = (int64 *) ARR_DATA_PTR(dr_state_array(state, INT8OID, 2, "late_stage_loss_ratio"));
 
+	if (v[0] < 0 || v[0] > v[1])
+		dr_state_value_error("late_stage_loss_ratio",
+							 psprintf("It counts " INT64_FORMAT " late losses of " INT64_FORMAT " losses.",
+									  v[0], v[1]));
 	if (v[1] <= 0)
 		PG_RETURN_NULL();
 	PG_RETURN_FLOAT8((double) v[0] / (double) v[1]);

@@ -17,6 +17,7 @@
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "storage/itemptr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -418,6 +419,7 @@ dr_model_from_spec(Datum spec, ArrayType *coefs, int64 id, const char *name,
 		int			n;
 		int			k;
 
+		CHECK_FOR_INTERRUPTS();	/* a specification may list many features */
 		f->name = SPI_getvalue(tup, desc, 1);
 		if (f->name == NULL)
 			invalid_model(label, "Every feature needs a \"name\".",
@@ -479,6 +481,12 @@ dr_model_from_spec(Datum spec, ArrayType *coefs, int64 id, const char *name,
 		f->sd = float_value(tup, desc, 13);
 		f->typical_stage = text_array(tup, desc, 14, &f->ntypical);
 		f->typical_days = float_array(tup, desc, 15, &n);
+		/* refuse a feature too wide before sorting and hashing its levels */
+		if ((f->kind == DR_FEAT_CATEGORICAL && (int64) col + f->nlevels > DR_MAX_MODEL_COLUMNS) ||
+			(f->kind == DR_FEAT_BINS && (int64) col + f->nedges + 1 > DR_MAX_MODEL_COLUMNS))
+			invalid_model(label, "Pool rare levels or use fewer bins.",
+						  psprintf("feature \"%s\" would take the model past %d columns",
+								   f->name, DR_MAX_MODEL_COLUMNS));
 
 		switch (f->kind)
 		{
@@ -499,11 +507,13 @@ dr_model_from_spec(Datum spec, ArrayType *coefs, int64 id, const char *name,
 					if (!finite_number(f->won[k]) || !finite_number(f->closed[k]) ||
 						f->won[k] < 0 || f->won[k] > f->closed[k])
 						invalid_model(label, "Counts are finite with 0 <= won <= closed.",
-									  psprintf("feature \"%s\" has bad counts for level %d", f->name, k + 1));
+									  psprintf("feature \"%s\" has bad counts for level %d: %g won of %g closed",
+											   f->name, k + 1, f->won[k], f->closed[k]));
 				if (!finite_number(f->prior) || f->prior < 0 || f->prior > 1 ||
 					!finite_number(f->strength) || f->strength <= 0)
 					invalid_model(label, "\"prior\" is a rate in [0, 1] and \"strength\" a positive number.",
-								  psprintf("feature \"%s\" has a bad prior or strength", f->name));
+								  psprintf("feature \"%s\" has prior %g and strength %g",
+										   f->name, f->prior, f->strength));
 				f->npooled = 0;
 				sort_levels(f, label);
 				build_level_hash(f);
@@ -516,7 +526,8 @@ dr_model_from_spec(Datum spec, ArrayType *coefs, int64 id, const char *name,
 				for (k = 0; k < f->nedges; k++)
 					if (!finite_number(f->edges[k]) || (k > 0 && f->edges[k] <= f->edges[k - 1]))
 						invalid_model(label, "Edges are finite and strictly increasing.",
-									  psprintf("feature \"%s\" has a bad edge at position %d", f->name, k + 1));
+									  psprintf("feature \"%s\" has a bad edge at position %d: %g",
+											   f->name, k + 1, f->edges[k]));
 				f->width = f->nedges + 1;
 				break;
 			case DR_FEAT_NUMERIC:
@@ -525,8 +536,8 @@ dr_model_from_spec(Datum spec, ArrayType *coefs, int64 id, const char *name,
 		}
 		if ((f->kind == DR_FEAT_RATE || f->kind == DR_FEAT_NUMERIC) &&
 			(!finite_number(f->mean) || !finite_number(f->sd) || f->sd <= 0))
-			invalid_model(label, "Standardised features have a finite \"mean\" and a positive \"sd\".",
-						  psprintf("feature \"%s\" has a bad mean or sd", f->name));
+			invalid_model(label, "Standardised features have a finite \"mean\" and a positive, finite \"sd\".",
+						  psprintf("feature \"%s\" has mean %g and sd %g", f->name, f->mean, f->sd));
 		if (f->derived == DR_DERIVED_STAGE_RATIO)
 		{
 			if (f->ntypical < 1 || f->typical_days == NULL)
@@ -534,9 +545,9 @@ dr_model_from_spec(Datum spec, ArrayType *coefs, int64 id, const char *name,
 							  psprintf("feature \"%s\" has no typical days", f->name));
 			for (k = 0; k < f->ntypical; k++)
 				if (!finite_number(f->typical_days[k]) || f->typical_days[k] <= 0)
-					invalid_model(label, "Typical days are positive numbers.",
-								  psprintf("feature \"%s\" has bad typical days for stage \"%s\"",
-										   f->name, f->typical_stage[k]));
+					invalid_model(label, "Typical days are positive, finite numbers.",
+								  psprintf("feature \"%s\" has typical days %g for stage \"%s\"",
+										   f->name, f->typical_days[k], f->typical_stage[k]));
 		}
 		f->offset = col;
 		col += f->width;
@@ -569,9 +580,10 @@ dr_model_from_spec(Datum spec, ArrayType *coefs, int64 id, const char *name,
 		m->beta = palloc(sizeof(double) * n);
 		memcpy(m->beta, ARR_DATA_PTR(coefs), sizeof(double) * n);
 		for (i = 0; i < (uint64) n; i++)
-			if (!finite_number(m->beta[i]))
-				invalid_model(label, "Coefficients are finite numbers.",
-							  psprintf("coefficient %d is not finite", (int) i + 1));
+			if (!finite_number(m->beta[i]) || fabs(m->beta[i]) > DR_MAX_COEFFICIENT)
+				invalid_model(label,
+							  psprintf("Coefficients are finite numbers within +-%g.", DR_MAX_COEFFICIENT),
+							  psprintf("coefficient %d is %.15g", (int) i + 1, m->beta[i]));
 	}
 	MemoryContextSwitchTo(oldcxt);
 	SPI_finish();

@@ -10,6 +10,9 @@
 #define DEALRISK_MODEL_H
 
 #include "postgres.h"
+
+#include <math.h>
+
 #include "access/htup.h"
 #include "access/tupdesc.h"
 #include "fmgr.h"
@@ -232,6 +235,24 @@ extern char *dr_row_label(DrRowReader *r);
 extern char *dr_as_of_setting;
 
 /* model.c */
+#define DR_MAX_COEFFICIENT 1e6	/* bound on |coefficient| (docs/model.md) */
+#define DR_MAX_STANDARDISED 1e100	/* bound on |standardised value| */
+
+/*
+ * (x - mean) / sd, clamped to +-DR_MAX_STANDARDISED (0, the mean, if it is
+ * not a number): with coefficients within +-DR_MAX_COEFFICIENT and at most
+ * 100000 model columns, x . beta is then always a finite number, whatever
+ * the data and however extreme the model's standardisation.
+ */
+static inline double
+dr_standardise(const DrFeature *f, double x)
+{
+	double		z = (x - f->mean) / f->sd;
+
+	if (isnan(z))
+		return 0.0;
+	return Max(-DR_MAX_STANDARDISED, Min(DR_MAX_STANDARDISED, z));
+}
 extern DrModel *dr_model_from_spec(Datum spec, ArrayType *coefs, int64 id,
 								   const char *name, MemoryContext cxt);
 extern DrModel *dr_active_model(const char *name);

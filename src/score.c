@@ -544,6 +544,7 @@ dr_risk_band(PG_FUNCTION_ARGS)
 
 	if (isnan(score))
 		PG_RETURN_NULL();
+	dr_check_risk_bands();
 	if (score >= dr_band_critical)
 		band = "critical";
 	else if (score >= dr_band_high)

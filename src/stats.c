@@ -57,13 +57,20 @@ dr_normal_quantile(double p)
 		x = t - (2.30753 + 0.27061 * t) / (1.0 + 0.99229 * t + 0.04481 * t * t);
 	}
 
-	/* Halley refinement: f(x) = Phi(x) - p, f' = phi(x), f'' = -x phi(x) */
+	/*
+	 * Halley refinement: f(x) = Phi(x) - p, f' = phi(x), f'' = -x phi(x).
+	 * Far in the tails (p below about 1e-308) 1 / phi(x) overflows; the
+	 * first guess is then kept rather than turned into NaN.
+	 */
 	for (i = 0; i < 3; i++)
 	{
 		double		e = dr_normal_cdf(x) - p;
 		double		u = e * sqrt(2.0 * M_PI) * exp(x * x / 2.0);
+		double		next = x - u / (1.0 + x * u / 2.0);
 
-		x = x - u / (1.0 + x * u / 2.0);
+		if (isnan(next) || isinf(next))
+			break;
+		x = next;
 	}
 	return x;
 }

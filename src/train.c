@@ -20,6 +20,7 @@
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "nodes/primnodes.h"
 #include "utils/date.h"
 #include "utils/array.h"
@@ -41,6 +42,16 @@ PG_FUNCTION_INFO_V1(dr_eval_final);
 #define IRLS_HEAD 3
 #define EVAL_HEAD 5
 #define EVAL_BINS 2000
+
+/*
+ * The widest model training takes.  The IRLS state holds p (p + 1) / 2
+ * information entries and the Newton step factorises a p x p matrix: at
+ * 4096 columns that is an 8.4 million entry (67 MB) state per aggregate
+ * and a 134 MB matrix whose Cholesky factorisation (p^3 / 3 operations)
+ * takes seconds per iteration.  Steps get slow well before, at about 11,600
+ * columns, the matrix would no longer fit a 1 GB allocation.
+ */
+#define DR_MAX_TRAIN_COLUMNS 4096
 
 /*
  * What a training or evaluation call site parses once and keeps, with the
@@ -160,7 +171,8 @@ fit_cache(FunctionCallInfo fcinfo, int specarg, int betaarg, int splitarg,
 	MemoryContext cxt;
 	MemoryContext oldcxt;
 	ArrayType  *beta;
-	int			n;
+	int			n,
+				k;
 
 	if (fc != NULL && (!new_run || same_fixed_args(fc, fcinfo)))
 		return fc;
@@ -207,6 +219,12 @@ fit_cache(FunctionCallInfo fcinfo, int specarg, int betaarg, int splitarg,
 			dr_state_array(beta, FLOAT8OID, fc->model->ncols, "coefficient");
 			n = ARR_DIMS(beta)[0];
 			memcpy(fc->beta, ARR_DATA_PTR(beta), sizeof(double) * n);
+			for (k = 0; k < n; k++)
+				if (isnan(fc->beta[k]) || fabs(fc->beta[k]) > DR_MAX_COEFFICIENT)
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("coefficient %d is %.15g, not a finite number within +-%g",
+									k + 1, fc->beta[k], DR_MAX_COEFFICIENT)));
 		}
 	}
 	fcinfo->flinfo->fn_extra = fc;
@@ -217,8 +235,13 @@ fit_cache(FunctionCallInfo fcinfo, int specarg, int betaarg, int splitarg,
 static ArrayType *
 zero_float8_array(int n)
 {
-	Size		bytes = ARR_OVERHEAD_NONULLS(1) + sizeof(double) * (Size) n;
-	ArrayType  *a = (ArrayType *) palloc0(bytes);
+	Size		bytes;
+	ArrayType  *a;
+
+	if (n < 1 || n > MaxArraySize)
+		elog(ERROR, "invalid state array length %d", n);
+	bytes = ARR_OVERHEAD_NONULLS(1) + sizeof(double) * (Size) n;
+	a = (ArrayType *) palloc0(bytes);
 
 	SET_VARSIZE(a, bytes);
 	a->ndim = 1;
@@ -227,6 +250,28 @@ zero_float8_array(int n)
 	ARR_DIMS(a)[0] = n;
 	ARR_LBOUND(a)[0] = 1;
 	return a;
+}
+
+/*
+ * Length of the IRLS state of a model of p columns (see the file header),
+ * after checking that training can hold such a model; computed in int64 so
+ * that no width can overflow it.
+ */
+static int
+irls_state_len(int64 p)
+{
+	int64		len;
+
+	if (p < 1 || p > DR_MAX_TRAIN_COLUMNS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("a model of " INT64_FORMAT " columns is too wide to train: at most %d model columns can be trained",
+						p, DR_MAX_TRAIN_COLUMNS),
+				 errdetail("Training holds a p x p information matrix, which grows with the square of the model columns."),
+				 errhint("Pool rare levels, use fewer bins or leave out a feature with many levels.")));
+	len = IRLS_HEAD + p + p * (p + 1) / 2;
+	Assert(len <= MaxArraySize);
+	return (int) len;
 }
 
 /*
@@ -294,7 +339,7 @@ pass_row(FitCache *fc, FunctionCallInfo fcinfo, int typarg)
 
 /*
  * Read the row passed from typarg on (see pass_row), encode it, check its
- * outcome label, and return its x . beta.
+ * outcome label, and return its x . beta, which is always finite.
  */
 static double
 encode_and_eta(FitCache *fc, FunctionCallInfo fcinfo, int typarg, bool leave_one_out)
@@ -308,6 +353,9 @@ encode_and_eta(FitCache *fc, FunctionCallInfo fcinfo, int typarg, bool leave_one
 	check_outcome(e, fc->reader);
 	for (k = 0; k < e->nnz; k++)
 		eta += fc->beta[e->idx[k]] * e->val[k];
+	/* can't happen: coefficients and encoded values are bounded (model.h) */
+	if (unlikely(isnan(eta) || isinf(eta)))
+		elog(ERROR, "the score of a deal is not finite: %g", eta);
 	return eta;
 }
 
@@ -330,13 +378,14 @@ dr_irls_accum(PG_FUNCTION_ARGS)
 				mu,
 				y;
 	int			p,
+				len,
 				a,
 				b;
 
-	if (PG_ARGISNULL(0))
-		elog(ERROR, "IRLS state is NULL");
-	state = PG_GETARG_ARRAYTYPE_P(0);
 	dr_require_agg_context(fcinfo, "irls_accum");
+	if (PG_ARGISNULL(0))
+		dr_null_state_error("IRLS");
+	state = PG_GETARG_ARRAYTYPE_P(0);
 
 	/*
 	 * The state is made at the first row of each aggregation, skipped or
@@ -345,8 +394,9 @@ dr_irls_accum(PG_FUNCTION_ARGS)
 	 */
 	fc = fit_cache(fcinfo, 1, 2, 3, true, 7, ARR_NDIM(state) == 0);
 	p = fc->model->ncols;
+	len = irls_state_len(p);
 	if (ARR_NDIM(state) == 0)
-		state = zero_float8_array(IRLS_HEAD + p + p * (p + 1) / 2);
+		state = zero_float8_array(len);
 	eta = encode_and_eta(fc, fcinfo, 7, true);
 	e = fc->enc;
 	if (e->skipped || e->outcome < 0)
@@ -355,8 +405,7 @@ dr_irls_accum(PG_FUNCTION_ARGS)
 	if (!(w > 0) || isinf(w))
 		PG_RETURN_ARRAYTYPE_P(state);
 
-	v = (double *) ARR_DATA_PTR(dr_state_array(state, FLOAT8OID,
-											   IRLS_HEAD + p + p * (p + 1) / 2, "IRLS"));
+	v = (double *) ARR_DATA_PTR(dr_state_array(state, FLOAT8OID, len, "IRLS"));
 	grad = v + IRLS_HEAD;
 	info = grad + p;
 
@@ -405,6 +454,8 @@ cholesky(double *m, int n)
 	{
 		double		d = m[j * n + j];
 
+		CHECK_FOR_INTERRUPTS();
+
 		for (k = 0; k < j; k++)
 			d -= m[j * n + k] * m[j * n + k];
 		if (!(d > 0))
@@ -434,6 +485,7 @@ cholesky_solve(const double *l, int n, double *b)
 	{
 		double		s = b[i];
 
+		CHECK_FOR_INTERRUPTS();
 		for (k = 0; k < i; k++)
 			s -= l[i * n + k] * b[k];
 		b[i] = s / l[i * n + i];
@@ -485,7 +537,7 @@ dr_irls_solve(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("no closed deal to train on")));
-	n = IRLS_HEAD + p + p * (p + 1) / 2;
+	n = irls_state_len(p);
 	v = (double *) ARR_DATA_PTR(dr_state_array(state, FLOAT8OID, n, "IRLS"));
 	if (!(v[1] > 0))
 		ereport(ERROR,
@@ -494,11 +546,13 @@ dr_irls_solve(PG_FUNCTION_ARGS)
 	grad = v + IRLS_HEAD;
 	info = grad + p;
 
-	m = palloc(sizeof(double) * p * p);
-	step = palloc(sizeof(double) * p);
+	m = palloc(sizeof(double) * (Size) p * (Size) p);
+	step = palloc(sizeof(double) * (Size) p);
 	for (tries = 0; tries < 20; tries++)
 	{
 		for (i = 0; i < p; i++)
+		{
+			CHECK_FOR_INTERRUPTS();
 			for (j = i; j < p; j++)
 			{
 				double		x = info[i * p - i * (i - 1) / 2 + (j - i)];
@@ -507,6 +561,7 @@ dr_irls_solve(PG_FUNCTION_ARGS)
 					x += (i > 0 ? l2 : 0) + ridge;
 				m[i * p + j] = m[j * p + i] = x;
 			}
+		}
 		if (cholesky(m, p))
 			break;
 		ridge = (ridge == 0) ? 1e-8 * Max(1.0, v[1]) : ridge * 10;
@@ -525,10 +580,11 @@ dr_irls_solve(PG_FUNCTION_ARGS)
 	{
 		double		b = beta[i] + step[i];
 
-		if (isnan(b) || isinf(b))
+		if (isnan(b) || isinf(b) || fabs(b) > DR_MAX_COEFFICIENT)
 			ereport(ERROR,
 					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-					 errmsg("training diverged: coefficient %d is not finite", i + 1),
+					 errmsg("training diverged: coefficient %d is %.15g, not a finite number within +-%g",
+							i + 1, b, DR_MAX_COEFFICIENT),
 					 errhint("Use a larger l2 penalty.")));
 		elems[i] = Float8GetDatum(b);
 	}
@@ -555,15 +611,24 @@ dr_irls_decrement(PG_FUNCTION_ARGS)
 	int			p,
 				i;
 
+	if (!(l2 >= 0) || isinf(l2))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("l2 penalty must be a finite number >= 0, got %g", l2)));
 	dr_state_array(b0, FLOAT8OID, -1, "coefficient");
 	p = ARR_DIMS(b0)[0];
 	dr_state_array(b1, FLOAT8OID, p, "coefficient");
 	v = (double *) ARR_DATA_PTR(dr_state_array(state, FLOAT8OID,
-											   IRLS_HEAD + p + p * (p + 1) / 2, "IRLS"));
+											   irls_state_len(p), "IRLS"));
 	old = (double *) ARR_DATA_PTR(b0);
 	new = (double *) ARR_DATA_PTR(b1);
 	for (i = 0; i < p; i++)
 		dec += (v[IRLS_HEAD + i] - (i > 0 ? l2 * old[i] : 0)) * (new[i] - old[i]);
+	if (isnan(dec) || isinf(dec))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("the gain of the Newton step is not finite (%g)", dec),
+				 errdetail("The state, the coefficients or the l2 penalty %g hold numbers too large or not finite.", l2)));
 	PG_RETURN_FLOAT8(dec / 2);
 }
 
@@ -583,10 +648,10 @@ dr_eval_accum(PG_FUNCTION_ARGS)
 				y;
 	int			bin;
 
-	if (PG_ARGISNULL(0))
-		elog(ERROR, "evaluation state is NULL");
-	state = PG_GETARG_ARRAYTYPE_P(0);
 	dr_require_agg_context(fcinfo, "eval_accum");
+	if (PG_ARGISNULL(0))
+		dr_null_state_error("evaluation");
+	state = PG_GETARG_ARRAYTYPE_P(0);
 	if (PG_ARGISNULL(2))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -609,13 +674,57 @@ dr_eval_accum(PG_FUNCTION_ARGS)
 	v[2] -= y * log(Max(mu, 1e-15)) + (1 - y) * log(Max(1 - mu, 1e-15));
 	v[3] += (mu - y) * (mu - y);
 	v[4] += ((mu >= 0.5) == (y == 1)) ? 1 : 0;
-	bin = (int) (mu * EVAL_BINS);
-	if (bin >= EVAL_BINS)
+	/* eta is finite (encode_and_eta), so mu is in [0, 1]; clamp all the same */
+	if (!(mu > 0))
+		bin = 0;
+	else if (mu >= 1)
 		bin = EVAL_BINS - 1;
+	else
+		bin = Min((int) (mu * EVAL_BINS), EVAL_BINS - 1);
 	v[EVAL_HEAD + bin] += y;
 	v[EVAL_HEAD + EVAL_BINS + bin] += 1;
 	v[EVAL_HEAD + 2 * EVAL_BINS + bin] += mu;
 	PG_RETURN_ARRAYTYPE_P(state);
+}
+
+/*
+ * Check that an evaluation state holds what eval_accum can make: finite
+ * sums, counts with 0 <= won <= rows (overall and per bin) that add up, and
+ * predicted sums within [0, rows] per bin.  A hand-made state that does not
+ * is an error rather than NaN or nonsense metrics.
+ */
+static void
+check_eval_state(const double *v, const double *won, const double *cnt,
+				 const double *psum)
+{
+	double		rows = 0,
+				wins = 0;
+	int			b;
+
+	for (b = 0; b < EVAL_HEAD; b++)
+		if (isnan(v[b]) || isinf(v[b]))
+			dr_state_value_error("evaluation",
+								 psprintf("Entry %d is %g, not a finite number.", b + 1, v[b]));
+	if (!(v[0] > 0 && v[1] >= 0 && v[1] <= v[0] && v[2] >= 0 && v[3] >= 0 &&
+		  v[4] >= 0 && v[4] <= v[0]))
+		dr_state_value_error("evaluation",
+							 psprintf("Its totals (rows %g, won %g, log loss %g, Brier %g, correct %g) are not consistent.",
+									  v[0], v[1], v[2], v[3], v[4]));
+	for (b = 0; b < EVAL_BINS; b++)
+	{
+		if (!(won[b] >= 0 && won[b] <= cnt[b] && psum[b] >= 0 &&
+			  psum[b] <= cnt[b] * (1 + 1e-12)) ||
+			isinf(cnt[b]))
+			dr_state_value_error("evaluation",
+								 psprintf("Score bin %d has %g won of %g rows with predicted sum %g.",
+										  b + 1, won[b], cnt[b], psum[b]));
+		rows += cnt[b];
+		wins += won[b];
+	}
+	if (fabs(rows - v[0]) > 1e-9 * v[0] || fabs(wins - v[1]) > 1e-9 * Max(v[1], 1.0))
+		dr_state_value_error("evaluation",
+							 psprintf("The score bins hold %g rows and %g won, the totals %g and %g.",
+									  rows, wins, v[0], v[1]));
 }
 
 /*
@@ -654,6 +763,7 @@ dr_eval_final(PG_FUNCTION_ARGS)
 	won = v + EVAL_HEAD;
 	cnt = won + EVAL_BINS;
 	psum = cnt + EVAL_BINS;
+	check_eval_state(v, won, cnt, psum);
 	n = v[0];
 	pos = v[1];
 	neg = n - pos;

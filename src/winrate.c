@@ -16,7 +16,9 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
+#include "common/int.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/numeric.h"
 
@@ -35,6 +37,22 @@ PG_FUNCTION_INFO_V1(dr_float8_state_combine);
 PG_FUNCTION_INFO_V1(dr_winrate_amount_final);
 
 #define DEFAULT_LEVEL 0.95
+
+/* Combine loops check for interrupts every this many elements. */
+#define COMBINE_STRIDE 65536
+
+/*
+ * Check the counts a final function reads from a state: finite, with
+ * 0 <= won <= closed.  States made by the aggregates always are; a
+ * hand-made one that is not would give a rate outside [0, 1] or NaN.
+ */
+static void
+check_counts(const char *what, double won, double closed)
+{
+	if (!(won >= 0 && won <= closed) || isinf(closed))
+		dr_state_value_error(what,
+							 psprintf("It counts %g won of %g closed deals.", won, closed));
+}
 
 /* Count one closed deal into an int8[2] {won, closed} state. */
 Datum
@@ -90,7 +108,18 @@ dr_int8_state_combine(PG_FUNCTION_ARGS)
 	va = (int64 *) ARR_DATA_PTR(a);
 	vb = (int64 *) ARR_DATA_PTR(b);
 	for (i = 0; i < n; i++)
-		va[i] += vb[i];
+	{
+		int64		sum;
+
+		if ((i % COMBINE_STRIDE) == 0)
+			CHECK_FOR_INTERRUPTS();
+		if (pg_add_s64_overflow(va[i], vb[i], &sum))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("count " INT64_FORMAT " + " INT64_FORMAT " overflows at state entry %d",
+							va[i], vb[i], i + 1)));
+		va[i] = sum;
+	}
 	PG_RETURN_ARRAYTYPE_P(a);
 }
 
@@ -101,6 +130,7 @@ dr_winrate_final(PG_FUNCTION_ARGS)
 	ArrayType  *state = PG_GETARG_ARRAYTYPE_P(0);
 	int64	   *v = (int64 *) ARR_DATA_PTR(dr_state_array(state, INT8OID, 2, "win_rate"));
 
+	check_counts("win_rate", (double) v[0], (double) v[1]);
 	if (v[1] <= 0)
 		PG_RETURN_NULL();
 	PG_RETURN_FLOAT8((double) v[0] / (double) v[1]);
@@ -136,6 +166,7 @@ dr_winrate_ci_final(PG_FUNCTION_ARGS)
 	ArrayType  *state = PG_GETARG_ARRAYTYPE_P(0);
 	int64	   *v = (int64 *) ARR_DATA_PTR(dr_state_array(state, INT8OID, 2, "win_rate"));
 
+	check_counts("win_rate", (double) v[0], (double) v[1]);
 	if (v[1] <= 0)
 		PG_RETURN_NULL();
 	PG_RETURN_DATUM(make_interval_datum(fcinfo, (double) v[0], (double) v[1],
@@ -153,10 +184,10 @@ dr_winrate_ci_level_accum(PG_FUNCTION_ARGS)
 	double	   *v;
 	double		level;
 
-	if (PG_ARGISNULL(0))
-		elog(ERROR, "win_rate_ci state is NULL");
-	state = PG_GETARG_ARRAYTYPE_P(0);
 	dr_require_agg_context(fcinfo, "win_rate_ci_accum");
+	if (PG_ARGISNULL(0))
+		dr_null_state_error("win_rate_ci");
+	state = PG_GETARG_ARRAYTYPE_P(0);
 	v = (double *) ARR_DATA_PTR(dr_state_array(state, FLOAT8OID, 3, "win_rate_ci"));
 	if (PG_ARGISNULL(1))
 		PG_RETURN_ARRAYTYPE_P(state);
@@ -189,6 +220,11 @@ dr_winrate_ci_level_combine(PG_FUNCTION_ARGS)
 	dr_require_agg_context(fcinfo, "win_rate_ci_combine");
 	va = (double *) ARR_DATA_PTR(dr_state_array(a, FLOAT8OID, 3, "win_rate_ci"));
 	vb = (double *) ARR_DATA_PTR(dr_state_array(b, FLOAT8OID, 3, "win_rate_ci"));
+	if (va[2] != 0.0 && vb[2] != 0.0 && va[2] != vb[2])
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("confidence level changed within a group: %g then %g", va[2], vb[2]),
+				 errhint("Pass a constant level to win_rate_ci.")));
 	va[0] += vb[0];
 	va[1] += vb[1];
 	if (va[2] == 0.0)
@@ -203,8 +239,15 @@ dr_winrate_ci_level_final(PG_FUNCTION_ARGS)
 	ArrayType  *state = PG_GETARG_ARRAYTYPE_P(0);
 	double	   *v = (double *) ARR_DATA_PTR(dr_state_array(state, FLOAT8OID, 3, "win_rate_ci"));
 
+	check_counts("win_rate_ci", v[0], v[1]);
 	if (v[1] <= 0)
 		PG_RETURN_NULL();
+	if (v[1] >= (double) PG_INT64_MAX)
+		dr_state_value_error("win_rate_ci",
+							 psprintf("It counts %g closed deals, more than a bigint holds.", v[1]));
+	if (!(v[2] > 0.0 && v[2] < 1.0))
+		dr_state_value_error("win_rate_ci",
+							 psprintf("Its confidence level %g is not between 0 and 1 exclusive.", v[2]));
 	PG_RETURN_DATUM(make_interval_datum(fcinfo, v[0], v[1], v[2]));
 }
 
@@ -237,6 +280,12 @@ dr_winrate_amount_accum(PG_FUNCTION_ARGS)
 				 errmsg("deal amount must be a finite non-negative number, got %s",
 						DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(amount)))),
 				 errhint("Filter the row out or fix it; dealrisk.data_quality() lists such rows.")));
+	if (isinf(v[1] + a))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("the closed amount total overflows adding deal amount %s",
+						DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(amount)))),
+				 errhint("Amounts this large are likely a data error; dealrisk.data_quality() lists outliers.")));
 	if (won)
 		v[0] += a;
 	v[1] += a;
@@ -269,7 +318,11 @@ dr_float8_state_combine(PG_FUNCTION_ARGS)
 	va = (double *) ARR_DATA_PTR(a);
 	vb = (double *) ARR_DATA_PTR(b);
 	for (i = 0; i < n; i++)
+	{
+		if ((i % COMBINE_STRIDE) == 0)
+			CHECK_FOR_INTERRUPTS();
 		va[i] += vb[i];
+	}
 	PG_RETURN_ARRAYTYPE_P(a);
 }
 
@@ -280,6 +333,10 @@ dr_winrate_amount_final(PG_FUNCTION_ARGS)
 	ArrayType  *state = PG_GETARG_ARRAYTYPE_P(0);
 	double	   *v = (double *) ARR_DATA_PTR(dr_state_array(state, FLOAT8OID, 3, "weighted win_rate"));
 
+	check_counts("weighted win_rate", v[0], v[1]);
+	if (!(v[2] >= 0) || isinf(v[2]))
+		dr_state_value_error("weighted win_rate",
+							 psprintf("It counts %g closed deals.", v[2]));
 	if (v[2] <= 0 || v[1] <= 0)
 		PG_RETURN_NULL();
 	PG_RETURN_FLOAT8(v[0] / v[1]);

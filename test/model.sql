@@ -109,7 +109,7 @@ SELECT throws_like($$SELECT dealrisk.deal_risk(d.*) FROM tdeals d LIMIT 1$$,
 UPDATE dealrisk.models m SET coefficients = (SELECT array_agg(CASE WHEN i = 2 THEN 'NaN'::float8 ELSE 0.5 END)
 	FROM generate_series(1, dealrisk._validate_model(m.feature_spec, NULL)) i) WHERE name = 'default' AND active;
 SELECT throws_like($$SELECT dealrisk.deal_risk(d.*) FROM tdeals d LIMIT 1$$,
-	'model % ("default") is invalid: coefficient 2 is not finite', 'a non-finite coefficient');
+	'model % ("default") is invalid: coefficient 2 is NaN', 'a non-finite coefficient');
 UPDATE dealrisk.models m SET coefficients = (SELECT array_agg(0::float8)
 	FROM generate_series(1, dealrisk._validate_model(m.feature_spec, NULL)) i) WHERE name = 'default' AND active;
 SELECT is((SELECT dealrisk.deal_risk(d.*) FROM tdeals d LIMIT 1), 50::float8,
@@ -195,7 +195,7 @@ SELECT throws_ok($$SELECT dealrisk.import_model('{"format": "dealrisk-model/1", 
 	'22023', 'model "(import)" is invalid: 2 coefficients for 3 model columns', 'wrong number of coefficients');
 SELECT throws_ok($$SELECT dealrisk.import_model('{"format": "dealrisk-model/1", "coefficients": [0.1, 1],
 	"spec": {"features": [{"name": "a", "kind": "bins", "column": "deal_amount", "edges": [5, 1]}]}}', 'x')$$,
-	'22023', 'model "(import)" is invalid: feature "a" has a bad edge at position 2', 'unsorted bin edges');
+	'22023', 'model "(import)" is invalid: feature "a" has a bad edge at position 2: 1', 'unsorted bin edges');
 
 -- numeric inputs read exactly as numeric::float8 would
 CREATE TEMP TABLE nums (x numeric);

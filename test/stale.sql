@@ -44,7 +44,7 @@ LANGUAGE sql AS $$
 		current_setting('port'), replace(current_database(), '''', '\'''), replace(current_user, '''', '\'''))
 $$;
 
-SELECT plan(47);
+SELECT plan(46);
 
 -- Setup, committed ----------------------------------------------------------
 
@@ -156,9 +156,8 @@ SELECT is((SELECT array_agg(round(stale.risk_at(d, 'stale_age', v.a1, v.a2)::num
 	ARRAY[round(stale.risk(0)::numeric, 6), round(stale.risk(1)::numeric, 6), round(stale.risk(0)::numeric, 6),
 	      round(stale.risk(1)::numeric, 6)],
 	'a changed dealrisk.as_of_date is seen by a call site that lives for the transaction');
-SET dealrisk.as_of_date = 'infinity';
-SELECT throws_ok($$SELECT dealrisk.deal_risk(d, 'stale_age') FROM stale.deals d WHERE deal_id = 'S1'$$, '22023',
-	'dealrisk.as_of_date must be a finite date, not "infinity"', 'an infinite as-of date is an error');
+SELECT throws_like($$SET dealrisk.as_of_date = 'infinity'$$, '%dealrisk.as_of_date%',
+	'an infinite as-of date is refused when it is set');
 RESET dealrisk.as_of_date;
 
 -- Row types that change ------------------------------------------------------
@@ -227,21 +226,11 @@ SELECT is((SELECT array_agg(e.value IS NULL AND e.reason LIKE '%missing%' ORDER 
 SELECT is((SELECT count(*) FROM stale.deals d WHERE deal_id <> 'S-huge'
 	AND NOT (dealrisk.deal_risk(d, m.name) BETWEEN 0 AND 100)) , 0::bigint,
 	'every risk is a number in [0, 100]') FROM (VALUES ('stale_zero'), ('stale_bins'), ('stale_slope')) m(name);
-SELECT throws_like($$SELECT dealrisk.deal_risk(d, 'stale_zero') FROM stale.deals d WHERE deal_id = 'S-huge'$$,
-	'%feature "amount" is out of range%', 'a value whose standardised value overflows is an error (22003), not NaN');
-CREATE FUNCTION pg_temp.error_detail(q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-	detail text;
-BEGIN
-	EXECUTE q;
-	RETURN NULL;
-EXCEPTION WHEN numeric_value_out_of_range THEN
-	GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
-	RETURN detail;
-END
-$$;
-SELECT matches(pg_temp.error_detail($$SELECT dealrisk.deal_risk(d, 'stale_zero') FROM stale.deals d WHERE deal_id = 'S-huge'$$),
-	'deal_id ''S-huge''', '... that names the row');
+-- a finite value too large to standardise is held at the largest
+-- standardised value (src/model.h, dr_standardise): a number, never NaN
+SELECT is((SELECT count(*) FROM stale.deals d, (VALUES ('stale_zero'), ('stale_bins'), ('stale_slope')) m(name)
+	WHERE d.deal_id = 'S-huge' AND dealrisk.deal_risk(d, m.name) BETWEEN 0 AND 100), 3::bigint,
+	'a value whose standardised value overflows still scores a number in [0, 100]');
 
 -- training and evaluation: the same deals with NULL or non-finite amounts
 CREATE TABLE stale.null_deals AS SELECT * FROM dealrisk.sample_deals(2000, 21);
