@@ -29,9 +29,6 @@ double		dr_band_medium = 30.0;
 double		dr_band_high = 60.0;
 double		dr_band_critical = 80.0;
 
-/* Labels per list: the same limit as DR_MAX_LABELS in outcome.c. */
-#define DR_MAX_LABELS_PER_LIST 64
-
 void		_PG_init(void);
 
 /* Mark the parsed label lists stale whenever a label GUC changes. */
@@ -43,7 +40,7 @@ assign_labels(const char *newval, void *extra)
 
 /*
  * Check hook of the label lists: comma-separated labels, at most
- * DR_MAX_LABELS_PER_LIST of them, none empty (",," or a trailing comma is
+ * DR_MAX_LABELS of them, none empty (",," or a trailing comma is
  * a typo that would otherwise pass unnoticed).  A blank list is allowed:
  * it names no label.
  */
@@ -75,9 +72,9 @@ check_labels(char **newval, void **extra, GucSource source)
 			GUC_check_errhint("Separate labels with single commas, e.g. 'won,closed won'.");
 			return false;
 		}
-		if (count > DR_MAX_LABELS_PER_LIST)
+		if (count > DR_MAX_LABELS)
 		{
-			GUC_check_errdetail("The list has more than %d labels.", DR_MAX_LABELS_PER_LIST);
+			GUC_check_errdetail("The list has more than %d labels.", DR_MAX_LABELS);
 			return false;
 		}
 		if (*p == '\0')

@@ -21,6 +21,9 @@ typedef enum DrOutcome
 	DR_OUTCOME_UNKNOWN
 } DrOutcome;
 
+/* Most labels one label setting may list (checked when set, and when parsed). */
+#define DR_MAX_LABELS 64
+
 /* GUC storage (dealrisk.c). */
 extern char *dr_won_labels;
 extern char *dr_lost_labels;

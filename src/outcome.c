@@ -23,8 +23,6 @@ PG_FUNCTION_INFO_V1(dr_is_won);
 PG_FUNCTION_INFO_V1(dr_outcome_class);
 PG_FUNCTION_INFO_V1(dr_stage_position);
 
-#define DR_MAX_LABELS 64
-
 typedef struct DrLabel
 {
 	char	   *text;			/* lower-cased, trimmed */

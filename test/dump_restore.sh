@@ -12,18 +12,10 @@ db2=${DEALRISK_DB:-dealrisk}_restored
 work=$(mktemp -d)
 chmod 755 "$work"
 trap 'rm -rf "$work"; psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "DROP DATABASE IF EXISTS $db2 WITH (FORCE)" >/dev/null 2>&1' EXIT
-n=0
-failed=0
-ok() {	# ok <status> <description>
-	n=$((n + 1))
-	if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi
-}
-q() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
+. "$(dirname "${BASH_SOURCE[0]}")/harness/tap.sh"
 
 echo "1..9"
-for d in "$db" "$db2"; do
-	q -d postgres -c "DROP DATABASE IF EXISTS $d WITH (FORCE)" -c "CREATE DATABASE $d" || exit 1
-done
+fresh_databases "$db" "$db2"
 q -d "$db" >/dev/null 2>"$work/fill.log" <<'SQL'
 SET client_min_messages = warning;
 CREATE EXTENSION dealrisk;

@@ -19,18 +19,10 @@ trap 'rm -rf "$work"; psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db_up 
 
 current=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$TOP/dealrisk.control")
 oldest=$(ls "$TOP"/src/versions/dealrisk--*.sql | sed -n 's#.*/dealrisk--\([^-]*\)\.sql$#\1#p' | sort -V | head -n 1)
-n=0
-failed=0
-ok() {	# ok <condition-status> <description>
-	n=$((n + 1))
-	if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=$((failed + 1)); fi
-}
-q() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
+. "$(dirname "${BASH_SOURCE[0]}")/harness/tap.sh"
 
 echo "1..9"
-for db in "$db_up" "$db_new"; do
-	q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" || exit 1
-done
+fresh_databases "$db_up" "$db_new"
 
 # What a user of the old version has: the same steps in both databases
 # (the fresh one to compare schemas with), the edits only in the old one.
