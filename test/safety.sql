@@ -2,7 +2,7 @@
 -- read out of bounds or returned NaN before it was fixed), the bounds on
 -- models, and the settings' checks.
 \ir harness/pgtap_setup.psql
-SELECT plan(56);
+SELECT plan(58);
 
 SET LOCAL dealrisk.as_of_date = '2024-12-31';
 CREATE TABLE sdeals AS SELECT * FROM dealrisk.sample_deals(300, 3);
@@ -176,6 +176,17 @@ SELECT throws_ok($$SELECT dealrisk.risk_band(50)$$, '22023',
 	'risk_band() refuses thresholds out of order');
 SET LOCAL dealrisk.band_high = 75;
 SELECT is(dealrisk.risk_band(72), 'medium', 'thresholds set in order work');
+
+-- The training split hash of a deal whose hashtext is INT_MIN: abs() of it
+-- overflowed int4, and training without close dates failed on such data.
+SELECT is(hashtext('D2410425962'), -2147483648, 'D2410425962 hashes to INT_MIN');
+CREATE TABLE public.int_min_deals AS SELECT * FROM dealrisk.sample_deals(2000, 5);
+UPDATE public.int_min_deals SET deal_id = 'D2410425962'
+	WHERE deal_id = (SELECT min(deal_id) FROM public.int_min_deals WHERE outcome IS NOT NULL);
+ALTER TABLE public.int_min_deals DROP COLUMN closed_date;
+SET LOCAL client_min_messages = warning;
+SELECT lives_ok($$SELECT dealrisk.train('public.int_min_deals', 'int_min', activate => false)$$,
+	'training with a hash split over a deal whose hash is INT_MIN');
 
 SELECT * FROM finish();
 ROLLBACK;

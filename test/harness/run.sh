@@ -77,7 +77,7 @@ CONF
 			echo "Stop it (make cluster-stop in that checkout) or choose a port: DEALRISK_PGPORT=54330 make ..." >&2
 			exit 1
 		fi
-		as_owner "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$LOGFILE" -w -t 60 start >/dev/null 9>&- ||
+		as_owner "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$LOGFILE" -o "-p $PORT" -w -t 60 start >/dev/null 9>&- ||
 			{ tail -n 30 "$LOGFILE" >&2; exit 1; }
 	fi
 }
@@ -91,7 +91,7 @@ psql_q() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 fresh_db() {
 	psql_q -d postgres -c "DROP DATABASE IF EXISTS $DBNAME WITH (FORCE)" -c "CREATE DATABASE $DBNAME"
 	if [ "$(psql -X -At -d postgres -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_cron launcher'")" = 0 ]; then
-		as_owner "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$LOGFILE" -w -t 60 -m fast restart >/dev/null 9>&- ||
+		as_owner "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$LOGFILE" -o "-p $PORT" -w -t 60 -m fast restart >/dev/null 9>&- ||
 			{ tail -n 30 "$LOGFILE" >&2; exit 1; }
 	fi
 	psql_q -d "$DBNAME" -c "CREATE EXTENSION dealrisk" -c "CREATE EXTENSION pg_cron"
