@@ -96,6 +96,51 @@ COMMENT ON COLUMN dealrisk.alerts.acked_at IS 'When delivery was confirmed (deal
 SELECT pg_catalog.pg_extension_config_dump('dealrisk.alerts', '');
 SELECT pg_catalog.pg_extension_config_dump('dealrisk.alerts_id_seq', '');
 
+-- The record of refreshes and of the pg_cron job ----------------------------
+-- refresh() appends a row in its own transaction: a row is a refresh that
+-- committed (a failed one rolls back with its row; pg_cron's
+-- cron.job_run_details says that it failed).  Dumped like the history and
+-- the alerts it describes, so that after a restore dealrisk.refresh_status
+-- tells the true age of the restored scores.  One row per refresh: 365 a
+-- year for a daily job.
+CREATE TABLE dealrisk.refresh_log (
+	id              bigserial PRIMARY KEY,
+	started_at      timestamptz NOT NULL,
+	finished_at     timestamptz NOT NULL,
+	scored_at       timestamptz NOT NULL,
+	deals_scored    bigint NOT NULL,
+	alerts_written  bigint NOT NULL,
+	model_id        bigint,
+	model           text,
+	source          text,
+	run_by          text NOT NULL DEFAULT CURRENT_USER,
+	pid             int
+);
+CREATE INDEX refresh_log_finished_at ON dealrisk.refresh_log (finished_at);
+COMMENT ON TABLE dealrisk.refresh_log IS
+	'One row per dealrisk.refresh() that committed: when it started and finished, the scoring time, how many open deals it scored and alerts it wrote, the model, the source, the role and the backend (a failed refresh leaves no row: see dealrisk.refresh_status)';
+COMMENT ON COLUMN dealrisk.refresh_log.scored_at IS 'The scoring time of the refresh (= score_history.scored_at and alerts.created_at)';
+COMMENT ON COLUMN dealrisk.refresh_log.run_by IS 'current_user of the refresh (the pg_cron job''s role when pg_cron ran it)';
+COMMENT ON COLUMN dealrisk.refresh_log.pid IS 'The backend''s process id (cron.job_run_details.job_pid when pg_cron ran it)';
+SELECT pg_catalog.pg_extension_config_dump('dealrisk.refresh_log', '');
+SELECT pg_catalog.pg_extension_config_dump('dealrisk.refresh_log_id_seq', '');
+
+-- The pg_cron job of dealrisk.schedule() in this database, whoever owns it:
+-- pg_cron shows a non-superuser only its own jobs (row-level security on
+-- cron.job), so this row is how schedule() and unschedule() of one role know
+-- about another role's job.  Dumped like cron.job, which pg_cron dumps.
+CREATE TABLE dealrisk.refresh_job (
+	singleton     boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+	job_id        bigint NOT NULL,
+	username      text NOT NULL,
+	schedule      text NOT NULL,
+	scheduled_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	scheduled_by  text NOT NULL DEFAULT SESSION_USER
+);
+COMMENT ON TABLE dealrisk.refresh_job IS
+	'The pg_cron job ''dealrisk-refresh'' of this database (one row, kept by dealrisk.schedule() and dealrisk.unschedule()): its id, the role it runs as, its schedule, when and by which session user it was scheduled';
+SELECT pg_catalog.pg_extension_config_dump('dealrisk.refresh_job', '');
+
 -- Helpers ---------------------------------------------------------------
 
 -- The id of the active model of a name, or an error naming the name.
@@ -399,6 +444,7 @@ DECLARE
 	n_alerts bigint;
 	max_id bigint;
 	detail text;
+	started timestamptz := pg_catalog.clock_timestamp();
 BEGIN
 	-- one watch() or refresh() at a time (a second one waits, then scores anew)
 	LOCK TABLE dealrisk.watch_config IN EXCLUSIVE MODE;
@@ -487,11 +533,17 @@ BEGIN
 		PERFORM pg_catalog.pg_notify('dealrisk_alerts',
 			pg_catalog.json_build_object('count', n_alerts, 'max_id', max_id, 'scored_at', ts)::text);
 	END IF;
+
+	-- 5. the record of this refresh (committed with it, or not at all)
+	INSERT INTO dealrisk.refresh_log (started_at, finished_at, scored_at, deals_scored, alerts_written,
+	                                  model_id, model, source, run_by, pid)
+	VALUES (started, pg_catalog.clock_timestamp(), ts, scored, n_alerts,
+	        mid, cfg.model, dealrisk._qualified_name(cfg.source), CURRENT_USER, pg_catalog.pg_backend_pid());
 	RETURN scored;
 END
 $$;
 COMMENT ON FUNCTION dealrisk.refresh() IS
-	'Rescores the watched open deals: refreshes dealrisk_watch.high_risk_deals concurrently, appends every score to dealrisk.score_history, writes an alert per deal that became high-risk and sends NOTIFY dealrisk_alerts; all in the caller''s transaction; returns the number of open deals scored';
+	'Rescores the watched open deals: refreshes dealrisk_watch.high_risk_deals concurrently, appends every score to dealrisk.score_history, writes an alert per deal that became high-risk, sends NOTIFY dealrisk_alerts and records the run in dealrisk.refresh_log; all in the caller''s transaction; returns the number of open deals scored';
 
 CREATE FUNCTION dealrisk.prune_history(older_than interval DEFAULT '13 months')
 RETURNS bigint
@@ -569,6 +621,116 @@ $$;
 COMMENT ON FUNCTION dealrisk._cron_missing(text, text, text, boolean) IS
 	'Raises the error that explains how to enable pg_cron for dealrisk.schedule() (internal)';
 
+-- The pg_cron job runs as the role that calls schedule() (cron.job.username
+-- = current_user), connected to this database.  The error when that role
+-- cannot log in, is past its VALID UNTIL or may not connect here, with the
+-- statements of a working setup: the session's own LOGIN role when it has
+-- this role's rights (and is no superuser: the job would run as one), else
+-- a LOGIN member made for the job.
+CREATE FUNCTION dealrisk._check_job_role(cron text)
+RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	me name := CURRENT_USER;
+	sess name := SESSION_USER;
+	r record;
+	via text := '';
+	how text;
+BEGIN
+	SELECT a.rolcanlogin, a.rolvaliduntil INTO STRICT r FROM pg_catalog.pg_roles a WHERE a.rolname = me;
+	IF sess <> me THEN
+		via := pg_catalog.format(' (set by SET ROLE in a session of "%s")', sess);
+	END IF;
+	IF sess <> me
+	   AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles s WHERE s.rolname = sess AND s.rolcanlogin AND NOT s.rolsuper
+	               AND (s.rolvaliduntil IS NULL OR s.rolvaliduntil > pg_catalog.now()))
+	   AND pg_catalog.pg_has_role(sess, me, 'USAGE')
+	   AND pg_catalog.has_database_privilege(sess, pg_catalog.current_database(), 'CONNECT') THEN
+		how := pg_catalog.format('Schedule as "%s", which can log in and has the rights of "%s": RESET ROLE; SELECT dealrisk.schedule(%L);',
+		                         sess, me, cron);
+	ELSE
+		how := pg_catalog.format('Schedule as a LOGIN role with the rights of "%s": CREATE ROLE %I LOGIN IN ROLE %I; SET ROLE %I; SELECT dealrisk.schedule(%L);',
+		                         me, me::text || '_cron', me, me::text || '_cron', cron);
+	END IF;
+	IF NOT r.rolcanlogin THEN
+		RAISE EXCEPTION 'role "%" cannot log in: a pg_cron job running as it would fail every time', me
+			USING ERRCODE = 'invalid_authorization_specification',
+			      DETAIL = pg_catalog.format('pg_cron runs the job as the role that calls dealrisk.schedule(), here "%s"%s, which is NOLOGIN: each run would fail with "role "%s" is not permitted to log in".',
+			                                 me, via, me),
+			      HINT = how || pg_catalog.format(' Or let the role log in: ALTER ROLE %I LOGIN;', me);
+	END IF;
+	IF r.rolvaliduntil < pg_catalog.now() THEN
+		RAISE EXCEPTION 'role "%" is past its VALID UNTIL time (%): a pg_cron job must not run as it', me, r.rolvaliduntil
+			USING ERRCODE = 'invalid_authorization_specification',
+			      DETAIL = pg_catalog.format('pg_cron runs the job as the role that calls dealrisk.schedule(), here "%s"%s. Its password has expired: where pg_cron connects with password authentication every run would fail.',
+			                                 me, via),
+			      HINT = how || pg_catalog.format(' Or renew the role: ALTER ROLE %I VALID UNTIL ''infinity'';', me);
+	END IF;
+	IF NOT pg_catalog.has_database_privilege(me, pg_catalog.current_database(), 'CONNECT') THEN
+		RAISE EXCEPTION 'role "%" may not connect to database "%": a pg_cron job running as it would fail every time',
+			me, pg_catalog.current_database()
+			USING ERRCODE = 'insufficient_privilege',
+			      DETAIL = pg_catalog.format('pg_cron runs the job as the role that calls dealrisk.schedule(), here "%s"%s, connected to this database: each run would fail with "permission denied for database "%s"".',
+			                                 me, via, pg_catalog.current_database()),
+			      HINT = pg_catalog.format('Grant it: GRANT CONNECT ON DATABASE %I TO %I;', pg_catalog.current_database(), me);
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION dealrisk._check_job_role(text) IS
+	'Raises an error with a working setup when the current role cannot run a pg_cron job here: NOLOGIN, past VALID UNTIL, no CONNECT (internal)';
+
+-- Whether the pg_cron job of an id exists, for a role that cannot see it:
+-- pg_cron hides other roles' jobs from non-superusers (row-level security
+-- on cron.job), but its cron.unschedule(id) refuses another role's job with
+-- 42501 and reports a missing one as another error.  The call runs in a
+-- subtransaction that is always rolled back: it never removes a job.
+CREATE FUNCTION dealrisk._cron_job_exists(job bigint)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	found_it boolean := false;
+BEGIN
+	IF job IS NULL THEN
+		RETURN false;
+	END IF;
+	BEGIN
+		EXECUTE 'SELECT cron.unschedule($1::pg_catalog.int8)' INTO found_it USING job;
+		found_it := coalesce(found_it, false);
+		RAISE EXCEPTION 'dealrisk: undo the probe of pg_cron job %', job;
+	EXCEPTION
+		WHEN insufficient_privilege THEN
+			found_it := true;
+		WHEN OTHERS THEN
+			NULL;
+	END;
+	RETURN found_it;
+END
+$$;
+COMMENT ON FUNCTION dealrisk._cron_job_exists(bigint) IS
+	'Whether a pg_cron job exists, also when it is another role''s (probes cron.unschedule in a subtransaction that is rolled back) (internal)';
+
+-- The 'dealrisk-refresh' jobs of this database that the caller sees in
+-- cron.job: every role's for a superuser, its own for another role.
+CREATE FUNCTION dealrisk._refresh_jobs(OUT job_id bigint, OUT username text, OUT schedule text)
+RETURNS SETOF record
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN QUERY EXECUTE
+		'SELECT j.jobid, j.username::pg_catalog.text, j.schedule::pg_catalog.text FROM cron.job j'
+		' WHERE j.jobname OPERATOR(pg_catalog.=) $1::pg_catalog.name AND j.database::pg_catalog.text OPERATOR(pg_catalog.=) $2'
+		' ORDER BY j.jobid'
+		USING 'dealrisk-refresh', pg_catalog.current_database()::text;
+END
+$$;
+COMMENT ON FUNCTION dealrisk._refresh_jobs() IS
+	'The pg_cron jobs ''dealrisk-refresh'' of this database that the caller sees (internal)';
+
 CREATE FUNCTION dealrisk.schedule(cron text DEFAULT '0 6 * * *')
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
@@ -577,6 +739,10 @@ AS $$
 DECLARE
 	job bigint;
 	cron_db record := dealrisk._cron_database();
+	me name := CURRENT_USER;
+	su boolean;
+	rec dealrisk.refresh_job;
+	other record;
 BEGIN
 	IF cron IS NULL OR pg_catalog.btrim(cron) = '' THEN
 		RAISE EXCEPTION 'cron schedule must not be %', CASE WHEN cron IS NULL THEN 'NULL' ELSE 'empty' END
@@ -590,39 +756,183 @@ BEGIN
 			cron_db.db, pg_catalog.current_database(), cron_db.readable);
 	END IF;
 	PERFORM dealrisk._watch_config();
+	PERFORM dealrisk._check_job_role(cron);
 	IF cron_db.readable AND cron_db.db IS NULL THEN
 		RAISE WARNING 'pg_cron is installed in this database but its library is not loaded: the job will not run'
 			USING HINT = 'Add pg_cron to shared_preload_libraries and restart the server.';
 	END IF;
-	-- pg_cron replaces a job of the same name and user
+
+	-- one schedule() or unschedule() at a time
+	LOCK TABLE dealrisk.refresh_job IN EXCLUSIVE MODE;
+	SELECT a.rolsuper INTO su FROM pg_catalog.pg_roles a WHERE a.rolname = me;
+	-- pg_cron names jobs per role, across databases: the caller's job of
+	-- that name for another database would get this schedule and keep
+	-- running there
+	EXECUTE 'SELECT j.jobid, j.database FROM cron.job j WHERE j.jobname OPERATOR(pg_catalog.=) $1::pg_catalog.name'
+		' AND j.username::pg_catalog.text OPERATOR(pg_catalog.=) $2 AND j.database::pg_catalog.text OPERATOR(pg_catalog.<>) $3'
+		' ORDER BY j.jobid LIMIT 1'
+		INTO other USING 'dealrisk-refresh', me::text, pg_catalog.current_database()::text;
+	IF other.jobid IS NOT NULL THEN
+		RAISE EXCEPTION 'role "%" already has the pg_cron job "dealrisk-refresh" for database "%" (job %)', me, other.database, other.jobid
+			USING ERRCODE = 'duplicate_object',
+			      DETAIL = pg_catalog.format('pg_cron names jobs per role: scheduling here would give that job the new schedule and leave it running in database "%s".',
+			                                 other.database),
+			      HINT = pg_catalog.format('Rename that job as a superuser (UPDATE cron.job SET jobname = %L WHERE jobid = %s;) or schedule here as another role.',
+			                               'dealrisk-refresh ' || other.database, other.jobid);
+	END IF;
+
+	-- one refresh job per database, whoever owns it
+	IF su THEN
+		-- a superuser sees (and may remove) every role's job
+		FOR other IN SELECT j.job_id, j.username FROM dealrisk._refresh_jobs() j WHERE j.username <> me::text LOOP
+			EXECUTE 'SELECT cron.unschedule($1::pg_catalog.int8)' USING other.job_id;
+			RAISE NOTICE 'removed the pg_cron job % of role "%": one dealrisk refresh job per database', other.job_id, other.username;
+		END LOOP;
+	ELSE
+		-- another role sees only its own jobs: the job of record tells
+		SELECT * INTO rec FROM dealrisk.refresh_job;
+		IF rec.username <> me::text
+		   AND NOT EXISTS (SELECT 1 FROM dealrisk._refresh_jobs() j WHERE j.job_id = rec.job_id)
+		   AND dealrisk._cron_job_exists(rec.job_id) THEN
+			RAISE EXCEPTION 'database "%" already has a dealrisk refresh job: pg_cron job % of role "%"',
+				pg_catalog.current_database(), rec.job_id, rec.username
+				USING ERRCODE = 'duplicate_object',
+				      DETAIL = pg_catalog.format('One refresh job per database. pg_cron lets only the job''s role or a superuser change or remove it (scheduled %s by "%s", schedule %s).',
+				                                 rec.scheduled_at, rec.scheduled_by, rec.schedule),
+				      HINT = pg_catalog.format('As "%s" or as a superuser run SELECT dealrisk.unschedule(); then call dealrisk.schedule() again.', rec.username);
+		END IF;
+	END IF;
+
+	-- pg_cron replaces a job of the same name and role
 	EXECUTE 'SELECT cron.schedule($1, $2, $3)' INTO job
 		USING 'dealrisk-refresh', cron, 'SELECT dealrisk.refresh()';
+	INSERT INTO dealrisk.refresh_job AS r (singleton, job_id, username, schedule, scheduled_at, scheduled_by)
+	VALUES (true, job, me, cron, pg_catalog.now(), SESSION_USER)
+	ON CONFLICT (singleton) DO UPDATE SET job_id = EXCLUDED.job_id, username = EXCLUDED.username,
+		schedule = EXCLUDED.schedule, scheduled_at = EXCLUDED.scheduled_at, scheduled_by = EXCLUDED.scheduled_by;
 	RETURN job;
 END
 $$;
 COMMENT ON FUNCTION dealrisk.schedule(text) IS
-	'Schedules SELECT dealrisk.refresh() with pg_cron as job ''dealrisk-refresh'' of the current user (default 06:00 GMT daily); scheduling again replaces the job; returns the pg_cron job id';
+	'Schedules SELECT dealrisk.refresh() with pg_cron as job ''dealrisk-refresh'' of this database, run as the current role, which must be able to log in and connect (default 06:00 GMT daily); one job per database: scheduling again replaces it, a superuser replaces another role''s job, another role is refused; returns the pg_cron job id';
 
 CREATE FUNCTION dealrisk.unschedule()
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	me name := CURRENT_USER;
+	su boolean;
+	rec dealrisk.refresh_job;
+	j record;
+	removed boolean := false;
 BEGIN
 	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension e WHERE e.extname = 'pg_cron') THEN
 		PERFORM dealrisk._cron_missing(pg_catalog.format('SELECT cron.unschedule(%L);', 'dealrisk-refresh'),
 			(dealrisk._cron_database()).db, pg_catalog.current_database(), (dealrisk._cron_database()).readable);
 	END IF;
-	-- cron.job shows the caller's own jobs only
-	IF NOT EXISTS (SELECT 1 FROM cron.job j WHERE j.jobname = 'dealrisk-refresh' AND j.username = CURRENT_USER) THEN
-		RETURN false;
+	LOCK TABLE dealrisk.refresh_job IN EXCLUSIVE MODE;
+	SELECT a.rolsuper INTO su FROM pg_catalog.pg_roles a WHERE a.rolname = me;
+	-- a superuser sees every role's job of this database, another role its own
+	FOR j IN SELECT r.job_id FROM dealrisk._refresh_jobs() r LOOP
+		EXECUTE 'SELECT cron.unschedule($1::pg_catalog.int8)' USING j.job_id;
+		removed := true;
+	END LOOP;
+	SELECT * INTO rec FROM dealrisk.refresh_job;
+	IF FOUND THEN
+		IF su OR rec.username = me::text OR NOT dealrisk._cron_job_exists(rec.job_id) THEN
+			DELETE FROM dealrisk.refresh_job;
+		ELSIF NOT removed THEN
+			RAISE EXCEPTION 'the dealrisk refresh job of database "%" belongs to role "%" (pg_cron job %)',
+				pg_catalog.current_database(), rec.username, rec.job_id
+				USING ERRCODE = 'insufficient_privilege',
+				      DETAIL = 'pg_cron lets only the job''s role or a superuser remove it.',
+				      HINT = pg_catalog.format('Run SELECT dealrisk.unschedule(); as "%s" or as a superuser.', rec.username);
+		END IF;
 	END IF;
-	EXECUTE 'SELECT cron.unschedule($1::name)' USING 'dealrisk-refresh';
-	RETURN true;
+	RETURN removed;
 END
 $$;
 COMMENT ON FUNCTION dealrisk.unschedule() IS
-	'Removes the pg_cron job ''dealrisk-refresh'' of the current user; false when there was none';
+	'Removes the pg_cron job ''dealrisk-refresh'' of this database: a superuser''s call removes it whichever role owns it, another role''s call its own (and is refused for another role''s job); false when there was none';
+
+-- Health ------------------------------------------------------------------
+
+-- The latest run of this database's 'dealrisk-refresh' job in pg_cron's
+-- cron.job_run_details and the job itself, as far as the caller may read
+-- them (pg_cron shows each role its own jobs and runs, a superuser all);
+-- NULLs when pg_cron is not in this database or the caller may not read it.
+-- pg_cron's tables are read by dynamic SQL: the cron schema need not exist.
+CREATE FUNCTION dealrisk._cron_status(OUT job_id bigint, OUT job_owner text, OUT job_schedule text,
+	OUT run_status text, OUT run_message text, OUT run_at timestamptz)
+LANGUAGE plpgsql STABLE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF pg_catalog.to_regnamespace('cron') IS NULL OR NOT pg_catalog.has_schema_privilege('cron', 'USAGE')
+	   OR pg_catalog.to_regclass('cron.job') IS NULL OR pg_catalog.to_regclass('cron.job_run_details') IS NULL THEN
+		RETURN;
+	END IF;
+	SELECT j.job_id, j.username, j.schedule INTO job_id, job_owner, job_schedule
+	FROM dealrisk._refresh_jobs() j ORDER BY j.job_id DESC LIMIT 1;
+	EXECUTE 'SELECT r.status::pg_catalog.text, r.return_message::pg_catalog.text, r.start_time FROM cron.job_run_details r'
+		' WHERE r.jobid OPERATOR(pg_catalog.=) ANY ($1) ORDER BY r.runid DESC LIMIT 1'
+		INTO run_status, run_message, run_at
+		USING ARRAY(SELECT j.job_id FROM dealrisk._refresh_jobs() j);
+EXCEPTION WHEN insufficient_privilege OR undefined_table OR undefined_column OR undefined_function THEN
+	job_id := NULL; job_owner := NULL; job_schedule := NULL;
+	run_status := NULL; run_message := NULL; run_at := NULL;
+END
+$$;
+COMMENT ON FUNCTION dealrisk._cron_status() IS
+	'The dealrisk-refresh job of this database and its latest pg_cron run, as far as the caller may read them; NULLs without pg_cron here (internal)';
+
+-- A duration in plain words: whole minutes under an hour, hours under
+-- three days, days beyond.
+CREATE FUNCTION dealrisk._duration_words(d interval)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN (SELECT n || ' ' || u || CASE WHEN n = 1 THEN '' ELSE 's' END
+        FROM (SELECT pg_catalog.floor(pg_catalog.date_part('epoch', d) / x.secs)::bigint AS n, x.u
+              FROM (SELECT CASE WHEN d < interval '1 hour' THEN 60 WHEN d < interval '72 hours' THEN 3600 ELSE 86400 END AS secs,
+                           CASE WHEN d < interval '1 hour' THEN 'minute' WHEN d < interval '72 hours' THEN 'hour' ELSE 'day' END AS u) x) y);
+COMMENT ON FUNCTION dealrisk._duration_words(interval) IS
+	'A duration in whole minutes (under an hour), hours (under three days) or days, e.g. ''27 hours'' (internal)';
+
+CREATE VIEW dealrisk.refresh_status AS
+SELECT s.last_refresh_at, s.last_refresh_succeeded, l.finished_at AS last_success_at, s.age,
+       l.deals_scored, l.alerts_written, l.model_id, l.run_by,
+       c.run_status AS last_cron_status, c.run_message AS last_cron_message, c.run_at AS last_cron_run_at,
+       coalesce(c.job_id, j.job_id) AS job_id, coalesce(c.job_owner, j.username) AS job_owner,
+       coalesce(c.job_schedule, j.schedule) AS job_schedule,
+       CASE WHEN NOT s.last_refresh_succeeded
+            THEN pg_catalog.format('failing: the pg_cron run at %s failed: %s (%s)',
+                                   pg_catalog.date_trunc('second', c.run_at),
+                                   coalesce(nullif(pg_catalog.btrim(pg_catalog.split_part(c.run_message, E'\n', 1)), ''), 'no message'),
+                                   CASE WHEN l.id IS NULL THEN 'no successful refresh yet'
+                                        ELSE 'last success ' || dealrisk._duration_words(s.age) || ' ago' END)
+            WHEN l.id IS NULL THEN 'never refreshed'
+            WHEN s.age OPERATOR(pg_catalog.>) interval '26 hours'
+            THEN 'stale: no successful refresh for ' || dealrisk._duration_words(s.age)
+            ELSE 'ok' END AS health
+FROM (SELECT 1) one
+LEFT JOIN LATERAL (SELECT r.* FROM dealrisk.refresh_log r ORDER BY r.finished_at DESC, r.id DESC LIMIT 1) l ON true
+LEFT JOIN dealrisk.refresh_job j ON true
+CROSS JOIN dealrisk._cron_status() c
+CROSS JOIN LATERAL (
+	SELECT greatest(l.started_at, c.run_at) AS last_refresh_at,
+	       pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) l.finished_at AS age,
+	       -- a pg_cron run after the latest success tells how the last refresh went
+	       CASE WHEN c.run_at OPERATOR(pg_catalog.>) coalesce(l.started_at, '-infinity')
+	            THEN CASE c.run_status WHEN 'failed' THEN false WHEN 'succeeded' THEN true END
+	            WHEN l.id IS NOT NULL THEN true END AS last_refresh_succeeded) s;
+COMMENT ON VIEW dealrisk.refresh_status IS
+	'One row on the health of the daily refresh: when the last refresh ran and whether it succeeded, the last success (from dealrisk.refresh_log) and its age, deals scored and alerts written, the latest pg_cron run of the job (NULL without pg_cron here or when this role may not read it), the job, and health: ok, stale (no success for 26 hours), failing, never refreshed';
+COMMENT ON COLUMN dealrisk.refresh_status.age IS 'clock_timestamp() - last_success_at: alert on it (e.g. age > interval ''26 hours'') or on health <> ''ok''';
+COMMENT ON COLUMN dealrisk.refresh_status.last_refresh_succeeded IS
+	'false when a pg_cron run after the last success failed; NULL while such a run is under way or when nothing ran yet';
 
 -- The alert outbox --------------------------------------------------------
 
@@ -959,7 +1269,9 @@ COMMENT ON FUNCTION dealrisk.untrack(regclass) IS
 -- internal helpers they call (diagnostics helpers, _watch_config for
 -- digest(), _row_args/_model_columns/_evaluate for evaluate(), _as_of,
 -- _deal_risk_row into which the planner rewrites deal_risk(), _risk_change
--- for the track() trigger, which runs as whoever writes the deal table).
+-- for the track() trigger, which runs as whoever writes the deal table;
+-- _cron_status, _refresh_jobs and _duration_words for the view
+-- refresh_status, whose functions run as its reader).
 -- These REVOKEs are at the end of the install script because they cover
 -- functions of every part.
 REVOKE EXECUTE ON FUNCTION
@@ -1000,7 +1312,9 @@ REVOKE EXECUTE ON FUNCTION
 	dealrisk._create_view(regclass),
 	dealrisk._refresh_view(regclass),
 	dealrisk._cron_database(),
-	dealrisk._cron_missing(text, text, text, boolean)
+	dealrisk._cron_missing(text, text, text, boolean),
+	dealrisk._check_job_role(text),
+	dealrisk._cron_job_exists(bigint)
 FROM PUBLIC;
 -- 3. support functions
 REVOKE EXECUTE ON FUNCTION

@@ -3,7 +3,7 @@
 -- their bad input.  Everything here runs in one transaction that is rolled
 -- back; what needs commits or a second session is in test/ops_live.sql.
 \ir harness/pgtap_setup.psql
-SELECT plan(206);
+SELECT plan(253);
 
 SET LOCAL dealrisk.as_of_date = '2024-12-31';
 CREATE TABLE public.deals AS SELECT * FROM dealrisk.sample_deals(3000, 7);
@@ -45,16 +45,47 @@ BEGIN
 	RETURN res;
 END
 $$;
+-- The SQLSTATE, message, detail and hint of the error a query raises as
+-- another role, in a session of another session user when sess is given
+-- (SET SESSION AUTHORIZATION: the test runs as a superuser), ' | '-separated.
+CREATE FUNCTION pg_temp.error_as(r text, q text, sess text DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+	state text;
+	msg text;
+	detail text;
+	hint text;
+BEGIN
+	IF sess IS NOT NULL THEN
+		EXECUTE pg_catalog.format('SET LOCAL SESSION AUTHORIZATION %I', sess);
+	END IF;
+	EXECUTE pg_catalog.format('SET LOCAL ROLE %I', r);
+	EXECUTE q;
+	RESET ROLE;
+	RESET SESSION AUTHORIZATION;
+	RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+	GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL,
+		hint = PG_EXCEPTION_HINT;
+	RETURN concat_ws(' | ', state, msg, nullif(detail, ''), nullif(hint, ''));
+END
+$$;
 
 -- Objects -------------------------------------------------------------------
 
 SELECT has_table('dealrisk', 'watch_config', 'config table watch_config');
 SELECT has_table('dealrisk', 'score_history', 'table score_history');
 SELECT has_table('dealrisk', 'alerts', 'outbox table alerts');
+SELECT has_table('dealrisk', 'refresh_log', 'table refresh_log');
+SELECT has_view('dealrisk', 'refresh_status', 'view refresh_status');
+SELECT columns_are('dealrisk', 'refresh_status', ARRAY['last_refresh_at', 'last_refresh_succeeded', 'last_success_at', 'age',
+	'deals_scored', 'alerts_written', 'model_id', 'run_by', 'last_cron_status', 'last_cron_message', 'last_cron_run_at',
+	'job_id', 'job_owner', 'job_schedule', 'health'], 'refresh_status: last refresh, last success, age, counts, pg_cron run, job, health');
 SELECT columns_are('dealrisk', 'score_history', ARRAY['deal_id', 'scored_at', 'model_id', 'risk'],
 	'score_history(deal_id, scored_at, model_id, risk)');
-SELECT ok((SELECT ARRAY['dealrisk.watch_config', 'dealrisk.score_history', 'dealrisk.alerts', 'dealrisk.alerts_id_seq']::regclass[]::oid[]
-	<@ extconfig FROM pg_extension WHERE extname = 'dealrisk'), 'config, history and alerts are kept by pg_dump');
+SELECT ok((SELECT ARRAY['dealrisk.watch_config', 'dealrisk.score_history', 'dealrisk.alerts', 'dealrisk.alerts_id_seq',
+	'dealrisk.refresh_log', 'dealrisk.refresh_log_id_seq', 'dealrisk.refresh_job']::regclass[]::oid[]
+	<@ extconfig FROM pg_extension WHERE extname = 'dealrisk'), 'config, history, alerts, refresh log and job of record are kept by pg_dump');
 SELECT is((SELECT string_agg(p.proname || '=' || p.provolatile::text || p.proparallel::text, ' ' ORDER BY p.proname)
 	FROM pg_proc p WHERE p.pronamespace = 'dealrisk'::regnamespace AND p.proname IN
 	('watch', 'refresh', 'schedule', 'unschedule', 'claim_alerts', 'ack_alert', 'alert_text', 'digest',
@@ -73,6 +104,10 @@ SELECT is((pg_temp.error_of($$SELECT dealrisk.refresh()$$)).hint,
 	'Call dealrisk.watch() first, e.g. SELECT dealrisk.watch(''public.deals'', 60);', '... with a hint');
 SELECT throws_ok($$SELECT * FROM dealrisk.digest()$$, '55000', 'no deal source is watched yet', 'digest() before watch()');
 SELECT throws_ok($$SELECT dealrisk.schedule()$$, '55000', 'no deal source is watched yet', 'schedule() before watch()');
+DELETE FROM dealrisk.refresh_log;
+SELECT is((SELECT (last_refresh_at, last_refresh_succeeded, last_success_at, age, deals_scored, health) FROM dealrisk.refresh_status),
+	(NULL::timestamptz, NULL::boolean, NULL::timestamptz, NULL::interval, NULL::bigint, 'never refreshed'::text),
+	'refresh_status before any refresh: never refreshed');
 
 -- watch() -----------------------------------------------------------------------
 
@@ -177,7 +212,18 @@ SELECT is((SELECT source FROM dealrisk.watch_config), '"s;p ""q"."Deals"'::regcl
 SELECT is(dealrisk.watch('public.deals'), (SELECT count(*) FROM open_scores WHERE risk >= 60), 'back to public.deals');
 DELETE FROM dealrisk.score_history;
 DELETE FROM dealrisk.alerts;
+DELETE FROM dealrisk.refresh_log;
 SELECT is(dealrisk.refresh(), (SELECT count(*) FROM open_scores), 'refresh() returns the number of open deals scored');
+SELECT is((SELECT (scored_at, deals_scored, alerts_written, model_id, model, source, run_by, pid, started_at <= finished_at)
+	FROM dealrisk.refresh_log),
+	((SELECT scored_at FROM dealrisk.watch_config), (SELECT count(*) FROM open_scores), (SELECT count(*) FROM dealrisk.alerts),
+	 :model_id::bigint, 'default'::text, 'public.deals'::text, (current_user COLLATE "default")::text, pg_backend_pid(), true),
+	'refresh() records itself in refresh_log: time, deals scored, alerts, model, source, role, backend');
+SELECT is((SELECT (last_refresh_succeeded, last_success_at, deals_scored, alerts_written, model_id, run_by, health,
+	age >= '0' AND age < '1 hour', last_refresh_at = (SELECT started_at FROM dealrisk.refresh_log)) FROM dealrisk.refresh_status),
+	(true, (SELECT finished_at FROM dealrisk.refresh_log), (SELECT count(*) FROM open_scores), (SELECT count(*) FROM dealrisk.alerts),
+	 :model_id::bigint, (current_user COLLATE "default")::text, 'ok'::text, true, true),
+	'refresh_status after a refresh: ok, when, how many deals and alerts, which model');
 SELECT is((SELECT count(*) FROM dealrisk.score_history), (SELECT count(*) FROM open_scores), 'one history entry per open deal');
 SELECT is((SELECT count(*)::int FROM dealrisk.score_history h JOIN open_scores s USING (deal_id)
 	WHERE h.risk = s.risk AND h.model_id = :model_id AND h.scored_at = (SELECT scored_at FROM dealrisk.watch_config)),
@@ -242,6 +288,7 @@ SELECT throws_ok($$SELECT dealrisk.refresh()$$, '23514', NULL, 'refresh() fails 
 SELECT is((SELECT count(*) FROM dealrisk.score_history), :'hist_before'::bigint, '... and leaves no history entry');
 SELECT is((SELECT scored_at FROM dealrisk.watch_config), :'scored_before'::timestamptz, '... nor a new scoring time');
 SELECT is((SELECT max(scored_at) FROM dealrisk_watch.high_risk_deals), :'scored_before'::timestamptz, '... nor a refreshed view');
+SELECT is((SELECT max(scored_at) FROM dealrisk.refresh_log), :'scored_before'::timestamptz, '... nor a refresh_log row');
 ALTER TABLE dealrisk.alerts DROP CONSTRAINT ops_t_block;
 
 -- refresh errors
@@ -378,12 +425,69 @@ SELECT (SELECT jobid FROM cron.job WHERE jobname = 'dealrisk-refresh') AS job_id
 SELECT is(dealrisk.schedule('*/10 * * * *'), :job_id::bigint, 'scheduling again replaces the job');
 SELECT is((SELECT array_agg(schedule) FROM cron.job WHERE jobname = 'dealrisk-refresh'), ARRAY['*/10 * * * *'],
 	'one job, with the new schedule');
+SELECT is((SELECT (job_id, username, schedule, scheduled_by) FROM dealrisk.refresh_job),
+	(:job_id::bigint, (current_user COLLATE "default")::text, '*/10 * * * *'::text, (session_user COLLATE "default")::text), 'the job of record');
+
+-- refresh_status with pg_cron
+SELECT lives_ok($$SELECT dealrisk.refresh()$$, 'a refresh');
+SELECT is((SELECT (job_id, job_owner, job_schedule, last_cron_status, last_cron_run_at, health) FROM dealrisk.refresh_status),
+	(:job_id::bigint, (current_user COLLATE "default")::text, '*/10 * * * *'::text, NULL::text, NULL::timestamptz, 'ok'::text),
+	'refresh_status shows the job; no pg_cron run yet');
+INSERT INTO cron.job_run_details (jobid, runid, job_pid, database, username, command, status, return_message, start_time, end_time)
+VALUES (:job_id, nextval('cron.runid_seq'), 4242, current_database(), current_user, 'SELECT dealrisk.refresh()', 'failed',
+	'ERROR:  no active deal risk model named "default"', clock_timestamp() + interval '1 minute',
+	clock_timestamp() + interval '61 seconds');
+SELECT is((SELECT (last_refresh_at, last_refresh_succeeded, last_cron_status, last_cron_message) FROM dealrisk.refresh_status),
+	((SELECT max(start_time) FROM cron.job_run_details WHERE jobid = :job_id), false, 'failed'::text,
+	 'ERROR:  no active deal risk model named "default"'::text),
+	'a failed pg_cron run after the last success: the last refresh failed');
+SELECT is((SELECT health FROM dealrisk.refresh_status),
+	format('failing: the pg_cron run at %s failed: ERROR:  no active deal risk model named "default" (last success 0 minutes ago)',
+	       (SELECT date_trunc('second', max(start_time)) FROM cron.job_run_details WHERE jobid = :job_id)),
+	'... health says failing, with pg_cron''s message');
+SELECT is((SELECT (last_success_at, deals_scored) FROM dealrisk.refresh_status),
+	((SELECT max(finished_at) FROM dealrisk.refresh_log), (SELECT count(*) FROM public.deals WHERE outcome IS NULL)),
+	'... and still tells the last success');
+UPDATE cron.job_run_details SET start_time = start_time - interval '2 minutes' WHERE jobid = :job_id;
+SELECT lives_ok($$SELECT dealrisk.refresh()$$, 'a refresh after the failed run');
+SELECT is((SELECT (last_refresh_succeeded, health) FROM dealrisk.refresh_status), (true, 'ok'::text), '... is ok again');
+UPDATE dealrisk.refresh_log SET started_at = clock_timestamp() - interval '27 hours 40 minutes',
+	finished_at = clock_timestamp() - interval '27 hours 30 minutes';
+UPDATE cron.job_run_details SET status = 'succeeded', return_message = '1 row', start_time = clock_timestamp() - interval '27 hours 40 minutes'
+	WHERE jobid = :job_id;
+SELECT is((SELECT (last_refresh_succeeded, health) FROM dealrisk.refresh_status),
+	(true, 'stale: no successful refresh for 27 hours'::text), 'no success for 27 hours: stale');
+SELECT is((SELECT date_trunc('minute', age + interval '30 seconds') FROM dealrisk.refresh_status), interval '27 hours 30 minutes',
+	'... age: since the last success');
+UPDATE dealrisk.refresh_log SET finished_at = clock_timestamp() - interval '4 days';
+SELECT is((SELECT health FROM dealrisk.refresh_status), 'stale: no successful refresh for 4 days', '... in days after three days');
+DELETE FROM dealrisk.refresh_log;
+UPDATE cron.job_run_details SET status = 'failed', return_message = E'ERROR:  permission denied for table deals\nmore', start_time = clock_timestamp()
+	WHERE jobid = :job_id;
+SELECT is((SELECT health FROM dealrisk.refresh_status),
+	format('failing: the pg_cron run at %s failed: ERROR:  permission denied for table deals (no successful refresh yet)',
+	       (SELECT date_trunc('second', max(start_time)) FROM cron.job_run_details WHERE jobid = :job_id)),
+	'failed runs and no success: failing, first line of the message');
+DELETE FROM cron.job_run_details WHERE jobid = :job_id;
+SELECT is((SELECT health FROM dealrisk.refresh_status), 'never refreshed', 'no run, no refresh: never refreshed');
+
 SELECT throws_ok($$SELECT dealrisk.schedule('every day')$$, '22023', 'invalid schedule: every day', 'a bad cron expression');
 SELECT throws_ok($$SELECT dealrisk.schedule(NULL)$$, '22004', 'cron schedule must not be NULL', 'a NULL schedule');
 SELECT throws_ok($$SELECT dealrisk.schedule(' ')$$, '22023', 'cron schedule must not be empty', 'an empty schedule');
 SELECT ok(dealrisk.unschedule(), 'unschedule() removes the job');
 SELECT ok(NOT EXISTS (SELECT 1 FROM cron.job WHERE jobname = 'dealrisk-refresh'), '... it is gone');
 SELECT ok(NOT dealrisk.unschedule(), 'unschedule() without a job returns false');
+-- one job of that name per role in pg_cron: the caller's job for another
+-- database is not taken over
+SELECT cron.schedule_in_database('dealrisk-refresh', '0 8 * * *', 'SELECT 1', 'postgres') AS other_db_job \gset
+SELECT is((SELECT concat_ws(' | ', state, msg, detail) FROM pg_temp.error_of($$SELECT dealrisk.schedule()$$)),
+	format('42710 | role "%s" already has the pg_cron job "dealrisk-refresh" for database "postgres" (job %s)'
+	       ' | pg_cron names jobs per role: scheduling here would give that job the new schedule and leave it running in database "postgres".',
+	       current_user, :other_db_job),
+	'schedule() refuses when the caller''s job of that name runs in another database');
+SELECT is((SELECT (schedule, database) FROM cron.job WHERE jobid = :other_db_job), ('0 8 * * *'::text, 'postgres'::text),
+	'... and leaves it alone');
+SELECT ok(cron.unschedule(:other_db_job), '(remove it)');
 -- without pg_cron: what to do, here or in the database where pg_cron runs
 SELECT is((SELECT concat_ws(' | ', state, msg, detail, hint) FROM pg_temp.error_of($$SELECT dealrisk._cron_missing('SELECT 1;', 'postgres', 'sales')$$)),
 	'55000 | pg_cron is not installed in database "sales": it runs in database "postgres"'
@@ -466,9 +570,9 @@ SELECT is((SELECT string_agg(p.oid::regprocedure::text, ', ' ORDER BY p.oid::reg
 SELECT is((SELECT string_agg(p.proname, ', ' ORDER BY p.proname)
 	FROM pg_proc p WHERE p.pronamespace = 'dealrisk'::regnamespace AND p.proname ~ '^_'
 	  AND has_function_privilege('public', p.oid, 'EXECUTE')),
-	'_as_of, _check_period, _check_source, _deal_risk_row, _default_windows, _dimension_columns, _evaluate, '
-	'_has_column, _model_columns, _num, _pct, _pts, _pval, _quarter_label, _risk_change, _row_args, '
-	'_sample_deals_n, _source_name, _watch_config',
+	'_as_of, _check_period, _check_source, _cron_status, _deal_risk_row, _default_windows, _dimension_columns, '
+	'_duration_words, _evaluate, _has_column, _model_columns, _num, _pct, _pts, _pval, _quarter_label, _refresh_jobs, '
+	'_risk_change, _row_args, _sample_deals_n, _source_name, _watch_config',
 	'exactly the internal helpers of PUBLIC functions are PUBLIC');
 SELECT is(pg_temp.as_role('ops_t_nobody0', $$SELECT dealrisk._irls_solve('{1}', '{0}', 0)$$),
 	'error=42501: permission denied for function _irls_solve', 'a training helper is not PUBLIC');
@@ -570,9 +674,94 @@ SELECT is(pg_temp.as_role('ops_t_operator', $$SELECT dealrisk.track('public.deal
 SELECT is(pg_temp.as_role('ops_t_operator', $$SELECT dealrisk.untrack('public.deals')$$),
 	'error=42501: must be owner of relation deals', '... but only the table''s owner untracks');
 SELECT is(pg_temp.as_role('ops_t_operator', $$SELECT count(*) FROM dealrisk.claim_alerts(2)$$), 'value=2', '... claims');
-SELECT matches(pg_temp.as_role('ops_t_operator', $$SELECT dealrisk.schedule()$$), '^value=\d+$', '... schedules');
-SELECT is((SELECT username FROM cron.job WHERE jobname = 'dealrisk-refresh'), 'ops_t_operator', '... a job that runs as the operator');
-SELECT is(pg_temp.as_role('ops_t_operator', $$SELECT dealrisk.unschedule()$$), 'value=true', '... and unschedules');
+-- the operator is a NOLOGIN group role: a pg_cron job running as it would
+-- fail every run with "role is not permitted to log in"
+SELECT is(pg_temp.error_as('ops_t_operator', $$SELECT dealrisk.schedule()$$),
+	'28000 | role "ops_t_operator" cannot log in: a pg_cron job running as it would fail every time'
+	' | pg_cron runs the job as the role that calls dealrisk.schedule(), here "ops_t_operator" (set by SET ROLE in a session of "'
+	|| session_user || '"), which is NOLOGIN: each run would fail with "role "ops_t_operator" is not permitted to log in".'
+	' | Schedule as a LOGIN role with the rights of "ops_t_operator": CREATE ROLE ops_t_operator_cron LOGIN IN ROLE ops_t_operator;'
+	' SET ROLE ops_t_operator_cron; SELECT dealrisk.schedule(''0 6 * * *''); Or let the role log in: ALTER ROLE ops_t_operator LOGIN;',
+	'schedule() as a NOLOGIN operator is refused, with a working setup');
+SELECT is((SELECT count(*)::int FROM cron.job WHERE jobname = 'dealrisk-refresh'), 0, '... and schedules nothing');
+CREATE ROLE ops_t_alice LOGIN IN ROLE ops_t_operator;
+SELECT is(split_part(pg_temp.error_as('ops_t_operator', $$SELECT dealrisk.schedule('0 5 * * *')$$, 'ops_t_alice'), ' | ', 4),
+	'Schedule as "ops_t_alice", which can log in and has the rights of "ops_t_operator": RESET ROLE; SELECT dealrisk.schedule(''0 5 * * *'');'
+	' Or let the role log in: ALTER ROLE ops_t_operator LOGIN;',
+	'... a LOGIN member who did SET ROLE is told to schedule as itself');
+-- the working setup: a LOGIN member of the operator schedules
+CREATE ROLE ops_t_operator_cron LOGIN IN ROLE ops_t_operator;
+SELECT matches(pg_temp.as_role('ops_t_operator_cron', $$SELECT dealrisk.schedule()$$), '^value=\d+$', 'a LOGIN operator schedules');
+SELECT is((SELECT concat_ws(' | ', username, database, command) FROM cron.job WHERE jobname = 'dealrisk-refresh'),
+	'ops_t_operator_cron | ' || current_database() || ' | SELECT dealrisk.refresh()', '... a job that runs as it, here');
+SELECT (SELECT jobid FROM cron.job WHERE jobname = 'dealrisk-refresh') AS op_job \gset
+SELECT is(pg_temp.as_role('ops_t_operator_cron', $$SELECT dealrisk.refresh()$$),
+	'value=' || (SELECT count(*) FROM public.deals WHERE outcome IS NULL), '... which may refresh (the view''s owner is its group)');
+SELECT is((SELECT (job_id, job_owner) FROM dealrisk.refresh_status), (:op_job::bigint, 'ops_t_operator_cron'::text),
+	'refresh_status names the job and its role');
+INSERT INTO cron.job_run_details (jobid, runid, job_pid, database, username, command, status, return_message, start_time)
+VALUES (:op_job, nextval('cron.runid_seq'), 4243, current_database(), 'ops_t_operator_cron', 'SELECT dealrisk.refresh()', 'failed',
+	'ERROR:  boom', clock_timestamp());
+SELECT is(pg_temp.as_role('ops_t_operator_cron', $$SELECT concat_ws(', ', last_cron_status, job_owner, health) FROM dealrisk.refresh_status$$),
+	'value=failed, ops_t_operator_cron, failing: the pg_cron run at '
+	|| (SELECT date_trunc('second', start_time) FROM cron.job_run_details WHERE jobid = :op_job) || ' failed: ERROR:  boom (last success 0 minutes ago)',
+	'the job''s role reads its pg_cron runs in refresh_status');
+SELECT is(pg_temp.as_role('ops_t_analyst', $$SELECT concat_ws(', ', coalesce(last_cron_status, 'no pg_cron run'), job_owner,
+	deals_scored, health) FROM dealrisk.refresh_status$$),
+	'value=no pg_cron run, ops_t_operator_cron, ' || (SELECT count(*) FROM public.deals WHERE outcome IS NULL) || ', ok',
+	'the analyst reads refresh_status; pg_cron''s runs are hidden from it (no USAGE on cron)');
+DELETE FROM cron.job_run_details WHERE jobid = :op_job;
+-- a second role: no second job
+CREATE ROLE ops_t_bob LOGIN IN ROLE ops_t_operator;
+SELECT is(pg_temp.error_as('ops_t_bob', $$SELECT dealrisk.schedule('0 7 * * *')$$),
+	format('42710 | database "%s" already has a dealrisk refresh job: pg_cron job %s of role "ops_t_operator_cron"'
+	       ' | One refresh job per database. pg_cron lets only the job''s role or a superuser change or remove it (scheduled %s by "%s", schedule 0 6 * * *).'
+	       ' | As "ops_t_operator_cron" or as a superuser run SELECT dealrisk.unschedule(); then call dealrisk.schedule() again.',
+	       current_database(), :op_job, now(), session_user),
+	'schedule() by a second role is refused, naming the job''s role');
+SELECT is((SELECT array_agg(concat_ws(' ', jobid, username, schedule)) FROM cron.job WHERE jobname = 'dealrisk-refresh'),
+	ARRAY[:op_job || ' ops_t_operator_cron 0 6 * * *'], '... one job, unchanged');
+SELECT is(pg_temp.as_role('ops_t_bob', $$SELECT dealrisk.unschedule()$$),
+	format('error=42501: the dealrisk refresh job of database "%s" belongs to role "ops_t_operator_cron" (pg_cron job %s)',
+	       current_database(), :op_job), '... and its unschedule() says whose job it is');
+-- a superuser's unschedule() finds another role's job
+SELECT ok(dealrisk.unschedule(), 'unschedule() by a superuser removes the operator''s job');
+SELECT is((SELECT count(*)::int FROM cron.job WHERE jobname = 'dealrisk-refresh') + (SELECT count(*)::int FROM dealrisk.refresh_job), 0,
+	'... no job left, no job of record');
+-- a superuser's schedule() replaces another role's job
+SELECT matches(pg_temp.as_role('ops_t_operator_cron', $$SELECT dealrisk.schedule()$$), '^value=\d+$', 'the operator schedules again');
+SELECT ok(dealrisk.schedule('0 4 * * *') > 0, 'a superuser schedules');
+SELECT is((SELECT array_agg(concat_ws(' ', username, schedule)) FROM cron.job WHERE jobname = 'dealrisk-refresh'),
+	ARRAY[current_user || ' 0 4 * * *'], '... replacing the operator''s job: one job');
+SELECT ok(dealrisk.unschedule(), '(unschedule)');
+-- a job of record that pg_cron no longer has (removed with cron.unschedule) does not block
+SELECT pg_temp.as_role('ops_t_operator_cron', $$SELECT dealrisk.schedule()$$) AS op_sched \gset
+SELECT cron.unschedule(job_id) AS removed FROM dealrisk.refresh_job \gset
+SELECT matches(pg_temp.as_role('ops_t_bob', $$SELECT dealrisk.schedule()$$), '^value=\d+$',
+	'a job of record that is gone does not stop another role');
+SELECT is((SELECT array_agg(username) FROM cron.job WHERE jobname = 'dealrisk-refresh'), ARRAY['ops_t_bob'], '... one job, its own');
+SELECT is(pg_temp.as_role('ops_t_bob', $$SELECT dealrisk.unschedule()$$), 'value=true', '... and it unschedules');
+SELECT is((SELECT count(*)::int FROM cron.job WHERE jobname = 'dealrisk-refresh') + (SELECT count(*)::int FROM dealrisk.refresh_job), 0,
+	'... gone');
+-- a role past VALID UNTIL, a role without CONNECT
+CREATE ROLE ops_t_expired LOGIN VALID UNTIL '2001-02-03 04:05:06+00' IN ROLE ops_t_operator;
+SELECT is(pg_temp.as_role('ops_t_expired', $$SELECT dealrisk.schedule()$$),
+	format('error=28000: role "ops_t_expired" is past its VALID UNTIL time (%s): a pg_cron job must not run as it',
+	       '2001-02-03 04:05:06+00'::timestamptz), 'an expired role is refused');
+SELECT is(split_part(pg_temp.error_as('ops_t_expired', $$SELECT dealrisk.schedule()$$), ' | ', 4),
+	'Schedule as a LOGIN role with the rights of "ops_t_expired": CREATE ROLE ops_t_expired_cron LOGIN IN ROLE ops_t_expired;'
+	' SET ROLE ops_t_expired_cron; SELECT dealrisk.schedule(''0 6 * * *''); Or renew the role: ALTER ROLE ops_t_expired VALID UNTIL ''infinity'';',
+	'... with a hint');
+SELECT format('REVOKE CONNECT ON DATABASE %I FROM PUBLIC', current_database()) \gexec
+SELECT is(pg_temp.error_as('ops_t_operator_cron', $$SELECT dealrisk.schedule()$$),
+	format('42501 | role "ops_t_operator_cron" may not connect to database "%s": a pg_cron job running as it would fail every time'
+	       ' | pg_cron runs the job as the role that calls dealrisk.schedule(), here "ops_t_operator_cron" (set by SET ROLE in a session of "%s"),'
+	       ' connected to this database: each run would fail with "permission denied for database "%s"".'
+	       ' | Grant it: GRANT CONNECT ON DATABASE %I TO ops_t_operator_cron;',
+	       current_database(), session_user, current_database(), current_database()),
+	'a role that may not connect to this database is refused');
+SELECT format('GRANT CONNECT ON DATABASE %I TO PUBLIC', current_database()) \gexec
+SELECT is((SELECT count(*)::int FROM cron.job WHERE jobname = 'dealrisk-refresh'), 0, 'none of them scheduled anything');
 
 -- the source disappears
 DROP VIEW public.my_high_risk_deals;
@@ -595,6 +784,8 @@ SELECT is((pg_temp.error_of($$SELECT dealrisk.schedule()$$)).hint,
 	ELSE (pg_temp.error_of($$SELECT dealrisk.schedule()$$)).hint END, '... says how to enable it');
 SELECT throws_ok($$SELECT dealrisk.unschedule()$$, '55000', format('pg_cron is not installed in database "%s"', current_database()),
 	'unschedule() without pg_cron');
+SELECT is((SELECT (last_cron_status, last_cron_message, last_cron_run_at, health) FROM dealrisk.refresh_status),
+	(NULL::text, NULL::text, NULL::timestamptz, 'ok'::text), 'refresh_status without pg_cron: from refresh_log alone');
 
 SELECT * FROM finish();
 ROLLBACK;

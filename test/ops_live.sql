@@ -40,6 +40,7 @@ BEGIN
 		DELETE FROM dealrisk.watch_config;
 	END IF;
 	DELETE FROM dealrisk.alerts WHERE deal_id LIKE 'LIVE-%';
+	DELETE FROM dealrisk.refresh_log WHERE source LIKE 'ops_live.%';
 	DELETE FROM dealrisk.score_history WHERE deal_id LIKE 'LIVE-%';
 	DELETE FROM dealrisk.models WHERE name = 'ops_live';
 	DROP SCHEMA IF EXISTS ops_live CASCADE;
@@ -111,7 +112,7 @@ SELECT NOT EXISTS (SELECT 1 FROM dealrisk.watch_config)
        AND NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron' AND
                        EXISTS (SELECT 1 FROM cron.job WHERE jobname = 'dealrisk-refresh')) AS clean \gset
 \if :clean
-SELECT plan(37);
+SELECT plan(39);
 
 -- Setup, committed -------------------------------------------------------------
 
@@ -244,6 +245,13 @@ SELECT is((SELECT (pg_temp.wait_cron(:job_id, :'scheduled_at', 130)).status), 's
 	'pg_cron runs SELECT dealrisk.refresh() every minute: a run succeeded');
 SELECT ok((SELECT max(scored_at) FROM dealrisk_watch.high_risk_deals) > :'scored_before'::timestamptz,
 	'... and the view was refreshed (scored_at newer)');
+SELECT is((SELECT (l.run_by, l.deals_scored)::text FROM dealrisk.refresh_log l
+	JOIN cron.job_run_details r ON r.job_pid = l.pid AND r.jobid = :job_id AND r.status = 'succeeded'
+	ORDER BY l.id DESC LIMIT 1),
+	(current_user::text, (SELECT count(*) FROM ops_live.deals WHERE outcome IS NULL))::text,
+	'refresh_log has the run pg_cron made (its backend), its role and the deals it scored');
+SELECT is((SELECT concat_ws(', ', last_cron_status, job_id, job_owner, last_refresh_succeeded, health) FROM dealrisk.refresh_status),
+	concat_ws(', ', 'succeeded', :job_id, current_user, true, 'ok'), 'refresh_status: the pg_cron run succeeded, health ok');
 SELECT ok(dealrisk.unschedule(), 'unschedule()');
 DELETE FROM cron.job_run_details WHERE jobid = :job_id;
 \else
@@ -251,6 +259,8 @@ SELECT diag('no pg_cron launcher is connected to this database: it stops for goo
 	' (DROP DATABASE ... WITH (FORCE)); restart the server (pg_ctl restart) and run this file again');
 SELECT fail('pg_cron runs SELECT dealrisk.refresh() every minute: a run succeeded');
 SELECT fail('... and the view was refreshed (scored_at newer)');
+SELECT fail('refresh_log has the run pg_cron made (its backend), its role and the deals it scored');
+SELECT fail('refresh_status: the pg_cron run succeeded, health ok');
 SELECT fail('unschedule()');
 \endif
 

@@ -158,5 +158,94 @@ END
 $$;
 DROP TABLE dealrisk.stages_0_1_0;
 DROP TABLE dealrisk.action_rules_0_1_0;
+
+-- The record of refreshes starts with the refreshes in the score history
+-- (so that refresh_status does not call an upgraded database "never
+-- refreshed"), and the job of record is this database's dealrisk-refresh
+-- job.  Roles that write the history and the configuration (the operator of
+-- docs/security.md, granted ALL TABLES before these tables existed) may
+-- write the new tables: refresh() and schedule() write them; readers of the
+-- history may read refresh_status.
+INSERT INTO dealrisk.refresh_log (started_at, finished_at, scored_at, deals_scored, alerts_written, model_id, run_by)
+	SELECT h.scored_at, h.scored_at, h.scored_at, pg_catalog.count(*),
+	       (SELECT pg_catalog.count(*) FROM dealrisk.alerts a WHERE a.created_at OPERATOR(pg_catalog.=) h.scored_at),
+	       pg_catalog.max(h.model_id), '(before dealrisk 0.2.0)'
+	FROM dealrisk.score_history h GROUP BY h.scored_at ORDER BY h.scored_at;
+DO $$
+DECLARE
+	g record;
+BEGIN
+	IF EXISTS (SELECT 1 FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'pg_cron') THEN
+		EXECUTE 'INSERT INTO dealrisk.refresh_job (job_id, username, schedule)'
+			' SELECT j.jobid, j.username, j.schedule FROM cron.job j'
+			' WHERE j.jobname OPERATOR(pg_catalog.=) ''dealrisk-refresh''::pg_catalog.name'
+			' AND j.database::pg_catalog.text OPERATOR(pg_catalog.=) pg_catalog.current_database()::pg_catalog.text'
+			' ORDER BY j.jobid DESC LIMIT 1';
+	END IF;
+	FOR g IN
+		SELECT v.kind, v.new_name, a.privilege_type,
+		       CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+		            ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END AS grantee
+		FROM (VALUES ('dealrisk.score_history', 'TABLE', 'dealrisk.refresh_log'),
+		             ('dealrisk.score_history', 'TABLE', 'dealrisk.refresh_status'),
+		             ('dealrisk.alerts_id_seq', 'SEQUENCE', 'dealrisk.refresh_log_id_seq'),
+		             ('dealrisk.watch_config', 'TABLE', 'dealrisk.refresh_job')) v(old_name, kind, new_name),
+		     pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
+		WHERE c.oid OPERATOR(pg_catalog.=) v.old_name::regclass::oid AND a.grantee OPERATOR(pg_catalog.<>) c.relowner
+	LOOP
+		EXECUTE pg_catalog.format('GRANT %s ON %s %s TO %s', g.privilege_type, g.kind, g.new_name, g.grantee);
+	END LOOP;
+END
+$$;
+
+-- The internal helpers were executable by PUBLIC in 0.1.0 and are not any
+-- more: a role granted EXECUTE on an entry point (refresh(), train(), ...)
+-- keeps working, also as the role of a pg_cron job, because it is granted
+-- the helpers (they run with the caller's privileges: docs/security.md).
+DO $$
+DECLARE
+	g record;
+BEGIN
+	FOR g IN
+		SELECT r.grantee, f.fn
+		FROM (SELECT DISTINCT a.grantee
+		      FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
+		      WHERE p.pronamespace OPERATOR(pg_catalog.=) 'dealrisk'::regnamespace AND p.proname !~ '^_'
+		        AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE' AND a.grantee OPERATOR(pg_catalog.<>) 0
+		        AND a.grantee OPERATOR(pg_catalog.<>) p.proowner) r,
+		     (SELECT p.oid::regprocedure AS fn
+		      FROM pg_catalog.pg_proc p
+		      WHERE p.pronamespace OPERATOR(pg_catalog.=) 'dealrisk'::regnamespace AND p.proname ~ '^_'
+		        AND NOT EXISTS (SELECT 1 FROM pg_catalog.aclexplode(coalesce(p.proacl, pg_catalog.acldefault('f', p.proowner))) x
+		                        WHERE x.grantee OPERATOR(pg_catalog.=) 0 AND x.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE')) f
+	LOOP
+		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %I', g.fn, pg_catalog.pg_get_userbyid(g.grantee));
+	END LOOP;
+END
+$$;
+
+-- The watched view moved to dealrisk_watch: its owner may still refresh it
+-- (and rebuild it there: USAGE and CREATE, as it had CREATE on dealrisk to
+-- build it), and the roles it was granted to may still read it.
+DO $$
+DECLARE
+	g record;
+BEGIN
+	FOR g IN
+		SELECT c.relowner AS grantee, 'USAGE, CREATE' AS privs FROM pg_catalog.pg_class c
+		WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass('dealrisk_watch.high_risk_deals')::oid
+		UNION
+		SELECT a.grantee, 'USAGE' FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
+		WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass('dealrisk_watch.high_risk_deals')::oid
+		  AND a.grantee OPERATOR(pg_catalog.<>) c.relowner
+	LOOP
+		IF g.grantee OPERATOR(pg_catalog.=) 0 THEN
+			EXECUTE pg_catalog.format('GRANT %s ON SCHEMA dealrisk_watch TO PUBLIC', g.privs);
+		ELSIF NOT pg_catalog.has_schema_privilege(g.grantee, 'dealrisk_watch', g.privs) THEN
+			EXECUTE pg_catalog.format('GRANT %s ON SCHEMA dealrisk_watch TO %I', g.privs, pg_catalog.pg_get_userbyid(g.grantee));
+		END IF;
+	END LOOP;
+END
+$$;
 '''
 open(os.path.join(TOP, 'src/versions/dealrisk--0.1.0--0.2.0.sql'), 'w').write(head+'\n\n'.join(parts)+tail)
