@@ -33,6 +33,108 @@ RETURN EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
 COMMENT ON FUNCTION dealrisk._has_column(regclass, text) IS
 	'Whether a relation has a column of that name (internal)';
 
+-- Whether reading a value of a type can run only PostgreSQL's own code: a
+-- built-in type (schema pg_catalog), or a domain over one.  A type a role
+-- owns can carry that role's casts and operators, which run with the
+-- privileges of whoever reads the column (casts are not found through the
+-- search_path, so pinning it does not help).
+CREATE FUNCTION dealrisk._builtin_type(typ oid)
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN (WITH RECURSIVE base AS (
+	        SELECT t.oid, t.typnamespace, t.typbasetype, 1 AS depth FROM pg_catalog.pg_type t WHERE t.oid = typ
+	        UNION ALL
+	        SELECT t.oid, t.typnamespace, t.typbasetype, b.depth + 1
+	        FROM base b JOIN pg_catalog.pg_type t ON t.oid = b.typbasetype
+	        WHERE b.typbasetype <> 0 AND b.depth < 32)
+        SELECT n.nspname = 'pg_catalog' FROM base b JOIN pg_catalog.pg_namespace n ON n.oid = b.typnamespace
+        ORDER BY b.depth DESC LIMIT 1);
+COMMENT ON FUNCTION dealrisk._builtin_type(oid) IS
+	'Whether a type is built in (or a domain over a built-in type), so that reading it runs no role''s code (internal)';
+
+-- An error unless each named column of rel that exists has a built-in type.
+CREATE FUNCTION dealrisk._check_column_types(rel regclass, columns text[])
+RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	col text;
+	typ oid;
+BEGIN
+	SELECT a.attname, a.atttypid INTO col, typ
+	FROM pg_catalog.pg_attribute a
+	WHERE a.attrelid = rel::pg_catalog.oid AND a.attnum > 0 AND NOT a.attisdropped
+	  AND a.attname::text = ANY (columns) AND NOT dealrisk._builtin_type(a.atttypid)
+	ORDER BY a.attnum LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'column "%" of "%" has type %, which is not a built-in type', col, dealrisk._source_name(rel),
+			pg_catalog.format_type(typ, NULL)
+			USING ERRCODE = '42804',
+			      DETAIL = 'Reading a column of a type that a role created can run that role''s casts and operators with your privileges.',
+			      HINT = 'Cast the column to a built-in type (text, numeric, date) in a view that you own.';
+	END IF;
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk._check_column_types(regclass, text[]) IS
+	'Raises an error naming the first of the given columns of a relation whose type is not built in (internal)';
+
+-- An error unless reading source runs none of its owner's code with the
+-- caller's privileges: the owner is the caller, a role the caller's
+-- privileges are no more than (it is a member of the caller), or a
+-- superuser; otherwise the source must be a relation that runs no code on
+-- reading (a table, materialized view or foreign table) without a
+-- row-level security policy that applies to the caller.  Also an error when
+-- schema dealrisk holds functions that are not the extension's: whoever
+-- created them could run code as every caller of the extension.
+CREATE FUNCTION dealrisk._check_trust(source regclass)
+RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	owner		oid;
+	kind		"char";
+	foreign_fn	text;
+BEGIN
+	SELECT pg_catalog.string_agg(p.oid::regprocedure::text, ', ' ORDER BY p.oid) INTO foreign_fn
+	FROM pg_catalog.pg_proc p
+	WHERE p.pronamespace = 'dealrisk'::regnamespace::pg_catalog.oid
+	  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+	                  WHERE d.classid = 'pg_catalog.pg_proc'::regclass::pg_catalog.oid AND d.objid = p.oid
+	                    AND d.deptype = 'e');
+	IF foreign_fn IS NOT NULL THEN
+		RAISE EXCEPTION 'schema dealrisk holds functions that are not part of the extension: %', foreign_fn
+			USING ERRCODE = '42501',
+			      DETAIL = 'A function created in schema dealrisk can take the place of the extension''s own and run with the privileges of its callers.',
+			      HINT = 'Drop them, and revoke CREATE on schema dealrisk from every role but its owner (docs/security.md).';
+	END IF;
+	SELECT c.relowner, c.relkind INTO owner, kind FROM pg_catalog.pg_class c WHERE c.oid = source::pg_catalog.oid;
+	IF owner IS NULL
+	   OR pg_catalog.pg_has_role(owner, CURRENT_USER, 'USAGE')
+	   OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = owner) THEN
+		RETURN;
+	END IF;
+	IF kind = 'v' THEN
+		RAISE EXCEPTION 'source "%" is a view of role "%": reading it would run its functions with the privileges of role "%"',
+			dealrisk._source_name(source), pg_catalog.pg_get_userbyid(owner), CURRENT_USER
+			USING ERRCODE = '42501',
+			      HINT = pg_catalog.format('Run this as role %s (or as a role it is a member of), or have a role you trust own the view.',
+			                               pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(owner)));
+	END IF;
+	IF pg_catalog.row_security_active(source) THEN
+		RAISE EXCEPTION 'source "%" of role "%" has row-level security policies, which would run with the privileges of role "%"',
+			dealrisk._source_name(source), pg_catalog.pg_get_userbyid(owner), CURRENT_USER
+			USING ERRCODE = '42501',
+			      HINT = pg_catalog.format('Run this as role %s (or as a role it is a member of), or read the table through a view that you own.',
+			                               pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(owner)));
+	END IF;
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk._check_trust(regclass) IS
+	'Raises an error when reading a source could run code of a role less trusted than the caller, or schema dealrisk holds functions that are not the extension''s (internal)';
+
 CREATE FUNCTION dealrisk._check_source(source regclass, columns text[])
 RETURNS void
 LANGUAGE plpgsql STABLE PARALLEL SAFE
@@ -58,6 +160,13 @@ BEGIN
 			USING ERRCODE = '42809',
 				  HINT = 'Pass a table, view, materialized view or foreign table.';
 	END IF;
+	PERFORM dealrisk._check_trust(source);
+	-- every column of the contract the source has, and those asked for, is
+	-- of a built-in type
+	PERFORM dealrisk._check_column_types(source, coalesce(columns, '{}') ||
+		ARRAY['deal_id', 'created_date', 'closed_date', 'sales_rep_id', 'industry', 'region', 'product_type',
+		      'lead_source', 'deal_stage', 'deal_amount', 'sales_cycle_days', 'outcome', 'last_activity_date',
+		      'stage_entered_date']);
 	FOREACH col IN ARRAY coalesce(columns, '{}') LOOP
 		SELECT a.atttypid::regtype INTO typ
 		FROM pg_catalog.pg_attribute a
@@ -209,6 +318,7 @@ BEGIN
 		END IF;
 		cols := cols || found_name;
 	END LOOP;
+	PERFORM dealrisk._check_column_types(source, cols);
 	RETURN cols;
 END
 $fn$;

@@ -22,6 +22,7 @@
 #include "utils/date.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
 #include "utils/typcache.h"
 
 #include "dealrisk.h"
@@ -483,6 +484,12 @@ dr_row_from_args(DrModel *model, FunctionCallInfo fcinfo, int typarg,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("column names of a row passed as values must be a constant")));
 		typid = PG_GETARG_OID(typarg);
+		/* a row type OID passed by hand to _deal_risk_row may name nothing */
+		if (!SearchSysCacheExists1(TYPEOID, ObjectIdGetDatum(typid)))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("type with OID %u does not exist", typid),
+					 errhint("Call dealrisk.deal_risk(row) and let the planner pass the row's columns.")));
 		names = PG_GETARG_ARRAYTYPE_P(typarg + 1);
 		if (ARR_NDIM(names) > 1 || ARR_ELEMTYPE(names) != TEXTOID)
 			ereport(ERROR,

@@ -372,6 +372,34 @@ $$;
 COMMENT ON FUNCTION dealrisk._watch_config() IS
 	'The dealrisk.watch_config row; an error when nothing is watched or the source is gone (internal)';
 
+-- An error unless dealrisk_watch.high_risk_deals is a materialized view
+-- whose columns are of built-in types: it belongs to the role that called
+-- watch(), and digest() and other readers must not run that role's code
+-- (a plain view of the same name, or a column type with its own casts).
+CREATE FUNCTION dealrisk._check_watch_view()
+RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	v regclass := pg_catalog.to_regclass('dealrisk_watch.high_risk_deals');
+BEGIN
+	IF v IS NULL THEN
+		RETURN;
+	END IF;
+	IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = v::pg_catalog.oid) <> 'm' THEN
+		RAISE EXCEPTION 'dealrisk_watch.high_risk_deals is not the materialized view dealrisk.watch() creates'
+			USING ERRCODE = '42809',
+			      HINT = 'Drop it and call dealrisk.watch() again.';
+	END IF;
+	PERFORM dealrisk._check_column_types(v, ARRAY(
+		SELECT a.attname::text FROM pg_catalog.pg_attribute a
+		WHERE a.attrelid = v::pg_catalog.oid AND a.attnum > 0 AND NOT a.attisdropped));
+END
+$$;
+COMMENT ON FUNCTION dealrisk._check_watch_view() IS
+	'Raises an error when dealrisk_watch.high_risk_deals is not a materialized view of built-in column types (internal)';
+
 -- Watch and refresh -----------------------------------------------------
 
 CREATE FUNCTION dealrisk.watch(source regclass, threshold float8 DEFAULT 60, model text DEFAULT 'default')
@@ -452,6 +480,7 @@ BEGIN
 	-- view, alerts' reasons and actions) uses the model whose id is written
 	LOCK TABLE dealrisk.models IN SHARE MODE;
 	cfg := dealrisk._watch_config();
+	PERFORM dealrisk._check_watch_view();
 	PERFORM dealrisk._check_source(cfg.source,
 		ARRAY['deal_id', 'outcome', 'created_date', 'deal_amount', 'sales_rep_id', 'deal_stage']);
 	mid := dealrisk._active_model(cfg.model);
@@ -1060,6 +1089,10 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	cfg := dealrisk._watch_config();
+	-- the source, and the view of the operator: reading them must run no
+	-- other role's code (docs/security.md)
+	PERFORM dealrisk._check_source(cfg.source, ARRAY['deal_id', 'outcome', 'sales_rep_id', 'deal_amount']);
+	PERFORM dealrisk._check_watch_view();
 	RETURN QUERY EXECUTE pg_catalog.format($q$
 		WITH r AS (
 			SELECT d.deal_id::text AS deal_id, d.sales_rep_id::text AS rep, d.deal_amount::numeric AS raw_amount

@@ -14,14 +14,16 @@ set -u
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 db_up=${DEALRISK_DB:-dealrisk}_upgrade
 db_new=${DEALRISK_DB:-dealrisk}_fresh
+db_op=${DEALRISK_DB:-dealrisk}_upgrade_operator
+op=dealrisk_upgrade_t_operator
 work=$(mktemp -d)
-trap 'rm -rf "$work"; psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db_up WITH (FORCE)" -c "DROP DATABASE IF EXISTS $db_new WITH (FORCE)" >/dev/null 2>&1' EXIT
+trap 'rm -rf "$work"; psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db_up WITH (FORCE)" -c "DROP DATABASE IF EXISTS $db_new WITH (FORCE)" -c "DROP DATABASE IF EXISTS $db_op WITH (FORCE)" -c "DROP ROLE IF EXISTS $op" >/dev/null 2>&1' EXIT
 
 current=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$TOP/dealrisk.control")
 oldest=$(ls "$TOP"/src/versions/dealrisk--*.sql | sed -n 's#.*/dealrisk--\([^-]*\)\.sql$#\1#p' | sort -V | head -n 1)
 . "$(dirname "${BASH_SOURCE[0]}")/harness/tap.sh"
 
-echo "1..9"
+echo "1..13"
 fresh_databases "$db_up" "$db_new"
 
 # What a user of the old version has: the same steps in both databases
@@ -96,7 +98,40 @@ config="SELECT string_agg(c.oid::regclass::text || ' ' || coalesce(x.cond, ''), 
 [ "$(q -d "$db_up" -c "$config")" = "$(q -d "$db_new" -c "$config")" ]
 ok $? "pg_dump keeps the same configuration tables, with the same conditions"
 
+# An operator set up as 0.1.0's docs/security.md said (CREATE on schema
+# dealrisk, EXECUTE on the entry points, the view its own) keeps running the
+# daily loop after the upgrade, and loses CREATE on dealrisk.
+fresh_databases "$db_op"
+q -d postgres -c "DROP ROLE IF EXISTS $op" -c "CREATE ROLE $op LOGIN" >/dev/null
+q -d "$db_op" >/dev/null 2>"$work/op.log" <<SQL
+SET client_min_messages = warning;
+CREATE EXTENSION dealrisk VERSION '$oldest';
+SET dealrisk.as_of_date = '2024-12-31';
+CREATE TABLE public.deals AS SELECT * FROM dealrisk.sample_deals(2000, 3);
+GRANT USAGE, CREATE ON SCHEMA dealrisk TO $op;
+GRANT EXECUTE ON FUNCTION dealrisk.train(regclass, text, text[], float8, float8, boolean),
+	dealrisk.activate(bigint, boolean), dealrisk.rollback(text), dealrisk.import_model(jsonb, text),
+	dealrisk.watch(regclass, float8, text), dealrisk.refresh(), dealrisk.prune_history(interval),
+	dealrisk.schedule(text), dealrisk.unschedule(), dealrisk.track(regclass, text), dealrisk.untrack(regclass),
+	dealrisk.claim_alerts(int, text, interval), dealrisk.ack_alert(bigint) TO $op;
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA dealrisk TO $op;
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA dealrisk TO $op;
+GRANT SELECT ON public.deals TO $op;
+SET ROLE $op;
+SELECT dealrisk.train('public.deals');
+SELECT dealrisk.watch('public.deals', 60);
+SQL
+ok $? "version $oldest with an operator set up as its docs said"
+q -d "$db_op" -c "ALTER EXTENSION dealrisk UPDATE" >>"$work/op.log" 2>&1
+ok $? "... updates"
+[ "$(q -d "$db_op" -c "SELECT has_schema_privilege('$op', 'dealrisk', 'CREATE')")" = f ]
+ok $? "... and the operator no longer has CREATE on schema dealrisk"
+q -d "$db_op" -c "SET ROLE $op" -c "SET dealrisk.as_of_date = '2024-12-31'" -c "SELECT dealrisk.refresh()" >>"$work/op.log" 2>&1 &&
+	[ "$(q -d "$db_op" -c "SELECT pg_get_userbyid(c.relowner) FROM pg_class c WHERE c.oid = 'dealrisk_watch.high_risk_deals'::regclass")" = "$op" ]
+ok $? "... and the operator's refresh() runs after the upgrade, on its view in dealrisk_watch"
+
 if [ "$failed" != 0 ]; then
+	echo "# the operator's database said:"; sed 's/^/# /' "$work/op.log"
 	echo "# ALTER EXTENSION said:"; sed 's/^/# /' "$work/update.log"
 	echo "# refresh() said:"; sed 's/^/# /' "$work/refresh.log"
 	exit 1

@@ -21,6 +21,28 @@ $$;
 -- The stages and the action rules become views over the shipped defaults
 -- and the user's edits, so that pg_dump keeps every edit exactly.  The old
 -- tables step aside here and are turned into edits at the end.
+-- 0.1.0's docs/security.md had the operator GRANT CREATE ON SCHEMA
+-- dealrisk: a role holding it can create overloads of the extension's
+-- functions that run with every caller's privileges.  Nobody but the
+-- schema's owner keeps it (the operator gets CREATE on dealrisk_watch
+-- below, which is all watch() needs).
+DO $$
+DECLARE
+	g record;
+BEGIN
+	FOR g IN
+		SELECT CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+		            ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END AS grantee
+		FROM pg_catalog.pg_namespace n, pg_catalog.aclexplode(n.nspacl) a
+		WHERE n.nspname OPERATOR(pg_catalog.=) 'dealrisk' AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'
+		  AND a.grantee OPERATOR(pg_catalog.<>) n.nspowner
+	LOOP
+		EXECUTE pg_catalog.format('REVOKE CREATE ON SCHEMA dealrisk FROM %s', g.grantee);
+		RAISE NOTICE 'dealrisk: revoked CREATE on schema dealrisk from %: a role that can create objects there can run code as every caller of dealrisk (docs/security.md)', g.grantee;
+	END LOOP;
+END
+$$;
+
 -- functions whose result columns changed
 DROP FUNCTION dealrisk.digest(interval, float8);
 
@@ -411,6 +433,111 @@ SET search_path = pg_catalog, pg_temp
 RETURN EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
                WHERE a.attrelid = rel::pg_catalog.oid AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped);
 
+-- Whether reading a value of a type can run only PostgreSQL's own code: a
+-- built-in type (schema pg_catalog), or a domain over one.  A type a role
+-- owns can carry that role's casts and operators, which run with the
+-- privileges of whoever reads the column (casts are not found through the
+-- search_path, so pinning it does not help).
+CREATE FUNCTION dealrisk._builtin_type(typ oid)
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN (WITH RECURSIVE base AS (
+	        SELECT t.oid, t.typnamespace, t.typbasetype, 1 AS depth FROM pg_catalog.pg_type t WHERE t.oid = typ
+	        UNION ALL
+	        SELECT t.oid, t.typnamespace, t.typbasetype, b.depth + 1
+	        FROM base b JOIN pg_catalog.pg_type t ON t.oid = b.typbasetype
+	        WHERE b.typbasetype <> 0 AND b.depth < 32)
+        SELECT n.nspname = 'pg_catalog' FROM base b JOIN pg_catalog.pg_namespace n ON n.oid = b.typnamespace
+        ORDER BY b.depth DESC LIMIT 1);
+
+COMMENT ON FUNCTION dealrisk._builtin_type(oid) IS
+	'Whether a type is built in (or a domain over a built-in type), so that reading it runs no role''s code (internal)';
+
+-- An error unless each named column of rel that exists has a built-in type.
+CREATE FUNCTION dealrisk._check_column_types(rel regclass, columns text[])
+RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	col text;
+	typ oid;
+BEGIN
+	SELECT a.attname, a.atttypid INTO col, typ
+	FROM pg_catalog.pg_attribute a
+	WHERE a.attrelid = rel::pg_catalog.oid AND a.attnum > 0 AND NOT a.attisdropped
+	  AND a.attname::text = ANY (columns) AND NOT dealrisk._builtin_type(a.atttypid)
+	ORDER BY a.attnum LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'column "%" of "%" has type %, which is not a built-in type', col, dealrisk._source_name(rel),
+			pg_catalog.format_type(typ, NULL)
+			USING ERRCODE = '42804',
+			      DETAIL = 'Reading a column of a type that a role created can run that role''s casts and operators with your privileges.',
+			      HINT = 'Cast the column to a built-in type (text, numeric, date) in a view that you own.';
+	END IF;
+END
+$fn$;
+
+COMMENT ON FUNCTION dealrisk._check_column_types(regclass, text[]) IS
+	'Raises an error naming the first of the given columns of a relation whose type is not built in (internal)';
+
+-- An error unless reading source runs none of its owner's code with the
+-- caller's privileges: the owner is the caller, a role the caller's
+-- privileges are no more than (it is a member of the caller), or a
+-- superuser; otherwise the source must be a relation that runs no code on
+-- reading (a table, materialized view or foreign table) without a
+-- row-level security policy that applies to the caller.  Also an error when
+-- schema dealrisk holds functions that are not the extension's: whoever
+-- created them could run code as every caller of the extension.
+CREATE FUNCTION dealrisk._check_trust(source regclass)
+RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	owner		oid;
+	kind		"char";
+	foreign_fn	text;
+BEGIN
+	SELECT pg_catalog.string_agg(p.oid::regprocedure::text, ', ' ORDER BY p.oid) INTO foreign_fn
+	FROM pg_catalog.pg_proc p
+	WHERE p.pronamespace = 'dealrisk'::regnamespace::pg_catalog.oid
+	  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+	                  WHERE d.classid = 'pg_catalog.pg_proc'::regclass::pg_catalog.oid AND d.objid = p.oid
+	                    AND d.deptype = 'e');
+	IF foreign_fn IS NOT NULL THEN
+		RAISE EXCEPTION 'schema dealrisk holds functions that are not part of the extension: %', foreign_fn
+			USING ERRCODE = '42501',
+			      DETAIL = 'A function created in schema dealrisk can take the place of the extension''s own and run with the privileges of its callers.',
+			      HINT = 'Drop them, and revoke CREATE on schema dealrisk from every role but its owner (docs/security.md).';
+	END IF;
+	SELECT c.relowner, c.relkind INTO owner, kind FROM pg_catalog.pg_class c WHERE c.oid = source::pg_catalog.oid;
+	IF owner IS NULL
+	   OR pg_catalog.pg_has_role(owner, CURRENT_USER, 'USAGE')
+	   OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = owner) THEN
+		RETURN;
+	END IF;
+	IF kind = 'v' THEN
+		RAISE EXCEPTION 'source "%" is a view of role "%": reading it would run its functions with the privileges of role "%"',
+			dealrisk._source_name(source), pg_catalog.pg_get_userbyid(owner), CURRENT_USER
+			USING ERRCODE = '42501',
+			      HINT = pg_catalog.format('Run this as role %s (or as a role it is a member of), or have a role you trust own the view.',
+			                               pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(owner)));
+	END IF;
+	IF pg_catalog.row_security_active(source) THEN
+		RAISE EXCEPTION 'source "%" of role "%" has row-level security policies, which would run with the privileges of role "%"',
+			dealrisk._source_name(source), pg_catalog.pg_get_userbyid(owner), CURRENT_USER
+			USING ERRCODE = '42501',
+			      HINT = pg_catalog.format('Run this as role %s (or as a role it is a member of), or read the table through a view that you own.',
+			                               pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(owner)));
+	END IF;
+END
+$fn$;
+
+COMMENT ON FUNCTION dealrisk._check_trust(regclass) IS
+	'Raises an error when reading a source could run code of a role less trusted than the caller, or schema dealrisk holds functions that are not the extension''s (internal)';
+
 CREATE OR REPLACE FUNCTION dealrisk._check_source(source regclass, columns text[])
 RETURNS void
 LANGUAGE plpgsql STABLE PARALLEL SAFE
@@ -436,6 +563,13 @@ BEGIN
 			USING ERRCODE = '42809',
 				  HINT = 'Pass a table, view, materialized view or foreign table.';
 	END IF;
+	PERFORM dealrisk._check_trust(source);
+	-- every column of the contract the source has, and those asked for, is
+	-- of a built-in type
+	PERFORM dealrisk._check_column_types(source, coalesce(columns, '{}') ||
+		ARRAY['deal_id', 'created_date', 'closed_date', 'sales_rep_id', 'industry', 'region', 'product_type',
+		      'lead_source', 'deal_stage', 'deal_amount', 'sales_cycle_days', 'outcome', 'last_activity_date',
+		      'stage_entered_date']);
 	FOREACH col IN ARRAY coalesce(columns, '{}') LOOP
 		SELECT a.atttypid::regtype INTO typ
 		FROM pg_catalog.pg_attribute a
@@ -583,6 +717,7 @@ BEGIN
 		END IF;
 		cols := cols || found_name;
 	END LOOP;
+	PERFORM dealrisk._check_column_types(source, cols);
 	RETURN cols;
 END
 $fn$;
@@ -2415,6 +2550,35 @@ BEGIN
 END
 $$;
 
+-- An error unless dealrisk_watch.high_risk_deals is a materialized view
+-- whose columns are of built-in types: it belongs to the role that called
+-- watch(), and digest() and other readers must not run that role's code
+-- (a plain view of the same name, or a column type with its own casts).
+CREATE FUNCTION dealrisk._check_watch_view()
+RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	v regclass := pg_catalog.to_regclass('dealrisk_watch.high_risk_deals');
+BEGIN
+	IF v IS NULL THEN
+		RETURN;
+	END IF;
+	IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = v::pg_catalog.oid) <> 'm' THEN
+		RAISE EXCEPTION 'dealrisk_watch.high_risk_deals is not the materialized view dealrisk.watch() creates'
+			USING ERRCODE = '42809',
+			      HINT = 'Drop it and call dealrisk.watch() again.';
+	END IF;
+	PERFORM dealrisk._check_column_types(v, ARRAY(
+		SELECT a.attname::text FROM pg_catalog.pg_attribute a
+		WHERE a.attrelid = v::pg_catalog.oid AND a.attnum > 0 AND NOT a.attisdropped));
+END
+$$;
+
+COMMENT ON FUNCTION dealrisk._check_watch_view() IS
+	'Raises an error when dealrisk_watch.high_risk_deals is not a materialized view of built-in column types (internal)';
+
 -- Watch and refresh -----------------------------------------------------
 
 CREATE OR REPLACE FUNCTION dealrisk.watch(source regclass, threshold float8 DEFAULT 60, model text DEFAULT 'default')
@@ -2496,6 +2660,7 @@ BEGIN
 	-- view, alerts' reasons and actions) uses the model whose id is written
 	LOCK TABLE dealrisk.models IN SHARE MODE;
 	cfg := dealrisk._watch_config();
+	PERFORM dealrisk._check_watch_view();
 	PERFORM dealrisk._check_source(cfg.source,
 		ARRAY['deal_id', 'outcome', 'created_date', 'deal_amount', 'sales_rep_id', 'deal_stage']);
 	mid := dealrisk._active_model(cfg.model);
@@ -3103,6 +3268,10 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	cfg := dealrisk._watch_config();
+	-- the source, and the view of the operator: reading them must run no
+	-- other role's code (docs/security.md)
+	PERFORM dealrisk._check_source(cfg.source, ARRAY['deal_id', 'outcome', 'sales_rep_id', 'deal_amount']);
+	PERFORM dealrisk._check_watch_view();
 	RETURN QUERY EXECUTE pg_catalog.format($q$
 		WITH r AS (
 			SELECT d.deal_id::text AS deal_id, d.sales_rep_id::text AS rep, d.deal_amount::numeric AS raw_amount

@@ -106,6 +106,28 @@ $$;
 -- The stages and the action rules become views over the shipped defaults
 -- and the user's edits, so that pg_dump keeps every edit exactly.  The old
 -- tables step aside here and are turned into edits at the end.
+-- 0.1.0's docs/security.md had the operator GRANT CREATE ON SCHEMA
+-- dealrisk: a role holding it can create overloads of the extension's
+-- functions that run with every caller's privileges.  Nobody but the
+-- schema's owner keeps it (the operator gets CREATE on dealrisk_watch
+-- below, which is all watch() needs).
+DO $$
+DECLARE
+	g record;
+BEGIN
+	FOR g IN
+		SELECT CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+		            ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END AS grantee
+		FROM pg_catalog.pg_namespace n, pg_catalog.aclexplode(n.nspacl) a
+		WHERE n.nspname OPERATOR(pg_catalog.=) 'dealrisk' AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'
+		  AND a.grantee OPERATOR(pg_catalog.<>) n.nspowner
+	LOOP
+		EXECUTE pg_catalog.format('REVOKE CREATE ON SCHEMA dealrisk FROM %s', g.grantee);
+		RAISE NOTICE 'dealrisk: revoked CREATE on schema dealrisk from %: a role that can create objects there can run code as every caller of dealrisk (docs/security.md)', g.grantee;
+	END LOOP;
+END
+$$;
+
 -- functions whose result columns changed
 DROP FUNCTION dealrisk.digest(interval, float8);
 
