@@ -18,6 +18,10 @@
 \pset pager off
 SET client_min_messages = warning;
 
+-- The scratch cluster runs with synchronous_commit = off for speed; a test
+-- that kills a backend must not lose commits it then checks, so this file
+-- and its second sessions commit synchronously.
+SET synchronous_commit = on;
 SELECT NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'dblink') AS own_dblink \gset
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS dblink;
@@ -51,7 +55,7 @@ SELECT pg_temp.ops_live_cleanup() IS NULL AS cleaned \gset
 -- A connection string for a second session to this database.
 CREATE FUNCTION pg_temp.conninfo() RETURNS text
 LANGUAGE sql AS $$
-	SELECT pg_catalog.format('host=''%s'' port=%s dbname=''%s'' user=''%s''',
+	SELECT pg_catalog.format('host=''%s'' port=%s dbname=''%s'' user=''%s'' options=''-c synchronous_commit=on''',
 		replace(coalesce(nullif(split_part(current_setting('unix_socket_directories'), ',', 1), ''), 'localhost'), '''', '\'''),
 		current_setting('port'), replace(current_database(), '''', '\'''), replace(current_user, '''', '\'''))
 $$;
@@ -112,7 +116,7 @@ SELECT NOT EXISTS (SELECT 1 FROM dealrisk.watch_config)
        AND NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron' AND
                        EXISTS (SELECT 1 FROM cron.job WHERE jobname = 'dealrisk-refresh')) AS clean \gset
 \if :clean
-SELECT plan(39);
+SELECT plan(40);
 
 -- Setup, committed -------------------------------------------------------------
 
@@ -188,6 +192,8 @@ SELECT dblink_exec('locker', 'BEGIN') = 'BEGIN' AS began \gset
 SELECT dblink_exec('locker', 'LOCK TABLE dealrisk.alerts IN EXCLUSIVE MODE') = 'LOCK TABLE' AS locked \gset
 SELECT dblink_connect('worker', pg_temp.conninfo()) = 'OK' AS connected \gset
 SELECT pid AS worker_pid FROM dblink('worker', 'SELECT pg_backend_pid()') AS t(pid int) \gset
+SELECT is((SELECT v FROM dblink('worker', 'SHOW synchronous_commit') AS t(v text)), 'on',
+	'the session that is killed commits synchronously (the cluster''s default is off)');
 SELECT dblink_send_query('worker', 'SELECT dealrisk.refresh()') = 1 AS sent \gset
 SELECT ok(pg_temp.wait_until(format($$SELECT EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = %s AND NOT l.granted
 	AND l.relation = 'dealrisk.alerts'::regclass)$$, :worker_pid), 10), 'refresh() in another session waits for the outbox');
