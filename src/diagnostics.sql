@@ -33,27 +33,30 @@ RETURN EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
 COMMENT ON FUNCTION dealrisk._has_column(regclass, text) IS
 	'Whether a relation has a column of that name (internal)';
 
--- Whether reading a value of a type can run only PostgreSQL's own code: a
--- built-in type (schema pg_catalog), or a domain over one.  A type a role
--- owns can carry that role's casts and operators, which run with the
--- privileges of whoever reads the column (casts are not found through the
--- search_path, so pinning it does not help).
-CREATE FUNCTION dealrisk._builtin_type(typ oid)
+-- Whether reading a value of a type runs no code of a role less trusted
+-- than the caller: the type (or, for a domain, its base type) belongs to a
+-- superuser (the built-in types, and those of extensions a superuser
+-- installed) or to a role that is a member of the caller.  A type's owner
+-- can give it casts and operators, which run with the privileges of whoever
+-- reads the column; casts are not found through the search_path, so
+-- pinning it does not help.
+CREATE FUNCTION dealrisk._trusted_type(typ oid)
 RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 RETURN (WITH RECURSIVE base AS (
-	        SELECT t.oid, t.typnamespace, t.typbasetype, 1 AS depth FROM pg_catalog.pg_type t WHERE t.oid = typ
+	        SELECT t.oid, t.typowner, t.typbasetype, 1 AS depth FROM pg_catalog.pg_type t WHERE t.oid = typ
 	        UNION ALL
-	        SELECT t.oid, t.typnamespace, t.typbasetype, b.depth + 1
+	        SELECT t.oid, t.typowner, t.typbasetype, b.depth + 1
 	        FROM base b JOIN pg_catalog.pg_type t ON t.oid = b.typbasetype
 	        WHERE b.typbasetype <> 0 AND b.depth < 32)
-        SELECT n.nspname = 'pg_catalog' FROM base b JOIN pg_catalog.pg_namespace n ON n.oid = b.typnamespace
+        SELECT r.rolsuper OR pg_catalog.pg_has_role(b.typowner, CURRENT_USER, 'USAGE')
+        FROM base b JOIN pg_catalog.pg_roles r ON r.oid = b.typowner
         ORDER BY b.depth DESC LIMIT 1);
-COMMENT ON FUNCTION dealrisk._builtin_type(oid) IS
-	'Whether a type is built in (or a domain over a built-in type), so that reading it runs no role''s code (internal)';
+COMMENT ON FUNCTION dealrisk._trusted_type(oid) IS
+	'Whether reading a value of a type runs no code of a role less trusted than the caller: the (base) type belongs to a superuser or to a member of the caller (internal)';
 
--- An error unless each named column of rel that exists has a built-in type.
+-- An error unless each named column of rel that exists has a trusted type.
 CREATE FUNCTION dealrisk._check_column_types(rel regclass, columns text[])
 RETURNS void
 LANGUAGE plpgsql STABLE PARALLEL SAFE
@@ -66,13 +69,13 @@ BEGIN
 	SELECT a.attname, a.atttypid INTO col, typ
 	FROM pg_catalog.pg_attribute a
 	WHERE a.attrelid = rel::pg_catalog.oid AND a.attnum > 0 AND NOT a.attisdropped
-	  AND a.attname::text = ANY (columns) AND NOT dealrisk._builtin_type(a.atttypid)
+	  AND a.attname::text = ANY (columns) AND NOT coalesce(dealrisk._trusted_type(a.atttypid), false)
 	ORDER BY a.attnum LIMIT 1;
 	IF FOUND THEN
-		RAISE EXCEPTION 'column "%" of "%" has type %, which is not a built-in type', col, dealrisk._source_name(rel),
-			pg_catalog.format_type(typ, NULL)
+		RAISE EXCEPTION 'column "%" of "%" has type %, which belongs to role "%"', col, dealrisk._source_name(rel),
+			pg_catalog.format_type(typ, NULL), (SELECT pg_catalog.pg_get_userbyid(t.typowner) FROM pg_catalog.pg_type t WHERE t.oid = typ)
 			USING ERRCODE = '42804',
-			      DETAIL = 'Reading a column of a type that a role created can run that role''s casts and operators with your privileges.',
+			      DETAIL = pg_catalog.format('Reading a column of a type can run the casts and operators its owner gave it, with the privileges of role %s.', CURRENT_USER),
 			      HINT = 'Cast the column to a built-in type (text, numeric, date) in a view that you own.';
 	END IF;
 END
@@ -162,7 +165,7 @@ BEGIN
 	END IF;
 	PERFORM dealrisk._check_trust(source);
 	-- every column of the contract the source has, and those asked for, is
-	-- of a built-in type
+	-- of a type that runs no less trusted role's code
 	PERFORM dealrisk._check_column_types(source, coalesce(columns, '{}') ||
 		ARRAY['deal_id', 'created_date', 'closed_date', 'sales_rep_id', 'industry', 'region', 'product_type',
 		      'lead_source', 'deal_stage', 'deal_amount', 'sales_cycle_days', 'outcome', 'last_activity_date',

@@ -13,7 +13,7 @@
 -- undoes: its value says whether any planted code ran, even in a statement
 -- that then failed.
 \ir harness/pgtap_setup.psql
-SELECT plan(25);
+SELECT plan(26);
 
 SET LOCAL dealrisk.as_of_date = '2024-12-31';
 SET LOCAL client_min_messages = error;
@@ -84,7 +84,7 @@ SELECT is(pg_temp.ran(), 0::bigint, 'nothing planted has run yet');
 
 -- R1 -----------------------------------------------------------------------
 SELECT is(pg_temp.try($$SELECT dealrisk.watch('public.m_typed', 50)$$),
-	'42804: column "deal_id" of "public.m_typed" has type public.rv_id, which is not a built-in type',
+	'42804: column "deal_id" of "public.m_typed" has type public.rv_id, which belongs to role "trust_t_mallory"',
 	'R1 watch() refuses a source column of a type a role created');
 SELECT is(pg_temp.try($$SELECT dealrisk.diagnose('public.m_typed')$$), pg_temp.try($$SELECT dealrisk.watch('public.m_typed', 50)$$),
 	'... and so do diagnose()');
@@ -93,6 +93,9 @@ SELECT alike(pg_temp.try($$SELECT * FROM dealrisk.lost_lookalikes('public.m_type
 SELECT alike(pg_temp.try($$SELECT dealrisk.train('public.m_typed')$$), '42804:%', '... and train()');
 SELECT alike(pg_temp.try($$SELECT * FROM dealrisk.win_rate_drivers('public.deals', 'region')$$), 'ok',
 	'a dimension column of a built-in type is fine');
+SELECT is(pg_temp.try_as('trust_t_mallory', $$SELECT * FROM dealrisk.win_rate_trend('public.m_typed')$$), 'ok',
+	'the type''s owner may read her own table');
+SELECT setval('public.rv_seq', 1, false) IS NOT NULL AS reset0 \gset
 CREATE TABLE public.odd_dim AS SELECT d.*, ROW(d.region)::public.rv_id AS odd FROM public.deals d;
 SELECT alike(pg_temp.try($$SELECT * FROM dealrisk.win_rate_drivers('public.odd_dim', 'odd')$$), '42804:%column "odd"%',
 	'... and one of a type a role created is refused');
