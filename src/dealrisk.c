@@ -13,12 +13,14 @@
 #include "fmgr.h"
 #include "utils/datetime.h"
 #include "utils/guc.h"
+#include "utils/varlena.h"
 
 #include "dealrisk.h"
 #include "model.h"
 
 PG_MODULE_MAGIC;
 
+char	   *dr_trusted_owners = NULL;
 char	   *dr_won_labels = NULL;
 char	   *dr_lost_labels = NULL;
 char	   *dr_open_labels = NULL;
@@ -36,6 +38,32 @@ static void
 assign_labels(const char *newval, void *extra)
 {
 	dr_labels_dirty = true;
+}
+
+/*
+ * Check hook of dealrisk.trusted_owners: a comma-separated list of role
+ * names (identifiers, quoted where needed).  Roles that do not exist are
+ * allowed (they may be created later) and simply match nobody.
+ */
+static bool
+check_trusted_owners(char **newval, void **extra, GucSource source)
+{
+	char	   *copy;
+	List	   *names;
+	bool		ok;
+
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+	copy = pstrdup(*newval);
+	ok = SplitIdentifierString(copy, ',', &names);
+	list_free(names);
+	pfree(copy);
+	if (!ok)
+	{
+		GUC_check_errdetail("The list of role names cannot be read.");
+		GUC_check_errhint("Separate role names with commas, e.g. 'crm_owner, etl'; quote names with capitals or commas.");
+	}
+	return ok;
 }
 
 /*
@@ -254,6 +282,13 @@ _PG_init(void)
 							   "open,pending,in progress,in_progress,active",
 							   PGC_USERSET, 0,
 							   check_labels, assign_labels, NULL);
+	DefineCustomStringVariable("dealrisk.trusted_owners",
+							   "Roles whose deal sources every caller of dealrisk trusts (comma-separated role names).",
+							   "Reading a relation runs code its owner chose with the reader's privileges; dealrisk reads only what the caller, a member of the caller, a superuser or a role listed here owns. Only superusers may set it.",
+							   &dr_trusted_owners,
+							   "",
+							   PGC_SUSET, 0,
+							   check_trusted_owners, NULL, NULL);
 	DefineCustomStringVariable("dealrisk.as_of_date",
 							   "Date at which open deals are scored (empty: today).",
 							   "Set it to replay a snapshot of the CRM, e.g. '2024-12-31'.",

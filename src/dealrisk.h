@@ -25,6 +25,7 @@ typedef enum DrOutcome
 #define DR_MAX_LABELS 64
 
 /* GUC storage (dealrisk.c). */
+extern char *dr_trusted_owners;
 extern char *dr_won_labels;
 extern char *dr_lost_labels;
 extern char *dr_open_labels;

@@ -33,10 +33,19 @@ RETURN EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
 COMMENT ON FUNCTION dealrisk._has_column(regclass, text) IS
 	'Whether a relation has a column of that name (internal)';
 
+-- Whether code of a role may run with the caller's privileges: the caller,
+-- a member of the caller, a superuser, or a role in dealrisk.trusted_owners
+-- (src/trust.c).
+CREATE FUNCTION dealrisk._trusted_owner(role oid)
+RETURNS boolean AS 'MODULE_PATHNAME', 'dr_trusted_owner'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION dealrisk._trusted_owner(oid) IS
+	'Whether code of a role may run with the current user''s privileges: the user, a member of the user, a superuser or a role of dealrisk.trusted_owners (internal)';
+
 -- Whether reading a value of a type runs no code of a role less trusted
 -- than the caller: the type (or, for a domain, its base type) belongs to a
 -- superuser (the built-in types, and those of extensions a superuser
--- installed) or to a role that is a member of the caller.  A type's owner
+-- installed) or to a role _trusted_owner accepts.  A type's owner
 -- can give it casts and operators, which run with the privileges of whoever
 -- reads the column; casts are not found through the search_path, so
 -- pinning it does not help.
@@ -50,9 +59,7 @@ RETURN (WITH RECURSIVE base AS (
 	        SELECT t.oid, t.typowner, t.typbasetype, b.depth + 1
 	        FROM base b JOIN pg_catalog.pg_type t ON t.oid = b.typbasetype
 	        WHERE b.typbasetype <> 0 AND b.depth < 32)
-        SELECT r.rolsuper OR pg_catalog.pg_has_role(b.typowner, CURRENT_USER, 'USAGE')
-        FROM base b JOIN pg_catalog.pg_roles r ON r.oid = b.typowner
-        ORDER BY b.depth DESC LIMIT 1);
+        SELECT dealrisk._trusted_owner(b.typowner) FROM base b ORDER BY b.depth DESC LIMIT 1);
 COMMENT ON FUNCTION dealrisk._trusted_type(oid) IS
 	'Whether reading a value of a type runs no code of a role less trusted than the caller: the (base) type belongs to a superuser or to a member of the caller (internal)';
 
@@ -76,29 +83,33 @@ BEGIN
 			pg_catalog.format_type(typ, NULL), (SELECT pg_catalog.pg_get_userbyid(t.typowner) FROM pg_catalog.pg_type t WHERE t.oid = typ)
 			USING ERRCODE = '42804',
 			      DETAIL = pg_catalog.format('Reading a column of a type can run the casts and operators its owner gave it, with the privileges of role %s.', CURRENT_USER),
-			      HINT = 'Cast the column to a built-in type (text, numeric, date) in a view that you own.';
+			      HINT = 'Use a column of a type that a superuser or you own (text, numeric, date, ...); a cast of another role''s type is that role''s code too. A superuser may trust the type''s owner with dealrisk.trusted_owners.';
 	END IF;
 END
 $fn$;
 COMMENT ON FUNCTION dealrisk._check_column_types(regclass, text[]) IS
 	'Raises an error naming the first of the given columns of a relation whose type is not built in (internal)';
 
--- An error unless reading source runs none of its owner's code with the
--- caller's privileges: the owner is the caller, a role the caller's
--- privileges are no more than (it is a member of the caller), or a
--- superuser; otherwise the source must be a relation that runs no code on
--- reading (a table, materialized view or foreign table) without a
--- row-level security policy that applies to the caller.  Also an error when
--- schema dealrisk holds functions that are not the extension's: whoever
--- created them could run code as every caller of the extension.
+-- Locks every relation reading a source involves (the source, its
+-- inheritance children and partitions, the relations and functions of a
+-- view, recursively) and raises an error for the first whose owner the
+-- caller does not trust (src/trust.c).
+CREATE FUNCTION dealrisk._check_relation_trust(source regclass)
+RETURNS void AS 'MODULE_PATHNAME', 'dr_check_relation_trust'
+LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION dealrisk._check_relation_trust(regclass) IS
+	'Locks the relations a source reads and raises an error when one of them, or a function of a view among them, belongs to a role the caller does not trust (internal)';
+
+-- An error unless reading source runs no code of a role the caller does
+-- not trust (_check_relation_trust), and while schema dealrisk holds
+-- functions that are not the extension's: whoever created them could run
+-- code as every caller of the extension.
 CREATE FUNCTION dealrisk._check_trust(source regclass)
 RETURNS void
 LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-	owner		oid;
-	kind		"char";
 	foreign_fn	text;
 BEGIN
 	SELECT pg_catalog.string_agg(p.oid::regprocedure::text, ', ' ORDER BY p.oid) INTO foreign_fn
@@ -113,30 +124,11 @@ BEGIN
 			      DETAIL = 'A function created in schema dealrisk can take the place of the extension''s own and run with the privileges of its callers.',
 			      HINT = 'Drop them, and revoke CREATE on schema dealrisk from every role but its owner (docs/security.md).';
 	END IF;
-	SELECT c.relowner, c.relkind INTO owner, kind FROM pg_catalog.pg_class c WHERE c.oid = source::pg_catalog.oid;
-	IF owner IS NULL
-	   OR pg_catalog.pg_has_role(owner, CURRENT_USER, 'USAGE')
-	   OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = owner) THEN
-		RETURN;
-	END IF;
-	IF kind = 'v' THEN
-		RAISE EXCEPTION 'source "%" is a view of role "%": reading it would run its functions with the privileges of role "%"',
-			dealrisk._source_name(source), pg_catalog.pg_get_userbyid(owner), CURRENT_USER
-			USING ERRCODE = '42501',
-			      HINT = pg_catalog.format('Run this as role %s (or as a role it is a member of), or have a role you trust own the view.',
-			                               pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(owner)));
-	END IF;
-	IF pg_catalog.row_security_active(source) THEN
-		RAISE EXCEPTION 'source "%" of role "%" has row-level security policies, which would run with the privileges of role "%"',
-			dealrisk._source_name(source), pg_catalog.pg_get_userbyid(owner), CURRENT_USER
-			USING ERRCODE = '42501',
-			      HINT = pg_catalog.format('Run this as role %s (or as a role it is a member of), or read the table through a view that you own.',
-			                               pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(owner)));
-	END IF;
+	PERFORM dealrisk._check_relation_trust(source);
 END
 $fn$;
 COMMENT ON FUNCTION dealrisk._check_trust(regclass) IS
-	'Raises an error when reading a source could run code of a role less trusted than the caller, or schema dealrisk holds functions that are not the extension''s (internal)';
+	'Raises an error when reading a source could run code of a role the caller does not trust, or schema dealrisk holds functions that are not the extension''s (internal)';
 
 CREATE FUNCTION dealrisk._check_source(source regclass, columns text[])
 RETURNS void

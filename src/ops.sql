@@ -346,6 +346,37 @@ $$;
 COMMENT ON FUNCTION dealrisk._refresh_view(regclass) IS
 	'Refreshes dealrisk_watch.high_risk_deals, concurrently when it is populated (internal)';
 
+-- Rebuilds dealrisk_watch.high_risk_deals of the same source with the
+-- current statement (its old one came from an older version of dealrisk or
+-- from the source's columns then).  When other objects depend on the view
+-- it cannot be replaced: the old view is refreshed instead, the watch
+-- configuration keeps its old statement, and a warning says how to move on.
+CREATE FUNCTION dealrisk._rebuild_view(source regclass, old_definition text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	view_sql text;
+	detail text;
+BEGIN
+	BEGIN
+		view_sql := dealrisk._create_view(source);
+		UPDATE dealrisk.watch_config SET view_definition = view_sql;
+	EXCEPTION WHEN dependent_objects_still_exist THEN
+		GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
+		RAISE WARNING 'dealrisk_watch.high_risk_deals keeps its old definition: other objects depend on it'
+			USING DETAIL = detail,
+			      HINT = 'The view is refreshed as before. To get the new definition (infinite dates are read as missing), drop the objects that depend on it, call dealrisk.watch() again and recreate them.';
+		UPDATE dealrisk.watch_config SET view_definition = old_definition;
+		PERFORM dealrisk._refresh_view(source);
+		PERFORM dealrisk._describe_view();
+	END;
+END
+$$;
+COMMENT ON FUNCTION dealrisk._rebuild_view(regclass, text) IS
+	'Rebuilds dealrisk_watch.high_risk_deals with the current statement, or refreshes the old view with a warning while other objects depend on it (internal)';
+
 -- The configuration row, or an error saying that watch() comes first.
 CREATE FUNCTION dealrisk._watch_config()
 RETURNS dealrisk.watch_config
@@ -441,16 +472,24 @@ BEGIN
 		scored_at = EXCLUDED.scored_at, view_definition = EXCLUDED.view_definition;
 
 	IF old.source OPERATOR(pg_catalog.=) source
-	   AND dealrisk._view_shape(old.view_definition) = dealrisk._view_shape(view_sql)
 	   AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass('dealrisk_watch.high_risk_deals')::pg_catalog.oid
 	               AND c.relkind = 'm') THEN
-		-- same source (maybe renamed), same columns: keep the view (its
-		-- grants and dependent views) and refresh it
-		PERFORM dealrisk._refresh_view(source);
-		PERFORM dealrisk._describe_view();
+		IF dealrisk._view_shape(old.view_definition) = dealrisk._view_shape(view_sql) THEN
+			-- same source (maybe renamed), same columns: keep the view (its
+			-- grants and dependent views) and refresh it
+			PERFORM dealrisk._refresh_view(source);
+			PERFORM dealrisk._describe_view();
+		ELSE
+			-- the view of an older statement (an upgrade, a column gained or
+			-- lost): rebuilt, or kept while other views depend on it
+			PERFORM dealrisk._rebuild_view(source, old.view_definition);
+		END IF;
 	ELSE
 		PERFORM dealrisk._create_view(source);
 	END IF;
+	-- the view belongs to its creator: count it only when that role's code
+	-- may run as the caller (its indexes, say)
+	PERFORM dealrisk._check_relation_trust('dealrisk_watch.high_risk_deals');
 	SELECT count(*) INTO n FROM dealrisk_watch.high_risk_deals;
 	RETURN n;
 END
@@ -511,20 +550,7 @@ BEGIN
 		view_sql := dealrisk._create_view(cfg.source);
 		UPDATE dealrisk.watch_config SET view_definition = view_sql;
 	ELSIF dealrisk._view_shape(cfg.view_definition) <> dealrisk._view_shape(dealrisk._view_sql(cfg.source)) THEN
-		-- the view is of an older statement (an upgrade of the extension, or
-		-- a column added to the source): rebuild it unless other objects
-		-- depend on it, in which case the old view is refreshed and a
-		-- warning says how to move on
-		BEGIN
-			view_sql := dealrisk._create_view(cfg.source);
-			UPDATE dealrisk.watch_config SET view_definition = view_sql;
-		EXCEPTION WHEN dependent_objects_still_exist THEN
-			GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
-			RAISE WARNING 'dealrisk_watch.high_risk_deals was refreshed with its old definition: other objects depend on it'
-				USING DETAIL = detail,
-				      HINT = 'Drop them, call dealrisk.watch() again and recreate them.';
-			PERFORM dealrisk._refresh_view(cfg.source);
-		END;
+		PERFORM dealrisk._rebuild_view(cfg.source, cfg.view_definition);
 	ELSE
 		PERFORM dealrisk._refresh_view(cfg.source);
 	END IF;
@@ -1089,10 +1115,11 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	cfg := dealrisk._watch_config();
-	-- the source, and the view of the operator: reading them must run no
-	-- other role's code (docs/security.md)
+	-- reading the source must run no code of a role the caller does not
+	-- trust (docs/security.md); the high-risk deals come from the latest
+	-- refresh's scores in dealrisk.score_history, not from the view, which
+	-- belongs to the operator
 	PERFORM dealrisk._check_source(cfg.source, ARRAY['deal_id', 'outcome', 'sales_rep_id', 'deal_amount']);
-	PERFORM dealrisk._check_watch_view();
 	RETURN QUERY EXECUTE pg_catalog.format($q$
 		WITH r AS (
 			SELECT d.deal_id::text AS deal_id, d.sales_rep_id::text AS rep, d.deal_amount::numeric AS raw_amount
@@ -1130,7 +1157,9 @@ BEGIN
 			       CASE WHEN v.deal_id IS NOT NULL THEN o.amount END AS amount_high, 0 AS became,
 			       (m.fall >= $2)::int AS fell, o.bad_amount
 			FROM o
-			LEFT JOIN dealrisk_watch.high_risk_deals v ON v.deal_id = o.deal_id
+			LEFT JOIN (SELECT h.deal_id FROM dealrisk.score_history h
+			           WHERE h.scored_at = (SELECT max(x.scored_at) FROM dealrisk.score_history x)
+			             AND h.risk >= $3) v ON v.deal_id = o.deal_id
 			LEFT JOIN moved m ON m.deal_id = o.deal_id
 			UNION ALL
 			SELECT b.rep, 0, NULL, 0, NULL, 1, 0, 0 FROM became b
@@ -1142,11 +1171,11 @@ BEGIN
 		FROM per_deal r
 		GROUP BY GROUPING SETS ((r.rep), ())
 		ORDER BY GROUPING(r.rep), 6 DESC, 1 NULLS LAST$q$, cfg.source)
-		USING period, min_change;
+		USING period, min_change, cfg.threshold;
 END
 $$;
 COMMENT ON FUNCTION dealrisk.digest(interval, float8) IS
-	'Weekly digest per sales rep and in total (is_total): open deals and pipeline value, high-risk deals and the value at risk (from dealrisk_watch.high_risk_deals) and its share, deals that became high-risk in the period (alerts), open deals whose risk fell by at least min_change points over the period (score history), and open deals whose deal_amount is NaN or infinite (counted, left out of the sums)';
+	'Weekly digest per sales rep and in total (is_total): open deals and pipeline value, high-risk deals (risk at least the watch threshold at the latest refresh) and the value at risk and its share, deals that became high-risk in the period (alerts), open deals whose risk fell by at least min_change points over the period (score history), and open deals whose deal_amount is NaN or infinite (counted, left out of the sums)';
 
 CREATE FUNCTION dealrisk.risk_changes(since timestamptz)
 RETURNS TABLE (deal_id text, old_risk float8, new_risk float8, change float8,
@@ -1342,6 +1371,7 @@ REVOKE EXECUTE ON FUNCTION
 	dealrisk._view_shape(text),
 	dealrisk._duplicate_deals(regclass, text),
 	dealrisk._describe_view(),
+	dealrisk._rebuild_view(regclass, text),
 	dealrisk._create_view(regclass),
 	dealrisk._refresh_view(regclass),
 	dealrisk._cron_database(),

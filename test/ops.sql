@@ -3,7 +3,7 @@
 -- their bad input.  Everything here runs in one transaction that is rolled
 -- back; what needs commits or a second session is in test/ops_live.sql.
 \ir harness/pgtap_setup.psql
-SELECT plan(253);
+SELECT plan(254);
 
 SET LOCAL dealrisk.as_of_date = '2024-12-31';
 CREATE TABLE public.deals AS SELECT * FROM dealrisk.sample_deals(3000, 7);
@@ -570,9 +570,9 @@ SELECT is((SELECT string_agg(p.oid::regprocedure::text, ', ' ORDER BY p.oid::reg
 SELECT is((SELECT string_agg(p.proname, ', ' ORDER BY p.proname)
 	FROM pg_proc p WHERE p.pronamespace = 'dealrisk'::regnamespace AND p.proname ~ '^_'
 	  AND has_function_privilege('public', p.oid, 'EXECUTE')),
-	'_as_of, _check_column_types, _check_period, _check_source, _check_trust, _check_watch_view, _cron_status, _deal_risk_row, _default_windows, _dimension_columns, '
+	'_as_of, _check_column_types, _check_period, _check_relation_trust, _check_source, _check_trust, _check_watch_view, _cron_status, _deal_risk_row, _default_windows, _dimension_columns, '
 	'_duration_words, _evaluate, _has_column, _model_columns, _num, _pct, _pts, _pval, _quarter_label, _refresh_jobs, '
-	'_risk_change, _row_args, _sample_deals_n, _source_name, _trusted_type, _watch_config',
+	'_risk_change, _row_args, _sample_deals_n, _source_name, _trusted_owner, _trusted_type, _watch_config',
 	'exactly the internal helpers of PUBLIC functions are PUBLIC');
 SELECT is(pg_temp.as_role('ops_t_nobody0', $$SELECT dealrisk._irls_solve('{1}', '{0}', 0)$$),
 	'error=42501: permission denied for function _irls_solve', 'a training helper is not PUBLIC');
@@ -766,6 +766,12 @@ SELECT is((SELECT count(*)::int FROM cron.job WHERE jobname = 'dealrisk-refresh'
 -- the source disappears
 DROP VIEW public.my_high_risk_deals;
 DROP TABLE public."we""ird; DROP TABLE public.deals; --";
+-- the operator owns the view: a superuser's watch() would read the operator's
+-- relation (test/trust.sql), so the view goes back to the superuser first
+SELECT ok((pg_temp.error_of($$SELECT dealrisk.watch('public.deals')$$)).msg LIKE
+	'relation dealrisk_watch.high_risk_deals, read for source "high_risk_deals", belongs to role "ops_t_operator"%',
+	'a superuser''s watch() does not count the operator''s view');
+ALTER MATERIALIZED VIEW dealrisk_watch.high_risk_deals OWNER TO CURRENT_USER;
 SELECT is(dealrisk.watch('public.deals'), (SELECT count(*) FROM public.deals d WHERE outcome IS NULL AND dealrisk.deal_risk(d) >= 60),
 	'watch public.deals again');
 CREATE TABLE public.gone AS SELECT * FROM public.deals;

@@ -13,7 +13,7 @@
 -- undoes: its value says whether any planted code ran, even in a statement
 -- that then failed.
 \ir harness/pgtap_setup.psql
-SELECT plan(26);
+SELECT plan(31);
 
 SET LOCAL dealrisk.as_of_date = '2024-12-31';
 SET LOCAL client_min_messages = error;
@@ -82,38 +82,68 @@ CREATE TABLE public.m_plain AS SELECT * FROM public.deals;
 RESET ROLE;
 SELECT is(pg_temp.ran(), 0::bigint, 'nothing planted has run yet');
 
--- R1 -----------------------------------------------------------------------
-SELECT is(pg_temp.try($$SELECT dealrisk.watch('public.m_typed', 50)$$),
-	'42804: column "deal_id" of "public.m_typed" has type public.rv_id, which belongs to role "trust_t_mallory"',
-	'R1 watch() refuses a source column of a type a role created');
-SELECT is(pg_temp.try($$SELECT dealrisk.diagnose('public.m_typed')$$), pg_temp.try($$SELECT dealrisk.watch('public.m_typed', 50)$$),
-	'... and so do diagnose()');
-SELECT alike(pg_temp.try($$SELECT * FROM dealrisk.data_quality('public.m_typed')$$), '42804:%', '... data_quality()');
-SELECT alike(pg_temp.try($$SELECT * FROM dealrisk.lost_lookalikes('public.m_typed')$$), '42804:%', '... lost_lookalikes()');
-SELECT alike(pg_temp.try($$SELECT dealrisk.train('public.m_typed')$$), '42804:%', '... and train()');
+-- F1: another role's relation, whatever it is --------------------------------
+-- (the planner runs immutable functions of a table's index and statistics
+-- expressions and of its children's constraints in the reader's session)
+SET LOCAL ROLE trust_t_mallory;
+CREATE FUNCTION public.rv_imm() RETURNS int LANGUAGE plpgsql IMMUTABLE AS $f$
+BEGIN PERFORM public.rv_note(); RETURN 1; END $f$;
+CREATE INDEX ON public.m_plain ((deal_id || public.rv_imm()::text));
+CREATE TABLE public.m_child (CHECK (public.rv_imm() = 1)) INHERITS (public.m_plain);
+RESET ROLE;
+SELECT is(pg_temp.try($$SELECT dealrisk.diagnose('public.m_plain')$$),
+	'42501: relation public.m_plain, read for source "m_plain", belongs to role "trust_t_mallory", whose code would run with the privileges of role "postgres"',
+	'F1 a superuser''s diagnose() refuses a table of another role (an index expression of hers would run)');
+SELECT alike(pg_temp.try($$SELECT dealrisk.watch('public.m_plain', 50)$$), '42501:%', '... and so does watch()');
+SELECT alike(pg_temp.try($$SELECT dealrisk.train('public.m_plain')$$), '42501:%', '... and train()');
+SELECT alike(pg_temp.try($$SELECT dealrisk.diagnose('public.m_typed')$$), '42501:%', '... whatever its columns');
+SELECT is(pg_temp.try($$SELECT dealrisk.diagnose('public.m_view')$$),
+	'42501: relation public.m_view, read for source "m_view", belongs to role "trust_t_mallory", whose code would run with the privileges of role "postgres"',
+	'R2 ... or a view of hers');
+SELECT is(pg_temp.try_as('trust_t_mallory', $$SELECT * FROM dealrisk.win_rate_trend('public.m_view')$$), 'ok',
+	'her own call reads her view');
+SELECT ok(pg_temp.ran() > 0, '... and ran her function (the counter moved): the counter works');
+SELECT setval('public.rv_seq', 1, false) IS NOT NULL AS reset1 \gset
+-- a superuser's view over her table, and one calling her function
+CREATE VIEW public.su_over_m WITH (security_invoker) AS SELECT * FROM public.m_rls;
+CREATE VIEW public.su_calls_m AS SELECT d.* FROM public.deals d WHERE public.rv_note();
+SELECT alike(pg_temp.try($$SELECT dealrisk.diagnose('public.su_over_m')$$),
+	'42501: relation public.m_rls, read for source "su_over_m", belongs to role "trust_t_mallory"%',
+	'F3 a trusted view over her table is refused for what it reads');
+SELECT alike(pg_temp.try($$SELECT dealrisk.diagnose('public.su_calls_m')$$),
+	'42501: function public.rv_note(), read for source "su_calls_m", belongs to role "trust_t_mallory"%',
+	'... and a trusted view calling her function for that function');
+-- a superuser trusts her explicitly
+SET LOCAL dealrisk.trusted_owners = 'trust_t_mallory';
+SELECT alike(pg_temp.try($$SELECT dealrisk.diagnose('public.deals')$$), 'ok', 'dealrisk.trusted_owners ...');
+SELECT alike(pg_temp.try($$SELECT count(*) FROM dealrisk.win_rate_trend('public.m_plain')$$), 'ok',
+	'... lets a superuser read her table');
+RESET dealrisk.trusted_owners;
+SELECT setval('public.rv_seq', 1, false) IS NOT NULL AS reset2 \gset
+SELECT alike(pg_temp.try_as('trust_t_mallory', $$SET dealrisk.trusted_owners = 'trust_t_mallory'$$), '42501:%',
+	'... and only a superuser may set it');
+
+-- R1: a column of her type in a table a trusted role owns ---------------------
+CREATE TABLE public.su_typed AS SELECT ROW(d.deal_id)::public.rv_id AS deal_id, d.created_date, d.closed_date,
+	d.sales_rep_id, d.outcome FROM public.deals d;
+SELECT is(pg_temp.try($$SELECT * FROM dealrisk.win_rate_trend('public.su_typed')$$),
+	'42804: column "deal_id" of "public.su_typed" has type public.rv_id, which belongs to role "trust_t_mallory"',
+	'R1 a column of a type of hers is refused (its casts are her code)');
 SELECT alike(pg_temp.try($$SELECT * FROM dealrisk.win_rate_drivers('public.deals', 'region')$$), 'ok',
 	'a dimension column of a built-in type is fine');
-SELECT is(pg_temp.try_as('trust_t_mallory', $$SELECT * FROM dealrisk.win_rate_trend('public.m_typed')$$), 'ok',
-	'the type''s owner may read her own table');
-SELECT setval('public.rv_seq', 1, false) IS NOT NULL AS reset0 \gset
 CREATE TABLE public.odd_dim AS SELECT d.*, ROW(d.region)::public.rv_id AS odd FROM public.deals d;
 SELECT alike(pg_temp.try($$SELECT * FROM dealrisk.win_rate_drivers('public.odd_dim', 'odd')$$), '42804:%column "odd"%',
-	'... and one of a type a role created is refused');
-SELECT is(pg_temp.ran(), 0::bigint, 'R1 no cast of the planted type ran');
+	'... and one of her type is refused');
+SELECT is(pg_temp.ran(), 0::bigint, 'F1, R1, R2, F3: none of her code ran as the superuser');
 
--- R2, R3 -------------------------------------------------------------------
-SELECT is(pg_temp.try($$SELECT dealrisk.diagnose('public.m_view')$$),
-	'42501: source "public.m_view" is a view of role "trust_t_mallory": reading it would run its functions with the privileges of role "postgres"',
-	'R2 a superuser''s diagnose() refuses another role''s view');
-SELECT alike(pg_temp.try($$SELECT dealrisk.watch('public.m_view', 50)$$), '42501:%', '... and so does watch()');
-SELECT is(pg_temp.try_as('trust_t_mallory', $$SELECT * FROM dealrisk.win_rate_trend('public.m_view')$$), 'ok',
-	'... while its owner may read her own view');
-SELECT is(pg_temp.try($$SELECT dealrisk.watch('public.m_plain', 50)$$), 'ok',
-	'a superuser may watch another role''s plain table: reading it runs no code of hers');
-SELECT ok(pg_temp.ran() > 0, 'the owner''s own call ran her view (the counter moved), so the counter works');
-SELECT setval('public.rv_seq', 1, false) IS NOT NULL AS reset \gset
+-- F2: the check locks what it checked, so it cannot be swapped before the read
+SELECT dealrisk._check_relation_trust('public.deals') IS NULL AS locked \gset
+SELECT ok(EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = pg_backend_pid() AND l.granted
+	AND l.relation = 'public.deals'::regclass AND l.mode = 'AccessShareLock'),
+	'F2 the trust check holds a lock on the source until the transaction ends');
 
 -- an operator (docs/security.md)
+SELECT dealrisk.watch('public.deals', 50) IS NOT NULL AS w0 \gset
 CREATE ROLE trust_t_op NOLOGIN;
 GRANT USAGE ON SCHEMA dealrisk TO trust_t_op;
 GRANT USAGE, CREATE ON SCHEMA dealrisk_watch TO trust_t_op;
@@ -123,10 +153,14 @@ GRANT USAGE ON ALL SEQUENCES IN SCHEMA dealrisk TO trust_t_op;
 GRANT SELECT ON public.deals, public.m_rls TO trust_t_op;
 GRANT EXECUTE ON FUNCTION public.rv_note() TO trust_t_op;
 SELECT alike(pg_temp.try_as('trust_t_op', $$SELECT dealrisk.watch('public.m_rls', 50)$$),
-	'42501: source "public.m_rls" of role "trust_t_mallory" has row-level security policies%',
-	'R3 the operator''s watch() refuses a source whose policies would run as the operator');
+	'42501: relation public.m_rls, read for source "m_rls", belongs to role "trust_t_mallory"%',
+	'R3 the operator''s watch() refuses her table (and its policies)');
 ALTER MATERIALIZED VIEW dealrisk_watch.high_risk_deals OWNER TO trust_t_op;
 SELECT is(pg_temp.try_as('trust_t_op', $$SELECT dealrisk.watch('public.deals', 50)$$), 'ok', 'the operator watches public.deals');
+SELECT alike(pg_temp.try($$SELECT dealrisk.watch('public.deals', 50)$$),
+	'42501: relation dealrisk_watch.high_risk_deals, read for source "high_risk_deals", belongs to role "trust_t_op"%',
+	'a superuser''s watch() does not read the operator''s view (its indexes would be the operator''s code)');
+SELECT alike(pg_temp.try($$SELECT count(*) FROM dealrisk.digest()$$), 'ok', '... while digest() does not read it at all');
 
 -- R5 -----------------------------------------------------------------------
 SET LOCAL ROLE trust_t_op;
@@ -137,10 +171,11 @@ CREATE VIEW dealrisk_watch.high_risk_deals AS
 	       0 AS days_in_stage, pg_catalog.now() AS scored_at
 	FROM public.deals d WHERE public.rv_note();
 RESET ROLE;
-SELECT is(pg_temp.try($$SELECT * FROM dealrisk.digest()$$),
+SELECT alike(pg_temp.try($$SELECT count(*) FROM dealrisk.digest()$$), 'ok',
+	'R5 digest() does not read a plain view put in place of the watched view');
+SELECT is(pg_temp.try($$SELECT dealrisk.refresh()$$),
 	'42809: dealrisk_watch.high_risk_deals is not the materialized view dealrisk.watch() creates',
-	'R5 digest() refuses a plain view put in place of the watched view');
-SELECT alike(pg_temp.try($$SELECT dealrisk.refresh()$$), '42809:%', '... and so does refresh()');
+	'... and refresh() refuses it');
 DROP VIEW dealrisk_watch.high_risk_deals;
 SELECT is(pg_temp.try_as('trust_t_op', $$SELECT dealrisk.watch('public.deals', 50)$$), 'ok', 'the operator watches again');
 
@@ -150,7 +185,7 @@ CREATE VIEW dealrisk_watch.op_deals AS SELECT d.* FROM public.deals d WHERE publ
 UPDATE dealrisk.watch_config SET source = 'dealrisk_watch.op_deals'::regclass;
 RESET ROLE;
 SELECT alike(pg_temp.try($$SELECT dealrisk.refresh()$$),
-	'42501: source "dealrisk_watch.op_deals" is a view of role "trust_t_op"%',
+	'42501: relation dealrisk_watch.op_deals, read for source "op_deals", belongs to role "trust_t_op"%',
 	'R6 a superuser''s refresh() refuses a source the operator pointed the configuration at');
 SELECT alike(pg_temp.try($$SELECT * FROM dealrisk.digest()$$), '42501:%', '... and so does digest()');
 SELECT is(pg_temp.ran(), 0::bigint, 'R2, R3, R5, R6 none of the planted functions ran as another role');

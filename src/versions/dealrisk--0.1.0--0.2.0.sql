@@ -433,10 +433,20 @@ SET search_path = pg_catalog, pg_temp
 RETURN EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
                WHERE a.attrelid = rel::pg_catalog.oid AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped);
 
+-- Whether code of a role may run with the caller's privileges: the caller,
+-- a member of the caller, a superuser, or a role in dealrisk.trusted_owners
+-- (src/trust.c).
+CREATE FUNCTION dealrisk._trusted_owner(role oid)
+RETURNS boolean AS 'MODULE_PATHNAME', 'dr_trusted_owner'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+
+COMMENT ON FUNCTION dealrisk._trusted_owner(oid) IS
+	'Whether code of a role may run with the current user''s privileges: the user, a member of the user, a superuser or a role of dealrisk.trusted_owners (internal)';
+
 -- Whether reading a value of a type runs no code of a role less trusted
 -- than the caller: the type (or, for a domain, its base type) belongs to a
 -- superuser (the built-in types, and those of extensions a superuser
--- installed) or to a role that is a member of the caller.  A type's owner
+-- installed) or to a role _trusted_owner accepts.  A type's owner
 -- can give it casts and operators, which run with the privileges of whoever
 -- reads the column; casts are not found through the search_path, so
 -- pinning it does not help.
@@ -450,9 +460,7 @@ RETURN (WITH RECURSIVE base AS (
 	        SELECT t.oid, t.typowner, t.typbasetype, b.depth + 1
 	        FROM base b JOIN pg_catalog.pg_type t ON t.oid = b.typbasetype
 	        WHERE b.typbasetype <> 0 AND b.depth < 32)
-        SELECT r.rolsuper OR pg_catalog.pg_has_role(b.typowner, CURRENT_USER, 'USAGE')
-        FROM base b JOIN pg_catalog.pg_roles r ON r.oid = b.typowner
-        ORDER BY b.depth DESC LIMIT 1);
+        SELECT dealrisk._trusted_owner(b.typowner) FROM base b ORDER BY b.depth DESC LIMIT 1);
 
 COMMENT ON FUNCTION dealrisk._trusted_type(oid) IS
 	'Whether reading a value of a type runs no code of a role less trusted than the caller: the (base) type belongs to a superuser or to a member of the caller (internal)';
@@ -477,7 +485,7 @@ BEGIN
 			pg_catalog.format_type(typ, NULL), (SELECT pg_catalog.pg_get_userbyid(t.typowner) FROM pg_catalog.pg_type t WHERE t.oid = typ)
 			USING ERRCODE = '42804',
 			      DETAIL = pg_catalog.format('Reading a column of a type can run the casts and operators its owner gave it, with the privileges of role %s.', CURRENT_USER),
-			      HINT = 'Cast the column to a built-in type (text, numeric, date) in a view that you own.';
+			      HINT = 'Use a column of a type that a superuser or you own (text, numeric, date, ...); a cast of another role''s type is that role''s code too. A superuser may trust the type''s owner with dealrisk.trusted_owners.';
 	END IF;
 END
 $fn$;
@@ -485,22 +493,27 @@ $fn$;
 COMMENT ON FUNCTION dealrisk._check_column_types(regclass, text[]) IS
 	'Raises an error naming the first of the given columns of a relation whose type is not built in (internal)';
 
--- An error unless reading source runs none of its owner's code with the
--- caller's privileges: the owner is the caller, a role the caller's
--- privileges are no more than (it is a member of the caller), or a
--- superuser; otherwise the source must be a relation that runs no code on
--- reading (a table, materialized view or foreign table) without a
--- row-level security policy that applies to the caller.  Also an error when
--- schema dealrisk holds functions that are not the extension's: whoever
--- created them could run code as every caller of the extension.
+-- Locks every relation reading a source involves (the source, its
+-- inheritance children and partitions, the relations and functions of a
+-- view, recursively) and raises an error for the first whose owner the
+-- caller does not trust (src/trust.c).
+CREATE FUNCTION dealrisk._check_relation_trust(source regclass)
+RETURNS void AS 'MODULE_PATHNAME', 'dr_check_relation_trust'
+LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION dealrisk._check_relation_trust(regclass) IS
+	'Locks the relations a source reads and raises an error when one of them, or a function of a view among them, belongs to a role the caller does not trust (internal)';
+
+-- An error unless reading source runs no code of a role the caller does
+-- not trust (_check_relation_trust), and while schema dealrisk holds
+-- functions that are not the extension's: whoever created them could run
+-- code as every caller of the extension.
 CREATE FUNCTION dealrisk._check_trust(source regclass)
 RETURNS void
 LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-	owner		oid;
-	kind		"char";
 	foreign_fn	text;
 BEGIN
 	SELECT pg_catalog.string_agg(p.oid::regprocedure::text, ', ' ORDER BY p.oid) INTO foreign_fn
@@ -515,31 +528,12 @@ BEGIN
 			      DETAIL = 'A function created in schema dealrisk can take the place of the extension''s own and run with the privileges of its callers.',
 			      HINT = 'Drop them, and revoke CREATE on schema dealrisk from every role but its owner (docs/security.md).';
 	END IF;
-	SELECT c.relowner, c.relkind INTO owner, kind FROM pg_catalog.pg_class c WHERE c.oid = source::pg_catalog.oid;
-	IF owner IS NULL
-	   OR pg_catalog.pg_has_role(owner, CURRENT_USER, 'USAGE')
-	   OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = owner) THEN
-		RETURN;
-	END IF;
-	IF kind = 'v' THEN
-		RAISE EXCEPTION 'source "%" is a view of role "%": reading it would run its functions with the privileges of role "%"',
-			dealrisk._source_name(source), pg_catalog.pg_get_userbyid(owner), CURRENT_USER
-			USING ERRCODE = '42501',
-			      HINT = pg_catalog.format('Run this as role %s (or as a role it is a member of), or have a role you trust own the view.',
-			                               pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(owner)));
-	END IF;
-	IF pg_catalog.row_security_active(source) THEN
-		RAISE EXCEPTION 'source "%" of role "%" has row-level security policies, which would run with the privileges of role "%"',
-			dealrisk._source_name(source), pg_catalog.pg_get_userbyid(owner), CURRENT_USER
-			USING ERRCODE = '42501',
-			      HINT = pg_catalog.format('Run this as role %s (or as a role it is a member of), or read the table through a view that you own.',
-			                               pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(owner)));
-	END IF;
+	PERFORM dealrisk._check_relation_trust(source);
 END
 $fn$;
 
 COMMENT ON FUNCTION dealrisk._check_trust(regclass) IS
-	'Raises an error when reading a source could run code of a role less trusted than the caller, or schema dealrisk holds functions that are not the extension''s (internal)';
+	'Raises an error when reading a source could run code of a role the caller does not trust, or schema dealrisk holds functions that are not the extension''s (internal)';
 
 CREATE OR REPLACE FUNCTION dealrisk._check_source(source regclass, columns text[])
 RETURNS void
@@ -2529,6 +2523,38 @@ $$;
 COMMENT ON FUNCTION dealrisk._refresh_view(regclass) IS
 	'Refreshes dealrisk_watch.high_risk_deals, concurrently when it is populated (internal)';
 
+-- Rebuilds dealrisk_watch.high_risk_deals of the same source with the
+-- current statement (its old one came from an older version of dealrisk or
+-- from the source's columns then).  When other objects depend on the view
+-- it cannot be replaced: the old view is refreshed instead, the watch
+-- configuration keeps its old statement, and a warning says how to move on.
+CREATE FUNCTION dealrisk._rebuild_view(source regclass, old_definition text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	view_sql text;
+	detail text;
+BEGIN
+	BEGIN
+		view_sql := dealrisk._create_view(source);
+		UPDATE dealrisk.watch_config SET view_definition = view_sql;
+	EXCEPTION WHEN dependent_objects_still_exist THEN
+		GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
+		RAISE WARNING 'dealrisk_watch.high_risk_deals keeps its old definition: other objects depend on it'
+			USING DETAIL = detail,
+			      HINT = 'The view is refreshed as before. To get the new definition (infinite dates are read as missing), drop the objects that depend on it, call dealrisk.watch() again and recreate them.';
+		UPDATE dealrisk.watch_config SET view_definition = old_definition;
+		PERFORM dealrisk._refresh_view(source);
+		PERFORM dealrisk._describe_view();
+	END;
+END
+$$;
+
+COMMENT ON FUNCTION dealrisk._rebuild_view(regclass, text) IS
+	'Rebuilds dealrisk_watch.high_risk_deals with the current statement, or refreshes the old view with a warning while other objects depend on it (internal)';
+
 -- The configuration row, or an error saying that watch() comes first.
 CREATE OR REPLACE FUNCTION dealrisk._watch_config()
 RETURNS dealrisk.watch_config
@@ -2623,16 +2649,24 @@ BEGIN
 		scored_at = EXCLUDED.scored_at, view_definition = EXCLUDED.view_definition;
 
 	IF old.source OPERATOR(pg_catalog.=) source
-	   AND dealrisk._view_shape(old.view_definition) = dealrisk._view_shape(view_sql)
 	   AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass('dealrisk_watch.high_risk_deals')::pg_catalog.oid
 	               AND c.relkind = 'm') THEN
-		-- same source (maybe renamed), same columns: keep the view (its
-		-- grants and dependent views) and refresh it
-		PERFORM dealrisk._refresh_view(source);
-		PERFORM dealrisk._describe_view();
+		IF dealrisk._view_shape(old.view_definition) = dealrisk._view_shape(view_sql) THEN
+			-- same source (maybe renamed), same columns: keep the view (its
+			-- grants and dependent views) and refresh it
+			PERFORM dealrisk._refresh_view(source);
+			PERFORM dealrisk._describe_view();
+		ELSE
+			-- the view of an older statement (an upgrade, a column gained or
+			-- lost): rebuilt, or kept while other views depend on it
+			PERFORM dealrisk._rebuild_view(source, old.view_definition);
+		END IF;
 	ELSE
 		PERFORM dealrisk._create_view(source);
 	END IF;
+	-- the view belongs to its creator: count it only when that role's code
+	-- may run as the caller (its indexes, say)
+	PERFORM dealrisk._check_relation_trust('dealrisk_watch.high_risk_deals');
 	SELECT count(*) INTO n FROM dealrisk_watch.high_risk_deals;
 	RETURN n;
 END
@@ -2694,20 +2728,7 @@ BEGIN
 		view_sql := dealrisk._create_view(cfg.source);
 		UPDATE dealrisk.watch_config SET view_definition = view_sql;
 	ELSIF dealrisk._view_shape(cfg.view_definition) <> dealrisk._view_shape(dealrisk._view_sql(cfg.source)) THEN
-		-- the view is of an older statement (an upgrade of the extension, or
-		-- a column added to the source): rebuild it unless other objects
-		-- depend on it, in which case the old view is refreshed and a
-		-- warning says how to move on
-		BEGIN
-			view_sql := dealrisk._create_view(cfg.source);
-			UPDATE dealrisk.watch_config SET view_definition = view_sql;
-		EXCEPTION WHEN dependent_objects_still_exist THEN
-			GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
-			RAISE WARNING 'dealrisk_watch.high_risk_deals was refreshed with its old definition: other objects depend on it'
-				USING DETAIL = detail,
-				      HINT = 'Drop them, call dealrisk.watch() again and recreate them.';
-			PERFORM dealrisk._refresh_view(cfg.source);
-		END;
+		PERFORM dealrisk._rebuild_view(cfg.source, cfg.view_definition);
 	ELSE
 		PERFORM dealrisk._refresh_view(cfg.source);
 	END IF;
@@ -3271,10 +3292,11 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	cfg := dealrisk._watch_config();
-	-- the source, and the view of the operator: reading them must run no
-	-- other role's code (docs/security.md)
+	-- reading the source must run no code of a role the caller does not
+	-- trust (docs/security.md); the high-risk deals come from the latest
+	-- refresh's scores in dealrisk.score_history, not from the view, which
+	-- belongs to the operator
 	PERFORM dealrisk._check_source(cfg.source, ARRAY['deal_id', 'outcome', 'sales_rep_id', 'deal_amount']);
-	PERFORM dealrisk._check_watch_view();
 	RETURN QUERY EXECUTE pg_catalog.format($q$
 		WITH r AS (
 			SELECT d.deal_id::text AS deal_id, d.sales_rep_id::text AS rep, d.deal_amount::numeric AS raw_amount
@@ -3312,7 +3334,9 @@ BEGIN
 			       CASE WHEN v.deal_id IS NOT NULL THEN o.amount END AS amount_high, 0 AS became,
 			       (m.fall >= $2)::int AS fell, o.bad_amount
 			FROM o
-			LEFT JOIN dealrisk_watch.high_risk_deals v ON v.deal_id = o.deal_id
+			LEFT JOIN (SELECT h.deal_id FROM dealrisk.score_history h
+			           WHERE h.scored_at = (SELECT max(x.scored_at) FROM dealrisk.score_history x)
+			             AND h.risk >= $3) v ON v.deal_id = o.deal_id
 			LEFT JOIN moved m ON m.deal_id = o.deal_id
 			UNION ALL
 			SELECT b.rep, 0, NULL, 0, NULL, 1, 0, 0 FROM became b
@@ -3324,12 +3348,12 @@ BEGIN
 		FROM per_deal r
 		GROUP BY GROUPING SETS ((r.rep), ())
 		ORDER BY GROUPING(r.rep), 6 DESC, 1 NULLS LAST$q$, cfg.source)
-		USING period, min_change;
+		USING period, min_change, cfg.threshold;
 END
 $$;
 
 COMMENT ON FUNCTION dealrisk.digest(interval, float8) IS
-	'Weekly digest per sales rep and in total (is_total): open deals and pipeline value, high-risk deals and the value at risk (from dealrisk_watch.high_risk_deals) and its share, deals that became high-risk in the period (alerts), open deals whose risk fell by at least min_change points over the period (score history), and open deals whose deal_amount is NaN or infinite (counted, left out of the sums)';
+	'Weekly digest per sales rep and in total (is_total): open deals and pipeline value, high-risk deals (risk at least the watch threshold at the latest refresh) and the value at risk and its share, deals that became high-risk in the period (alerts), open deals whose risk fell by at least min_change points over the period (score history), and open deals whose deal_amount is NaN or infinite (counted, left out of the sums)';
 
 CREATE OR REPLACE FUNCTION dealrisk.risk_changes(since timestamptz)
 RETURNS TABLE (deal_id text, old_risk float8, new_risk float8, change float8,
@@ -3478,6 +3502,7 @@ REVOKE EXECUTE ON FUNCTION
 	dealrisk._view_shape(text),
 	dealrisk._duplicate_deals(regclass, text),
 	dealrisk._describe_view(),
+	dealrisk._rebuild_view(regclass, text),
 	dealrisk._create_view(regclass),
 	dealrisk._refresh_view(regclass),
 	dealrisk._cron_database(),
