@@ -13,7 +13,7 @@
 -- undoes: its value says whether any planted code ran, even in a statement
 -- that then failed.
 \ir harness/pgtap_setup.psql
-SELECT plan(31);
+SELECT plan(33);
 
 SET LOCAL dealrisk.as_of_date = '2024-12-31';
 SET LOCAL client_min_messages = error;
@@ -135,6 +135,15 @@ CREATE TABLE public.odd_dim AS SELECT d.*, ROW(d.region)::public.rv_id AS odd FR
 SELECT alike(pg_temp.try($$SELECT * FROM dealrisk.win_rate_drivers('public.odd_dim', 'odd')$$), '42804:%column "odd"%',
 	'... and one of her type is refused');
 SELECT is(pg_temp.ran(), 0::bigint, 'F1, R1, R2, F3: none of her code ran as the superuser');
+-- a type of one's own passes the checks, and train() says what the model reads
+CREATE TYPE public.my_outcome AS ENUM ('Won', 'Lost');
+CREATE TABLE public.enum_deals AS SELECT d.deal_id, d.created_date, d.closed_date, d.sales_rep_id, d.industry,
+	d.deal_amount, d.outcome::public.my_outcome AS outcome FROM public.deals d;
+SELECT alike(pg_temp.try($$SELECT count(*) FROM dealrisk.win_rate_trend('public.enum_deals')$$), 'ok',
+	'an enum of one''s own is read by the diagnostics');
+SELECT is(pg_temp.try($$SELECT dealrisk.train('public.enum_deals')$$),
+	'42804: column "outcome" of source public.enum_deals has type public.my_outcome, which the model cannot read',
+	'... and train() says the model reads text');
 
 -- F2: the check locks what it checked, so it cannot be swapped before the read
 SELECT dealrisk._check_relation_trust('public.deals') IS NULL AS locked \gset

@@ -1881,6 +1881,8 @@ DECLARE
 	final_fit record;
 	new_id bigint;
 	problem text;
+	pos_col name;
+	pos_type oid;
 BEGIN
 	PERFORM dealrisk.outcome_class('');	-- loads the library, which defines the settings
 	min_n := pg_catalog.current_setting('dealrisk.min_training_deals')::int;
@@ -1897,6 +1899,20 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	PERFORM dealrisk._check_source(source, ARRAY['deal_id', 'outcome', 'created_date']);
+	-- the model reads labels and stages as text (src/features.c): say so
+	-- before a pass trips over another type
+	SELECT a.attname, a.atttypid INTO pos_col, pos_type
+	FROM pg_catalog.pg_attribute a
+	WHERE a.attrelid = source::pg_catalog.oid AND a.attnum > 0 AND NOT a.attisdropped
+	  AND a.attname IN ('outcome', 'deal_stage')
+	  AND a.atttypid NOT IN ('text'::regtype::pg_catalog.oid, 'varchar'::regtype::pg_catalog.oid, 'bpchar'::regtype::pg_catalog.oid)
+	ORDER BY a.attnum LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'column "%" of source % has type %, which the model cannot read', pos_col, source,
+			pg_catalog.format_type(pos_type, NULL)
+			USING ERRCODE = 'datatype_mismatch',
+			      HINT = pg_catalog.format('Cast it to text in a view of yours (%I::text AS %I) and train on the view; see docs/data-contract.md.', pos_col, pos_col);
+	END IF;
 	has_closed_date := dealrisk._has_column(source, 'closed_date');
 
 	-- Dictionaries and bin edges come from about 50,000 closed deals at most
