@@ -658,7 +658,7 @@ BEGIN
 		RAISE EXCEPTION 'pg_cron is not installed in database "%": it runs in database "%"', this_db, cron_db
 			USING ERRCODE = 'object_not_in_prerequisite_state',
 			      DETAIL = pg_catalog.format('cron.database_name is "%s"; pg_cron schedules jobs for every database from there.', cron_db),
-			      HINT = pg_catalog.format('Connect to database "%s" and run: %s', cron_db, call_there);
+			      HINT = pg_catalog.format('Connect to database "%s" as a superuser (pg_cron lets only superusers act for another database) and run: %s', cron_db, call_there);
 	ELSIF cron_db IS NOT NULL THEN
 		RAISE EXCEPTION 'pg_cron is not installed in database "%"', this_db
 			USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -806,8 +806,11 @@ BEGIN
 	END IF;
 	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension e WHERE e.extname = 'pg_cron') THEN
 		PERFORM dealrisk._cron_missing(
-			pg_catalog.format('SELECT cron.schedule_in_database(%L, %L, %L, %L);',
-			                  'dealrisk-refresh', cron, 'SELECT dealrisk.refresh()', pg_catalog.current_database()),
+			-- pg_cron lets one role have one job of a name: a job for another
+			-- database gets that database's name, and runs as this role
+			pg_catalog.format('SELECT cron.schedule_in_database(%L, %L, %L, %L, %L);',
+			                  'dealrisk-refresh-' || pg_catalog.current_database(), cron, 'SELECT dealrisk.refresh()',
+			                  pg_catalog.current_database(), CURRENT_USER),
 			cron_db.db, pg_catalog.current_database(), cron_db.readable);
 	END IF;
 	PERFORM dealrisk._watch_config();
@@ -884,7 +887,8 @@ DECLARE
 	removed boolean := false;
 BEGIN
 	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension e WHERE e.extname = 'pg_cron') THEN
-		PERFORM dealrisk._cron_missing(pg_catalog.format('SELECT cron.unschedule(%L);', 'dealrisk-refresh'),
+		PERFORM dealrisk._cron_missing(pg_catalog.format('SELECT cron.unschedule(j.jobid) FROM cron.job j WHERE j.jobname = %L;',
+		                                                 'dealrisk-refresh-' || pg_catalog.current_database()),
 			(dealrisk._cron_database()).db, pg_catalog.current_database(), (dealrisk._cron_database()).readable);
 	END IF;
 	LOCK TABLE dealrisk.refresh_job IN EXCLUSIVE MODE;

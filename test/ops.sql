@@ -492,7 +492,7 @@ SELECT ok(cron.unschedule(:other_db_job), '(remove it)');
 SELECT is((SELECT concat_ws(' | ', state, msg, detail, hint) FROM pg_temp.error_of($$SELECT dealrisk._cron_missing('SELECT 1;', 'postgres', 'sales')$$)),
 	'55000 | pg_cron is not installed in database "sales": it runs in database "postgres"'
 	' | cron.database_name is "postgres"; pg_cron schedules jobs for every database from there.'
-	' | Connect to database "postgres" and run: SELECT 1;', 'pg_cron in another database: the call to run there');
+	' | Connect to database "postgres" as a superuser (pg_cron lets only superusers act for another database) and run: SELECT 1;', 'pg_cron in another database: the call to run there');
 SELECT is((pg_temp.error_of($$SELECT dealrisk._cron_missing('SELECT 1;', NULL, 'sales')$$)).hint,
 	'In postgresql.conf set shared_preload_libraries = ''pg_cron'' and cron.database_name = ''sales'', restart the server, run CREATE EXTENSION pg_cron; in database "sales", then call this function again.',
 	'pg_cron not loaded: how to enable it');
