@@ -2706,6 +2706,7 @@ DECLARE
 	max_id bigint;
 	detail text;
 	started timestamptz := pg_catalog.clock_timestamp();
+	nestloop text;
 BEGIN
 	-- one watch() or refresh() at a time (a second one waits, then scores anew)
 	LOCK TABLE dealrisk.watch_config IN EXCLUSIVE MODE;
@@ -2751,6 +2752,12 @@ BEGIN
 
 	-- 3. one alert per deal that became high-risk: high now, and not high
 	-- (or not scored) at its previous scoring
+	-- The planner has no statistics of the scores this refresh has just
+	-- written (scored_at = ts): it would expect a handful and rescan the
+	-- source for each (minutes on a million deals without an index on
+	-- deal_id).  Joining the source by hash is right whatever their number.
+	nestloop := pg_catalog.current_setting('enable_nestloop');
+	PERFORM pg_catalog.set_config('enable_nestloop', 'off', true);
 	EXECUTE pg_catalog.format($q$
 		INSERT INTO dealrisk.alerts (deal_id, created_at, source, model_id, risk, previous_risk, band, reason, action,
 		                             industry, deal_amount, sales_rep_id, deal_stage, days_in_stage, payload)
@@ -2775,6 +2782,7 @@ BEGIN
 		cfg.source)
 		USING ts, cfg.threshold, cfg.model, dealrisk._qualified_name(cfg.source);
 	GET DIAGNOSTICS n_alerts = ROW_COUNT;
+	PERFORM pg_catalog.set_config('enable_nestloop', nestloop, true);
 
 	-- 4. wake the mailers (delivered at commit, like everything above)
 	IF n_alerts > 0 THEN
