@@ -2725,9 +2725,9 @@ BEGIN
 	BEGIN
 		EXECUTE pg_catalog.format(
 			'INSERT INTO dealrisk.score_history (deal_id, scored_at, model_id, risk)'
-			' SELECT d.deal_id::text, $1, dealrisk._scoring_model($3), dealrisk.deal_risk(d, $3) FROM %s d'
+			' SELECT d.deal_id::text, $1, dealrisk._scoring_model($2), dealrisk.deal_risk(d, $2) FROM %s d'
 			' WHERE dealrisk.is_won(d.outcome) IS NULL AND d.deal_id IS NOT NULL', cfg.source)
-			USING ts, mid, cfg.model;
+			USING ts, cfg.model;
 		GET DIAGNOSTICS scored = ROW_COUNT;
 	EXCEPTION WHEN unique_violation THEN
 		GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
