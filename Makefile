@@ -15,6 +15,14 @@ DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 # Released install scripts and the upgrade scripts between versions: frozen
 # once released; every change to SQL objects ships dealrisk--A--B.sql.
 DATA = $(wildcard src/versions/$(EXTENSION)--*.sql)
+# The upgrade script to the version under development, assembled from one
+# part per change (src/upgrade/NN-topic.sql, name order) so that changes made
+# side by side do not collide; frozen into src/versions/ at release.
+PREV_VERSION = 0.2.0
+UPGRADE_PARTS = $(sort $(wildcard src/upgrade/*.sql))
+ifneq ($(UPGRADE_PARTS),)
+DATA_built += $(EXTENSION)--$(PREV_VERSION)--$(EXTVERSION).sql
+endif
 
 TESTS      = $(wildcard sql/*.sql)
 REGRESS    = $(patsubst sql/%.sql,%,$(TESTS))
@@ -38,6 +46,9 @@ endif
 $(OBJS): src/dealrisk.h src/model.h
 
 $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
+	cat $^ > $@
+
+$(EXTENSION)--$(PREV_VERSION)--$(EXTVERSION).sql: $(UPGRADE_PARTS)
 	cat $^ > $@
 
 .PHONY: demo test bench cluster-start cluster-stop deps

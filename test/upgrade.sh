@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Upgrade test (TAP): installs the oldest released version of dealrisk,
+# Upgrade test (TAP): installs a released version of dealrisk (the oldest,
+# or DEALRISK_UPGRADE_FROM),
 # fills it as a user would (a model, a watched view, score history, alerts,
 # edited stages and action rules), runs ALTER EXTENSION dealrisk UPDATE and
 # checks that
@@ -21,6 +22,9 @@ trap 'rm -rf "$work"; psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db_up 
 
 current=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$TOP/dealrisk.control")
 oldest=$(ls "$TOP"/src/versions/dealrisk--*.sql | sed -n 's#.*/dealrisk--\([^-]*\)\.sql$#\1#p' | sort -V | head -n 1)
+# the released version the main scenario upgrades from (run.sh runs it from
+# each); the operator scenario below always starts from the oldest
+from=${DEALRISK_UPGRADE_FROM:-$oldest}
 . "$(dirname "${BASH_SOURCE[0]}")/harness/tap.sh"
 
 echo "1..13"
@@ -38,7 +42,7 @@ SELECT dealrisk.watch('public.deals', 60) IS NOT NULL;
 SELECT dealrisk.refresh() IS NOT NULL;
 SQL
 )
-q -d "$db_up" -c "CREATE EXTENSION dealrisk VERSION '$oldest'" >/dev/null &&
+q -d "$db_up" -c "CREATE EXTENSION dealrisk VERSION '$from'" >/dev/null &&
 	q -d "$db_up" -c "$fill" >/dev/null &&
 	q -d "$db_up" >/dev/null <<'SQL'
 UPDATE dealrisk.stages SET is_late = false WHERE stage = 'Proposal';
@@ -46,7 +50,7 @@ INSERT INTO dealrisk.stages VALUES ('Discovery', 6, false);
 INSERT INTO dealrisk.action_rules (priority, factor, min_effect, min_risk, action) VALUES (5, 'industry', 1, 20, 'Custom rule');
 SELECT count(*) FROM dealrisk.claim_alerts(2);
 SQL
-ok $? "version $oldest installs and holds a model, a watched view, history, alerts and edited configuration"
+ok $? "version $from installs and holds a model, a watched view, history, alerts and edited configuration"
 
 facts="SELECT (SELECT count(*) FROM dealrisk.models) || ' models, ' || (SELECT count(*) FROM dealrisk.score_history)
 	|| ' scores, ' || (SELECT count(*) FROM dealrisk.alerts) || ' alerts (' || (SELECT count(*) FROM dealrisk.alerts WHERE claimed_at IS NOT NULL)
@@ -56,7 +60,7 @@ facts="SELECT (SELECT count(*) FROM dealrisk.models) || ' models, ' || (SELECT c
 before=$(q -d "$db_up" -c "SET dealrisk.as_of_date = '2024-12-31'" -c "$facts")
 
 q -d "$db_up" -c "ALTER EXTENSION dealrisk UPDATE" >"$work/update.log" 2>&1
-ok $? "ALTER EXTENSION dealrisk UPDATE from $oldest to $current"
+ok $? "ALTER EXTENSION dealrisk UPDATE from $from to $current"
 [ "$(q -d "$db_up" -c "SELECT extversion FROM pg_extension WHERE extname = 'dealrisk'")" = "$current" ]
 ok $? "the upgraded extension is at version $current"
 

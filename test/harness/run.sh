@@ -167,8 +167,12 @@ test)
 		[ -f regression.diffs ] && head -n 200 regression.diffs
 	fi
 	pg_prove -d "$DBNAME" --failures test/*.sql || rc=1
-	# the upgrade from the oldest released version (its own databases)
-	prove --exec bash test/upgrade.sh test/dump_restore.sh || rc=1
+	# the upgrade from each released version (its own databases)
+	for v in $(ls src/versions/dealrisk--*.sql | sed -n 's#.*/dealrisk--\([^-]*\)\.sql$#\1#p' | sort -V); do
+		echo "# upgrade from $v"
+		DEALRISK_UPGRADE_FROM=$v prove --exec bash test/upgrade.sh || rc=1
+	done
+	prove --exec bash test/dump_restore.sh || rc=1
 	if [ $rc = 0 ]; then echo "dealrisk: all tests passed"; else echo "dealrisk: TESTS FAILED" >&2; fi
 	exit $rc
 	;;
