@@ -1,0 +1,704 @@
+-- Issue #9, section 5 and the diagnostics half of section 4: q-values
+-- (Benjamini-Hochberg) for win_rate_drivers() and diagnose(), partial
+-- periods marked in win_rate_trend() and cycle_trend(), cycle_trend() with
+-- either sales_cycle_days or created_date, and a diagnose() that says which
+-- section a missing column stops instead of failing.
+
+-- Multiple testing: new in 0.3.0.
+
+-- Benjamini-Hochberg adjusted p-values (q-values) of a family of tests, in
+-- the order given.  With the non-NULL p-values sorted, p(1) <= ... <= p(m),
+-- q(i) = min over j >= i of p(j) m / j, at most 1: rejecting every test
+-- with q < alpha keeps the expected share of false discoveries among the
+-- rejections at most alpha (for independent or positively dependent tests).
+-- A NULL p-value is a test that was not made: it stays NULL and does not
+-- count in m.
+CREATE FUNCTION dealrisk.bh_adjust(p_values float8[])
+RETURNS float8[]
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	bad			float8;
+	bad_at		bigint;
+	q			float8[];
+BEGIN
+	IF pg_catalog.array_ndims(p_values) > 1 THEN
+		RAISE EXCEPTION 'p_values must be a one-dimensional array, not % dimensions', pg_catalog.array_ndims(p_values)
+			USING ERRCODE = '22023';
+	END IF;
+	SELECT u.p, u.o INTO bad, bad_at
+	FROM pg_catalog.unnest(p_values) WITH ORDINALITY AS u(p, o)
+	WHERE u.p IS NOT NULL AND NOT (u.p >= 0 AND u.p <= 1)	-- NaN compares above 1
+	ORDER BY u.o LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'p-value % (element %) is not between 0 and 1', bad, bad_at
+			USING ERRCODE = '22023',
+				  HINT = 'Pass p-values of tests, or NULL for a test that was not made.';
+	END IF;
+	-- m / i >= 1 is rounded to a float >= 1, so q >= p holds exactly.
+	WITH u AS (
+		SELECT u.p, u.o FROM pg_catalog.unnest(p_values) WITH ORDINALITY AS u(p, o)
+	), r AS (
+		SELECT u.o, u.p,
+			   pg_catalog.row_number() OVER (ORDER BY u.p, u.o) AS i,
+			   pg_catalog.count(*) OVER () AS m
+		FROM u WHERE u.p IS NOT NULL
+	), a AS (
+		SELECT r.o,
+			   LEAST(1::float8,
+				   pg_catalog.min(r.p * (r.m::float8 / r.i))
+					   OVER (ORDER BY r.i DESC ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) AS q
+		FROM r
+	)
+	SELECT coalesce(pg_catalog.array_agg(a.q ORDER BY u.o), '{}')
+		INTO q
+	FROM u LEFT JOIN a ON a.o = u.o;
+	RETURN q;
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk.bh_adjust(float8[]) IS
+	'Benjamini-Hochberg adjusted p-values (q-values) of a family of p-values, in the same order; NULL p-values are tests not made: they stay NULL and do not count in the family size';
+
+-- The result type gains a column: dropped and created again (EXECUTE
+-- stays with PUBLIC, as in a fresh install).
+DROP FUNCTION dealrisk.win_rate_trend(regclass, text);
+-- A period is partial when it ends after the newest closed_date of the
+-- closed deals the trend counts: the data cannot hold all of it (its last
+-- day is after that date).  Only the last period can be partial.
+CREATE FUNCTION dealrisk.win_rate_trend(source regclass, period text DEFAULT 'quarter')
+RETURNS TABLE(period_start date, closed bigint, won bigint, win_rate float8,
+			  ci_low float8, ci_high float8, change float8, p_value float8,
+			  is_partial boolean)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 20
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	p			text := dealrisk._check_period(period);
+BEGIN
+	PERFORM dealrisk._check_source(source, ARRAY['closed_date', 'outcome']);
+	RETURN QUERY EXECUTE pg_catalog.format(
+		$q$WITH g AS (
+			SELECT pg_catalog.date_trunc($1, x.closed_date::timestamp)::date AS ps,
+				   pg_catalog.count(*) AS n,
+				   pg_catalog.count(*) FILTER (WHERE x.won) AS w,
+				   pg_catalog.max(x.closed_date) AS last_cl
+			FROM (SELECT d.closed_date::date AS closed_date,
+						 dealrisk.is_won(d.outcome::text) AS won
+				  FROM %s AS d) x
+			WHERE x.won IS NOT NULL AND pg_catalog.isfinite(x.closed_date)
+			GROUP BY 1
+		), l AS (
+			SELECT g.ps, g.n, g.w, g.w::float8 / g.n AS r,
+				   pg_catalog.lag(g.ps) OVER o = (g.ps - $2)::date AS adjacent,
+				   pg_catalog.lag(g.n) OVER o AS prev_n,
+				   pg_catalog.lag(g.w) OVER o AS prev_w,
+				   pg_catalog.max(g.last_cl) OVER () AS last_cl
+			FROM g
+			WINDOW o AS (ORDER BY g.ps)
+		)
+		SELECT l.ps, l.n, l.w, l.r, ci.ci_low, ci.ci_high,
+			   CASE WHEN l.adjacent THEN l.r - l.prev_w::float8 / l.prev_n END,
+			   CASE WHEN l.adjacent THEN dealrisk.two_proportion_p(l.w, l.n, l.prev_w, l.prev_n) END,
+			   (l.ps + $2)::date > l.last_cl + 1
+		FROM l, LATERAL dealrisk.wilson_interval(l.w, l.n) ci
+		ORDER BY l.ps$q$,
+		source::text)
+		USING p, CASE p WHEN 'quarter' THEN interval '3 months' ELSE ('1 ' || p)::interval END;
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk.win_rate_trend(regclass, text) IS
+	'Win rate of closed deals per week, month, quarter or year of closed_date, with a 95% Wilson interval, the change from the previous period, the two-proportion p-value of that change, and is_partial for a period that ends after the newest closed_date';
+
+-- The result type gains a column: dropped and created again (EXECUTE
+-- stays with PUBLIC, as in a fresh install).
+DROP FUNCTION dealrisk.cycle_trend(regclass, text);
+-- The cycle is sales_cycle_days, else closed_date - created_date: a source
+-- needs one of the two columns.  is_partial as in win_rate_trend.
+CREATE FUNCTION dealrisk.cycle_trend(source regclass, period text DEFAULT 'quarter')
+RETURNS TABLE(period_start date, closed bigint, median_days float8, p75_days float8,
+			  mean_days float8, change_median float8, p_value float8, significant boolean,
+			  is_partial boolean)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 20
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	p			text := dealrisk._check_period(period);
+	has_days	boolean;
+	has_created	boolean;
+	cyc			text;
+BEGIN
+	has_days := coalesce(dealrisk._has_column(source, 'sales_cycle_days'), false);
+	has_created := coalesce(dealrisk._has_column(source, 'created_date'), false);
+	PERFORM dealrisk._check_source(source, ARRAY['closed_date', 'outcome']
+		|| CASE WHEN has_days THEN ARRAY['sales_cycle_days'] ELSE '{}' END
+		|| CASE WHEN has_created THEN ARRAY['created_date'] ELSE '{}' END);
+	IF NOT has_days AND NOT has_created THEN
+		RAISE EXCEPTION 'source "%" has neither a sales_cycle_days nor a created_date column', dealrisk._source_name(source)
+			USING ERRCODE = '42703',
+				  DETAIL = 'A sales cycle is sales_cycle_days, or closed_date - created_date.',
+				  HINT = 'Map your CRM''s columns with a view, see docs/data-contract.md.';
+	END IF;
+	cyc := CASE WHEN has_created
+				THEN 'CASE WHEN pg_catalog.isfinite(d.created_date::date) THEN (d.closed_date::date - d.created_date::date)::float8 END'
+				ELSE 'NULL::float8' END;
+	IF has_days THEN
+		cyc := pg_catalog.format('coalesce(d.sales_cycle_days::float8, %s)', cyc);
+	END IF;
+	RETURN QUERY EXECUTE pg_catalog.format(
+		$q$WITH x AS (
+			SELECT d.closed_date::date AS closed_date,
+				   %s AS cyc
+			FROM %s AS d
+			WHERE dealrisk.is_won(d.outcome::text) IS NOT NULL
+			  AND pg_catalog.isfinite(d.closed_date::date)
+		), g AS (
+			SELECT pg_catalog.date_trunc($1, x.closed_date::timestamp)::date AS ps,
+				   pg_catalog.count(*) AS n_closed,
+				   pg_catalog.count(x.cyc) AS n,
+				   pg_catalog.percentile_cont(0.5) WITHIN GROUP (ORDER BY x.cyc) AS med,
+				   pg_catalog.percentile_cont(0.75) WITHIN GROUP (ORDER BY x.cyc) AS p75,
+				   pg_catalog.avg(x.cyc) AS mean,
+				   pg_catalog.stddev_samp(x.cyc) AS sd,
+				   pg_catalog.max(x.closed_date) AS last_cl
+			FROM x
+			GROUP BY 1
+		), l AS (
+			SELECT g.*,
+				   pg_catalog.max(g.last_cl) OVER () AS all_last_cl,
+				   pg_catalog.lag(g.ps) OVER o = (g.ps - $2)::date AS adjacent,
+				   pg_catalog.lag(g.med) OVER o AS prev_med,
+				   pg_catalog.lag(g.mean) OVER o AS prev_mean,
+				   pg_catalog.lag(g.sd) OVER o AS prev_sd,
+				   pg_catalog.lag(g.n) OVER o AS prev_n
+			FROM g
+			WINDOW o AS (ORDER BY g.ps)
+		), t AS (
+			SELECT l.*,
+				   CASE WHEN l.adjacent
+						THEN dealrisk.welch_p(l.mean, l.sd, l.n, l.prev_mean, l.prev_sd, l.prev_n)
+				   END AS pv
+			FROM l
+		)
+		SELECT t.ps, t.n_closed, t.med, t.p75, t.mean,
+			   CASE WHEN t.adjacent THEN t.med - t.prev_med END,
+			   t.pv, t.pv < 0.05, (t.ps + $2)::date > t.all_last_cl + 1
+		FROM t
+		ORDER BY t.ps$q$,
+		cyc, source::text)
+		USING p, CASE p WHEN 'quarter' THEN interval '3 months' ELSE ('1 ' || p)::interval END;
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk.cycle_trend(regclass, text) IS
+	'Sales cycle length (sales_cycle_days, else closed_date - created_date; a source needs one of them) of closed deals per week, month, quarter or year of closed_date: median, 75th percentile, mean, change of the median from the previous period, Welch''s t-test p-value of the change of the mean, and is_partial for a period that ends after the newest closed_date';
+
+-- The result type gains a column: dropped and created again (EXECUTE
+-- stays with PUBLIC, as in a fresh install).
+DROP FUNCTION dealrisk.win_rate_drivers(regclass, text, daterange, daterange);
+CREATE FUNCTION dealrisk.win_rate_drivers(source regclass, dimension text,
+	recent daterange DEFAULT NULL, baseline daterange DEFAULT NULL)
+RETURNS TABLE(segment text, baseline_closed bigint, baseline_win_rate float8,
+			  baseline_share float8, recent_closed bigint, recent_win_rate float8,
+			  recent_share float8, rate_effect float8, mix_effect float8,
+			  contribution float8, p_value float8, q_value float8, significant boolean)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 20
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	cols		text[];
+	label		text;
+	win			record;
+	segs		text[];
+	b_n			bigint[];
+	b_w			bigint[];
+	r_n			bigint[];
+	r_w			bigint[];
+	n0			bigint;
+	w0			bigint;
+	n1			bigint;
+	rate0		float8;
+BEGIN
+	PERFORM dealrisk._check_source(source, ARRAY['closed_date', 'outcome']);
+	cols := dealrisk._dimension_columns(source, dimension);
+
+	IF pg_catalog.isempty(recent) THEN
+		RAISE EXCEPTION 'recent window is empty'
+			USING ERRCODE = '22023',
+				  DETAIL = 'A daterange whose lower and upper bounds are equal holds no date.',
+				  HINT = 'Pass a daterange with lower < upper, e.g. ''[2024-04-01,2024-07-01)''.';
+	END IF;
+	IF pg_catalog.isempty(baseline) THEN
+		RAISE EXCEPTION 'baseline window is empty'
+			USING ERRCODE = '22023',
+				  DETAIL = 'A daterange whose lower and upper bounds are equal holds no date.',
+				  HINT = 'Pass a daterange with lower < upper, e.g. ''[2024-01-01,2024-04-01)''.';
+	END IF;
+	IF recent IS NULL THEN
+		SELECT * INTO win FROM dealrisk._default_windows(source);
+		recent := win.recent;
+		baseline := coalesce(baseline, win.baseline);
+	ELSIF baseline IS NULL THEN
+		IF pg_catalog.lower_inf(recent) OR pg_catalog.upper_inf(recent) THEN
+			RAISE EXCEPTION 'cannot derive a baseline window from the unbounded recent window %', recent
+				USING ERRCODE = '22023',
+					  HINT = 'Pass a bounded recent window, or pass baseline too.';
+		END IF;
+		-- the window of the same length just before recent
+		baseline := pg_catalog.daterange(
+			pg_catalog.lower(recent) - (pg_catalog.upper(recent) - pg_catalog.lower(recent)),
+			pg_catalog.lower(recent));
+	END IF;
+	IF recent && baseline THEN
+		RAISE EXCEPTION 'recent window % overlaps baseline window %', recent, baseline
+			USING ERRCODE = '22023',
+				  HINT = 'The windows are compared as independent samples: make them disjoint.';
+	END IF;
+
+	SELECT pg_catalog.string_agg(
+			pg_catalog.format('coalesce(d.%I::text, %L)', c, '(missing)'), ', ' ORDER BY o)
+		INTO label
+	FROM pg_catalog.unnest(cols) WITH ORDINALITY AS u(c, o);
+
+	EXECUTE pg_catalog.format(
+		$q$SELECT coalesce(pg_catalog.array_agg(g.seg ORDER BY g.seg), '{}'),
+				  coalesce(pg_catalog.array_agg(g.b_n ORDER BY g.seg), '{}'),
+				  coalesce(pg_catalog.array_agg(g.b_w ORDER BY g.seg), '{}'),
+				  coalesce(pg_catalog.array_agg(g.r_n ORDER BY g.seg), '{}'),
+				  coalesce(pg_catalog.array_agg(g.r_w ORDER BY g.seg), '{}')
+		   FROM (SELECT x.seg,
+						pg_catalog.count(*) FILTER (WHERE NOT x.in_recent) AS b_n,
+						pg_catalog.count(*) FILTER (WHERE NOT x.in_recent AND x.won) AS b_w,
+						pg_catalog.count(*) FILTER (WHERE x.in_recent) AS r_n,
+						pg_catalog.count(*) FILTER (WHERE x.in_recent AND x.won) AS r_w
+				 FROM (SELECT pg_catalog.concat_ws(' / ', %s) AS seg,
+							  d.closed_date::date <@ $1 AS in_recent,
+							  dealrisk.is_won(d.outcome::text) AS won
+					   FROM %s AS d
+					   WHERE d.closed_date::date <@ $1 OR d.closed_date::date <@ $2) x
+				 WHERE x.won IS NOT NULL
+				 GROUP BY x.seg) g$q$,
+		label, source::text)
+		INTO segs, b_n, b_w, r_n, r_w
+		USING recent, baseline;
+
+	SELECT coalesce(pg_catalog.sum(u.bn), 0), coalesce(pg_catalog.sum(u.bw), 0),
+		   coalesce(pg_catalog.sum(u.rn), 0)
+		INTO n0, w0, n1
+	FROM ROWS FROM (pg_catalog.unnest(b_n), pg_catalog.unnest(b_w), pg_catalog.unnest(r_n))
+		AS u(bn, bw, rn);
+	IF n1 = 0 THEN
+		RAISE EXCEPTION 'recent window % has no closed deals in source "%"', recent, dealrisk._source_name(source)
+			USING ERRCODE = '22023',
+				  HINT = 'Pass a recent window (a daterange over closed_date) that holds closed deals.';
+	END IF;
+	IF n0 = 0 THEN
+		RAISE EXCEPTION 'baseline window % has no closed deals in source "%"', baseline, dealrisk._source_name(source)
+			USING ERRCODE = '22023',
+				  HINT = 'Pass a baseline window (a daterange over closed_date) that holds closed deals.';
+	END IF;
+	rate0 := w0::float8 / n0;
+
+	-- rate_effect = s1 (r1 - r0), mix_effect = (s1 - s0) (r0 - R0); a segment
+	-- missing from the baseline takes r0 = R0, one missing from the recent
+	-- window has s1 = 0.  Summed over segments: R1 - R0.  The segments are
+	-- tested together, so significance is judged on the Benjamini-Hochberg
+	-- q-values over the segments of this call (those with a p-value).
+	RETURN QUERY
+	WITH k AS (
+		SELECT u.seg, u.bn, u.bw, u.rn, u.rw,
+			   u.bn::float8 / n0 AS s0,
+			   u.rn::float8 / n1 AS s1,
+			   CASE WHEN u.bn > 0 THEN u.bw::float8 / u.bn END AS r0,
+			   CASE WHEN u.rn > 0 THEN u.rw::float8 / u.rn END AS r1
+		FROM ROWS FROM (pg_catalog.unnest(segs), pg_catalog.unnest(b_n), pg_catalog.unnest(b_w),
+						pg_catalog.unnest(r_n), pg_catalog.unnest(r_w)) AS u(seg, bn, bw, rn, rw)
+	), e AS (
+		SELECT k.*,
+			   CASE WHEN k.rn > 0 THEN k.s1 * (k.r1 - coalesce(k.r0, rate0)) ELSE 0 END AS re,
+			   (k.s1 - k.s0) * (coalesce(k.r0, rate0) - rate0) AS me,
+			   dealrisk.two_proportion_p(k.rw, k.rn, k.bw, k.bn) AS pv,
+			   pg_catalog.row_number() OVER (ORDER BY k.seg)::int AS j
+		FROM k
+	), f AS (
+		SELECT dealrisk.bh_adjust(coalesce(pg_catalog.array_agg(e.pv ORDER BY e.j), '{}')) AS qs FROM e
+	)
+	SELECT e.seg, e.bn, e.r0, e.s0, e.rn, e.r1, e.s1, e.re, e.me, e.re + e.me,
+		   e.pv, f.qs[e.j], f.qs[e.j] < 0.05
+	FROM e, f
+	ORDER BY e.re + e.me, e.seg;
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk.win_rate_drivers(regclass, text, daterange, daterange) IS
+	'Decomposes the change of the win rate between a baseline and a recent window of closed_date into per-segment rate and mix effects (summing to the overall change), with a two-proportion p-value per segment, its Benjamini-Hochberg q-value over the segments of the call, and significant = q < 0.05; dimension names one or more columns separated by commas; windows default to the last complete quarter and the one before';
+
+-- The report reads only outcome for sure: each section checks the columns it
+-- needs and, when one is missing, says so on its line instead of failing.
+-- Quarters are compared only when complete (_default_windows); the partial
+-- quarter after them is named as such, never as the latest change.  The
+-- segments of all dimensions are one family of tests: their q-values are
+-- adjusted over all of them (Benjamini-Hochberg), not per dimension.
+CREATE OR REPLACE FUNCTION dealrisk.diagnose(source regclass)
+RETURNS text
+LANGUAGE plpgsql STABLE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	lines		text[] := '{}';
+	total		bigint;
+	n_won		bigint;
+	n_lost		bigint;
+	n_open		bigint;
+	n_unknown	bigint;
+	odd_label	text;
+	first_cl	date;
+	last_cl		date;
+	last_cr		date;
+	cut_off		boolean := false;
+	summary		text;
+	n_signif	bigint := 0;
+	n_tests		bigint := 0;
+	top_drag	text;
+	recent		daterange;
+	baseline	daterange;
+	rq			text;
+	bq			text;
+	cur			record;
+	prev		record;
+	part		record;
+	ccur		record;
+	cprev		record;
+	cpart		record;
+	r			record;
+	seg_lines	text[] := '{}';
+	f			record;
+	shown		int := 0;
+	dq			text;
+	has_closed	boolean;
+	has_created	boolean;
+	present		text[];
+	dims		text[];
+	no_dims		text[];
+	partial_note text := '';
+	line		text;
+	has_part	boolean := false;
+	has_cpart	boolean := false;
+BEGIN
+	-- outcome is needed; every other contract column the source has is
+	-- checked (type, trust) and used where a section needs it
+	SELECT coalesce(pg_catalog.array_agg(u.c ORDER BY u.o), '{}') INTO present
+	FROM pg_catalog.unnest(ARRAY['deal_id', 'created_date', 'closed_date', 'sales_rep_id', 'industry', 'region',
+								 'product_type', 'lead_source', 'deal_stage', 'deal_amount', 'sales_cycle_days'])
+			WITH ORDINALITY AS u(c, o)
+	WHERE dealrisk._has_column(source, u.c);
+	PERFORM dealrisk._check_source(source, ARRAY['outcome'] || present);
+	has_closed := 'closed_date' = ANY (present);
+	has_created := 'created_date' = ANY (present);
+	SELECT coalesce(pg_catalog.array_agg(u.c ORDER BY u.o) FILTER (WHERE u.c = ANY (present)), '{}'),
+		   coalesce(pg_catalog.array_agg(u.c ORDER BY u.o) FILTER (WHERE u.c <> ALL (present)), '{}')
+		INTO dims, no_dims
+	FROM pg_catalog.unnest(ARRAY['industry', 'region', 'lead_source', 'product_type', 'sales_rep_id'])
+			WITH ORDINALITY AS u(c, o);
+
+	EXECUTE pg_catalog.format(
+		$q$SELECT pg_catalog.count(*),
+				  pg_catalog.count(*) FILTER (WHERE x.cls = 'won'),
+				  pg_catalog.count(*) FILTER (WHERE x.cls = 'lost'),
+				  pg_catalog.count(*) FILTER (WHERE x.cls = 'open'),
+				  pg_catalog.count(*) FILTER (WHERE x.cls = 'unknown'),
+				  pg_catalog.min(x.outcome) FILTER (WHERE x.cls = 'unknown'),
+				  pg_catalog.min(x.cl) FILTER (WHERE x.cls IN ('won', 'lost') AND pg_catalog.isfinite(x.cl)),
+				  pg_catalog.max(x.cl) FILTER (WHERE x.cls IN ('won', 'lost') AND pg_catalog.isfinite(x.cl)),
+				  pg_catalog.max(x.cr) FILTER (WHERE pg_catalog.isfinite(x.cr))
+		   FROM (SELECT coalesce(dealrisk.outcome_class(d.outcome::text), 'open') AS cls,
+						d.outcome::text AS outcome,
+						%s AS cl, %s AS cr
+				 FROM %s AS d) x$q$,
+		CASE WHEN has_closed THEN 'd.closed_date::date' ELSE 'NULL::date' END,
+		CASE WHEN has_created THEN 'd.created_date::date' ELSE 'NULL::date' END,
+		source::text)
+		INTO total, n_won, n_lost, n_open, n_unknown, odd_label, first_cl, last_cl, last_cr;
+
+	lines := lines || pg_catalog.format('Win-rate diagnosis of %s: %s %s, %s closed (%s won, %s lost), %s open%s%s.',
+		source::text, dealrisk._num(total), CASE WHEN total = 1 THEN 'deal' ELSE 'deals' END,
+		dealrisk._num(n_won + n_lost), dealrisk._num(n_won),
+		dealrisk._num(n_lost), dealrisk._num(n_open),
+		CASE WHEN n_unknown > 0
+			 THEN pg_catalog.format(', %s with an unknown outcome', dealrisk._num(n_unknown)) ELSE '' END,
+		CASE WHEN first_cl IS NOT NULL
+			 THEN pg_catalog.format('; closed between %s and %s',
+					pg_catalog.to_char(first_cl, 'YYYY-MM-DD'), pg_catalog.to_char(last_cl, 'YYYY-MM-DD'))
+			 WHEN NOT has_closed THEN '; no closed_date column'
+			 ELSE '' END);
+
+	IF n_unknown > 0 THEN
+		lines := lines || pg_catalog.format('Cannot analyse: outcome labels such as "%s" are not known, so won and lost cannot be told apart. Add them to dealrisk.won_labels, dealrisk.lost_labels or dealrisk.open_labels (see docs/data-contract.md).',
+			odd_label);
+	ELSIF n_won + n_lost = 0 THEN
+		lines := lines || 'No closed deals: there is no win rate to diagnose yet.'::text;
+	ELSE
+		lines := lines || pg_catalog.format('Win rate: %s of closed deals (95%% CI %s to %s).',
+			dealrisk._pct(n_won::float8 / (n_won + n_lost)),
+			dealrisk._pct((dealrisk.wilson_interval(n_won, n_won + n_lost)).ci_low),
+			dealrisk._pct((dealrisk.wilson_interval(n_won, n_won + n_lost)).ci_high));
+
+		-- The windows compared below: the last complete quarter and the one before.
+		IF NOT has_closed THEN
+			summary := 'the source has no closed_date column, so only the overall win rate can be reported: not its trend, the segments that drag it or the sales cycle';
+			lines := lines || 'Trend: not available: the source has no closed_date column, so closed deals cannot be placed in time (map the close date to closed_date, see docs/data-contract.md).'::text;
+		ELSE
+			BEGIN
+				SELECT w.recent, w.baseline INTO recent, baseline
+				FROM dealrisk._default_windows(source) w;
+				rq := dealrisk._quarter_label(pg_catalog.lower(recent));
+				bq := dealrisk._quarter_label(pg_catalog.lower(baseline));
+			EXCEPTION WHEN OTHERS THEN
+				lines := lines || ('Trend: not available: ' || SQLERRM);
+			END;
+		END IF;
+
+		-- An extract cut off by created_date before the end of the recent
+		-- window holds only the recent window's longer-cycle deals.
+		IF recent IS NOT NULL AND last_cr < pg_catalog.upper(recent) - 1 THEN
+			cut_off := true;
+			lines := lines || pg_catalog.format('Caution: the newest deal was created on %s, before %s ended, so %s lacks the short-cycle deals created after that: its cycle lengths are biased upward.',
+				pg_catalog.to_char(last_cr, 'YYYY-MM-DD'), rq, rq);
+		END IF;
+
+		-- Trend: the two complete quarters; a partial quarter after them
+		-- (closed deals only up to last_cl) is shown as such, not compared.
+		IF recent IS NOT NULL THEN
+			BEGIN
+				FOR r IN SELECT * FROM dealrisk.win_rate_trend(source, 'quarter') t
+						 WHERE t.period_start IN (pg_catalog.lower(recent), pg_catalog.lower(baseline))
+							OR t.is_partial
+				LOOP
+					IF r.is_partial THEN
+						part := r;
+						has_part := true;
+					ELSIF r.period_start = pg_catalog.lower(recent) THEN
+						cur := r;
+					ELSE
+						prev := r;
+					END IF;
+				END LOOP;
+				IF has_part THEN
+					partial_note := pg_catalog.format(' %s is partial (closed deals only up to %s) and is not compared: %s won of %s closed so far.',
+						dealrisk._quarter_label(part.period_start), pg_catalog.to_char(last_cl, 'YYYY-MM-DD'),
+						dealrisk._num(part.won), dealrisk._num(part.closed));
+				END IF;
+				IF cur IS NULL OR prev IS NULL THEN
+					lines := lines || (pg_catalog.format('Trend: %s (the last complete quarter) or %s has no closed deals to compare.',
+						rq, bq) || partial_note);
+				ELSE
+					summary := pg_catalog.format('the win rate %s %s points from %s to %s (%s), %s',
+						CASE WHEN cur.change < 0 THEN 'fell' ELSE 'rose' END,
+						pg_catalog.ltrim(dealrisk._pts(pg_catalog.abs(cur.change)), '+'), bq, rq,
+						dealrisk._pval(cur.p_value),
+						CASE WHEN cur.p_value < 0.05 THEN 'a significant change'
+							 ELSE 'within noise' END);
+					lines := lines || (pg_catalog.format('Trend: %s in %s (%s closed) vs %s in %s (%s closed): %s points, %s: %s.',
+						dealrisk._pct(cur.win_rate), rq, dealrisk._num(cur.closed),
+						dealrisk._pct(prev.win_rate), bq, dealrisk._num(prev.closed),
+						dealrisk._pts(cur.change), dealrisk._pval(cur.p_value),
+						CASE WHEN cur.p_value < 0.05
+							 THEN CASE WHEN cur.change < 0 THEN 'a significant drop'
+									   ELSE 'a significant rise' END
+							 ELSE 'within noise, not a significant change' END) || partial_note);
+				END IF;
+			EXCEPTION WHEN OTHERS THEN
+				lines := lines || ('Trend: not available: ' || SQLERRM);
+			END;
+		END IF;
+
+		-- Funnel: where deals are lost, and the late-stage share of the losses.
+		BEGIN
+			WITH s AS MATERIALIZED (
+				SELECT s.*, pg_catalog.lead(s.stage) OVER (ORDER BY s."position") AS next_stage
+				FROM dealrisk.funnel(source) s
+			)
+			SELECT (SELECT pg_catalog.sum(s.lost_here)::bigint FROM s) AS lost_total,
+				   (SELECT pg_catalog.sum(s.lost_here)::bigint FROM s WHERE s.is_late) AS late_lost,
+				   (SELECT pg_catalog.string_agg(s.stage, ', ' ORDER BY s."position")
+					FROM s WHERE s.is_late) AS late_names,
+				   (SELECT s.stage FROM s ORDER BY s.lost_here DESC, s."position" LIMIT 1) AS top_stage,
+				   (SELECT s.lost_here FROM s ORDER BY s.lost_here DESC, s."position" LIMIT 1) AS top_lost,
+				   (SELECT s.stage FROM s WHERE s.conversion_to_next IS NOT NULL
+					ORDER BY s.conversion_to_next, s."position" LIMIT 1) AS weak_stage,
+				   (SELECT s.next_stage FROM s WHERE s.conversion_to_next IS NOT NULL
+					ORDER BY s.conversion_to_next, s."position" LIMIT 1) AS weak_next,
+				   (SELECT s.conversion_to_next FROM s WHERE s.conversion_to_next IS NOT NULL
+					ORDER BY s.conversion_to_next, s."position" LIMIT 1) AS weak_conv
+				INTO f;
+			IF coalesce(f.lost_total, 0) = 0 THEN
+				lines := lines || 'Funnel: no lost deal with a stage.'::text;
+			ELSE
+				lines := lines || pg_catalog.format('Funnel: most lost deals were lost at %s (%s of %s, %s).',
+					f.top_stage, dealrisk._num(f.top_lost), dealrisk._num(f.lost_total), dealrisk._pct(f.top_lost::float8 / f.lost_total));
+				IF f.weak_stage IS NOT NULL THEN
+					lines := lines || pg_catalog.format('Weakest step: %s -> %s, where %s of the closed deals that reached %s moved on.',
+						f.weak_stage, f.weak_next, dealrisk._pct(f.weak_conv), f.weak_stage);
+				END IF;
+				lines := lines || pg_catalog.format('Late-stage losses: %s of lost deals were lost at a late stage (%s).',
+					dealrisk._pct(coalesce(f.late_lost, 0)::float8 / f.lost_total),
+					coalesce(f.late_names, 'none is marked late in dealrisk.stages'));
+			END IF;
+		EXCEPTION WHEN OTHERS THEN
+			lines := lines || ('Funnel: not available: ' || SQLERRM);
+		END;
+
+
+		-- Segments that drag the win rate, across the usual dimensions the
+		-- source has.  All their segments are one family of tests: q is the
+		-- Benjamini-Hochberg adjustment over every segment with a p-value.
+		IF NOT has_closed THEN
+			lines := lines || 'Segments: not available: the source has no closed_date column, so there are no two quarters to compare.'::text;
+		ELSIF recent IS NULL THEN
+			lines := lines || 'Segments: not available: there are no two quarters to compare (see Trend).'::text;
+		ELSIF pg_catalog.cardinality(dims) = 0 THEN
+			lines := lines || 'Segments: not available: the source has none of the columns industry, region, lead_source, product_type, sales_rep_id.'::text;
+		ELSE
+			BEGIN
+				FOR r IN
+					WITH d AS (
+						SELECT dm.dim, dm.o, dr.*
+						FROM pg_catalog.unnest(dims) WITH ORDINALITY AS dm(dim, o),
+							 LATERAL dealrisk.win_rate_drivers(source, dm.dim, recent, baseline) dr
+					), n AS (
+						SELECT d.*, pg_catalog.row_number() OVER (ORDER BY d.o, d.segment)::int AS k
+						FROM d
+					), fam AS (
+						SELECT dealrisk.bh_adjust(coalesce(pg_catalog.array_agg(n.p_value ORDER BY n.k), '{}')) AS qs,
+							   pg_catalog.count(n.p_value) AS m
+						FROM n
+					), a AS (
+						SELECT n.dim, n.o, n.segment, n.contribution, n.rate_effect, n.mix_effect,
+							   n.recent_win_rate, n.baseline_win_rate, n.p_value,
+							   fam.qs[n.k] AS q, fam.m,
+							   pg_catalog.count(*) FILTER (WHERE fam.qs[n.k] < 0.05) OVER () AS n_sig
+						FROM n, fam
+					)
+					SELECT a.* FROM a
+					WHERE a.contribution < 0
+					ORDER BY a.contribution, a.o, a.segment
+					LIMIT 5
+				LOOP
+					shown := shown + 1;
+					n_tests := r.m;
+					n_signif := r.n_sig;
+					IF shown = 1 THEN
+						top_drag := pg_catalog.format('the biggest drag is %s = %s (%s points, %s)',
+							r.dim, r.segment, dealrisk._pts(r.contribution),
+							CASE WHEN r.q < 0.05 THEN 'significant' ELSE 'not significant' END);
+					END IF;
+					seg_lines := seg_lines || pg_catalog.format('  %s = %s: %s (rate %s, mix %s); win rate %s vs %s, %s, %s, %s',
+						r.dim, r.segment, dealrisk._pts(r.contribution), dealrisk._pts(r.rate_effect),
+						dealrisk._pts(r.mix_effect), dealrisk._pct(r.recent_win_rate),
+						dealrisk._pct(r.baseline_win_rate), dealrisk._pval(r.p_value),
+						CASE WHEN r.q IS NULL THEN 'q n/a'
+							 WHEN r.q < 0.001 THEN 'q < 0.001'
+							 ELSE 'q = ' || pg_catalog.to_char(r.q, 'FM0.000') END,
+						CASE WHEN r.q < 0.05 THEN 'significant'
+							 WHEN r.p_value < 0.05 THEN pg_catalog.format('within noise for %s tests', dealrisk._num(r.m))
+							 ELSE 'within noise' END);
+				END LOOP;
+				lines := lines || pg_catalog.format('Segments dragging the win rate, %s vs %s (contribution = rate effect + mix effect, in points; q = p adjusted for the %s segments tested, Benjamini-Hochberg):',
+					rq, bq, CASE WHEN shown > 0 THEN dealrisk._num(n_tests) ELSE 'n/a' END);
+				IF shown = 0 THEN
+					lines := lines || '  none: no segment lowered the win rate.'::text;
+				ELSE
+					lines := lines || seg_lines;
+				END IF;
+				IF pg_catalog.cardinality(no_dims) > 0 THEN
+					lines := lines || pg_catalog.format('  not analysed: %s (no such column in the source).',
+						pg_catalog.array_to_string(no_dims, ', '));
+				END IF;
+				IF top_drag IS NOT NULL THEN
+					summary := coalesce(summary || '; ', '') || top_drag
+						|| CASE WHEN n_signif = 0
+								THEN pg_catalog.format('; no segment''s change is significant among the %s tested',
+									dealrisk._num(n_tests))
+								ELSE '' END;
+				END IF;
+			EXCEPTION WHEN OTHERS THEN
+				lines := lines || ('Segments: not available: ' || SQLERRM);
+			END;
+		END IF;
+
+		-- Sales cycle: the same two quarters, and the partial one named.
+		IF NOT has_closed THEN
+			lines := lines || 'Sales cycle: not available: the source has no closed_date column.'::text;
+		ELSIF recent IS NULL THEN
+			lines := lines || 'Sales cycle: not available: there are no two quarters to compare (see Trend).'::text;
+		ELSIF NOT has_created AND NOT 'sales_cycle_days' = ANY (present) THEN
+			lines := lines || 'Sales cycle: not available: the source has neither a sales_cycle_days nor a created_date column.'::text;
+		ELSE
+			BEGIN
+				FOR r IN SELECT * FROM dealrisk.cycle_trend(source, 'quarter') t
+						 WHERE t.period_start IN (pg_catalog.lower(recent), pg_catalog.lower(baseline))
+							OR t.is_partial
+				LOOP
+					IF r.is_partial THEN
+						cpart := r;
+						has_cpart := true;
+					ELSIF r.period_start = pg_catalog.lower(recent) THEN
+						ccur := r;
+					ELSE
+						cprev := r;
+					END IF;
+				END LOOP;
+				partial_note := '';
+				IF has_cpart THEN
+					partial_note := pg_catalog.format(' %s is partial and is not compared.',
+						dealrisk._quarter_label(cpart.period_start));
+				END IF;
+				IF ccur IS NULL OR cprev IS NULL THEN
+					line := pg_catalog.format('Sales cycle: no closed deals in %s or %s to compare.', rq, bq);
+				ELSIF ccur.median_days IS NULL OR cprev.median_days IS NULL THEN
+					line := pg_catalog.format('Sales cycle: no cycle lengths in %s or %s to compare.', rq, bq);
+				ELSE
+					line := pg_catalog.format('Sales cycle: median %s days in %s vs %s in %s; mean %s vs %s days, %s: %s.',
+						pg_catalog.to_char(ccur.median_days, 'FM9999990.0'), rq,
+						pg_catalog.to_char(cprev.median_days, 'FM9999990.0'), bq,
+						pg_catalog.to_char(ccur.mean_days, 'FM9999990.0'),
+						pg_catalog.to_char(cprev.mean_days, 'FM9999990.0'),
+						dealrisk._pval(ccur.p_value),
+						CASE WHEN NOT coalesce(ccur.significant, false) THEN 'no significant change'
+							 WHEN cut_off THEN 'not comparable, the difference comes from the cut-off above'
+							 WHEN NOT has_created
+							 THEN pg_catalog.format('cycles are getting %s, unless the extract was cut off by creation date (without a created_date column that cannot be checked)',
+								CASE WHEN ccur.mean_days > cprev.mean_days THEN 'longer' ELSE 'shorter' END)
+							 WHEN ccur.mean_days > cprev.mean_days THEN 'cycles are getting longer'
+							 ELSE 'cycles are getting shorter' END);
+				END IF;
+				lines := lines || (line || partial_note);
+			EXCEPTION WHEN OTHERS THEN
+				lines := lines || ('Sales cycle: not available: ' || SQLERRM);
+			END;
+		END IF;
+	END IF;
+
+	-- Data quality: the failing checks only.
+	BEGIN
+		SELECT pg_catalog.string_agg(pg_catalog.format('%s %s', q.check_name, dealrisk._num(q."rows")), ', ')
+			INTO dq
+		FROM dealrisk.data_quality(source) q
+		WHERE q."rows" > 0;
+		lines := lines || CASE WHEN dq IS NULL
+							   THEN 'Data quality: all checks passed.'
+							   ELSE 'Data quality: rows failing checks: ' || dq || ' (see dealrisk.data_quality).' END;
+	EXCEPTION WHEN OTHERS THEN
+		lines := lines || ('Data quality: not available: ' || SQLERRM);
+	END;
+
+	IF summary IS NOT NULL THEN
+		lines := lines[1:1]
+			|| ('In short: ' || pg_catalog.upper(pg_catalog.left(summary, 1))
+				|| pg_catalog.substr(summary, 2) || '.')
+			|| lines[2:];
+	END IF;
+
+	RETURN pg_catalog.array_to_string(lines, E'\n');
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk.diagnose(regclass) IS
+	'A plain-English report on a deal source: win rate and its trend over complete quarters, where the funnel loses deals, late-stage losses, the segments that drag the win rate (q-values over all segments tested), the sales-cycle trend and data quality; a section whose columns the source lacks says so';
