@@ -193,8 +193,8 @@ SELECT ok(
 	 WHERE lag_c IS NOT NULL),
 	'rows are sorted by contribution, biggest drag first');
 SELECT ok(
-	(SELECT bool_and(significant = (p_value < 0.05)) FROM dealrisk.win_rate_drivers('skygeni', 'sales_rep_id')),
-	'significant means p_value < 0.05');
+	(SELECT bool_and(significant = (q_value < 0.05)) FROM dealrisk.win_rate_drivers('skygeni', 'sales_rep_id', '[2023-10-01,2024-01-01)', '[2023-07-01,2023-10-01)')),
+	'significant means q_value < 0.05');
 
 -- Segments present in one window only, and NULL values.
 CREATE TABLE public.mix_deals (LIKE public.dq_deals);
@@ -302,11 +302,11 @@ SELECT throws_ok($$SELECT * FROM dealrisk.win_rate_trend('no_outcome')$$, '42703
 SELECT is((pg_temp.error_of($$SELECT * FROM dealrisk.data_quality('no_outcome')$$)).hint,
 	'Map your CRM''s columns with a view, see docs/data-contract.md.', 'the hint points at the data contract');
 SELECT throws_ok($$SELECT * FROM dealrisk.cycle_trend('no_outcome')$$, '42703',
-	'column "sales_cycle_days" is missing from source "public.no_outcome"', 'cycle_trend checks its columns');
+	'column "outcome" is missing from source "public.no_outcome"', 'cycle_trend checks its columns');
 SELECT throws_ok($$SELECT * FROM dealrisk.funnel('no_outcome')$$, '42703',
 	'column "outcome" is missing from source "public.no_outcome"', 'funnel checks its columns');
 SELECT throws_ok($$SELECT dealrisk.diagnose('no_outcome')$$, '42703',
-	'column "sales_rep_id" is missing from source "public.no_outcome"', 'diagnose checks the whole contract');
+	'column "outcome" is missing from source "public.no_outcome"', 'diagnose needs outcome (other columns only per section)');
 CREATE VIEW public.text_dates AS SELECT deal_id, closed_date::text AS closed_date, outcome FROM public.skygeni;
 SELECT throws_ok($$SELECT * FROM dealrisk.win_rate_trend('text_dates')$$, '42804',
 	'column "closed_date" of source "public.text_dates" has type text, not date', 'a date column of another type is an error');
@@ -480,7 +480,7 @@ SELECT matches(dealrisk.diagnose('skygeni'), 'most lost deals were lost at Demo 
 	'diagnose: where the funnel loses deals');
 SELECT matches(dealrisk.diagnose('skygeni'), 'Late-stage losses: 59\.2% of lost deals',
 	'diagnose: the late-stage loss ratio');
-SELECT matches(dealrisk.diagnose('skygeni'), 'lead_source = Inbound: -2\.2 \(rate -2\.2, mix \+0\.0\); win rate 40\.5% vs 48\.8%, p = 0\.092, within noise',
+SELECT matches(dealrisk.diagnose('skygeni'), 'lead_source = Inbound: -2\.2 \(rate -2\.2, mix \+0\.0\); win rate 40\.5% vs 48\.8%, p = 0\.092, q = 0\.907, within noise',
 	'diagnose: the biggest dragging segment with its effects');
 SELECT matches(dealrisk.diagnose('skygeni'), 'Caution: the newest deal was created on 2024-03-26',
 	'diagnose: warns that the extract is cut off by creation date');

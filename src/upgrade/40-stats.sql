@@ -8,9 +8,10 @@
 
 -- Benjamini-Hochberg adjusted p-values (q-values) of a family of tests, in
 -- the order given.  With the non-NULL p-values sorted, p(1) <= ... <= p(m),
--- q(i) = min over j >= i of p(j) m / j, at most 1: rejecting every test
--- with q < alpha keeps the expected share of false discoveries among the
--- rejections at most alpha (for independent or positively dependent tests).
+-- q(i) = min over j >= i of p(j) m / j (at most p(m) <= 1): rejecting every
+-- test with q < alpha keeps the expected share of false discoveries among
+-- the rejections at most alpha (for independent or positively dependent
+-- tests).
 -- A NULL p-value is a test that was not made: it stays NULL and does not
 -- count in m.
 CREATE FUNCTION dealrisk.bh_adjust(p_values float8[])
@@ -46,9 +47,8 @@ BEGIN
 		FROM u WHERE u.p IS NOT NULL
 	), a AS (
 		SELECT r.o,
-			   LEAST(1::float8,
-				   pg_catalog.min(r.p * (r.m::float8 / r.i))
-					   OVER (ORDER BY r.i DESC ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) AS q
+			   pg_catalog.min(r.p * (r.m::float8 / r.i))
+				   OVER (ORDER BY r.i DESC ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS q
 		FROM r
 	)
 	SELECT coalesce(pg_catalog.array_agg(a.q ORDER BY u.o), '{}')
