@@ -4,7 +4,7 @@
 -- older than every closed one, unknown labels and stages (whose hints are
 -- run as written), row-level problems, and a role that is not superuser.
 \ir harness/pgtap_setup.psql
-SELECT plan(45);
+SELECT plan(46);
 
 -- The finding rows of a check, as 'severity: finding | hint'.
 CREATE FUNCTION pg_temp.found(src regclass, chk text) RETURNS text
@@ -107,6 +107,8 @@ SELECT is(pg_temp.found('maven_split', 'unknown_stages'), NULL, '... and the sta
 SELECT lives_ok($$SELECT * FROM dealrisk.funnel('maven_split')$$, '... so the funnel runs');
 ROLLBACK TO SAVEPOINT stages;
 SELECT throws_ok($$SELECT * FROM dealrisk.funnel('maven_split')$$, '22023', NULL, 'before it, the funnel cannot run');
+SELECT matches(pg_temp.found('maven_split', 'stage_semantics'), '^warning: none of the 1,500 closed deals has a deal_stage, so there is no funnel to read',
+	'closed deals without a stage: no funnel either');
 
 -- 3. Won deals at every stage (deal_stage is the stage at export), and a
 -- real funnel (won deals at the last stage).

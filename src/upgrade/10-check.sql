@@ -230,6 +230,8 @@ DECLARE
 	n_first		bigint;
 	n_stages	int;
 	n_with_won	int;
+	n_closed	bigint;
+	n_closed_staged bigint;
 BEGIN
 	IF NOT dealrisk._has_column(source, 'deal_stage') OR NOT dealrisk._has_column(source, 'outcome') THEN
 		RETURN NULL;
@@ -253,6 +255,14 @@ BEGIN
 		       (SELECT pg_catalog.count(*)::int FROM w WHERE w.n > 0)$q$,
 		source::text)
 		INTO won_staged, final_stage, n_final, first_stage, n_first, n_stages, n_with_won;
+	EXECUTE pg_catalog.format(
+		$q$SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE pg_catalog.btrim(d.deal_stage::text, E' \t\n\r\f\013') <> '')
+		   FROM %s AS d WHERE dealrisk.outcome_class(d.outcome::text) IN ('won', 'lost')$q$,
+		source::text)
+		INTO n_closed, n_closed_staged;
+	IF n_closed > 0 AND n_closed_staged = 0 THEN
+		RETURN pg_catalog.format('none of the %s closed deals has a deal_stage, so there is no funnel to read', dealrisk._num(n_closed));
+	END IF;
 	IF won_staged IS NULL OR n_final IS NULL OR won_staged - n_final < 10 OR (won_staged - n_final) * 10 <= won_staged THEN
 		RETURN NULL;
 	END IF;
