@@ -46,6 +46,7 @@ extern double dr_hash_uniform(int64 seed, int64 i, int32 stream);
 
 /* outcome.c: outcome labels and the stage table. */
 extern DrOutcome dr_classify_outcome(const char *s, int len);
+extern DrOutcome dr_guess_outcome(const char *s, int len);
 extern bool dr_outcome_is_won(text *outcome, bool *isnull);
 
 typedef struct DrStage

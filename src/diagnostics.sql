@@ -680,34 +680,46 @@ COMMENT ON FUNCTION dealrisk.win_rate_drivers(regclass, text, daterange, dateran
 CREATE FUNCTION dealrisk.funnel(source regclass, since date DEFAULT NULL)
 RETURNS TABLE(stage text, "position" int, is_late boolean, reached bigint, won bigint,
 			  lost_here bigint, open_here bigint, conversion_to_next float8,
-			  cumulative_conversion float8, win_rate float8)
+			  cumulative_conversion float8, win_rate float8, caveat text)
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 10
 SET search_path = pg_catalog, pg_temp
 AS $fn$
+DECLARE
+	why			text;
 BEGIN
-	PERFORM dealrisk._check_source(source, ARRAY['created_date', 'deal_stage', 'outcome']);
+	-- created_date only filters (since)
+	PERFORM dealrisk._check_source(source, ARRAY['deal_stage', 'outcome']
+		|| CASE WHEN since IS NOT NULL THEN ARRAY['created_date'] ELSE '{}' END);
+	-- the funnel assumes deal_stage holds the stage each closed deal
+	-- reached: when the won deals say otherwise, every row says so
+	why := dealrisk._stage_semantics(source);
+	IF why IS NOT NULL THEN
+		RAISE WARNING 'the funnel of % cannot be read from deal_stage', dealrisk._source_name(source)
+			USING DETAIL = why || '.', HINT = dealrisk._stage_semantics_hint();
+		why := 'not a funnel: ' || why;
+	END IF;
 	RETURN QUERY EXECUTE pg_catalog.format(
 		$q$SELECT f.stage, f."position", f.is_late, f.reached, f.won, f.lost_here,
 				  f.open_here, f.conversion_to_next,
 				  f.reached::float8
 					/ NULLIF(pg_catalog.first_value(f.reached) OVER (ORDER BY f."position"), 0),
-				  f.win_rate
+				  f.win_rate, $2
 		   FROM (SELECT dealrisk.stage_funnel(
 						NULLIF(pg_catalog.btrim(d.deal_stage::text, E' \t\n\r\f\013'), ''),
 						dealrisk.is_won(d.outcome::text)) AS j
 				 FROM %s AS d
-				 WHERE $1 IS NULL OR d.created_date::date >= $1) s,
+				 %s) s,
 				pg_catalog.jsonb_to_recordset(s.j)
 					AS f(stage text, "position" int, is_late boolean, reached bigint,
 						 won bigint, lost_here bigint, open_here bigint,
 						 conversion_to_next float8, win_rate float8)
 		   ORDER BY f."position"$q$,
-		source::text)
-		USING since;
+		source::text, CASE WHEN since IS NOT NULL THEN 'WHERE d.created_date::date >= $1' ELSE '' END)
+		USING since, why;
 END
 $fn$;
 COMMENT ON FUNCTION dealrisk.funnel(regclass, date) IS
-	'The stage funnel of the deals created on or after since (all deals when NULL), one row per stage of dealrisk.stages: closed deals that reached the stage, won from there, lost there, open there, conversion to the next stage, cumulative conversion from the first stage and win rate from the stage';
+	'The stage funnel of the deals created on or after since (all deals when NULL), one row per stage of dealrisk.stages: closed deals that reached the stage, won from there, lost there, open there, conversion to the next stage, cumulative conversion from the first stage and win rate from the stage; caveat is NULL when deal_stage can be read as the stage each closed deal reached, else why the numbers are not a funnel (with a WARNING)';
 
 -- Data quality --------------------------------------------------------------
 
@@ -721,10 +733,31 @@ DECLARE
 	ex			text[];
 	stage_names text[];
 	dates		text;
+	absent		text[];
+	skipped		int[] := '{}';
+	expr		text[];
 BEGIN
+	-- deal_id and outcome are needed; a check on any other column the
+	-- source lacks is not run (its rows are NULL)
+	PERFORM dealrisk._check_source(source, ARRAY['deal_id', 'outcome']);
+	SELECT pg_catalog.array_agg(c) INTO absent
+	FROM pg_catalog.unnest(ARRAY['created_date', 'closed_date', 'deal_stage', 'deal_amount', 'sales_cycle_days']) c
+	WHERE NOT dealrisk._has_column(source, c);
+	absent := coalesce(absent, '{}');
 	PERFORM dealrisk._check_source(source,
-		ARRAY['deal_id', 'created_date', 'closed_date', 'deal_stage', 'deal_amount',
-			  'sales_cycle_days', 'outcome']);
+		ARRAY(SELECT c FROM pg_catalog.unnest(ARRAY['created_date', 'closed_date', 'deal_stage', 'deal_amount', 'sales_cycle_days']) c
+		      WHERE NOT c = ANY (absent)));
+	SELECT pg_catalog.array_agg(CASE WHEN c = ANY (absent) THEN 'NULL::' || t ELSE pg_catalog.format('d.%I::%s', c, t) END ORDER BY o)
+		INTO expr
+	FROM ROWS FROM (pg_catalog.unnest(ARRAY['created_date', 'closed_date', 'deal_stage', 'deal_amount', 'sales_cycle_days']),
+	                pg_catalog.unnest(ARRAY['date', 'date', 'text', 'numeric', 'numeric'])) WITH ORDINALITY u(c, t, o);
+	-- the checks (numbered as in the list at the end) each absent column
+	-- rules out
+	IF 'created_date' = ANY (absent) THEN skipped := skipped || ARRAY[3, 12, 14]; END IF;
+	IF 'closed_date' = ANY (absent) THEN skipped := skipped || ARRAY[3, 4, 5, 12]; END IF;
+	IF 'deal_stage' = ANY (absent) THEN skipped := skipped || ARRAY[10, 11]; END IF;
+	IF 'deal_amount' = ANY (absent) THEN skipped := skipped || ARRAY[6, 7, 8]; END IF;
+	IF 'sales_cycle_days' = ANY (absent) THEN skipped := skipped || ARRAY[12, 13]; END IF;
 	SELECT coalesce(pg_catalog.array_agg(pg_catalog.lower(s.stage)), '{}')
 		INTO stage_names
 	FROM dealrisk.stages s;
@@ -737,11 +770,11 @@ BEGIN
 	EXECUTE pg_catalog.format(
 		$q$WITH x AS (
 			SELECT d.deal_id::text AS id,
-				   d.created_date::date AS cr,
-				   d.closed_date::date AS cl,
-				   d.deal_stage::text AS stage,
-				   d.deal_amount::numeric AS amount,
-				   d.sales_cycle_days::numeric AS cyc,
+				   %s AS cr,
+				   %s AS cl,
+				   %s AS stage,
+				   %s AS amount,
+				   %s AS cyc,
 				   coalesce(dealrisk.outcome_class(d.outcome::text), 'open') AS cls,
 				   pg_catalog.count(*) OVER (PARTITION BY d.deal_id::text) AS dups,
 				   coalesce(%s, false) AS inf_date
@@ -769,7 +802,7 @@ BEGIN
 				c.st <> '' AND pg_catalog.lower(c.st) <> ALL ($1) AS t11,
 				c.both_dates AND c.cyc IS NOT NULL AND c.cyc <> (c.cl - c.cr) AS t12,
 				c.cyc < 0 AS t13,
-				c.cr > CURRENT_DATE AS t14,
+				c.cr > CURRENT_DATE AND c.cr <> 'infinity'::date AS t14,
 				c.inf_date AS t15,
 				c.id
 			FROM c
@@ -806,12 +839,15 @@ BEGIN
 					 pg_catalog.min(t.id) FILTER (WHERE t.t14),
 					 pg_catalog.min(t.id) FILTER (WHERE t.t15)]
 		FROM t$q$,
-		coalesce(dates, 'false'), source::text)
+		expr[1], expr[2], expr[3], expr[4], expr[5], coalesce(dates, 'false'), source::text)
 		INTO n, ex
 		USING stage_names;
 
 	RETURN QUERY
-	SELECT v.name, v.descr, n[v.i], ex[v.i]
+	SELECT v.name,
+		   v.descr || CASE WHEN v.i = ANY (skipped) THEN ' (not checked: the source lacks a column it needs)' ELSE '' END,
+		   CASE WHEN v.i = ANY (skipped) THEN NULL ELSE n[v.i] END,
+		   CASE WHEN v.i = ANY (skipped) THEN NULL ELSE ex[v.i] END
 	FROM (VALUES
 		(1, 'null_deal_id', 'deal_id is NULL or blank'),
 		(2, 'duplicate_deal_id', 'deal_id shared with another row (every such row is counted)'),
@@ -833,7 +869,7 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION dealrisk.data_quality(regclass) IS
-	'Data-quality checks of a deal source, one row per check in a fixed order (all checks, zero counts included): rows failing it and the smallest failing deal_id; never raises an error on bad data';
+	'Data-quality checks of a deal source, one row per check in a fixed order (all checks, zero counts included): rows failing it and the smallest failing deal_id; a check needing a column the source lacks has NULL rows; never raises an error on bad data';
 
 -- The report ----------------------------------------------------------------
 

@@ -22,6 +22,7 @@
 PG_FUNCTION_INFO_V1(dr_is_won);
 PG_FUNCTION_INFO_V1(dr_outcome_class);
 PG_FUNCTION_INFO_V1(dr_stage_position);
+PG_FUNCTION_INFO_V1(dr_label_guess);
 
 typedef struct DrLabel
 {
@@ -157,14 +158,91 @@ dr_classify_outcome(const char *s, int len)
 }
 
 /*
+ * Whether the lower-cased word w occurs in s[0..len) as a whole word
+ * (bounded by non-letters), compared without case.
+ */
+static bool
+has_word(const char *s, int len, const char *w)
+{
+	int			wlen = strlen(w);
+
+	for (int i = 0; i + wlen <= len; i++)
+	{
+		int			j;
+
+		if (i > 0 && isalpha((unsigned char) s[i - 1]))
+			continue;
+		if (i + wlen < len && isalpha((unsigned char) s[i + wlen]))
+			continue;
+		for (j = 0; j < wlen; j++)
+			if (pg_tolower((unsigned char) s[i + j]) != w[j])
+				break;
+		if (j == wlen)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * What an unknown outcome label most likely means, from its words: won
+ * ("Won", "Closed - Booked"), lost ("Lost", "Disqualified"), else open (a
+ * stage name such as "Engaging"); DR_OUTCOME_UNKNOWN when it names both or
+ * only says "closed".  Used to point the user at the right label list.
+ */
+DrOutcome
+dr_guess_outcome(const char *s, int len)
+{
+	static const char *const won_words[] = {"won", "win", "wins", "booked", "signed", "success",
+	"successful", "closedwon", "purchased", NULL};
+	static const char *const lost_words[] = {"lost", "loss", "lose", "dead", "disqualified",
+		"unqualified", "rejected", "declined", "cancelled", "canceled", "churned", "closedlost",
+	"abandoned", "no deal", NULL};
+	bool		won = false;
+	bool		lost = false;
+
+	for (int i = 0; won_words[i]; i++)
+		won |= has_word(s, len, won_words[i]);
+	for (int i = 0; lost_words[i]; i++)
+		lost |= has_word(s, len, lost_words[i]);
+	if (won != lost)
+		return won ? DR_OUTCOME_WON : DR_OUTCOME_LOST;
+	if (won || has_word(s, len, "closed"))
+		return DR_OUTCOME_UNKNOWN;
+	return DR_OUTCOME_OPEN;
+}
+
+/* The GUC holding the labels of an outcome class (the won list for unknown). */
+static const char *
+label_guc(DrOutcome cls, const char **value)
+{
+	switch (cls)
+	{
+		case DR_OUTCOME_LOST:
+			*value = dr_lost_labels;
+			return "dealrisk.lost_labels";
+		case DR_OUTCOME_OPEN:
+		case DR_OUTCOME_NONE:
+			*value = dr_open_labels;
+			return "dealrisk.open_labels";
+		default:
+			*value = dr_won_labels;
+			return "dealrisk.won_labels";
+	}
+}
+
+/*
  * Map an outcome to won (true) / lost (false) / open (*isnull); an unknown
- * label is an error that names it and says how to configure labels.
+ * label is an error that names it and says which list it probably belongs
+ * to.
  */
 bool
 dr_outcome_is_won(text *outcome, bool *isnull)
 {
 	int			len = VARSIZE_ANY_EXHDR(outcome);
 	const char *s = VARDATA_ANY(outcome);
+	DrOutcome	guess;
+	const char *list;
+	const char *guc;
 
 	*isnull = false;
 	switch (dr_classify_outcome(s, len))
@@ -180,14 +258,47 @@ dr_outcome_is_won(text *outcome, bool *isnull)
 		case DR_OUTCOME_UNKNOWN:
 			break;
 	}
+	guess = dr_guess_outcome(s, len);
+	guc = label_guc(guess, &list);
+	if (len > 200)
+		len = 200;
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("unknown outcome label \"%.*s\"", len > 200 ? 200 : len, s),
+			 errmsg("unknown outcome label \"%.*s\"", len, s),
 			 errdetail("Known labels: won = \"%s\"; lost = \"%s\"; open = \"%s\".",
 					   dr_won_labels, dr_lost_labels, dr_open_labels),
-			 errhint("Add the label to one of the lists, e.g. SET dealrisk.won_labels = '%s,<label>' (or ALTER DATABASE ... SET to keep it).",
-					 dr_won_labels)));
+			 guess == DR_OUTCOME_UNKNOWN ?
+			 errhint("Add the label to the list it means: dealrisk.won_labels, dealrisk.lost_labels or dealrisk.open_labels, e.g. SET dealrisk.won_labels = '%s,%.*s' (or ALTER DATABASE ... SET to keep it); dealrisk.check_source() lists every unknown label.",
+					 list, len, s) :
+			 errhint("\"%.*s\" looks like %s deal: SET %s = '%s,%.*s' (or ALTER DATABASE ... SET to keep it); dealrisk.check_source() lists every unknown label.",
+					 len, s, guess == DR_OUTCOME_WON ? "a won" : guess == DR_OUTCOME_LOST ? "a lost" : "an open",
+					 guc, list, len, s)));
 	return false;				/* keep compiler quiet */
+}
+
+/* SQL: _label_guess(label) -> 'won' | 'lost' | 'open' | 'unknown': what an unknown label likely means. */
+Datum
+dr_label_guess(PG_FUNCTION_ARGS)
+{
+	text	   *t = PG_GETARG_TEXT_PP(0);
+	const char *res = "unknown";
+
+	switch (dr_guess_outcome(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)))
+	{
+		case DR_OUTCOME_WON:
+			res = "won";
+			break;
+		case DR_OUTCOME_LOST:
+			res = "lost";
+			break;
+		case DR_OUTCOME_OPEN:
+		case DR_OUTCOME_NONE:
+			res = "open";
+			break;
+		case DR_OUTCOME_UNKNOWN:
+			break;
+	}
+	PG_RETURN_TEXT_P(cstring_to_text(res));
 }
 
 /* SQL: is_won(outcome) -> true (won), false (lost), NULL (open or empty). */

@@ -103,7 +103,7 @@ INSERT INTO dealrisk.stage_defaults (stage, position, is_late) VALUES
 
 CREATE TABLE dealrisk.stage_edits (
 	stage    text PRIMARY KEY CHECK (pg_catalog.btrim(stage) <> ''),
-	position int CHECK (position > 0),
+	position int,
 	is_late  boolean,
 	removed  boolean NOT NULL DEFAULT false,
 	CHECK (removed OR (position IS NOT NULL AND is_late IS NOT NULL))
@@ -119,7 +119,7 @@ CREATE VIEW dealrisk.stages AS
 	WHERE NOT EXISTS (SELECT 1 FROM dealrisk.stage_edits e WHERE e.stage OPERATOR(pg_catalog.=) d.stage);
 ALTER VIEW dealrisk.stages ALTER COLUMN is_late SET DEFAULT false;
 COMMENT ON VIEW dealrisk.stages IS
-	'Pipeline stages in order (position) and whether each is a late stage; edit it (INSERT, UPDATE, DELETE) to match your CRM; positions are checked at the end of each statement, so stages can be renumbered in one UPDATE. deal_stage is matched without case. Your edits are kept in dealrisk.stage_edits and survive pg_dump/pg_restore.';
+	'Pipeline stages in order (position) and whether each is a late stage; edit it (INSERT, UPDATE, DELETE) to match your CRM; positions are any integers (a stage before the first takes 0 or below) and are checked at the end of each statement, so stages can be renumbered in one UPDATE. deal_stage is matched without case. Your edits are kept in dealrisk.stage_edits and survive pg_dump/pg_restore.';
 CREATE TRIGGER stages_edit INSTEAD OF INSERT OR UPDATE OR DELETE ON dealrisk.stages
 	FOR EACH ROW EXECUTE FUNCTION dealrisk._config_edit('dealrisk.stage_defaults', 'dealrisk.stage_edits', 'stage');
 

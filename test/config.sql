@@ -54,7 +54,11 @@ SELECT throws_ok($$UPDATE dealrisk.stages SET stage = 'Demo' WHERE stage = 'Prop
 	'duplicate key value violates the key of dealrisk.stages', '... also when renaming');
 SELECT throws_like($$INSERT INTO dealrisk.stages VALUES ('Review', 3, false)$$, 'stages % share position 3',
 	'two stages cannot share a position');
-SELECT throws_ok($$INSERT INTO dealrisk.stages VALUES ('Review', 0, false)$$, '23514', NULL, 'positions are positive');
+SAVEPOINT before_lead;
+INSERT INTO dealrisk.stages VALUES ('Lead', 0, false);
+SELECT is((SELECT stage || ':' || position FROM dealrisk.stages ORDER BY position LIMIT 1), 'Lead:0',
+	'a stage goes before the first one in one statement (position 0; issue #9)');
+ROLLBACK TO SAVEPOINT before_lead;
 SELECT throws_ok($$INSERT INTO dealrisk.stages VALUES ('  ', 9, false)$$, '23514', NULL, 'a stage name is not blank');
 SELECT throws_ok($$INSERT INTO dealrisk.stages (stage, position) VALUES (NULL, 9)$$, '23502', NULL, 'a stage name is not NULL');
 SELECT lives_ok($$INSERT INTO dealrisk.stages (stage, position) VALUES ('Review', 9)$$, 'is_late defaults to false');
