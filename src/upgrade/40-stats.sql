@@ -372,7 +372,6 @@ DECLARE
 	seg_lines	text[] := '{}';
 	f			record;
 	shown		int := 0;
-	dq			text;
 	has_closed	boolean;
 	has_created	boolean;
 	present		text[];
@@ -382,6 +381,10 @@ DECLARE
 	line		text;
 	has_part	boolean := false;
 	has_cpart	boolean := false;
+	why_no_funnel text;
+	n_errors	bigint;
+	n_warnings	bigint;
+	pre_lines	text[];
 BEGIN
 	-- outcome is needed; every other contract column the source has is
 	-- checked (type, trust) and used where a section needs it
@@ -510,7 +513,16 @@ BEGIN
 			END;
 		END IF;
 
-		-- Funnel: where deals are lost, and the late-stage share of the losses.
+		-- Funnel: where deals are lost, and the late-stage share of the
+		-- losses, when deal_stage holds the stage closed deals reached;
+		-- otherwise why it cannot be read (check_source's stage_semantics).
+		IF dealrisk._has_column(source, 'deal_stage') THEN
+			why_no_funnel := dealrisk._stage_semantics(source);
+		END IF;
+		IF why_no_funnel IS NOT NULL THEN
+			lines := lines || ('Funnel: not shown: deal_stage does not hold the stage closed deals reached (preflight, stage_semantics), so conversion between stages, where deals are lost and late-stage losses would be read from the wrong column. '
+				|| dealrisk._stage_semantics_hint());
+		ELSE
 		BEGIN
 			WITH s AS MATERIALIZED (
 				SELECT s.*, pg_catalog.lead(s.stage) OVER (ORDER BY s."position") AS next_stage
@@ -545,6 +557,7 @@ BEGIN
 		EXCEPTION WHEN OTHERS THEN
 			lines := lines || ('Funnel: not available: ' || SQLERRM);
 		END;
+		END IF;
 
 
 		-- Segments that drag the win rate, across the usual dimensions the
@@ -677,18 +690,26 @@ BEGIN
 		END IF;
 	END IF;
 
-	-- Data quality: the failing checks only.
+	-- The preflight (check_source, which includes data_quality): its errors
+	-- and warnings go right under the headline.
 	BEGIN
-		SELECT pg_catalog.string_agg(pg_catalog.format('%s %s', q.check_name, dealrisk._num(q."rows")), ', ')
-			INTO dq
-		FROM dealrisk.data_quality(source) q
-		WHERE q."rows" > 0;
-		lines := lines || CASE WHEN dq IS NULL
-							   THEN 'Data quality: all checks passed.'
-							   ELSE 'Data quality: rows failing checks: ' || dq || ' (see dealrisk.data_quality).' END;
+		SELECT pg_catalog.count(*) FILTER (WHERE c.severity OPERATOR(pg_catalog.=) 'error'),
+			   pg_catalog.count(*) FILTER (WHERE c.severity OPERATOR(pg_catalog.=) 'warning'),
+			   coalesce(pg_catalog.array_agg(pg_catalog.format('  - %s: %s.', c."check", c.finding) ORDER BY c.o)
+						FILTER (WHERE c.severity IN ('error', 'warning')), '{}')
+			INTO n_errors, n_warnings, pre_lines
+		FROM dealrisk.check_source(source) WITH ORDINALITY AS c("check", severity, finding, hint, o);
+		pre_lines := CASE WHEN n_errors + n_warnings = 0
+						  THEN ARRAY['Preflight: no error or warning (dealrisk.check_source).']
+						  ELSE pg_catalog.format('Preflight: %s; the fixes: SELECT * FROM dealrisk.check_source(%L);',
+							   pg_catalog.concat_ws(', ',
+								   CASE WHEN n_errors = 1 THEN '1 error' WHEN n_errors > 1 THEN n_errors || ' errors' END,
+								   CASE WHEN n_warnings = 1 THEN '1 warning' WHEN n_warnings > 1 THEN n_warnings || ' warnings' END),
+							   source::text) || pre_lines END;
 	EXCEPTION WHEN OTHERS THEN
-		lines := lines || ('Data quality: not available: ' || SQLERRM);
+		pre_lines := ARRAY['Preflight: not available: ' || SQLERRM];
 	END;
+	lines := lines[1:1] || pre_lines || lines[2:];
 
 	IF summary IS NOT NULL THEN
 		lines := lines[1:1]
@@ -701,4 +722,4 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION dealrisk.diagnose(regclass) IS
-	'A plain-English report on a deal source: win rate and its trend over complete quarters, where the funnel loses deals, late-stage losses, the segments that drag the win rate (q-values over all segments tested), the sales-cycle trend and data quality; a section whose columns the source lacks says so';
+	'A plain-English report on a deal source: the errors and warnings of check_source(), win rate and its trend over complete quarters, where the funnel loses deals (or why deal_stage cannot tell), late-stage losses, the segments that drag the win rate (q-values over all segments tested) and the sales-cycle trend; a section whose columns the source lacks says so';
