@@ -319,11 +319,11 @@ SELECT is(pg_temp.as_role('dealrisk_t_analyst', $$SELECT dealrisk.import_model(d
 -- the analyst's own view with its own function: the operator's train()
 -- does not run it
 CREATE SCHEMA analyst_s;
-GRANT USAGE, CREATE ON SCHEMA analyst_s TO dealrisk_t_analyst ;
+GRANT USAGE, CREATE ON SCHEMA analyst_s TO dealrisk_t_analyst;
+GRANT USAGE ON SCHEMA analyst_s TO dealrisk_t_operator;
 SET LOCAL ROLE dealrisk_t_analyst;
 CREATE FUNCTION analyst_s.peek(t text) RETURNS text LANGUAGE sql AS $$ SELECT t $$;
 CREATE VIEW analyst_s.deals AS SELECT deal_id, analyst_s.peek(industry) AS industry, lead_source, outcome FROM public.base;
-GRANT USAGE ON SCHEMA analyst_s TO dealrisk_t_operator;
 GRANT SELECT ON analyst_s.deals TO dealrisk_t_operator;
 RESET ROLE;
 SELECT alike(pg_temp.as_role('dealrisk_t_operator', $$SELECT dealrisk.train('analyst_s.deals', 'bait', activate => false)$$),
