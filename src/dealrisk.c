@@ -27,6 +27,7 @@ char	   *dr_open_labels = NULL;
 bool		dr_labels_dirty = true;
 int			dr_min_training_deals = 40;
 double		dr_recency_halflife_days = 365.0;
+static double dr_max_plausible_auc = 0.95;
 double		dr_band_medium = 30.0;
 double		dr_band_high = 60.0;
 double		dr_band_critical = 80.0;
@@ -308,6 +309,13 @@ _PG_init(void)
 							 NULL,
 							 &dr_recency_halflife_days,
 							 365.0, 0.0, 100000.0,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomRealVariable("dealrisk.max_plausible_auc",
+							 "Highest holdout AUC a model may have and still be activated without force.",
+							 "Deals are won and lost for reasons no CRM records: a model that ranks them almost perfectly has most likely been shown the outcome (a field filled in at close). 1 turns the check off.",
+							 &dr_max_plausible_auc,
+							 0.95, 0.5, 1.0,
 							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);
 	DefineCustomRealVariable("dealrisk.band_medium",

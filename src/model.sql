@@ -10,11 +10,14 @@ CREATE TABLE dealrisk.models (
 	coefficients  float8[] NOT NULL,
 	metrics       jsonb NOT NULL DEFAULT '{}',
 	active        boolean NOT NULL DEFAULT false,
-	activated_at  timestamptz
+	activated_at  timestamptz,
+	trained_by    text DEFAULT CURRENT_USER
 );
 CREATE UNIQUE INDEX models_one_active_per_name ON dealrisk.models (name) WHERE active;
 COMMENT ON TABLE dealrisk.models IS
 	'Deal risk models: feature specification (with dictionaries and standardisation), coefficients (intercept first), holdout metrics; at most one active model per name';
+COMMENT ON COLUMN dealrisk.models.trained_by IS
+	'The role that stored the model (train() or import_model(), or an INSERT): a role granted INSERT on the other columns cannot set it; NULL for models stored before 0.3.0';
 SELECT pg_catalog.pg_extension_config_dump('dealrisk.models', '');
 SELECT pg_catalog.pg_extension_config_dump('dealrisk.models_id_seq', '');
 
@@ -218,6 +221,219 @@ $$;
 COMMENT ON FUNCTION dealrisk._finite_date(text, text[]) IS
 	'SQL for a date column of a deal row as the model reads it: NULL when absent or infinite (internal)';
 
+-- A feature as train(features => ...) names it: a derived feature or a
+-- column, optionally followed by how a numeric column enters the model:
+-- 'days_in_stage:bins' (the default: quantile bins, each with its own
+-- weight) or 'days_in_stage:linear' (one standardised number).  A name that
+-- is itself a column of the source is taken whole.  Returns the column (or
+-- derived feature) and the entry (NULL when none was given).
+CREATE FUNCTION dealrisk._feature_entry(source regclass, feature text, OUT col text, OUT entry text)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	typ text;
+BEGIN
+	IF feature IS NULL OR pg_catalog.btrim(feature) = '' THEN
+		RAISE EXCEPTION 'a feature name must not be NULL or empty, got %', coalesce(pg_catalog.quote_literal(feature), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	col := feature;
+	IF pg_catalog.strpos(feature, ':') = 0 OR dealrisk._has_column(source, feature) THEN
+		RETURN;
+	END IF;
+	col := pg_catalog.substring(feature, '^(.*):');
+	entry := pg_catalog.lower(pg_catalog.btrim(pg_catalog.substring(feature, ':([^:]*)$')));
+	IF entry NOT IN ('bins', 'linear') THEN
+		RAISE EXCEPTION 'unknown entry "%" in feature "%"', pg_catalog.substring(feature, ':([^:]*)$'), feature
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'A numeric column enters the model as quantile bins (column or column:bins) or as one standardised number (column:linear).';
+	END IF;
+	SELECT pg_catalog.format_type(a.atttypid, NULL) INTO typ
+	FROM pg_catalog.pg_attribute a
+	WHERE a.attrelid = source::pg_catalog.oid AND a.attname::text = col AND a.attnum > 0 AND NOT a.attisdropped;
+	IF typ IS NULL OR typ NOT IN ('numeric', 'integer', 'bigint', 'smallint', 'real', 'double precision') THEN
+		RAISE EXCEPTION 'feature "%": only a numeric column of % can be entered as %, and "%" is %', feature, source, entry, col,
+			CASE WHEN typ IS NOT NULL THEN 'of type ' || typ
+			     WHEN col IN ('cycle_days', 'stage_time', 'activity_gap') THEN 'a derived feature (always bins)'
+			     ELSE 'not a column of it' END
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'Write column:linear or column:bins for a numeric column; other features take no entry.';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION dealrisk._feature_entry(regclass, text) IS
+	'The column (or derived feature) a feature name of train() reads and how a numeric column enters the model (bins, linear, or NULL for the default bins); an unknown entry is an error (internal)';
+
+-- Features that record the outcome instead of predicting it: columns of
+-- source among features (default: the contract's feature columns it has;
+-- derived features and names that are no column are skipped) that are
+--   - filled on closed deals and empty on open ones (at least 10 open
+--     deals, at most 5% of them filled, at least half of the closed deals
+--     filled): the value is written when a deal closes (a close value, a
+--     close reason), so it is unknown for the deals to be scored;
+--   - or whose value alone separates won from lost closed deals almost
+--     perfectly: the AUC of the value's own win rate, each closed deal
+--     scored by the win rate of its level without itself (shrunk toward the
+--     overall rate by 20 deals), is at least 0.95 (at least 10 won and 10
+--     lost deals).  Levels are the text of a text column and the decile of
+--     a number (a value many deals share, such as the 0 of every lost deal,
+--     is a level of its own rather than the low end of a decile); empty
+--     ('', NULL, NaN, +-Infinity) is a level too, so a column filled only on
+--     won deals separates as well.  Leaving a deal out of its own level's
+--     rate keeps a column with a value per deal (an id, a note) at chance,
+--     and the shrinking keeps small levels near the overall rate: an honest
+--     strong feature (a rep who wins 70%) stays far below 0.95.
+-- One row per leaking feature, named as given, with why in words.  Reads
+-- the source twice at most (the deciles of the number columns, then the
+-- levels of every column in one scan with a grouping set per column); of a
+-- table of more than 60,000 rows, a repeatable sample of its pages of about
+-- 30,000 rows, which tells shares and a near-perfect separation as well as
+-- every row would.
+CREATE FUNCTION dealrisk._feature_leaks(source regclass, features text[] DEFAULT NULL)
+RETURNS TABLE (feature text, reason text)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	names text[] := '{}';
+	cols text[] := '{}';
+	kinds text[] := '{}';
+	types text[] := '{}';
+	f text;
+	c text;
+	t text;
+	kind "char";
+	est float8;
+	scan text;
+	sampled text := '';
+	num text;
+	deciles text[];
+	lv text;
+	sel text := '';
+	sets text := '';
+	which text := '';
+	val text := '';
+	i int;
+	j int := 0;
+BEGIN
+	PERFORM dealrisk._check_source(source, ARRAY['outcome']);
+	FOREACH f IN ARRAY coalesce(features, ARRAY['industry', 'region', 'product_type', 'lead_source', 'sales_rep_id', 'deal_amount']) LOOP
+		CONTINUE WHEN features IS NULL AND NOT dealrisk._has_column(source, f);
+		c := (dealrisk._feature_entry(source, f)).col;
+		SELECT pg_catalog.format_type(a.atttypid, NULL) INTO t
+		FROM pg_catalog.pg_attribute a
+		WHERE a.attrelid = source::pg_catalog.oid AND a.attname::text = c AND a.attnum > 0 AND NOT a.attisdropped;
+		CONTINUE WHEN t IS NULL OR c = ANY (cols) OR c IN ('cycle_days', 'stage_time', 'activity_gap');
+		IF t IN ('text', 'character varying', 'character', 'boolean') THEN
+			kinds := kinds || 'text'::text;
+		ELSIF t IN ('numeric', 'integer', 'bigint', 'smallint', 'real', 'double precision') THEN
+			kinds := kinds || 'number'::text;
+		ELSE
+			CONTINUE;	-- not a type a feature can have: train() says so
+		END IF;
+		names := names || f;
+		cols := cols || c;
+		types := types || t;
+	END LOOP;
+	IF pg_catalog.cardinality(cols) = 0 THEN
+		RETURN;
+	END IF;
+	-- the columns' types run no less trusted role's code when read
+	PERFORM dealrisk._check_source(source, ARRAY['outcome'] || cols);
+
+	SELECT r.relkind, r.reltuples INTO kind, est FROM pg_catalog.pg_class r WHERE r.oid = source::pg_catalog.oid;
+	scan := pg_catalog.format('%s d', source);
+	IF kind IN ('r', 'm') AND est > 60000 THEN
+		scan := pg_catalog.format('%s d TABLESAMPLE SYSTEM (%s) REPEATABLE (42)', source, 100 * 30000 / est);
+		sampled := ' sampled';
+	END IF;
+
+	-- a number column's finite values; its deciles over the closed deals
+	-- (one scan for all of them), as text of an array of its own type
+	SELECT pg_catalog.string_agg(pg_catalog.format(
+	           '(percentile_disc($1) WITHIN GROUP (ORDER BY %s))::text',
+	           CASE WHEN types[k] IN ('numeric', 'real', 'double precision')
+	                THEN pg_catalog.format('CASE WHEN d.%1$I NOT IN (''NaN'', ''Infinity'', ''-Infinity'') THEN d.%1$I END', cols[k])
+	                ELSE pg_catalog.format('d.%I', cols[k]) END), ', ' ORDER BY k)
+	INTO num
+	FROM pg_catalog.generate_subscripts(cols, 1) k WHERE kinds[k] = 'number';
+	IF num IS NOT NULL THEN
+		EXECUTE pg_catalog.format('SELECT ARRAY[%s] FROM %s WHERE dealrisk.outcome_class(d.outcome::text) IN (''won'', ''lost'')',
+		                          num, scan)
+			INTO deciles USING '{0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9}'::float8[];
+	END IF;
+
+	-- each column's level per deal (NULL when empty), counted by outcome
+	-- class in one grouping set per column
+	FOR i IN 1 .. pg_catalog.cardinality(cols) LOOP
+		IF kinds[i] = 'text' THEN
+			lv := pg_catalog.format('CASE WHEN pg_catalog.btrim(d.%1$I::text) <> '''' THEN d.%1$I::text END', cols[i]);
+		ELSE
+			j := j + 1;
+			lv := CASE WHEN deciles[j] IS NULL THEN 'NULL::text'
+			           ELSE pg_catalog.format('CASE WHEN %1$s = ANY (%2$L::%3$s[]) THEN ''='' || (%1$s)::text ELSE pg_catalog.width_bucket(%1$s, %2$L::%3$s[])::text END',
+			                                  CASE WHEN types[i] IN ('numeric', 'real', 'double precision')
+			                                       THEN pg_catalog.format('CASE WHEN d.%1$I NOT IN (''NaN'', ''Infinity'', ''-Infinity'') THEN d.%1$I END', cols[i])
+			                                       ELSE pg_catalog.format('d.%I', cols[i]) END,
+			                                  deciles[j], types[i]) END;
+		END IF;
+		sel := sel || pg_catalog.format(', %s AS l%s', lv, i);
+		sets := sets || pg_catalog.format(', (cls, l%s)', i);
+		which := which || pg_catalog.format(' WHEN GROUPING(l%1$s) = 0 THEN %1$s', i);
+		val := val || pg_catalog.format(' WHEN GROUPING(l%1$s) = 0 THEN l%1$s', i);
+	END LOOP;
+
+	RETURN QUERY EXECUTE pg_catalog.format($q$
+		WITH g AS (
+			SELECT CASE %s END k, CASE %s END v, cls, count(*) n
+			FROM (SELECT coalesce(dealrisk.outcome_class(d.outcome::text), 'open') cls %s FROM %s) x
+			GROUP BY GROUPING SETS (%s)),
+		lv AS (
+			SELECT k, v, coalesce(sum(n) FILTER (WHERE cls = 'won'), 0) w, coalesce(sum(n) FILTER (WHERE cls = 'lost'), 0) l,
+			       coalesce(sum(n) FILTER (WHERE cls = 'open'), 0) o
+			FROM g GROUP BY k, v),
+		tot AS (
+			SELECT k, sum(w) w, sum(l) l, sum(o) o,
+			       coalesce(sum(w + l) FILTER (WHERE v IS NOT NULL), 0) filled_closed,
+			       coalesce(sum(o) FILTER (WHERE v IS NOT NULL), 0) filled_open
+			FROM lv GROUP BY k),
+		-- the score of a level's won deals and of its lost deals: the
+		-- level's win rate without the deal, shrunk toward the overall rate
+		sc AS (
+			SELECT lv.k, s.score, sum(s.nw) nw, sum(s.nl) nl
+			FROM lv JOIN tot USING (k),
+			LATERAL (VALUES
+				(pg_catalog.round((lv.w - 1 + 20 * tot.w / (tot.w + tot.l)) / (lv.w + lv.l - 1 + 20), 12), lv.w, 0::numeric),
+				(pg_catalog.round((lv.w + 20 * tot.w / (tot.w + tot.l)) / (lv.w + lv.l - 1 + 20), 12), 0, lv.l)) s(score, nw, nl)
+			WHERE tot.w > 0 AND tot.l > 0 AND lv.w + lv.l > 0
+			GROUP BY lv.k, s.score),
+		-- AUC: the chance that a won deal scores above a lost one (ties half)
+		auc AS (
+			SELECT k, sum(nw * (below + nl / 2)) / (sum(nw) * sum(nl)) auc
+			FROM (SELECT k, nw, nl, coalesce(sum(nl) OVER (PARTITION BY k ORDER BY score
+			                                 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) below
+			      FROM sc) x
+			GROUP BY k HAVING sum(nw) > 0 AND sum(nl) > 0),
+		why AS (
+			SELECT t.k,
+			       CASE WHEN t.o >= 10 AND t.filled_open <= 0.05 * t.o AND t.filled_closed >= 0.5 * (t.w + t.l)
+			            THEN pg_catalog.format('it is filled on %%s%%%% of the closed deals but on %%s%%%% of the %%s open deals%s: it is written when a deal closes, so it is unknown for the deals to be scored',
+			                                   pg_catalog.round(100 * t.filled_closed / (t.w + t.l)),
+			                                   pg_catalog.round(100 * t.filled_open / t.o), t.o) END fill,
+			       CASE WHEN t.w >= 10 AND t.l >= 10 AND a.auc >= 0.95
+			            THEN pg_catalog.format('its value alone separates won from lost closed deals almost perfectly (single-feature AUC %%s over %%s closed deals%s): it records the outcome rather than predicting it',
+			                                   pg_catalog.round(a.auc, 3), t.w + t.l) END sep
+			FROM tot t LEFT JOIN auc a USING (k))
+		SELECT ($1::text[])[k], pg_catalog.concat_ws('; and ', fill, sep)
+		FROM why WHERE fill IS NOT NULL OR sep IS NOT NULL
+		ORDER BY k $q$, which, val, sel, scan, pg_catalog.substr(sets, 3), sampled, sampled)
+		USING names;
+END
+$$;
+COMMENT ON FUNCTION dealrisk._feature_leaks(regclass, text[]) IS
+	'Feature columns of a source that record the outcome: filled on closed deals but empty on open ones, or separating won from lost almost perfectly on their own; one row per feature with the reason (internal)';
+
 -- The feature specification learned from the closed deals of source that
 -- pass filter: dictionaries, bin edges, typical stage times.  They are
 -- learned from dict_source (a sample of source; default source itself); the
@@ -251,6 +467,7 @@ DECLARE
 	stage_days text;
 	dfilter text := filter;
 	src regclass := source;
+	entry text;
 BEGIN
 	source := coalesce(dict_source, source);	-- dictionaries read the sample
 	SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum),
@@ -291,6 +508,8 @@ BEGIN
 		dealrisk._finite_date('stage_entered_date', cols), created_col);
 
 	FOREACH f IN ARRAY want LOOP
+		-- 'column:linear' / 'column:bins': how a numeric column enters
+		SELECT e.col, e.entry INTO f, entry FROM dealrisk._feature_entry(src, f) e;
 		IF f = 'cycle_days' THEN
 			edges := dealrisk._quantile_edges(source, age_expr, dfilter, '{0.1,0.25,0.5,0.75,0.9}');
 			IF pg_catalog.cardinality(edges) > 0 THEN
@@ -360,7 +579,9 @@ BEGIN
 						'column', f, 'levels', levels, 'pooled', coalesce(pooled, '[]'));
 				END IF;
 			ELSIF t IN ('numeric', 'integer', 'bigint', 'smallint', 'real', 'double precision') THEN
-				IF features IS NULL OR f = 'deal_amount' THEN
+				-- quintile bins (scorecard style: each bin its own weight, so
+				-- an effect need not be a straight line), unless :linear
+				IF entry IS DISTINCT FROM 'linear' THEN
 					edges := dealrisk._quantile_edges(source, pg_catalog.format('d.%I', f), dfilter,
 					                                  '{0.2,0.4,0.6,0.8}');
 					IF pg_catalog.cardinality(edges) > 0 THEN
@@ -464,13 +685,21 @@ $$;
 COMMENT ON FUNCTION dealrisk._fit(regclass, jsonb, text, int, date, date, float8, float8, float8[], float8, jsonb, date, float8) IS
 	'IRLS driver: one aggregate pass per Newton step until the step promises no more gain (internal)';
 
+-- A holdout AUC above dealrisk.max_plausible_auc (0.95) is a problem too:
+-- deals are won and lost for reasons no CRM records, so a model that ranks
+-- them almost perfectly has most likely been shown the outcome (a field
+-- filled in at close) and would call every open deal safe.
 CREATE FUNCTION dealrisk._quality_problem(metrics jsonb)
 RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
+LANGUAGE sql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT CASE
 		WHEN metrics->>'auc' IS NULL THEN 'it has no holdout AUC (the holdout had only one outcome)'
+		WHEN (metrics->>'auc')::float8 > coalesce(nullif(pg_catalog.current_setting('dealrisk.max_plausible_auc', true), ''), '0.95')::float8 THEN
+			pg_catalog.format('its holdout AUC %s is implausibly high for CRM data (above dealrisk.max_plausible_auc = %s): a feature most likely records the outcome, such as a value or reason filled in when a deal closes',
+			                  pg_catalog.round((metrics->>'auc')::numeric, 3),
+			                  coalesce(nullif(pg_catalog.current_setting('dealrisk.max_plausible_auc', true), ''), '0.95'))
 		WHEN (metrics->>'auc')::float8 < 0.55 THEN
 			pg_catalog.format('its holdout AUC %s is below 0.55: it ranks deals little better than chance',
 			                  pg_catalog.round((metrics->>'auc')::numeric, 3))
@@ -481,7 +710,7 @@ AS $$
 	END
 $$;
 COMMENT ON FUNCTION dealrisk._quality_problem(jsonb) IS
-	'Why a model''s holdout metrics are not good enough to activate, or NULL when they are (internal)';
+	'Why a model''s holdout metrics are not good enough (or too good to be true) to activate, or NULL when they are fine (internal)';
 
 CREATE FUNCTION dealrisk.activate(model_id bigint, force boolean DEFAULT false)
 RETURNS boolean
@@ -511,7 +740,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION dealrisk.activate(bigint, boolean) IS
-	'Makes a model the active one of its name; refused (unless force) when its holdout AUC < 0.55 or its Brier score is no better than the base rate';
+	'Makes a model the active one of its name; refused (unless force) when its holdout AUC < 0.55, implausibly high (> dealrisk.max_plausible_auc) or its Brier score is no better than the base rate';
 
 CREATE FUNCTION dealrisk.rollback(name text DEFAULT 'default')
 RETURNS bigint
@@ -578,6 +807,18 @@ DECLARE
 	problem text;
 	pos_col name;
 	pos_type oid;
+	has_created boolean;
+	has_cycle boolean;
+	want text[];
+	kept text[] := '{}';
+	kept_cols text[] := '{}';
+	feat text;
+	fcol text;
+	why text;
+	left_out jsonb := '{}';
+	leak record;
+	leaks text;
+	split_why text;
 BEGIN
 	PERFORM dealrisk.outcome_class('');	-- loads the library, which defines the settings
 	min_n := pg_catalog.current_setting('dealrisk.min_training_deals')::int;
@@ -593,7 +834,16 @@ BEGIN
 		RAISE EXCEPTION 'holdout must be a share between 0 and 0.9, got %', coalesce(holdout::text, 'NULL')
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	PERFORM dealrisk._check_source(source, ARRAY['deal_id', 'outcome', 'created_date']);
+	-- activation is the operator's: a role that may not activate (an
+	-- analyst) trains candidates, and hears so before the work is done
+	IF activate AND NOT (pg_catalog.has_function_privilege('dealrisk.activate(bigint, boolean)', 'EXECUTE')
+	                     AND pg_catalog.has_column_privilege('dealrisk.models', 'active', 'UPDATE')
+	                     AND pg_catalog.has_table_privilege('dealrisk.model_activations', 'INSERT')) THEN
+		RAISE EXCEPTION 'role % may train models but not activate them', CURRENT_USER
+			USING ERRCODE = 'insufficient_privilege',
+			      HINT = 'Train a candidate with dealrisk.train(..., activate => false); a role that may activate models (the operator) activates it with dealrisk.activate(id).';
+	END IF;
+	PERFORM dealrisk._check_source(source, ARRAY['deal_id', 'outcome']);
 	-- the model reads labels and stages as text (src/features.c): say so
 	-- before a pass trips over another type
 	SELECT a.attname, a.atttypid INTO pos_col, pos_type
@@ -609,6 +859,75 @@ BEGIN
 			      HINT = pg_catalog.format('Cast it to text in a view of yours (%I::text AS %I) and train on the view; see docs/data-contract.md.', pos_col, pos_col);
 	END IF;
 	has_closed_date := dealrisk._has_column(source, 'closed_date');
+	has_created := dealrisk._has_column(source, 'created_date');
+	has_cycle := dealrisk._has_column(source, 'sales_cycle_days');
+
+	-- The features: those asked for, or the contract's.  A default one
+	-- the source cannot support is left out (a NOTICE, and metrics ->
+	-- 'features_left_out' say why); one asked for is an error.  The dates
+	-- decide the derived ones: a deal's age needs created_date for open
+	-- deals and closed_date (or sales_cycle_days) for closed ones; time in
+	-- stage and the activity gap run to the close, so they need closed_date.
+	want := coalesce(features, ARRAY['industry', 'region', 'product_type', 'lead_source', 'sales_rep_id',
+	                                 'deal_amount', 'cycle_days', 'stage_time', 'activity_gap']);
+	FOREACH feat IN ARRAY want LOOP
+		fcol := (dealrisk._feature_entry(source, feat)).col;
+		IF fcol = ANY (kept_cols) THEN
+			RAISE EXCEPTION 'feature "%" is named twice', fcol USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		why := CASE
+			WHEN fcol = 'cycle_days' AND NOT has_created THEN
+				'the source has no created_date column, so the age of an open deal is unknown'
+			WHEN fcol = 'cycle_days' AND NOT (has_closed_date OR has_cycle) THEN
+				'the source has neither closed_date nor sales_cycle_days, so how long a closed deal took is unknown'
+			WHEN fcol = 'stage_time' AND NOT dealrisk._has_column(source, 'deal_stage') THEN
+				'the source has no deal_stage column'
+			WHEN fcol = 'stage_time' AND NOT has_created THEN
+				'the source has no created_date column, which time in stage counts from when stage_entered_date is empty'
+			WHEN fcol = 'stage_time' AND NOT has_closed_date THEN
+				'the source has no closed_date column, so how long a closed deal stayed in its stage is unknown'
+			WHEN fcol = 'activity_gap' AND NOT dealrisk._has_column(source, 'last_activity_date') THEN
+				'the source has no last_activity_date column'
+			WHEN fcol = 'activity_gap' AND NOT has_closed_date THEN
+				'the source has no closed_date column, so the gap before a deal closed is unknown'
+			WHEN features IS NULL AND fcol NOT IN ('cycle_days', 'stage_time', 'activity_gap')
+			     AND NOT dealrisk._has_column(source, fcol) THEN
+				pg_catalog.format('the source has no %s column', fcol)
+		END;
+		IF why IS NOT NULL AND features IS NOT NULL THEN
+			RAISE EXCEPTION 'feature "%" cannot be learned from %: %', feat, source, why
+				USING ERRCODE = 'undefined_column',
+				      HINT = 'Leave it out of features, or add the column (a view can map it).';
+		ELSIF why IS NOT NULL THEN
+			-- the default activity gap of a source without activity dates
+			-- was always left out quietly
+			IF NOT (fcol = 'activity_gap' AND NOT dealrisk._has_column(source, 'last_activity_date')) THEN
+				RAISE NOTICE 'dealrisk.train: feature % left out: %', fcol, why;
+			END IF;
+			left_out := left_out || pg_catalog.jsonb_build_object(fcol, why);
+		ELSE
+			kept := kept || feat;
+			kept_cols := kept_cols || fcol;
+		END IF;
+	END LOOP;
+	-- outcome leaks: a column written at close, or one that alone tells
+	-- won from lost, would teach the model the answer
+	FOR leak IN SELECT * FROM dealrisk._feature_leaks(source, kept) LOOP
+		RAISE NOTICE 'dealrisk.train: feature % left out: %', leak.feature, leak.reason;
+		fcol := kept_cols[pg_catalog.array_position(kept, leak.feature)];
+		left_out := left_out || pg_catalog.jsonb_build_object(fcol, 'outcome leak: ' || leak.reason);
+		kept_cols := pg_catalog.array_remove(kept_cols, fcol);
+		kept := pg_catalog.array_remove(kept, leak.feature);
+		leaks := pg_catalog.concat_ws('; ', leaks, pg_catalog.format('%s: %s', leak.feature, leak.reason));
+	END LOOP;
+	IF pg_catalog.cardinality(kept) = 0 AND leaks IS NOT NULL THEN
+		RAISE EXCEPTION 'every feature of % leaks the outcome: nothing is left to train on', source
+			USING ERRCODE = 'data_exception', DETAIL = leaks,
+			      HINT = 'Train on columns that are known while a deal is still open (features => ARRAY[...]); see docs/data-contract.md.';
+	ELSIF pg_catalog.cardinality(kept) = 0 THEN
+		RAISE EXCEPTION 'no usable feature in %', source USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = (SELECT pg_catalog.string_agg(pg_catalog.format('%s: %s', k, v), '; ') FROM pg_catalog.jsonb_each_text(left_out) x(k, v));
+	END IF;
 
 	-- Dictionaries and bin edges come from about 50,000 closed deals at most
 	-- (a repeatable sample of a table's pages, or of a view's rows by deal_id,
@@ -672,12 +991,15 @@ BEGIN
 		train_filter := pg_catalog.format('%s AND %s', closed_filter, train_expr);
 		test_filter := pg_catalog.format('%s AND NOT (%s)', closed_filter, train_expr);
 		halflife := 0;
+		split_why := CASE WHEN has_closed_date THEN 'no closed deal has a closed_date'
+		                  ELSE 'the source has no closed_date column' END;
+		RAISE NOTICE 'dealrisk.train: holdout chosen by a hash of deal_id and no recency weighting: %', split_why;
 	END IF;
 
 	-- the exact counts, the newest close and the rep win rates (over every
 	-- closed deal, and over the training split for the holdout model), from
 	-- one scan
-	IF (features IS NULL OR 'sales_rep_id' = ANY (features)) AND dealrisk._has_column(source, 'sales_rep_id') THEN
+	IF 'sales_rep_id' = ANY (kept) THEN
 		rate_key := 'sales_rep_id';
 	END IF;
 	SELECT * INTO census FROM dealrisk._census(source, rate_key, train_expr, has_closed_date);
@@ -693,7 +1015,7 @@ BEGIN
 
 	-- 1. the dictionaries, learned once from the closed deals (of the
 	-- sample); the rep win rates from the census
-	spec := dealrisk._build_spec(source, features, closed_filter, dict_source);
+	spec := dealrisk._build_spec(source, kept, closed_filter, dict_source);
 	spec_train := spec;
 	SELECT o - 1 INTO pos FROM pg_catalog.jsonb_array_elements(spec->'features') WITH ORDINALITY e(f, o)
 	WHERE f->>'kind' = 'rate';
@@ -731,6 +1053,14 @@ BEGIN
 		RAISE EXCEPTION 'the holdout of % is empty', source USING ERRCODE = 'no_data_found',
 			HINT = 'Use a larger holdout share.';
 	END IF;
+	-- a feature kept so far that the specification lacks learned nothing
+	-- from the closed deals (no value, or _build_spec said why)
+	SELECT left_out || coalesce(pg_catalog.jsonb_object_agg(k,
+	           'not learned from the closed deals: no usable value, or left out by the NOTICE above'), '{}')
+	INTO left_out
+	FROM pg_catalog.unnest(kept_cols) k
+	WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.jsonb_array_elements(spec->'features') e
+	                  WHERE e->>'name' = CASE k WHEN 'sales_rep_id' THEN 'rep_win_rate' ELSE k END);
 
 	INSERT INTO dealrisk.models (name, source, feature_spec, coefficients, metrics)
 	VALUES (train.name, source::text, spec || pg_catalog.jsonb_build_object('l2', l2, 'recency_halflife_days', halflife),
@@ -741,7 +1071,12 @@ BEGIN
 	            'won_total', n_won, 'lost_total', n_lost,
 	            'iterations', final_fit.iterations, 'converged', final_fit.converged,
 	            'holdout_iterations', fit.iterations, 'holdout', holdout,
-	            'holdout_from', cutoff))
+	            'holdout_from', cutoff,
+	            'holdout_split', CASE WHEN cutoff IS NOT NULL THEN 'closed_date' ELSE 'deal_id hash' END,
+	            'recency_weighted', halflife > 0,
+	            'features_left_out', left_out)
+	        || CASE WHEN split_why IS NOT NULL
+	                THEN pg_catalog.jsonb_build_object('holdout_split_reason', split_why) ELSE '{}' END)
 	RETURNING id INTO new_id;
 
 	IF activate THEN
@@ -757,7 +1092,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION dealrisk.train(regclass, text, text[], float8, float8, boolean) IS
-	'Trains an L2-regularised logistic deal risk model on the closed deals of source (IRLS, one parallel aggregate pass per iteration), measures it on the newest holdout share, refits on all, stores it in dealrisk.models and activates it if good enough; returns the model id';
+	'Trains an L2-regularised logistic deal risk model on the closed deals of source (IRLS, one parallel aggregate pass per iteration), leaving out features the source''s dates cannot support and features that leak the outcome (metrics->''features_left_out''), measures it on the newest holdout share (a hash of deal_id without close dates), refits on all, stores it in dealrisk.models and activates it if good enough and the caller may (activate => false: a candidate); returns the model id';
 
 CREATE FUNCTION dealrisk._deal_risk_row(model text, row_type regtype, columns text[], VARIADIC "any")
 RETURNS float8 AS 'MODULE_PATHNAME', 'dr_deal_risk_row'
@@ -970,15 +1305,31 @@ DECLARE
 	present text[];
 	since date := lost_since;
 	unions text;
+	recent_l text := 'l.closed_date >= $1';
+	recent_d text := 'd.closed_date >= $1';
+	losses text := 'recent losses';
 BEGIN
 	IF k IS NULL OR k < 1 THEN
 		RAISE EXCEPTION 'k must be at least 1, got %', coalesce(k::text, 'NULL') USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	PERFORM dealrisk._check_source(source, ARRAY['deal_id', 'outcome', 'closed_date']);
+	PERFORM dealrisk._check_source(source, ARRAY['deal_id', 'outcome']);
+	-- without close dates no loss is more recent than another: open deals
+	-- are compared with every lost deal, and a NOTICE says so
+	IF NOT dealrisk._has_column(source, 'closed_date') THEN
+		IF lost_since IS NOT NULL THEN
+			RAISE EXCEPTION 'lost_since needs a closed_date column, which source % lacks', source
+				USING ERRCODE = 'undefined_column',
+				      HINT = 'Call lost_lookalikes(source) without lost_since to compare open deals with every lost deal.';
+		END IF;
+		RAISE NOTICE 'dealrisk.lost_lookalikes: % has no closed_date column: open deals are compared with every lost deal, not only recent ones', source;
+		recent_l := 'true';
+		recent_d := 'true';
+		losses := 'lost deals';
+	END IF;
 	SELECT pg_catalog.array_agg(t ORDER BY pg_catalog.array_position(traits, t)) INTO present
 	FROM pg_catalog.unnest(traits) t
 	WHERE dealrisk._has_column(source, t);
-	IF since IS NULL THEN
+	IF since IS NULL AND recent_d <> 'true' THEN
 		EXECUTE pg_catalog.format('SELECT max(d.closed_date) - 30 FROM %s d WHERE dealrisk.is_won(d.outcome) IS NOT NULL', source)
 			INTO since;
 	END IF;
@@ -989,15 +1340,15 @@ BEGIN
 		WITH long AS (%s),
 		lift AS (
 			SELECT l.col, l.val,
-			       count(*) FILTER (WHERE NOT dealrisk.is_won(l.outcome) AND l.closed_date >= $1)::float8
-			         / greatest(1, (SELECT count(*) FROM %s d WHERE NOT dealrisk.is_won(d.outcome) AND d.closed_date >= $1)) AS lost_share,
+			       count(*) FILTER (WHERE NOT dealrisk.is_won(l.outcome) AND %s)::float8
+			         / greatest(1, (SELECT count(*) FROM %s d WHERE NOT dealrisk.is_won(d.outcome) AND %s)) AS lost_share,
 			       count(*) FILTER (WHERE dealrisk.is_won(l.outcome) IS NOT NULL)::float8
 			         / greatest(1, (SELECT count(*) FROM %s d WHERE dealrisk.is_won(d.outcome) IS NOT NULL)) AS all_share
 			FROM long l WHERE l.val IS NOT NULL GROUP BY l.col, l.val
 		)
 		SELECT l.deal_id::text,
 		       sum(pg_catalog.ln(f.lost_share / f.all_share)) FILTER (WHERE f.lost_share > f.all_share) AS similarity,
-		       pg_catalog.array_agg(pg_catalog.format('%%s = %%s (%%s%%%% of recent losses, %%s%%%% of closed deals)',
+		       pg_catalog.array_agg(pg_catalog.format('%%s = %%s (%%s%%%% of %s, %%s%%%% of closed deals)',
 		                        f.col, f.val, pg_catalog.round((100 * f.lost_share)::numeric),
 		                        pg_catalog.round((100 * f.all_share)::numeric))
 		                 ORDER BY f.lost_share / f.all_share DESC) FILTER (WHERE f.lost_share >= 1.2 * f.all_share AND f.all_share > 0)
@@ -1006,9 +1357,9 @@ BEGIN
 		GROUP BY l.deal_id
 		HAVING sum(pg_catalog.ln(f.lost_share / f.all_share)) FILTER (WHERE f.lost_share > f.all_share) > 0
 		ORDER BY 2 DESC, 1
-		LIMIT $2 $q$, unions, source, source)
+		LIMIT $2 $q$, unions, recent_l, source, recent_d, source, losses)
 		USING since, k;
 END
 $$;
 COMMENT ON FUNCTION dealrisk.lost_lookalikes(regclass, date, int) IS
-	'Open deals that look most like the deals lost since a date (default: the last 30 days of closes), with the traits they share and how over-represented those traits are among the recent losses';
+	'Open deals that look most like the deals lost since a date (default: the last 30 days of closes; every lost deal when the source has no closed_date), with the traits they share and how over-represented those traits are among the recent losses';

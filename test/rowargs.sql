@@ -164,7 +164,7 @@ SELECT matches(dealrisk._row_args('many_cols', jsonb_build_object('format', 'dea
 	 FROM generate_series(1, 95) i))),
 	', NULL::text\[\], d\.\*$', '_row_args passes whole rows past 90 columns');
 SELECT lives_ok(format($$SELECT dealrisk.train('many_cols', 'many', features => %L, activate => false)$$,
-	(SELECT array_agg('n' || i) || ARRAY['industry'] FROM generate_series(1, 95) i)),
+	(SELECT array_agg('n' || i || ':linear') || ARRAY['industry'] FROM generate_series(1, 95) i)),
 	'train() with 96 feature columns');
 SELECT is((SELECT cardinality(coefficients) FROM dealrisk.models WHERE name = 'many'),
 	(SELECT 1 + 95 + jsonb_array_length(f->'levels') FROM dealrisk.models m,

@@ -1,0 +1,794 @@
+-- 25-train: training on real CRM exports (issue #9, sections 4, 1 and 6):
+-- sources without dates, numeric columns binned by default (column:linear
+-- on request), features that leak the outcome left out, an implausibly
+-- high holdout AUC not activated without force, and analysts who train
+-- candidate models (dealrisk.models.trained_by).
+
+ALTER TABLE dealrisk.models ADD COLUMN trained_by text;
+ALTER TABLE dealrisk.models ALTER COLUMN trained_by SET DEFAULT CURRENT_USER;
+COMMENT ON COLUMN dealrisk.models.trained_by IS
+	'The role that stored the model (train() or import_model(), or an INSERT): a role granted INSERT on the other columns cannot set it; NULL for models stored before 0.3.0';
+
+-- new helpers, executable by PUBLIC (dealrisk.check_source() calls _feature_leaks)
+CREATE FUNCTION dealrisk._feature_entry(source regclass, feature text, OUT col text, OUT entry text)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	typ text;
+BEGIN
+	IF feature IS NULL OR pg_catalog.btrim(feature) = '' THEN
+		RAISE EXCEPTION 'a feature name must not be NULL or empty, got %', coalesce(pg_catalog.quote_literal(feature), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	col := feature;
+	IF pg_catalog.strpos(feature, ':') = 0 OR dealrisk._has_column(source, feature) THEN
+		RETURN;
+	END IF;
+	col := pg_catalog.substring(feature, '^(.*):');
+	entry := pg_catalog.lower(pg_catalog.btrim(pg_catalog.substring(feature, ':([^:]*)$')));
+	IF entry NOT IN ('bins', 'linear') THEN
+		RAISE EXCEPTION 'unknown entry "%" in feature "%"', pg_catalog.substring(feature, ':([^:]*)$'), feature
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'A numeric column enters the model as quantile bins (column or column:bins) or as one standardised number (column:linear).';
+	END IF;
+	SELECT pg_catalog.format_type(a.atttypid, NULL) INTO typ
+	FROM pg_catalog.pg_attribute a
+	WHERE a.attrelid = source::pg_catalog.oid AND a.attname::text = col AND a.attnum > 0 AND NOT a.attisdropped;
+	IF typ IS NULL OR typ NOT IN ('numeric', 'integer', 'bigint', 'smallint', 'real', 'double precision') THEN
+		RAISE EXCEPTION 'feature "%": only a numeric column of % can be entered as %, and "%" is %', feature, source, entry, col,
+			CASE WHEN typ IS NOT NULL THEN 'of type ' || typ
+			     WHEN col IN ('cycle_days', 'stage_time', 'activity_gap') THEN 'a derived feature (always bins)'
+			     ELSE 'not a column of it' END
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'Write column:linear or column:bins for a numeric column; other features take no entry.';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION dealrisk._feature_entry(regclass, text) IS
+	'The column (or derived feature) a feature name of train() reads and how a numeric column enters the model (bins, linear, or NULL for the default bins); an unknown entry is an error (internal)';
+
+CREATE FUNCTION dealrisk._feature_leaks(source regclass, features text[] DEFAULT NULL)
+RETURNS TABLE (feature text, reason text)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	names text[] := '{}';
+	cols text[] := '{}';
+	kinds text[] := '{}';
+	types text[] := '{}';
+	f text;
+	c text;
+	t text;
+	kind "char";
+	est float8;
+	scan text;
+	sampled text := '';
+	num text;
+	deciles text[];
+	lv text;
+	sel text := '';
+	sets text := '';
+	which text := '';
+	val text := '';
+	i int;
+	j int := 0;
+BEGIN
+	PERFORM dealrisk._check_source(source, ARRAY['outcome']);
+	FOREACH f IN ARRAY coalesce(features, ARRAY['industry', 'region', 'product_type', 'lead_source', 'sales_rep_id', 'deal_amount']) LOOP
+		CONTINUE WHEN features IS NULL AND NOT dealrisk._has_column(source, f);
+		c := (dealrisk._feature_entry(source, f)).col;
+		SELECT pg_catalog.format_type(a.atttypid, NULL) INTO t
+		FROM pg_catalog.pg_attribute a
+		WHERE a.attrelid = source::pg_catalog.oid AND a.attname::text = c AND a.attnum > 0 AND NOT a.attisdropped;
+		CONTINUE WHEN t IS NULL OR c = ANY (cols) OR c IN ('cycle_days', 'stage_time', 'activity_gap');
+		IF t IN ('text', 'character varying', 'character', 'boolean') THEN
+			kinds := kinds || 'text'::text;
+		ELSIF t IN ('numeric', 'integer', 'bigint', 'smallint', 'real', 'double precision') THEN
+			kinds := kinds || 'number'::text;
+		ELSE
+			CONTINUE;	-- not a type a feature can have: train() says so
+		END IF;
+		names := names || f;
+		cols := cols || c;
+		types := types || t;
+	END LOOP;
+	IF pg_catalog.cardinality(cols) = 0 THEN
+		RETURN;
+	END IF;
+	-- the columns' types run no less trusted role's code when read
+	PERFORM dealrisk._check_source(source, ARRAY['outcome'] || cols);
+
+	SELECT r.relkind, r.reltuples INTO kind, est FROM pg_catalog.pg_class r WHERE r.oid = source::pg_catalog.oid;
+	scan := pg_catalog.format('%s d', source);
+	IF kind IN ('r', 'm') AND est > 60000 THEN
+		scan := pg_catalog.format('%s d TABLESAMPLE SYSTEM (%s) REPEATABLE (42)', source, 100 * 30000 / est);
+		sampled := ' sampled';
+	END IF;
+
+	-- a number column's finite values; its deciles over the closed deals
+	-- (one scan for all of them), as text of an array of its own type
+	SELECT pg_catalog.string_agg(pg_catalog.format(
+	           '(percentile_disc($1) WITHIN GROUP (ORDER BY %s))::text',
+	           CASE WHEN types[k] IN ('numeric', 'real', 'double precision')
+	                THEN pg_catalog.format('CASE WHEN d.%1$I NOT IN (''NaN'', ''Infinity'', ''-Infinity'') THEN d.%1$I END', cols[k])
+	                ELSE pg_catalog.format('d.%I', cols[k]) END), ', ' ORDER BY k)
+	INTO num
+	FROM pg_catalog.generate_subscripts(cols, 1) k WHERE kinds[k] = 'number';
+	IF num IS NOT NULL THEN
+		EXECUTE pg_catalog.format('SELECT ARRAY[%s] FROM %s WHERE dealrisk.outcome_class(d.outcome::text) IN (''won'', ''lost'')',
+		                          num, scan)
+			INTO deciles USING '{0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9}'::float8[];
+	END IF;
+
+	-- each column's level per deal (NULL when empty), counted by outcome
+	-- class in one grouping set per column
+	FOR i IN 1 .. pg_catalog.cardinality(cols) LOOP
+		IF kinds[i] = 'text' THEN
+			lv := pg_catalog.format('CASE WHEN pg_catalog.btrim(d.%1$I::text) <> '''' THEN d.%1$I::text END', cols[i]);
+		ELSE
+			j := j + 1;
+			lv := CASE WHEN deciles[j] IS NULL THEN 'NULL::text'
+			           ELSE pg_catalog.format('CASE WHEN %1$s = ANY (%2$L::%3$s[]) THEN ''='' || (%1$s)::text ELSE pg_catalog.width_bucket(%1$s, %2$L::%3$s[])::text END',
+			                                  CASE WHEN types[i] IN ('numeric', 'real', 'double precision')
+			                                       THEN pg_catalog.format('CASE WHEN d.%1$I NOT IN (''NaN'', ''Infinity'', ''-Infinity'') THEN d.%1$I END', cols[i])
+			                                       ELSE pg_catalog.format('d.%I', cols[i]) END,
+			                                  deciles[j], types[i]) END;
+		END IF;
+		sel := sel || pg_catalog.format(', %s AS l%s', lv, i);
+		sets := sets || pg_catalog.format(', (cls, l%s)', i);
+		which := which || pg_catalog.format(' WHEN GROUPING(l%1$s) = 0 THEN %1$s', i);
+		val := val || pg_catalog.format(' WHEN GROUPING(l%1$s) = 0 THEN l%1$s', i);
+	END LOOP;
+
+	RETURN QUERY EXECUTE pg_catalog.format($q$
+		WITH g AS (
+			SELECT CASE %s END k, CASE %s END v, cls, count(*) n
+			FROM (SELECT coalesce(dealrisk.outcome_class(d.outcome::text), 'open') cls %s FROM %s) x
+			GROUP BY GROUPING SETS (%s)),
+		lv AS (
+			SELECT k, v, coalesce(sum(n) FILTER (WHERE cls = 'won'), 0) w, coalesce(sum(n) FILTER (WHERE cls = 'lost'), 0) l,
+			       coalesce(sum(n) FILTER (WHERE cls = 'open'), 0) o
+			FROM g GROUP BY k, v),
+		tot AS (
+			SELECT k, sum(w) w, sum(l) l, sum(o) o,
+			       coalesce(sum(w + l) FILTER (WHERE v IS NOT NULL), 0) filled_closed,
+			       coalesce(sum(o) FILTER (WHERE v IS NOT NULL), 0) filled_open
+			FROM lv GROUP BY k),
+		-- the score of a level's won deals and of its lost deals: the
+		-- level's win rate without the deal, shrunk toward the overall rate
+		sc AS (
+			SELECT lv.k, s.score, sum(s.nw) nw, sum(s.nl) nl
+			FROM lv JOIN tot USING (k),
+			LATERAL (VALUES
+				(pg_catalog.round((lv.w - 1 + 20 * tot.w / (tot.w + tot.l)) / (lv.w + lv.l - 1 + 20), 12), lv.w, 0::numeric),
+				(pg_catalog.round((lv.w + 20 * tot.w / (tot.w + tot.l)) / (lv.w + lv.l - 1 + 20), 12), 0, lv.l)) s(score, nw, nl)
+			WHERE tot.w > 0 AND tot.l > 0 AND lv.w + lv.l > 0
+			GROUP BY lv.k, s.score),
+		-- AUC: the chance that a won deal scores above a lost one (ties half)
+		auc AS (
+			SELECT k, sum(nw * (below + nl / 2)) / (sum(nw) * sum(nl)) auc
+			FROM (SELECT k, nw, nl, coalesce(sum(nl) OVER (PARTITION BY k ORDER BY score
+			                                 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) below
+			      FROM sc) x
+			GROUP BY k HAVING sum(nw) > 0 AND sum(nl) > 0),
+		why AS (
+			SELECT t.k,
+			       CASE WHEN t.o >= 10 AND t.filled_open <= 0.05 * t.o AND t.filled_closed >= 0.5 * (t.w + t.l)
+			            THEN pg_catalog.format('it is filled on %%s%%%% of the closed deals but on %%s%%%% of the %%s open deals%s: it is written when a deal closes, so it is unknown for the deals to be scored',
+			                                   pg_catalog.round(100 * t.filled_closed / (t.w + t.l)),
+			                                   pg_catalog.round(100 * t.filled_open / t.o), t.o) END fill,
+			       CASE WHEN t.w >= 10 AND t.l >= 10 AND a.auc >= 0.95
+			            THEN pg_catalog.format('its value alone separates won from lost closed deals almost perfectly (single-feature AUC %%s over %%s closed deals%s): it records the outcome rather than predicting it',
+			                                   pg_catalog.round(a.auc, 3), t.w + t.l) END sep
+			FROM tot t LEFT JOIN auc a USING (k))
+		SELECT ($1::text[])[k], pg_catalog.concat_ws('; and ', fill, sep)
+		FROM why WHERE fill IS NOT NULL OR sep IS NOT NULL
+		ORDER BY k $q$, which, val, sel, scan, pg_catalog.substr(sets, 3), sampled, sampled)
+		USING names;
+END
+$$;
+COMMENT ON FUNCTION dealrisk._feature_leaks(regclass, text[]) IS
+	'Feature columns of a source that record the outcome: filled on closed deals but empty on open ones, or separating won from lost almost perfectly on their own; one row per feature with the reason (internal)';
+
+-- numeric columns: bins unless column:linear
+CREATE OR REPLACE FUNCTION dealrisk._build_spec(source regclass, features text[], filter text,
+	dict_source regclass DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cols text[];
+	types text[];
+	want text[];
+	f text;
+	spec jsonb := '[]';
+	n bigint;
+	min_level bigint;
+	levels jsonb;
+	pooled jsonb;
+	edges float8[];
+	typical jsonb;
+	mean float8;
+	sd float8;
+	t text;
+	end_expr text;
+	age_expr text;
+	created_col text;
+	closed_col text;
+	stage_days text;
+	dfilter text := filter;
+	src regclass := source;
+	entry text;
+BEGIN
+	source := coalesce(dict_source, source);	-- dictionaries read the sample
+	SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum),
+	       pg_catalog.array_agg(pg_catalog.format_type(a.atttypid, NULL) ORDER BY a.attnum)
+	INTO cols, types
+	FROM pg_catalog.pg_attribute a
+	WHERE a.attrelid = source::pg_catalog.oid AND a.attnum > 0 AND NOT a.attisdropped;
+
+	IF features IS NULL THEN
+		want := ARRAY['industry', 'region', 'product_type', 'lead_source',
+		              'sales_rep_id', 'deal_amount', 'cycle_days', 'stage_time'];
+		IF 'last_activity_date' = ANY (cols) THEN
+			want := want || 'activity_gap'::text;
+		END IF;
+	ELSE
+		want := features;
+	END IF;
+
+	EXECUTE pg_catalog.format('SELECT count(*) FROM %s d WHERE %s', source, dfilter) INTO n;
+	min_level := greatest(20, (n * 0.005)::bigint);
+	-- dates as features.c reads them: an absent column or an infinite date
+	-- is missing (NULL)
+	created_col := dealrisk._finite_date('created_date', cols);
+	closed_col := dealrisk._finite_date('closed_date', cols);
+	-- the day a deal's clock stops: its close, else the as-of date
+	end_expr := pg_catalog.format(
+		'CASE WHEN dealrisk.is_won(d.outcome) IS NOT NULL AND (%1$s) IS NOT NULL THEN %1$s ELSE (SELECT dealrisk._as_of()) END',
+		closed_col);
+	-- a closed deal's cycle, else the days from creation to its close (or to
+	-- the as-of date when that is missing)
+	age_expr := pg_catalog.format(
+		'CASE WHEN dealrisk.is_won(d.outcome) IS NOT NULL THEN coalesce(%s (%s) - (%s), (SELECT dealrisk._as_of()) - (%s)) ELSE (SELECT dealrisk._as_of()) - (%s) END',
+		CASE WHEN 'sales_cycle_days' = ANY (cols)
+		     THEN 'CASE WHEN d.sales_cycle_days::float8 NOT IN (''NaN'', ''Infinity'', ''-Infinity'') THEN d.sales_cycle_days END,'
+		     ELSE '' END,
+		closed_col, created_col, created_col, created_col);
+	stage_days := pg_catalog.format('(%s) - coalesce(%s, %s)', end_expr,
+		dealrisk._finite_date('stage_entered_date', cols), created_col);
+
+	FOREACH f IN ARRAY want LOOP
+		-- 'column:linear' / 'column:bins': how a numeric column enters
+		SELECT e.col, e.entry INTO f, entry FROM dealrisk._feature_entry(src, f) e;
+		IF f = 'cycle_days' THEN
+			edges := dealrisk._quantile_edges(source, age_expr, dfilter, '{0.1,0.25,0.5,0.75,0.9}');
+			IF pg_catalog.cardinality(edges) > 0 THEN
+				spec := spec || pg_catalog.jsonb_build_object('name', 'cycle_days', 'kind', 'bins',
+					'derived', 'age_days', 'edges', pg_catalog.to_jsonb(edges));
+			END IF;
+		ELSIF f = 'stage_time' THEN
+			-- a stage that only won (or only lost) deals end in records the
+			-- outcome: time in it would teach the model the answer, not the risk
+			EXECUTE pg_catalog.format(
+				'SELECT pg_catalog.string_agg(pg_catalog.quote_literal(s), '', '') FROM ('
+				' SELECT d.deal_stage s, count(*) c, avg(dealrisk.is_won(d.outcome)::int) r'
+				' FROM %s d WHERE %s AND d.deal_stage IS NOT NULL GROUP BY 1) x'
+				' WHERE x.c >= 0.05 * $1 AND (x.r >= 0.99 OR x.r <= 0.01)', source, dfilter)
+				INTO t USING n;
+			IF t IS NOT NULL THEN
+				RAISE NOTICE 'dealrisk.train: feature stage_time left out: every closed deal in stage(s) % has the same outcome, so deal_stage records the outcome rather than predicting it', t;
+				CONTINUE;
+			END IF;
+			EXECUTE pg_catalog.format(
+				'SELECT pg_catalog.jsonb_object_agg(s, m) FROM (SELECT d.deal_stage s,'
+				' greatest(1, percentile_cont(0.5) WITHIN GROUP (ORDER BY (%s)::float8)) m'
+				' FROM %s d WHERE %s AND d.deal_stage IS NOT NULL AND (%s) IS NOT NULL GROUP BY d.deal_stage) x',
+				stage_days, source, dfilter, stage_days) INTO typical;
+			IF typical IS NOT NULL THEN
+				edges := dealrisk._quantile_edges(source,
+					pg_catalog.format('(%s)::float8 / greatest(1, (%L::jsonb ->> d.deal_stage)::float8)',
+					                  stage_days, typical),
+					dfilter || ' AND d.deal_stage IS NOT NULL', '{0.25,0.5,0.75,0.9}');
+				IF pg_catalog.cardinality(edges) > 0 THEN
+					spec := spec || pg_catalog.jsonb_build_object('name', 'stage_time', 'kind', 'bins',
+						'derived', 'stage_ratio', 'edges', pg_catalog.to_jsonb(edges), 'typical', typical);
+				END IF;
+			END IF;
+		ELSIF f = 'activity_gap' THEN
+			IF NOT 'last_activity_date' = ANY (cols) THEN
+				RAISE EXCEPTION 'feature "activity_gap" needs column "last_activity_date", which % lacks', src
+					USING ERRCODE = 'undefined_column';
+			END IF;
+			edges := dealrisk._quantile_edges(source, pg_catalog.format('(%s) - (%s)', end_expr,
+			                                  dealrisk._finite_date('last_activity_date', cols)),
+			                                  dfilter, '{0.25,0.5,0.75,0.9}');
+			IF pg_catalog.cardinality(edges) > 0 THEN
+				spec := spec || pg_catalog.jsonb_build_object('name', 'activity_gap', 'kind', 'bins',
+					'derived', 'activity_gap', 'edges', pg_catalog.to_jsonb(edges));
+			END IF;
+		ELSIF f = 'sales_rep_id' THEN
+			IF NOT f = ANY (cols) THEN
+				RAISE EXCEPTION 'column "%" is missing from source %', f, src
+					USING ERRCODE = 'undefined_column';
+			END IF;
+			spec := spec || pg_catalog.jsonb_build_object('name', 'rep_win_rate', 'kind', 'rate',
+			                                              'column', f, 'pending', true);
+		ELSIF f = ANY (cols) THEN
+			t := types[pg_catalog.array_position(cols, f)];
+			IF t IN ('text', 'character varying', 'character', 'boolean') THEN
+				EXECUTE pg_catalog.format(
+					'SELECT pg_catalog.jsonb_agg(k ORDER BY k COLLATE "C") FILTER (WHERE c >= $1),'
+					'       pg_catalog.jsonb_agg(k ORDER BY k COLLATE "C") FILTER (WHERE c < $1)'
+					' FROM (SELECT d.%I::text k, count(*) c FROM %s d WHERE %s AND d.%I IS NOT NULL GROUP BY 1) x',
+					f, source, dfilter, f) INTO levels, pooled USING min_level;
+				IF pooled IS NOT NULL THEN
+					levels := coalesce(levels, '[]') || '"(other)"'::jsonb;
+				END IF;
+				IF levels IS NOT NULL THEN
+					spec := spec || pg_catalog.jsonb_build_object('name', f, 'kind', 'categorical',
+						'column', f, 'levels', levels, 'pooled', coalesce(pooled, '[]'));
+				END IF;
+			ELSIF t IN ('numeric', 'integer', 'bigint', 'smallint', 'real', 'double precision') THEN
+				-- quintile bins (scorecard style: each bin its own weight, so
+				-- an effect need not be a straight line), unless :linear
+				IF entry IS DISTINCT FROM 'linear' THEN
+					edges := dealrisk._quantile_edges(source, pg_catalog.format('d.%I', f), dfilter,
+					                                  '{0.2,0.4,0.6,0.8}');
+					IF pg_catalog.cardinality(edges) > 0 THEN
+						spec := spec || pg_catalog.jsonb_build_object('name', f, 'kind', 'bins',
+							'column', f, 'edges', pg_catalog.to_jsonb(edges));
+					END IF;
+				ELSE
+					EXECUTE pg_catalog.format(
+						'SELECT avg(d.%1$I::float8), stddev_pop(d.%1$I::float8) FROM %2$s d WHERE %3$s'
+						' AND d.%1$I::float8 NOT IN (''NaN'', ''Infinity'', ''-Infinity'')',
+						f, source, dfilter) INTO mean, sd;
+					spec := spec || pg_catalog.jsonb_build_object('name', f, 'kind', 'numeric',
+						'column', f, 'mean', coalesce(mean, 0),
+						'sd', CASE WHEN coalesce(sd, 0) > 1e-12 THEN sd ELSE 1 END);
+				END IF;
+			ELSE
+				RAISE EXCEPTION 'column "%" of % has type %, which cannot be a feature', f, src, t
+					USING ERRCODE = 'datatype_mismatch',
+					      HINT = 'Features are text (categorical) or numeric columns; cast others in a view.';
+			END IF;
+		ELSE
+			RAISE EXCEPTION 'feature "%" is neither a column of % nor a derived feature', f, src
+				USING ERRCODE = 'undefined_column',
+				      HINT = 'Derived features: cycle_days, stage_time, activity_gap (and sales_rep_id as a shrunk rep win rate).';
+		END IF;
+	END LOOP;
+	IF pg_catalog.jsonb_array_length(spec) = 0 THEN
+		RAISE EXCEPTION 'no usable feature in %', src USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	RETURN pg_catalog.jsonb_build_object('format', 'dealrisk/1', 'features', spec);
+END
+$$;
+COMMENT ON FUNCTION dealrisk._build_spec(regclass, text[], text, regclass) IS
+	'Learns a feature specification (dictionaries, bins, typical stage times) from the closed deals of a source (internal)';
+
+-- an implausibly high holdout AUC is a problem too (reads a setting: STABLE)
+CREATE OR REPLACE FUNCTION dealrisk._quality_problem(metrics jsonb)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE
+		WHEN metrics->>'auc' IS NULL THEN 'it has no holdout AUC (the holdout had only one outcome)'
+		WHEN (metrics->>'auc')::float8 > coalesce(nullif(pg_catalog.current_setting('dealrisk.max_plausible_auc', true), ''), '0.95')::float8 THEN
+			pg_catalog.format('its holdout AUC %s is implausibly high for CRM data (above dealrisk.max_plausible_auc = %s): a feature most likely records the outcome, such as a value or reason filled in when a deal closes',
+			                  pg_catalog.round((metrics->>'auc')::numeric, 3),
+			                  coalesce(nullif(pg_catalog.current_setting('dealrisk.max_plausible_auc', true), ''), '0.95'))
+		WHEN (metrics->>'auc')::float8 < 0.55 THEN
+			pg_catalog.format('its holdout AUC %s is below 0.55: it ranks deals little better than chance',
+			                  pg_catalog.round((metrics->>'auc')::numeric, 3))
+		WHEN (metrics->>'brier')::float8 >= (metrics->>'brier_base')::float8 THEN
+			pg_catalog.format('its holdout Brier score %s is no better than always predicting the base rate (%s)',
+			                  pg_catalog.round((metrics->>'brier')::numeric, 4),
+			                  pg_catalog.round((metrics->>'brier_base')::numeric, 4))
+	END
+$$;
+COMMENT ON FUNCTION dealrisk._quality_problem(jsonb) IS
+	'Why a model''s holdout metrics are not good enough (or too good to be true) to activate, or NULL when they are fine (internal)';
+
+COMMENT ON FUNCTION dealrisk.activate(bigint, boolean) IS
+	'Makes a model the active one of its name; refused (unless force) when its holdout AUC < 0.55, implausibly high (> dealrisk.max_plausible_auc) or its Brier score is no better than the base rate';
+
+-- dates decide the derived features, leaks are left out, analysts train candidates
+CREATE OR REPLACE FUNCTION dealrisk.train(source regclass, name text DEFAULT 'default', features text[] DEFAULT NULL,
+	l2 float8 DEFAULT 1.0, holdout float8 DEFAULT 0.2, activate boolean DEFAULT true)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	closed_filter text := 'dealrisk.is_won(d.outcome) IS NOT NULL';
+	has_closed_date boolean;
+	n_won bigint;
+	n_lost bigint;
+	min_n int;
+	halflife float8;
+	cutoff date;
+	ref date;
+	dict_source regclass;
+	train_filter text;
+	test_filter text;
+	split_train int := 0;
+	train_expr text;
+	n_rows float8;
+	is_table boolean;
+	share float8;
+	n_sampled bigint;
+	resampled boolean := false;
+	rate_key text;
+	census record;
+	spec jsonb;
+	spec_train jsonb;
+	pos int;
+	fit record;
+	test_metrics jsonb;
+	final_fit record;
+	new_id bigint;
+	problem text;
+	pos_col name;
+	pos_type oid;
+	has_created boolean;
+	has_cycle boolean;
+	want text[];
+	kept text[] := '{}';
+	kept_cols text[] := '{}';
+	feat text;
+	fcol text;
+	why text;
+	left_out jsonb := '{}';
+	leak record;
+	leaks text;
+	split_why text;
+BEGIN
+	PERFORM dealrisk.outcome_class('');	-- loads the library, which defines the settings
+	min_n := pg_catalog.current_setting('dealrisk.min_training_deals')::int;
+	halflife := pg_catalog.current_setting('dealrisk.recency_halflife_days')::float8;
+	IF name IS NULL OR pg_catalog.btrim(name) = '' THEN
+		RAISE EXCEPTION 'model name must not be empty' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF l2 IS NULL OR NOT (l2 >= 0) OR l2 IN ('Infinity', 'NaN') THEN
+		RAISE EXCEPTION 'l2 must be a finite number >= 0, got %', coalesce(l2::text, 'NULL')
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF holdout IS NULL OR NOT (holdout > 0 AND holdout < 0.9) THEN
+		RAISE EXCEPTION 'holdout must be a share between 0 and 0.9, got %', coalesce(holdout::text, 'NULL')
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	-- activation is the operator's: a role that may not activate (an
+	-- analyst) trains candidates, and hears so before the work is done
+	IF activate AND NOT (pg_catalog.has_function_privilege('dealrisk.activate(bigint, boolean)', 'EXECUTE')
+	                     AND pg_catalog.has_column_privilege('dealrisk.models', 'active', 'UPDATE')
+	                     AND pg_catalog.has_table_privilege('dealrisk.model_activations', 'INSERT')) THEN
+		RAISE EXCEPTION 'role % may train models but not activate them', CURRENT_USER
+			USING ERRCODE = 'insufficient_privilege',
+			      HINT = 'Train a candidate with dealrisk.train(..., activate => false); a role that may activate models (the operator) activates it with dealrisk.activate(id).';
+	END IF;
+	PERFORM dealrisk._check_source(source, ARRAY['deal_id', 'outcome']);
+	-- the model reads labels and stages as text (src/features.c): say so
+	-- before a pass trips over another type
+	SELECT a.attname, a.atttypid INTO pos_col, pos_type
+	FROM pg_catalog.pg_attribute a
+	WHERE a.attrelid = source::pg_catalog.oid AND a.attnum > 0 AND NOT a.attisdropped
+	  AND a.attname IN ('outcome', 'deal_stage')
+	  AND a.atttypid NOT IN ('text'::regtype::pg_catalog.oid, 'varchar'::regtype::pg_catalog.oid, 'bpchar'::regtype::pg_catalog.oid)
+	ORDER BY a.attnum LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'column "%" of source % has type %, which the model cannot read', pos_col, source,
+			pg_catalog.format_type(pos_type, NULL)
+			USING ERRCODE = 'datatype_mismatch',
+			      HINT = pg_catalog.format('Cast it to text in a view of yours (%I::text AS %I) and train on the view; see docs/data-contract.md.', pos_col, pos_col);
+	END IF;
+	has_closed_date := dealrisk._has_column(source, 'closed_date');
+	has_created := dealrisk._has_column(source, 'created_date');
+	has_cycle := dealrisk._has_column(source, 'sales_cycle_days');
+
+	-- The features: those asked for, or the contract's.  A default one
+	-- the source cannot support is left out (a NOTICE, and metrics ->
+	-- 'features_left_out' say why); one asked for is an error.  The dates
+	-- decide the derived ones: a deal's age needs created_date for open
+	-- deals and closed_date (or sales_cycle_days) for closed ones; time in
+	-- stage and the activity gap run to the close, so they need closed_date.
+	want := coalesce(features, ARRAY['industry', 'region', 'product_type', 'lead_source', 'sales_rep_id',
+	                                 'deal_amount', 'cycle_days', 'stage_time', 'activity_gap']);
+	FOREACH feat IN ARRAY want LOOP
+		fcol := (dealrisk._feature_entry(source, feat)).col;
+		IF fcol = ANY (kept_cols) THEN
+			RAISE EXCEPTION 'feature "%" is named twice', fcol USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		why := CASE
+			WHEN fcol = 'cycle_days' AND NOT has_created THEN
+				'the source has no created_date column, so the age of an open deal is unknown'
+			WHEN fcol = 'cycle_days' AND NOT (has_closed_date OR has_cycle) THEN
+				'the source has neither closed_date nor sales_cycle_days, so how long a closed deal took is unknown'
+			WHEN fcol = 'stage_time' AND NOT dealrisk._has_column(source, 'deal_stage') THEN
+				'the source has no deal_stage column'
+			WHEN fcol = 'stage_time' AND NOT has_created THEN
+				'the source has no created_date column, which time in stage counts from when stage_entered_date is empty'
+			WHEN fcol = 'stage_time' AND NOT has_closed_date THEN
+				'the source has no closed_date column, so how long a closed deal stayed in its stage is unknown'
+			WHEN fcol = 'activity_gap' AND NOT dealrisk._has_column(source, 'last_activity_date') THEN
+				'the source has no last_activity_date column'
+			WHEN fcol = 'activity_gap' AND NOT has_closed_date THEN
+				'the source has no closed_date column, so the gap before a deal closed is unknown'
+			WHEN features IS NULL AND fcol NOT IN ('cycle_days', 'stage_time', 'activity_gap')
+			     AND NOT dealrisk._has_column(source, fcol) THEN
+				pg_catalog.format('the source has no %s column', fcol)
+		END;
+		IF why IS NOT NULL AND features IS NOT NULL THEN
+			RAISE EXCEPTION 'feature "%" cannot be learned from %: %', feat, source, why
+				USING ERRCODE = 'undefined_column',
+				      HINT = 'Leave it out of features, or add the column (a view can map it).';
+		ELSIF why IS NOT NULL THEN
+			-- the default activity gap of a source without activity dates
+			-- was always left out quietly
+			IF NOT (fcol = 'activity_gap' AND NOT dealrisk._has_column(source, 'last_activity_date')) THEN
+				RAISE NOTICE 'dealrisk.train: feature % left out: %', fcol, why;
+			END IF;
+			left_out := left_out || pg_catalog.jsonb_build_object(fcol, why);
+		ELSE
+			kept := kept || feat;
+			kept_cols := kept_cols || fcol;
+		END IF;
+	END LOOP;
+	-- outcome leaks: a column written at close, or one that alone tells
+	-- won from lost, would teach the model the answer
+	FOR leak IN SELECT * FROM dealrisk._feature_leaks(source, kept) LOOP
+		RAISE NOTICE 'dealrisk.train: feature % left out: %', leak.feature, leak.reason;
+		fcol := kept_cols[pg_catalog.array_position(kept, leak.feature)];
+		left_out := left_out || pg_catalog.jsonb_build_object(fcol, 'outcome leak: ' || leak.reason);
+		kept_cols := pg_catalog.array_remove(kept_cols, fcol);
+		kept := pg_catalog.array_remove(kept, leak.feature);
+		leaks := pg_catalog.concat_ws('; ', leaks, pg_catalog.format('%s: %s', leak.feature, leak.reason));
+	END LOOP;
+	IF pg_catalog.cardinality(kept) = 0 AND leaks IS NOT NULL THEN
+		RAISE EXCEPTION 'every feature of % leaks the outcome: nothing is left to train on', source
+			USING ERRCODE = 'data_exception', DETAIL = leaks,
+			      HINT = 'Train on columns that are known while a deal is still open (features => ARRAY[...]); see docs/data-contract.md.';
+	ELSIF pg_catalog.cardinality(kept) = 0 THEN
+		RAISE EXCEPTION 'no usable feature in %', source USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = (SELECT pg_catalog.string_agg(pg_catalog.format('%s: %s', k, v), '; ') FROM pg_catalog.jsonb_each_text(left_out) x(k, v));
+	END IF;
+
+	-- Dictionaries and bin edges come from about 50,000 closed deals at most
+	-- (a repeatable sample of a table's pages, or of a view's rows by deal_id,
+	-- read once into a temporary table); counts and fits read every deal.
+	-- A view's closed deals are counted to size its sample (and a table's
+	-- when the catalog has no estimate).  A table's sample is first sized
+	-- from the catalog's row estimate (no scan), then,
+	-- when open deals or a stale estimate left it with fewer than 40,000
+	-- closed deals, taken again at the share that gives 50,000 — or not at
+	-- all when that share is the whole table.
+	SELECT c.relkind IN ('r', 'm'), c.reltuples INTO is_table, n_rows
+	FROM pg_catalog.pg_class c WHERE c.oid = source::pg_catalog.oid;
+	IF NOT is_table OR n_rows < 1 THEN
+		-- a view, or a table never vacuumed or analyzed: count
+		EXECUTE pg_catalog.format('SELECT count(*) FROM %s d WHERE %s', source, closed_filter) INTO n_rows;
+	END IF;
+	dict_source := source;
+	share := CASE WHEN n_rows >= 1 THEN 50000 / n_rows ELSE 1 END;
+	WHILE share < 1 LOOP
+		DROP TABLE IF EXISTS pg_temp.dealrisk_train_sample;
+		IF is_table THEN
+			-- a table: read only a repeatable sample of its pages
+			EXECUTE pg_catalog.format('CREATE TEMP TABLE dealrisk_train_sample ON COMMIT DROP AS'
+			                          ' SELECT * FROM %s d TABLESAMPLE SYSTEM (%s) REPEATABLE (42) WHERE %s',
+			                          source, 100 * share, closed_filter);
+		ELSE
+			EXECUTE pg_catalog.format('CREATE TEMP TABLE dealrisk_train_sample ON COMMIT DROP AS'
+			                          ' SELECT * FROM %s d WHERE %s AND pg_catalog.abs(pg_catalog.hashtext(d.deal_id::text)::pg_catalog.int8) %% 100000 < %s',
+			                          source, closed_filter, ceil(100000 * share)::int);
+		END IF;
+		GET DIAGNOSTICS n_sampled = ROW_COUNT;
+		dict_source := 'pg_temp.dealrisk_train_sample'::regclass;
+		EXIT WHEN NOT is_table OR resampled;
+		-- the share of the table that the closed deals found imply for
+		-- 50,000 of them: all of it (no sample), or another sample when
+		-- this one came out short
+		IF share * 50000 / greatest(n_sampled, 1) >= 1 THEN
+			DROP TABLE pg_temp.dealrisk_train_sample;
+			dict_source := source;
+			EXIT;
+		END IF;
+		EXIT WHEN n_sampled >= 40000;
+		share := share * 50000 / greatest(n_sampled, 1);
+		resampled := true;
+	END LOOP;
+
+	IF has_closed_date THEN
+		EXECUTE pg_catalog.format('SELECT percentile_disc($1) WITHIN GROUP (ORDER BY d.closed_date)'
+		                          ' FROM %s d WHERE %s AND pg_catalog.isfinite(d.closed_date)', dict_source, closed_filter)
+			INTO cutoff USING 1 - holdout;
+	END IF;
+	-- the newest closes are the holdout; without close dates (no column, or
+	-- none filled in), a hash of deal_id picks it
+	IF cutoff IS NOT NULL THEN
+		train_expr := pg_catalog.format('d.closed_date < %L::date', cutoff);
+		-- the passes skip open deals and pick their split themselves
+		train_filter := 'true';
+		split_train := 1;
+	ELSE
+		train_expr := pg_catalog.format('pg_catalog.abs(pg_catalog.hashtext(d.deal_id::text)::pg_catalog.int8) %% 1000 >= %s', (holdout * 1000)::int);
+		train_filter := pg_catalog.format('%s AND %s', closed_filter, train_expr);
+		test_filter := pg_catalog.format('%s AND NOT (%s)', closed_filter, train_expr);
+		halflife := 0;
+		split_why := CASE WHEN has_closed_date THEN 'no closed deal has a closed_date'
+		                  ELSE 'the source has no closed_date column' END;
+		RAISE NOTICE 'dealrisk.train: holdout chosen by a hash of deal_id and no recency weighting: %', split_why;
+	END IF;
+
+	-- the exact counts, the newest close and the rep win rates (over every
+	-- closed deal, and over the training split for the holdout model), from
+	-- one scan
+	IF 'sales_rep_id' = ANY (kept) THEN
+		rate_key := 'sales_rep_id';
+	END IF;
+	SELECT * INTO census FROM dealrisk._census(source, rate_key, train_expr, has_closed_date);
+	n_won := census.n_won;
+	n_lost := census.n_lost;
+	ref := census.ref;
+	IF n_won < min_n OR n_lost < min_n THEN
+		RAISE EXCEPTION 'not enough closed deals to train on: % has % won and % lost, at least % of each are needed',
+			source, n_won, n_lost, min_n
+			USING ERRCODE = 'insufficient_resources',
+			      HINT = 'Collect more closed deals, or lower dealrisk.min_training_deals (at the price of a weaker model).';
+	END IF;
+
+	-- 1. the dictionaries, learned once from the closed deals (of the
+	-- sample); the rep win rates from the census
+	spec := dealrisk._build_spec(source, kept, closed_filter, dict_source);
+	spec_train := spec;
+	SELECT o - 1 INTO pos FROM pg_catalog.jsonb_array_elements(spec->'features') WITH ORDINALITY e(f, o)
+	WHERE f->>'kind' = 'rate';
+	IF pos IS NOT NULL THEN
+		IF census.rate_all IS NULL OR census.rate_train IS NULL THEN
+			-- no rep on any (older) closed deal: leave the feature out
+			spec := pg_catalog.jsonb_set(spec, '{features}', (spec->'features') - pos);
+			spec_train := spec;
+		ELSE
+			spec := pg_catalog.jsonb_set(spec, ARRAY['features', pos::text], census.rate_all);
+			spec_train := pg_catalog.jsonb_set(spec, ARRAY['features', pos::text], census.rate_train);
+		END IF;
+	END IF;
+
+	-- 2. fit on the older deals.  This fit is only measured (and starts the
+	-- refit), so it stops once a Newton step promises less than 1e-3 of the
+	-- log-likelihood: Newton's quadratic convergence leaves next to nothing
+	-- after that step (docs/model.md); the stored model is fitted to 1e-5.
+	fit := dealrisk._fit(source, spec_train, train_filter, split_train, cutoff, ref, halflife, l2, NULL,
+	                     n_won::float8 / (n_won + n_lost), tolerance => 1e-3);
+
+	-- 3. refit on every closed deal for the stored model, from the holdout
+	-- fit; its first pass also measures the holdout fit on the newest deals
+	IF cutoff IS NOT NULL THEN
+		final_fit := dealrisk._fit(source, spec, 'true', 0, NULL, ref, halflife, l2, fit.beta, NULL,
+		                           spec_train, cutoff);
+		test_metrics := final_fit.eval_metrics;
+	ELSE
+		EXECUTE pg_catalog.format('SELECT dealrisk._evaluate($1, $2, 0, NULL, %s) FROM %s d WHERE %s',
+		                          dealrisk._row_args(source, spec_train), source, test_filter)
+			INTO test_metrics USING spec_train, fit.beta;
+		final_fit := dealrisk._fit(source, spec, closed_filter, 0, NULL, ref, halflife, l2, fit.beta, NULL);
+	END IF;
+	IF test_metrics IS NULL THEN
+		RAISE EXCEPTION 'the holdout of % is empty', source USING ERRCODE = 'no_data_found',
+			HINT = 'Use a larger holdout share.';
+	END IF;
+	-- a feature kept so far that the specification lacks learned nothing
+	-- from the closed deals (no value, or _build_spec said why)
+	SELECT left_out || coalesce(pg_catalog.jsonb_object_agg(k,
+	           'not learned from the closed deals: no usable value, or left out by the NOTICE above'), '{}')
+	INTO left_out
+	FROM pg_catalog.unnest(kept_cols) k
+	WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.jsonb_array_elements(spec->'features') e
+	                  WHERE e->>'name' = CASE k WHEN 'sales_rep_id' THEN 'rep_win_rate' ELSE k END);
+
+	INSERT INTO dealrisk.models (name, source, feature_spec, coefficients, metrics)
+	VALUES (train.name, source::text, spec || pg_catalog.jsonb_build_object('l2', l2, 'recency_halflife_days', halflife),
+	        final_fit.beta,
+	        test_metrics || pg_catalog.jsonb_build_object(
+	            'n_train', fit.n_rows,
+	            'n_test', (test_metrics->>'n')::bigint,
+	            'won_total', n_won, 'lost_total', n_lost,
+	            'iterations', final_fit.iterations, 'converged', final_fit.converged,
+	            'holdout_iterations', fit.iterations, 'holdout', holdout,
+	            'holdout_from', cutoff,
+	            'holdout_split', CASE WHEN cutoff IS NOT NULL THEN 'closed_date' ELSE 'deal_id hash' END,
+	            'recency_weighted', halflife > 0,
+	            'features_left_out', left_out)
+	        || CASE WHEN split_why IS NOT NULL
+	                THEN pg_catalog.jsonb_build_object('holdout_split_reason', split_why) ELSE '{}' END)
+	RETURNING id INTO new_id;
+
+	IF activate THEN
+		problem := dealrisk._quality_problem(test_metrics);
+		IF problem IS NULL THEN
+			PERFORM dealrisk.activate(new_id);
+		ELSE
+			RAISE WARNING 'model % ("%") was stored but not activated: %', new_id, name, problem
+				USING HINT = pg_catalog.format('Inspect it with SELECT metrics FROM dealrisk.models WHERE id = %s; activate anyway with dealrisk.activate(%s, force => true).', new_id, new_id);
+		END IF;
+	END IF;
+	RETURN new_id;
+END
+$$;
+COMMENT ON FUNCTION dealrisk.train(regclass, text, text[], float8, float8, boolean) IS
+	'Trains an L2-regularised logistic deal risk model on the closed deals of source (IRLS, one parallel aggregate pass per iteration), leaving out features the source''s dates cannot support and features that leak the outcome (metrics->''features_left_out''), measures it on the newest holdout share (a hash of deal_id without close dates), refits on all, stores it in dealrisk.models and activates it if good enough and the caller may (activate => false: a candidate); returns the model id';
+
+-- sources without closed_date
+CREATE OR REPLACE FUNCTION dealrisk.lost_lookalikes(source regclass, lost_since date DEFAULT NULL, k int DEFAULT 20)
+RETURNS TABLE (deal_id text, similarity float8, shared_traits text[])
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	traits text[] := ARRAY['industry', 'region', 'product_type', 'lead_source', 'sales_rep_id', 'deal_stage'];
+	present text[];
+	since date := lost_since;
+	unions text;
+	recent_l text := 'l.closed_date >= $1';
+	recent_d text := 'd.closed_date >= $1';
+	losses text := 'recent losses';
+BEGIN
+	IF k IS NULL OR k < 1 THEN
+		RAISE EXCEPTION 'k must be at least 1, got %', coalesce(k::text, 'NULL') USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	PERFORM dealrisk._check_source(source, ARRAY['deal_id', 'outcome']);
+	-- without close dates no loss is more recent than another: open deals
+	-- are compared with every lost deal, and a NOTICE says so
+	IF NOT dealrisk._has_column(source, 'closed_date') THEN
+		IF lost_since IS NOT NULL THEN
+			RAISE EXCEPTION 'lost_since needs a closed_date column, which source % lacks', source
+				USING ERRCODE = 'undefined_column',
+				      HINT = 'Call lost_lookalikes(source) without lost_since to compare open deals with every lost deal.';
+		END IF;
+		RAISE NOTICE 'dealrisk.lost_lookalikes: % has no closed_date column: open deals are compared with every lost deal, not only recent ones', source;
+		recent_l := 'true';
+		recent_d := 'true';
+		losses := 'lost deals';
+	END IF;
+	SELECT pg_catalog.array_agg(t ORDER BY pg_catalog.array_position(traits, t)) INTO present
+	FROM pg_catalog.unnest(traits) t
+	WHERE dealrisk._has_column(source, t);
+	IF since IS NULL AND recent_d <> 'true' THEN
+		EXECUTE pg_catalog.format('SELECT max(d.closed_date) - 30 FROM %s d WHERE dealrisk.is_won(d.outcome) IS NOT NULL', source)
+			INTO since;
+	END IF;
+	SELECT pg_catalog.string_agg(pg_catalog.format('SELECT %L AS col, d.%I::text AS val, d.* FROM %s d', t, t, source), ' UNION ALL ')
+	INTO unions FROM pg_catalog.unnest(present) t;
+	-- lift of each trait: its share among the recent losses over its share among closed deals
+	RETURN QUERY EXECUTE pg_catalog.format($q$
+		WITH long AS (%s),
+		lift AS (
+			SELECT l.col, l.val,
+			       count(*) FILTER (WHERE NOT dealrisk.is_won(l.outcome) AND %s)::float8
+			         / greatest(1, (SELECT count(*) FROM %s d WHERE NOT dealrisk.is_won(d.outcome) AND %s)) AS lost_share,
+			       count(*) FILTER (WHERE dealrisk.is_won(l.outcome) IS NOT NULL)::float8
+			         / greatest(1, (SELECT count(*) FROM %s d WHERE dealrisk.is_won(d.outcome) IS NOT NULL)) AS all_share
+			FROM long l WHERE l.val IS NOT NULL GROUP BY l.col, l.val
+		)
+		SELECT l.deal_id::text,
+		       sum(pg_catalog.ln(f.lost_share / f.all_share)) FILTER (WHERE f.lost_share > f.all_share) AS similarity,
+		       pg_catalog.array_agg(pg_catalog.format('%%s = %%s (%%s%%%% of %s, %%s%%%% of closed deals)',
+		                        f.col, f.val, pg_catalog.round((100 * f.lost_share)::numeric),
+		                        pg_catalog.round((100 * f.all_share)::numeric))
+		                 ORDER BY f.lost_share / f.all_share DESC) FILTER (WHERE f.lost_share >= 1.2 * f.all_share AND f.all_share > 0)
+		FROM long l JOIN lift f ON f.col = l.col AND f.val = l.val
+		WHERE dealrisk.is_won(l.outcome) IS NULL AND f.all_share > 0
+		GROUP BY l.deal_id
+		HAVING sum(pg_catalog.ln(f.lost_share / f.all_share)) FILTER (WHERE f.lost_share > f.all_share) > 0
+		ORDER BY 2 DESC, 1
+		LIMIT $2 $q$, unions, recent_l, source, recent_d, source, losses)
+		USING since, k;
+END
+$$;
+COMMENT ON FUNCTION dealrisk.lost_lookalikes(regclass, date, int) IS
+	'Open deals that look most like the deals lost since a date (default: the last 30 days of closes; every lost deal when the source has no closed_date), with the traits they share and how over-represented those traits are among the recent losses';
