@@ -819,6 +819,8 @@ DECLARE
 	leak record;
 	leaks text;
 	split_why text;
+	pre record;
+	preflight jsonb := '[]';
 BEGIN
 	PERFORM dealrisk.outcome_class('');	-- loads the library, which defines the settings
 	min_n := pg_catalog.current_setting('dealrisk.min_training_deals')::int;
@@ -858,6 +860,24 @@ BEGIN
 			USING ERRCODE = 'datatype_mismatch',
 			      HINT = pg_catalog.format('Cast it to text in a view of yours (%I::text AS %I) and train on the view; see docs/data-contract.md.', pos_col, pos_col);
 	END IF;
+	-- The preflight: an error stops training; a warning is a NOTICE and
+	-- stays in the model's metrics (missing columns and leaks are reported
+	-- feature by feature below).
+	FOR pre IN SELECT * FROM dealrisk.check_source(source) c WHERE c.severity IN ('error', 'warning') LOOP
+		IF pre.severity = 'error' THEN
+			RAISE EXCEPTION 'cannot train on %: %', source, pre.finding
+				USING ERRCODE = CASE pre."check" WHEN 'outcome_labels' THEN 'invalid_parameter_value'
+				                                 WHEN 'outcomes' THEN 'insufficient_resources'
+				                                 WHEN 'column_types' THEN 'datatype_mismatch'
+				                                 ELSE 'data_exception' END,
+				      DETAIL = pg_catalog.format('dealrisk.check_source(%L) reports it as %s.', source::text, pre."check"),
+				      HINT = coalesce(pre.hint, 'See SELECT * FROM dealrisk.check_source(source).');
+		END IF;
+		preflight := preflight || pg_catalog.jsonb_build_object('check', pre."check", 'finding', pre.finding);
+		IF pre."check" NOT IN ('columns', 'outcome_leaks') THEN
+			RAISE NOTICE 'dealrisk.train: % (%)', pre.finding, pre."check";
+		END IF;
+	END LOOP;
 	has_closed_date := dealrisk._has_column(source, 'closed_date');
 	has_created := dealrisk._has_column(source, 'created_date');
 	has_cycle := dealrisk._has_column(source, 'sales_cycle_days');
@@ -1074,7 +1094,8 @@ BEGIN
 	            'holdout_from', cutoff,
 	            'holdout_split', CASE WHEN cutoff IS NOT NULL THEN 'closed_date' ELSE 'deal_id hash' END,
 	            'recency_weighted', halflife > 0,
-	            'features_left_out', left_out)
+	            'features_left_out', left_out,
+	            'preflight', preflight)
 	        || CASE WHEN split_why IS NOT NULL
 	                THEN pg_catalog.jsonb_build_object('holdout_split_reason', split_why) ELSE '{}' END)
 	RETURNING id INTO new_id;
@@ -1092,7 +1113,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION dealrisk.train(regclass, text, text[], float8, float8, boolean) IS
-	'Trains an L2-regularised logistic deal risk model on the closed deals of source (IRLS, one parallel aggregate pass per iteration), leaving out features the source''s dates cannot support and features that leak the outcome (metrics->''features_left_out''), measures it on the newest holdout share (a hash of deal_id without close dates), refits on all, stores it in dealrisk.models and activates it if good enough and the caller may (activate => false: a candidate); returns the model id';
+	'Trains an L2-regularised logistic deal risk model on the closed deals of source after its preflight (check_source(): errors stop it, warnings go into metrics->''preflight''; IRLS, one parallel aggregate pass per iteration), leaving out features the source''s dates cannot support and features that leak the outcome (metrics->''features_left_out''), measures it on the newest holdout share (a hash of deal_id without close dates), refits on all, stores it in dealrisk.models and activates it if good enough and the caller may (activate => false: a candidate); returns the model id';
 
 CREATE FUNCTION dealrisk._deal_risk_row(model text, row_type regtype, columns text[], VARIADIC "any")
 RETURNS float8 AS 'MODULE_PATHNAME', 'dr_deal_risk_row'

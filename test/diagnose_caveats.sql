@@ -259,8 +259,8 @@ SELECT is(pg_temp.line_of(:'nd_report', 'Sales cycle'),
 	'Sales cycle: not available: the source has no closed_date column.', 'no dates: and the sales cycle');
 SELECT matches(pg_temp.line_of(:'nd_report', 'In short:'), 'no closed_date column, so only the overall win rate can be reported',
 	'no dates: the summary says what the report can and cannot say');
-SELECT ok(pg_temp.line_of(:'nd_report', 'Funnel') IS NOT NULL AND pg_temp.line_of(:'nd_report', 'Data quality') IS NOT NULL,
-	'no dates: the funnel and data-quality lines are still there');
+SELECT ok(pg_temp.line_of(:'nd_report', 'Funnel') IS NOT NULL AND pg_temp.line_of(:'nd_report', 'Preflight') IS NOT NULL,
+	'no dates: the funnel and preflight lines are still there');
 SELECT throws_ok($$SELECT * FROM dealrisk.win_rate_trend('nodates')$$, '42703',
 	'column "closed_date" is missing from source "public.nodates"', 'no dates: win_rate_trend called directly still raises');
 SELECT throws_ok($$SELECT * FROM dealrisk.win_rate_drivers('nodates', 'region')$$, '42703',
@@ -275,13 +275,13 @@ CREATE VIEW public.nostage AS
 SELECT dealrisk.diagnose('nostage') AS ns_report \gset
 SELECT is(pg_temp.line_of(:'ns_report', 'Funnel'), 'Funnel: not available: column "deal_stage" is missing from source "public.nostage"',
 	'no deal_stage: the funnel says so');
-SELECT is(pg_temp.line_of(:'ns_report', 'Data quality'), 'Data quality: not available: column "deal_stage" is missing from source "public.nostage"',
-	'no deal_stage: the data-quality line says so');
+SELECT is(pg_temp.line_of(:'ns_report', 'Preflight'), 'Preflight: no error or warning (dealrisk.check_source).',
+	'no deal_stage: the preflight runs without it (and the stage warning of the full source goes)');
 SELECT is(
 	(SELECT array_agg(l ORDER BY o) FROM unnest(string_to_array(:'ns_report', E'\n')) WITH ORDINALITY AS u(l, o)
-	 WHERE o > 1 AND l !~ '^(Funnel|Weakest|Late-stage|Data quality)'),
+	 WHERE o > 1 AND l !~ '^(Funnel|Weakest|Late-stage|Preflight|  - )'),
 	(SELECT array_agg(l ORDER BY o) FROM unnest(string_to_array(dealrisk.diagnose('skygeni'), E'\n')) WITH ORDINALITY AS u(l, o)
-	 WHERE o > 1 AND l !~ '^(Funnel|Weakest|Late-stage|Data quality)'),
+	 WHERE o > 1 AND l !~ '^(Funnel|Weakest|Late-stage|Preflight|  - )'),
 	'no deal_stage: the other sections are those of the full source');
 
 CREATE VIEW public.norep AS
@@ -296,8 +296,8 @@ SELECT matches(:'nr_report'::text, E'\n  lead_source = Inbound: [^\n]*, p = 0\\.
 	'no sales_rep_id: q over 16 tests (0.769, not 0.907 over 41)');
 SELECT is(pg_temp.line_of(:'nr_report', 'Trend:'), pg_temp.line_of(dealrisk.diagnose('skygeni'), 'Trend:'),
 	'no sales_rep_id: the trend is unchanged');
-SELECT is(pg_temp.line_of(:'nr_report', 'Data quality'), 'Data quality: all checks passed.',
-	'no sales_rep_id: data quality does not need it');
+SELECT matches(pg_temp.line_of(:'nr_report', 'Preflight'), '^Preflight: 1 warning;',
+	'no sales_rep_id: the preflight does not need it (its one warning is about deal_stage)');
 
 CREATE VIEW public.nocreated AS SELECT deal_id, closed_date, industry, sales_cycle_days, outcome FROM public.skygeni;
 SELECT dealrisk.diagnose('nocreated') AS nc_report \gset
@@ -338,7 +338,7 @@ SELECT is(pg_temp.line_of(:'nn_report', 'Sales cycle'),
 	'Sales cycle: not available: there are no two quarters to compare (see Trend).', '... and the sales cycle');
 
 CREATE VIEW public.onlyoutcome AS SELECT outcome FROM public.skygeni;
-SELECT matches(dealrisk.diagnose('onlyoutcome'), E'^Win-rate diagnosis of public\\.onlyoutcome: 5,000 deals[^\n]*\nIn short: [^\n]*\nWin rate: 45\\.3%',
+SELECT matches(dealrisk.diagnose('onlyoutcome'), E'^Win-rate diagnosis of public\\.onlyoutcome: 5,000 deals[^\n]*\nIn short: [^\n]*\nPreflight: [^\n]*\n(  - [^\n]*\n)*Win rate: 45\\.3%',
 	'a source with only outcome: the counts and the win rate');
 CREATE VIEW public.text_closed AS SELECT deal_id, closed_date::text AS closed_date, outcome FROM public.skygeni;
 SELECT throws_ok($$SELECT dealrisk.diagnose('text_closed')$$, '42804',

@@ -476,13 +476,8 @@ BEGIN
 			     || dealrisk._label_fix('dealrisk.won_labels', labels[1:1]) END;
 		fatal := true;
 	END LOOP;
-	IF fatal THEN
-		-- unknown labels make is_won() fail: nothing below could run
-		RETURN QUERY SELECT u.c, u.s, u.f, u.h FROM ROWS FROM (pg_catalog.unnest(c_check), pg_catalog.unnest(c_sev),
-			pg_catalog.unnest(c_find), pg_catalog.unnest(c_hint)) WITH ORDINALITY AS u(c, s, f, h, o)
-			ORDER BY pg_catalog.array_position(ARRAY['error', 'warning', 'info'], u.s), u.o;
-		RETURN;
-	END IF;
+	-- (the checks below read labels with outcome_class, which never fails:
+	-- deals with unknown labels count as neither won, lost nor open)
 
 	min_n := pg_catalog.current_setting('dealrisk.min_training_deals')::int;
 	c_check := c_check || 'outcomes'::text;
@@ -545,6 +540,13 @@ BEGIN
 			c_hint := c_hint || dealrisk._stage_semantics_hint();
 		END IF;
 	END IF;
+
+	-- Columns that record the outcome instead of predicting it.
+	FOR r IN SELECT * FROM dealrisk._feature_leaks(source, NULL) LOOP
+		c_check := c_check || 'outcome_leaks'::text; c_sev := c_sev || 'warning'::text;
+		c_find := c_find || pg_catalog.format('column %s leaks the outcome: %s', r.feature, r.reason);
+		c_hint := c_hint || 'Map only what is known while a deal is open (docs/data-contract.md); train() leaves such a column out.'::text;
+	END LOOP;
 
 	-- Dates: the day open deals are scored at, against the data.
 	as_of_set := NULLIF(pg_catalog.current_setting('dealrisk.as_of_date', true), '');
