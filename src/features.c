@@ -1005,14 +1005,16 @@ dr_encode_row(DrModel *model, DrRowReader *r, int32 as_of, bool leave_one_out,
 				}
 				break;
 			case DR_FEAT_BINS:
-				if (!is_closed && f->open_terms != NULL && !isnan(v))
+				if (!is_closed && f->open_terms != NULL)
 				{
 					/*
 					 * An open deal's age (or stage time) is a lower bound of
 					 * the cycle the bins were fitted on: it gets the survivor
-					 * curve's term instead of a bin (docs/model.md).
+					 * curve's term instead of a bin (docs/model.md); when it
+					 * is unknown, the first knot's, which every closed deal
+					 * shares.
 					 */
-					out->term[i] = dr_open_term(f, v, &lvl);
+					out->term[i] = isnan(v) ? f->open_terms[0] : dr_open_term(f, v, &lvl);
 					out->offset += out->term[i];
 				}
 				else if (!isnan(v))

@@ -246,7 +246,7 @@ BEGIN
 		passes := passes + 1;
 		next := dealrisk._open_step(spec, state, terms, false);
 		EXIT WHEN passes >= 30 OR
-			(SELECT max(abs(a - b)) FROM pg_catalog.unnest(next, terms) x(a, b)) < 1e-6;
+			(SELECT max(abs(x.a - x.b)) FROM ROWS FROM (pg_catalog.unnest(next), pg_catalog.unnest(terms)) x(a, b)) < 1e-6;
 		terms := next;
 	END LOOP;
 	terms := dealrisk._open_step(spec, state, next, true);

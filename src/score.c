@@ -527,11 +527,19 @@ open_reason(DrFeature *f, DrEncoded *e, int i, double effect)
 	double		v = e->raw[i];
 	int			j = e->level[i];
 	const char *dir = effect > 0 ? "less" : "more";
-	bool		counts = f->open_closed != NULL && f->open_won != NULL;
-	char	   *all = counts ? psprintf("%s of all %s closed deals were won",
-										percent_text(f->open_won[0], f->open_closed[0]),
+	bool		counts = f->open_closed != NULL && f->open_won != NULL &&
+		f->open_closed[0] > 0;
+	char	   *all = counts ? psprintf("%s of all %s", percent_text(f->open_won[0], f->open_closed[0]),
 										human_number(f->open_closed[0])) : NULL;
+	char	   *past = (counts && j > 0) ?
+		psprintf("%s closed deals", human_number(f->open_closed[j])) : NULL;
 
+	if (isnan(v))
+		return psprintf("%s unknown (%s): scored like all closed deals%s",
+						f->derived == DR_DERIVED_AGE_DAYS ? "Age" : "Time in stage",
+						f->derived == DR_DERIVED_AGE_DAYS ? "no finite created_date" :
+						"no stage, a stage without a typical time, or no finite dates",
+						counts ? psprintf(" (%s won)", percent_text(f->open_won[0], f->open_closed[0])) : "");
 	if (f->derived == DR_DERIVED_AGE_DAYS)
 	{
 		if (v < 0)
@@ -543,11 +551,11 @@ open_reason(DrFeature *f, DrEncoded *e, int i, double effect)
 		if (!counts)
 			return psprintf("Open %s: deals still open this long win %s often", days_text(v), dir);
 		if (j <= 0)
-			return psprintf("Open %s, no longer than the shortest closed deals took: %s",
-							days_text(v), all);
-		return psprintf("Open %s; %s of the %s closed deals that took %s or more were won (%s)",
-						days_text(v), percent_text(f->open_won[j], f->open_closed[j]),
-						human_number(f->open_closed[j]), days_text(f->knots[j]), all);
+			return psprintf("Open %s, no longer than the quickest closed deals took: scored like all closed deals (%s won)",
+							days_text(v), percent_text(f->open_won[0], f->open_closed[0]));
+		return psprintf("Open %s; of the %s that took %s or more, %s were won (%s)",
+						days_text(v), past, days_text(f->knots[j]),
+						percent_text(f->open_won[j], f->open_closed[j]), all);
 	}
 	else
 	{
@@ -558,16 +566,16 @@ open_reason(DrFeature *f, DrEncoded *e, int i, double effect)
 			: psprintf("In '%s' for %s (typical %s)", stage, days_text(v * typ), human_number(typ));
 
 		if (v > f->longest)
-			return psprintf("%s: %s times the typical, longer than any closed deal stayed in its last stage (at most %s times)",
+			return psprintf("%s, %s times the typical: longer than any closed deal stayed in its last stage (at most %s times)",
 							in, human_number(v), human_number(f->longest));
 		if (!counts)
 			return psprintf("%s: deals that stay this long in a stage win %s often", in, dir);
 		if (j <= 0)
-			return psprintf("%s, no longer than the quickest closed deals stayed in their last stage: %s",
-							in, all);
-		return psprintf("%s; %s of the %s closed deals that stayed %s times the typical or longer in their last stage were won (%s)",
-						in, percent_text(f->open_won[j], f->open_closed[j]),
-						human_number(f->open_closed[j]), human_number(f->knots[j]), all);
+			return psprintf("%s, no longer than the quickest closed deals stayed in their last stage: scored like all closed deals (%s won)",
+							in, percent_text(f->open_won[0], f->open_closed[0]));
+		return psprintf("%s; of the %s that stayed %s times the typical or longer in their last stage, %s were won (%s)",
+						in, past, human_number(f->knots[j]),
+						percent_text(f->open_won[j], f->open_closed[j]), all);
 	}
 }
 
@@ -658,7 +666,8 @@ reason_text(DrFeature *f, DrEncoded *e, int i, double effect, double prior_rate)
 /*
  * Score a row and put in effects[] each feature's effect in risk points: the
  * risk minus the risk with that feature at its baseline (its model columns
- * zero).  Returns the risk.
+ * zero; for an open deal's age or stage time on a survivor curve, the
+ * curve's first knot, where the feature says nothing).  Returns the risk.
  */
 static double
 feature_effects(ScoreCache *sc, HeapTupleHeader rec, double *effects)
@@ -674,9 +683,10 @@ feature_effects(ScoreCache *sc, HeapTupleHeader rec, double *effects)
 		effects[i] = 0;
 	for (k = 1; k < e->nnz; k++)
 		effects[m->colfeat[e->idx[k]]] += m->beta[e->idx[k]] * e->val[k];
+	/* an open deal's age or stage time: against the curve's first knot */
 	for (i = 0; i < m->nfeatures; i++)
 		if (!isnan(e->term[i]))
-			effects[i] += e->term[i];
+			effects[i] += e->term[i] - m->features[i].open_terms[0];
 	for (i = 0; i < m->nfeatures; i++)
 		effects[i] = risk - 100.0 * (1.0 - dr_logistic(eta - effects[i]));
 	return risk;
@@ -685,8 +695,8 @@ feature_effects(ScoreCache *sc, HeapTupleHeader rec, double *effects)
 /*
  * SQL: deal_risk_explain(deal record [, model text]) -> rows (factor, value,
  * effect, reason).  The effect of a feature is the deal's risk minus its
- * risk with that feature at its baseline (all its model columns zero), in
- * risk points; sorted with the largest risk increase first.
+ * risk with that feature at its baseline (see feature_effects), in risk
+ * points; sorted with the largest risk increase first.
  */
 Datum
 dr_deal_risk_explain(PG_FUNCTION_ARGS)
