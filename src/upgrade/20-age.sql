@@ -93,6 +93,9 @@ BEGIN
 	terms := pg_catalog.array_fill(0::float8, ARRAY[n]);
 	LOOP
 		EXECUTE q INTO state USING spec, beta, ref, halflife, terms;
+		IF state IS NULL OR pg_catalog.cardinality(state) = 0 THEN
+			RETURN spec;	-- no closed deal: open deals stay binned
+		END IF;
 		passes := passes + 1;
 		next := dealrisk._open_step(spec, state, terms, false);
 		EXIT WHEN passes >= 30 OR
