@@ -458,7 +458,8 @@ bin_position(DrFeature *f, int b)
 	if (f->quantiles != NULL && f->nquantiles == f->nedges)
 	{
 		static const char *const parts[] = {NULL, NULL, "half", "third", "quarter", "fifth"};
-		static const char *const ordinals[] = {NULL, NULL, "second", "third", "fourth"};
+		static const char *const ordinals[] = {"bottom", "second", "third", "fourth", "fifth",
+		"sixth", "seventh", "eighth", "ninth"};
 		bool		even = true;
 		int			k;
 
@@ -475,9 +476,7 @@ bin_position(DrFeature *f, int b)
 				return psprintf("the top %s", part);
 			if (2 * b + 1 == nb)
 				return psprintf("the middle %s", part);
-			if (b < 5)
-				return psprintf("the %s %s", ordinals[b], part);
-			return psprintf("the %s %s", percentile_text((b + 1) / 100.0), part);
+			return psprintf("the %s %s", ordinals[b], part);
 		}
 		if (b == 0)
 			return psprintf("the bottom %s%%", human_number(100.0 * f->quantiles[0]));

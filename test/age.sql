@@ -3,7 +3,7 @@
 -- and infinite dates, old models without curves, and explanations that
 -- print numbers for people (section 6).
 \ir harness/pgtap_setup.psql
-SELECT plan(32);
+SELECT plan(33);
 
 SET LOCAL dealrisk.as_of_date = '2025-06-30';
 
@@ -174,6 +174,10 @@ SELECT matches((SELECT e.reason FROM public.age_lose d, dealrisk.deal_risk_expla
 	WHERE d.deal_id = 'OA060' AND e.factor = 'deal_amount'),
 	'^Deal amount 102,292 is in the top fifth \(≥ [0-9],[0-9]{3}\), which wins (less|more) often$',
 	'a bin learned at quintiles is named as a fifth');
+SELECT is((SELECT string_agg(DISTINCT substring(e.reason FROM '^Deal amount [0-9,]+ is in (the [a-z]+ fifth) '), ', ')
+	FROM public.age_lose d, dealrisk.deal_risk_explain(d, 'age_quintiles') e WHERE e.factor = 'deal_amount'),
+	'the bottom fifth, the fourth fifth, the middle fifth, the second fifth, the top fifth',
+	'... each of the five');
 SELECT dealrisk.import_model('{"format": "dealrisk-model/1", "coefficients": [0, 0.1], "spec": {"features":
 	[{"name": "deal_amount", "kind": "numeric", "column": "deal_amount", "mean": 1234.56, "sd": 10}]}}', 'age_numeric') AS nid \gset
 SELECT dealrisk.activate(:nid, force => true) AS activated \gset
