@@ -595,6 +595,7 @@ dr_encoded_alloc(DrModel *model, MemoryContext cxt)
 	e->idx = MemoryContextAllocZero(cxt, sizeof(int) * (n + 1));
 	e->val = MemoryContextAllocZero(cxt, sizeof(double) * (n + 1));
 	e->raw = MemoryContextAllocZero(cxt, sizeof(double) * n);
+	e->term = MemoryContextAllocZero(cxt, sizeof(double) * n);
 	e->rawtext = MemoryContextAllocZero(cxt, sizeof(char *) * n);
 	e->level = MemoryContextAllocZero(cxt, sizeof(int) * n);
 	return e;
@@ -806,6 +807,45 @@ typical_days(DrFeature *f, const char *s, int len)
 }
 
 /*
+ * The log-odds term of an open deal whose age (or stage time) is v, from the
+ * feature's survivor curve: the term at the knots, linear between them, the
+ * first knot's below the first and the last knot's past the last (beyond
+ * the oldest closed deal there is no data to go further, and the term must
+ * not rise: risk never falls with age).  *knot gets the last knot at or
+ * below v, or -1 when v is below every knot.  v must be a number.
+ */
+double
+dr_open_term(const DrFeature *f, double v, int *knot)
+{
+	int			lo = 0,
+				hi = f->nknots - 1;
+
+	if (v < f->knots[0])
+	{
+		*knot = -1;
+		return f->open_terms[0];
+	}
+	if (v >= f->knots[hi])
+	{
+		*knot = hi;
+		return f->open_terms[hi];
+	}
+	/* knots[lo] <= v < knots[hi] */
+	while (hi - lo > 1)
+	{
+		int			mid = (lo + hi) / 2;
+
+		if (f->knots[mid] <= v)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	*knot = lo;
+	return f->open_terms[lo] + (f->open_terms[hi] - f->open_terms[lo]) *
+		((v - f->knots[lo]) / (f->knots[hi] - f->knots[lo]));
+}
+
+/*
  * Encode the row loaded in r: out->idx/val get the non-zero model columns (the
  * intercept first), out->level the level or bin of each feature (-1 for the
  * baseline: NULL, unseen), out->raw the number a feature read.  With
@@ -828,6 +868,7 @@ dr_encode_row(DrModel *model, DrRowReader *r, int32 as_of, bool leave_one_out,
 
 	/* outcome: 1 won, 0 lost, -1 open or unreadable */
 	out->outcome = -1;
+	out->offset = 0;
 	if (r->fixed_attno[DR_COL_OUTCOME])
 	{
 		const char *s;
@@ -851,6 +892,7 @@ dr_encode_row(DrModel *model, DrRowReader *r, int32 as_of, bool leave_one_out,
 	out->closed_date = closed;
 	is_closed = (out->outcome >= 0) ||
 		(r->fixed_attno[DR_COL_OUTCOME] == 0 && closed != DR_NO_DATE);
+	out->is_closed = is_closed;
 
 	/*
 	 * A training pass skips open deals and those outside its window (a
@@ -883,6 +925,7 @@ dr_encode_row(DrModel *model, DrRowReader *r, int32 as_of, bool leave_one_out,
 		bool		have_text = false;
 
 		out->rawtext[i] = NULL;
+		out->term[i] = NAN;
 		/* read the input: text for categorical/rate, a number otherwise */
 		if (f->derived == DR_DERIVED_NONE)
 		{
@@ -962,7 +1005,19 @@ dr_encode_row(DrModel *model, DrRowReader *r, int32 as_of, bool leave_one_out,
 				}
 				break;
 			case DR_FEAT_BINS:
-				if (!isnan(v))
+				if (!is_closed && f->open_terms != NULL)
+				{
+					/*
+					 * An open deal's age (or stage time) is a lower bound of
+					 * the cycle the bins were fitted on: it gets the survivor
+					 * curve's term instead of a bin (docs/model.md); when it
+					 * is unknown, the first knot's, which every closed deal
+					 * shares.
+					 */
+					out->term[i] = isnan(v) ? f->open_terms[0] : dr_open_term(f, v, &lvl);
+					out->offset += out->term[i];
+				}
+				else if (!isnan(v))
 				{
 					int			b = 0;
 

@@ -32,6 +32,7 @@ PG_FUNCTION_INFO_V1(dr_models_changed);
 PG_FUNCTION_INFO_V1(dr_validate_model);
 
 #define DR_MAX_MODEL_COLUMNS 100000
+#define DR_MAX_OPEN_KNOTS 1000
 
 /*
  * One parsed row of dealrisk.models, known by the row version it was parsed
@@ -331,6 +332,79 @@ finite_number(double x)
 }
 
 /*
+ * Check the optional keys of a bins feature that explanations and open deals
+ * use (docs/model.md): "quantiles" (the share of deals below each edge),
+ * and for a derived age or stage time the survivor curve of open deals:
+ * "open_knots" (finite, strictly increasing), "open_terms" (finite log-odds
+ * terms within +-DR_MAX_COEFFICIENT that never increase with the knot, so
+ * that an open deal's risk never falls as it ages), the counts
+ * "open_closed" and "open_won" (0 <= won <= closed) and "longest".
+ */
+static void
+check_open_curve(DrFeature *f, const char *label)
+{
+	int			k;
+
+	if (f->quantiles != NULL)
+	{
+		if (f->kind != DR_FEAT_BINS || f->nquantiles != f->nedges)
+			invalid_model(label, "\"quantiles\" gives the share of deals below each edge of a bins feature.",
+						  psprintf("feature \"%s\" has %d quantiles for %d edges",
+								   f->name, f->nquantiles, f->nedges));
+		for (k = 0; k < f->nquantiles; k++)
+			if (!finite_number(f->quantiles[k]) || f->quantiles[k] <= 0 || f->quantiles[k] >= 1 ||
+				(k > 0 && f->quantiles[k] <= f->quantiles[k - 1]))
+				invalid_model(label, "Quantiles are strictly increasing shares between 0 and 1.",
+							  psprintf("feature \"%s\" has a bad quantile at position %d: %g",
+									   f->name, k + 1, f->quantiles[k]));
+	}
+	if (f->knots == NULL)
+	{
+		if (f->open_terms || f->open_closed || f->open_won)
+			invalid_model(label, "Open terms and counts go with \"open_knots\".",
+						  psprintf("feature \"%s\" has open terms or counts but no \"open_knots\"", f->name));
+		return;
+	}
+	if (f->kind != DR_FEAT_BINS ||
+		(f->derived != DR_DERIVED_AGE_DAYS && f->derived != DR_DERIVED_STAGE_RATIO))
+		invalid_model(label, "Only bins of a derived age_days or stage_ratio have a survivor curve.",
+					  psprintf("feature \"%s\" has \"open_knots\"", f->name));
+	if (f->nknots < 1 || f->nknots > DR_MAX_OPEN_KNOTS)
+		invalid_model(label, psprintf("A survivor curve has 1 to %d knots.", DR_MAX_OPEN_KNOTS),
+					  psprintf("feature \"%s\" has %d knots", f->name, f->nknots));
+	for (k = 0; k < f->nknots; k++)
+	{
+		if (!finite_number(f->knots[k]) || (k > 0 && f->knots[k] <= f->knots[k - 1]))
+			invalid_model(label, "Knots are finite and strictly increasing.",
+						  psprintf("feature \"%s\" has a bad knot at position %d: %g",
+								   f->name, k + 1, f->knots[k]));
+		if (f->open_terms &&
+			(!finite_number(f->open_terms[k]) || fabs(f->open_terms[k]) > DR_MAX_COEFFICIENT ||
+			 (k > 0 && f->open_terms[k] > f->open_terms[k - 1])))
+			invalid_model(label,
+						  psprintf("Open terms are finite, within +-%g, and never increase from one knot to the next.",
+								   DR_MAX_COEFFICIENT),
+						  psprintf("feature \"%s\" has a bad open term at position %d: %.15g",
+								   f->name, k + 1, f->open_terms[k]));
+		if ((f->open_closed == NULL) != (f->open_won == NULL))
+			invalid_model(label, "\"open_closed\" and \"open_won\" go together.",
+						  psprintf("feature \"%s\" has only one of them", f->name));
+		if (f->open_closed &&
+			(!finite_number(f->open_closed[k]) || !finite_number(f->open_won[k]) ||
+			 f->open_won[k] < 0 || f->open_won[k] > f->open_closed[k]))
+			invalid_model(label, "Counts are finite with 0 <= won <= closed.",
+						  psprintf("feature \"%s\" has bad counts at knot %d: %g won of %g closed",
+								   f->name, k + 1, f->open_won[k], f->open_closed[k]));
+	}
+	if (isnan(f->longest))
+		f->longest = f->knots[f->nknots - 1];
+	else if (isinf(f->longest) || f->longest < f->knots[f->nknots - 1])
+		invalid_model(label, "\"longest\" is the largest value of a closed deal: at least the last knot.",
+					  psprintf("feature \"%s\" has longest %g below its last knot %g",
+							   f->name, f->longest, f->knots[f->nknots - 1]));
+}
+
+/*
  * Parse a feature specification (jsonb, format in docs/model.md) and, when
  * given, its coefficients into a DrModel allocated in cxt; every problem is
  * an error that names the model and the feature.
@@ -363,7 +437,19 @@ dr_model_from_spec(Datum spec, ArrayType *coefs, int64 id, const char *name,
 		" CASE WHEN pg_catalog.jsonb_typeof(e.j OPERATOR(pg_catalog.->) 'typical') OPERATOR(pg_catalog.=) 'object'"
 		"  THEN ARRAY(SELECT (e.j OPERATOR(pg_catalog.->) 'typical' OPERATOR(pg_catalog.->>) k)::pg_catalog.float8"
 		"   FROM pg_catalog.jsonb_object_keys(e.j OPERATOR(pg_catalog.->) 'typical') k ORDER BY k) END,"
-		" pg_catalog.jsonb_typeof($1), pg_catalog.jsonb_typeof($1 OPERATOR(pg_catalog.->) 'features'), e.ord"
+		" pg_catalog.jsonb_typeof($1), pg_catalog.jsonb_typeof($1 OPERATOR(pg_catalog.->) 'features'), e.ord,"
+		" CASE WHEN pg_catalog.jsonb_typeof(e.j OPERATOR(pg_catalog.->) 'quantiles') OPERATOR(pg_catalog.=) 'array'"
+		"  THEN ARRAY(SELECT x::pg_catalog.float8 FROM pg_catalog.jsonb_array_elements_text(e.j OPERATOR(pg_catalog.->) 'quantiles') x) END,"
+		" CASE WHEN pg_catalog.jsonb_typeof(e.j OPERATOR(pg_catalog.->) 'open_knots') OPERATOR(pg_catalog.=) 'array'"
+		"  THEN ARRAY(SELECT x::pg_catalog.float8 FROM pg_catalog.jsonb_array_elements_text(e.j OPERATOR(pg_catalog.->) 'open_knots') x) END,"
+		" CASE WHEN pg_catalog.jsonb_typeof(e.j OPERATOR(pg_catalog.->) 'open_terms') OPERATOR(pg_catalog.=) 'array'"
+		"  THEN ARRAY(SELECT x::pg_catalog.float8 FROM pg_catalog.jsonb_array_elements_text(e.j OPERATOR(pg_catalog.->) 'open_terms') x) END,"
+		" CASE WHEN pg_catalog.jsonb_typeof(e.j OPERATOR(pg_catalog.->) 'open_closed') OPERATOR(pg_catalog.=) 'array'"
+		"  THEN ARRAY(SELECT x::pg_catalog.float8 FROM pg_catalog.jsonb_array_elements_text(e.j OPERATOR(pg_catalog.->) 'open_closed') x) END,"
+		" CASE WHEN pg_catalog.jsonb_typeof(e.j OPERATOR(pg_catalog.->) 'open_won') OPERATOR(pg_catalog.=) 'array'"
+		"  THEN ARRAY(SELECT x::pg_catalog.float8 FROM pg_catalog.jsonb_array_elements_text(e.j OPERATOR(pg_catalog.->) 'open_won') x) END,"
+		" (e.j OPERATOR(pg_catalog.->>) 'longest')::pg_catalog.float8,"
+		" e.j OPERATOR(pg_catalog.?) 'open_terms'"
 		" FROM (SELECT 1) one LEFT JOIN LATERAL pg_catalog.jsonb_array_elements("
 		"   CASE WHEN pg_catalog.jsonb_typeof($1 OPERATOR(pg_catalog.->) 'features') OPERATOR(pg_catalog.=) 'array'"
 		"   THEN $1 OPERATOR(pg_catalog.->) 'features' ELSE '[]'::pg_catalog.jsonb END"
@@ -481,6 +567,25 @@ dr_model_from_spec(Datum spec, ArrayType *coefs, int64 id, const char *name,
 		f->sd = float_value(tup, desc, 13);
 		f->typical_stage = text_array(tup, desc, 14, &f->ntypical);
 		f->typical_days = float_array(tup, desc, 15, &n);
+		f->quantiles = float_array(tup, desc, 19, &f->nquantiles);
+		f->knots = float_array(tup, desc, 20, &f->nknots);
+		f->open_terms = float_array(tup, desc, 21, &n);
+		if (f->open_terms && n != f->nknots)
+			invalid_model(label, "\"open_terms\" has one term per entry of \"open_knots\".",
+						  psprintf("feature \"%s\" has %d knots but %d open terms", f->name, f->nknots, n));
+		if (f->open_terms == NULL && SPI_getvalue(tup, desc, 25) != NULL &&
+			strcmp(SPI_getvalue(tup, desc, 25), "t") == 0)
+			invalid_model(label, "\"open_terms\" is an array of numbers, one per knot.",
+						  psprintf("feature \"%s\" has \"open_terms\" that is not an array", f->name));
+		f->open_closed = float_array(tup, desc, 22, &n);
+		if (f->open_closed && n != f->nknots)
+			invalid_model(label, "\"open_closed\" and \"open_won\" have one count per knot.",
+						  psprintf("feature \"%s\" has %d knots but %d closed counts", f->name, f->nknots, n));
+		f->open_won = float_array(tup, desc, 23, &n);
+		if (f->open_won && n != f->nknots)
+			invalid_model(label, "\"open_closed\" and \"open_won\" have one count per knot.",
+						  psprintf("feature \"%s\" has %d knots but %d won counts", f->name, f->nknots, n));
+		f->longest = float_value(tup, desc, 24);
 		/* refuse a feature too wide before sorting and hashing its levels */
 		if ((f->kind == DR_FEAT_CATEGORICAL && (int64) col + f->nlevels > DR_MAX_MODEL_COLUMNS) ||
 			(f->kind == DR_FEAT_BINS && (int64) col + f->nedges + 1 > DR_MAX_MODEL_COLUMNS))
@@ -549,6 +654,7 @@ dr_model_from_spec(Datum spec, ArrayType *coefs, int64 id, const char *name,
 								  psprintf("feature \"%s\" has typical days %g for stage \"%s\"",
 										   f->name, f->typical_days[k], f->typical_stage[k]));
 		}
+		check_open_curve(f, label);
 		f->offset = col;
 		col += f->width;
 		if (col > DR_MAX_MODEL_COLUMNS)

@@ -79,6 +79,14 @@ typedef struct DrFeature
 	double	   *typical_days;
 	double		mean;			/* rate / numeric: standardisation */
 	double		sd;
+	int			nquantiles;		/* bins: the share of deals below each */
+	double	   *quantiles;		/* edge (explanations), or 0 / NULL */
+	int			nknots;			/* age or stage time of an open deal: */
+	double	   *knots;			/* survivor curve knots (increasing), */
+	double	   *open_terms;		/* its log-odds term per knot (NULL: the */
+	double	   *open_closed;	/* open deal is binned like a closed one), */
+	double	   *open_won;		/* closed and won deals at or past each knot */
+	double		longest;		/* the longest closed deal (NaN: unknown) */
 	int			offset;			/* first model column (1-based, 0 = intercept) */
 	int			width;			/* number of model columns */
 	int			colidx;			/* reader slot of column (-1 if derived) */
@@ -132,10 +140,13 @@ typedef struct DrEncoded
 	int		   *idx;			/* model columns that are non-zero */
 	double	   *val;
 	double	   *raw;			/* per feature: the raw number (or NaN) */
+	double	   *term;			/* per feature: an open deal's survivor term */
+	double		offset;			/* (NaN: none), and their sum */
 	char	  **rawtext;		/* per feature: the raw text value (or NULL) */
 	int		   *level;			/* per feature: level/bin index, -1 baseline */
 	bool		want_text;		/* fill rawtext (explanations) */
 	int			outcome;		/* 1 won, 0 lost, -1 open, -2 unknown label */
+	bool		is_closed;		/* scored as a closed deal (see dr_encode_row) */
 	int32		closed_date;	/* DateADT or DR_NO_DATE */
 	bool		closed_only;	/* set by training: skip open deals, and */
 	int32		closed_from;	/* closed deals outside [from, before) */
@@ -232,6 +243,7 @@ extern void dr_encode_row(DrModel *model, DrRowReader *reader, int32 as_of,
 extern int32 dr_as_of_date(void);
 extern int32 dr_as_of_cached(DrAsOf *cache);
 extern char *dr_row_label(DrRowReader *r);
+extern double dr_open_term(const DrFeature *f, double v, int *knot);
 extern char *dr_as_of_setting;
 
 /* model.c */

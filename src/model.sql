@@ -157,6 +157,122 @@ $$;
 COMMENT ON FUNCTION dealrisk._quantile_edges(regclass, text, text, float8[]) IS
 	'Distinct quantiles of an expression over a source, used as bin edges (internal)';
 
+-- The knots of an open deal's survivor curve (docs/model.md, "Open deals"):
+-- distinct values of a closed deal's age (or stage time) expression at
+-- every 5th percentile, and the 97.5th, 99th and 100th, from dict (the
+-- training sample), and the longest value over every closed deal of source.
+CREATE FUNCTION dealrisk._open_knots(dict regclass, source regclass, expr text, filter text)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	knots float8[];
+	longest float8;
+	finite text := pg_catalog.format('(%s) IS NOT NULL AND (%s)::float8 NOT IN (''NaN'', ''Infinity'', ''-Infinity'')', expr, expr);
+BEGIN
+	EXECUTE pg_catalog.format(
+		'SELECT pg_catalog.array_agg(DISTINCT q ORDER BY q) FROM pg_catalog.unnest('
+		'(SELECT percentile_disc($1) WITHIN GROUP (ORDER BY (%s)::float8) FROM %s d WHERE %s AND %s)) q',
+		expr, dict, filter, finite)
+		INTO knots
+		USING ARRAY(SELECT k / 20.0 FROM pg_catalog.generate_series(0, 19) k)::float8[] || '{0.975,0.99,1}'::float8[];
+	IF pg_catalog.cardinality(knots) IS NULL THEN
+		RETURN '{}';
+	END IF;
+	longest := knots[pg_catalog.cardinality(knots)];
+	IF dict::pg_catalog.oid <> source::pg_catalog.oid THEN
+		EXECUTE pg_catalog.format('SELECT max((%s)::float8) FROM %s d WHERE %s AND %s', expr, source, filter, finite)
+			INTO longest;
+	END IF;
+	RETURN pg_catalog.jsonb_build_object('open_knots', pg_catalog.to_jsonb(knots),
+		'longest', greatest(longest, knots[pg_catalog.cardinality(knots)]));
+END
+$$;
+COMMENT ON FUNCTION dealrisk._open_knots(regclass, regclass, text, text) IS
+	'Knots of the survivor curve of open deals (quantiles of the closed deals'' age or stage time) and its longest value (internal)';
+
+-- A pass of the survivor curves' fit: per knot, the score and information
+-- of the closed deals at or past it at the given terms, and their counts.
+CREATE FUNCTION dealrisk._open_accum(float8[], jsonb, float8[], int, date, date, float8, float8[],
+	regtype, text[], VARIADIC "any")
+RETURNS float8[] AS 'MODULE_PATHNAME', 'dr_open_accum'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION dealrisk._open_accum(float8[], jsonb, float8[], int, date, date, float8, float8[], regtype, text[], "any") IS
+	'Survivor curve pass transition (internal)';
+CREATE AGGREGATE dealrisk._open_pass(spec jsonb, beta float8[], split int, cutoff date, ref date,
+	halflife float8, terms float8[], row_type regtype, columns text[], VARIADIC "any") (
+	SFUNC = dealrisk._open_accum,
+	STYPE = float8[],
+	COMBINEFUNC = dealrisk._float8_state_combine,
+	INITCOND = '{}',
+	PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE dealrisk._open_pass(jsonb, float8[], int, date, date, float8, float8[], regtype, text[], "any") IS
+	'One pass of the survivor curves'' fit over closed deals: {rows, per knot: score, information, closed, won} (internal)';
+
+CREATE FUNCTION dealrisk._open_step(spec jsonb, state float8[], terms float8[], monotone boolean)
+RETURNS float8[] AS 'MODULE_PATHNAME', 'dr_open_step'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION dealrisk._open_step(jsonb, float8[], float8[], boolean) IS
+	'Newton step of the survivor curves from a pass state, or (monotone) the curves made non-increasing (internal)';
+
+-- The survivor curves of open deals for the features of spec that have
+-- knots, fitted with coefficients beta on the closed deals of source that
+-- pass filter (weighted as in training: ref, halflife): spec with each
+-- such feature's open_terms, open_closed and open_won (docs/model.md).
+CREATE FUNCTION dealrisk._open_terms(source regclass, filter text, spec jsonb, beta float8[],
+	ref date, halflife float8)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n int;
+	terms float8[];
+	next float8[];
+	state float8[];
+	passes int := 0;
+	q text;
+BEGIN
+	SELECT coalesce(sum(pg_catalog.jsonb_array_length(e->'open_knots')), 0) INTO n
+	FROM pg_catalog.jsonb_array_elements(spec->'features') e
+	WHERE pg_catalog.jsonb_typeof(e->'open_knots') = 'array';
+	IF n = 0 THEN
+		RETURN spec;
+	END IF;
+	q := pg_catalog.format('SELECT dealrisk._open_pass($1, $2, 0, NULL, $3, $4, $5, %s) FROM %s d WHERE %s',
+	                       dealrisk._row_args(source, spec), source, filter);
+	terms := pg_catalog.array_fill(0::float8, ARRAY[n]);
+	LOOP
+		EXECUTE q INTO state USING spec, beta, ref, halflife, terms;
+		IF state IS NULL OR pg_catalog.cardinality(state) = 0 THEN
+			RETURN spec;	-- no closed deal: open deals stay binned
+		END IF;
+		passes := passes + 1;
+		next := dealrisk._open_step(spec, state, terms, false);
+		EXIT WHEN passes >= 30 OR
+			(SELECT max(abs(x.a - x.b)) FROM ROWS FROM (pg_catalog.unnest(next), pg_catalog.unnest(terms)) x(a, b)) < 1e-6;
+		terms := next;
+	END LOOP;
+	terms := dealrisk._open_step(spec, state, next, true);
+	RAISE NOTICE 'dealrisk.train: survivor curves of open deals fitted in % passes', passes;
+	RETURN pg_catalog.jsonb_set(spec, '{features}', (
+		SELECT pg_catalog.jsonb_agg(CASE WHEN x.len > 0 THEN x.e || pg_catalog.jsonb_build_object(
+			'open_terms', (SELECT pg_catalog.jsonb_agg(terms[x.o + k] ORDER BY k) FROM pg_catalog.generate_series(1, x.len) k),
+			'open_closed', (SELECT pg_catalog.jsonb_agg(state[4 * (x.o + k)] ORDER BY k) FROM pg_catalog.generate_series(1, x.len) k),
+			'open_won', (SELECT pg_catalog.jsonb_agg(state[4 * (x.o + k) + 1] ORDER BY k) FROM pg_catalog.generate_series(1, x.len) k))
+			ELSE x.e END ORDER BY x.ord)
+		FROM (SELECT f.e, f.ord, f.len,
+		             coalesce(sum(f.len) OVER (ORDER BY f.ord ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)::int AS o
+		      FROM (SELECT t.e, t.ord, CASE WHEN pg_catalog.jsonb_typeof(t.e->'open_knots') = 'array'
+		                                    THEN pg_catalog.jsonb_array_length(t.e->'open_knots') ELSE 0 END AS len
+		            FROM pg_catalog.jsonb_array_elements(spec->'features') WITH ORDINALITY AS t(e, ord)) f) x));
+END
+$$;
+COMMENT ON FUNCTION dealrisk._open_terms(regclass, text, jsonb, float8[], date, float8) IS
+	'Fits the survivor curves that score open deals by age and stage time, and writes them into a feature specification (internal)';
+
 -- One scan of the closed deals of source for what training needs exactly
 -- (the dictionaries come from a sample): won and lost counts, the newest
 -- close date, and the shrunk win-rate feature of column key (the rep) twice,
@@ -511,22 +627,34 @@ BEGIN
 		-- 'column:linear' / 'column:bins': how a numeric column enters
 		SELECT e.col, e.entry INTO f, entry FROM dealrisk._feature_entry(src, f) e;
 		IF f = 'cycle_days' THEN
+			-- closed deals: bins of the cycle; open deals: the survivor curve
+			-- of the age (knots here, terms once fitted: _open_terms)
 			edges := dealrisk._quantile_edges(source, age_expr, dfilter, '{0.1,0.25,0.5,0.75,0.9}');
 			IF pg_catalog.cardinality(edges) > 0 THEN
-				spec := spec || pg_catalog.jsonb_build_object('name', 'cycle_days', 'kind', 'bins',
-					'derived', 'age_days', 'edges', pg_catalog.to_jsonb(edges));
+				spec := spec || (pg_catalog.jsonb_build_object('name', 'cycle_days', 'kind', 'bins',
+					'derived', 'age_days', 'edges', pg_catalog.to_jsonb(edges))
+					|| CASE WHEN pg_catalog.cardinality(edges) = 5 THEN '{"quantiles": [0.1, 0.25, 0.5, 0.75, 0.9]}'
+					        ELSE '{}' END::jsonb
+					|| dealrisk._open_knots(source, src, age_expr, dfilter));
 			END IF;
 		ELSIF f = 'stage_time' THEN
 			-- a stage that only won (or only lost) deals end in records the
 			-- outcome: time in it would teach the model the answer, not the risk
+			-- said in one line: "closed deals in 'Closed' all won; closed
+			-- deals in 'Demo', 'Qualified' and 2 more all lost"
 			EXECUTE pg_catalog.format(
-				'SELECT pg_catalog.string_agg(pg_catalog.quote_literal(s), '', '') FROM ('
-				' SELECT d.deal_stage s, count(*) c, avg(dealrisk.is_won(d.outcome)::int) r'
-				' FROM %s d WHERE %s AND d.deal_stage IS NOT NULL GROUP BY 1) x'
-				' WHERE x.c >= 0.05 * $1 AND (x.r >= 0.99 OR x.r <= 0.01)', source, dfilter)
+				'SELECT pg_catalog.string_agg(pg_catalog.format(''closed deals in %%s all %%s'','
+				'  CASE WHEN y.n <= 3 THEN y.l ELSE y.l || pg_catalog.format('' and %%s more'', y.n - 2) END,'
+				'  CASE WHEN y.won THEN ''won'' ELSE ''lost'' END), ''; '' ORDER BY y.won DESC) FROM ('
+				' SELECT x.r >= 0.99 won, count(*) n,'
+				'  pg_catalog.array_to_string((pg_catalog.array_agg(pg_catalog.quote_literal(x.s) ORDER BY x.c DESC, x.s))'
+				'   [1:CASE WHEN count(*) <= 3 THEN 3 ELSE 2 END], '', '') l'
+				' FROM (SELECT d.deal_stage s, count(*) c, avg(dealrisk.is_won(d.outcome)::int) r'
+				'  FROM %s d WHERE %s AND d.deal_stage IS NOT NULL GROUP BY 1) x'
+				' WHERE x.c >= 0.05 * $1 AND (x.r >= 0.99 OR x.r <= 0.01) GROUP BY 1) y', source, dfilter)
 				INTO t USING n;
 			IF t IS NOT NULL THEN
-				RAISE NOTICE 'dealrisk.train: feature stage_time left out: every closed deal in stage(s) % has the same outcome, so deal_stage records the outcome rather than predicting it', t;
+				RAISE NOTICE 'dealrisk.train: stage_time left out: deal_stage gives the outcome away (%)', t;
 				CONTINUE;
 			END IF;
 			EXECUTE pg_catalog.format(
@@ -540,8 +668,14 @@ BEGIN
 					                  stage_days, typical),
 					dfilter || ' AND d.deal_stage IS NOT NULL', '{0.25,0.5,0.75,0.9}');
 				IF pg_catalog.cardinality(edges) > 0 THEN
-					spec := spec || pg_catalog.jsonb_build_object('name', 'stage_time', 'kind', 'bins',
-						'derived', 'stage_ratio', 'edges', pg_catalog.to_jsonb(edges), 'typical', typical);
+					spec := spec || (pg_catalog.jsonb_build_object('name', 'stage_time', 'kind', 'bins',
+						'derived', 'stage_ratio', 'edges', pg_catalog.to_jsonb(edges), 'typical', typical)
+						|| CASE WHEN pg_catalog.cardinality(edges) = 4 THEN '{"quantiles": [0.25, 0.5, 0.75, 0.9]}'
+						        ELSE '{}' END::jsonb
+						|| dealrisk._open_knots(source, src,
+							pg_catalog.format('(%s)::float8 / greatest(1, (%L::jsonb ->> d.deal_stage)::float8)',
+							                  stage_days, typical),
+							dfilter || ' AND d.deal_stage IS NOT NULL'));
 				END IF;
 			END IF;
 		ELSIF f = 'activity_gap' THEN
@@ -1081,6 +1215,10 @@ BEGIN
 	FROM pg_catalog.unnest(kept_cols) k
 	WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.jsonb_array_elements(spec->'features') e
 	                  WHERE e->>'name' = CASE k WHEN 'sales_rep_id' THEN 'rep_win_rate' ELSE k END);
+
+	-- open deals: the survivor curves of age and stage time, fitted with
+	-- the stored coefficients on the closed deals (of the sample)
+	spec := dealrisk._open_terms(dict_source, closed_filter, spec, final_fit.beta, ref, halflife);
 
 	INSERT INTO dealrisk.models (name, source, feature_spec, coefficients, metrics)
 	VALUES (train.name, source::text, spec || pg_catalog.jsonb_build_object('l2', l2, 'recency_halflife_days', halflife),

@@ -180,6 +180,7 @@ loaded_row_eta(ScoreCache *sc)
 	dr_encode_row(sc->model, sc->reader, dr_as_of_cached(&sc->as_of), false, sc->enc);
 	for (k = 0; k < sc->enc->nnz; k++)
 		eta += sc->model->beta[sc->enc->idx[k]] * sc->enc->val[k];
+	eta += sc->enc->offset;		/* open deals' survivor terms */
 	if (unlikely(isnan(eta) || isinf(eta)))
 		eta_out_of_range(sc, eta);
 	return eta;
@@ -347,15 +348,234 @@ column_label(DrFeature *f)
 	return f->column;
 }
 
-/* The bin a value fell in, as "[a, b)" text. */
+/*
+ * A number for people: thousands separators and no spurious decimals (whole
+ * numbers from 100 on, one decimal from 10, two from 1, two significant
+ * digits below 1), e.g. 102,292 for 102292.4 and 2.5 for 2.5000.
+ */
 static char *
-bin_text(DrFeature *f, int b)
+human_number(double x)
+{
+	char		buf[64];
+	char		out[96];
+	double		ax = fabs(x);
+	int			decimals;
+	int			len,
+				intlen,
+				i,
+				o = 0;
+	const char *p;
+
+	if (isnan(x))
+		return pstrdup("unknown");
+	if (isinf(x))
+		return pstrdup(x > 0 ? "infinity" : "-infinity");
+	if (ax >= 1e15)
+		return psprintf("%.3g", x);
+	if (ax >= 100)
+		decimals = 0;
+	else if (ax >= 10)
+		decimals = 1;
+	else if (ax >= 1)
+		decimals = 2;
+	else if (ax > 0)
+		decimals = Min(12, 1 - (int) floor(log10(ax)));
+	else
+		decimals = 0;
+	snprintf(buf, sizeof(buf), "%.*f", decimals, ax);
+	len = strlen(buf);
+	if (decimals > 0)
+	{
+		while (buf[len - 1] == '0')
+			buf[--len] = '\0';
+		if (buf[len - 1] == '.')
+			buf[--len] = '\0';
+	}
+	p = strchr(buf, '.');
+	intlen = p ? (int) (p - buf) : len;
+	/* a minus sign only when something non-zero is left after rounding */
+	if (x < 0 && strspn(buf, "0.") != (size_t) len)
+		out[o++] = '-';
+	for (i = 0; i < intlen; i++)
+	{
+		if (i > 0 && (intlen - i) % 3 == 0)
+			out[o++] = ',';
+		out[o++] = buf[i];
+	}
+	strcpy(out + o, buf + intlen);
+	return pstrdup(out);
+}
+
+/* "1 day", "12 days", "1,234 days" */
+static char *
+days_text(double d)
+{
+	char	   *n = human_number(d);
+
+	return psprintf("%s %s", n, strcmp(n, "1") == 0 ? "day" : "days");
+}
+
+/* A share as a whole percentage, "38%". */
+static char *
+percent_text(double part, double whole)
+{
+	return psprintf("%.0f%%", whole > 0 ? 100.0 * part / whole : 0.0);
+}
+
+/* An ordinal of a percentile, "25th", "1st", "97.5th". */
+static char *
+percentile_text(double q)
+{
+	double		p = 100.0 * q;
+	long		r = lround(p);
+	const char *suffix = "th";
+
+	if (fabs(p - r) > 1e-9)
+		return psprintf("%sth", human_number(p));
+	if (r % 100 < 11 || r % 100 > 13)
+	{
+		if (r % 10 == 1)
+			suffix = "st";
+		else if (r % 10 == 2)
+			suffix = "nd";
+		else if (r % 10 == 3)
+			suffix = "rd";
+	}
+	return psprintf("%ld%s", r, suffix);
+}
+
+/*
+ * Where bin b of a bins feature lies among the deals it was learned from:
+ * "the top fifth", "the second quarter", "the bottom 10%", "between the
+ * 50th and 75th percentiles" when the spec says which quantiles its edges
+ * are; else only its rank, "the highest of 6 ranges".
+ */
+static char *
+bin_position(DrFeature *f, int b)
+{
+	int			nb = f->nedges + 1;
+
+	if (f->quantiles != NULL && f->nquantiles == f->nedges)
+	{
+		static const char *const parts[] = {NULL, NULL, "half", "third", "quarter", "fifth"};
+		static const char *const ordinals[] = {"bottom", "second", "third", "fourth", "fifth",
+		"sixth", "seventh", "eighth", "ninth"};
+		bool		even = true;
+		int			k;
+
+		for (k = 0; k < f->nedges; k++)
+			if (fabs(f->quantiles[k] - (double) (k + 1) / nb) > 1e-9)
+				even = false;
+		if (even && (nb <= 5 || nb == 10))
+		{
+			const char *part = nb == 10 ? "tenth" : parts[nb];
+
+			if (b == 0)
+				return psprintf("the bottom %s", part);
+			if (b == nb - 1)
+				return psprintf("the top %s", part);
+			if (2 * b + 1 == nb)
+				return psprintf("the middle %s", part);
+			return psprintf("the %s %s", ordinals[b], part);
+		}
+		if (b == 0)
+			return psprintf("the bottom %s%%", human_number(100.0 * f->quantiles[0]));
+		if (b == f->nedges)
+			return psprintf("the top %s%%", human_number(100.0 * (1.0 - f->quantiles[b - 1])));
+		return psprintf("between the %s and %s percentiles", percentile_text(f->quantiles[b - 1]),
+						percentile_text(f->quantiles[b]));
+	}
+	if (b == 0)
+		return psprintf("the lowest of %d ranges", nb);
+	if (b == f->nedges)
+		return psprintf("the highest of %d ranges", nb);
+	return psprintf("range %d of %d", b + 1, nb);
+}
+
+/* The values of bin b: "< 5,790", "5,790 to 10,251", "≥ 39,422" (with unit). */
+static char *
+bin_range(DrFeature *f, int b, const char *unit)
 {
 	if (b <= 0)
-		return psprintf("below %g", f->edges[0]);
+		return psprintf("< %s%s", human_number(f->edges[0]), unit);
 	if (b >= f->nedges)
-		return psprintf("%g or more", f->edges[f->nedges - 1]);
-	return psprintf("%g to %g", f->edges[b - 1], f->edges[b]);
+		return psprintf("≥ %s%s", human_number(f->edges[f->nedges - 1]), unit);
+	return psprintf("%s to %s%s", human_number(f->edges[b - 1]), human_number(f->edges[b]), unit);
+}
+
+/* Typical days of a stage (case-insensitive, at least 1), NaN when unknown. */
+static double
+stage_typical(DrFeature *f, const char *stage)
+{
+	int			k;
+
+	for (k = 0; stage != NULL && k < f->ntypical; k++)
+		if (pg_strcasecmp(f->typical_stage[k], stage) == 0)
+			return Max(f->typical_days[k], 1.0);	/* as the encoder divides */
+	return NAN;
+}
+
+/*
+ * Why an open deal's age (or stage time) counts as it does under the
+ * feature's survivor curve: what the closed deals that lasted as long say,
+ * or that the deal is older than every closed one.
+ */
+static char *
+open_reason(DrFeature *f, DrEncoded *e, int i, double effect)
+{
+	double		v = e->raw[i];
+	int			j = e->level[i];
+	const char *dir = effect > 0 ? "less" : "more";
+	bool		counts = f->open_closed != NULL && f->open_won != NULL &&
+		f->open_closed[0] > 0;
+	char	   *all = counts ? psprintf("%s of all %s", percent_text(f->open_won[0], f->open_closed[0]),
+										human_number(f->open_closed[0])) : NULL;
+	char	   *past = (counts && j > 0) ?
+		psprintf("%s closed deals", human_number(f->open_closed[j])) : NULL;
+
+	if (isnan(v))
+		return psprintf("%s unknown (%s): scored like all closed deals%s",
+						f->derived == DR_DERIVED_AGE_DAYS ? "Age" : "Time in stage",
+						f->derived == DR_DERIVED_AGE_DAYS ? "no finite created_date" :
+						"no stage, a stage without a typical time, or no finite dates",
+						counts ? psprintf(" (%s won)", percent_text(f->open_won[0], f->open_closed[0])) : "");
+	if (f->derived == DR_DERIVED_AGE_DAYS)
+	{
+		if (v < 0)
+			return psprintf("Created %s after the as-of date: scored as a new deal",
+							days_text(-v));
+		if (v > f->longest)
+			return psprintf("Open %s, older than every deal closed so far (longest %s)",
+							days_text(v), days_text(f->longest));
+		if (!counts)
+			return psprintf("Open %s: deals still open this long win %s often", days_text(v), dir);
+		if (j <= 0)
+			return psprintf("Open %s, no longer than the quickest closed deals took: scored like all closed deals (%s won)",
+							days_text(v), percent_text(f->open_won[0], f->open_closed[0]));
+		return psprintf("Open %s; of the %s that took %s or more, %s were won (%s)",
+						days_text(v), past, days_text(f->knots[j]),
+						percent_text(f->open_won[j], f->open_closed[j]), all);
+	}
+	else
+	{
+		const char *stage = e->rawtext[i] ? e->rawtext[i] : "?";
+		double		typ = stage_typical(f, e->rawtext[i]);
+		char	   *in = isnan(typ) ? psprintf("In '%s' for %s times the stage's typical time",
+											   stage, human_number(v))
+			: psprintf("In '%s' for %s (typical %s)", stage, days_text(v * typ), human_number(typ));
+
+		if (v > f->longest)
+			return psprintf("%s, %s times the typical: longer than any closed deal stayed in its last stage (at most %s times)",
+							in, human_number(v), human_number(f->longest));
+		if (!counts)
+			return psprintf("%s: deals that stay this long in a stage win %s often", in, dir);
+		if (j <= 0)
+			return psprintf("%s, no longer than the quickest closed deals stayed in their last stage: scored like all closed deals (%s won)",
+							in, percent_text(f->open_won[0], f->open_closed[0]));
+		return psprintf("%s; of the %s that stayed %s times the typical or longer in their last stage, %s were won (%s)",
+						in, past, human_number(f->knots[j]),
+						percent_text(f->open_won[j], f->open_closed[j]), all);
+	}
 }
 
 /*
@@ -388,49 +608,56 @@ reason_text(DrFeature *f, DrEncoded *e, int i, double effect, double prior_rate)
 			if (lvl < 0 || f->closed[lvl] == 0)
 				return psprintf("%s %s has no closed deals yet: the overall rate %.0f%% stands in (cold start)",
 								lbl, txt, 100 * f->prior);
-			return psprintf("%s %s wins %.0f%% of closed deals (team %.0f%%, %.0f closed)",
+			return psprintf("%s %s wins %.0f%% of closed deals (team %.0f%%, %s closed)",
 							lbl, txt, 100 * f->won[lvl] / f->closed[lvl], 100 * f->prior,
-							f->closed[lvl]);
+							human_number(f->closed[lvl]));
 		case DR_FEAT_BINS:
+			if (!isnan(e->term[i]))
+				return open_reason(f, e, i, effect);
 			if (isnan(raw))
 			{
 				if (f->derived == DR_DERIVED_ACTIVITY_GAP)
 					return pstrdup("No activity date logged: scored as average");
-				return psprintf("%s unknown: scored as average", f->name);
+				if (f->derived == DR_DERIVED_AGE_DAYS)
+					return pstrdup("Age unknown (no finite created_date, nor a cycle length for a closed deal): scored as average");
+				if (f->derived == DR_DERIVED_STAGE_RATIO)
+					return pstrdup("Time in stage unknown (no stage, a stage without a typical time, or no finite dates): scored as average");
+				return psprintf("%s unknown: scored as average", lbl);
 			}
 			switch (f->derived)
 			{
 				case DR_DERIVED_STAGE_RATIO:
 					{
-						int			k;
-						double		typ = NAN;
+						double		typ = stage_typical(f, txt);
 
-						for (k = 0; k < f->ntypical; k++)
-							if (txt && pg_strcasecmp(f->typical_stage[k], txt) == 0)
-								typ = f->typical_days[k];
 						if (!isnan(typ))
-							return psprintf("%s in '%s' for %.0f days (typical %.0f)",
+							return psprintf("%s in '%s' for %s (typical %s)",
 											raw >= 1.0 ? "Stuck" : "Only", txt ? txt : "?",
-											raw * typ, typ);
-						return psprintf("Time in stage is %.1f times the typical", raw);
+											days_text(raw * typ), human_number(typ));
+						return psprintf("Time in stage is %s times the typical", human_number(raw));
 					}
 				case DR_DERIVED_ACTIVITY_GAP:
 					if (effect > 0)
-						return psprintf("No activity logged for %.0f days — CRM may be stale", raw);
-					return psprintf("Activity logged %.0f days ago", raw);
+						return psprintf("No activity logged for %s — CRM may be stale", days_text(raw));
+					return psprintf("Activity logged %s ago", days_text(raw));
 				case DR_DERIVED_AGE_DAYS:
-					return psprintf("%.0f days since the deal was created (%s days: deals like this win %s often)",
-									raw, bin_text(f, lvl), dir);
+					if (e->is_closed)
+						return psprintf("Closed after %s, in %s of cycles (%s), which wins %s often",
+										days_text(raw), bin_position(f, lvl),
+										bin_range(f, lvl, " days"), dir);
+					return psprintf("%s since the deal was created (%s of closed cycles, %s: deals like this win %s often)",
+									days_text(raw), bin_position(f, lvl),
+									bin_range(f, lvl, " days"), dir);
 				case DR_DERIVED_NONE:
 					break;
 			}
-			return psprintf("%s %g is in the range %s, which wins %s often", lbl, raw,
-							bin_text(f, lvl), dir);
+			return psprintf("%s %s is in %s (%s), which wins %s often", lbl, human_number(raw),
+							bin_position(f, lvl), bin_range(f, lvl, ""), dir);
 		case DR_FEAT_NUMERIC:
 			if (isnan(raw))
 				return psprintf("%s is missing: scored as average", lbl);
-			return psprintf("%s %g (average %g) %s the chance to win", lbl, raw, f->mean,
-							effect > 0 ? "lowers" : "raises");
+			return psprintf("%s %s (average %s) %s the chance to win", lbl, human_number(raw),
+							human_number(f->mean), effect > 0 ? "lowers" : "raises");
 	}
 	return pstrdup("");
 }
@@ -438,7 +665,8 @@ reason_text(DrFeature *f, DrEncoded *e, int i, double effect, double prior_rate)
 /*
  * Score a row and put in effects[] each feature's effect in risk points: the
  * risk minus the risk with that feature at its baseline (its model columns
- * zero).  Returns the risk.
+ * zero; for an open deal's age or stage time on a survivor curve, the
+ * curve's first knot, where the feature says nothing).  Returns the risk.
  */
 static double
 feature_effects(ScoreCache *sc, HeapTupleHeader rec, double *effects)
@@ -454,6 +682,10 @@ feature_effects(ScoreCache *sc, HeapTupleHeader rec, double *effects)
 		effects[i] = 0;
 	for (k = 1; k < e->nnz; k++)
 		effects[m->colfeat[e->idx[k]]] += m->beta[e->idx[k]] * e->val[k];
+	/* an open deal's age or stage time: against the curve's first knot */
+	for (i = 0; i < m->nfeatures; i++)
+		if (!isnan(e->term[i]))
+			effects[i] += e->term[i] - m->features[i].open_terms[0];
 	for (i = 0; i < m->nfeatures; i++)
 		effects[i] = risk - 100.0 * (1.0 - dr_logistic(eta - effects[i]));
 	return risk;
@@ -462,8 +694,8 @@ feature_effects(ScoreCache *sc, HeapTupleHeader rec, double *effects)
 /*
  * SQL: deal_risk_explain(deal record [, model text]) -> rows (factor, value,
  * effect, reason).  The effect of a feature is the deal's risk minus its
- * risk with that feature at its baseline (all its model columns zero), in
- * risk points; sorted with the largest risk increase first.
+ * risk with that feature at its baseline (see feature_effects), in risk
+ * points; sorted with the largest risk increase first.
  */
 Datum
 dr_deal_risk_explain(PG_FUNCTION_ARGS)
@@ -525,7 +757,8 @@ dr_deal_risk_explain(PG_FUNCTION_ARGS)
 				nulls[1] = true;
 		}
 		else if (!isnan(raw))
-			values[1] = CStringGetTextDatum(psprintf("%g", raw));
+			values[1] = CStringGetTextDatum(raw == rint(raw) && fabs(raw) < 1e15 ?
+											psprintf("%.0f", raw) : psprintf("%g", raw));
 		else
 			nulls[1] = true;
 		values[2] = Float8GetDatum(contrib[i]);

@@ -12,6 +12,8 @@
  *	                information[p (p + 1) / 2]}            (p = model columns)
  *	  eval state:  {rows, won, log loss sum, Brier sum, correct,
  *	                won[NB], rows[NB], predicted sum[NB]}   (NB score bins)
+ *	  open-curve state: {rows, then per knot of each survivor curve:
+ *	                score, information, closed deals, won deals}
  */
 #include "postgres.h"
 
@@ -38,6 +40,8 @@ PG_FUNCTION_INFO_V1(dr_irls_solve);
 PG_FUNCTION_INFO_V1(dr_irls_decrement);
 PG_FUNCTION_INFO_V1(dr_eval_accum);
 PG_FUNCTION_INFO_V1(dr_eval_final);
+PG_FUNCTION_INFO_V1(dr_open_accum);
+PG_FUNCTION_INFO_V1(dr_open_step);
 
 #define IRLS_HEAD 3
 #define EVAL_HEAD 5
@@ -58,7 +62,7 @@ PG_FUNCTION_INFO_V1(dr_eval_final);
  * arguments it came from: a rescan (a correlated subquery, say) may pass
  * other ones, which is noticed when a new aggregation starts.
  */
-#define FIT_MAX_FIXED 8
+#define FIT_MAX_FIXED 10
 typedef struct FitCache
 {
 	MemoryContext cxt;			/* all of the below */
@@ -76,6 +80,7 @@ typedef struct FitCache
 	int32		ref;			/* recency weights: reference date and */
 	double		halflife;		/* half-life in days (0: no weights) */
 	double	   *weights;		/* weight by days before ref, 0 = not yet */
+	double	   *terms;			/* open-curve passes: the terms per knot */
 } FitCache;
 
 /* How a pass receives its rows (see pass_row). */
@@ -353,6 +358,7 @@ encode_and_eta(FitCache *fc, FunctionCallInfo fcinfo, int typarg, bool leave_one
 	check_outcome(e, fc->reader);
 	for (k = 0; k < e->nnz; k++)
 		eta += fc->beta[e->idx[k]] * e->val[k];
+	eta += e->offset;			/* 0: passes read closed deals only */
 	/* can't happen: coefficients and encoded values are bounded (model.h) */
 	if (unlikely(isnan(eta) || isinf(eta)))
 		elog(ERROR, "the score of a deal is not finite: %g", eta);
@@ -806,4 +812,285 @@ dr_eval_final(PG_FUNCTION_ARGS)
 	}
 	appendStringInfoString(&buf, "]}");
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+}
+
+/*
+ * Survivor curves of open deals (docs/model.md, "Open deals"): for each knot
+ * t of the age (or stage time) of a feature, the log-odds term a(t) that,
+ * added to the rest of the model's log-odds of each closed deal whose value
+ * was at least t, makes the model's expected wins among those deals equal
+ * their wins.  Neighbouring knots are tied by a random-walk penalty of
+ * strength OPEN_LAMBDA (about 20 deals at p(1 - p) = 1/4), so that knots
+ * with few deals lean on their neighbours, and the curve is then made
+ * non-increasing (pool adjacent violators), so that an open deal's risk
+ * never falls as it ages.
+ */
+
+/* The features of a model that have a survivor curve, and their knots. */
+static int
+open_knot_total(DrModel *m)
+{
+	int			i,
+				n = 0;
+
+	for (i = 0; i < m->nfeatures; i++)
+		n += m->features[i].knots ? m->features[i].nknots : 0;
+	return n;
+}
+
+/*
+ * SQL: _open_accum(state, spec, beta, split, cutoff, ref, halflife, terms,
+ * row_type, columns, VARIADIC values): transition of _open_pass.  For a
+ * closed deal, and each feature with a survivor curve whose value the deal
+ * has, every knot at or below that value gets the deal's weighted score
+ * w (y - p) and information w p (1 - p), where p = logistic(rest + term),
+ * rest being the deal's log-odds without that feature; and its unweighted
+ * closed and won counts (for explanations).
+ */
+Datum
+dr_open_accum(PG_FUNCTION_ARGS)
+{
+	ArrayType  *state;
+	FitCache   *fc;
+	DrModel    *m;
+	DrEncoded  *e;
+	double	   *v;
+	double		eta,
+				w,
+				y;
+	int			len,
+				i,
+				k,
+				o = 0;
+
+	dr_require_agg_context(fcinfo, "open_accum");
+	if (PG_ARGISNULL(0))
+		dr_null_state_error("survivor curve");
+	state = PG_GETARG_ARRAYTYPE_P(0);
+	fc = fit_cache(fcinfo, 1, 2, 3, true, 8, ARR_NDIM(state) == 0);
+	m = fc->model;
+	len = 1 + 4 * open_knot_total(m);
+	if (fc->terms == NULL)
+	{
+		ArrayType  *t;
+
+		if (PG_ARGISNULL(7))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("the terms of a survivor curve pass must not be NULL")));
+		t = PG_GETARG_ARRAYTYPE_P(7);
+		dr_state_array(t, FLOAT8OID, (len - 1) / 4, "survivor term");
+		fc->terms = MemoryContextAlloc(fc->cxt, sizeof(double) * Max(1, (len - 1) / 4));
+		memcpy(fc->terms, ARR_DATA_PTR(t), sizeof(double) * ((len - 1) / 4));
+		for (k = 0; k < (len - 1) / 4; k++)
+			if (isnan(fc->terms[k]) || fabs(fc->terms[k]) > DR_MAX_COEFFICIENT)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("survivor term %d is %.15g, not a finite number within +-%g",
+								k + 1, fc->terms[k], DR_MAX_COEFFICIENT)));
+	}
+	if (len == 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the model has no feature with a survivor curve (\"open_knots\")")));
+	if (ARR_NDIM(state) == 0)
+		state = zero_float8_array(len);
+	eta = encode_and_eta(fc, fcinfo, 8, true);
+	e = fc->enc;
+	if (e->skipped || e->outcome < 0)
+		PG_RETURN_ARRAYTYPE_P(state);
+	w = row_weight(fc);
+	if (!(w > 0) || isinf(w))
+		PG_RETURN_ARRAYTYPE_P(state);
+	v = (double *) ARR_DATA_PTR(dr_state_array(state, FLOAT8OID, len, "survivor curve"));
+	y = (double) e->outcome;
+	v[0] += 1;
+	for (i = 0; i < m->nfeatures; i++)
+	{
+		DrFeature  *f = &m->features[i];
+		double		x = e->raw[i];
+		double		rest = eta;
+		int			j;
+
+		if (f->knots == NULL)
+			continue;
+		if (!isnan(x))
+		{
+			for (k = 1; k < e->nnz; k++)
+				if (m->colfeat[e->idx[k]] == i)
+					rest -= fc->beta[e->idx[k]] * e->val[k];
+			for (j = 0; j < f->nknots && f->knots[j] <= x; j++)
+			{
+				double		p = dr_logistic(rest + fc->terms[o + j]);
+				double	   *slot = v + 1 + 4 * (o + j);
+
+				slot[0] += w * (y - p);
+				slot[1] += w * p * (1 - p);
+				slot[2] += 1;
+				slot[3] += y;
+			}
+		}
+		o += f->nknots;
+	}
+	PG_RETURN_ARRAYTYPE_P(state);
+}
+
+#define OPEN_LAMBDA 5.0			/* random-walk penalty between knots */
+#define OPEN_MAX_STEP 2.0		/* damping of a Newton step, in log-odds */
+#define OPEN_MAX_TERM 50.0		/* |term| kept below this (p saturates) */
+
+/*
+ * One damped Newton step for the terms of one curve (n knots, state slots
+ * s, terms a, written to out): maximises the knots' log-likelihoods minus
+ * OPEN_LAMBDA / 2 times the sum of squared differences of neighbouring
+ * terms.  The system is tridiagonal (Thomas algorithm); every pivot is at
+ * least the first knot's information, which holds every closed deal.
+ */
+static void
+open_newton(const double *s, const double *a, int n, double *out)
+{
+	double	   *c = palloc(sizeof(double) * n);
+	double	   *d = palloc(sizeof(double) * n);
+	int			j;
+
+	for (j = 0; j < n; j++)
+	{
+		double		diag = s[4 * j + 1];
+		double		rhs = s[4 * j];
+
+		if (j > 0)
+		{
+			diag += OPEN_LAMBDA;
+			rhs -= OPEN_LAMBDA * (a[j] - a[j - 1]);
+		}
+		if (j < n - 1)
+		{
+			diag += OPEN_LAMBDA;
+			rhs -= OPEN_LAMBDA * (a[j] - a[j + 1]);
+		}
+		/* forward elimination with the off-diagonal -OPEN_LAMBDA */
+		if (j > 0)
+		{
+			diag -= OPEN_LAMBDA * c[j - 1];
+			rhs += OPEN_LAMBDA * d[j - 1];
+		}
+		if (!(diag > 1e-12))
+		{
+			/* no information at all (a curve of one knot without deals) */
+			c[j] = 0;
+			d[j] = 0;
+			continue;
+		}
+		c[j] = (j < n - 1) ? OPEN_LAMBDA / diag : 0;
+		d[j] = rhs / diag;
+	}
+	for (j = n - 1; j >= 0; j--)
+	{
+		double		step = d[j] + (j < n - 1 ? c[j] * (out[j + 1] - a[j + 1]) : 0);
+
+		step = Max(-OPEN_MAX_STEP, Min(OPEN_MAX_STEP, step));
+		out[j] = Max(-OPEN_MAX_TERM, Min(OPEN_MAX_TERM, a[j] + step));
+	}
+}
+
+/*
+ * Make the terms of one curve non-increasing, the least-squares way
+ * weighted by each knot's information plus OPEN_LAMBDA (pool adjacent
+ * violators): a later knot never gets a higher term than an earlier one.
+ */
+static void
+open_monotone(const double *s, const double *a, int n, double *out)
+{
+	double	   *val = palloc(sizeof(double) * n);
+	double	   *wt = palloc(sizeof(double) * n);
+	int		   *len = palloc(sizeof(int) * n);
+	int			nb = 0,
+				j,
+				k,
+				o = 0;
+
+	for (j = 0; j < n; j++)
+	{
+		val[nb] = a[j];
+		wt[nb] = s[4 * j + 1] + OPEN_LAMBDA;
+		len[nb] = 1;
+		nb++;
+		/* a block above the one before it breaks "non-increasing": pool */
+		while (nb > 1 && val[nb - 1] > val[nb - 2])
+		{
+			double		w = wt[nb - 2] + wt[nb - 1];
+
+			val[nb - 2] = (wt[nb - 2] * val[nb - 2] + wt[nb - 1] * val[nb - 1]) / w;
+			wt[nb - 2] = w;
+			len[nb - 2] += len[nb - 1];
+			nb--;
+		}
+	}
+	for (j = 0; j < nb; j++)
+		for (k = 0; k < len[j]; k++)
+			out[o++] = val[j];
+}
+
+/*
+ * SQL: _open_step(spec, state, terms, monotone) -> new terms.  Without
+ * monotone, one damped Newton step of every survivor curve of the spec from
+ * an _open_pass state at the given terms; with it, the terms made
+ * non-increasing along each curve (the last step of training).
+ */
+Datum
+dr_open_step(PG_FUNCTION_ARGS)
+{
+	ArrayType  *state = PG_GETARG_ARRAYTYPE_P(1);
+	ArrayType  *terms = PG_GETARG_ARRAYTYPE_P(2);
+	bool		monotone = PG_GETARG_BOOL(3);
+	DrModel    *m;
+	double	   *v,
+			   *a,
+			   *out;
+	Datum	   *elems;
+	int			n,
+				i,
+				k,
+				o = 0;
+
+	m = dr_model_from_spec(PG_GETARG_DATUM(0), NULL, 0, NULL, CurrentMemoryContext);
+	n = open_knot_total(m);
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the model has no feature with a survivor curve (\"open_knots\")")));
+	if (ARR_NDIM(state) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("no closed deal to fit the survivor curves on")));
+	v = (double *) ARR_DATA_PTR(dr_state_array(state, FLOAT8OID, 1 + 4 * n, "survivor curve"));
+	a = (double *) ARR_DATA_PTR(dr_state_array(terms, FLOAT8OID, n, "survivor term"));
+	for (k = 0; k < 1 + 4 * n; k++)
+		if (isnan(v[k]) || isinf(v[k]) || (k > 0 && (k - 1) % 4 != 0 && v[k] < 0))
+			dr_state_value_error("survivor curve",
+								 psprintf("entry %d is %g: sums are finite, and information and counts not negative", k + 1, v[k]));
+	for (k = 0; k < n; k++)
+		if (isnan(a[k]) || fabs(a[k]) > DR_MAX_COEFFICIENT)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("survivor term %d is %.15g, not a finite number within +-%g",
+							k + 1, a[k], DR_MAX_COEFFICIENT)));
+	out = palloc(sizeof(double) * n);
+	for (i = 0; i < m->nfeatures; i++)
+	{
+		DrFeature  *f = &m->features[i];
+
+		if (f->knots == NULL)
+			continue;
+		if (monotone)
+			open_monotone(v + 1 + 4 * o, a + o, f->nknots, out + o);
+		else
+			open_newton(v + 1 + 4 * o, a + o, f->nknots, out + o);
+		o += f->nknots;
+	}
+	elems = palloc(sizeof(Datum) * n);
+	for (k = 0; k < n; k++)
+		elems[k] = Float8GetDatum(out[k]);
+	PG_RETURN_ARRAYTYPE_P(construct_array(elems, n, FLOAT8OID, sizeof(float8),
+										  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
