@@ -687,8 +687,10 @@ BEGIN
 			                                  dealrisk._finite_date('last_activity_date', cols)),
 			                                  dfilter, '{0.25,0.5,0.75,0.9}');
 			IF pg_catalog.cardinality(edges) > 0 THEN
-				spec := spec || pg_catalog.jsonb_build_object('name', 'activity_gap', 'kind', 'bins',
-					'derived', 'activity_gap', 'edges', pg_catalog.to_jsonb(edges));
+				spec := spec || (pg_catalog.jsonb_build_object('name', 'activity_gap', 'kind', 'bins',
+					'derived', 'activity_gap', 'edges', pg_catalog.to_jsonb(edges))
+					|| CASE WHEN pg_catalog.cardinality(edges) = 4 THEN '{"quantiles": [0.25, 0.5, 0.75, 0.9]}'
+					        ELSE '{}' END::jsonb);
 			END IF;
 		ELSIF f = 'sales_rep_id' THEN
 			IF NOT f = ANY (cols) THEN
@@ -719,8 +721,11 @@ BEGIN
 					edges := dealrisk._quantile_edges(source, pg_catalog.format('d.%I', f), dfilter,
 					                                  '{0.2,0.4,0.6,0.8}');
 					IF pg_catalog.cardinality(edges) > 0 THEN
-						spec := spec || pg_catalog.jsonb_build_object('name', f, 'kind', 'bins',
-							'column', f, 'edges', pg_catalog.to_jsonb(edges));
+						-- (quantiles: explanations name the fifth a value is in)
+						spec := spec || (pg_catalog.jsonb_build_object('name', f, 'kind', 'bins',
+							'column', f, 'edges', pg_catalog.to_jsonb(edges))
+							|| CASE WHEN pg_catalog.cardinality(edges) = 4 THEN '{"quantiles": [0.2, 0.4, 0.6, 0.8]}'
+							        ELSE '{}' END::jsonb);
 					END IF;
 				ELSE
 					EXECUTE pg_catalog.format(

@@ -197,8 +197,8 @@ SELECT throws_like($$SELECT dealrisk.train('maven_naive', activate => false)$$,
 	'cannot train on %maven_naive: 2 outcome labels of % are not known%', 'train() stops on a preflight error');
 SELECT is(pg_temp.error_hint($$SELECT dealrisk.train('maven_naive', activate => false)$$),
 	(SELECT hint FROM dealrisk.check_source('maven_naive') WHERE "check" = 'outcome_labels'), '... with the preflight''s hint');
-SELECT is((SELECT metrics->'preflight' @> '[{"check": "stage_semantics"}]' FROM dealrisk.models
-           WHERE id = (SELECT dealrisk.train('spread', name => 'preflight_t', activate => false))),
+SELECT dealrisk.train('spread', name => 'preflight_t', activate => false) AS pf_model \gset
+SELECT is((SELECT metrics->'preflight' @> '[{"check": "stage_semantics"}]' FROM dealrisk.models WHERE id = :pf_model),
 	true, 'train() keeps the preflight''s warnings in the model''s metrics');
 
 -- 9. A hostile name, and a role that is not superuser.

@@ -258,6 +258,10 @@ GRANT EXECUTE ON FUNCTION dealrisk.train(regclass, text, text[], float8, float8,
 	dealrisk._validate_model(jsonb, float8[]),
 	dealrisk._irls_pass(jsonb, float8[], int, date, date, float8, regtype, text[], "any"),
 	dealrisk._irls_solve(float8[], float8[], float8),
+	dealrisk._open_knots(regclass, regclass, text, text),
+	dealrisk._open_terms(regclass, text, jsonb, float8[], date, float8),
+	dealrisk._open_pass(jsonb, float8[], int, date, date, float8, float8[], regtype, text[], "any"),
+	dealrisk._open_step(jsonb, float8[], float8[], boolean),
 	dealrisk._irls_decrement(float8[], float8[], float8[], float8)
 	TO dealrisk_t_analyst;
 GRANT INSERT (name, source, feature_spec, coefficients, metrics) ON dealrisk.models TO dealrisk_t_analyst;

@@ -265,22 +265,34 @@ BEGIN
 		-- 'column:linear' / 'column:bins': how a numeric column enters
 		SELECT e.col, e.entry INTO f, entry FROM dealrisk._feature_entry(src, f) e;
 		IF f = 'cycle_days' THEN
+			-- closed deals: bins of the cycle; open deals: the survivor curve
+			-- of the age (knots here, terms once fitted: _open_terms)
 			edges := dealrisk._quantile_edges(source, age_expr, dfilter, '{0.1,0.25,0.5,0.75,0.9}');
 			IF pg_catalog.cardinality(edges) > 0 THEN
-				spec := spec || pg_catalog.jsonb_build_object('name', 'cycle_days', 'kind', 'bins',
-					'derived', 'age_days', 'edges', pg_catalog.to_jsonb(edges));
+				spec := spec || (pg_catalog.jsonb_build_object('name', 'cycle_days', 'kind', 'bins',
+					'derived', 'age_days', 'edges', pg_catalog.to_jsonb(edges))
+					|| CASE WHEN pg_catalog.cardinality(edges) = 5 THEN '{"quantiles": [0.1, 0.25, 0.5, 0.75, 0.9]}'
+					        ELSE '{}' END::jsonb
+					|| dealrisk._open_knots(source, src, age_expr, dfilter));
 			END IF;
 		ELSIF f = 'stage_time' THEN
 			-- a stage that only won (or only lost) deals end in records the
 			-- outcome: time in it would teach the model the answer, not the risk
+			-- said in one line: "closed deals in 'Closed' all won; closed
+			-- deals in 'Demo', 'Qualified' and 2 more all lost"
 			EXECUTE pg_catalog.format(
-				'SELECT pg_catalog.string_agg(pg_catalog.quote_literal(s), '', '') FROM ('
-				' SELECT d.deal_stage s, count(*) c, avg(dealrisk.is_won(d.outcome)::int) r'
-				' FROM %s d WHERE %s AND d.deal_stage IS NOT NULL GROUP BY 1) x'
-				' WHERE x.c >= 0.05 * $1 AND (x.r >= 0.99 OR x.r <= 0.01)', source, dfilter)
+				'SELECT pg_catalog.string_agg(pg_catalog.format(''closed deals in %%s all %%s'','
+				'  CASE WHEN y.n <= 3 THEN y.l ELSE y.l || pg_catalog.format('' and %%s more'', y.n - 2) END,'
+				'  CASE WHEN y.won THEN ''won'' ELSE ''lost'' END), ''; '' ORDER BY y.won DESC) FROM ('
+				' SELECT x.r >= 0.99 won, count(*) n,'
+				'  pg_catalog.array_to_string((pg_catalog.array_agg(pg_catalog.quote_literal(x.s) ORDER BY x.c DESC, x.s))'
+				'   [1:CASE WHEN count(*) <= 3 THEN 3 ELSE 2 END], '', '') l'
+				' FROM (SELECT d.deal_stage s, count(*) c, avg(dealrisk.is_won(d.outcome)::int) r'
+				'  FROM %s d WHERE %s AND d.deal_stage IS NOT NULL GROUP BY 1) x'
+				' WHERE x.c >= 0.05 * $1 AND (x.r >= 0.99 OR x.r <= 0.01) GROUP BY 1) y', source, dfilter)
 				INTO t USING n;
 			IF t IS NOT NULL THEN
-				RAISE NOTICE 'dealrisk.train: feature stage_time left out: every closed deal in stage(s) % has the same outcome, so deal_stage records the outcome rather than predicting it', t;
+				RAISE NOTICE 'dealrisk.train: stage_time left out: deal_stage gives the outcome away (%)', t;
 				CONTINUE;
 			END IF;
 			EXECUTE pg_catalog.format(
@@ -294,8 +306,14 @@ BEGIN
 					                  stage_days, typical),
 					dfilter || ' AND d.deal_stage IS NOT NULL', '{0.25,0.5,0.75,0.9}');
 				IF pg_catalog.cardinality(edges) > 0 THEN
-					spec := spec || pg_catalog.jsonb_build_object('name', 'stage_time', 'kind', 'bins',
-						'derived', 'stage_ratio', 'edges', pg_catalog.to_jsonb(edges), 'typical', typical);
+					spec := spec || (pg_catalog.jsonb_build_object('name', 'stage_time', 'kind', 'bins',
+						'derived', 'stage_ratio', 'edges', pg_catalog.to_jsonb(edges), 'typical', typical)
+						|| CASE WHEN pg_catalog.cardinality(edges) = 4 THEN '{"quantiles": [0.25, 0.5, 0.75, 0.9]}'
+						        ELSE '{}' END::jsonb
+						|| dealrisk._open_knots(source, src,
+							pg_catalog.format('(%s)::float8 / greatest(1, (%L::jsonb ->> d.deal_stage)::float8)',
+							                  stage_days, typical),
+							dfilter || ' AND d.deal_stage IS NOT NULL'));
 				END IF;
 			END IF;
 		ELSIF f = 'activity_gap' THEN
@@ -307,8 +325,10 @@ BEGIN
 			                                  dealrisk._finite_date('last_activity_date', cols)),
 			                                  dfilter, '{0.25,0.5,0.75,0.9}');
 			IF pg_catalog.cardinality(edges) > 0 THEN
-				spec := spec || pg_catalog.jsonb_build_object('name', 'activity_gap', 'kind', 'bins',
-					'derived', 'activity_gap', 'edges', pg_catalog.to_jsonb(edges));
+				spec := spec || (pg_catalog.jsonb_build_object('name', 'activity_gap', 'kind', 'bins',
+					'derived', 'activity_gap', 'edges', pg_catalog.to_jsonb(edges))
+					|| CASE WHEN pg_catalog.cardinality(edges) = 4 THEN '{"quantiles": [0.25, 0.5, 0.75, 0.9]}'
+					        ELSE '{}' END::jsonb);
 			END IF;
 		ELSIF f = 'sales_rep_id' THEN
 			IF NOT f = ANY (cols) THEN
@@ -339,8 +359,11 @@ BEGIN
 					edges := dealrisk._quantile_edges(source, pg_catalog.format('d.%I', f), dfilter,
 					                                  '{0.2,0.4,0.6,0.8}');
 					IF pg_catalog.cardinality(edges) > 0 THEN
-						spec := spec || pg_catalog.jsonb_build_object('name', f, 'kind', 'bins',
-							'column', f, 'edges', pg_catalog.to_jsonb(edges));
+						-- (quantiles: explanations name the fifth a value is in)
+						spec := spec || (pg_catalog.jsonb_build_object('name', f, 'kind', 'bins',
+							'column', f, 'edges', pg_catalog.to_jsonb(edges))
+							|| CASE WHEN pg_catalog.cardinality(edges) = 4 THEN '{"quantiles": [0.2, 0.4, 0.6, 0.8]}'
+							        ELSE '{}' END::jsonb);
 					END IF;
 				ELSE
 					EXECUTE pg_catalog.format(
@@ -710,6 +733,10 @@ BEGIN
 	FROM pg_catalog.unnest(kept_cols) k
 	WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.jsonb_array_elements(spec->'features') e
 	                  WHERE e->>'name' = CASE k WHEN 'sales_rep_id' THEN 'rep_win_rate' ELSE k END);
+
+	-- open deals: the survivor curves of age and stage time, fitted with
+	-- the stored coefficients on the closed deals (of the sample)
+	spec := dealrisk._open_terms(dict_source, closed_filter, spec, final_fit.beta, ref, halflife);
 
 	INSERT INTO dealrisk.models (name, source, feature_spec, coefficients, metrics)
 	VALUES (train.name, source::text, spec || pg_catalog.jsonb_build_object('l2', l2, 'recency_halflife_days', halflife),
