@@ -5,7 +5,11 @@
 
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 PORT=${DEALRISK_PGPORT:-54329}
-DBNAME=${DEALRISK_DB:-dealrisk}
+# `make demo` builds its database, `make test` works in another one (and in
+# databases named after it), so that running the tests never drops what was
+# built in the demo database.
+DEMO_DB=${DEALRISK_DB:-dealrisk}
+TEST_DB=${DEALRISK_TEST_DB:-${DEMO_DB}_test}
 
 # The PostgreSQL major version: the one whose pg_config is given, else the
 # newest server installed, else Debian's default (installed by deps.sh).
