@@ -4,13 +4,13 @@
 -- the policy (a new signature); the view, refresh() and digest() keep to
 -- the cutoff; alerts never carry a "*" fallback action such as "On track".
 
--- The configuration row of 0.2.0 keeps its threshold.  0.2.0's default
--- threshold, 60, alerted on about half of the open deals of a typical
--- pipeline: a row with it (most likely the default, not a choice) keeps 60
--- as the lowest risk alerted and gets the new default share, the riskiest
--- 10% of the open deals.  Any other threshold was chosen: it keeps its
--- meaning (every open deal at or above it), as watch(source, threshold)
--- keeps it.
+-- The configuration row of 0.2.0 becomes what watch(source, threshold,
+-- model) writes in 0.3.0: a threshold alone keeps its meaning (every open
+-- deal at or above it, top_fraction 1), and a high-risk deal whose risk
+-- rises 15 points is alerted again.  No deal that was not alerted before is
+-- left out, and no policy changes behind the user's back.  0.2.0's default
+-- threshold, 60, alerts on about half the open deals of a typical pipeline:
+-- a NOTICE says how to move to the new default, the riskiest 10%.
 -- (columns without a default, so that no "missing value" stays behind in
 -- the catalog: an upgraded table dumps like a fresh one)
 ALTER TABLE dealrisk.watch_config
@@ -25,11 +25,10 @@ DECLARE
 	cfg record;
 BEGIN
 	SELECT w.source, w.threshold INTO cfg FROM dealrisk.watch_config w;
-	IF cfg.threshold OPERATOR(pg_catalog.=) 60 THEN
-		UPDATE dealrisk.watch_config SET top_fraction = 0.1;
-		RAISE NOTICE 'dealrisk: the watched deals of % now alert on the riskiest 10%% of the open deals at risk 60 or more (0.2.0 alerted on every open deal at risk 60 or more)',
-			cfg.source
-			USING HINT = pg_catalog.format('To alert on every open deal at risk 60 or more again: SELECT dealrisk.watch(%L, 60); see docs/operations.md.',
+	IF FOUND THEN
+		RAISE NOTICE 'dealrisk: the watched deals of % keep their alert policy: every open deal at risk % or more',
+			cfg.source, cfg.threshold
+			USING HINT = pg_catalog.format('For a short list, the riskiest 10%% of the open deals at risk 50 or more, run: SELECT dealrisk.watch(%L); see docs/operations.md.',
 			                               cfg.source::text);
 	END IF;
 END
