@@ -23,27 +23,28 @@ CONTRACT_COLUMNS="deal_id created_date closed_date sales_rep_id industry region 
 # \copy.  Names are compared in lower case, without quotes, spaces or a
 # byte-order mark.
 check_csv_header() {
-	local file=$1 header col unexpected= repeated= missing= absent= seen=" "
+	local file=$1 header name col unexpected= repeated= missing= absent= seen=" "
 	if [ ! -r "$file" ] || [ -d "$file" ]; then
 		echo "dealrisk: cannot read DEALS_CSV=$file" >&2
 		exit 1
 	fi
-	header=$(head -n 1 "$file" | sed -e '1s/^\xEF\xBB\xBF//' | tr -d '\r"' | tr 'A-Z' 'a-z')
+	header=$(head -n 1 "$file" | sed -e '1s/^\xEF\xBB\xBF//' | tr -d '\r"')
 	if [ -z "$(echo "$header" | tr -d ' ,')" ]; then
 		echo "dealrisk: $file has no header line: its first line must name the columns (docs/data-contract.md)" >&2
 		exit 1
 	fi
 	csv_columns=
 	IFS=, read -r -a names <<<"$header"
-	for col in "${names[@]}"; do
-		col=$(echo "$col" | tr -d ' \t')
+	for name in "${names[@]}"; do
+		name=$(echo "$name" | tr -d ' \t')
+		col=$(echo "$name" | tr 'A-Z' 'a-z')
 		case " $CONTRACT_COLUMNS " in
 		*" $col "*)
 			case "$seen" in
 			*" $col "*) repeated="${repeated:+$repeated, }$col" ;;
 			*) seen="$seen$col "; csv_columns="${csv_columns:+$csv_columns,}$col" ;;
 			esac ;;
-		*) unexpected="${unexpected:+$unexpected, }'$col'" ;;
+		*) unexpected="${unexpected:+$unexpected, }'$name'" ;;
 		esac
 	done
 	for col in $CONTRACT_NEEDED; do
