@@ -8,7 +8,7 @@
 -- (SkyGeni with its latest deals taken as open) the first refresh alerts on
 -- at most 15% of the open deals.
 \ir harness/pgtap_setup.psql
-SELECT plan(85);
+SELECT plan(86);
 
 -- Runs a query as another role: 'value=<first column>' or 'error=<SQLSTATE>: <message>'.
 CREATE FUNCTION pg_temp.as_role(r text, q text) RETURNS text
@@ -110,7 +110,11 @@ SELECT ok((SELECT obj_description('dealrisk_watch.high_risk_deals'::regclass, 'p
 	LIKE 'High-risk open deals of public.deals under the active "default" model: the riskiest 10% of the open deals, at risk 50 or more (%'),
 	'the view''s comment states the policy');
 
+SET LOCAL jit = on;
+SET LOCAL enable_nestloop = on;
 SELECT is(dealrisk.refresh(), :n_open::bigint, 'the first refresh');
+SELECT is(current_setting('jit') || ',' || current_setting('enable_nestloop'), 'on,on',
+	'... leaves jit and enable_nestloop as they were (it turns them off for its alert statement)');
 SELECT ok((SELECT count(*) FROM dealrisk.alerts) <= 0.15 * :n_open,
 	format('the first refresh alerts on at most 15%% of the open deals (%s of %s)', (SELECT count(*) FROM dealrisk.alerts), :n_open));
 SELECT set_eq($$SELECT deal_id FROM dealrisk.alerts$$, $$SELECT deal_id FROM top_ten$$, '... the riskiest 10%, each once');

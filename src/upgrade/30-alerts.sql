@@ -308,6 +308,7 @@ DECLARE
 	detail text;
 	started timestamptz := pg_catalog.clock_timestamp();
 	nestloop text;
+	jit text;
 	cut float8;
 	risks float8[];
 BEGIN
@@ -375,8 +376,13 @@ BEGIN
 	-- written (scored_at = ts): it would expect a handful and rescan the
 	-- source for each (minutes on a million deals without an index on
 	-- deal_id).  Joining the source by hash is right whatever their number.
+	-- The LATERAL joins still need nested loops, whose cost the setting
+	-- inflates: the estimate would call for JIT compilation, which costs
+	-- about a second per refresh and saves nothing here.
 	nestloop := pg_catalog.current_setting('enable_nestloop');
+	jit := pg_catalog.current_setting('jit');
 	PERFORM pg_catalog.set_config('enable_nestloop', 'off', true);
+	PERFORM pg_catalog.set_config('jit', 'off', true);
 	EXECUTE pg_catalog.format($q$
 		INSERT INTO dealrisk.alerts (deal_id, created_at, source, model_id, risk, previous_risk, band, reason, action,
 		                             industry, deal_amount, sales_rep_id, deal_stage, days_in_stage, payload)
@@ -418,6 +424,7 @@ BEGIN
 		      cfg.max_per_rep;
 	GET DIAGNOSTICS n_alerts = ROW_COUNT;
 	PERFORM pg_catalog.set_config('enable_nestloop', nestloop, true);
+	PERFORM pg_catalog.set_config('jit', jit, true);
 
 	-- 5. wake the mailers (delivered at commit, like everything above)
 	IF n_alerts > 0 THEN
