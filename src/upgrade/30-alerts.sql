@@ -8,9 +8,11 @@
 -- model) writes in 0.3.0: a threshold alone keeps its meaning (every open
 -- deal at or above it, top_fraction 1), and a high-risk deal whose risk
 -- rises 15 points is alerted again.  No deal that was not alerted before is
--- left out, and no policy changes behind the user's back.  0.2.0's default
--- threshold, 60, alerts on about half the open deals of a typical pipeline:
--- a NOTICE says how to move to the new default, the riskiest 10%.
+-- left out, and no policy changes behind the user's back.  (0.2.0's
+-- default threshold, 60, alerts on about half the open deals of a typical
+-- pipeline: docs/operations.md says how to move to the new default.  A
+-- NOTICE here would not be seen: extension scripts run with
+-- client_min_messages at WARNING.)
 -- (columns without a default, so that no "missing value" stays behind in
 -- the catalog: an upgraded table dumps like a fresh one)
 ALTER TABLE dealrisk.watch_config
@@ -20,19 +22,6 @@ ALTER TABLE dealrisk.watch_config
 	ADD COLUMN cutoff float8;
 UPDATE dealrisk.watch_config SET top_fraction = 1, rise = 15;
 ALTER TABLE dealrisk.watch_config ALTER COLUMN top_fraction SET NOT NULL;
-DO $$
-DECLARE
-	cfg record;
-BEGIN
-	SELECT w.source, w.threshold INTO cfg FROM dealrisk.watch_config w;
-	IF FOUND THEN
-		RAISE NOTICE 'dealrisk: the watched deals of % keep their alert policy: every open deal at risk % or more',
-			cfg.source, cfg.threshold
-			USING HINT = pg_catalog.format('For a short list, the riskiest 10%% of the open deals at risk 50 or more, run: SELECT dealrisk.watch(%L); see docs/operations.md.',
-			                               cfg.source::text);
-	END IF;
-END
-$$;
 COMMENT ON TABLE dealrisk.watch_config IS
 	'What dealrisk.refresh() watches (one row, set by dealrisk.watch()): the deal source, the model name, the alert policy (threshold, top_fraction, rise, max_per_rep), the cutoff it gave at the latest scoring, when the deals were last scored and the SQL of dealrisk_watch.high_risk_deals';
 COMMENT ON COLUMN dealrisk.watch_config.threshold IS
