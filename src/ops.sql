@@ -2,12 +2,15 @@
 -- track) and the privileges of the whole extension; see docs/operations.md
 -- and docs/security.md.
 --
--- The daily loop: watch() configures which deals are watched and builds the
--- materialized view dealrisk_watch.high_risk_deals; refresh() (scheduled by
--- pg_cron through schedule()) rescores the open deals, refreshes the view
--- concurrently, appends the scores to dealrisk.score_history and writes one
--- alert per deal that became high-risk into the outbox dealrisk.alerts, from
--- which mailers claim, render and acknowledge them.
+-- The daily loop: watch() configures which deals are watched and the alert
+-- policy (which open deals are high-risk: by default the riskiest 10%, at
+-- risk 50 or more) and builds the materialized view
+-- dealrisk_watch.high_risk_deals; refresh() (scheduled by pg_cron through
+-- schedule()) rescores the open deals, appends the scores to
+-- dealrisk.score_history, turns the policy into a cutoff, refreshes the view
+-- concurrently and writes one alert per deal that became high-risk (or
+-- whose risk rose sharply) into the outbox dealrisk.alerts, from which
+-- mailers claim, render and acknowledge them.
 --
 -- Source names are spliced into SQL only as the regclass's own text (quoted
 -- by PostgreSQL), column names only through format('%I'), literals through
