@@ -245,26 +245,28 @@ COMMENT ON FUNCTION dealrisk._high_risk_cutoff(float8[], float8, float8) IS
 -- kept; else the rule of the factor that adds the most risk is taken even
 -- below its min_effect and min_risk (the alert policy, not the rule, judged
 -- the deal risky); else a review that names that factor, or says that no
--- factor adds risk.  top_* are the first row of deal_risk_explain().
-CREATE FUNCTION dealrisk._alert_action(rule_action text, top_factor text, top_effect float8, top_reason text)
+-- factor adds risk.  top_* are the first row of deal_risk_explain();
+-- factors and actions are the factor rules of dealrisk.action_rules (not
+-- "*"), best first (priority, id), read once per statement by the caller:
+-- looking the rules up per deal cost seven times as much.
+CREATE FUNCTION dealrisk._alert_action(rule_action text, top_factor text, top_effect float8, top_reason text,
+	factors text[], actions text[])
 RETURNS text
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT CASE
-		WHEN rule_action IS NOT NULL
-		     AND EXISTS (SELECT 1 FROM dealrisk.action_rules r
-		                 WHERE r.factor OPERATOR(pg_catalog.<>) '*' AND r.action OPERATOR(pg_catalog.=) rule_action)
-		THEN rule_action
-		WHEN top_effect > 0
-		THEN coalesce((SELECT r.action FROM dealrisk.action_rules r WHERE r.factor OPERATOR(pg_catalog.=) top_factor
-		               ORDER BY r.priority, r.id LIMIT 1),
-		              'Review the deal with the sales manager this week, starting with what adds the most risk: ' || top_reason)
-		ELSE 'Review the deal with the sales manager this week: no single factor adds to its risk, which is the model''s base risk for any deal'
-	END
+BEGIN
+	IF rule_action OPERATOR(pg_catalog.=) ANY (actions) THEN
+		RETURN rule_action;
+	ELSIF top_effect > 0 THEN
+		RETURN coalesce(actions[pg_catalog.array_position(factors, top_factor)],
+		                'Review the deal with the sales manager this week, starting with what adds the most risk: ' || top_reason);
+	END IF;
+	RETURN 'Review the deal with the sales manager this week: no single factor adds to its risk, which is the model''s base risk for any deal';
+END
 $$;
-COMMENT ON FUNCTION dealrisk._alert_action(text, text, float8, text) IS
-	'The action of an alert: a factor rule''s recommended action, else the rule of the factor that adds the most risk, else a review naming it; never a "*" fallback such as "On track" (internal)';
+COMMENT ON FUNCTION dealrisk._alert_action(text, text, float8, text, text[], text[]) IS
+	'The action of an alert: a factor rule''s recommended action, else the rule of the factor that adds the most risk, else a review naming it; never a "*" fallback such as "On track"; factors and actions: the factor rules, best first (internal)';
 
 -- The statement that creates dealrisk_watch.high_risk_deals over a source, named
 -- schema-qualified (the statement is stored and may run again under another
@@ -282,7 +284,8 @@ SET search_path = pg_catalog, pg_temp
 RETURN pg_catalog.format($v$CREATE MATERIALIZED VIEW dealrisk_watch.high_risk_deals AS
 SELECT s.deal_id, s.risk, dealrisk.risk_band(s.risk) AS band, t.reason AS top_reason,
        dealrisk._alert_action(dealrisk.recommended_action(s.deal, s.model), t.factor,
-                              pg_catalog.round(t.effect::numeric, 2)::float8, t.reason) AS recommended_action,
+                              pg_catalog.round(t.effect::numeric, 2)::float8, t.reason,
+                              r.factors, r.actions) AS recommended_action,
        s.deal_amount, s.sales_rep_id, s.deal_stage, s.days_in_stage, s.scored_at
 FROM (
 	SELECT d.deal_id::text AS deal_id, d AS deal, w.model, w.cutoff, w.scored_at,
@@ -294,6 +297,9 @@ FROM (
 	WHERE dealrisk.is_won(d.outcome) IS NULL AND d.deal_id IS NOT NULL
 	OFFSET 0
 ) s
+CROSS JOIN (SELECT pg_catalog.array_agg(a.factor ORDER BY a.priority, a.id) AS factors,
+                   pg_catalog.array_agg(a.action ORDER BY a.priority, a.id) AS actions
+            FROM dealrisk.action_rules a WHERE a.factor <> '*') r
 LEFT JOIN LATERAL (SELECT e.factor, e.effect, e.reason FROM dealrisk.deal_risk_explain(s.deal, s.model) e LIMIT 1) t ON true
 WHERE s.risk >= s.cutoff$v$,
 	dealrisk._stage_start_sql(source),
@@ -631,6 +637,8 @@ DECLARE
 	started timestamptz := pg_catalog.clock_timestamp();
 	nestloop text;
 	jit text;
+	rule_factors text[];
+	rule_actions text[];
 	cut float8;
 	risks float8[];
 BEGIN
@@ -703,6 +711,10 @@ BEGIN
 	-- about a second per refresh and saves nothing here.
 	nestloop := pg_catalog.current_setting('enable_nestloop');
 	jit := pg_catalog.current_setting('jit');
+	-- the factor rules, for the alerts' actions (dealrisk._alert_action)
+	SELECT pg_catalog.array_agg(a.factor ORDER BY a.priority, a.id), pg_catalog.array_agg(a.action ORDER BY a.priority, a.id)
+	INTO rule_factors, rule_actions
+	FROM dealrisk.action_rules a WHERE a.factor OPERATOR(pg_catalog.<>) '*';
 	PERFORM pg_catalog.set_config('enable_nestloop', 'off', true);
 	PERFORM pg_catalog.set_config('jit', 'off', true);
 	EXECUTE pg_catalog.format($q$
@@ -711,7 +723,7 @@ BEGIN
 		SELECT c.deal_id, c.scored_at, $4, c.model_id, c.risk, c.prev_risk, dealrisk.risk_band(c.risk),
 		       x.explain -> 0 ->> 'reason',
 		       dealrisk._alert_action(dealrisk.recommended_action(c.deal, $3), x.explain -> 0 ->> 'factor',
-		                              (x.explain -> 0 ->> 'effect')::float8, x.explain -> 0 ->> 'reason'),
+		                              (x.explain -> 0 ->> 'effect')::float8, x.explain -> 0 ->> 'reason', $9, $10),
 		       c.industry, c.deal_amount, c.sales_rep_id, c.deal_stage, c.days_in_stage,
 		       pg_catalog.jsonb_build_object('threshold', $2, 'top_fraction', $6, 'cutoff', $5, 'cause', c.cause,
 		                                     'model', $3, 'explain', coalesce(x.explain, '[]'))
@@ -743,7 +755,7 @@ BEGIN
 		dealrisk._stage_start_sql(cfg.source),
 		cfg.source)
 		USING ts, cfg.threshold, cfg.model, dealrisk._qualified_name(cfg.source), cut, cfg.top_fraction, cfg.rise,
-		      cfg.max_per_rep;
+		      cfg.max_per_rep, rule_factors, rule_actions;
 	GET DIAGNOSTICS n_alerts = ROW_COUNT;
 	PERFORM pg_catalog.set_config('enable_nestloop', nestloop, true);
 	PERFORM pg_catalog.set_config('jit', jit, true);
@@ -1546,7 +1558,7 @@ REVOKE EXECUTE ON FUNCTION
 	dealrisk._qualified_name(regclass),
 	dealrisk._stage_start_sql(regclass),
 	dealrisk._high_risk_cutoff(float8[], float8, float8),
-	dealrisk._alert_action(text, text, float8, text),
+	dealrisk._alert_action(text, text, float8, text, text[], text[]),
 	dealrisk._policy_words(float8, float8),
 	dealrisk._view_sql(regclass),
 	dealrisk._view_shape(text),

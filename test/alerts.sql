@@ -8,7 +8,7 @@
 -- (SkyGeni with its latest deals taken as open) the first refresh alerts on
 -- at most 15% of the open deals.
 \ir harness/pgtap_setup.psql
-SELECT plan(86);
+SELECT plan(88);
 
 -- Runs a query as another role: 'value=<first column>' or 'error=<SQLSTATE>: <message>'.
 CREATE FUNCTION pg_temp.as_role(r text, q text) RETURNS text
@@ -62,24 +62,36 @@ SELECT is(dealrisk._high_risk_cutoff(ARRAY(SELECT g::float8 FROM generate_series
 
 -- The alert's action ------------------------------------------------------------
 
-SELECT is(dealrisk._alert_action('Agree a mutual close plan with dated next steps', 'region', 5, 'Region ''X'' wins less often than average'),
-	'Agree a mutual close plan with dated next steps', 'a factor rule''s action is kept');
-SELECT is(dealrisk._alert_action('On track: keep the next step on the calendar', 'lead_source', 1.2, 'Lead source ''Outbound'' wins less often than average'),
-	'Re-qualify: confirm budget, authority and timeline before investing more time',
-	'"On track" gives way to the rule of the factor that adds the most risk, below its min_effect');
-SELECT is(dealrisk._alert_action('Review the deal with the sales manager this week', 'region', 4, 'Region ''APAC'' wins less often than average'),
+-- the factor rules, best first, as refresh() and the view read them
+CREATE TEMP VIEW factor_rules AS
+	SELECT array_agg(a.factor ORDER BY a.priority, a.id) AS factors, array_agg(a.action ORDER BY a.priority, a.id) AS actions
+	FROM dealrisk.action_rules a WHERE a.factor <> '*';
+SELECT is(dealrisk._alert_action('Agree a mutual close plan with dated next steps', 'region', 5, 'Region ''X'' wins less often than average',
+	factors, actions), 'Agree a mutual close plan with dated next steps', 'a factor rule''s action is kept') FROM factor_rules;
+SELECT is(dealrisk._alert_action('On track: keep the next step on the calendar', 'lead_source', 1.2, 'Lead source ''Outbound'' wins less often than average',
+	factors, actions), 'Re-qualify: confirm budget, authority and timeline before investing more time',
+	'"On track" gives way to the rule of the factor that adds the most risk, below its min_effect') FROM factor_rules;
+SELECT is(dealrisk._alert_action('Review the deal with the sales manager this week', 'region', 4, 'Region ''APAC'' wins less often than average',
+	factors, actions),
 	'Review the deal with the sales manager this week, starting with what adds the most risk: Region ''APAC'' wins less often than average',
-	'a factor without a rule: a review that names it');
-SELECT is(dealrisk._alert_action('On track: keep the next step on the calendar', 'region', -2, 'Region ''APAC'' wins more often than average'),
+	'a factor without a rule: a review that names it') FROM factor_rules;
+SELECT is(dealrisk._alert_action('On track: keep the next step on the calendar', 'region', -2, 'Region ''APAC'' wins more often than average',
+	factors, actions),
 	'Review the deal with the sales manager this week: no single factor adds to its risk, which is the model''s base risk for any deal',
-	'no factor adds risk: a review that says so');
-SELECT is(dealrisk._alert_action(NULL, 'region', NULL, NULL),
+	'no factor adds risk: a review that says so') FROM factor_rules;
+SELECT is(dealrisk._alert_action(NULL, 'region', NULL, NULL, factors, actions),
 	'Review the deal with the sales manager this week: no single factor adds to its risk, which is the model''s base risk for any deal',
-	'no action, no explanation: still an action');
-INSERT INTO dealrisk.action_rules (priority, factor, min_effect, min_risk, action) VALUES (5, 'region', 20, 90, 'Call the regional lead');
-SELECT is(dealrisk._alert_action('On track: keep the next step on the calendar', 'region', 2, 'Region ''APAC'' wins less often than average'),
-	'Call the regional lead', 'a rule the user added for the factor is used');
-DELETE FROM dealrisk.action_rules WHERE action = 'Call the regional lead';
+	'no action, no explanation: still an action') FROM factor_rules;
+SELECT is(dealrisk._alert_action('On track: keep the next step on the calendar', 'lead_source', 2, 'r', NULL, NULL),
+	'Review the deal with the sales manager this week, starting with what adds the most risk: r',
+	'no factor rule at all: a review that names the factor');
+INSERT INTO dealrisk.action_rules (priority, factor, min_effect, min_risk, action) VALUES (5, 'region', 20, 90, 'Call the regional lead'),
+	(1, 'lead_source', 20, 90, 'Ask marketing about the lead');
+SELECT is(dealrisk._alert_action('On track: keep the next step on the calendar', 'region', 2, 'Region ''APAC'' wins less often than average',
+	factors, actions), 'Call the regional lead', 'a rule the user added for the factor is used') FROM factor_rules;
+SELECT is(dealrisk._alert_action('On track: keep the next step on the calendar', 'lead_source', 2, 'r', factors, actions),
+	'Ask marketing about the lead', 'of two rules of a factor, the one of the better priority') FROM factor_rules;
+DELETE FROM dealrisk.action_rules WHERE action IN ('Call the regional lead', 'Ask marketing about the lead');
 
 -- The bundled sample, as `make demo` builds it ---------------------------------
 

@@ -132,7 +132,9 @@ SELECT is((SELECT count(*)::int FROM dealrisk_watch.high_risk_deals h JOIN open_
 SELECT is((SELECT count(*)::int FROM dealrisk_watch.high_risk_deals h JOIN public.deals d USING (deal_id)
 	WHERE h.top_reason IS DISTINCT FROM (SELECT e.reason FROM dealrisk.deal_risk_explain(d.*) e LIMIT 1)
 	   OR h.recommended_action IS DISTINCT FROM (SELECT dealrisk._alert_action(dealrisk.recommended_action(d.*), e.factor,
-	                                                round(e.effect::numeric, 2)::float8, e.reason)
+	                                                round(e.effect::numeric, 2)::float8, e.reason,
+	                                                (SELECT array_agg(a.factor ORDER BY a.priority, a.id) FROM dealrisk.action_rules a WHERE a.factor <> '*'),
+	                                                (SELECT array_agg(a.action ORDER BY a.priority, a.id) FROM dealrisk.action_rules a WHERE a.factor <> '*'))
 	                                             FROM dealrisk.deal_risk_explain(d.*) e LIMIT 1)
 	   OR h.days_in_stage <> '2024-12-31'::date - coalesce(d.stage_entered_date, d.created_date)
 	   OR h.deal_stage <> d.deal_stage), 0, 'top reason, action, stage and days in stage');

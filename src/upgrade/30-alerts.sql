@@ -65,25 +65,24 @@ $$;
 COMMENT ON FUNCTION dealrisk._high_risk_cutoff(float8[], float8, float8) IS
 	'The risk at or above which open deals are high-risk: the threshold, raised so that at most top_fraction of the deals qualify; Infinity when none may (internal)';
 
-CREATE FUNCTION dealrisk._alert_action(rule_action text, top_factor text, top_effect float8, top_reason text)
+CREATE FUNCTION dealrisk._alert_action(rule_action text, top_factor text, top_effect float8, top_reason text,
+	factors text[], actions text[])
 RETURNS text
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT CASE
-		WHEN rule_action IS NOT NULL
-		     AND EXISTS (SELECT 1 FROM dealrisk.action_rules r
-		                 WHERE r.factor OPERATOR(pg_catalog.<>) '*' AND r.action OPERATOR(pg_catalog.=) rule_action)
-		THEN rule_action
-		WHEN top_effect > 0
-		THEN coalesce((SELECT r.action FROM dealrisk.action_rules r WHERE r.factor OPERATOR(pg_catalog.=) top_factor
-		               ORDER BY r.priority, r.id LIMIT 1),
-		              'Review the deal with the sales manager this week, starting with what adds the most risk: ' || top_reason)
-		ELSE 'Review the deal with the sales manager this week: no single factor adds to its risk, which is the model''s base risk for any deal'
-	END
+BEGIN
+	IF rule_action OPERATOR(pg_catalog.=) ANY (actions) THEN
+		RETURN rule_action;
+	ELSIF top_effect > 0 THEN
+		RETURN coalesce(actions[pg_catalog.array_position(factors, top_factor)],
+		                'Review the deal with the sales manager this week, starting with what adds the most risk: ' || top_reason);
+	END IF;
+	RETURN 'Review the deal with the sales manager this week: no single factor adds to its risk, which is the model''s base risk for any deal';
+END
 $$;
-COMMENT ON FUNCTION dealrisk._alert_action(text, text, float8, text) IS
-	'The action of an alert: a factor rule''s recommended action, else the rule of the factor that adds the most risk, else a review naming it; never a "*" fallback such as "On track" (internal)';
+COMMENT ON FUNCTION dealrisk._alert_action(text, text, float8, text, text[], text[]) IS
+	'The action of an alert: a factor rule''s recommended action, else the rule of the factor that adds the most risk, else a review naming it; never a "*" fallback such as "On track"; factors and actions: the factor rules, best first (internal)';
 
 CREATE FUNCTION dealrisk._policy_words(threshold float8, top_fraction float8)
 RETURNS text
@@ -97,7 +96,7 @@ COMMENT ON FUNCTION dealrisk._policy_words(float8, float8) IS
 
 REVOKE EXECUTE ON FUNCTION
 	dealrisk._high_risk_cutoff(float8[], float8, float8),
-	dealrisk._alert_action(text, text, float8, text),
+	dealrisk._alert_action(text, text, float8, text, text[], text[]),
 	dealrisk._policy_words(float8, float8)
 FROM PUBLIC;
 
@@ -109,7 +108,8 @@ SET search_path = pg_catalog, pg_temp
 RETURN pg_catalog.format($v$CREATE MATERIALIZED VIEW dealrisk_watch.high_risk_deals AS
 SELECT s.deal_id, s.risk, dealrisk.risk_band(s.risk) AS band, t.reason AS top_reason,
        dealrisk._alert_action(dealrisk.recommended_action(s.deal, s.model), t.factor,
-                              pg_catalog.round(t.effect::numeric, 2)::float8, t.reason) AS recommended_action,
+                              pg_catalog.round(t.effect::numeric, 2)::float8, t.reason,
+                              r.factors, r.actions) AS recommended_action,
        s.deal_amount, s.sales_rep_id, s.deal_stage, s.days_in_stage, s.scored_at
 FROM (
 	SELECT d.deal_id::text AS deal_id, d AS deal, w.model, w.cutoff, w.scored_at,
@@ -121,6 +121,9 @@ FROM (
 	WHERE dealrisk.is_won(d.outcome) IS NULL AND d.deal_id IS NOT NULL
 	OFFSET 0
 ) s
+CROSS JOIN (SELECT pg_catalog.array_agg(a.factor ORDER BY a.priority, a.id) AS factors,
+                   pg_catalog.array_agg(a.action ORDER BY a.priority, a.id) AS actions
+            FROM dealrisk.action_rules a WHERE a.factor <> '*') r
 LEFT JOIN LATERAL (SELECT e.factor, e.effect, e.reason FROM dealrisk.deal_risk_explain(s.deal, s.model) e LIMIT 1) t ON true
 WHERE s.risk >= s.cutoff$v$,
 	dealrisk._stage_start_sql(source),
@@ -298,6 +301,8 @@ DECLARE
 	started timestamptz := pg_catalog.clock_timestamp();
 	nestloop text;
 	jit text;
+	rule_factors text[];
+	rule_actions text[];
 	cut float8;
 	risks float8[];
 BEGIN
@@ -370,6 +375,10 @@ BEGIN
 	-- about a second per refresh and saves nothing here.
 	nestloop := pg_catalog.current_setting('enable_nestloop');
 	jit := pg_catalog.current_setting('jit');
+	-- the factor rules, for the alerts' actions (dealrisk._alert_action)
+	SELECT pg_catalog.array_agg(a.factor ORDER BY a.priority, a.id), pg_catalog.array_agg(a.action ORDER BY a.priority, a.id)
+	INTO rule_factors, rule_actions
+	FROM dealrisk.action_rules a WHERE a.factor OPERATOR(pg_catalog.<>) '*';
 	PERFORM pg_catalog.set_config('enable_nestloop', 'off', true);
 	PERFORM pg_catalog.set_config('jit', 'off', true);
 	EXECUTE pg_catalog.format($q$
@@ -378,7 +387,7 @@ BEGIN
 		SELECT c.deal_id, c.scored_at, $4, c.model_id, c.risk, c.prev_risk, dealrisk.risk_band(c.risk),
 		       x.explain -> 0 ->> 'reason',
 		       dealrisk._alert_action(dealrisk.recommended_action(c.deal, $3), x.explain -> 0 ->> 'factor',
-		                              (x.explain -> 0 ->> 'effect')::float8, x.explain -> 0 ->> 'reason'),
+		                              (x.explain -> 0 ->> 'effect')::float8, x.explain -> 0 ->> 'reason', $9, $10),
 		       c.industry, c.deal_amount, c.sales_rep_id, c.deal_stage, c.days_in_stage,
 		       pg_catalog.jsonb_build_object('threshold', $2, 'top_fraction', $6, 'cutoff', $5, 'cause', c.cause,
 		                                     'model', $3, 'explain', coalesce(x.explain, '[]'))
@@ -410,7 +419,7 @@ BEGIN
 		dealrisk._stage_start_sql(cfg.source),
 		cfg.source)
 		USING ts, cfg.threshold, cfg.model, dealrisk._qualified_name(cfg.source), cut, cfg.top_fraction, cfg.rise,
-		      cfg.max_per_rep;
+		      cfg.max_per_rep, rule_factors, rule_actions;
 	GET DIAGNOSTICS n_alerts = ROW_COUNT;
 	PERFORM pg_catalog.set_config('enable_nestloop', nestloop, true);
 	PERFORM pg_catalog.set_config('jit', jit, true);
@@ -539,7 +548,7 @@ BEGIN
 		  AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
 	LOOP
 		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION dealrisk._high_risk_cutoff(float8[], float8, float8),'
-			' dealrisk._alert_action(text, text, float8, text), dealrisk._policy_words(float8, float8) TO %I',
+			' dealrisk._alert_action(text, text, float8, text, text[], text[]), dealrisk._policy_words(float8, float8) TO %I',
 			pg_catalog.pg_get_userbyid(g.grantee));
 	END LOOP;
 END
