@@ -12,62 +12,10 @@ if [ "$TEST_DB" = "$DEMO_DB" ]; then
 	exit 2
 fi
 
-# The columns of the data contract (docs/data-contract.md): deal_id and
-# outcome are needed for anything; the others are used when present.
-CONTRACT_NEEDED="deal_id outcome"
-CONTRACT_COLUMNS="deal_id created_date closed_date sales_rep_id industry region product_type lead_source deal_stage deal_amount sales_cycle_days outcome last_activity_date stage_entered_date"
-
-# Check the header of a CRM export before any database is touched: every
-# column must be one of the data contract (any order, no repeats), and
-# deal_id and outcome must be there.  Sets csv_columns to the list for
-# \copy.  Names are compared in lower case, without quotes, spaces or a
-# byte-order mark.
-check_csv_header() {
-	local file=$1 header name col unexpected= repeated= missing= absent= seen=" "
-	if [ ! -r "$file" ] || [ -d "$file" ]; then
-		echo "dealrisk: cannot read DEALS_CSV=$file" >&2
-		exit 1
-	fi
-	header=$(head -n 1 "$file" | sed -e '1s/^\xEF\xBB\xBF//' | tr -d '\r"')
-	if [ -z "$(echo "$header" | tr -d ' ,')" ]; then
-		echo "dealrisk: $file has no header line: its first line must name the columns (docs/data-contract.md)" >&2
-		exit 1
-	fi
-	csv_columns=
-	IFS=, read -r -a names <<<"$header"
-	for name in "${names[@]}"; do
-		name=$(echo "$name" | tr -d ' \t')
-		col=$(echo "$name" | tr 'A-Z' 'a-z')
-		case " $CONTRACT_COLUMNS " in
-		*" $col "*)
-			case "$seen" in
-			*" $col "*) repeated="${repeated:+$repeated, }$col" ;;
-			*) seen="$seen$col "; csv_columns="${csv_columns:+$csv_columns,}$col" ;;
-			esac ;;
-		*) unexpected="${unexpected:+$unexpected, }'$name'" ;;
-		esac
-	done
-	for col in $CONTRACT_NEEDED; do
-		case "$seen" in *" $col "*) ;; *) missing="${missing:+$missing, }$col" ;; esac
-	done
-	for col in $CONTRACT_COLUMNS; do
-		case "$seen" in *" $col "*) ;; *) absent="${absent:+$absent, }$col" ;; esac
-	done
-	if [ -n "$unexpected$repeated$missing" ]; then
-		echo "dealrisk: $file does not follow the data contract (docs/data-contract.md); no database was touched:" >&2
-		[ -n "$unexpected" ] && echo "  columns not in the contract: $unexpected (rename them to contract names, or drop them)" >&2
-		[ -n "$repeated" ] && echo "  columns named twice: $repeated" >&2
-		[ -n "$missing" ] && echo "  missing columns: $missing (every export needs them)" >&2
-		echo "  the contract's columns: ${CONTRACT_COLUMNS// /, }" >&2
-		exit 1
-	fi
-	if [ -n "$absent" ]; then
-		echo "dealrisk: $file has no column $absent: the analyses that need them will say so" >&2
-	fi
-}
 if [ "$mode" = demo ] && [ -n "${DEALS_CSV:-}" ]; then
-	csv=$(cd "$(dirname "$DEALS_CSV")" 2>/dev/null && pwd)/$(basename "$DEALS_CSV") ||
+	csv_dir=$(cd "$(dirname "$DEALS_CSV")" 2>/dev/null && pwd) ||
 		{ echo "dealrisk: cannot read DEALS_CSV=$DEALS_CSV" >&2; exit 1; }
+	csv=$csv_dir/$(basename "$DEALS_CSV")
 	check_csv_header "$csv"
 fi
 
@@ -257,6 +205,7 @@ test)
 		DEALRISK_UPGRADE_FROM=$v prove --exec bash test/upgrade.sh || rc=1
 	done
 	prove --exec bash test/dump_restore.sh || rc=1
+	prove --exec bash test/csv_header.sh || rc=1
 	if [ $rc = 0 ]; then echo "dealrisk: all tests passed"; else echo "dealrisk: TESTS FAILED" >&2; fi
 	exit $rc
 	;;
