@@ -55,6 +55,10 @@ $(EXTENSION)--$(PREV_VERSION)--$(EXTVERSION).sql: $(UPGRADE_PARTS)
 deps:
 	@bash test/harness/deps.sh
 
+# demo: (re)creates the database $(DEALRISK_DB) (default dealrisk) with the
+# sample or DEALS_CSV=file (its header is checked before any database is
+# touched).  test: works in its own databases (dealrisk_test, ...) and never
+# drops the demo database; see README.md, "Two commands".
 demo:
 	@bash test/harness/run.sh demo
 

@@ -2,12 +2,15 @@
 -- track) and the privileges of the whole extension; see docs/operations.md
 -- and docs/security.md.
 --
--- The daily loop: watch() configures which deals are watched and builds the
--- materialized view dealrisk_watch.high_risk_deals; refresh() (scheduled by
--- pg_cron through schedule()) rescores the open deals, refreshes the view
--- concurrently, appends the scores to dealrisk.score_history and writes one
--- alert per deal that became high-risk into the outbox dealrisk.alerts, from
--- which mailers claim, render and acknowledge them.
+-- The daily loop: watch() configures which deals are watched and the alert
+-- policy (which open deals are high-risk: by default the riskiest 10%, at
+-- risk 50 or more) and builds the materialized view
+-- dealrisk_watch.high_risk_deals; refresh() (scheduled by pg_cron through
+-- schedule()) rescores the open deals, appends the scores to
+-- dealrisk.score_history, turns the policy into a cutoff, refreshes the view
+-- concurrently and writes one alert per deal that became high-risk (or
+-- whose risk rose sharply) into the outbox dealrisk.alerts, from which
+-- mailers claim, render and acknowledge them.
 --
 -- Source names are spliced into SQL only as the regclass's own text (quoted
 -- by PostgreSQL), column names only through format('%I'), literals through
@@ -37,10 +40,24 @@ CREATE TABLE dealrisk.watch_config (
 	configured_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	configured_by   text NOT NULL DEFAULT CURRENT_USER,
 	scored_at       timestamptz,
-	view_definition text
+	view_definition text,
+	top_fraction    float8 NOT NULL CHECK (top_fraction > 0 AND top_fraction <= 1),
+	rise            float8 CHECK (rise > 0 AND rise <= 100),
+	max_per_rep     int CHECK (max_per_rep >= 1),
+	cutoff          float8
 );
 COMMENT ON TABLE dealrisk.watch_config IS
-	'What dealrisk.refresh() watches (one row, set by dealrisk.watch()): the deal source, the risk threshold, the model name, when the deals were last scored and the SQL of dealrisk_watch.high_risk_deals';
+	'What dealrisk.refresh() watches (one row, set by dealrisk.watch()): the deal source, the model name, the alert policy (threshold, top_fraction, rise, max_per_rep), the cutoff it gave at the latest scoring, when the deals were last scored and the SQL of dealrisk_watch.high_risk_deals';
+COMMENT ON COLUMN dealrisk.watch_config.threshold IS
+	'The lowest risk (0-100) of a high-risk deal';
+COMMENT ON COLUMN dealrisk.watch_config.top_fraction IS
+	'At most this share of the open deals is high-risk: the riskiest ones (1: every open deal at or above the threshold)';
+COMMENT ON COLUMN dealrisk.watch_config.rise IS
+	'A high-risk deal whose risk rose at least this many points since its previous scoring is alerted again; NULL: never';
+COMMENT ON COLUMN dealrisk.watch_config.max_per_rep IS
+	'At most this many alerts per sales rep per refresh, the riskiest first; NULL: no cap';
+COMMENT ON COLUMN dealrisk.watch_config.cutoff IS
+	'The risk at or above which an open deal was high-risk at the latest scoring (watch() or refresh()): the threshold, or higher to keep to top_fraction; Infinity when no deal qualified';
 COMMENT ON COLUMN dealrisk.watch_config.scored_at IS
 	'Time of the latest scoring (watch() or refresh()): the scored_at of the view and of the latest score_history entries';
 COMMENT ON COLUMN dealrisk.watch_config.view_definition IS
@@ -84,12 +101,14 @@ CREATE TABLE dealrisk.alerts (
 );
 CREATE INDEX alerts_unacked ON dealrisk.alerts (id) WHERE acked_at IS NULL;
 COMMENT ON TABLE dealrisk.alerts IS
-	'Outbox of risk alerts: one row per deal that became high-risk at a dealrisk.refresh(); mailers take rows with dealrisk.claim_alerts(), render them with dealrisk.alert_text() and confirm them with dealrisk.ack_alert()';
+	'Outbox of risk alerts: one row per deal that became high-risk at a dealrisk.refresh() (or, already high-risk, whose risk rose sharply); mailers take rows with dealrisk.claim_alerts(), render them with dealrisk.alert_text() and confirm them with dealrisk.ack_alert()';
 COMMENT ON COLUMN dealrisk.alerts.created_at IS 'The refresh that raised the alert (= score_history.scored_at)';
 COMMENT ON COLUMN dealrisk.alerts.previous_risk IS 'The deal''s risk at its previous scoring; NULL when it was scored for the first time';
 COMMENT ON COLUMN dealrisk.alerts.reason IS 'The top reason: the first row of dealrisk.deal_risk_explain()';
+COMMENT ON COLUMN dealrisk.alerts.action IS
+	'What to do: the recommended_action() of a factor rule, else the rule of the factor that adds the most risk, else a review naming that factor (dealrisk._alert_action); never the "On track" fallback';
 COMMENT ON COLUMN dealrisk.alerts.payload IS
-	'{"threshold", "model", "explain": [{factor, value, effect, reason}, ...]}: everything a message needs';
+	'{"threshold", "top_fraction", "cutoff", "cause" (became high-risk / risk rose), "model", "explain": [{factor, value, effect, reason}, ...]}: everything a message needs';
 COMMENT ON COLUMN dealrisk.alerts.claimed_at IS 'When a worker last claimed the alert; claimable again after the reclaim timeout unless acknowledged';
 COMMENT ON COLUMN dealrisk.alerts.claims IS 'How many times the alert was claimed (more than one: a worker died or timed out)';
 COMMENT ON COLUMN dealrisk.alerts.acked_at IS 'When delivery was confirmed (dealrisk.ack_alert()); acknowledged alerts are never claimed again';
@@ -114,13 +133,16 @@ CREATE TABLE dealrisk.refresh_log (
 	model           text,
 	source          text,
 	run_by          text NOT NULL DEFAULT CURRENT_USER,
-	pid             int
+	pid             int,
+	cutoff          float8
 );
 CREATE INDEX refresh_log_finished_at ON dealrisk.refresh_log (finished_at);
 COMMENT ON TABLE dealrisk.refresh_log IS
 	'One row per dealrisk.refresh() that committed: when it started and finished, the scoring time, how many open deals it scored and alerts it wrote, the model, the source, the role and the backend (a failed refresh leaves no row: see dealrisk.refresh_status)';
 COMMENT ON COLUMN dealrisk.refresh_log.scored_at IS 'The scoring time of the refresh (= score_history.scored_at and alerts.created_at)';
 COMMENT ON COLUMN dealrisk.refresh_log.run_by IS 'current_user of the refresh (the pg_cron job''s role when pg_cron ran it)';
+COMMENT ON COLUMN dealrisk.refresh_log.cutoff IS
+	'The risk at or above which an open deal was high-risk at this refresh (dealrisk.watch_config.cutoff then); NULL for refreshes before dealrisk 0.3.0';
 COMMENT ON COLUMN dealrisk.refresh_log.pid IS 'The backend''s process id (cron.job_run_details.job_pid when pg_cron ran it)';
 SELECT pg_catalog.pg_extension_config_dump('dealrisk.refresh_log', '');
 SELECT pg_catalog.pg_extension_config_dump('dealrisk.refresh_log_id_seq', '');
@@ -194,25 +216,79 @@ RETURN pg_catalog.format('coalesce(%s%s)',
 COMMENT ON FUNCTION dealrisk._stage_start_sql(regclass) IS
 	'SQL for the day an open deal entered its stage (stage_entered_date, else created_date; NULL when infinite) (internal)';
 
+-- The cutoff of the alert policy over the risks of every open deal: the
+-- threshold, raised when needed so that at most top_fraction of the open
+-- deals (rounded down) are at or above it.  Deals that tie at the boundary
+-- are all in or all out (out when taking them would pass the share), so the
+-- share is a promise.  Infinity when no deal may be taken (e.g. 10% of nine
+-- deals).  top_fraction 1 keeps the threshold itself.
+CREATE FUNCTION dealrisk._high_risk_cutoff(risks float8[], threshold float8, top_fraction float8)
+RETURNS float8
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN top_fraction >= 1 THEN threshold
+	       ELSE greatest(threshold, coalesce(
+	            (SELECT pg_catalog.min(x.r)
+	             FROM (SELECT u.r, pg_catalog.count(*) OVER (ORDER BY u.r DESC) AS taken
+	                   FROM pg_catalog.unnest(risks) u(r) WHERE u.r IS NOT NULL) x
+	             WHERE x.taken <= pg_catalog.floor(top_fraction::numeric
+	                        * (SELECT pg_catalog.count(*) FROM pg_catalog.unnest(risks) v(r) WHERE v.r IS NOT NULL))),
+	            'Infinity'::float8)) END
+$$;
+COMMENT ON FUNCTION dealrisk._high_risk_cutoff(float8[], float8, float8) IS
+	'The risk at or above which open deals are high-risk: the threshold, raised so that at most top_fraction of the deals qualify; Infinity when none may (internal)';
+
+-- The action an alert carries.  An alert says a deal needs attention, so
+-- the playbook's "*" fallbacks (the shipped rule 9 says "On track") are
+-- not enough: an action of a factor rule, from recommended_action(), is
+-- kept; else the rule of the factor that adds the most risk is taken even
+-- below its min_effect and min_risk (the alert policy, not the rule, judged
+-- the deal risky); else a review that names that factor, or says that no
+-- factor adds risk.  top_* are the first row of deal_risk_explain();
+-- factors and actions are the factor rules of dealrisk.action_rules (not
+-- "*"), best first (priority, id), read once per statement by the caller:
+-- looking the rules up per deal cost seven times as much.
+CREATE FUNCTION dealrisk._alert_action(rule_action text, top_factor text, top_effect float8, top_reason text,
+	factors text[], actions text[])
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF rule_action OPERATOR(pg_catalog.=) ANY (actions) THEN
+		RETURN rule_action;
+	ELSIF top_effect > 0 THEN
+		RETURN coalesce(actions[pg_catalog.array_position(factors, top_factor)],
+		                'Review the deal with the sales manager this week, starting with what adds the most risk: ' || top_reason);
+	END IF;
+	RETURN 'Review the deal with the sales manager this week: no single factor adds to its risk, which is the model''s base risk for any deal';
+END
+$$;
+COMMENT ON FUNCTION dealrisk._alert_action(text, text, float8, text, text[], text[]) IS
+	'The action of an alert: a factor rule''s recommended action, else the rule of the factor that adds the most risk, else a review naming it; never a "*" fallback such as "On track"; factors and actions: the factor rules, best first (internal)';
+
 -- The statement that creates dealrisk_watch.high_risk_deals over a source, named
 -- schema-qualified (the statement is stored and may run again under another
--- search_path).  The threshold, the model name and the scoring time are read
--- from dealrisk.watch_config at each refresh, so watch() replaces the view
--- only for another source (compared by OID: a rename keeps it) or when this
--- statement changed (the source gained or lost stage_entered_date, or an
--- upgrade of the extension changed the view).  The scoring date is read
--- once per refresh (an InitPlan), not once per deal.
+-- search_path).  The cutoff of the alert policy, the model name and the
+-- scoring time are read from dealrisk.watch_config at each refresh, so
+-- watch() replaces the view only for another source (compared by OID: a
+-- rename keeps it) or when this statement changed (the source gained or
+-- lost stage_entered_date, or an upgrade of the extension changed the
+-- view).  The scoring date is read once per refresh (an InitPlan), not once
+-- per deal; the explanation and the action only for the deals kept.
 CREATE FUNCTION dealrisk._view_sql(source regclass)
 RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 RETURN pg_catalog.format($v$CREATE MATERIALIZED VIEW dealrisk_watch.high_risk_deals AS
-SELECT s.deal_id, s.risk, dealrisk.risk_band(s.risk) AS band,
-       (SELECT e.reason FROM dealrisk.deal_risk_explain(s.deal, s.model) e LIMIT 1) AS top_reason,
-       dealrisk.recommended_action(s.deal, s.model) AS recommended_action,
+SELECT s.deal_id, s.risk, dealrisk.risk_band(s.risk) AS band, t.reason AS top_reason,
+       dealrisk._alert_action(dealrisk.recommended_action(s.deal, s.model), t.factor,
+                              pg_catalog.round(t.effect::numeric, 2)::float8, t.reason,
+                              r.factors, r.actions) AS recommended_action,
        s.deal_amount, s.sales_rep_id, s.deal_stage, s.days_in_stage, s.scored_at
 FROM (
-	SELECT d.deal_id::text AS deal_id, d AS deal, w.model, w.threshold, w.scored_at,
+	SELECT d.deal_id::text AS deal_id, d AS deal, w.model, w.cutoff, w.scored_at,
 	       dealrisk.deal_risk(d, w.model) AS risk,
 	       d.deal_amount::numeric AS deal_amount, d.sales_rep_id::text AS sales_rep_id,
 	       d.deal_stage::text AS deal_stage,
@@ -221,7 +297,11 @@ FROM (
 	WHERE dealrisk.is_won(d.outcome) IS NULL AND d.deal_id IS NOT NULL
 	OFFSET 0
 ) s
-WHERE s.risk >= s.threshold$v$,
+CROSS JOIN (SELECT pg_catalog.array_agg(a.factor ORDER BY a.priority, a.id) AS factors,
+                   pg_catalog.array_agg(a.action ORDER BY a.priority, a.id) AS actions
+            FROM dealrisk.action_rules a WHERE a.factor <> '*') r
+LEFT JOIN LATERAL (SELECT e.factor, e.effect, e.reason FROM dealrisk.deal_risk_explain(s.deal, s.model) e LIMIT 1) t ON true
+WHERE s.risk >= s.cutoff$v$,
 	dealrisk._stage_start_sql(source),
 	dealrisk._qualified_name(source));
 COMMENT ON FUNCTION dealrisk._view_sql(regclass) IS
@@ -254,8 +334,20 @@ $$;
 COMMENT ON FUNCTION dealrisk._duplicate_deals(regclass, text) IS
 	'Raises the error for a watched source whose open deals share a deal_id (internal)';
 
+-- The alert policy of a watch configuration in words, e.g. "the riskiest
+-- 10% of the open deals, at risk 50 or more".
+CREATE FUNCTION dealrisk._policy_words(threshold float8, top_fraction float8)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN CASE WHEN top_fraction >= 1 THEN pg_catalog.format('risk at least %s', threshold)
+            ELSE pg_catalog.format('the riskiest %s%% of the open deals, at risk %s or more',
+                                   pg_catalog.round((100 * top_fraction)::numeric, 2)::float8, threshold) END;
+COMMENT ON FUNCTION dealrisk._policy_words(float8, float8) IS
+	'The alert policy in words, e.g. ''the riskiest 10% of the open deals, at risk 50 or more'' (internal)';
+
 -- Comments dealrisk_watch.high_risk_deals with what dealrisk.watch_config
--- says it holds (source, threshold, model).
+-- says it holds (source, policy, model).
 CREATE FUNCTION dealrisk._describe_view()
 RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
@@ -266,8 +358,8 @@ DECLARE
 BEGIN
 	SELECT * INTO STRICT cfg FROM dealrisk.watch_config;
 	EXECUTE pg_catalog.format('COMMENT ON MATERIALIZED VIEW dealrisk_watch.high_risk_deals IS %L',
-		pg_catalog.format('Open deals of %s whose risk is at least %s under the active "%s" model, with their top reason and recommended action; set up by dealrisk.watch(), refreshed by dealrisk.refresh() (docs/operations.md)',
-		                  dealrisk._qualified_name(cfg.source), cfg.threshold, cfg.model));
+		pg_catalog.format('High-risk open deals of %s under the active "%s" model: %s (dealrisk.watch_config.cutoff is the risk this took at the latest scoring), with their top reason and action; set up by dealrisk.watch(), refreshed by dealrisk.refresh() (docs/operations.md)',
+		                  dealrisk._qualified_name(cfg.source), cfg.model, dealrisk._policy_words(cfg.threshold, cfg.top_fraction)));
 END
 $$;
 COMMENT ON FUNCTION dealrisk._describe_view() IS
@@ -390,7 +482,7 @@ BEGIN
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'no deal source is watched yet'
 			USING ERRCODE = 'object_not_in_prerequisite_state',
-			      HINT = 'Call dealrisk.watch() first, e.g. SELECT dealrisk.watch(''public.deals'', 60);';
+			      HINT = 'Call dealrisk.watch() first, e.g. SELECT dealrisk.watch(''public.deals'');';
 	END IF;
 	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = cfg.source::pg_catalog.oid) THEN
 		RAISE EXCEPTION 'the watched deal source (OID %) no longer exists', cfg.source::oid
@@ -433,7 +525,13 @@ COMMENT ON FUNCTION dealrisk._check_watch_view() IS
 
 -- Watch and refresh -----------------------------------------------------
 
-CREATE FUNCTION dealrisk.watch(source regclass, threshold float8 DEFAULT 60, model text DEFAULT 'default')
+-- The alert policy (docs/operations.md): an open deal is high-risk when its
+-- risk is at least the threshold and it is among the riskiest top_fraction
+-- of the open deals.  With neither given: at least 50, the riskiest 10%.
+-- A threshold alone keeps the meaning it had before 0.3.0 (every open deal
+-- at or above it); top_fraction alone keeps the threshold 50.
+CREATE FUNCTION dealrisk.watch(source regclass, threshold float8 DEFAULT NULL, model text DEFAULT 'default',
+	top_fraction float8 DEFAULT NULL, rise float8 DEFAULT 15, max_per_rep int DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
@@ -443,15 +541,30 @@ DECLARE
 	old dealrisk.watch_config;
 	ts timestamptz := pg_catalog.clock_timestamp();
 	n bigint;
+	thr float8 := coalesce(threshold, 50);
+	top float8 := coalesce(top_fraction, CASE WHEN threshold IS NULL THEN 0.1 ELSE 1 END);
+	risks float8[];
+	cut float8;
 BEGIN
-	IF threshold IS NULL THEN
-		RAISE EXCEPTION 'threshold must not be NULL'
-			USING ERRCODE = 'null_value_not_allowed', HINT = 'A risk score between 0 and 100, e.g. 60.';
-	END IF;
-	IF NOT (threshold >= 0 AND threshold <= 100) OR threshold = 'NaN' THEN
-		RAISE EXCEPTION 'threshold must be a risk score between 0 and 100, got %', threshold
+	IF NOT (thr >= 0 AND thr <= 100) OR thr = 'NaN' THEN
+		RAISE EXCEPTION 'threshold must be a risk score between 0 and 100, got %', thr
 			USING ERRCODE = 'invalid_parameter_value',
-			      HINT = 'Risk scores are percentages; dealrisk.band_high (60) is a common threshold.';
+			      HINT = 'Risk scores are percentages; leave it out for the default alert policy (the riskiest 10% of the open deals, at risk 50 or more).';
+	END IF;
+	IF NOT (top > 0 AND top <= 1) OR top = 'NaN' THEN
+		RAISE EXCEPTION 'top_fraction must be a share of the open deals above 0 and at most 1, got %', top
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'E.g. 0.1 to alert on the riskiest 10% of the open deals; 1 to alert on every open deal at or above the threshold.';
+	END IF;
+	IF NOT (rise > 0 AND rise <= 100) OR rise = 'NaN' THEN
+		RAISE EXCEPTION 'rise must be between 0 (exclusive) and 100 risk points, got %', rise
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'A high-risk deal whose risk rose this many points since the last refresh is alerted again; NULL never alerts again.';
+	END IF;
+	IF max_per_rep < 1 THEN
+		RAISE EXCEPTION 'max_per_rep must be at least 1, got %', max_per_rep
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'The most alerts one sales rep gets from one refresh; NULL for no cap.';
 	END IF;
 	IF source::pg_catalog.oid = pg_catalog.to_regclass('dealrisk_watch.high_risk_deals')::pg_catalog.oid THEN
 		RAISE EXCEPTION 'dealrisk_watch.high_risk_deals cannot watch itself'
@@ -465,11 +578,21 @@ BEGIN
 	-- one watch() or refresh() at a time; readers are not blocked
 	LOCK TABLE dealrisk.watch_config IN EXCLUSIVE MODE;
 	SELECT * INTO old FROM dealrisk.watch_config;
-	INSERT INTO dealrisk.watch_config AS w (singleton, source, threshold, model, configured_at, configured_by, scored_at, view_definition)
-	VALUES (true, source, threshold, model, ts, CURRENT_USER, ts, view_sql)
+	-- the cutoff over the open deals' scores of the moment
+	IF top < 1 THEN
+		EXECUTE pg_catalog.format('SELECT pg_catalog.array_agg(dealrisk.deal_risk(d, $1)) FROM %s d'
+			' WHERE dealrisk.is_won(d.outcome) IS NULL AND d.deal_id IS NOT NULL', source)
+			INTO risks USING model;
+	END IF;
+	cut := dealrisk._high_risk_cutoff(coalesce(risks, '{}'), thr, top);
+	INSERT INTO dealrisk.watch_config AS w (singleton, source, threshold, model, configured_at, configured_by, scored_at,
+	                                        view_definition, top_fraction, rise, max_per_rep, cutoff)
+	VALUES (true, source, thr, model, ts, CURRENT_USER, ts, view_sql, top, rise, max_per_rep, cut)
 	ON CONFLICT (singleton) DO UPDATE SET source = EXCLUDED.source, threshold = EXCLUDED.threshold,
 		model = EXCLUDED.model, configured_at = EXCLUDED.configured_at, configured_by = EXCLUDED.configured_by,
-		scored_at = EXCLUDED.scored_at, view_definition = EXCLUDED.view_definition;
+		scored_at = EXCLUDED.scored_at, view_definition = EXCLUDED.view_definition,
+		top_fraction = EXCLUDED.top_fraction, rise = EXCLUDED.rise, max_per_rep = EXCLUDED.max_per_rep,
+		cutoff = EXCLUDED.cutoff;
 
 	IF old.source OPERATOR(pg_catalog.=) source
 	   AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass('dealrisk_watch.high_risk_deals')::pg_catalog.oid
@@ -494,8 +617,8 @@ BEGIN
 	RETURN n;
 END
 $$;
-COMMENT ON FUNCTION dealrisk.watch(regclass, float8, text) IS
-	'Watches the open deals of a source: remembers source, threshold and model in dealrisk.watch_config and (re)builds the materialized view dealrisk_watch.high_risk_deals of the open deals whose risk is at least threshold; returns how many there are now';
+COMMENT ON FUNCTION dealrisk.watch(regclass, float8, text, float8, float8, int) IS
+	'Watches the open deals of a source: remembers source, model and alert policy in dealrisk.watch_config and (re)builds the materialized view dealrisk_watch.high_risk_deals of the high-risk open deals (risk at least threshold, default 50, and among the riskiest top_fraction, default 0.1, or 1 when a threshold is given); rise re-alerts a high-risk deal whose risk rose that many points (default 15, NULL never), max_per_rep caps the alerts per rep and refresh (NULL: no cap); returns how many deals the view holds';
 
 CREATE FUNCTION dealrisk.refresh()
 RETURNS bigint
@@ -513,6 +636,11 @@ DECLARE
 	detail text;
 	started timestamptz := pg_catalog.clock_timestamp();
 	nestloop text;
+	jit text;
+	rule_factors text[];
+	rule_actions text[];
+	cut float8;
+	risks float8[];
 BEGIN
 	-- one watch() or refresh() at a time (a second one waits, then scores anew)
 	LOCK TABLE dealrisk.watch_config IN EXCLUSIVE MODE;
@@ -542,7 +670,16 @@ BEGIN
 			      HINT = 'deal_id must identify a deal: remove the duplicates, or watch a view that keeps one row per deal.';
 	END;
 
-	-- 2. the view, concurrently (readers keep reading the old rows); rebuilt
+	-- 2. the cutoff of the alert policy over these scores: the view and
+	-- the alerts below keep to it, and the refresh log remembers it (the
+	-- next refresh compares with it)
+	IF cfg.top_fraction < 1 THEN
+		SELECT pg_catalog.array_agg(h.risk) INTO risks FROM dealrisk.score_history h WHERE h.scored_at = ts;
+	END IF;
+	cut := dealrisk._high_risk_cutoff(coalesce(risks, '{}'), cfg.threshold, cfg.top_fraction);
+	UPDATE dealrisk.watch_config SET cutoff = cut;
+
+	-- 3. the view, concurrently (readers keep reading the old rows); rebuilt
 	-- when missing (dropped, or not restored).  A change in the source's
 	-- columns is picked up by watch(), not here: rebuilding would fail when
 	-- other views depend on the view.
@@ -556,57 +693,90 @@ BEGIN
 		PERFORM dealrisk._refresh_view(cfg.source);
 	END IF;
 
-	-- 3. one alert per deal that became high-risk: high now, and not high
-	-- (or not scored) at its previous scoring
+	-- 4. the alerts: a deal is alerted when it is high-risk now (risk at
+	-- least the cutoff) and
+	--   - became so: its previous score (none: a new deal) was below the
+	--     cutoff of that refresh and below today's, so that a cutoff that
+	--     moves with the pipeline does not alert deals whose risk did not
+	--     move (a previous score without a known cutoff is compared with
+	--     today's alone, as before 0.3.0); or
+	--   - its risk rose at least `rise` points since that score;
+	-- the riskiest max_per_rep of each rep when capped.
 	-- The planner has no statistics of the scores this refresh has just
 	-- written (scored_at = ts): it would expect a handful and rescan the
 	-- source for each (minutes on a million deals without an index on
 	-- deal_id).  Joining the source by hash is right whatever their number.
+	-- The LATERAL joins still need nested loops, whose cost the setting
+	-- inflates: the estimate would call for JIT compilation, which costs
+	-- about a second per refresh and saves nothing here.
 	nestloop := pg_catalog.current_setting('enable_nestloop');
+	jit := pg_catalog.current_setting('jit');
+	-- the factor rules, for the alerts' actions (dealrisk._alert_action)
+	SELECT pg_catalog.array_agg(a.factor ORDER BY a.priority, a.id), pg_catalog.array_agg(a.action ORDER BY a.priority, a.id)
+	INTO rule_factors, rule_actions
+	FROM dealrisk.action_rules a WHERE a.factor OPERATOR(pg_catalog.<>) '*';
 	PERFORM pg_catalog.set_config('enable_nestloop', 'off', true);
+	PERFORM pg_catalog.set_config('jit', 'off', true);
 	EXECUTE pg_catalog.format($q$
 		INSERT INTO dealrisk.alerts (deal_id, created_at, source, model_id, risk, previous_risk, band, reason, action,
 		                             industry, deal_amount, sales_rep_id, deal_stage, days_in_stage, payload)
-		SELECT h.deal_id, h.scored_at, $4, h.model_id, h.risk, prev.risk, dealrisk.risk_band(h.risk),
-		       x.explain -> 0 ->> 'reason', dealrisk.recommended_action(d, $3),
-		       %s, d.deal_amount::numeric, d.sales_rep_id::text, d.deal_stage::text,
-		       (SELECT dealrisk._as_of()) - %s,
-		       pg_catalog.jsonb_build_object('threshold', $2, 'model', $3, 'explain', coalesce(x.explain, '[]'))
-		FROM dealrisk.score_history h
-		JOIN %s d ON d.deal_id::text = h.deal_id AND dealrisk.is_won(d.outcome) IS NULL
-		LEFT JOIN LATERAL (SELECT p.risk FROM dealrisk.score_history p
-		                   WHERE p.deal_id = h.deal_id AND p.scored_at < h.scored_at
-		                   ORDER BY p.scored_at DESC LIMIT 1) prev ON true
+		SELECT c.deal_id, c.scored_at, $4, c.model_id, c.risk, c.prev_risk, dealrisk.risk_band(c.risk),
+		       x.explain -> 0 ->> 'reason',
+		       dealrisk._alert_action(dealrisk.recommended_action(c.deal, $3), x.explain -> 0 ->> 'factor',
+		                              (x.explain -> 0 ->> 'effect')::float8, x.explain -> 0 ->> 'reason', $9, $10),
+		       c.industry, c.deal_amount, c.sales_rep_id, c.deal_stage, c.days_in_stage,
+		       pg_catalog.jsonb_build_object('threshold', $2, 'top_fraction', $6, 'cutoff', $5, 'cause', c.cause,
+		                                     'model', $3, 'explain', coalesce(x.explain, '[]'))
+		FROM (
+			SELECT h.deal_id, h.scored_at, h.model_id, h.risk, prev.risk AS prev_risk, d AS deal,
+			       %s AS industry, d.deal_amount::numeric AS deal_amount, d.sales_rep_id::text AS sales_rep_id,
+			       d.deal_stage::text AS deal_stage, (SELECT dealrisk._as_of()) - %s AS days_in_stage,
+			       CASE WHEN prev.risk IS NULL OR prev.risk < least(coalesce(pl.cutoff, $5), $5)
+			            THEN 'became high-risk' ELSE 'risk rose' END AS cause,
+			       pg_catalog.row_number() OVER (PARTITION BY d.sales_rep_id::text ORDER BY h.risk DESC, h.deal_id) AS rep_rank
+			FROM dealrisk.score_history h
+			JOIN %s d ON d.deal_id::text = h.deal_id AND dealrisk.is_won(d.outcome) IS NULL
+			LEFT JOIN LATERAL (SELECT p.risk, p.scored_at FROM dealrisk.score_history p
+			                   WHERE p.deal_id = h.deal_id AND p.scored_at < h.scored_at
+			                   ORDER BY p.scored_at DESC LIMIT 1) prev ON true
+			LEFT JOIN (SELECT DISTINCT ON (l.scored_at) l.scored_at, l.cutoff FROM dealrisk.refresh_log l
+			           ORDER BY l.scored_at, l.id DESC) pl ON pl.scored_at = prev.scored_at
+			WHERE h.scored_at = $1 AND h.risk >= $5
+			  AND (prev.risk IS NULL OR prev.risk < least(coalesce(pl.cutoff, $5), $5)
+			       OR h.risk - prev.risk >= $7)
+		) c
 		CROSS JOIN LATERAL (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
 		                              'factor', e.factor, 'value', e.value,
 		                              'effect', pg_catalog.round(e.effect::numeric, 2), 'reason', e.reason)) AS explain
-		                    FROM dealrisk.deal_risk_explain(d, $3) e) x
-		WHERE h.scored_at = $1 AND h.risk >= $2 AND (prev.risk IS NULL OR prev.risk < $2)
-		ORDER BY h.risk DESC, h.deal_id$q$,
+		                    FROM dealrisk.deal_risk_explain(c.deal, $3) e) x
+		WHERE c.rep_rank <= coalesce($8, c.rep_rank)
+		ORDER BY c.risk DESC, c.deal_id$q$,
 		CASE WHEN dealrisk._has_column(cfg.source, 'industry') THEN 'd.industry::text' ELSE 'NULL::text' END,
 		dealrisk._stage_start_sql(cfg.source),
 		cfg.source)
-		USING ts, cfg.threshold, cfg.model, dealrisk._qualified_name(cfg.source);
+		USING ts, cfg.threshold, cfg.model, dealrisk._qualified_name(cfg.source), cut, cfg.top_fraction, cfg.rise,
+		      cfg.max_per_rep, rule_factors, rule_actions;
 	GET DIAGNOSTICS n_alerts = ROW_COUNT;
 	PERFORM pg_catalog.set_config('enable_nestloop', nestloop, true);
+	PERFORM pg_catalog.set_config('jit', jit, true);
 
-	-- 4. wake the mailers (delivered at commit, like everything above)
+	-- 5. wake the mailers (delivered at commit, like everything above)
 	IF n_alerts > 0 THEN
 		SELECT pg_catalog.max(a.id) INTO max_id FROM dealrisk.alerts a WHERE a.created_at = ts;
 		PERFORM pg_catalog.pg_notify('dealrisk_alerts',
 			pg_catalog.json_build_object('count', n_alerts, 'max_id', max_id, 'scored_at', ts)::text);
 	END IF;
 
-	-- 5. the record of this refresh (committed with it, or not at all)
+	-- 6. the record of this refresh (committed with it, or not at all)
 	INSERT INTO dealrisk.refresh_log (started_at, finished_at, scored_at, deals_scored, alerts_written,
-	                                  model_id, model, source, run_by, pid)
+	                                  model_id, model, source, run_by, pid, cutoff)
 	VALUES (started, pg_catalog.clock_timestamp(), ts, scored, n_alerts,
-	        mid, cfg.model, dealrisk._qualified_name(cfg.source), CURRENT_USER, pg_catalog.pg_backend_pid());
+	        mid, cfg.model, dealrisk._qualified_name(cfg.source), CURRENT_USER, pg_catalog.pg_backend_pid(), cut);
 	RETURN scored;
 END
 $$;
 COMMENT ON FUNCTION dealrisk.refresh() IS
-	'Rescores the watched open deals: refreshes dealrisk_watch.high_risk_deals concurrently, appends every score to dealrisk.score_history, writes an alert per deal that became high-risk, sends NOTIFY dealrisk_alerts and records the run in dealrisk.refresh_log; all in the caller''s transaction; returns the number of open deals scored';
+	'Rescores the watched open deals: appends every score to dealrisk.score_history, applies the alert policy of dealrisk.watch_config (the cutoff), refreshes dealrisk_watch.high_risk_deals concurrently, writes an alert per deal that became high-risk (or whose risk rose sharply), sends NOTIFY dealrisk_alerts and records the run in dealrisk.refresh_log; all in the caller''s transaction; returns the number of open deals scored';
 
 CREATE FUNCTION dealrisk.prune_history(older_than interval DEFAULT '13 months')
 RETURNS bigint
@@ -1117,6 +1287,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	cfg dealrisk.watch_config;
+	cut float8;
 BEGIN
 	IF period IS NULL OR period <= interval '0' THEN
 		RAISE EXCEPTION 'period must be a positive interval, got %', coalesce(period::text, 'NULL')
@@ -1132,6 +1303,12 @@ BEGIN
 	-- refresh's scores in dealrisk.score_history, not from the view, which
 	-- belongs to the operator
 	PERFORM dealrisk._check_source(cfg.source, ARRAY['deal_id', 'outcome', 'sales_rep_id', 'deal_amount']);
+	-- high-risk: at least the cutoff of the alert policy at the latest
+	-- refresh (refresh_log; for scores without a log row, the configuration's)
+	SELECT l.cutoff INTO cut FROM dealrisk.refresh_log l
+	WHERE l.scored_at = (SELECT pg_catalog.max(x.scored_at) FROM dealrisk.score_history x)
+	ORDER BY l.id DESC LIMIT 1;
+	cut := coalesce(cut, cfg.cutoff, cfg.threshold);
 	RETURN QUERY EXECUTE pg_catalog.format($q$
 		WITH r AS (
 			SELECT d.deal_id::text AS deal_id, d.sales_rep_id::text AS rep, d.deal_amount::numeric AS raw_amount
@@ -1162,6 +1339,7 @@ BEGIN
 		became AS (
 			SELECT DISTINCT ON (a.deal_id) a.deal_id, a.sales_rep_id AS rep
 			FROM dealrisk.alerts a WHERE a.created_at > pg_catalog.now() - $1
+			  AND coalesce(a.payload ->> 'cause', 'became high-risk') = 'became high-risk'
 			ORDER BY a.deal_id, a.created_at DESC
 		),
 		per_deal AS (
@@ -1183,11 +1361,11 @@ BEGIN
 		FROM per_deal r
 		GROUP BY GROUPING SETS ((r.rep), ())
 		ORDER BY GROUPING(r.rep), 6 DESC, 1 NULLS LAST$q$, cfg.source)
-		USING period, min_change, cfg.threshold;
+		USING period, min_change, cut;
 END
 $$;
 COMMENT ON FUNCTION dealrisk.digest(interval, float8) IS
-	'Weekly digest per sales rep and in total (is_total): open deals and pipeline value, high-risk deals (risk at least the watch threshold at the latest refresh) and the value at risk and its share, deals that became high-risk in the period (alerts), open deals whose risk fell by at least min_change points over the period (score history), and open deals whose deal_amount is NaN or infinite (counted, left out of the sums)';
+	'Weekly digest per sales rep and in total (is_total): open deals and pipeline value, high-risk deals (risk at least the cutoff of the alert policy at the latest refresh) and the value at risk and its share, deals that became high-risk in the period (their alerts; not the re-alerts of a risk that rose), open deals whose risk fell by at least min_change points over the period (score history), and open deals whose deal_amount is NaN or infinite (counted, left out of the sums)';
 
 CREATE FUNCTION dealrisk.risk_changes(since timestamptz)
 RETURNS TABLE (deal_id text, old_risk float8, new_risk float8, change float8,
@@ -1353,7 +1531,7 @@ REVOKE EXECUTE ON FUNCTION
 	dealrisk.activate(bigint, boolean),
 	dealrisk.rollback(text),
 	dealrisk.import_model(jsonb, text),
-	dealrisk.watch(regclass, float8, text),
+	dealrisk.watch(regclass, float8, text, float8, float8, int),
 	dealrisk.refresh(),
 	dealrisk.prune_history(interval),
 	dealrisk.schedule(text),
@@ -1383,6 +1561,9 @@ REVOKE EXECUTE ON FUNCTION
 	dealrisk._scoring_model(text),
 	dealrisk._qualified_name(regclass),
 	dealrisk._stage_start_sql(regclass),
+	dealrisk._high_risk_cutoff(float8[], float8, float8),
+	dealrisk._alert_action(text, text, float8, text, text[], text[]),
+	dealrisk._policy_words(float8, float8),
 	dealrisk._view_sql(regclass),
 	dealrisk._view_shape(text),
 	dealrisk._duplicate_deals(regclass, text),

@@ -3,7 +3,7 @@
 -- their bad input.  Everything here runs in one transaction that is rolled
 -- back; what needs commits or a second session is in test/ops_live.sql.
 \ir harness/pgtap_setup.psql
-SELECT plan(254);
+SELECT plan(256);
 
 SET LOCAL dealrisk.as_of_date = '2024-12-31';
 CREATE TABLE public.deals AS SELECT * FROM dealrisk.sample_deals(3000, 7);
@@ -101,7 +101,7 @@ SELECT is((SELECT count(*)::int FROM pg_proc p WHERE p.pronamespace = 'dealrisk'
 
 SELECT throws_ok($$SELECT dealrisk.refresh()$$, '55000', 'no deal source is watched yet', 'refresh() before watch()');
 SELECT is((pg_temp.error_of($$SELECT dealrisk.refresh()$$)).hint,
-	'Call dealrisk.watch() first, e.g. SELECT dealrisk.watch(''public.deals'', 60);', '... with a hint');
+	'Call dealrisk.watch() first, e.g. SELECT dealrisk.watch(''public.deals'');', '... with a hint');
 SELECT throws_ok($$SELECT * FROM dealrisk.digest()$$, '55000', 'no deal source is watched yet', 'digest() before watch()');
 SELECT throws_ok($$SELECT dealrisk.schedule()$$, '55000', 'no deal source is watched yet', 'schedule() before watch()');
 DELETE FROM dealrisk.refresh_log;
@@ -111,18 +111,19 @@ SELECT is((SELECT (last_refresh_at, last_refresh_succeeded, last_success_at, age
 
 -- watch() -----------------------------------------------------------------------
 
-SELECT is(dealrisk.watch('public.deals'), (SELECT count(*) FROM open_scores WHERE risk >= 60),
-	'watch() returns the number of open deals at risk 60 or more');
+SELECT is(dealrisk.watch('public.deals', 60), (SELECT count(*) FROM open_scores WHERE risk >= 60),
+	'watch() with a threshold alone: every open deal at risk 60 or more, as before 0.3.0 (the policy: test/alerts.sql)');
 SELECT has_materialized_view('dealrisk_watch', 'high_risk_deals', 'watch() creates dealrisk_watch.high_risk_deals');
 SELECT columns_are('dealrisk_watch', 'high_risk_deals', ARRAY['deal_id', 'risk', 'band', 'top_reason', 'recommended_action',
 	'deal_amount', 'sales_rep_id', 'deal_stage', 'days_in_stage', 'scored_at'], 'the view''s columns');
 SELECT ok((SELECT i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL FROM pg_index i
 	WHERE i.indrelid = 'dealrisk_watch.high_risk_deals'::regclass), 'a plain unique index (for REFRESH CONCURRENTLY)');
 SELECT is(obj_description('dealrisk_watch.high_risk_deals'::regclass, 'pg_class'),
-	'Open deals of public.deals whose risk is at least 60 under the active "default" model, with their top reason and recommended action; set up by dealrisk.watch(), refreshed by dealrisk.refresh() (docs/operations.md)',
+	'High-risk open deals of public.deals under the active "default" model: risk at least 60 (dealrisk.watch_config.cutoff is the risk this took at the latest scoring), with their top reason and action; set up by dealrisk.watch(), refreshed by dealrisk.refresh() (docs/operations.md)',
 	'the view''s comment says what it holds');
-SELECT is((SELECT (source::text, threshold, model) FROM dealrisk.watch_config),
-	('deals'::text, 60::float8, 'default'::text), 'source, threshold and model are remembered');
+SELECT is((SELECT (source::text, threshold, model, top_fraction, rise, max_per_rep, cutoff) FROM dealrisk.watch_config),
+	('deals'::text, 60::float8, 'default'::text, 1::float8, 15::float8, NULL::int, 60::float8),
+	'source, threshold, model and policy are remembered; the cutoff is the threshold');
 SELECT set_eq($$SELECT deal_id FROM dealrisk_watch.high_risk_deals$$,
 	$$SELECT deal_id FROM open_scores WHERE risk >= 60$$, 'the view holds exactly the open deals at risk >= 60');
 SELECT is((SELECT count(*)::int FROM dealrisk_watch.high_risk_deals h JOIN open_scores s USING (deal_id)
@@ -130,7 +131,11 @@ SELECT is((SELECT count(*)::int FROM dealrisk_watch.high_risk_deals h JOIN open_
 	   OR h.sales_rep_id <> s.sales_rep_id), 0, 'risk, band, amount and rep match deal_risk()');
 SELECT is((SELECT count(*)::int FROM dealrisk_watch.high_risk_deals h JOIN public.deals d USING (deal_id)
 	WHERE h.top_reason IS DISTINCT FROM (SELECT e.reason FROM dealrisk.deal_risk_explain(d.*) e LIMIT 1)
-	   OR h.recommended_action IS DISTINCT FROM dealrisk.recommended_action(d.*)
+	   OR h.recommended_action IS DISTINCT FROM (SELECT dealrisk._alert_action(dealrisk.recommended_action(d.*), e.factor,
+	                                                round(e.effect::numeric, 2)::float8, e.reason,
+	                                                (SELECT array_agg(a.factor ORDER BY a.priority, a.id) FROM dealrisk.action_rules a WHERE a.factor <> '*'),
+	                                                (SELECT array_agg(a.action ORDER BY a.priority, a.id) FROM dealrisk.action_rules a WHERE a.factor <> '*'))
+	                                             FROM dealrisk.deal_risk_explain(d.*) e LIMIT 1)
 	   OR h.days_in_stage <> '2024-12-31'::date - coalesce(d.stage_entered_date, d.created_date)
 	   OR h.deal_stage <> d.deal_stage), 0, 'top reason, action, stage and days in stage');
 SELECT is((SELECT count(DISTINCT scored_at)::int FROM dealrisk_watch.high_risk_deals), 1, 'one scoring time');
@@ -151,7 +156,7 @@ ALTER TABLE public.deals RENAME TO deals_renamed;
 SELECT lives_ok($$SELECT dealrisk.watch('public.deals_renamed', 80)$$, 'watch() of the renamed source');
 SELECT is('dealrisk_watch.high_risk_deals'::regclass::oid, :'view_oid'::oid, '... keeps the view and its dependents');
 ALTER TABLE public.deals_renamed RENAME TO deals;
-SELECT ok((SELECT obj_description('dealrisk_watch.high_risk_deals'::regclass, 'pg_class') LIKE '%risk is at least 80 %'),
+SELECT ok((SELECT obj_description('dealrisk_watch.high_risk_deals'::regclass, 'pg_class') LIKE '%: risk at least 80 (%'),
 	'the comment follows the threshold');
 -- another source replaces the view: grants kept, dependent views refused
 CREATE TABLE public."we""ird; DROP TABLE public.deals; --" AS SELECT * FROM public.deals;
@@ -167,11 +172,11 @@ SELECT has_table('public', 'deals', '... and public.deals is still there');
 SELECT ok(has_table_privilege('ops_t_reader', 'dealrisk_watch.high_risk_deals', 'SELECT'),
 	'a replaced view keeps its grants');
 SELECT ok((SELECT obj_description('dealrisk_watch.high_risk_deals'::regclass, 'pg_class')
-	LIKE 'Open deals of public."we""ird; DROP TABLE public.deals; --" whose%'), 'the comment names the new source');
+	LIKE 'High-risk open deals of public."we""ird; DROP TABLE public.deals; --" under%'), 'the comment names the new source');
 CREATE SCHEMA "s;p ""q";
 CREATE TABLE "s;p ""q"."Deals" AS SELECT deal_id, created_date, closed_date, sales_rep_id, industry, region,
 	product_type, lead_source, deal_stage, deal_amount, sales_cycle_days, outcome, last_activity_date FROM public.deals;
-SELECT is(dealrisk.watch('"s;p ""q"."Deals"'), (SELECT count(*) FROM open_scores WHERE risk >= 60),
+SELECT is(dealrisk.watch('"s;p ""q"."Deals"', 60), (SELECT count(*) FROM open_scores WHERE risk >= 60),
 	'a hostile schema name, a mixed-case table, no stage_entered_date');
 SELECT is((SELECT count(*)::int FROM dealrisk_watch.high_risk_deals h JOIN public.deals d USING (deal_id)
 	WHERE h.days_in_stage <> '2024-12-31'::date - d.created_date), 0, 'without stage_entered_date: days since creation');
@@ -184,7 +189,11 @@ SELECT throws_ok($$SELECT dealrisk.watch('public.deals', -1)$$, '22023',
 	'threshold must be a risk score between 0 and 100, got -1', 'negative threshold');
 SELECT throws_ok($$SELECT dealrisk.watch('public.deals', 'NaN')$$, '22023',
 	'threshold must be a risk score between 0 and 100, got NaN', 'NaN threshold');
-SELECT throws_ok($$SELECT dealrisk.watch('public.deals', NULL)$$, '22004', 'threshold must not be NULL', 'NULL threshold');
+SELECT is(dealrisk.watch('"s;p ""q"."Deals"', NULL), dealrisk.watch('"s;p ""q"."Deals"'),
+	'a NULL threshold is the default policy');
+SELECT is((SELECT (threshold, top_fraction) FROM dealrisk.watch_config), (50::float8, 0.1::float8),
+	'... at risk 50 or more, the riskiest 10%');
+SELECT lives_ok($$SELECT dealrisk.watch('"s;p ""q"."Deals"', 60)$$, '(back to 60)');
 SELECT throws_ok($$SELECT dealrisk.watch(NULL)$$, '22004', 'source must not be NULL', 'NULL source');
 SELECT throws_ok($$SELECT dealrisk.watch('public.no_such_table')$$, '42P01', NULL, 'a missing table');
 SELECT throws_ok($$SELECT dealrisk.watch('public.deals', 60, 'nope')$$, 'P0002',
@@ -209,7 +218,7 @@ SELECT is((SELECT source FROM dealrisk.watch_config), '"s;p ""q"."Deals"'::regcl
 
 -- refresh() ---------------------------------------------------------------------
 
-SELECT is(dealrisk.watch('public.deals'), (SELECT count(*) FROM open_scores WHERE risk >= 60), 'back to public.deals');
+SELECT is(dealrisk.watch('public.deals', 60), (SELECT count(*) FROM open_scores WHERE risk >= 60), 'back to public.deals');
 DELETE FROM dealrisk.score_history;
 DELETE FROM dealrisk.alerts;
 DELETE FROM dealrisk.refresh_log;
@@ -301,7 +310,7 @@ SELECT lives_ok($$SELECT dealrisk.watch('public.dup_low')$$, 'watch a copy');
 INSERT INTO public.dup_low SELECT * FROM public.deals WHERE deal_id = (SELECT deal_id FROM open_scores ORDER BY risk LIMIT 1);
 SELECT throws_ok($$SELECT dealrisk.refresh()$$, '23505', 'source "public.dup_low" has open deals that share a deal_id',
 	'refresh() of a source with duplicate open deal_ids');
-SELECT lives_ok($$SELECT dealrisk.watch('public.deals')$$, 'back to public.deals');
+SELECT lives_ok($$SELECT dealrisk.watch('public.deals', 60)$$, 'back to public.deals');
 UPDATE new_deal SET deal_id = 'NEW-2';
 INSERT INTO public.deals SELECT * FROM new_deal;
 
@@ -564,7 +573,7 @@ SELECT is((SELECT string_agg(p.oid::regprocedure::text, ', ' ORDER BY p.oid::reg
 	'dealrisk.claim_alerts(integer,text,interval), dealrisk.import_model(jsonb,text), dealrisk.prune_history(interval), '
 	'dealrisk.refresh(), dealrisk.rollback(text), dealrisk.schedule(text), '
 	'dealrisk.track(regclass,text), dealrisk.train(regclass,text,text[],double precision,double precision,boolean), '
-	'dealrisk.unschedule(), dealrisk.untrack(regclass), dealrisk.watch(regclass,double precision,text)',
+	'dealrisk.unschedule(), dealrisk.untrack(regclass), dealrisk.watch(regclass,double precision,text,double precision,double precision,integer)',
 	'exactly the functions that train, activate, import, watch, refresh, schedule, track or write are not PUBLIC');
 -- an internal helper is PUBLIC only when a PUBLIC function calls it (src/ops.sql, Privileges)
 SELECT is((SELECT string_agg(p.proname, ', ' ORDER BY p.proname)
@@ -772,7 +781,7 @@ SELECT ok((pg_temp.error_of($$SELECT dealrisk.watch('public.deals')$$)).msg LIKE
 	'relation dealrisk_watch.high_risk_deals, read for source "high_risk_deals", belongs to role "ops_t_operator"%',
 	'a superuser''s watch() does not count the operator''s view');
 ALTER MATERIALIZED VIEW dealrisk_watch.high_risk_deals OWNER TO CURRENT_USER;
-SELECT is(dealrisk.watch('public.deals'), (SELECT count(*) FROM public.deals d WHERE outcome IS NULL AND dealrisk.deal_risk(d) >= 60),
+SELECT is(dealrisk.watch('public.deals', 60), (SELECT count(*) FROM public.deals d WHERE outcome IS NULL AND dealrisk.deal_risk(d) >= 60),
 	'watch public.deals again');
 CREATE TABLE public.gone AS SELECT * FROM public.deals;
 SELECT lives_ok($$SELECT dealrisk.watch('public.gone')$$, 'watch a table');

@@ -27,7 +27,7 @@ oldest=$(ls "$TOP"/src/versions/dealrisk--*.sql | sed -n 's#.*/dealrisk--\([^-]*
 from=${DEALRISK_UPGRADE_FROM:-$oldest}
 . "$(dirname "${BASH_SOURCE[0]}")/harness/tap.sh"
 
-echo "1..13"
+echo "1..14"
 fresh_databases "$db_up" "$db_new"
 
 # What a user of the old version has: the same steps in both databases
@@ -68,6 +68,11 @@ after=$(q -d "$db_up" -c "SET dealrisk.as_of_date = '2024-12-31'" -c "$facts")
 [ -n "$before" ] && [ "$before" = "$after" ]
 ok $? "models, history, alerts and edited configuration are kept, and deals score the same"
 [ "$before" = "$after" ] || { echo "# before: $before"; echo "# after:  $after"; }
+
+# the watch configuration is what watch(source, 60) writes now: the
+# threshold alone keeps its meaning (issue #9: the alert policy)
+[ "$(q -d "$db_up" -c "SELECT concat_ws(':', threshold, top_fraction, rise, coalesce(max_per_rep::text, 'no cap')) FROM dealrisk.watch_config")" = "60:1:15:no cap" ]
+ok $? "the watch configuration keeps its threshold alone (top_fraction 1), with rises of 15 points alerted again"
 
 # the daily loop on the upgraded database: refresh() rebuilds the view of
 # the old definition (it moved to dealrisk_watch with the upgrade)

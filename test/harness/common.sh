@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Shared settings for the dealrisk harness: which PostgreSQL, where the
 # scratch cluster lives, how to run commands as the server's user.
-# Sourced by deps.sh and run.sh; sets variables only.
+# Sourced by deps.sh, run.sh and test/csv_header.sh; sets variables and
+# functions only.
 
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 PORT=${DEALRISK_PGPORT:-54329}
-DBNAME=${DEALRISK_DB:-dealrisk}
+# `make demo` builds its database, `make test` works in another one (and in
+# databases named after it), so that running the tests never drops what was
+# built in the demo database.
+DEMO_DB=${DEALRISK_DB:-dealrisk}
+TEST_DB=${DEALRISK_TEST_DB:-${DEMO_DB}_test}
 
 # The PostgreSQL major version: the one whose pg_config is given, else the
 # newest server installed, else Debian's default (installed by deps.sh).
@@ -38,5 +43,59 @@ as_owner() {
 		runuser -u "$RUN_AS" -- "$@"
 	else
 		"$@"
+	fi
+}
+
+# The columns of the data contract (docs/data-contract.md): deal_id and
+# outcome are needed for anything; the others are used when present.
+CONTRACT_NEEDED="deal_id outcome"
+CONTRACT_COLUMNS="deal_id created_date closed_date sales_rep_id industry region product_type lead_source deal_stage deal_amount sales_cycle_days outcome last_activity_date stage_entered_date"
+
+# Check the header of a CRM export before any database is touched: every
+# column must be one of the data contract (any order, no repeats), and
+# deal_id and outcome must be there.  Sets csv_columns to the list for
+# \copy.  Names are compared in lower case, without quotes, spaces or a
+# byte-order mark.
+check_csv_header() {
+	local file=$1 header name col unexpected= repeated= missing= absent= seen=" "
+	if [ ! -r "$file" ] || [ -d "$file" ]; then
+		echo "dealrisk: cannot read DEALS_CSV=$file" >&2
+		exit 1
+	fi
+	header=$(head -n 1 "$file" | sed -e '1s/^\xEF\xBB\xBF//' | tr -d '\r"')
+	if [ -z "$(echo "$header" | tr -d ' ,')" ]; then
+		echo "dealrisk: $file has no header line: its first line must name the columns (docs/data-contract.md)" >&2
+		exit 1
+	fi
+	csv_columns=
+	IFS=, read -r -a names <<<"$header"
+	for name in "${names[@]}"; do
+		name=$(echo "$name" | tr -d ' \t')
+		col=$(echo "$name" | tr 'A-Z' 'a-z')
+		case " $CONTRACT_COLUMNS " in
+		*" $col "*)
+			case "$seen" in
+			*" $col "*) repeated="${repeated:+$repeated, }$col" ;;
+			*) seen="$seen$col "; csv_columns="${csv_columns:+$csv_columns,}$col" ;;
+			esac ;;
+		*) unexpected="${unexpected:+$unexpected, }'$name'" ;;
+		esac
+	done
+	for col in $CONTRACT_NEEDED; do
+		case "$seen" in *" $col "*) ;; *) missing="${missing:+$missing, }$col" ;; esac
+	done
+	for col in $CONTRACT_COLUMNS; do
+		case "$seen" in *" $col "*) ;; *) absent="${absent:+$absent, }$col" ;; esac
+	done
+	if [ -n "$unexpected$repeated$missing" ]; then
+		echo "dealrisk: $file does not follow the data contract (docs/data-contract.md); no database was touched:" >&2
+		[ -n "$unexpected" ] && echo "  columns not in the contract: $unexpected (rename them to contract names, or drop them)" >&2
+		[ -n "$repeated" ] && echo "  columns named twice: $repeated" >&2
+		[ -n "$missing" ] && echo "  missing columns: $missing (every export needs them)" >&2
+		echo "  the contract's columns: ${CONTRACT_COLUMNS// /, }" >&2
+		exit 1
+	fi
+	if [ -n "$absent" ]; then
+		echo "dealrisk: $file has no column $absent: the analyses that need them will say so" >&2
 	fi
 }

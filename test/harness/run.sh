@@ -7,6 +7,18 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 mode=${1:-test}
 
+if [ "$TEST_DB" = "$DEMO_DB" ]; then
+	echo "dealrisk: the test database must not be the demo database ($DEMO_DB): set DEALRISK_TEST_DB to another name" >&2
+	exit 2
+fi
+
+if [ "$mode" = demo ] && [ -n "${DEALS_CSV:-}" ]; then
+	csv_dir=$(cd "$(dirname "$DEALS_CSV")" 2>/dev/null && pwd) ||
+		{ echo "dealrisk: cannot read DEALS_CSV=$DEALS_CSV" >&2; exit 1; }
+	csv=$csv_dir/$(basename "$DEALS_CSV")
+	check_csv_header "$csv"
+fi
+
 if [ "$mode" = stop ]; then
 	MAJOR=$(pg_major)
 	if [ -n "$MAJOR" ] && [ -f "$PGDATA_DIR/postmaster.pid" ]; then
@@ -57,7 +69,7 @@ listen_addresses = '127.0.0.1'
 port = $PORT
 unix_socket_directories = '$SOCKDIR'
 shared_preload_libraries = 'pg_cron'
-cron.database_name = '$DBNAME'
+cron.database_name = '$DEMO_DB'
 cron.use_background_workers = on
 max_worker_processes = 16
 max_parallel_workers_per_gather = 2
@@ -85,36 +97,49 @@ start_cluster
 export PGHOST=$SOCKDIR PGPORT=$PORT PGUSER=postgres
 psql_q() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 
-# A fresh database with the extension (pg_cron runs in this one).  Dropping
-# the database pg_cron works in stops its launcher for good; restart the
-# server then, so that scheduled jobs run again.
-fresh_db() {
-	psql_q -d postgres -c "DROP DATABASE IF EXISTS $DBNAME WITH (FORCE)" -c "CREATE DATABASE $DBNAME"
-	if [ "$(psql -X -At -d postgres -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_cron launcher'")" = 0 ]; then
-		as_owner "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$LOGFILE" -o "-p $PORT" -w -t 60 -m fast restart >/dev/null 9>&- ||
-			{ tail -n 30 "$LOGFILE" >&2; exit 1; }
+# pg_cron works in one database of the server (cron.database_name, read at
+# start): the demo database, or the test database while `make test` runs.
+# Pointing it elsewhere restarts the scratch server (sessions are cut).
+# Dropping the database pg_cron works in stops its launcher for good: a
+# restart brings it back too.
+restart_server() {
+	as_owner "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$LOGFILE" -o "-p $PORT" -w -t 60 -m fast restart >/dev/null 9>&- ||
+		{ tail -n 30 "$LOGFILE" >&2; exit 1; }
+}
+cron_database() {
+	psql -X -At -d postgres -c "SELECT current_setting('cron.database_name', true)"
+}
+point_cron_at() {
+	local restart=
+	if [ "$(cron_database)" != "$1" ]; then
+		psql_q -d postgres -c "ALTER SYSTEM SET cron.database_name = '$1'"
+		restart=1
+	elif [ "$(psql -X -At -d postgres -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_cron launcher'")" = 0 ] &&
+	     [ "$(psql -X -At -d postgres -c "SELECT count(*) FROM pg_database WHERE datname = '$1'")" = 1 ]; then
+		restart=1
 	fi
-	psql_q -d "$DBNAME" -c "CREATE EXTENSION dealrisk" -c "CREATE EXTENSION pg_cron"
+	[ -n "$restart" ] && restart_server
+	return 0
 }
 
-# Load a CRM export in the data contract's layout into public.deals; the
-# header names the columns (any order, optional columns allowed).
+# pg_cron back in the database it worked in before the tests, if it exists.
+restore_cron() {
+	if [ "$(psql -X -At -d postgres -c "SELECT count(*) FROM pg_database WHERE datname = '$cron_before'")" = 1 ]; then
+		point_cron_at "$cron_before"
+	fi
+}
+
+# A fresh database with the extension and pg_cron (which then runs in it).
+fresh_db() {
+	psql_q -d postgres -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1"
+	point_cron_at "$1"
+	psql_q -d "$1" -c "CREATE EXTENSION dealrisk" -c "CREATE EXTENSION pg_cron"
+}
+
+# Load a CRM export whose header check_csv_header accepted into public.deals.
 load_csv() {
-	local header col cols=
-	header=$(head -n 1 "$1" | tr -d '\r"')
-	IFS=, read -r -a names <<<"$header"
-	for col in "${names[@]}"; do
-		col=$(echo "$col" | tr -d ' ')
-		case "$col" in
-		deal_id|created_date|closed_date|sales_rep_id|industry|region|product_type|lead_source|deal_stage|deal_amount|sales_cycle_days|outcome|last_activity_date|stage_entered_date)
-			cols="${cols:+$cols,}$col" ;;
-		*)
-			echo "dealrisk: column '$col' of $1 is not in the data contract (see docs/data-contract.md); map it in a view or rename it" >&2
-			exit 1 ;;
-		esac
-	done
 	psql_q -d "$DBNAME" -f "$TOP/test/fixtures/deals_table.sql"
-	psql_q -d "$DBNAME" -c "\\copy public.deals($cols) FROM '$1' WITH (FORMAT csv, HEADER true)"
+	psql_q -d "$DBNAME" -c "\\copy public.deals($csv_columns) FROM '$1' WITH (FORMAT csv, HEADER true)"
 }
 
 case "$mode" in
@@ -122,10 +147,9 @@ start)
 	echo "dealrisk: scratch cluster running: psql -h $SOCKDIR -p $PORT -U postgres"
 	;;
 demo)
-	fresh_db
+	DBNAME=$DEMO_DB
+	fresh_db "$DBNAME"
 	if [ -n "${DEALS_CSV:-}" ]; then
-		csv=$(cd "$(dirname "$DEALS_CSV")" && pwd)/$(basename "$DEALS_CSV")
-		[ -r "$csv" ] || { echo "dealrisk: cannot read DEALS_CSV=$DEALS_CSV" >&2; exit 1; }
 		load_csv "$csv"
 	else
 		psql_q -d "$DBNAME" -c "CREATE TABLE public.deals AS SELECT * FROM dealrisk.sample_deals(20000, 42)"
@@ -158,7 +182,15 @@ Stop:     make cluster-stop
 MSG
 	;;
 test)
-	fresh_db
+	DBNAME=$TEST_DB
+	export DEALRISK_DB=$TEST_DB	# the test scripts name their databases after it
+	# pg_cron works in the test database while the tests run, then goes back
+	# to the database it worked in (if that one exists), whatever happens
+	cron_before=$(cron_database)
+	if [ -n "$cron_before" ] && [ "$cron_before" != "$TEST_DB" ]; then
+		trap restore_cron EXIT
+	fi
+	fresh_db "$DBNAME"
 	psql_q -d "$DBNAME" -c "CREATE EXTENSION pgtap"
 	rc=0
 	cd "$TOP"
@@ -173,10 +205,12 @@ test)
 		DEALRISK_UPGRADE_FROM=$v prove --exec bash test/upgrade.sh || rc=1
 	done
 	prove --exec bash test/dump_restore.sh || rc=1
+	prove --exec bash test/csv_header.sh || rc=1
 	if [ $rc = 0 ]; then echo "dealrisk: all tests passed"; else echo "dealrisk: TESTS FAILED" >&2; fi
 	exit $rc
 	;;
 bench)
+	DBNAME=$DEMO_DB
 	psql_q -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '${DBNAME}_bench'" | grep -q 1 ||
 		psql_q -d postgres -c "CREATE DATABASE ${DBNAME}_bench"
 	psql_q -d "${DBNAME}_bench" -c "DROP EXTENSION IF EXISTS dealrisk CASCADE" -c "CREATE EXTENSION dealrisk"
