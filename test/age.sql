@@ -162,8 +162,8 @@ SELECT matches(pg_temp.why('age_lose_bins', 'OA060', 'cycle_days'),
 
 -- numbers for people
 SELECT matches(pg_temp.why('age_lose', 'OA060', 'deal_amount'),
-	'^Deal amount 102,292 is in the highest of 5 ranges \(≥ [0-9],[0-9]{3}\), which wins (less|more) often$',
-	'a number in an explanation has thousands separators and no spurious decimals');
+	'^Deal amount 102,292 is in the top fifth \(≥ [0-9],[0-9]{3}\), which wins (less|more) often$',
+	'a number in an explanation has thousands separators and no spurious decimals, and names its fifth');
 SELECT dealrisk.import_model(jsonb_set(e, '{spec,features}', (
 	SELECT jsonb_agg(CASE WHEN f->>'name' = 'deal_amount' THEN f || '{"quantiles": [0.2, 0.4, 0.6, 0.8]}' ELSE f END
 	                 ORDER BY o)
