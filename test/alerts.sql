@@ -154,23 +154,24 @@ SELECT is((SELECT alerts_written FROM dealrisk.refresh_log ORDER BY id DESC LIMI
 	'... a deal whose risk did not move is not alerted because the cutoff moved');
 
 -- a sharp rise of a high-risk deal is alerted again; a smaller one is not
-SELECT lives_ok($$SELECT dealrisk.watch('public.deals')$$, 'back to the default');
+-- (rise 6, so that the riskiest deal stays above the cutoff 7 points lower)
+SELECT lives_ok($$SELECT dealrisk.watch('public.deals', rise => 6)$$, 'back to the default share, rise 6');
 SELECT deal_id AS top1, risk AS top1_risk FROM open_scores ORDER BY risk DESC, deal_id LIMIT 1 \gset
 SELECT deal_id AS top2, risk AS top2_risk FROM open_scores ORDER BY risk DESC, deal_id OFFSET 1 LIMIT 1 \gset
-UPDATE dealrisk.score_history SET risk = risk - 16 WHERE deal_id = :'top1' AND scored_at = (SELECT max(scored_at) FROM dealrisk.score_history);
-UPDATE dealrisk.score_history SET risk = risk - 10 WHERE deal_id = :'top2' AND scored_at = (SELECT max(scored_at) FROM dealrisk.score_history);
-SELECT ok(:top1_risk - 16 > (SELECT cutoff FROM dealrisk.watch_config), 'precondition: the deal was high-risk before the rise');
+UPDATE dealrisk.score_history SET risk = risk - 7 WHERE deal_id = :'top1' AND scored_at = (SELECT max(scored_at) FROM dealrisk.score_history);
+UPDATE dealrisk.score_history SET risk = risk - 4 WHERE deal_id = :'top2' AND scored_at = (SELECT max(scored_at) FROM dealrisk.score_history);
+SELECT ok(:top1_risk - 7 > (SELECT cutoff FROM dealrisk.watch_config), 'precondition: the deal was high-risk before the rise');
 SELECT lives_ok($$SELECT dealrisk.refresh()$$, 'refresh');
 SELECT results_eq($$SELECT deal_id, round(previous_risk::numeric, 6), payload ->> 'cause' FROM dealrisk.alerts
 	WHERE created_at = (SELECT scored_at FROM dealrisk.watch_config)$$,
-	format($$VALUES (%L::text, round(%s::numeric - 16, 6), 'risk rose'::text)$$, :'top1', :'top1_risk'),
-	'a high-risk deal that rose 16 points is alerted again (rise 15); one that rose 10 is not');
+	format($$VALUES (%L::text, round(%s::numeric - 7, 6), 'risk rose'::text)$$, :'top1', :'top1_risk'),
+	'a high-risk deal that rose 7 points is alerted again (rise 6); one that rose 4 is not');
 DELETE FROM dealrisk.alerts WHERE deal_id = :'top1' AND payload ->> 'cause' = 'became high-risk';
 SELECT is((SELECT became_high_risk FROM dealrisk.digest() WHERE is_total),
 	(SELECT count(DISTINCT deal_id) FROM dealrisk.alerts WHERE payload ->> 'cause' = 'became high-risk'),
 	'... and digest() does not count a deal whose risk rose as one that became high-risk');
 SELECT lives_ok($$SELECT dealrisk.watch('public.deals', rise => NULL)$$, 'rise NULL');
-UPDATE dealrisk.score_history SET risk = risk - 16 WHERE deal_id = :'top1' AND scored_at = (SELECT max(scored_at) FROM dealrisk.score_history);
+UPDATE dealrisk.score_history SET risk = risk - 7 WHERE deal_id = :'top1' AND scored_at = (SELECT max(scored_at) FROM dealrisk.score_history);
 SELECT lives_ok($$SELECT dealrisk.refresh()$$, 'refresh');
 SELECT is((SELECT alerts_written FROM dealrisk.refresh_log ORDER BY id DESC LIMIT 1), 0::bigint, '... never alerts again');
 
