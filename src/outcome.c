@@ -276,29 +276,33 @@ dr_outcome_is_won(text *outcome, bool *isnull)
 	return false;				/* keep compiler quiet */
 }
 
+/* The SQL name of an outcome class: won, lost, open (also for none) or unknown. */
+static const char *
+outcome_class_name(DrOutcome cls)
+{
+	switch (cls)
+	{
+		case DR_OUTCOME_WON:
+			return "won";
+		case DR_OUTCOME_LOST:
+			return "lost";
+		case DR_OUTCOME_NONE:
+		case DR_OUTCOME_OPEN:
+			return "open";
+		case DR_OUTCOME_UNKNOWN:
+			break;
+	}
+	return "unknown";
+}
+
 /* SQL: _label_guess(label) -> 'won' | 'lost' | 'open' | 'unknown': what an unknown label likely means. */
 Datum
 dr_label_guess(PG_FUNCTION_ARGS)
 {
 	text	   *t = PG_GETARG_TEXT_PP(0);
-	const char *res = "unknown";
 
-	switch (dr_guess_outcome(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)))
-	{
-		case DR_OUTCOME_WON:
-			res = "won";
-			break;
-		case DR_OUTCOME_LOST:
-			res = "lost";
-			break;
-		case DR_OUTCOME_OPEN:
-		case DR_OUTCOME_NONE:
-			res = "open";
-			break;
-		case DR_OUTCOME_UNKNOWN:
-			break;
-	}
-	PG_RETURN_TEXT_P(cstring_to_text(res));
+	PG_RETURN_TEXT_P(cstring_to_text(outcome_class_name(dr_guess_outcome(VARDATA_ANY(t),
+																		  VARSIZE_ANY_EXHDR(t)))));
 }
 
 /* SQL: is_won(outcome) -> true (won), false (lost), NULL (open or empty). */
@@ -318,24 +322,9 @@ Datum
 dr_outcome_class(PG_FUNCTION_ARGS)
 {
 	text	   *t = PG_GETARG_TEXT_PP(0);
-	const char *res = "unknown";
 
-	switch (dr_classify_outcome(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)))
-	{
-		case DR_OUTCOME_WON:
-			res = "won";
-			break;
-		case DR_OUTCOME_LOST:
-			res = "lost";
-			break;
-		case DR_OUTCOME_NONE:
-		case DR_OUTCOME_OPEN:
-			res = "open";
-			break;
-		case DR_OUTCOME_UNKNOWN:
-			break;
-	}
-	PG_RETURN_TEXT_P(cstring_to_text(res));
+	PG_RETURN_TEXT_P(cstring_to_text(outcome_class_name(dr_classify_outcome(VARDATA_ANY(t),
+																			 VARSIZE_ANY_EXHDR(t)))));
 }
 
 /* What a call site keeps of the stage table, and the snapshot it was read under. */
