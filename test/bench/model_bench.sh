@@ -157,7 +157,7 @@ BEGIN
 		WHEN 'bins' THEN
 			n := jsonb_array_length(f->'edges');
 			IF form = 'bucket' THEN
-				terms := terms || format('coalesce((ARRAY[%s])[width_bucket((%s)::float8, ARRAY[%s]) + 1], 0::float8)',
+				t := format('coalesce((ARRAY[%s])[width_bucket((%s)::float8, ARRAY[%s]) + 1], 0::float8)',
 					(SELECT string_agg(format('%L::float8', c[off + i + 1]), ', ' ORDER BY i) FROM generate_series(0, n) i),
 					v, (SELECT string_agg(format('%L::float8', (f->'edges'->>i)::float8), ', ' ORDER BY i)
 					    FROM generate_series(0, n - 1) i));
@@ -172,8 +172,22 @@ BEGIN
 				FOR i IN 1 .. n LOOP
 					t := t || format(' WHEN %s < %s THEN %L::float8', v, edge_lits[i], c[off + i]);
 				END LOOP;
-				terms := terms || (t || format(' WHEN %s IS NOT NULL THEN %L::float8 ELSE 0::float8 END', v, c[off + n + 1]));
+				t := t || format(' WHEN %s IS NOT NULL THEN %L::float8 ELSE 0::float8 END', v, c[off + n + 1]);
 			END IF;
+			IF f ? 'open_terms' THEN
+				-- an open deal's age (stage time): the survivor curve's term,
+				-- linear between knots, flat outside them (src/features.c)
+				t := format('CASE WHEN %s THEN %s ELSE CASE WHEN %s IS NULL OR %s < %L::float8 THEN %L::float8',
+				            is_closed, t, v, v, (f->'open_knots'->>0)::float8, (f->'open_terms'->>0)::float8);
+				FOR i IN 1 .. jsonb_array_length(f->'open_knots') - 1 LOOP
+					t := t || format(' WHEN %s < %L::float8 THEN %L::float8 + (%L::float8 - %L::float8) * ((%s)::float8 - %L::float8) / (%L::float8 - %L::float8)',
+						v, (f->'open_knots'->>i)::float8,
+						(f->'open_terms'->>(i - 1))::float8, (f->'open_terms'->>i)::float8, (f->'open_terms'->>(i - 1))::float8,
+						v, (f->'open_knots'->>(i - 1))::float8, (f->'open_knots'->>i)::float8, (f->'open_knots'->>(i - 1))::float8);
+				END LOOP;
+				t := t || format(' ELSE %L::float8 END END', (f->'open_terms'->>(jsonb_array_length(f->'open_terms') - 1))::float8);
+			END IF;
+			terms := terms || t;
 			off := off + n + 1;
 		END CASE;
 	END LOOP;
