@@ -125,7 +125,9 @@ BEGIN
 	IF pg_catalog.cardinality(commas) > 0 THEN
 		fix := pg_catalog.concat_ws(' ', fix, pg_catalog.format(
 			'%s cannot be listed: %s is comma-separated; rename %s in a view over your table, e.g. pg_catalog.replace(outcome, '','', '' '') AS outcome, and list the new %s.',
-			(SELECT pg_catalog.string_agg(pg_catalog.quote_literal(c), ', ') FROM pg_catalog.unnest(commas) c), setting,
+			(SELECT pg_catalog.string_agg(pg_catalog.quote_literal(c), ', ') FROM pg_catalog.unnest(commas[1:10]) c)
+			|| CASE WHEN pg_catalog.cardinality(commas) > 10
+			        THEN pg_catalog.format(' and %s more', pg_catalog.cardinality(commas) - 10) ELSE '' END, setting,
 			CASE WHEN pg_catalog.cardinality(commas) = 1 THEN 'it' ELSE 'them' END,
 			CASE WHEN pg_catalog.cardinality(commas) = 1 THEN 'label' ELSE 'labels' END));
 	END IF;
