@@ -37,6 +37,8 @@ BEGIN
 	IF NOT dealrisk._has_column(source, 'deal_stage') OR NOT dealrisk._has_column(source, 'outcome') THEN
 		RETURN NULL;
 	END IF;
+	-- callable by anyone, so it checks what it reads like every reader
+	PERFORM dealrisk._check_source(source, ARRAY['deal_stage', 'outcome']);
 	EXECUTE pg_catalog.format(
 		$q$WITH w AS (
 			SELECT s.stage, s."position", pg_catalog.count(x.st) AS n
@@ -86,19 +88,54 @@ COMMENT ON FUNCTION dealrisk._stage_semantics_hint() IS
 	'What data would let the funnel be read when deal_stage cannot support it (internal)';
 
 -- A SET line and its ALTER DATABASE twin that add labels to a label list
--- setting, keeping the labels it holds.
+-- setting, keeping the labels it holds; the user runs them as written.
+-- The list is comma-separated and holds at most 64 labels (DR_MAX_LABELS,
+-- src/dealrisk.c), so a label holding a comma cannot be listed (it would
+-- be split in two labels, neither of them it) and labels past the 64th
+-- would make the SET fail: the hint names those instead.
 CREATE FUNCTION dealrisk._label_fix(setting text, labels text[])
 RETURNS text
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
-RETURN (WITH v AS (
-	        SELECT pg_catalog.concat_ws(',', NULLIF(pg_catalog.current_setting(setting, true), ''),
-	                                    pg_catalog.array_to_string(labels, ',')) AS val)
-        SELECT pg_catalog.format('SET %s = %L; to keep it: ALTER DATABASE %I SET %s = %L;',
-                                 setting, v.val, pg_catalog.current_database(), setting, v.val)
-        FROM v);
+AS $fn$
+DECLARE
+	held		text := NULLIF(pg_catalog.btrim(pg_catalog.current_setting(setting, true)), '');
+	room		int;
+	listable	text[];
+	commas		text[];
+	val			text;
+	fix			text;
+BEGIN
+	room := 64 - coalesce(pg_catalog.cardinality(pg_catalog.string_to_array(held, ',')), 0);
+	SELECT coalesce(pg_catalog.array_agg(u.l ORDER BY u.o) FILTER (WHERE pg_catalog.strpos(u.l, ',') = 0), '{}'),
+	       coalesce(pg_catalog.array_agg(u.l ORDER BY u.o) FILTER (WHERE pg_catalog.strpos(u.l, ',') > 0), '{}')
+		INTO listable, commas
+	FROM pg_catalog.unnest(labels) WITH ORDINALITY AS u(l, o)
+	WHERE u.l IS NOT NULL;
+	IF pg_catalog.cardinality(listable) > 0 AND room > 0 THEN
+		val := pg_catalog.concat_ws(',', held, pg_catalog.array_to_string(listable[1:room], ','));
+		fix := pg_catalog.format('SET %s = %L; to keep it: ALTER DATABASE %I SET %s = %L;',
+		                         setting, val, pg_catalog.current_database(), setting, val);
+	END IF;
+	IF pg_catalog.cardinality(listable) > greatest(room, 0) THEN
+		fix := pg_catalog.concat_ws(' ', fix, pg_catalog.format(
+			'%s more cannot be added: %s holds at most 64 labels; map them to fewer labels in a view over your table (docs/data-contract.md).',
+			pg_catalog.cardinality(listable) - greatest(room, 0), setting));
+	END IF;
+	IF pg_catalog.cardinality(commas) > 0 THEN
+		fix := pg_catalog.concat_ws(' ', fix, pg_catalog.format(
+			'%s cannot be listed: %s is comma-separated; rename %s in a view over your table, e.g. pg_catalog.replace(outcome, '','', '' '') AS outcome, and list the new %s.',
+			(SELECT pg_catalog.string_agg(pg_catalog.quote_literal(c), ', ') FROM pg_catalog.unnest(commas[1:10]) c)
+			|| CASE WHEN pg_catalog.cardinality(commas) > 10
+			        THEN pg_catalog.format(' and %s more', pg_catalog.cardinality(commas) - 10) ELSE '' END, setting,
+			CASE WHEN pg_catalog.cardinality(commas) = 1 THEN 'it' ELSE 'them' END,
+			CASE WHEN pg_catalog.cardinality(commas) = 1 THEN 'label' ELSE 'labels' END));
+	END IF;
+	RETURN fix;
+END
+$fn$;
 COMMENT ON FUNCTION dealrisk._label_fix(text, text[]) IS
-	'The SET and ALTER DATABASE statements that add labels to a label list, keeping its labels (internal)';
+	'The SET and ALTER DATABASE statements that add labels to a label list, keeping its labels; labels it cannot hold (a comma, past the 64th) are named instead (internal)';
 
 CREATE FUNCTION dealrisk.check_source(source regclass)
 RETURNS TABLE("check" text, severity text, finding text, hint text)
@@ -259,7 +296,7 @@ BEGIN
 		   ORDER BY pg_catalog.array_position(ARRAY['open', 'won', 'lost', 'unknown'], dealrisk._label_guess(x.label))$q$,
 		source::text)
 	LOOP
-		labels := unknown.labels[1:50];
+		labels := unknown.labels;
 		c_check := c_check || 'outcome_labels'::text; c_sev := c_sev || 'error'::text;
 		c_find := c_find || pg_catalog.format('%s %s of %s %s not known (%s of %s deals): %s; %s',
 			unknown.k, CASE WHEN unknown.k = 1 THEN 'outcome label' ELSE 'outcome labels' END, name,
@@ -357,13 +394,15 @@ BEGIN
 			c_check := c_check || 'scoring_date'::text; c_sev := c_sev || 'warning'::text;
 			c_find := c_find || pg_catalog.format('open deals are scored as of today, %s, %s days after the newest date in the source (%s): their ages and times in stage are measured to today, which makes every open deal look stale',
 				as_of, dealrisk._num((as_of - newest)::bigint), newest);
+			-- (the date as ISO text, which means the same date under any
+			-- DateStyle of the sessions that read the setting)
 			c_hint := c_hint || pg_catalog.format('If the data is an export from %s, score as of then: SET dealrisk.as_of_date = %L; to keep it: ALTER DATABASE %I SET dealrisk.as_of_date = %L;',
-				newest, newest::text, pg_catalog.current_database(), newest::text);
+				newest, pg_catalog.to_char(newest, 'YYYY-MM-DD'), pg_catalog.current_database(), pg_catalog.to_char(newest, 'YYYY-MM-DD'));
 		ELSIF as_of < newest_created THEN
 			c_check := c_check || 'scoring_date'::text; c_sev := c_sev || 'warning'::text;
 			c_find := c_find || pg_catalog.format('dealrisk.as_of_date (%s) is before the newest created_date in the source (%s): deals created after it get negative ages',
 				as_of, newest_created);
-			c_hint := c_hint || pg_catalog.format('SET dealrisk.as_of_date = %L, or later.', newest_created::text);
+			c_hint := c_hint || pg_catalog.format('SET dealrisk.as_of_date = %L, or later.', pg_catalog.to_char(newest_created, 'YYYY-MM-DD'));
 		END IF;
 	END IF;
 	-- (when open deals are scored as of a date long after the data, the

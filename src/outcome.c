@@ -13,6 +13,8 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
@@ -231,9 +233,45 @@ label_guc(DrOutcome cls, const char **value)
 }
 
 /*
+ * How many bytes of s[0..len) a message repeats: at most DR_MESSAGE_BYTES,
+ * cut at a character boundary (half a character would make the message
+ * fail to convert to the client's encoding, hiding the error it reports).
+ */
+#define DR_MESSAGE_BYTES 200
+static int
+message_len(const char *s, int len)
+{
+	return len > DR_MESSAGE_BYTES ? pg_mbcliplen(s, len, DR_MESSAGE_BYTES) : len;
+}
+
+/*
+ * The statement that adds label s[0..len) to the label list guc whose value
+ * is list, with the value quoted for SQL (a hint is run as written, and a
+ * label may hold quotes), or NULL when no such statement exists: the list
+ * is comma-separated, so a label holding a comma cannot be listed, and a
+ * label too long for the message is not repeated in it.
+ */
+static char *
+label_set_statement(const char *guc, const char *list, const char *s, int len)
+{
+	StringInfoData value;
+	const char *p = list ? list : "";
+
+	if (len > DR_MESSAGE_BYTES || memchr(s, ',', len) != NULL)
+		return NULL;
+	initStringInfo(&value);
+	while (*p && isspace((unsigned char) *p))
+		p++;
+	if (*p)						/* keep the labels the list holds */
+		appendStringInfo(&value, "%s,", list);
+	appendBinaryStringInfo(&value, s, len);
+	return psprintf("SET %s = %s", guc, quote_literal_cstr(value.data));
+}
+
+/*
  * Map an outcome to won (true) / lost (false) / open (*isnull); an unknown
  * label is an error that names it and says which list it probably belongs
- * to.
+ * to, with the statement that adds it there.
  */
 bool
 dr_outcome_is_won(text *outcome, bool *isnull)
@@ -243,6 +281,8 @@ dr_outcome_is_won(text *outcome, bool *isnull)
 	DrOutcome	guess;
 	const char *list;
 	const char *guc;
+	char	   *set;
+	int			shown;
 
 	*isnull = false;
 	switch (dr_classify_outcome(s, len))
@@ -260,19 +300,23 @@ dr_outcome_is_won(text *outcome, bool *isnull)
 	}
 	guess = dr_guess_outcome(s, len);
 	guc = label_guc(guess, &list);
-	if (len > 200)
-		len = 200;
+	set = label_set_statement(guc, list, s, len);
+	shown = message_len(s, len);
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("unknown outcome label \"%.*s\"", len, s),
+			 errmsg("unknown outcome label \"%.*s\"", shown, s),
 			 errdetail("Known labels: won = \"%s\"; lost = \"%s\"; open = \"%s\".",
 					   dr_won_labels, dr_lost_labels, dr_open_labels),
+			 set == NULL ?
+			 errhint("%sAdd the label to the list it means: dealrisk.won_labels, dealrisk.lost_labels or dealrisk.open_labels; dealrisk.check_source() lists every unknown label with the statement that adds it.",
+					 memchr(s, ',', len) != NULL ?
+					 "The label lists are comma-separated, so a label holding a comma cannot be listed: rename it in a view over your table (docs/data-contract.md). " : "") :
 			 guess == DR_OUTCOME_UNKNOWN ?
-			 errhint("Add the label to the list it means: dealrisk.won_labels, dealrisk.lost_labels or dealrisk.open_labels, e.g. SET dealrisk.won_labels = '%s,%.*s' (or ALTER DATABASE ... SET to keep it); dealrisk.check_source() lists every unknown label.",
-					 list, len, s) :
-			 errhint("\"%.*s\" looks like %s deal: SET %s = '%s,%.*s' (or ALTER DATABASE ... SET to keep it); dealrisk.check_source() lists every unknown label.",
-					 len, s, guess == DR_OUTCOME_WON ? "a won" : guess == DR_OUTCOME_LOST ? "a lost" : "an open",
-					 guc, list, len, s)));
+			 errhint("Add the label to the list it means: dealrisk.won_labels, dealrisk.lost_labels or dealrisk.open_labels, e.g. %s (or ALTER DATABASE ... SET to keep it); dealrisk.check_source() lists every unknown label.",
+					 set) :
+			 errhint("\"%.*s\" looks like %s deal: %s (or ALTER DATABASE ... SET to keep it); dealrisk.check_source() lists every unknown label.",
+					 shown, s, guess == DR_OUTCOME_WON ? "a won" : guess == DR_OUTCOME_LOST ? "a lost" : "an open",
+					 set)));
 	return false;				/* keep compiler quiet */
 }
 
@@ -431,9 +475,11 @@ dr_stage_index(DrStageList *list, text *stage)
 	}
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("unknown deal stage \"%.*s\"", len > 200 ? 200 : len, s),
-			 errhint("Add it to the stage table: INSERT INTO dealrisk.stages(stage, position, is_late) VALUES ('%.*s', <position>, <is_late>).",
-					 len > 200 ? 200 : len, s)));
+			 errmsg("unknown deal stage \"%.*s\"", message_len(s, len), s),
+			 len > DR_MESSAGE_BYTES ?
+			 errhint("Add it to the stage table (INSERT INTO dealrisk.stages(stage, position, is_late) VALUES (...)); dealrisk.check_source() gives the statement.") :
+			 errhint("Add it to the stage table: INSERT INTO dealrisk.stages(stage, position, is_late) VALUES (%s, <position>, <is_late>).",
+					 quote_literal_cstr(pnstrdup(s, len)))));
 	return -1;					/* keep compiler quiet */
 }
 

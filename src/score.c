@@ -415,11 +415,14 @@ days_text(double d)
 	return psprintf("%s %s", n, strcmp(n, "1") == 0 ? "day" : "days");
 }
 
-/* A share as a whole percentage, "38%". */
+/*
+ * A share as a whole percentage, "38%"; the share is taken first, so that
+ * counts near the largest double (an imported model's) give no "inf%".
+ */
 static char *
 percent_text(double part, double whole)
 {
-	return psprintf("%.0f%%", whole > 0 ? 100.0 * part / whole : 0.0);
+	return psprintf("%.0f%%", whole > 0 ? 100.0 * (part / whole) : 0.0);
 }
 
 /* An ordinal of a percentile, "25th", "1st", "97.5th". */

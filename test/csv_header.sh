@@ -18,7 +18,7 @@ check() {
 	status=$?
 }
 
-echo "1..9"
+echo "1..11"
 printf '\xEF\xBB\xBF"Deal_ID", outcome ,created_date,deal_stage\r\nD1,Won,2024-01-01,Qualified\r\n' >"$work/ok.csv"
 check "$work/ok.csv"
 [ "$status" = 0 ] && [ "$(cat "$work/cols")" = deal_id,outcome,created_date,deal_stage ]
@@ -54,5 +54,15 @@ printf 'deal_id;outcome\n' >"$work/semicolon.csv"
 check "$work/semicolon.csv"
 [ "$status" = 1 ] && grep -q "columns not in the contract: 'deal_id;outcome'" "$work/err"
 ok $? "a header separated by semicolons is refused, not misread"
+
+# the header is the export's: its bytes are not sent to the terminal as
+# they are (an escape sequence would drive it), and no name is taken for an
+# option of a command
+printf 'deal_id,outcome,\033]0;pwned\007\033[2J,-n,-e\n' >"$work/escape.csv"
+check "$work/escape.csv"
+[ "$status" = 1 ] && ! LC_ALL=C grep -q "$(printf '\033')" "$work/err" && grep -q "'?\]0;pwned??\[2J'" "$work/err"
+ok $? "a header's control characters are shown as '?', not sent to the terminal"
+grep -q "columns not in the contract: '?\]0;pwned??\[2J', '-n', '-e'" "$work/err"
+ok $? "... and names that look like options are named as written"
 
 [ "$failed" = 0 ]

@@ -51,11 +51,19 @@ as_owner() {
 CONTRACT_NEEDED="deal_id outcome"
 CONTRACT_COLUMNS="deal_id created_date closed_date sales_rep_id industry region product_type lead_source deal_stage deal_amount sales_cycle_days outcome last_activity_date stage_entered_date"
 
+# A header name as the messages show it: the header is the export's, not
+# ours, so its control characters (a terminal escape sequence, say) are
+# shown as '?' rather than sent to the user's terminal.
+shown_name() {
+	printf '%s' "$1" | LC_ALL=C tr '\000-\037\177' '?'
+}
+
 # Check the header of a CRM export before any database is touched: every
 # column must be one of the data contract (any order, no repeats), and
 # deal_id and outcome must be there.  Sets csv_columns to the list for
-# \copy.  Names are compared in lower case, without quotes, spaces or a
-# byte-order mark.
+# \copy (contract names only: nothing of the header itself reaches SQL).
+# Names are compared in lower case, without quotes, spaces or a byte-order
+# mark.
 check_csv_header() {
 	local file=$1 header name col unexpected= repeated= missing= absent= seen=" "
 	if [ ! -r "$file" ] || [ -d "$file" ]; then
@@ -63,22 +71,22 @@ check_csv_header() {
 		exit 1
 	fi
 	header=$(head -n 1 "$file" | sed -e '1s/^\xEF\xBB\xBF//' | tr -d '\r"')
-	if [ -z "$(echo "$header" | tr -d ' ,')" ]; then
+	if [ -z "$(printf '%s' "$header" | tr -d ' ,')" ]; then
 		echo "dealrisk: $file has no header line: its first line must name the columns (docs/data-contract.md)" >&2
 		exit 1
 	fi
 	csv_columns=
 	IFS=, read -r -a names <<<"$header"
 	for name in "${names[@]}"; do
-		name=$(echo "$name" | tr -d ' \t')
-		col=$(echo "$name" | tr 'A-Z' 'a-z')
+		name=$(printf '%s' "$name" | tr -d ' \t')
+		col=$(printf '%s' "$name" | tr 'A-Z' 'a-z')
 		case " $CONTRACT_COLUMNS " in
 		*" $col "*)
 			case "$seen" in
 			*" $col "*) repeated="${repeated:+$repeated, }$col" ;;
 			*) seen="$seen$col "; csv_columns="${csv_columns:+$csv_columns,}$col" ;;
 			esac ;;
-		*) unexpected="${unexpected:+$unexpected, }'$name'" ;;
+		*) unexpected="${unexpected:+$unexpected, }'$(shown_name "$name")'" ;;
 		esac
 	done
 	for col in $CONTRACT_NEEDED; do

@@ -13,7 +13,7 @@ if [ "$TEST_DB" = "$DEMO_DB" ]; then
 fi
 
 if [ "$mode" = demo ] && [ -n "${DEALS_CSV:-}" ]; then
-	csv_dir=$(cd "$(dirname "$DEALS_CSV")" 2>/dev/null && pwd) ||
+	csv_dir=$(CDPATH= cd -- "$(dirname -- "$DEALS_CSV")" 2>/dev/null && pwd) ||
 		{ echo "dealrisk: cannot read DEALS_CSV=$DEALS_CSV" >&2; exit 1; }
 	csv=$csv_dir/$(basename "$DEALS_CSV")
 	check_csv_header "$csv"
@@ -138,8 +138,10 @@ fresh_db() {
 
 # Load a CRM export whose header check_csv_header accepted into public.deals.
 load_csv() {
+	local q="'"
 	psql_q -d "$DBNAME" -f "$TOP/test/fixtures/deals_table.sql"
-	psql_q -d "$DBNAME" -c "\\copy public.deals($csv_columns) FROM '$1' WITH (FORMAT csv, HEADER true)"
+	# the path in a psql quoted string: a quote doubled ("Bob's export.csv")
+	psql_q -d "$DBNAME" -c "\\copy public.deals($csv_columns) FROM '${1//$q/$q$q}' WITH (FORMAT csv, HEADER true)"
 }
 
 case "$mode" in
