@@ -45,11 +45,13 @@ endif
 
 $(OBJS): src/dealrisk.h src/model.h
 
-$(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
-	cat $^ > $@
+# (the Makefile and the folder of parts are prerequisites too: a part added,
+# removed or renamed, or a change of the lists, rebuilds the scripts)
+$(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS) Makefile
+	cat $(SQL_PARTS) > $@
 
-$(EXTENSION)--$(PREV_VERSION)--$(EXTVERSION).sql: $(UPGRADE_PARTS)
-	cat $^ > $@
+$(EXTENSION)--$(PREV_VERSION)--$(EXTVERSION).sql: $(UPGRADE_PARTS) src/upgrade Makefile
+	cat $(UPGRADE_PARTS) > $@
 
 .PHONY: demo test bench cluster-start cluster-stop deps
 deps:
