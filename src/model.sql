@@ -224,7 +224,7 @@ COMMENT ON FUNCTION dealrisk._open_step(jsonb, float8[], float8[], boolean) IS
 CREATE FUNCTION dealrisk._open_terms(source regclass, filter text, spec jsonb, beta float8[],
 	ref date, halflife float8)
 RETURNS jsonb
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -774,7 +774,7 @@ CREATE FUNCTION dealrisk._fit(source regclass, spec jsonb, filter text, split in
 	eval_spec jsonb DEFAULT NULL, eval_cutoff date DEFAULT NULL, tolerance float8 DEFAULT 1e-5,
 	OUT beta float8[], OUT iterations int, OUT converged boolean, OUT loglik float8,
 	OUT eval_metrics jsonb, OUT n_rows bigint)
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -853,7 +853,7 @@ COMMENT ON FUNCTION dealrisk._quality_problem(jsonb) IS
 
 CREATE FUNCTION dealrisk.activate(model_id bigint, force boolean DEFAULT false)
 RETURNS boolean
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -883,7 +883,7 @@ COMMENT ON FUNCTION dealrisk.activate(bigint, boolean) IS
 
 CREATE FUNCTION dealrisk.rollback(name text DEFAULT 'default')
 RETURNS bigint
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -912,7 +912,7 @@ COMMENT ON FUNCTION dealrisk.rollback(text) IS
 CREATE FUNCTION dealrisk.train(source regclass, name text DEFAULT 'default', features text[] DEFAULT NULL,
 	l2 float8 DEFAULT 1.0, holdout float8 DEFAULT 0.2, activate boolean DEFAULT true)
 RETURNS bigint
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -1387,7 +1387,7 @@ COMMENT ON FUNCTION dealrisk.export_model(bigint) IS
 
 CREATE FUNCTION dealrisk.import_model(model jsonb, name text)
 RETURNS bigint
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE

@@ -71,7 +71,7 @@ COMMENT ON FUNCTION dealrisk._open_step(jsonb, float8[], float8[], boolean) IS
 CREATE FUNCTION dealrisk._open_terms(source regclass, filter text, spec jsonb, beta float8[],
 	ref date, halflife float8)
 RETURNS jsonb
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
