@@ -910,8 +910,8 @@ dr_model_lookup(const char *name, uint64 *serial, DrSnapKey *key)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("no active deal risk model named \"%s\"", name),
-				 errhint("Train one with SELECT dealrisk.train('deals', '%s'), or activate one with dealrisk.activate(id).",
-						 name)));
+				 errhint("Train one with SELECT dealrisk.train('<your deal source>', %s), or activate one with dealrisk.activate(id).",
+						 quote_literal_cstr(name))));
 	if (SPI_processed > 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_CARDINALITY_VIOLATION),

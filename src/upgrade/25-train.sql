@@ -205,6 +205,7 @@ DECLARE
 	want text[];
 	f text;
 	spec jsonb := '[]';
+	skipped jsonb := '{}';
 	n bigint;
 	min_level bigint;
 	levels jsonb;
@@ -293,6 +294,8 @@ BEGIN
 				INTO t USING n;
 			IF t IS NOT NULL THEN
 				RAISE NOTICE 'dealrisk.train: stage_time left out: deal_stage gives the outcome away (%)', t;
+				skipped := skipped || pg_catalog.jsonb_build_object('stage_time',
+					pg_catalog.format('deal_stage gives the outcome away (%s)', t));
 				CONTINUE;
 			END IF;
 			EXECUTE pg_catalog.format(
@@ -388,7 +391,10 @@ BEGIN
 	IF pg_catalog.jsonb_array_length(spec) = 0 THEN
 		RAISE EXCEPTION 'no usable feature in %', src USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	RETURN pg_catalog.jsonb_build_object('format', 'dealrisk/1', 'features', spec);
+	-- (left_out: why a feature asked for was left out, for train() to
+	-- record; not part of the stored specification)
+	RETURN pg_catalog.jsonb_build_object('format', 'dealrisk/1', 'features', spec)
+		|| CASE WHEN skipped <> '{}' THEN pg_catalog.jsonb_build_object('left_out', skipped) ELSE '{}' END;
 END
 $$;
 COMMENT ON FUNCTION dealrisk._build_spec(regclass, text[], text, regclass) IS
@@ -688,6 +694,8 @@ BEGIN
 	-- 1. the dictionaries, learned once from the closed deals (of the
 	-- sample); the rep win rates from the census
 	spec := dealrisk._build_spec(source, kept, closed_filter, dict_source);
+	left_out := left_out || coalesce(spec->'left_out', '{}');
+	spec := spec - 'left_out';
 	spec_train := spec;
 	SELECT o - 1 INTO pos FROM pg_catalog.jsonb_array_elements(spec->'features') WITH ORDINALITY e(f, o)
 	WHERE f->>'kind' = 'rate';
@@ -728,10 +736,10 @@ BEGIN
 	-- a feature kept so far that the specification lacks learned nothing
 	-- from the closed deals (no value, or _build_spec said why)
 	SELECT left_out || coalesce(pg_catalog.jsonb_object_agg(k,
-	           'not learned from the closed deals: no usable value, or left out by the NOTICE above'), '{}')
+	           'not learned from the closed deals: none of them has a usable value'), '{}')
 	INTO left_out
 	FROM pg_catalog.unnest(kept_cols) k
-	WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.jsonb_array_elements(spec->'features') e
+	WHERE NOT left_out ? k AND NOT EXISTS (SELECT 1 FROM pg_catalog.jsonb_array_elements(spec->'features') e
 	                  WHERE e->>'name' = CASE k WHEN 'sales_rep_id' THEN 'rep_win_rate' ELSE k END);
 
 	-- open deals: the survivor curves of age and stage time, fitted with

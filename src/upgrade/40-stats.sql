@@ -385,6 +385,7 @@ DECLARE
 	n_errors	bigint;
 	n_warnings	bigint;
 	pre_lines	text[];
+	notes		text;
 BEGIN
 	-- outcome is needed; every other contract column the source has is
 	-- checked (type, trust) and used where a section needs it
@@ -696,11 +697,21 @@ BEGIN
 		SELECT pg_catalog.count(*) FILTER (WHERE c.severity OPERATOR(pg_catalog.=) 'error'),
 			   pg_catalog.count(*) FILTER (WHERE c.severity OPERATOR(pg_catalog.=) 'warning'),
 			   coalesce(pg_catalog.array_agg(pg_catalog.format('  - %s: %s.', c."check", c.finding) ORDER BY c.o)
-						FILTER (WHERE c.severity IN ('error', 'warning')), '{}')
-			INTO n_errors, n_warnings, pre_lines
+						FILTER (WHERE c.severity IN ('error', 'warning')), '{}'),
+			   -- row-level notes of data_quality(), one line
+			   pg_catalog.string_agg(pg_catalog.format('%s %s', c."check", pg_catalog.split_part(c.finding, ':', 1)), ', ' ORDER BY c.o)
+						FILTER (WHERE c.severity OPERATOR(pg_catalog.=) 'info'
+								AND c."check" NOT IN ('outcomes', 'columns', 'summary'))
+			INTO n_errors, n_warnings, pre_lines, notes
 		FROM dealrisk.check_source(source) WITH ORDINALITY AS c("check", severity, finding, hint, o);
-		pre_lines := CASE WHEN n_errors + n_warnings = 0
+		IF notes IS NOT NULL THEN
+			pre_lines := pre_lines || ('  - notes: ' || notes || '.');
+		END IF;
+		pre_lines := CASE WHEN n_errors + n_warnings = 0 AND notes IS NULL
 						  THEN ARRAY['Preflight: no error or warning (dealrisk.check_source).']
+						  WHEN n_errors + n_warnings = 0
+						  THEN ARRAY[pg_catalog.format('Preflight: no error or warning; notes: %s (SELECT * FROM dealrisk.check_source(%L)).',
+							   notes, source::text)]
 						  ELSE pg_catalog.format('Preflight: %s; the fixes: SELECT * FROM dealrisk.check_source(%L);',
 							   pg_catalog.concat_ws(', ',
 								   CASE WHEN n_errors = 1 THEN '1 error' WHEN n_errors > 1 THEN n_errors || ' errors' END,

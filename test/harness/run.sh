@@ -157,11 +157,12 @@ demo)
 		psql_q -d "$DBNAME" -c "CREATE TABLE public.deals AS SELECT * FROM dealrisk.sample_deals(20000, 42)"
 	fi
 	psql_q -d "$DBNAME" -c "ANALYZE public.deals"
-	psql -X -d "$DBNAME" -At -c "SELECT dealrisk.diagnose('public.deals')"
 	if [ -z "${DEALS_CSV:-}" ]; then
-		# the sample's data ends on 2024-12-31: score its open deals as of then
+		# the sample's data ends on 2024-12-31: score its open deals as of
+		# then (before the diagnosis, whose preflight checks the scoring date)
 		psql_q -d postgres -c "ALTER DATABASE $DBNAME SET dealrisk.as_of_date = '2024-12-31'"
 	fi
+	psql -X -d "$DBNAME" -At -c "SELECT dealrisk.diagnose('public.deals')"
 	echo
 	echo "Deal risk model (dealrisk.train('public.deals')):"
 	psql -X -q -d "$DBNAME" -c "SET client_min_messages = warning" -f - <<'SQL' || true
