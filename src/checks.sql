@@ -39,14 +39,17 @@ BEGIN
 	END IF;
 	-- callable by anyone, so it checks what it reads like every reader
 	PERFORM dealrisk._check_source(source, ARRAY['deal_stage', 'outcome']);
+	-- one scan: deals per stage and outcome class, then the stage table
 	EXECUTE pg_catalog.format(
-		$q$WITH w AS (
-			SELECT s.stage, s."position", pg_catalog.count(x.st) AS n
+		$q$WITH g AS (
+			SELECT pg_catalog.lower(pg_catalog.btrim(d.deal_stage::text, E' \t\n\r\f\013')) AS st,
+			       dealrisk.outcome_class(d.outcome::text) AS cls, pg_catalog.count(*) AS n
+			FROM %s AS d
+			GROUP BY 1, 2
+		), w AS (
+			SELECT s.stage, s."position", coalesce(pg_catalog.sum(g.n), 0)::bigint AS n
 			FROM dealrisk.stages s
-			LEFT JOIN (SELECT pg_catalog.lower(pg_catalog.btrim(d.deal_stage::text, E' \t\n\r\f\013')) AS st
-			           FROM %s AS d
-			           WHERE dealrisk.outcome_class(d.outcome::text) OPERATOR(pg_catalog.=) 'won') x
-			  ON x.st OPERATOR(pg_catalog.=) pg_catalog.lower(s.stage)
+			LEFT JOIN g ON g.st OPERATOR(pg_catalog.=) pg_catalog.lower(s.stage) AND g.cls OPERATOR(pg_catalog.=) 'won'
 			GROUP BY s.stage, s."position"
 		)
 		SELECT (SELECT pg_catalog.sum(w.n)::bigint FROM w),
@@ -55,14 +58,11 @@ BEGIN
 		       (SELECT w.stage FROM w ORDER BY w."position" LIMIT 1),
 		       (SELECT w.n FROM w ORDER BY w."position" LIMIT 1),
 		       (SELECT pg_catalog.count(*)::int FROM w),
-		       (SELECT pg_catalog.count(*)::int FROM w WHERE w.n > 0)$q$,
+		       (SELECT pg_catalog.count(*)::int FROM w WHERE w.n > 0),
+		       (SELECT coalesce(pg_catalog.sum(g.n), 0)::bigint FROM g WHERE g.cls IN ('won', 'lost')),
+		       (SELECT coalesce(pg_catalog.sum(g.n), 0)::bigint FROM g WHERE g.cls IN ('won', 'lost') AND g.st <> '')$q$,
 		source::text)
-		INTO won_staged, final_stage, n_final, first_stage, n_first, n_stages, n_with_won;
-	EXECUTE pg_catalog.format(
-		$q$SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE pg_catalog.btrim(d.deal_stage::text, E' \t\n\r\f\013') <> '')
-		   FROM %s AS d WHERE dealrisk.outcome_class(d.outcome::text) IN ('won', 'lost')$q$,
-		source::text)
-		INTO n_closed, n_closed_staged;
+		INTO won_staged, final_stage, n_final, first_stage, n_first, n_stages, n_with_won, n_closed, n_closed_staged;
 	IF n_closed > 0 AND n_closed_staged = 0 THEN
 		RETURN pg_catalog.format('none of the %s closed deals has a deal_stage, so there is no funnel to read', dealrisk._num(n_closed));
 	END IF;
@@ -274,14 +274,25 @@ BEGIN
 		          pg_catalog.count(*) FILTER (WHERE d.cls OPERATOR(pg_catalog.=) 'won'),
 		          pg_catalog.count(*) FILTER (WHERE d.cls OPERATOR(pg_catalog.=) 'lost'),
 		          pg_catalog.count(*) FILTER (WHERE d.cls OPERATOR(pg_catalog.=) 'open'),
-		          %s, %s
+		          %s, %s, %s
 		   FROM (SELECT d.*, coalesce(dealrisk.outcome_class(d.outcome::text), 'open') AS cls FROM %s AS d) d$q$,
 		newest_expr,
 		CASE WHEN 'created_date' = ANY (cols)
 		     THEN 'pg_catalog.max(CASE WHEN pg_catalog.isfinite(d.created_date::date) THEN d.created_date::date END)'
 		     ELSE 'NULL::date' END,
+		-- for stale open deals: the longest closed cycle, the oldest open
+		-- deal and how many open deals have a creation date
+		CASE WHEN 'created_date' = ANY (cols) AND 'closed_date' = ANY (cols)
+		     THEN $e$pg_catalog.max(d.closed_date::date - d.created_date::date)
+		                FILTER (WHERE d.cls IN ('won', 'lost') AND pg_catalog.isfinite(d.created_date::date)
+		                          AND pg_catalog.isfinite(d.closed_date::date) AND d.closed_date::date >= d.created_date::date),
+		              pg_catalog.min(d.created_date::date)
+		                FILTER (WHERE d.cls OPERATOR(pg_catalog.=) 'open' AND pg_catalog.isfinite(d.created_date::date)),
+		              pg_catalog.count(d.created_date)
+		                FILTER (WHERE d.cls OPERATOR(pg_catalog.=) 'open' AND pg_catalog.isfinite(d.created_date::date))$e$
+		     ELSE 'NULL::int, NULL::date, 0::bigint' END,
 		source::text)
-		INTO n_total, n_won, n_lost, n_open, newest, newest_created;
+		INTO n_total, n_won, n_lost, n_open, newest, newest_created, max_cycle, oldest_open, n_open_dated;
 
 	FOR unknown IN EXECUTE pg_catalog.format(
 		$q$SELECT dealrisk._label_guess(x.label) AS guess,
@@ -408,18 +419,8 @@ BEGIN
 	-- (when open deals are scored as of a date long after the data, the
 	-- warning above says why they all look old)
 	IF has_created AND has_closed AND n_open > 0 AND NOT 'scoring_date' = ANY (c_check) THEN
-		EXECUTE pg_catalog.format(
-			$q$WITH x AS (
-				SELECT dealrisk.outcome_class(d.outcome::text) AS cls,
-				       CASE WHEN pg_catalog.isfinite(d.created_date::date) THEN d.created_date::date END AS cr,
-				       CASE WHEN pg_catalog.isfinite(d.closed_date::date) THEN d.closed_date::date END AS cl
-				FROM %s AS d)
-			SELECT (SELECT pg_catalog.max(x.cl - x.cr) FROM x WHERE x.cls IN ('won', 'lost') AND x.cl >= x.cr),
-			       (SELECT pg_catalog.min(x.cr) FROM x WHERE coalesce(x.cls, 'open') OPERATOR(pg_catalog.=) 'open'),
-			       (SELECT pg_catalog.count(x.cr) FROM x WHERE coalesce(x.cls, 'open') OPERATOR(pg_catalog.=) 'open')$q$,
-			source::text)
-			INTO max_cycle, oldest_open, n_open_dated;
-		IF max_cycle IS NOT NULL AND n_open_dated > 0 THEN
+		-- (counted only when the oldest open deal is that old)
+		IF max_cycle IS NOT NULL AND n_open_dated > 0 AND as_of - oldest_open > max_cycle THEN
 			EXECUTE pg_catalog.format(
 				$q$SELECT pg_catalog.count(*) FROM %s AS d
 				   WHERE coalesce(dealrisk.outcome_class(d.outcome::text), 'open') OPERATOR(pg_catalog.=) 'open'

@@ -734,6 +734,8 @@ DECLARE
 	stage_names text[];
 	dates		text;
 	absent		text[];
+	dup_rows	bigint;
+	dup_example text;
 	skipped		int[] := '{}';
 	expr		text[];
 BEGIN
@@ -776,7 +778,7 @@ BEGIN
 				   %s AS amount,
 				   %s AS cyc,
 				   coalesce(dealrisk.outcome_class(d.outcome::text), 'open') AS cls,
-				   pg_catalog.count(*) OVER (PARTITION BY d.deal_id::text) AS dups,
+				   %s AS dups,
 				   coalesce(%s, false) AS inf_date
 			FROM %s AS d
 		), c AS (
@@ -839,9 +841,34 @@ BEGIN
 					 pg_catalog.min(t.id) FILTER (WHERE t.t14),
 					 pg_catalog.min(t.id) FILTER (WHERE t.t15)]
 		FROM t$q$,
-		expr[1], expr[2], expr[3], expr[4], expr[5], coalesce(dates, 'false'), source::text)
+		expr[1], expr[2], expr[3], expr[4], expr[5],
+		'1::bigint',	-- duplicates are counted below
+		coalesce(dates, 'false'), source::text)
 		INTO n, ex
 		USING stage_names;
+	-- duplicate deal ids, by a hash aggregate (a sort of the whole source
+	-- in the scan above cost more); none to count when a unique index on
+	-- deal_id alone rules them out
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a
+	                 ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+	               WHERE i.indrelid = source::pg_catalog.oid AND i.indisunique AND i.indisvalid
+	                 AND i.indnkeyatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL
+	                 AND a.attname = 'deal_id'
+	                 AND a.atttypid IN ('text'::regtype::pg_catalog.oid, 'varchar'::regtype::pg_catalog.oid,
+	                                    'int2'::regtype::pg_catalog.oid, 'int4'::regtype::pg_catalog.oid,
+	                                    'int8'::regtype::pg_catalog.oid, 'uuid'::regtype::pg_catalog.oid)
+	                 -- (an inheritance parent's index does not cover its children)
+	                 AND (NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h WHERE h.inhparent = i.indrelid)
+	                      OR (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = i.indrelid) = 'p')) THEN
+		EXECUTE pg_catalog.format(
+			$q$SELECT coalesce(pg_catalog.sum(x.k), 0)::bigint, pg_catalog.min(x.id)
+			   FROM (SELECT d.deal_id::text AS id, pg_catalog.count(*) AS k FROM %s AS d
+			         WHERE d.deal_id IS NOT NULL GROUP BY 1 HAVING pg_catalog.count(*) > 1) x$q$,
+			source::text)
+			INTO dup_rows, dup_example;
+		n[2] := dup_rows;
+		ex[2] := dup_example;
+	END IF;
 
 	RETURN QUERY
 	SELECT v.name,

@@ -64,6 +64,8 @@ DECLARE
 	stage_names text[];
 	dates		text;
 	absent		text[];
+	dup_rows	bigint;
+	dup_example text;
 	skipped		int[] := '{}';
 	expr		text[];
 BEGIN
@@ -106,7 +108,7 @@ BEGIN
 				   %s AS amount,
 				   %s AS cyc,
 				   coalesce(dealrisk.outcome_class(d.outcome::text), 'open') AS cls,
-				   pg_catalog.count(*) OVER (PARTITION BY d.deal_id::text) AS dups,
+				   %s AS dups,
 				   coalesce(%s, false) AS inf_date
 			FROM %s AS d
 		), c AS (
@@ -169,9 +171,34 @@ BEGIN
 					 pg_catalog.min(t.id) FILTER (WHERE t.t14),
 					 pg_catalog.min(t.id) FILTER (WHERE t.t15)]
 		FROM t$q$,
-		expr[1], expr[2], expr[3], expr[4], expr[5], coalesce(dates, 'false'), source::text)
+		expr[1], expr[2], expr[3], expr[4], expr[5],
+		'1::bigint',	-- duplicates are counted below
+		coalesce(dates, 'false'), source::text)
 		INTO n, ex
 		USING stage_names;
+	-- duplicate deal ids, by a hash aggregate (a sort of the whole source
+	-- in the scan above cost more); none to count when a unique index on
+	-- deal_id alone rules them out
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a
+	                 ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+	               WHERE i.indrelid = source::pg_catalog.oid AND i.indisunique AND i.indisvalid
+	                 AND i.indnkeyatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL
+	                 AND a.attname = 'deal_id'
+	                 AND a.atttypid IN ('text'::regtype::pg_catalog.oid, 'varchar'::regtype::pg_catalog.oid,
+	                                    'int2'::regtype::pg_catalog.oid, 'int4'::regtype::pg_catalog.oid,
+	                                    'int8'::regtype::pg_catalog.oid, 'uuid'::regtype::pg_catalog.oid)
+	                 -- (an inheritance parent's index does not cover its children)
+	                 AND (NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h WHERE h.inhparent = i.indrelid)
+	                      OR (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = i.indrelid) = 'p')) THEN
+		EXECUTE pg_catalog.format(
+			$q$SELECT coalesce(pg_catalog.sum(x.k), 0)::bigint, pg_catalog.min(x.id)
+			   FROM (SELECT d.deal_id::text AS id, pg_catalog.count(*) AS k FROM %s AS d
+			         WHERE d.deal_id IS NOT NULL GROUP BY 1 HAVING pg_catalog.count(*) > 1) x$q$,
+			source::text)
+			INTO dup_rows, dup_example;
+		n[2] := dup_rows;
+		ex[2] := dup_example;
+	END IF;
 
 	RETURN QUERY
 	SELECT v.name,
@@ -236,14 +263,19 @@ BEGIN
 	IF NOT dealrisk._has_column(source, 'deal_stage') OR NOT dealrisk._has_column(source, 'outcome') THEN
 		RETURN NULL;
 	END IF;
+	-- callable by anyone, so it checks what it reads like every reader
+	PERFORM dealrisk._check_source(source, ARRAY['deal_stage', 'outcome']);
+	-- one scan: deals per stage and outcome class, then the stage table
 	EXECUTE pg_catalog.format(
-		$q$WITH w AS (
-			SELECT s.stage, s."position", pg_catalog.count(x.st) AS n
+		$q$WITH g AS (
+			SELECT pg_catalog.lower(pg_catalog.btrim(d.deal_stage::text, E' \t\n\r\f\013')) AS st,
+			       dealrisk.outcome_class(d.outcome::text) AS cls, pg_catalog.count(*) AS n
+			FROM %s AS d
+			GROUP BY 1, 2
+		), w AS (
+			SELECT s.stage, s."position", coalesce(pg_catalog.sum(g.n), 0)::bigint AS n
 			FROM dealrisk.stages s
-			LEFT JOIN (SELECT pg_catalog.lower(pg_catalog.btrim(d.deal_stage::text, E' \t\n\r\f\013')) AS st
-			           FROM %s AS d
-			           WHERE dealrisk.outcome_class(d.outcome::text) OPERATOR(pg_catalog.=) 'won') x
-			  ON x.st OPERATOR(pg_catalog.=) pg_catalog.lower(s.stage)
+			LEFT JOIN g ON g.st OPERATOR(pg_catalog.=) pg_catalog.lower(s.stage) AND g.cls OPERATOR(pg_catalog.=) 'won'
 			GROUP BY s.stage, s."position"
 		)
 		SELECT (SELECT pg_catalog.sum(w.n)::bigint FROM w),
@@ -252,14 +284,11 @@ BEGIN
 		       (SELECT w.stage FROM w ORDER BY w."position" LIMIT 1),
 		       (SELECT w.n FROM w ORDER BY w."position" LIMIT 1),
 		       (SELECT pg_catalog.count(*)::int FROM w),
-		       (SELECT pg_catalog.count(*)::int FROM w WHERE w.n > 0)$q$,
+		       (SELECT pg_catalog.count(*)::int FROM w WHERE w.n > 0),
+		       (SELECT coalesce(pg_catalog.sum(g.n), 0)::bigint FROM g WHERE g.cls IN ('won', 'lost')),
+		       (SELECT coalesce(pg_catalog.sum(g.n), 0)::bigint FROM g WHERE g.cls IN ('won', 'lost') AND g.st <> '')$q$,
 		source::text)
-		INTO won_staged, final_stage, n_final, first_stage, n_first, n_stages, n_with_won;
-	EXECUTE pg_catalog.format(
-		$q$SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE pg_catalog.btrim(d.deal_stage::text, E' \t\n\r\f\013') <> '')
-		   FROM %s AS d WHERE dealrisk.outcome_class(d.outcome::text) IN ('won', 'lost')$q$,
-		source::text)
-		INTO n_closed, n_closed_staged;
+		INTO won_staged, final_stage, n_final, first_stage, n_first, n_stages, n_with_won, n_closed, n_closed_staged;
 	IF n_closed > 0 AND n_closed_staged = 0 THEN
 		RETURN pg_catalog.format('none of the %s closed deals has a deal_stage, so there is no funnel to read', dealrisk._num(n_closed));
 	END IF;
@@ -436,14 +465,25 @@ BEGIN
 		          pg_catalog.count(*) FILTER (WHERE d.cls OPERATOR(pg_catalog.=) 'won'),
 		          pg_catalog.count(*) FILTER (WHERE d.cls OPERATOR(pg_catalog.=) 'lost'),
 		          pg_catalog.count(*) FILTER (WHERE d.cls OPERATOR(pg_catalog.=) 'open'),
-		          %s, %s
+		          %s, %s, %s
 		   FROM (SELECT d.*, coalesce(dealrisk.outcome_class(d.outcome::text), 'open') AS cls FROM %s AS d) d$q$,
 		newest_expr,
 		CASE WHEN 'created_date' = ANY (cols)
 		     THEN 'pg_catalog.max(CASE WHEN pg_catalog.isfinite(d.created_date::date) THEN d.created_date::date END)'
 		     ELSE 'NULL::date' END,
+		-- for stale open deals: the longest closed cycle, the oldest open
+		-- deal and how many open deals have a creation date
+		CASE WHEN 'created_date' = ANY (cols) AND 'closed_date' = ANY (cols)
+		     THEN $e$pg_catalog.max(d.closed_date::date - d.created_date::date)
+		                FILTER (WHERE d.cls IN ('won', 'lost') AND pg_catalog.isfinite(d.created_date::date)
+		                          AND pg_catalog.isfinite(d.closed_date::date) AND d.closed_date::date >= d.created_date::date),
+		              pg_catalog.min(d.created_date::date)
+		                FILTER (WHERE d.cls OPERATOR(pg_catalog.=) 'open' AND pg_catalog.isfinite(d.created_date::date)),
+		              pg_catalog.count(d.created_date)
+		                FILTER (WHERE d.cls OPERATOR(pg_catalog.=) 'open' AND pg_catalog.isfinite(d.created_date::date))$e$
+		     ELSE 'NULL::int, NULL::date, 0::bigint' END,
 		source::text)
-		INTO n_total, n_won, n_lost, n_open, newest, newest_created;
+		INTO n_total, n_won, n_lost, n_open, newest, newest_created, max_cycle, oldest_open, n_open_dated;
 
 	FOR unknown IN EXECUTE pg_catalog.format(
 		$q$SELECT dealrisk._label_guess(x.label) AS guess,
@@ -458,7 +498,7 @@ BEGIN
 		   ORDER BY pg_catalog.array_position(ARRAY['open', 'won', 'lost', 'unknown'], dealrisk._label_guess(x.label))$q$,
 		source::text)
 	LOOP
-		labels := unknown.labels[1:50];
+		labels := unknown.labels;
 		c_check := c_check || 'outcome_labels'::text; c_sev := c_sev || 'error'::text;
 		c_find := c_find || pg_catalog.format('%s %s of %s %s not known (%s of %s deals): %s; %s',
 			unknown.k, CASE WHEN unknown.k = 1 THEN 'outcome label' ELSE 'outcome labels' END, name,
@@ -556,30 +596,22 @@ BEGIN
 			c_check := c_check || 'scoring_date'::text; c_sev := c_sev || 'warning'::text;
 			c_find := c_find || pg_catalog.format('open deals are scored as of today, %s, %s days after the newest date in the source (%s): their ages and times in stage are measured to today, which makes every open deal look stale',
 				as_of, dealrisk._num((as_of - newest)::bigint), newest);
+			-- (the date as ISO text, which means the same date under any
+			-- DateStyle of the sessions that read the setting)
 			c_hint := c_hint || pg_catalog.format('If the data is an export from %s, score as of then: SET dealrisk.as_of_date = %L; to keep it: ALTER DATABASE %I SET dealrisk.as_of_date = %L;',
-				newest, newest::text, pg_catalog.current_database(), newest::text);
+				newest, pg_catalog.to_char(newest, 'YYYY-MM-DD'), pg_catalog.current_database(), pg_catalog.to_char(newest, 'YYYY-MM-DD'));
 		ELSIF as_of < newest_created THEN
 			c_check := c_check || 'scoring_date'::text; c_sev := c_sev || 'warning'::text;
 			c_find := c_find || pg_catalog.format('dealrisk.as_of_date (%s) is before the newest created_date in the source (%s): deals created after it get negative ages',
 				as_of, newest_created);
-			c_hint := c_hint || pg_catalog.format('SET dealrisk.as_of_date = %L, or later.', newest_created::text);
+			c_hint := c_hint || pg_catalog.format('SET dealrisk.as_of_date = %L, or later.', pg_catalog.to_char(newest_created, 'YYYY-MM-DD'));
 		END IF;
 	END IF;
 	-- (when open deals are scored as of a date long after the data, the
 	-- warning above says why they all look old)
 	IF has_created AND has_closed AND n_open > 0 AND NOT 'scoring_date' = ANY (c_check) THEN
-		EXECUTE pg_catalog.format(
-			$q$WITH x AS (
-				SELECT dealrisk.outcome_class(d.outcome::text) AS cls,
-				       CASE WHEN pg_catalog.isfinite(d.created_date::date) THEN d.created_date::date END AS cr,
-				       CASE WHEN pg_catalog.isfinite(d.closed_date::date) THEN d.closed_date::date END AS cl
-				FROM %s AS d)
-			SELECT (SELECT pg_catalog.max(x.cl - x.cr) FROM x WHERE x.cls IN ('won', 'lost') AND x.cl >= x.cr),
-			       (SELECT pg_catalog.min(x.cr) FROM x WHERE coalesce(x.cls, 'open') OPERATOR(pg_catalog.=) 'open'),
-			       (SELECT pg_catalog.count(x.cr) FROM x WHERE coalesce(x.cls, 'open') OPERATOR(pg_catalog.=) 'open')$q$,
-			source::text)
-			INTO max_cycle, oldest_open, n_open_dated;
-		IF max_cycle IS NOT NULL AND n_open_dated > 0 THEN
+		-- (counted only when the oldest open deal is that old)
+		IF max_cycle IS NOT NULL AND n_open_dated > 0 AND as_of - oldest_open > max_cycle THEN
 			EXECUTE pg_catalog.format(
 				$q$SELECT pg_catalog.count(*) FROM %s AS d
 				   WHERE coalesce(dealrisk.outcome_class(d.outcome::text), 'open') OPERATOR(pg_catalog.=) 'open'
