@@ -4,7 +4,7 @@
 -- older than every closed one, unknown labels and stages (whose hints are
 -- run as written), row-level problems, and a role that is not superuser.
 \ir harness/pgtap_setup.psql
-SELECT plan(51);
+SELECT plan(53);
 
 -- The finding rows of a check, as 'severity: finding | hint'.
 CREATE FUNCTION pg_temp.found(src regclass, chk text) RETURNS text
@@ -181,6 +181,16 @@ SELECT is((SELECT string_agg("check" || ':' || severity, ',' ORDER BY "check") F
 	'duplicate ids, dates out of order, NaN amounts and infinite dates are warnings');
 SELECT matches(pg_temp.found('messy', 'duplicate_deal_id'), '^warning: 4 rows: deal_id shared with another row .*\(e\.g\. deal_id \S+\) \| Keep one row per deal',
 	'... each with its count, an example and a hint');
+-- duplicates are not counted under a unique index on deal_id alone, but an
+-- inheritance child is not covered by its parent's index
+CREATE TABLE pk_src AS SELECT * FROM clean;
+ALTER TABLE pk_src ADD PRIMARY KEY (deal_id);
+SELECT is((SELECT "rows" FROM dealrisk.data_quality('pk_src') WHERE check_name = 'duplicate_deal_id'), 0::bigint,
+	'a source with a primary key on deal_id has no duplicate ids');
+CREATE TABLE pk_child () INHERITS (pk_src);
+INSERT INTO pk_child SELECT * FROM clean ORDER BY deal_id LIMIT 1;
+SELECT is((SELECT ("rows", example_deal_id) FROM dealrisk.data_quality('pk_src') WHERE check_name = 'duplicate_deal_id'),
+	(2::bigint, (SELECT min(deal_id) FROM clean)), '... but a child repeating a parent''s deal_id is counted');
 CREATE TABLE all_open AS SELECT deal_id, NULL::text AS outcome FROM clean;
 SELECT matches(pg_temp.found('all_open', 'outcomes'), '^error: no closed deal among 1,[0-9]{3} deals', 'no closed deal is an error');
 CREATE TABLE empty_src AS SELECT * FROM clean WHERE false;
