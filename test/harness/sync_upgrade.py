@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""test/harness/sync_upgrade.py PART NAME...: replace the definition of each function NAME in
+upgrade part PART with the one in src/*.sql (run from the top of a
+checkout): CREATE ... through its COMMENT ON FUNCTION when the part has the
+comment right after the body, else through the end of the body.  Keeps OR
+REPLACE as in PART."""
+import glob, re, sys
+def body_end(text, start):
+    m = re.compile(r"\bAS (\$\w*\$)").search(text, start)
+    if m:
+        tag = m.group(1)
+        e = text.index(tag + ';', m.end()) + len(tag) + 1
+    else:
+        e = text.index(';\n', start) + 1
+    return e + 1 if text[e:e+1] == '\n' else e
+def find(text, name):
+    m = re.search(r'CREATE (OR REPLACE )?FUNCTION dealrisk\.%s\(' % re.escape(name), text)
+    if not m: return None
+    e = body_end(text, m.end())
+    c = re.compile(r"COMMENT ON FUNCTION dealrisk\.%s\([^)]*\) IS\s*\n?\s*'(?:[^']|'')*';\n" % re.escape(name))
+    cm = c.match(text, e)
+    return m.start(), e, (cm.end() if cm else None), m.group(1)
+part = sys.argv[1]
+ptext = open(part).read()
+for name in sys.argv[2:]:
+    src = None
+    for f in sorted(glob.glob('src/*.sql')):
+        t = open(f).read(); r = find(t, name)
+        if r: src = (t, r); break
+    if src is None: sys.exit('%s not in src' % name)
+    r = find(ptext, name)
+    if r is None: sys.exit('%s not in %s' % (name, part))
+    t, sr = src
+    if r[2] is not None:
+        if sr[2] is None: sys.exit('src has no COMMENT for %s' % name)
+        new, end = t[sr[0]:sr[2]], r[2]
+    else:
+        new, end = t[sr[0]:sr[1]], r[1]
+    if r[3]: new = new.replace('CREATE FUNCTION', 'CREATE OR REPLACE FUNCTION', 1)
+    ptext = ptext[:r[0]] + new + ptext[end:]
+    print('synced', name, 'with comment' if r[2] is not None else 'body only')
+open(part, 'w').write(ptext)
