@@ -151,7 +151,7 @@ DECLARE
 	cols		text[];
 	types		regtype[];
 	col			text;
-	typ			regtype;
+	need		text;
 	missing		text[];
 	fatal		boolean := false;
 	has_created boolean;
@@ -207,22 +207,18 @@ BEGIN
 	END LOOP;
 	FOR i IN 1 .. pg_catalog.cardinality(cols) LOOP
 		col := cols[i];
-		typ := types[i];
-		IF (col IN ('created_date', 'closed_date', 'last_activity_date', 'stage_entered_date')
-		    AND typ NOT IN ('date'::regtype, 'timestamp'::regtype, 'timestamptz'::regtype))
-		   OR (col IN ('deal_amount', 'sales_cycle_days')
-		       AND typ NOT IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype,
-		                       'numeric'::regtype, 'real'::regtype, 'double precision'::regtype))
-		   OR (col IN ('outcome', 'deal_stage')
-		       AND typ NOT IN ('text'::regtype, 'character varying'::regtype, 'character'::regtype)) THEN
-			fatal := true;
-			c_check := c_check || 'column_types'::text; c_sev := c_sev || 'error'::text;
-			c_find := c_find || pg_catalog.format('column %s has type %s, not %s', col, pg_catalog.format_type(typ, NULL),
-				CASE WHEN col LIKE '%date' THEN 'a date' WHEN col IN ('outcome', 'deal_stage') THEN 'text' ELSE 'a number' END);
-			c_hint := c_hint || pg_catalog.format('Cast it in a view: %s AS %I (docs/data-contract.md).',
-				pg_catalog.format(CASE WHEN col LIKE '%date' THEN '%I::date' WHEN col IN ('outcome', 'deal_stage') THEN '%I::text'
-				                       ELSE '%I::numeric' END, col), col);
-		END IF;
+		need := dealrisk._contract_type_problem(cols[i], types[i]);
+		CONTINUE WHEN need IS NULL;
+		-- a date or number every reader casts: nothing runs; a label or
+		-- stage column of another type: the diagnostics cast it, the model
+		-- cannot read it
+		fatal := fatal OR need <> 'text';
+		c_check := c_check || 'column_types'::text;
+		c_sev := c_sev || CASE WHEN need = 'text' THEN 'warning' ELSE 'error' END;
+		c_find := c_find || pg_catalog.format('column %s has type %s, not %s%s', col, pg_catalog.format_type(types[i], NULL), need,
+			CASE WHEN need = 'text' THEN ': the diagnostics read it, train() and scoring cannot' ELSE '' END);
+		c_hint := c_hint || pg_catalog.format('Cast it in a view: %s AS %I (docs/data-contract.md).',
+			pg_catalog.format(CASE need WHEN 'a date' THEN '%I::date' WHEN 'text' THEN '%I::text' ELSE '%I::numeric' END, col), col);
 	END LOOP;
 	has_created := 'created_date' = ANY (cols);
 	has_closed := 'closed_date' = ANY (cols);

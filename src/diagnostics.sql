@@ -130,6 +130,28 @@ $fn$;
 COMMENT ON FUNCTION dealrisk._check_trust(regclass) IS
 	'Raises an error when reading a source could run code of a role the caller does not trust, or schema dealrisk holds functions that are not the extension''s (internal)';
 
+-- What type a column of the contract needs, when its type is not one the
+-- functions can read: 'a date' and 'a number' for the columns every reader
+-- casts, 'text' for outcome and deal_stage, which the model reads as text
+-- (the diagnostics cast them); NULL when the type is fine or the column is
+-- not the contract's.  The one statement of these rules: _check_source()
+-- raises on the first two, check_source() reports all three.
+CREATE FUNCTION dealrisk._contract_type_problem(col text, typ regtype)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN CASE
+	WHEN col IN ('created_date', 'closed_date', 'last_activity_date', 'stage_entered_date')
+		 AND typ NOT IN ('date'::regtype, 'timestamp'::regtype, 'timestamptz'::regtype) THEN 'a date'
+	WHEN col IN ('deal_amount', 'sales_cycle_days')
+		 AND typ NOT IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype,
+						 'numeric'::regtype, 'real'::regtype, 'double precision'::regtype) THEN 'a number'
+	WHEN col IN ('outcome', 'deal_stage')
+		 AND typ NOT IN ('text'::regtype, 'character varying'::regtype, 'character'::regtype) THEN 'text'
+END;
+COMMENT ON FUNCTION dealrisk._contract_type_problem(text, regtype) IS
+	'The kind of type a contract column needs when its type cannot be read (a date, a number, or text for the model), else NULL (internal)';
+
 CREATE FUNCTION dealrisk._check_source(source regclass, columns text[])
 RETURNS void
 LANGUAGE plpgsql STABLE PARALLEL SAFE
@@ -139,6 +161,7 @@ DECLARE
 	kind		"char";
 	col			text;
 	typ			regtype;
+	need		text;
 BEGIN
 	IF source IS NULL THEN
 		RAISE EXCEPTION 'source must not be NULL'
@@ -173,20 +196,13 @@ BEGIN
 					  HINT = 'Map your CRM''s columns with a view, see docs/data-contract.md.';
 		END IF;
 		-- Dates and numbers are cast in the queries: only castable types pass.
-		IF col IN ('created_date', 'closed_date', 'last_activity_date', 'stage_entered_date')
-			AND typ NOT IN ('date'::regtype, 'timestamp'::regtype, 'timestamptz'::regtype) THEN
-			RAISE EXCEPTION 'column "%" of source "%" has type %, not date', col, dealrisk._source_name(source),
-				pg_catalog.format_type(typ, NULL)
+		need := dealrisk._contract_type_problem(col, typ);
+		IF need IN ('a date', 'a number') THEN
+			RAISE EXCEPTION 'column "%" of source "%" has type %, not %', col, dealrisk._source_name(source),
+				pg_catalog.format_type(typ, NULL), CASE need WHEN 'a date' THEN 'date' ELSE need END
 				USING ERRCODE = '42804',
-					  HINT = 'Cast it to date in a view, see docs/data-contract.md.';
-		END IF;
-		IF col IN ('deal_amount', 'sales_cycle_days')
-			AND typ NOT IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype,
-							'numeric'::regtype, 'real'::regtype, 'double precision'::regtype) THEN
-			RAISE EXCEPTION 'column "%" of source "%" has type %, not a number', col, dealrisk._source_name(source),
-				pg_catalog.format_type(typ, NULL)
-				USING ERRCODE = '42804',
-					  HINT = 'Cast it to numeric in a view, see docs/data-contract.md.';
+					  HINT = pg_catalog.format('Cast it to %s in a view, see docs/data-contract.md.',
+											   CASE need WHEN 'a date' THEN 'date' ELSE 'numeric' END);
 		END IF;
 	END LOOP;
 END
