@@ -18,7 +18,7 @@ DATA = $(wildcard src/versions/$(EXTENSION)--*.sql)
 # The upgrade script to the version under development, assembled from one
 # part per change (src/upgrade/NN-topic.sql, name order) so that changes made
 # side by side do not collide; frozen into src/versions/ at release.
-PREV_VERSION = 0.2.0
+PREV_VERSION = 0.3.0
 UPGRADE_PARTS = $(sort $(wildcard src/upgrade/*.sql))
 ifneq ($(UPGRADE_PARTS),)
 DATA_built += $(EXTENSION)--$(PREV_VERSION)--$(EXTVERSION).sql
