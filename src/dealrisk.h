@@ -43,6 +43,8 @@ extern double dr_student_t_two_sided_p(double t, double df);
 extern double dr_welch_p(double m1, double s1, double n1,
 						 double m2, double s2, double n2);
 extern double dr_hash_uniform(int64 seed, int64 i, int32 stream);
+extern bool dr_cholesky(double *m, int n);
+extern void dr_cholesky_solve(const double *l, int n, double *b);
 
 /* outcome.c: outcome labels and the stage table. */
 extern DrOutcome dr_classify_outcome(const char *s, int len);

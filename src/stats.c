@@ -1,7 +1,8 @@
 /*
  * stats.c
  *	  Pure numerics for dealrisk: normal distribution, Wilson interval,
- *	  two-proportion and Welch tests, and a counter-based random generator.
+ *	  two-proportion and Welch tests, a counter-based random generator and
+ *	  the Cholesky factorisation the model fits share.
  *	  Nothing here touches the catalog, so every function is parallel safe.
  */
 #include "postgres.h"
@@ -10,6 +11,7 @@
 
 #include "access/htup_details.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 
 #include "dealrisk.h"
@@ -218,6 +220,67 @@ dr_welch_p(double m1, double s1, double n1, double m2, double s2, double n2)
 		return (m1 == m2) ? 1.0 : 0.0;
 	df = se2 * se2 / (v1 * v1 / (n1 - 1.0) + v2 * v2 / (n2 - 1.0));
 	return dr_student_t_two_sided_p((m1 - m2) / sqrt(se2), df);
+}
+
+/*
+ * In-place Cholesky factorisation of a symmetric positive definite matrix
+ * (row-major n x n, lower triangle used); false when it is not.
+ */
+bool
+dr_cholesky(double *m, int n)
+{
+	int			i,
+				j,
+				k;
+
+	for (j = 0; j < n; j++)
+	{
+		double		d = m[j * n + j];
+
+		CHECK_FOR_INTERRUPTS();
+
+		for (k = 0; k < j; k++)
+			d -= m[j * n + k] * m[j * n + k];
+		if (!(d > 0))
+			return false;
+		d = sqrt(d);
+		m[j * n + j] = d;
+		for (i = j + 1; i < n; i++)
+		{
+			double		s = m[i * n + j];
+
+			for (k = 0; k < j; k++)
+				s -= m[i * n + k] * m[j * n + k];
+			m[i * n + j] = s / d;
+		}
+	}
+	return true;
+}
+
+/* Solve L L' x = b given the Cholesky factor L (in place in b). */
+void
+dr_cholesky_solve(const double *l, int n, double *b)
+{
+	int			i,
+				k;
+
+	for (i = 0; i < n; i++)
+	{
+		double		s = b[i];
+
+		CHECK_FOR_INTERRUPTS();
+		for (k = 0; k < i; k++)
+			s -= l[i * n + k] * b[k];
+		b[i] = s / l[i * n + i];
+	}
+	for (i = n - 1; i >= 0; i--)
+	{
+		double		s = b[i];
+
+		for (k = i + 1; k < n; k++)
+			s -= l[k * n + i] * b[k];
+		b[i] = s / l[i * n + i];
+	}
 }
 
 /*

@@ -446,67 +446,6 @@ dr_irls_accum(PG_FUNCTION_ARGS)
 }
 
 /*
- * In-place Cholesky factorisation of a symmetric positive definite matrix
- * (row-major n x n, lower triangle used); false when it is not.
- */
-static bool
-cholesky(double *m, int n)
-{
-	int			i,
-				j,
-				k;
-
-	for (j = 0; j < n; j++)
-	{
-		double		d = m[j * n + j];
-
-		CHECK_FOR_INTERRUPTS();
-
-		for (k = 0; k < j; k++)
-			d -= m[j * n + k] * m[j * n + k];
-		if (!(d > 0))
-			return false;
-		d = sqrt(d);
-		m[j * n + j] = d;
-		for (i = j + 1; i < n; i++)
-		{
-			double		s = m[i * n + j];
-
-			for (k = 0; k < j; k++)
-				s -= m[i * n + k] * m[j * n + k];
-			m[i * n + j] = s / d;
-		}
-	}
-	return true;
-}
-
-/* Solve L L' x = b given the Cholesky factor L (in place in b). */
-static void
-cholesky_solve(const double *l, int n, double *b)
-{
-	int			i,
-				k;
-
-	for (i = 0; i < n; i++)
-	{
-		double		s = b[i];
-
-		CHECK_FOR_INTERRUPTS();
-		for (k = 0; k < i; k++)
-			s -= l[i * n + k] * b[k];
-		b[i] = s / l[i * n + i];
-	}
-	for (i = n - 1; i >= 0; i--)
-	{
-		double		s = b[i];
-
-		for (k = i + 1; k < n; k++)
-			s -= l[k * n + i] * b[k];
-		b[i] = s / l[i * n + i];
-	}
-}
-
-/*
  * SQL: _irls_solve(state, beta, l2) -> new coefficients.  One Newton step on
  * the L2-penalised log-likelihood (the intercept is not penalised).  If the
  * information matrix is singular (a level never seen, say), a tiny ridge is
@@ -568,7 +507,7 @@ dr_irls_solve(PG_FUNCTION_ARGS)
 				m[i * p + j] = m[j * p + i] = x;
 			}
 		}
-		if (cholesky(m, p))
+		if (dr_cholesky(m, p))
 			break;
 		ridge = (ridge == 0) ? 1e-8 * Max(1.0, v[1]) : ridge * 10;
 	}
@@ -579,7 +518,7 @@ dr_irls_solve(PG_FUNCTION_ARGS)
 				 errhint("Use a larger l2 penalty or fewer features.")));
 	for (i = 0; i < p; i++)
 		step[i] = grad[i] - (i > 0 ? l2 * beta[i] : 0);
-	cholesky_solve(m, p, step);
+	dr_cholesky_solve(m, p, step);
 
 	elems = palloc(sizeof(Datum) * p);
 	for (i = 0; i < p; i++)
