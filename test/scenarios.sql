@@ -3,7 +3,7 @@
 -- scenario's planted change (and nothing else) shows in the data, and that
 -- the diagnostics run on every scenario.
 \ir harness/pgtap_setup.psql
-SELECT plan(67);
+SELECT plan(85);
 
 -- The signatures and their properties
 SELECT has_function('dealrisk', 'sample_scenario', ARRAY['text', 'bigint', 'bigint'],
@@ -254,6 +254,73 @@ SELECT is((SELECT string_agg(s.scenario, ', ') FROM dealrisk.sample_scenarios() 
 	'diagnose() runs on every scenario and compares Q2-2024 with Q1-2024');
 SELECT alike(dealrisk.diagnose('public.sc_none'), '%The win rate % from Q1-2024 to Q2-2024 %within noise%',
 	'none: diagnose() finds the overall change within noise');
+
+-- drivers() names exactly the planted causes, nothing else (issue #13,
+-- item 4): every scenario, seeds 1, 2 and 3 (chosen before any result was
+-- seen), 10,000 deals each.  The causes are its rows of kind rate, mix and
+-- overall, as kind:driver; the planted ones are sorted the same way.
+-- Seed 2 fails in four scenarios, and is kept as TODO rather than replaced:
+-- its data holds two chance changes, FinTech -7.8 points in every scenario
+-- (p = 1.1e-4 .. 1.6e-4 among 488 candidates: q = 0.078 in none, but ranked second
+-- behind a real cause it passes Benjamini-Hochberg at q = 0.026 .. 0.032)
+-- and product_type = Core x rep_20 (its non-FinTech deals 49% -> 27%; with
+-- the FinTech collapse on top, q = 0.006).  Over seeds 1 .. 50
+-- (test/bench/drivers_fdr.sh, docs/diagnostics.md) drivers() names exactly
+-- the planted set in 47 or 48 of 50 per scenario and never misses one.
+DO $$
+DECLARE s text; k int;
+BEGIN
+	FOR s, k IN SELECT x.scenario, g FROM dealrisk.sample_scenarios() x, generate_series(1, 3) g LOOP
+		EXECUTE format('CREATE TABLE public.%I AS SELECT * FROM dealrisk.sample_scenario(%L, 10000, %s)',
+			'drv_' || s || '_' || k, s, k);
+	END LOOP;
+END $$;
+CREATE TEMP TABLE drv AS
+	SELECT s.scenario, g AS seed, d.*
+	FROM dealrisk.sample_scenarios() s, generate_series(1, 3) g,
+		 LATERAL dealrisk.drivers(format('public.%I', 'drv_' || s.scenario || '_' || g)::regclass) d;
+CREATE FUNCTION pg_temp.named(sc text, seed int) RETURNS text[] LANGUAGE sql AS $f$
+	SELECT coalesce(array_agg(d.kind || ':' || d.driver ORDER BY d.kind || ':' || d.driver)
+			FILTER (WHERE d.kind IN ('rate', 'mix', 'overall')), '{}')
+	FROM drv d WHERE d.scenario = sc AND d.seed = named.seed
+$f$;
+CREATE FUNCTION pg_temp.planted(sc text) RETURNS text[] LANGUAGE sql AS $f$
+	SELECT ARRAY(SELECT unnest(s.planted) ORDER BY 1) FROM dealrisk.sample_scenarios() s WHERE s.scenario = sc
+$f$;
+CREATE FUNCTION pg_temp.label(sc text, seed int) RETURNS text LANGUAGE sql AS $f$
+	SELECT format('%s, seed %s: drivers() names exactly %s', sc, seed,
+		coalesce(nullif(array_to_string(pg_temp.planted(sc), ' and '), ''), 'no cause'))
+$f$;
+SELECT is(pg_temp.named('none', 1), pg_temp.planted('none'), pg_temp.label('none', 1));
+SELECT is(pg_temp.named('none', 2), pg_temp.planted('none'), pg_temp.label('none', 2));
+SELECT is(pg_temp.named('none', 3), pg_temp.planted('none'), pg_temp.label('none', 3));
+SELECT is(pg_temp.named('collapse', 1), pg_temp.planted('collapse'), pg_temp.label('collapse', 1));
+SELECT todo('seed 2 holds chance changes that pass BH once a real cause is found (see above); reported to the coordinator', 1);
+SELECT is(pg_temp.named('collapse', 2), pg_temp.planted('collapse'), pg_temp.label('collapse', 2));
+SELECT is(pg_temp.named('collapse', 3), pg_temp.planted('collapse'), pg_temp.label('collapse', 3));
+SELECT is(pg_temp.named('mix', 1), pg_temp.planted('mix'), pg_temp.label('mix', 1));
+SELECT todo('seed 2 holds chance changes that pass BH once a real cause is found (see above); reported to the coordinator', 1);
+SELECT is(pg_temp.named('mix', 2), pg_temp.planted('mix'), pg_temp.label('mix', 2));
+SELECT is(pg_temp.named('mix', 3), pg_temp.planted('mix'), pg_temp.label('mix', 3));
+SELECT is(pg_temp.named('two_causes', 1), pg_temp.planted('two_causes'), pg_temp.label('two_causes', 1));
+SELECT todo('seed 2 holds chance changes that pass BH once a real cause is found (see above); reported to the coordinator', 1);
+SELECT is(pg_temp.named('two_causes', 2), pg_temp.planted('two_causes'), pg_temp.label('two_causes', 2));
+SELECT is(pg_temp.named('two_causes', 3), pg_temp.planted('two_causes'), pg_temp.label('two_causes', 3));
+SELECT is(pg_temp.named('cell', 1), pg_temp.planted('cell'), pg_temp.label('cell', 1));
+SELECT todo('seed 2 holds chance changes that pass BH once a real cause is found (see above); reported to the coordinator', 1);
+SELECT is(pg_temp.named('cell', 2), pg_temp.planted('cell'), pg_temp.label('cell', 2));
+SELECT is(pg_temp.named('cell', 3), pg_temp.planted('cell'), pg_temp.label('cell', 3));
+SELECT is((SELECT string_agg(format('%s seed %s misses %s', x.scenario, x.seed, p), '; ')
+	FROM (SELECT DISTINCT scenario, seed FROM drv) x, unnest(pg_temp.planted(x.scenario)) p
+	WHERE p <> ALL (pg_temp.named(x.scenario, x.seed))), NULL,
+	'drivers() misses no planted cause in any of the 15 runs');
+SELECT is((SELECT count(*) FROM (SELECT scenario, seed FROM drv GROUP BY 1, 2
+	HAVING count(*) FILTER (WHERE kind = 'total') = 1 AND count(*) FILTER (WHERE kind = 'remainder') = 1
+	   AND count(*) FILTER (WHERE kind IN ('rate', 'mix', 'overall')) = count(rank)) x), 15::bigint,
+	'every run has one total row, one remainder row, and a rank for each cause');
+SELECT is((SELECT count(*) FROM (SELECT scenario, seed FROM drv GROUP BY 1, 2
+	HAVING abs(sum(contribution) FILTER (WHERE kind <> 'total') - sum(contribution) FILTER (WHERE kind = 'total')) > 1e-12) x),
+	0::bigint, 'the causes and the remainder add up to the total change');
 
 SELECT * FROM finish();
 ROLLBACK;
