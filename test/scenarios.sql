@@ -261,10 +261,11 @@ SELECT alike(dealrisk.diagnose('public.sc_none'), '%The win rate % from Q1-2024 
 -- overall, as kind:driver; the planted ones are sorted the same way.
 -- Seed 2 fails in four scenarios, and is kept as TODO rather than replaced:
 -- its data holds two chance changes, FinTech -7.8 points in every scenario
--- (p = 1.1e-4 .. 1.6e-4 among 488 candidates: q = 0.078 in none, but ranked second
--- behind a real cause it passes Benjamini-Hochberg at q = 0.026 .. 0.032)
--- and product_type = Core x rep_20 (its non-FinTech deals 49% -> 27%; with
--- the FinTech collapse on top, q = 0.006).  Over seeds 1 .. 50
+-- (p = 1.0e-4 .. 1.6e-4 among 488 candidates: q = 0.078 in none, but
+-- ranked second behind a real cause it passes Benjamini-Hochberg at
+-- q = 0.026 .. 0.032), and product_type = Core x rep_20 (its non-FinTech
+-- deals 49% -> 27%; with the FinTech collapse on top, q = 0.006).  The
+-- false discovery rate is the stated 5%; over seeds 1 .. 50
 -- (test/bench/drivers_fdr.sh, docs/diagnostics.md) drivers() names exactly
 -- the planted set in 47 or 48 of 50 per scenario and never misses one.
 DO $$
