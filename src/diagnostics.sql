@@ -555,141 +555,92 @@ COMMENT ON FUNCTION dealrisk.bh_adjust(float8[]) IS
 
 -- Drivers -------------------------------------------------------------------
 
+-- The segments of one dimension, with the one-at-a-time decomposition
+-- (rate and mix effects, two-proportion p and BH q over the call) and the
+-- adjusted columns of the joint analysis (src/drivers.sql), which holds the
+-- contract dimensions the source has fixed besides this one.
 CREATE FUNCTION dealrisk.win_rate_drivers(source regclass, dimension text,
 	recent daterange DEFAULT NULL, baseline daterange DEFAULT NULL)
 RETURNS TABLE(segment text, baseline_closed bigint, baseline_win_rate float8,
 			  baseline_share float8, recent_closed bigint, recent_win_rate float8,
 			  recent_share float8, rate_effect float8, mix_effect float8,
-			  contribution float8, p_value float8, q_value float8, significant boolean)
+			  contribution float8, p_value float8, q_value float8, significant boolean,
+			  adjusted_rate_effect float8, adjusted_ci_low float8, adjusted_ci_high float8,
+			  adjusted_p_value float8, adjusted_q_value float8, explained_by text,
+			  mix_q_value float8, mix_explained_by text)
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 20
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
 	cols		text[];
-	label		text;
-	win			record;
-	segs		text[];
-	b_n			bigint[];
-	b_w			bigint[];
-	r_n			bigint[];
-	r_w			bigint[];
-	n0			bigint;
-	w0			bigint;
-	n1			bigint;
-	rate0		float8;
+	dims		text[];
+	w			record;
 BEGIN
 	PERFORM dealrisk._check_source(source, ARRAY['closed_date', 'outcome']);
 	cols := dealrisk._dimension_columns(source, dimension);
-
-	IF pg_catalog.isempty(recent) THEN
-		RAISE EXCEPTION 'recent window is empty'
-			USING ERRCODE = '22023',
-				  DETAIL = 'A daterange whose lower and upper bounds are equal holds no date.',
-				  HINT = 'Pass a daterange with lower < upper, e.g. ''[2024-04-01,2024-07-01)''.';
-	END IF;
-	IF pg_catalog.isempty(baseline) THEN
-		RAISE EXCEPTION 'baseline window is empty'
-			USING ERRCODE = '22023',
-				  DETAIL = 'A daterange whose lower and upper bounds are equal holds no date.',
-				  HINT = 'Pass a daterange with lower < upper, e.g. ''[2024-01-01,2024-04-01)''.';
-	END IF;
-	IF recent IS NULL THEN
-		SELECT * INTO win FROM dealrisk._default_windows(source);
-		recent := win.recent;
-		baseline := coalesce(baseline, win.baseline);
-	ELSIF baseline IS NULL THEN
-		IF pg_catalog.lower_inf(recent) OR pg_catalog.upper_inf(recent) THEN
-			RAISE EXCEPTION 'cannot derive a baseline window from the unbounded recent window %', recent
-				USING ERRCODE = '22023',
-					  HINT = 'Pass a bounded recent window, or pass baseline too.';
-		END IF;
-		-- the window of the same length just before recent
-		baseline := pg_catalog.daterange(
-			pg_catalog.lower(recent) - (pg_catalog.upper(recent) - pg_catalog.lower(recent)),
-			pg_catalog.lower(recent));
-	END IF;
-	IF recent && baseline THEN
-		RAISE EXCEPTION 'recent window % overlaps baseline window %', recent, baseline
-			USING ERRCODE = '22023',
-				  HINT = 'The windows are compared as independent samples: make them disjoint.';
-	END IF;
-
-	SELECT pg_catalog.string_agg(
-			pg_catalog.format('coalesce(d.%I::text, %L)', c, '(missing)'), ', ' ORDER BY o)
-		INTO label
-	FROM pg_catalog.unnest(cols) WITH ORDINALITY AS u(c, o);
-
-	EXECUTE pg_catalog.format(
-		$q$SELECT coalesce(pg_catalog.array_agg(g.seg ORDER BY g.seg), '{}'),
-				  coalesce(pg_catalog.array_agg(g.b_n ORDER BY g.seg), '{}'),
-				  coalesce(pg_catalog.array_agg(g.b_w ORDER BY g.seg), '{}'),
-				  coalesce(pg_catalog.array_agg(g.r_n ORDER BY g.seg), '{}'),
-				  coalesce(pg_catalog.array_agg(g.r_w ORDER BY g.seg), '{}')
-		   FROM (SELECT x.seg,
-						pg_catalog.count(*) FILTER (WHERE NOT x.in_recent) AS b_n,
-						pg_catalog.count(*) FILTER (WHERE NOT x.in_recent AND x.won) AS b_w,
-						pg_catalog.count(*) FILTER (WHERE x.in_recent) AS r_n,
-						pg_catalog.count(*) FILTER (WHERE x.in_recent AND x.won) AS r_w
-				 FROM (SELECT pg_catalog.concat_ws(' / ', %s) AS seg,
-							  d.closed_date::date <@ $1 AS in_recent,
-							  dealrisk.is_won(d.outcome::text) AS won
-					   FROM %s AS d
-					   WHERE d.closed_date::date <@ $1 OR d.closed_date::date <@ $2) x
-				 WHERE x.won IS NOT NULL
-				 GROUP BY x.seg) g$q$,
-		label, source::text)
-		INTO segs, b_n, b_w, r_n, r_w
-		USING recent, baseline;
-
-	SELECT coalesce(pg_catalog.sum(u.bn), 0), coalesce(pg_catalog.sum(u.bw), 0),
-		   coalesce(pg_catalog.sum(u.rn), 0)
-		INTO n0, w0, n1
-	FROM ROWS FROM (pg_catalog.unnest(b_n), pg_catalog.unnest(b_w), pg_catalog.unnest(r_n))
-		AS u(bn, bw, rn);
-	IF n1 = 0 THEN
-		RAISE EXCEPTION 'recent window % has no closed deals in source "%"', recent, dealrisk._source_name(source)
-			USING ERRCODE = '22023',
-				  HINT = 'Pass a recent window (a daterange over closed_date) that holds closed deals.';
-	END IF;
-	IF n0 = 0 THEN
-		RAISE EXCEPTION 'baseline window % has no closed deals in source "%"', baseline, dealrisk._source_name(source)
-			USING ERRCODE = '22023',
-				  HINT = 'Pass a baseline window (a daterange over closed_date) that holds closed deals.';
-	END IF;
-	rate0 := w0::float8 / n0;
+	SELECT * INTO w FROM dealrisk._comparison_windows(source, recent, baseline);
+	dims := ARRAY[dimension] || ARRAY(SELECT c FROM pg_catalog.unnest(dealrisk._contract_dimensions(source)) AS c
+									  WHERE c <> ALL (cols));
 
 	-- rate_effect = s1 (r1 - r0), mix_effect = (s1 - s0) (r0 - R0); a segment
 	-- missing from the baseline takes r0 = R0, one missing from the recent
 	-- window has s1 = 0.  Summed over segments: R1 - R0.  The segments are
-	-- tested together, so significance is judged on the Benjamini-Hochberg
-	-- q-values over the segments of this call (those with a p-value).
+	-- tested together, so the one-at-a-time q-value is the Benjamini-Hochberg
+	-- adjustment over the segments of this call (those with a p-value);
+	-- significant is the adjusted test's.
 	RETURN QUERY
-	WITH k AS (
-		SELECT u.seg, u.bn, u.bw, u.rn, u.rw,
-			   u.bn::float8 / n0 AS s0,
-			   u.rn::float8 / n1 AS s1,
-			   CASE WHEN u.bn > 0 THEN u.bw::float8 / u.bn END AS r0,
-			   CASE WHEN u.rn > 0 THEN u.rw::float8 / u.rn END AS r1
-		FROM ROWS FROM (pg_catalog.unnest(segs), pg_catalog.unnest(b_n), pg_catalog.unnest(b_w),
-						pg_catalog.unnest(r_n), pg_catalog.unnest(r_w)) AS u(seg, bn, bw, rn, rw)
+	WITH a AS MATERIALIZED (
+		SELECT * FROM dealrisk._driver_analysis(source, dims, w.recent, w.baseline, 1, false)
+	), t AS MATERIALIZED (
+		SELECT a.baseline_closed AS n0, a.baseline_won AS w0, a.recent_closed AS n1
+		FROM a WHERE a.id = 0
+	), s AS (
+		-- the rate and mix rows of each segment of this dimension, side by side
+		SELECT a.segments[1] AS seg,
+			   pg_catalog.max(a.baseline_closed) FILTER (WHERE a.kind = 'rate') AS bn,
+			   pg_catalog.max(a.baseline_won) FILTER (WHERE a.kind = 'rate') AS bw,
+			   pg_catalog.max(a.recent_closed) FILTER (WHERE a.kind = 'rate') AS rn,
+			   pg_catalog.max(a.recent_won) FILTER (WHERE a.kind = 'rate') AS rw,
+			   pg_catalog.max(a.contribution) FILTER (WHERE a.kind = 'rate') AS adj,
+			   pg_catalog.max(a.effect_low * a.recent_closed) FILTER (WHERE a.kind = 'rate') AS adj_lo,
+			   pg_catalog.max(a.effect_high * a.recent_closed) FILTER (WHERE a.kind = 'rate') AS adj_hi,
+			   pg_catalog.max(a.p_value) FILTER (WHERE a.kind = 'rate') AS adj_p,
+			   pg_catalog.max(a.q_value) FILTER (WHERE a.kind = 'rate') AS adj_q,
+			   pg_catalog.max(a.explained_by) FILTER (WHERE a.kind = 'rate') AS expl,
+			   pg_catalog.max(a.q_value) FILTER (WHERE a.kind = 'mix') AS mix_q,
+			   pg_catalog.max(a.explained_by) FILTER (WHERE a.kind = 'mix') AS mix_expl
+		FROM a
+		WHERE a.kind IN ('rate', 'mix') AND a.dims = ARRAY[dimension]
+		GROUP BY a.segments[1]
+	), k AS (
+		SELECT s.seg, s.bn, s.bw, s.rn, s.rw,
+			   s.bn::float8 / t.n0 AS s0,
+			   s.rn::float8 / t.n1 AS s1,
+			   CASE WHEN s.bn > 0 THEN s.bw::float8 / s.bn END AS r0,
+			   CASE WHEN s.rn > 0 THEN s.rw::float8 / s.rn END AS r1,
+			   t.w0::float8 / t.n0 AS rate0,
+			   s.adj, s.adj_lo / t.n1 AS adj_lo, s.adj_hi / t.n1 AS adj_hi,
+			   s.adj_p, s.adj_q, s.expl, s.mix_q, s.mix_expl
+		FROM s, t
 	), e AS (
 		SELECT k.*,
-			   CASE WHEN k.rn > 0 THEN k.s1 * (k.r1 - coalesce(k.r0, rate0)) ELSE 0 END AS re,
-			   (k.s1 - k.s0) * (coalesce(k.r0, rate0) - rate0) AS me,
+			   CASE WHEN k.rn > 0 THEN k.s1 * (k.r1 - coalesce(k.r0, k.rate0)) ELSE 0 END AS re,
+			   (k.s1 - k.s0) * (coalesce(k.r0, k.rate0) - k.rate0) AS me,
 			   dealrisk.two_proportion_p(k.rw, k.rn, k.bw, k.bn) AS pv,
 			   pg_catalog.row_number() OVER (ORDER BY k.seg)::int AS j
 		FROM k
-	), f AS (
+	), f AS MATERIALIZED (	-- (once, not once per segment)
 		SELECT dealrisk.bh_adjust(coalesce(pg_catalog.array_agg(e.pv ORDER BY e.j), '{}')) AS qs FROM e
 	)
 	SELECT e.seg, e.bn, e.r0, e.s0, e.rn, e.r1, e.s1, e.re, e.me, e.re + e.me,
-		   e.pv, f.qs[e.j], f.qs[e.j] < 0.05
+		   e.pv, f.qs[e.j], coalesce(e.adj_q < 0.05, false),
+		   e.adj, e.adj_lo, e.adj_hi, e.adj_p, e.adj_q, e.expl, e.mix_q, e.mix_expl
 	FROM e, f
 	ORDER BY e.re + e.me, e.seg;
 END
 $fn$;
 COMMENT ON FUNCTION dealrisk.win_rate_drivers(regclass, text, daterange, daterange) IS
-	'Decomposes the change of the win rate between a baseline and a recent window of closed_date into per-segment rate and mix effects (summing to the overall change), with a two-proportion p-value per segment, its Benjamini-Hochberg q-value over the segments of the call, and significant = q < 0.05; dimension names one or more columns separated by commas; windows default to the last complete quarter and the one before';
+	'Decomposes the change of the win rate between a baseline and a recent window of closed_date into per-segment rate and mix effects (summing to the overall change) with one-at-a-time p- and q-values, and the adjusted rate effect of each segment with the other contract dimensions held fixed (its 95% interval, p- and q-value over the joint analysis, the driver that explains its marginal change, the mix q-value and what explains its share change); significant = adjusted q < 0.05; dimension names one or more columns separated by commas; windows default to the last complete quarter and the one before';
 
 -- Funnel --------------------------------------------------------------------
 
