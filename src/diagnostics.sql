@@ -928,9 +928,11 @@ DECLARE
 	last_cr		date;
 	cut_off		boolean := false;
 	summary		text;
-	n_signif	bigint := 0;
 	n_tests		bigint := 0;
 	top_drag	text;
+	remainder	float8;
+	n_shadows	int := 0;
+	shadow_list	text[] := '{}';
 	recent		daterange;
 	baseline	daterange;
 	rq			text;
@@ -1135,8 +1137,9 @@ BEGIN
 
 
 		-- Segments that drag the win rate, across the usual dimensions the
-		-- source has.  All their segments are one family of tests: q is the
-		-- Benjamini-Hochberg adjustment over every segment with a p-value.
+		-- source has: the independent causes of the joint analysis (one read
+		-- of the source, src/drivers.sql), and the segments that one-at-a-time
+		-- tests would flag but that a cause explains away (their shadows).
 		IF NOT has_closed THEN
 			lines := lines || 'Segments: not available: the source has no closed_date column, so there are no two quarters to compare.'::text;
 		ELSIF recent IS NULL THEN
@@ -1146,66 +1149,101 @@ BEGIN
 		ELSE
 			BEGIN
 				FOR r IN
-					WITH d AS (
-						SELECT dm.dim, dm.o, dr.*
-						FROM pg_catalog.unnest(dims) WITH ORDINALITY AS dm(dim, o),
-							 LATERAL dealrisk.win_rate_drivers(source, dm.dim, recent, baseline) dr
-					), n AS (
-						SELECT d.*, pg_catalog.row_number() OVER (ORDER BY d.o, d.segment)::int AS k
-						FROM d
-					), fam AS (
-						SELECT dealrisk.bh_adjust(coalesce(pg_catalog.array_agg(n.p_value ORDER BY n.k), '{}')) AS qs,
-							   pg_catalog.count(n.p_value) AS m
-						FROM n
-					), a AS (
-						SELECT n.dim, n.o, n.segment, n.contribution, n.rate_effect, n.mix_effect,
-							   n.recent_win_rate, n.baseline_win_rate, n.p_value,
-							   fam.qs[n.k] AS q, fam.m,
-							   pg_catalog.count(*) FILTER (WHERE fam.qs[n.k] < 0.05) OVER () AS n_sig
-						FROM n, fam
+					WITH a AS MATERIALIZED (
+						SELECT * FROM dealrisk._driver_analysis(source, dims, recent, baseline, 0, false)
+					), t AS MATERIALIZED (
+						SELECT a.baseline_closed AS n0, a.baseline_won AS w0, a.recent_closed AS n1, a.recent_won AS w1,
+							   a.recent_won::float8 / a.recent_closed - a.baseline_won::float8 / a.baseline_closed AS change,
+							   (SELECT pg_catalog.count(*) FROM a x WHERE x.tested) AS m
+						FROM a WHERE a.id = 0
+					), one AS (
+						-- the one-at-a-time view: each segment's contribution (rate
+						-- effect + mix effect) and its two-proportion test
+						SELECT a.driver, a.explained_by, a.contribution AS adj,
+							   CASE WHEN a.recent_closed > 0 THEN (a.recent_closed::float8 / t.n1)
+									* (a.recent_won::float8 / a.recent_closed
+									   - coalesce(a.baseline_won::float8 / NULLIF(a.baseline_closed, 0), t.w0::float8 / t.n0)) ELSE 0 END
+								 + (a.recent_closed::float8 / t.n1 - a.baseline_closed::float8 / t.n0)
+									* (coalesce(a.baseline_won::float8 / NULLIF(a.baseline_closed, 0), t.w0::float8 / t.n0) - t.w0::float8 / t.n0)
+								 AS marginal,
+							   dealrisk.two_proportion_p(a.recent_won, a.recent_closed, a.baseline_won, a.baseline_closed) AS pv,
+							   pg_catalog.row_number() OVER (ORDER BY a.id)::int AS j
+						FROM a, t
+						WHERE a.kind = 'rate' AND pg_catalog.cardinality(a.segments) = 1
+					), oneq AS MATERIALIZED (
+						SELECT dealrisk.bh_adjust(coalesce(pg_catalog.array_agg(one.pv ORDER BY one.j), '{}')) AS qs FROM one
 					)
-					SELECT a.* FROM a
-					WHERE a.contribution < 0
-					ORDER BY a.contribution, a.o, a.segment
-					LIMIT 5
+					SELECT 1 AS part, a.kind, a.driver, a.contribution, a.effect, a.p_value, a.q_value,
+						   a.baseline_closed::float8 / t.n0 AS s0, a.recent_closed::float8 / t.n1 AS s1,
+						   a.baseline_won::float8 / NULLIF(a.baseline_closed, 0) AS r0,
+						   a.recent_won::float8 / NULLIF(a.recent_closed, 0) AS r1,
+						   t.w0::float8 / t.n0 AS rate0, t.change, t.m, NULL::text AS expl
+					FROM a, t
+					WHERE a.selected AND a.q_value < 0.05
+					UNION ALL
+					SELECT 2, NULL, one.driver, one.marginal, one.adj, one.pv, oneq.qs[one.j],
+						   NULL, NULL, NULL, NULL, NULL, t.change, t.m, one.explained_by
+					FROM one, oneq, t
+					WHERE one.explained_by IS NOT NULL AND oneq.qs[one.j] < 0.05
+					  AND one.marginal * t.change > 0
+					UNION ALL
+					SELECT 3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, t.change, t.m, NULL
+					FROM t
+					ORDER BY 1, 4, 3
 				LOOP
-					shown := shown + 1;
 					n_tests := r.m;
-					n_signif := r.n_sig;
-					IF shown = 1 THEN
-						top_drag := pg_catalog.format('the biggest drag is %s = %s (%s points, %s)',
-							r.dim, r.segment, dealrisk._pts(r.contribution),
-							CASE WHEN r.q < 0.05 THEN 'significant' ELSE 'not significant' END);
+					IF r.part = 1 THEN
+						shown := shown + 1;
+						seg_lines := seg_lines || CASE r.kind
+							WHEN 'mix' THEN pg_catalog.format('  %s (share): %s points; share of closed deals %s -> %s, at a baseline win rate of %s (%s overall), q %s',
+								r.driver, dealrisk._pts(r.contribution), dealrisk._pct(r.s0), dealrisk._pct(r.s1),
+								dealrisk._pct(r.r0), dealrisk._pct(r.rate0),
+								CASE WHEN r.q_value < 0.001 THEN '< 0.001' ELSE '= ' || pg_catalog.to_char(r.q_value, 'FM0.000') END)
+							WHEN 'overall' THEN pg_catalog.format('  every segment alike: %s points beyond the causes above, q %s',
+								dealrisk._pts(r.contribution),
+								CASE WHEN r.q_value < 0.001 THEN '< 0.001' ELSE '= ' || pg_catalog.to_char(r.q_value, 'FM0.000') END)
+							ELSE pg_catalog.format('  %s: %s points; its win rate %s -> %s, %s points with the other dimensions held fixed, q %s',
+								r.driver, dealrisk._pts(r.contribution), dealrisk._pct(r.r0), dealrisk._pct(r.r1),
+								dealrisk._pts(r.effect),
+								CASE WHEN r.q_value < 0.001 THEN '< 0.001' ELSE '= ' || pg_catalog.to_char(r.q_value, 'FM0.000') END) END;
+						top_drag := coalesce(top_drag || ', ', '') || pg_catalog.format('%s (%s points%s)',
+							CASE r.kind WHEN 'mix' THEN r.driver || '''s share' WHEN 'overall' THEN 'every segment alike' ELSE r.driver END,
+							dealrisk._pts(r.contribution),
+							CASE WHEN cur.p_value < 0.05 AND r.contribution * r.change > 0
+								 THEN pg_catalog.format(', %s%% of the change', pg_catalog.round((100 * r.contribution / r.change)::numeric))
+								 ELSE '' END);
+						remainder := coalesce(remainder, r.change) - r.contribution;
+					ELSIF r.part = 2 THEN
+						n_shadows := n_shadows + 1;
+						IF n_shadows <= 5 THEN
+							shadow_list := shadow_list || pg_catalog.format('%s: %s points, explained by %s (%s after accounting for it)',
+								r.driver, dealrisk._pts(r.contribution), r.expl, dealrisk._pts(r.effect));
+						END IF;
+					ELSE
+						remainder := coalesce(remainder, r.change);
 					END IF;
-					seg_lines := seg_lines || pg_catalog.format('  %s = %s: %s (rate %s, mix %s); win rate %s vs %s, %s, %s, %s',
-						r.dim, r.segment, dealrisk._pts(r.contribution), dealrisk._pts(r.rate_effect),
-						dealrisk._pts(r.mix_effect), dealrisk._pct(r.recent_win_rate),
-						dealrisk._pct(r.baseline_win_rate), dealrisk._pval(r.p_value),
-						CASE WHEN r.q IS NULL THEN 'q n/a'
-							 WHEN r.q < 0.001 THEN 'q < 0.001'
-							 ELSE 'q = ' || pg_catalog.to_char(r.q, 'FM0.000') END,
-						CASE WHEN r.q < 0.05 THEN 'significant'
-							 WHEN r.p_value < 0.05 THEN pg_catalog.format('within noise for %s tests', dealrisk._num(r.m))
-							 ELSE 'within noise' END);
 				END LOOP;
-				lines := lines || pg_catalog.format('Segments dragging the win rate, %s vs %s (contribution = rate effect + mix effect, in points; q = p adjusted for the %s segments tested, Benjamini-Hochberg):',
-					rq, bq, CASE WHEN shown > 0 THEN dealrisk._num(n_tests) ELSE 'n/a' END);
+				lines := lines || pg_catalog.format('Segments dragging the win rate, %s vs %s: the independent causes, each segment''s change with the other dimensions (%s) held fixed, in points of the overall win rate (q = p adjusted for the %s tests of the joint analysis, Benjamini-Hochberg; see docs/diagnostics.md):',
+					rq, bq, pg_catalog.array_to_string(dims, ', '), dealrisk._num(n_tests));
 				IF shown = 0 THEN
-					lines := lines || '  none: no segment lowered the win rate.'::text;
+					lines := lines || '  none: no segment changed the win rate once the others are held fixed.'::text;
 				ELSE
-					lines := lines || seg_lines;
+					lines := lines || seg_lines
+						|| pg_catalog.format('  not accounted for by these: %s points.', dealrisk._pts(remainder));
+				END IF;
+				IF n_shadows > 0 THEN
+					lines := lines || pg_catalog.format('  Shadows (significant one segment at a time, explained away): %s%s.',
+						pg_catalog.array_to_string(shadow_list, '; '),
+						CASE WHEN n_shadows > 5 THEN pg_catalog.format('; and %s more', n_shadows - 5) ELSE '' END);
 				END IF;
 				IF pg_catalog.cardinality(no_dims) > 0 THEN
 					lines := lines || pg_catalog.format('  not analysed: %s (no such column in the source).',
 						pg_catalog.array_to_string(no_dims, ', '));
 				END IF;
-				IF top_drag IS NOT NULL THEN
-					summary := coalesce(summary || '; ', '') || top_drag
-						|| CASE WHEN n_signif = 0
-								THEN pg_catalog.format('; no segment''s change is significant among the %s tested',
-									dealrisk._num(n_tests))
-								ELSE '' END;
-				END IF;
+				summary := coalesce(summary || '; ', '') || CASE
+					WHEN shown = 0 THEN pg_catalog.format('no segment accounts for it once the others are held fixed (%s tests)', dealrisk._num(n_tests))
+					WHEN shown = 1 THEN 'the cause: ' || top_drag
+					ELSE 'the causes: ' || top_drag END;
 			EXCEPTION WHEN OTHERS THEN
 				lines := lines || ('Segments: not available: ' || SQLERRM);
 			END;
