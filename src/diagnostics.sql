@@ -633,7 +633,7 @@ BEGIN
 		SELECT dealrisk.bh_adjust(coalesce(pg_catalog.array_agg(e.pv ORDER BY e.j), '{}')) AS qs FROM e
 	)
 	SELECT e.seg, e.bn, e.r0, e.s0, e.rn, e.r1, e.s1, e.re, e.me, e.re + e.me,
-		   e.pv, f.qs[e.j], coalesce(e.adj_q < 0.05, false),
+		   e.pv, f.qs[e.j], e.adj_q < 0.05,
 		   e.adj, e.adj_lo, e.adj_hi, e.adj_p, e.adj_q, e.expl, e.mix_q, e.mix_expl
 	FROM e, f
 	ORDER BY e.re + e.me, e.seg;
