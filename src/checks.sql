@@ -40,6 +40,12 @@ CREATE FUNCTION dealrisk._source_profile(source regclass, "rows" boolean, as_of 
 	OUT leak_feature text[], OUT leak_reason text[])
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 SET search_path = pg_catalog, pg_temp
+-- (the planner cannot know that the key of the pass has few values: it
+-- would sort every row by it, where hashing them costs a fraction of that,
+-- and compile the many expressions of the pass, which on 1M deals took
+-- seconds more than running them: docs/benchmarks.md)
+SET enable_sort = off
+SET jit = off
 AS $fn$
 DECLARE
 	has			text[];
