@@ -12,15 +12,186 @@ LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION dealrisk._label_guess(text) IS
 	'What an unknown outcome label most likely means, from its words: won, lost, open (a stage name) or unknown (internal)';
 
+-- Everything the row-level checks need from a source, in one read of it:
+-- a hash aggregate over a key of few values (outcome class, unknown label,
+-- stage, creation date of an open deal, and a bit per failed test of
+-- data_quality()), whose groups the rest of the statement sums up.  With
+-- rows => false only the stages by outcome class are counted (what
+-- _stage_semantics needs; no other column is read).  With leaks => true
+-- the outcome-leak check of the contract's feature columns
+-- (_feature_leaks) runs in the same statement: over the source's rows
+-- read once into a tuplestore, or, of a table it samples, over its sample.
+-- as_of is the day stale open deals are counted at.  The duplicate deal
+-- ids are counted apart (_quality_rows): a hash of every id costs more
+-- than the pass itself.
+--   labels, label_n: the unknown outcome labels (trimmed) and their deals,
+--     most deals first (then by label);
+--   stages, stage_n, stage_won, stage_lost: each trimmed deal_stage (NULL
+--     included) in order, its deals and its won and lost deals;
+--   dq_n, dq_ex: per test of data_quality() its failing rows and smallest
+--     failing deal_id (duplicates: 0 and NULL here).
+CREATE FUNCTION dealrisk._source_profile(source regclass, "rows" boolean, as_of date, leaks boolean,
+	OUT n_total bigint, OUT n_won bigint, OUT n_lost bigint, OUT n_open bigint,
+	OUT newest date, OUT newest_created date, OUT max_cycle int, OUT oldest_open date,
+	OUT n_open_dated bigint, OUT n_older bigint,
+	OUT labels text[], OUT label_n bigint[],
+	OUT stages text[], OUT stage_n bigint[], OUT stage_won bigint[], OUT stage_lost bigint[],
+	OUT dq_n bigint[], OUT dq_ex text[],
+	OUT leak_feature text[], OUT leak_reason text[])
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+-- (the planner cannot know that the key of the pass has few values: it
+-- would sort every row by it, where hashing them costs a fraction of that,
+-- and compile the many expressions of the pass, which on 1M deals took
+-- seconds more than running them: docs/benchmarks.md)
+SET enable_sort = off
+SET jit = off
+AS $fn$
+DECLARE
+	has			text[];
+	e			text[];
+	dates		text;
+	both_dates	boolean;
+	leak		record;
+	rel			text := source::text;
+	x			text := '';
+	lk			text := 'SELECT NULL::text[], NULL::text[]';
+	counts		text;
+	examples	text;
+BEGIN
+	PERFORM dealrisk._check_source(source, ARRAY['outcome']);
+	SELECT pg_catalog.array_agg(a.attname::text) INTO has
+	FROM pg_catalog.pg_attribute a
+	WHERE a.attrelid = source::pg_catalog.oid AND a.attnum > 0 AND NOT a.attisdropped
+	  AND a.attname::text IN ('deal_id', 'created_date', 'closed_date', 'sales_rep_id', 'industry', 'region', 'product_type',
+	                          'lead_source', 'deal_stage', 'deal_amount', 'sales_cycle_days', 'outcome', 'last_activity_date',
+	                          'stage_entered_date');
+	-- the columns read beyond outcome are of a type their casts accept
+	PERFORM dealrisk._check_source(source, ARRAY(
+		SELECT c FROM pg_catalog.unnest(CASE WHEN "rows" THEN ARRAY['created_date', 'closed_date', 'deal_stage', 'deal_amount', 'sales_cycle_days']
+		                                     ELSE ARRAY['deal_stage'] END) c
+		WHERE c = ANY (has)));
+	-- each column as the tests read it (NULL when absent or not asked for)
+	SELECT pg_catalog.array_agg(CASE WHEN u.c = ANY (has) AND ("rows" OR u.c = 'deal_stage')
+	                                 THEN pg_catalog.format('d.%I::%s', u.c, u.t) ELSE 'NULL::' || u.t END ORDER BY u.o)
+		INTO e
+	FROM ROWS FROM (pg_catalog.unnest(ARRAY['deal_id', 'created_date', 'closed_date', 'deal_stage', 'deal_amount', 'sales_cycle_days',
+	                                        'last_activity_date', 'stage_entered_date']),
+	                pg_catalog.unnest(ARRAY['text', 'date', 'date', 'text', 'numeric', 'numeric', 'date', 'date'])) WITH ORDINALITY u(c, t, o);
+	-- an infinite date in any date column of the contract the source has
+	SELECT pg_catalog.string_agg(pg_catalog.format('NOT pg_catalog.isfinite(d.%I::date)', c), ' OR ')
+		INTO dates
+	FROM pg_catalog.unnest(ARRAY['created_date', 'closed_date', 'stage_entered_date', 'last_activity_date']) c
+	WHERE "rows" AND c = ANY (has);
+	-- (the cycles of closed deals and the ages of open ones: both dates)
+	both_dates := "rows" AND 'created_date' = ANY (has) AND 'closed_date' = ANY (has);
+
+	IF leaks THEN
+		SELECT * INTO leak FROM dealrisk._feature_leak_sql(source, NULL, true);
+		IF leak.query IS NOT NULL THEN
+			lk := pg_catalog.format('SELECT pg_catalog.array_agg(l.feature ORDER BY l.k), pg_catalog.array_agg(l.reason ORDER BY l.k) FROM (%s) l',
+			                        leak.query);
+			IF NOT leak.sampled THEN
+				-- the leak check reads the rows again: read them once
+				x := pg_catalog.format('src AS MATERIALIZED (SELECT %s FROM %s AS d), ',
+				                       (SELECT pg_catalog.string_agg(pg_catalog.format('d.%I', c), ', ') FROM pg_catalog.unnest(has) c),
+				                       source::text);
+				rel := 'src';
+			END IF;
+		END IF;
+	END IF;
+
+	-- per test (numbered as in data_quality()), its rows and smallest id
+	SELECT pg_catalog.string_agg(pg_catalog.format('coalesce(pg_catalog.sum(g.n) FILTER (WHERE g.f & %s <> 0), 0)::bigint', 1 << (i - 1)), ', ' ORDER BY i),
+	       pg_catalog.string_agg(CASE WHEN i = 1 THEN 'NULL::text' ELSE pg_catalog.format('pg_catalog.min(g.ex) FILTER (WHERE g.f & %s <> 0)', 1 << (i - 1)) END, ', ' ORDER BY i)
+		INTO counts, examples
+	FROM pg_catalog.generate_series(1, 15) i;
+
+	-- Every test below is written so that no value can make it raise.
+	EXECUTE pg_catalog.format(
+		$q$WITH %s g AS (
+			SELECT t.cls, t.label, t.st, t.oc, t.f, pg_catalog.count(*) AS n,
+			       pg_catalog.min(t.id) FILTER (WHERE t.f <> 0) AS ex,
+			       pg_catalog.max(t.cr) FILTER (WHERE pg_catalog.isfinite(t.cr)) AS cr,
+			       pg_catalog.max(t.cl) FILTER (WHERE pg_catalog.isfinite(t.cl)) AS cl,
+			       pg_catalog.max(t.la) FILTER (WHERE pg_catalog.isfinite(t.la)) AS la,
+			       pg_catalog.max(t.se) FILTER (WHERE pg_catalog.isfinite(t.se)) AS se,
+			       pg_catalog.max(t.cl - t.cr) FILTER (WHERE %2$s AND t.cls IN ('won', 'lost') AND pg_catalog.isfinite(t.cr)
+			                                             AND pg_catalog.isfinite(t.cl) AND t.cl >= t.cr) AS cyc
+			FROM (SELECT c.id, c.cls, c.cr, c.cl, c.la, c.se, c.st,
+			             CASE WHEN %3$s AND c.cls = 'unknown' THEN pg_catalog.btrim(c.outcome) END AS label,
+			             CASE WHEN %2$s AND c.cls = 'open' AND pg_catalog.isfinite(c.cr) THEN c.cr END AS oc,
+			             CASE WHEN c.id IS NULL OR pg_catalog.btrim(c.id) = '' THEN 1 ELSE 0 END
+			             | CASE WHEN c.cl < c.cr THEN 4 ELSE 0 END
+			             | CASE WHEN c.cls IN ('won', 'lost') AND c.cl IS NULL THEN 8 ELSE 0 END
+			             | CASE WHEN c.cls = 'open' AND c.cl IS NOT NULL THEN 16 ELSE 0 END
+			             | CASE WHEN c.amount IS NULL THEN 32 ELSE 0 END
+			             | CASE WHEN c.amount IS NOT NULL
+			                     AND (c.amount = 'NaN'::numeric OR c.amount = 'Infinity'::numeric
+			                          OR c.amount = '-Infinity'::numeric) THEN 64 ELSE 0 END
+			             | CASE WHEN c.amount < 0 AND c.amount <> '-Infinity'::numeric THEN 128 ELSE 0 END
+			             | CASE WHEN c.cls = 'unknown' THEN 256 ELSE 0 END
+			             | CASE WHEN c.st IS NULL OR c.st = '' THEN 512 ELSE 0 END
+			             | CASE WHEN c.st <> '' AND pg_catalog.lower(c.st) <> ALL ($2) THEN 1024 ELSE 0 END
+			             | CASE WHEN c.both_dates AND c.cyc IS NOT NULL AND c.cyc <> (c.cl - c.cr) THEN 2048 ELSE 0 END
+			             | CASE WHEN c.cyc < 0 THEN 4096 ELSE 0 END
+			             | CASE WHEN c.cr > CURRENT_DATE AND c.cr <> 'infinity'::date THEN 8192 ELSE 0 END
+			             | CASE WHEN c.inf_date THEN 16384 ELSE 0 END AS f
+			      FROM (SELECT x.*,
+			                   pg_catalog.btrim(x.stage, E' \t\n\r\f\013') AS st,
+			                   x.cr IS NOT NULL AND x.cl IS NOT NULL
+			                     AND pg_catalog.isfinite(x.cr) AND pg_catalog.isfinite(x.cl) AS both_dates
+			            FROM (SELECT %4$s AS id, %5$s AS cr, %6$s AS cl, %7$s AS stage, %8$s AS amount, %9$s AS cyc,
+			                         %10$s AS la, %11$s AS se, d.outcome::text AS outcome,
+			                         coalesce(dealrisk.outcome_class(d.outcome::text), 'open') AS cls,
+			                         coalesce(%12$s, false) AS inf_date
+			                  FROM %13$s AS d) x) c) t
+			GROUP BY 1, 2, 3, 4, 5
+		), a AS (
+			SELECT coalesce(pg_catalog.sum(g.n), 0)::bigint AS total,
+			       coalesce(pg_catalog.sum(g.n) FILTER (WHERE g.cls = 'won'), 0)::bigint AS won,
+			       coalesce(pg_catalog.sum(g.n) FILTER (WHERE g.cls = 'lost'), 0)::bigint AS lost,
+			       coalesce(pg_catalog.sum(g.n) FILTER (WHERE g.cls = 'open'), 0)::bigint AS open,
+			       greatest(pg_catalog.max(g.cr), pg_catalog.max(g.cl), pg_catalog.max(g.la), pg_catalog.max(g.se)) AS newest,
+			       pg_catalog.max(g.cr) AS newest_created, pg_catalog.max(g.cyc) AS max_cycle, pg_catalog.min(g.oc) AS oldest_open,
+			       coalesce(pg_catalog.sum(g.n) FILTER (WHERE g.oc IS NOT NULL), 0)::bigint AS open_dated,
+			       ARRAY[%14$s] AS dq_n, ARRAY[%15$s] AS dq_ex
+			FROM g
+		)
+		SELECT a.total, a.won, a.lost, a.open, a.newest, a.newest_created, a.max_cycle, a.oldest_open, a.open_dated,
+		       (SELECT coalesce(pg_catalog.sum(g.n), 0)::bigint FROM g WHERE $1 - g.oc > a.max_cycle),
+		       l.labels, l.label_n, s.stages, s.stage_n, s.stage_won, s.stage_lost, a.dq_n, a.dq_ex, k.feature, k.reason
+		FROM a,
+		LATERAL (SELECT pg_catalog.array_agg(y.label ORDER BY y.n DESC, y.label), pg_catalog.array_agg(y.n ORDER BY y.n DESC, y.label)
+		         FROM (SELECT g.label, pg_catalog.sum(g.n)::bigint AS n FROM g WHERE g.label IS NOT NULL GROUP BY 1) y) l(labels, label_n),
+		LATERAL (SELECT pg_catalog.array_agg(y.st ORDER BY y.st), pg_catalog.array_agg(y.n ORDER BY y.st),
+		                pg_catalog.array_agg(y.won ORDER BY y.st), pg_catalog.array_agg(y.lost ORDER BY y.st)
+		         FROM (SELECT g.st, pg_catalog.sum(g.n)::bigint AS n,
+		                      coalesce(pg_catalog.sum(g.n) FILTER (WHERE g.cls = 'won'), 0)::bigint AS won,
+		                      coalesce(pg_catalog.sum(g.n) FILTER (WHERE g.cls = 'lost'), 0)::bigint AS lost
+		               FROM g GROUP BY 1) y) s(stages, stage_n, stage_won, stage_lost),
+		LATERAL (%16$s) k(feature, reason)$q$,
+		x, both_dates::text, "rows"::text, e[1], e[2], e[3], e[4], e[5], e[6], e[7], e[8], coalesce(dates, 'false'), rel,
+		counts, examples, lk)
+		INTO n_total, n_won, n_lost, n_open, newest, newest_created, max_cycle, oldest_open, n_open_dated, n_older,
+		     labels, label_n, stages, stage_n, stage_won, stage_lost, dq_n, dq_ex, leak_feature, leak_reason
+		USING as_of, (SELECT coalesce(pg_catalog.array_agg(pg_catalog.lower(s.stage)), '{}') FROM dealrisk.stages s);
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk._source_profile(regclass, boolean, date, boolean) IS
+	'What the row-level checks of a source need, in one read of it: deals by outcome class, newest dates, the longest closed cycle and the open deals older than it on as_of, unknown labels, deals per stage, the failing rows of each data_quality() test and, with leaks, the outcome-leak findings (internal)';
+
 -- Whether deal_stage can be read as the stage each closed deal reached,
 -- which the funnel assumes: NULL when it can (or there is too little to
 -- tell), else why not.  A deal is won at the end of the pipeline, so when
 -- more than a tenth of the won deals (and at least 10) sit at earlier
 -- stages than the last stage holding won deals, the column holds something
 -- else (the stage at export, or the stage a deal entered the CRM at).
-CREATE FUNCTION dealrisk._stage_semantics(source regclass)
+-- Judged from the won and lost deals per stage value (trimmed; NULL for
+-- none) that _source_profile counts.
+CREATE FUNCTION dealrisk._stage_semantics_of(stages text[], won bigint[], lost bigint[])
 RETURNS text
-LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
@@ -34,34 +205,24 @@ DECLARE
 	n_closed	bigint;
 	n_closed_staged bigint;
 BEGIN
-	IF NOT dealrisk._has_column(source, 'deal_stage') OR NOT dealrisk._has_column(source, 'outcome') THEN
-		RETURN NULL;
-	END IF;
-	-- callable by anyone, so it checks what it reads like every reader
-	PERFORM dealrisk._check_source(source, ARRAY['deal_stage', 'outcome']);
-	-- one scan: deals per stage and outcome class, then the stage table
-	EXECUTE pg_catalog.format(
-		$q$WITH g AS (
-			SELECT pg_catalog.lower(pg_catalog.btrim(d.deal_stage::text, E' \t\n\r\f\013')) AS st,
-			       dealrisk.outcome_class(d.outcome::text) AS cls, pg_catalog.count(*) AS n
-			FROM %s AS d
-			GROUP BY 1, 2
-		), w AS (
-			SELECT s.stage, s."position", coalesce(pg_catalog.sum(g.n), 0)::bigint AS n
-			FROM dealrisk.stages s
-			LEFT JOIN g ON g.st OPERATOR(pg_catalog.=) pg_catalog.lower(s.stage) AND g.cls OPERATOR(pg_catalog.=) 'won'
-			GROUP BY s.stage, s."position"
-		)
-		SELECT (SELECT pg_catalog.sum(w.n)::bigint FROM w),
-		       (SELECT w.stage FROM w WHERE w.n > 0 ORDER BY w."position" DESC LIMIT 1),
-		       (SELECT w.n FROM w WHERE w.n > 0 ORDER BY w."position" DESC LIMIT 1),
-		       (SELECT w.stage FROM w ORDER BY w."position" LIMIT 1),
-		       (SELECT w.n FROM w ORDER BY w."position" LIMIT 1),
-		       (SELECT pg_catalog.count(*)::int FROM w),
-		       (SELECT pg_catalog.count(*)::int FROM w WHERE w.n > 0),
-		       (SELECT coalesce(pg_catalog.sum(g.n), 0)::bigint FROM g WHERE g.cls IN ('won', 'lost')),
-		       (SELECT coalesce(pg_catalog.sum(g.n), 0)::bigint FROM g WHERE g.cls IN ('won', 'lost') AND g.st <> '')$q$,
-		source::text)
+	WITH g AS (
+		SELECT pg_catalog.lower(u.st) AS st, u.won, u.lost
+		FROM ROWS FROM (pg_catalog.unnest(stages), pg_catalog.unnest(won), pg_catalog.unnest(lost)) AS u(st, won, lost)
+	), w AS (
+		SELECT s.stage, s."position", coalesce(pg_catalog.sum(g.won), 0)::bigint AS n
+		FROM dealrisk.stages s
+		LEFT JOIN g ON g.st OPERATOR(pg_catalog.=) pg_catalog.lower(s.stage)
+		GROUP BY s.stage, s."position"
+	)
+	SELECT (SELECT pg_catalog.sum(w.n)::bigint FROM w),
+	       (SELECT w.stage FROM w WHERE w.n > 0 ORDER BY w."position" DESC LIMIT 1),
+	       (SELECT w.n FROM w WHERE w.n > 0 ORDER BY w."position" DESC LIMIT 1),
+	       (SELECT w.stage FROM w ORDER BY w."position" LIMIT 1),
+	       (SELECT w.n FROM w ORDER BY w."position" LIMIT 1),
+	       (SELECT pg_catalog.count(*)::int FROM w),
+	       (SELECT pg_catalog.count(*)::int FROM w WHERE w.n > 0),
+	       (SELECT coalesce(pg_catalog.sum(g.won + g.lost), 0)::bigint FROM g),
+	       (SELECT coalesce(pg_catalog.sum(g.won + g.lost), 0)::bigint FROM g WHERE g.st <> '')
 		INTO won_staged, final_stage, n_final, first_stage, n_first, n_stages, n_with_won, n_closed, n_closed_staged;
 	IF n_closed > 0 AND n_closed_staged = 0 THEN
 		RETURN pg_catalog.format('none of the %s closed deals has a deal_stage, so there is no funnel to read', dealrisk._num(n_closed));
@@ -75,6 +236,27 @@ BEGIN
 		dealrisk._num(n_first), first_stage, n_with_won, n_stages);
 END
 $fn$;
+COMMENT ON FUNCTION dealrisk._stage_semantics_of(text[], bigint[], bigint[]) IS
+	'NULL when the won deals per stage value say deal_stage is the stage each closed deal reached, else why not (internal)';
+
+-- _stage_semantics_of() on a source's stages, counted in one read of it.
+CREATE FUNCTION dealrisk._stage_semantics(source regclass)
+RETURNS text
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	p			record;
+BEGIN
+	IF NOT dealrisk._has_column(source, 'deal_stage') OR NOT dealrisk._has_column(source, 'outcome') THEN
+		RETURN NULL;
+	END IF;
+	-- callable by anyone, so it checks what it reads like every reader
+	PERFORM dealrisk._check_source(source, ARRAY['deal_stage', 'outcome']);
+	SELECT * INTO p FROM dealrisk._source_profile(source, false, NULL, false);
+	RETURN dealrisk._stage_semantics_of(p.stages, p.stage_won, p.stage_lost);
+END
+$fn$;
 COMMENT ON FUNCTION dealrisk._stage_semantics(regclass) IS
 	'NULL when deal_stage can be read as the stage each closed deal reached (the funnel''s assumption), else why not: too many won deals sit at early stages (internal)';
 
@@ -86,6 +268,81 @@ SET search_path = pg_catalog, pg_temp
 RETURN 'The funnel needs, for every closed deal, the last stage it reached before it was won or lost: map a column that holds it as deal_stage, or keep the stage history (the date each deal entered each stage). Win rates, drivers and risk scores do not depend on it.';
 COMMENT ON FUNCTION dealrisk._stage_semantics_hint() IS
 	'What data would let the funnel be read when deal_stage cannot support it (internal)';
+
+-- The rows of data_quality() from the counts of _source_profile: the
+-- duplicate deal ids counted here, by a hash aggregate (a sort of the whole
+-- source in the pass cost more), unless a unique index on deal_id alone
+-- rules them out; a check needing a column the source lacks has NULL rows.
+CREATE FUNCTION dealrisk._quality_rows(source regclass, n bigint[], ex text[])
+RETURNS TABLE(check_name text, description text, "rows" bigint, example_deal_id text)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 15
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	absent		text[];
+	skipped		int[] := '{}';
+	dup_rows	bigint;
+	dup_example text;
+BEGIN
+	PERFORM dealrisk._check_source(source, ARRAY['deal_id', 'outcome']);
+	SELECT coalesce(pg_catalog.array_agg(c), '{}') INTO absent
+	FROM pg_catalog.unnest(ARRAY['created_date', 'closed_date', 'deal_stage', 'deal_amount', 'sales_cycle_days']) c
+	WHERE NOT dealrisk._has_column(source, c);
+	-- the checks (numbered as in the list at the end) each absent column
+	-- rules out
+	IF 'created_date' = ANY (absent) THEN skipped := skipped || ARRAY[3, 12, 14]; END IF;
+	IF 'closed_date' = ANY (absent) THEN skipped := skipped || ARRAY[3, 4, 5, 12]; END IF;
+	IF 'deal_stage' = ANY (absent) THEN skipped := skipped || ARRAY[10, 11]; END IF;
+	IF 'deal_amount' = ANY (absent) THEN skipped := skipped || ARRAY[6, 7, 8]; END IF;
+	IF 'sales_cycle_days' = ANY (absent) THEN skipped := skipped || ARRAY[12, 13]; END IF;
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a
+	                 ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+	               WHERE i.indrelid = source::pg_catalog.oid AND i.indisunique AND i.indisvalid
+	                 AND i.indnkeyatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL
+	                 AND a.attname = 'deal_id'
+	                 AND a.atttypid IN ('text'::regtype::pg_catalog.oid, 'varchar'::regtype::pg_catalog.oid,
+	                                    'int2'::regtype::pg_catalog.oid, 'int4'::regtype::pg_catalog.oid,
+	                                    'int8'::regtype::pg_catalog.oid, 'uuid'::regtype::pg_catalog.oid)
+	                 -- (an inheritance parent's index does not cover its children)
+	                 AND (NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h WHERE h.inhparent = i.indrelid)
+	                      OR (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = i.indrelid) = 'p')) THEN
+		EXECUTE pg_catalog.format(
+			$q$SELECT coalesce(pg_catalog.sum(x.k), 0)::bigint, pg_catalog.min(x.id)
+			   FROM (SELECT d.deal_id::text AS id, pg_catalog.count(*) AS k FROM %s AS d
+			         WHERE d.deal_id IS NOT NULL GROUP BY 1 HAVING pg_catalog.count(*) > 1) x$q$,
+			source::text)
+			INTO dup_rows, dup_example;
+		n[2] := dup_rows;
+		ex[2] := dup_example;
+	END IF;
+
+	RETURN QUERY
+	SELECT v.name,
+		   v.descr || CASE WHEN v.i = ANY (skipped) THEN ' (not checked: the source lacks a column it needs)' ELSE '' END,
+		   CASE WHEN v.i = ANY (skipped) THEN NULL ELSE n[v.i] END,
+		   CASE WHEN v.i = ANY (skipped) THEN NULL ELSE ex[v.i] END
+	FROM (VALUES
+		(1, 'null_deal_id', 'deal_id is NULL or blank'),
+		(2, 'duplicate_deal_id', 'deal_id shared with another row (every such row is counted)'),
+		(3, 'closed_before_created', 'closed_date is before created_date'),
+		(4, 'closed_without_closed_date', 'won or lost deal without a closed_date (left out of trends and drivers)'),
+		(5, 'open_with_closed_date', 'open deal (NULL or open outcome) with a closed_date'),
+		(6, 'null_amount', 'deal_amount is NULL'),
+		(7, 'invalid_amount', 'deal_amount is NaN or infinite'),
+		(8, 'negative_amount', 'deal_amount is below zero'),
+		(9, 'unknown_outcome', 'outcome is not a known won, lost or open label (is_won raises an error on it)'),
+		(10, 'null_stage', 'deal_stage is NULL or blank (left out of the funnel)'),
+		(11, 'unknown_stage', 'deal_stage is not in dealrisk.stages (stage_funnel raises an error on it)'),
+		(12, 'cycle_days_mismatch', 'sales_cycle_days differs from closed_date - created_date'),
+		(13, 'negative_cycle_days', 'sales_cycle_days is below zero'),
+		(14, 'future_created_date', 'created_date is after today'),
+		(15, 'infinite_date', 'a date (created, closed, stage entered, last activity) is infinity or -infinity: treated as missing')
+	) AS v(i, name, descr)
+	ORDER BY v.i;
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk._quality_rows(regclass, bigint[], text[]) IS
+	'The rows of data_quality() from the per-test counts of _source_profile, with the duplicate deal ids counted unless a unique index on deal_id rules them out (internal)';
 
 -- A SET line and its ALTER DATABASE twin that add labels to a label list
 -- setting, keeping the labels it holds; the user runs them as written.
@@ -157,8 +414,6 @@ DECLARE
 	has_created boolean;
 	has_closed	boolean;
 	has_stage	boolean;
-	date_cols	text[];
-	newest_expr text;
 	n_total		bigint;
 	n_won		bigint;
 	n_lost		bigint;
@@ -173,7 +428,6 @@ DECLARE
 	labels		text[];
 	r			record;
 	stage_fix	text;
-	n_unknown_stages int;
 	status_labels text;
 	status_in	text;
 	semantics	text;
@@ -181,6 +435,7 @@ DECLARE
 	as_of_set	text;
 	as_of		date;
 	dq			record;
+	p			record;
 BEGIN
 	PERFORM dealrisk._check_source(source, NULL);	-- a relation, trusted
 	PERFORM dealrisk.outcome_class('');	-- loads the library, which defines the settings
@@ -258,50 +513,24 @@ BEGIN
 		RETURN;
 	END IF;
 
-	-- Outcomes: counts, and unknown labels by what they look like.
-	SELECT pg_catalog.array_agg(pg_catalog.format('pg_catalog.max(CASE WHEN pg_catalog.isfinite(d.%1$I::date) THEN d.%1$I::date END)', c))
-		INTO date_cols
-	FROM pg_catalog.unnest(ARRAY['created_date', 'closed_date', 'last_activity_date', 'stage_entered_date']) c
-	WHERE c = ANY (cols);
-	newest_expr := CASE WHEN date_cols IS NULL THEN 'NULL::date'
-	                    ELSE 'greatest(' || pg_catalog.array_to_string(date_cols, ', ') || ')' END;
-	EXECUTE pg_catalog.format(
-		$q$SELECT pg_catalog.count(*),
-		          pg_catalog.count(*) FILTER (WHERE d.cls OPERATOR(pg_catalog.=) 'won'),
-		          pg_catalog.count(*) FILTER (WHERE d.cls OPERATOR(pg_catalog.=) 'lost'),
-		          pg_catalog.count(*) FILTER (WHERE d.cls OPERATOR(pg_catalog.=) 'open'),
-		          %s, %s, %s
-		   FROM (SELECT d.*, coalesce(dealrisk.outcome_class(d.outcome::text), 'open') AS cls FROM %s AS d) d$q$,
-		newest_expr,
-		CASE WHEN 'created_date' = ANY (cols)
-		     THEN 'pg_catalog.max(CASE WHEN pg_catalog.isfinite(d.created_date::date) THEN d.created_date::date END)'
-		     ELSE 'NULL::date' END,
-		-- for stale open deals: the longest closed cycle, the oldest open
-		-- deal and how many open deals have a creation date
-		CASE WHEN 'created_date' = ANY (cols) AND 'closed_date' = ANY (cols)
-		     THEN $e$pg_catalog.max(d.closed_date::date - d.created_date::date)
-		                FILTER (WHERE d.cls IN ('won', 'lost') AND pg_catalog.isfinite(d.created_date::date)
-		                          AND pg_catalog.isfinite(d.closed_date::date) AND d.closed_date::date >= d.created_date::date),
-		              pg_catalog.min(d.created_date::date)
-		                FILTER (WHERE d.cls OPERATOR(pg_catalog.=) 'open' AND pg_catalog.isfinite(d.created_date::date)),
-		              pg_catalog.count(d.created_date)
-		                FILTER (WHERE d.cls OPERATOR(pg_catalog.=) 'open' AND pg_catalog.isfinite(d.created_date::date))$e$
-		     ELSE 'NULL::int, NULL::date, 0::bigint' END,
-		source::text)
-		INTO n_total, n_won, n_lost, n_open, newest, newest_created, max_cycle, oldest_open, n_open_dated;
+	-- Every row-level check below reads what one pass over the source
+	-- counted (_source_profile; the outcome leaks in the same statement).
+	as_of_set := NULLIF(pg_catalog.current_setting('dealrisk.as_of_date', true), '');
+	as_of := coalesce(as_of_set::date, CURRENT_DATE);
+	SELECT * INTO p FROM dealrisk._source_profile(source, true, as_of, true);
+	n_total := p.n_total; n_won := p.n_won; n_lost := p.n_lost; n_open := p.n_open;
+	newest := p.newest; newest_created := p.newest_created; max_cycle := p.max_cycle;
+	oldest_open := p.oldest_open; n_open_dated := p.n_open_dated; n_older := p.n_older;
 
-	FOR unknown IN EXECUTE pg_catalog.format(
-		$q$SELECT dealrisk._label_guess(x.label) AS guess,
-		          pg_catalog.array_agg(x.label ORDER BY x.n DESC, x.label) AS labels,
-		          pg_catalog.string_agg(pg_catalog.format('%%L (%%s)', x.label, dealrisk._num(x.n)), ', ' ORDER BY x.n DESC, x.label) AS listed,
-		          pg_catalog.sum(x.n)::bigint AS n, pg_catalog.count(*) AS k
-		   FROM (SELECT pg_catalog.btrim(d.outcome::text) AS label, pg_catalog.count(*) AS n
-		         FROM %s AS d
-		         WHERE dealrisk.outcome_class(d.outcome::text) OPERATOR(pg_catalog.=) 'unknown'
-		         GROUP BY 1) x
-		   GROUP BY 1
-		   ORDER BY pg_catalog.array_position(ARRAY['open', 'won', 'lost', 'unknown'], dealrisk._label_guess(x.label))$q$,
-		source::text)
+	-- Outcomes: counts, and unknown labels by what they look like.
+	FOR unknown IN
+		SELECT dealrisk._label_guess(u.label) AS guess,
+		       pg_catalog.array_agg(u.label ORDER BY u.o) AS labels,
+		       pg_catalog.string_agg(pg_catalog.format('%L (%s)', u.label, dealrisk._num(u.n)), ', ' ORDER BY u.o) AS listed,
+		       pg_catalog.sum(u.n)::bigint AS n, pg_catalog.count(*) AS k
+		FROM ROWS FROM (pg_catalog.unnest(p.labels), pg_catalog.unnest(p.label_n)) WITH ORDINALITY AS u(label, n, o)
+		GROUP BY 1
+		ORDER BY pg_catalog.array_position(ARRAY['open', 'won', 'lost', 'unknown'], dealrisk._label_guess(u.label))
 	LOOP
 		labels := unknown.labels;
 		c_check := c_check || 'outcome_labels'::text; c_sev := c_sev || 'error'::text;
@@ -345,26 +574,21 @@ BEGIN
 	-- Stages: values dealrisk.stages does not know, outcomes in the stage
 	-- column, and whether the column records the stage a deal reached.
 	IF has_stage THEN
-		EXECUTE pg_catalog.format(
-			$q$SELECT pg_catalog.count(*)::int,
-			          pg_catalog.string_agg(pg_catalog.format('(%%L, %%s, false)', x.st, x.base + x.k), ', ' ORDER BY x.k)
-			              FILTER (WHERE NOT x.is_outcome),
-			          pg_catalog.string_agg(pg_catalog.format('%%L (%%s)', x.st, dealrisk._num(x.n)), ', ' ORDER BY x.n DESC, x.st)
-			              FILTER (WHERE x.is_outcome),
-			          pg_catalog.string_agg(pg_catalog.quote_literal(x.st), ', ' ORDER BY x.n DESC, x.st)
-			              FILTER (WHERE x.is_outcome)
-			   FROM (SELECT y.st, y.n, y.is_outcome,
-			                pg_catalog.row_number() OVER (PARTITION BY y.is_outcome ORDER BY y.st) AS k,
-			                coalesce((SELECT pg_catalog.max(s."position") FROM dealrisk.stages s), 0) AS base
-			         FROM (SELECT z.st, z.n, dealrisk.outcome_class(z.st) IN ('won', 'lost') AS is_outcome
-			               FROM (SELECT pg_catalog.btrim(d.deal_stage::text, E' \t\n\r\f\013') AS st, pg_catalog.count(*) AS n
-			                     FROM %s AS d
-			                     WHERE pg_catalog.btrim(d.deal_stage::text, E' \t\n\r\f\013') <> ''
-			                     GROUP BY 1) z
-			               WHERE NOT EXISTS (SELECT 1 FROM dealrisk.stages s
-			                                 WHERE pg_catalog.lower(s.stage) OPERATOR(pg_catalog.=) pg_catalog.lower(z.st))) y) x$q$,
-			source::text)
-			INTO n_unknown_stages, stage_fix, status_labels, status_in;
+		SELECT pg_catalog.string_agg(pg_catalog.format('(%L, %s, false)', x.st, x.base + x.k), ', ' ORDER BY x.k)
+		           FILTER (WHERE NOT x.is_outcome),
+		       pg_catalog.string_agg(pg_catalog.format('%L (%s)', x.st, dealrisk._num(x.n)), ', ' ORDER BY x.n DESC, x.o)
+		           FILTER (WHERE x.is_outcome),
+		       pg_catalog.string_agg(pg_catalog.quote_literal(x.st), ', ' ORDER BY x.n DESC, x.o)
+		           FILTER (WHERE x.is_outcome)
+			INTO stage_fix, status_labels, status_in
+		FROM (SELECT y.st, y.n, y.o, y.is_outcome,
+		             pg_catalog.row_number() OVER (PARTITION BY y.is_outcome ORDER BY y.o) AS k,
+		             coalesce((SELECT pg_catalog.max(s."position") FROM dealrisk.stages s), 0) AS base
+		      FROM (SELECT u.st, u.n, u.o, dealrisk.outcome_class(u.st) IN ('won', 'lost') AS is_outcome
+		            FROM ROWS FROM (pg_catalog.unnest(p.stages), pg_catalog.unnest(p.stage_n)) WITH ORDINALITY AS u(st, n, o)
+		            WHERE u.st <> ''
+		              AND NOT EXISTS (SELECT 1 FROM dealrisk.stages s
+		                              WHERE pg_catalog.lower(s.stage) OPERATOR(pg_catalog.=) pg_catalog.lower(u.st))) y) x;
 		IF status_labels IS NOT NULL THEN
 			c_check := c_check || 'status_column'::text; c_sev := c_sev || 'warning'::text;
 			c_find := c_find || pg_catalog.format('deal_stage holds outcome labels: %s; it is a single status column holding both the stage of open deals and the outcome of closed ones, so it says nothing about the stage closed deals reached',
@@ -378,7 +602,7 @@ BEGIN
 			c_hint := c_hint || pg_catalog.format('Add them in pipeline order, e.g. INSERT INTO dealrisk.stages (stage, position, is_late) VALUES %s; then correct position and is_late (a stage before the first one takes position 0 or below).',
 				stage_fix);
 		END IF;
-		semantics := dealrisk._stage_semantics(source);
+		semantics := dealrisk._stage_semantics_of(p.stages, p.stage_won, p.stage_lost);
 		IF semantics IS NOT NULL THEN
 			c_check := c_check || 'stage_semantics'::text; c_sev := c_sev || 'warning'::text;
 			c_find := c_find || semantics;
@@ -387,15 +611,14 @@ BEGIN
 	END IF;
 
 	-- Columns that record the outcome instead of predicting it.
-	FOR r IN SELECT * FROM dealrisk._feature_leaks(source, NULL) LOOP
+	FOR r IN SELECT u.feature, u.reason FROM ROWS FROM (pg_catalog.unnest(p.leak_feature), pg_catalog.unnest(p.leak_reason)) WITH ORDINALITY AS u(feature, reason, o)
+	         ORDER BY u.o LOOP
 		c_check := c_check || 'outcome_leaks'::text; c_sev := c_sev || 'warning'::text;
 		c_find := c_find || pg_catalog.format('column %s leaks the outcome: %s', r.feature, r.reason);
 		c_hint := c_hint || 'Map only what is known while a deal is open (docs/data-contract.md); train() leaves such a column out.'::text;
 	END LOOP;
 
 	-- Dates: the day open deals are scored at, against the data.
-	as_of_set := NULLIF(pg_catalog.current_setting('dealrisk.as_of_date', true), '');
-	as_of := coalesce(as_of_set::date, CURRENT_DATE);
 	IF n_open > 0 AND newest IS NOT NULL THEN
 		IF as_of_set IS NULL AND as_of - newest > 90 THEN
 			c_check := c_check || 'scoring_date'::text; c_sev := c_sev || 'warning'::text;
@@ -415,14 +638,8 @@ BEGIN
 	-- (when open deals are scored as of a date long after the data, the
 	-- warning above says why they all look old)
 	IF has_created AND has_closed AND n_open > 0 AND NOT 'scoring_date' = ANY (c_check) THEN
-		-- (counted only when the oldest open deal is that old)
+		-- (n_older: counted in the pass, as of as_of)
 		IF max_cycle IS NOT NULL AND n_open_dated > 0 AND as_of - oldest_open > max_cycle THEN
-			EXECUTE pg_catalog.format(
-				$q$SELECT pg_catalog.count(*) FROM %s AS d
-				   WHERE coalesce(dealrisk.outcome_class(d.outcome::text), 'open') OPERATOR(pg_catalog.=) 'open'
-				     AND pg_catalog.isfinite(d.created_date::date) AND $1 - d.created_date::date > $2$q$,
-				source::text)
-				INTO n_older USING as_of, max_cycle::int;
 			IF n_older > 0 THEN
 				c_check := c_check || 'stale_open_deals'::text; c_sev := c_sev || 'warning'::text;
 				c_find := c_find || pg_catalog.format('%s of %s open deals are older on %s than every closed deal was when it closed (longest cycle %s days; the oldest open deal was created on %s): they may be dead deals never closed in the CRM',
@@ -432,9 +649,9 @@ BEGIN
 		END IF;
 	END IF;
 
-	-- Row-level problems, from data_quality() (the checks it can run on the
-	-- columns the source has).
-	FOR dq IN SELECT * FROM dealrisk.data_quality(source) q
+	-- Row-level problems, from data_quality()'s tests (the checks it can run
+	-- on the columns the source has).
+	FOR dq IN SELECT * FROM dealrisk._quality_rows(source, p.dq_n, p.dq_ex) q
 	          WHERE q."rows" > 0 AND q.check_name NOT IN ('unknown_outcome', 'unknown_stage')
 	LOOP
 		c_check := c_check || dq.check_name;

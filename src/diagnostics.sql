@@ -555,141 +555,92 @@ COMMENT ON FUNCTION dealrisk.bh_adjust(float8[]) IS
 
 -- Drivers -------------------------------------------------------------------
 
+-- The segments of one dimension, with the one-at-a-time decomposition
+-- (rate and mix effects, two-proportion p and BH q over the call) and the
+-- adjusted columns of the joint analysis (src/drivers.sql), which holds the
+-- contract dimensions the source has fixed besides this one.
 CREATE FUNCTION dealrisk.win_rate_drivers(source regclass, dimension text,
 	recent daterange DEFAULT NULL, baseline daterange DEFAULT NULL)
 RETURNS TABLE(segment text, baseline_closed bigint, baseline_win_rate float8,
 			  baseline_share float8, recent_closed bigint, recent_win_rate float8,
 			  recent_share float8, rate_effect float8, mix_effect float8,
-			  contribution float8, p_value float8, q_value float8, significant boolean)
+			  contribution float8, p_value float8, q_value float8, significant boolean,
+			  adjusted_rate_effect float8, adjusted_ci_low float8, adjusted_ci_high float8,
+			  adjusted_p_value float8, adjusted_q_value float8, explained_by text,
+			  mix_q_value float8, mix_explained_by text)
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 20
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
 	cols		text[];
-	label		text;
-	win			record;
-	segs		text[];
-	b_n			bigint[];
-	b_w			bigint[];
-	r_n			bigint[];
-	r_w			bigint[];
-	n0			bigint;
-	w0			bigint;
-	n1			bigint;
-	rate0		float8;
+	dims		text[];
+	w			record;
 BEGIN
 	PERFORM dealrisk._check_source(source, ARRAY['closed_date', 'outcome']);
 	cols := dealrisk._dimension_columns(source, dimension);
-
-	IF pg_catalog.isempty(recent) THEN
-		RAISE EXCEPTION 'recent window is empty'
-			USING ERRCODE = '22023',
-				  DETAIL = 'A daterange whose lower and upper bounds are equal holds no date.',
-				  HINT = 'Pass a daterange with lower < upper, e.g. ''[2024-04-01,2024-07-01)''.';
-	END IF;
-	IF pg_catalog.isempty(baseline) THEN
-		RAISE EXCEPTION 'baseline window is empty'
-			USING ERRCODE = '22023',
-				  DETAIL = 'A daterange whose lower and upper bounds are equal holds no date.',
-				  HINT = 'Pass a daterange with lower < upper, e.g. ''[2024-01-01,2024-04-01)''.';
-	END IF;
-	IF recent IS NULL THEN
-		SELECT * INTO win FROM dealrisk._default_windows(source);
-		recent := win.recent;
-		baseline := coalesce(baseline, win.baseline);
-	ELSIF baseline IS NULL THEN
-		IF pg_catalog.lower_inf(recent) OR pg_catalog.upper_inf(recent) THEN
-			RAISE EXCEPTION 'cannot derive a baseline window from the unbounded recent window %', recent
-				USING ERRCODE = '22023',
-					  HINT = 'Pass a bounded recent window, or pass baseline too.';
-		END IF;
-		-- the window of the same length just before recent
-		baseline := pg_catalog.daterange(
-			pg_catalog.lower(recent) - (pg_catalog.upper(recent) - pg_catalog.lower(recent)),
-			pg_catalog.lower(recent));
-	END IF;
-	IF recent && baseline THEN
-		RAISE EXCEPTION 'recent window % overlaps baseline window %', recent, baseline
-			USING ERRCODE = '22023',
-				  HINT = 'The windows are compared as independent samples: make them disjoint.';
-	END IF;
-
-	SELECT pg_catalog.string_agg(
-			pg_catalog.format('coalesce(d.%I::text, %L)', c, '(missing)'), ', ' ORDER BY o)
-		INTO label
-	FROM pg_catalog.unnest(cols) WITH ORDINALITY AS u(c, o);
-
-	EXECUTE pg_catalog.format(
-		$q$SELECT coalesce(pg_catalog.array_agg(g.seg ORDER BY g.seg), '{}'),
-				  coalesce(pg_catalog.array_agg(g.b_n ORDER BY g.seg), '{}'),
-				  coalesce(pg_catalog.array_agg(g.b_w ORDER BY g.seg), '{}'),
-				  coalesce(pg_catalog.array_agg(g.r_n ORDER BY g.seg), '{}'),
-				  coalesce(pg_catalog.array_agg(g.r_w ORDER BY g.seg), '{}')
-		   FROM (SELECT x.seg,
-						pg_catalog.count(*) FILTER (WHERE NOT x.in_recent) AS b_n,
-						pg_catalog.count(*) FILTER (WHERE NOT x.in_recent AND x.won) AS b_w,
-						pg_catalog.count(*) FILTER (WHERE x.in_recent) AS r_n,
-						pg_catalog.count(*) FILTER (WHERE x.in_recent AND x.won) AS r_w
-				 FROM (SELECT pg_catalog.concat_ws(' / ', %s) AS seg,
-							  d.closed_date::date <@ $1 AS in_recent,
-							  dealrisk.is_won(d.outcome::text) AS won
-					   FROM %s AS d
-					   WHERE d.closed_date::date <@ $1 OR d.closed_date::date <@ $2) x
-				 WHERE x.won IS NOT NULL
-				 GROUP BY x.seg) g$q$,
-		label, source::text)
-		INTO segs, b_n, b_w, r_n, r_w
-		USING recent, baseline;
-
-	SELECT coalesce(pg_catalog.sum(u.bn), 0), coalesce(pg_catalog.sum(u.bw), 0),
-		   coalesce(pg_catalog.sum(u.rn), 0)
-		INTO n0, w0, n1
-	FROM ROWS FROM (pg_catalog.unnest(b_n), pg_catalog.unnest(b_w), pg_catalog.unnest(r_n))
-		AS u(bn, bw, rn);
-	IF n1 = 0 THEN
-		RAISE EXCEPTION 'recent window % has no closed deals in source "%"', recent, dealrisk._source_name(source)
-			USING ERRCODE = '22023',
-				  HINT = 'Pass a recent window (a daterange over closed_date) that holds closed deals.';
-	END IF;
-	IF n0 = 0 THEN
-		RAISE EXCEPTION 'baseline window % has no closed deals in source "%"', baseline, dealrisk._source_name(source)
-			USING ERRCODE = '22023',
-				  HINT = 'Pass a baseline window (a daterange over closed_date) that holds closed deals.';
-	END IF;
-	rate0 := w0::float8 / n0;
+	SELECT * INTO w FROM dealrisk._comparison_windows(source, recent, baseline);
+	dims := ARRAY[dimension] || ARRAY(SELECT c FROM pg_catalog.unnest(dealrisk._contract_dimensions(source)) AS c
+									  WHERE c <> ALL (cols));
 
 	-- rate_effect = s1 (r1 - r0), mix_effect = (s1 - s0) (r0 - R0); a segment
 	-- missing from the baseline takes r0 = R0, one missing from the recent
 	-- window has s1 = 0.  Summed over segments: R1 - R0.  The segments are
-	-- tested together, so significance is judged on the Benjamini-Hochberg
-	-- q-values over the segments of this call (those with a p-value).
+	-- tested together, so the one-at-a-time q-value is the Benjamini-Hochberg
+	-- adjustment over the segments of this call (those with a p-value);
+	-- significant is the adjusted test's.
 	RETURN QUERY
-	WITH k AS (
-		SELECT u.seg, u.bn, u.bw, u.rn, u.rw,
-			   u.bn::float8 / n0 AS s0,
-			   u.rn::float8 / n1 AS s1,
-			   CASE WHEN u.bn > 0 THEN u.bw::float8 / u.bn END AS r0,
-			   CASE WHEN u.rn > 0 THEN u.rw::float8 / u.rn END AS r1
-		FROM ROWS FROM (pg_catalog.unnest(segs), pg_catalog.unnest(b_n), pg_catalog.unnest(b_w),
-						pg_catalog.unnest(r_n), pg_catalog.unnest(r_w)) AS u(seg, bn, bw, rn, rw)
+	WITH a AS MATERIALIZED (
+		SELECT * FROM dealrisk._driver_analysis(source, dims, w.recent, w.baseline, 1, false)
+	), t AS MATERIALIZED (
+		SELECT a.baseline_closed AS n0, a.baseline_won AS w0, a.recent_closed AS n1
+		FROM a WHERE a.id = 0
+	), s AS (
+		-- the rate and mix rows of each segment of this dimension, side by side
+		SELECT a.segments[1] AS seg,
+			   pg_catalog.max(a.baseline_closed) FILTER (WHERE a.kind = 'rate') AS bn,
+			   pg_catalog.max(a.baseline_won) FILTER (WHERE a.kind = 'rate') AS bw,
+			   pg_catalog.max(a.recent_closed) FILTER (WHERE a.kind = 'rate') AS rn,
+			   pg_catalog.max(a.recent_won) FILTER (WHERE a.kind = 'rate') AS rw,
+			   pg_catalog.max(a.contribution) FILTER (WHERE a.kind = 'rate') AS adj,
+			   pg_catalog.max(a.effect_low * a.recent_closed) FILTER (WHERE a.kind = 'rate') AS adj_lo,
+			   pg_catalog.max(a.effect_high * a.recent_closed) FILTER (WHERE a.kind = 'rate') AS adj_hi,
+			   pg_catalog.max(a.p_value) FILTER (WHERE a.kind = 'rate') AS adj_p,
+			   pg_catalog.max(a.q_value) FILTER (WHERE a.kind = 'rate') AS adj_q,
+			   pg_catalog.max(a.explained_by) FILTER (WHERE a.kind = 'rate') AS expl,
+			   pg_catalog.max(a.q_value) FILTER (WHERE a.kind = 'mix') AS mix_q,
+			   pg_catalog.max(a.explained_by) FILTER (WHERE a.kind = 'mix') AS mix_expl
+		FROM a
+		WHERE a.kind IN ('rate', 'mix') AND a.dims = ARRAY[dimension]
+		GROUP BY a.segments[1]
+	), k AS (
+		SELECT s.seg, s.bn, s.bw, s.rn, s.rw,
+			   s.bn::float8 / t.n0 AS s0,
+			   s.rn::float8 / t.n1 AS s1,
+			   CASE WHEN s.bn > 0 THEN s.bw::float8 / s.bn END AS r0,
+			   CASE WHEN s.rn > 0 THEN s.rw::float8 / s.rn END AS r1,
+			   t.w0::float8 / t.n0 AS rate0,
+			   s.adj, s.adj_lo / t.n1 AS adj_lo, s.adj_hi / t.n1 AS adj_hi,
+			   s.adj_p, s.adj_q, s.expl, s.mix_q, s.mix_expl
+		FROM s, t
 	), e AS (
 		SELECT k.*,
-			   CASE WHEN k.rn > 0 THEN k.s1 * (k.r1 - coalesce(k.r0, rate0)) ELSE 0 END AS re,
-			   (k.s1 - k.s0) * (coalesce(k.r0, rate0) - rate0) AS me,
+			   CASE WHEN k.rn > 0 THEN k.s1 * (k.r1 - coalesce(k.r0, k.rate0)) ELSE 0 END AS re,
+			   (k.s1 - k.s0) * (coalesce(k.r0, k.rate0) - k.rate0) AS me,
 			   dealrisk.two_proportion_p(k.rw, k.rn, k.bw, k.bn) AS pv,
 			   pg_catalog.row_number() OVER (ORDER BY k.seg)::int AS j
 		FROM k
-	), f AS (
+	), f AS MATERIALIZED (	-- (once, not once per segment)
 		SELECT dealrisk.bh_adjust(coalesce(pg_catalog.array_agg(e.pv ORDER BY e.j), '{}')) AS qs FROM e
 	)
 	SELECT e.seg, e.bn, e.r0, e.s0, e.rn, e.r1, e.s1, e.re, e.me, e.re + e.me,
-		   e.pv, f.qs[e.j], f.qs[e.j] < 0.05
+		   e.pv, f.qs[e.j], e.adj_q < 0.05,
+		   e.adj, e.adj_lo, e.adj_hi, e.adj_p, e.adj_q, e.expl, e.mix_q, e.mix_expl
 	FROM e, f
 	ORDER BY e.re + e.me, e.seg;
 END
 $fn$;
 COMMENT ON FUNCTION dealrisk.win_rate_drivers(regclass, text, daterange, daterange) IS
-	'Decomposes the change of the win rate between a baseline and a recent window of closed_date into per-segment rate and mix effects (summing to the overall change), with a two-proportion p-value per segment, its Benjamini-Hochberg q-value over the segments of the call, and significant = q < 0.05; dimension names one or more columns separated by commas; windows default to the last complete quarter and the one before';
+	'Decomposes the change of the win rate between a baseline and a recent window of closed_date into per-segment rate and mix effects (summing to the overall change) with one-at-a-time p- and q-values, and the adjusted rate effect of each segment with the other contract dimensions held fixed (its 95% interval, p- and q-value over the joint analysis, the driver that explains its marginal change, the mix q-value and what explains its share change); significant = adjusted q < 0.05; dimension names one or more columns separated by commas; windows default to the last complete quarter and the one before';
 
 -- Funnel --------------------------------------------------------------------
 
@@ -745,170 +696,18 @@ LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 15
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-	n			bigint[];
-	ex			text[];
-	stage_names text[];
-	dates		text;
-	absent		text[];
-	dup_rows	bigint;
-	dup_example text;
-	skipped		int[] := '{}';
-	expr		text[];
+	p			record;
 BEGIN
 	-- deal_id and outcome are needed; a check on any other column the
 	-- source lacks is not run (its rows are NULL)
 	PERFORM dealrisk._check_source(source, ARRAY['deal_id', 'outcome']);
-	SELECT pg_catalog.array_agg(c) INTO absent
-	FROM pg_catalog.unnest(ARRAY['created_date', 'closed_date', 'deal_stage', 'deal_amount', 'sales_cycle_days']) c
-	WHERE NOT dealrisk._has_column(source, c);
-	absent := coalesce(absent, '{}');
 	PERFORM dealrisk._check_source(source,
 		ARRAY(SELECT c FROM pg_catalog.unnest(ARRAY['created_date', 'closed_date', 'deal_stage', 'deal_amount', 'sales_cycle_days']) c
-		      WHERE NOT c = ANY (absent)));
-	SELECT pg_catalog.array_agg(CASE WHEN c = ANY (absent) THEN 'NULL::' || t ELSE pg_catalog.format('d.%I::%s', c, t) END ORDER BY o)
-		INTO expr
-	FROM ROWS FROM (pg_catalog.unnest(ARRAY['created_date', 'closed_date', 'deal_stage', 'deal_amount', 'sales_cycle_days']),
-	                pg_catalog.unnest(ARRAY['date', 'date', 'text', 'numeric', 'numeric'])) WITH ORDINALITY u(c, t, o);
-	-- the checks (numbered as in the list at the end) each absent column
-	-- rules out
-	IF 'created_date' = ANY (absent) THEN skipped := skipped || ARRAY[3, 12, 14]; END IF;
-	IF 'closed_date' = ANY (absent) THEN skipped := skipped || ARRAY[3, 4, 5, 12]; END IF;
-	IF 'deal_stage' = ANY (absent) THEN skipped := skipped || ARRAY[10, 11]; END IF;
-	IF 'deal_amount' = ANY (absent) THEN skipped := skipped || ARRAY[6, 7, 8]; END IF;
-	IF 'sales_cycle_days' = ANY (absent) THEN skipped := skipped || ARRAY[12, 13]; END IF;
-	SELECT coalesce(pg_catalog.array_agg(pg_catalog.lower(s.stage)), '{}')
-		INTO stage_names
-	FROM dealrisk.stages s;
-	-- an infinite date in any date column of the contract the source has
-	SELECT pg_catalog.string_agg(pg_catalog.format('NOT pg_catalog.isfinite(d.%I::date)', c), ' OR ')
-		INTO dates
-	FROM pg_catalog.unnest(ARRAY['created_date', 'closed_date', 'stage_entered_date', 'last_activity_date']) c
-	WHERE dealrisk._has_column(source, c);
-	-- Every test below is written so that no value can make it raise.
-	EXECUTE pg_catalog.format(
-		$q$WITH x AS (
-			SELECT d.deal_id::text AS id,
-				   %s AS cr,
-				   %s AS cl,
-				   %s AS stage,
-				   %s AS amount,
-				   %s AS cyc,
-				   coalesce(dealrisk.outcome_class(d.outcome::text), 'open') AS cls,
-				   %s AS dups,
-				   coalesce(%s, false) AS inf_date
-			FROM %s AS d
-		), c AS (
-			SELECT x.*,
-				   pg_catalog.btrim(x.stage, E' \t\n\r\f\013') AS st,
-				   x.cr IS NOT NULL AND x.cl IS NOT NULL
-					 AND pg_catalog.isfinite(x.cr) AND pg_catalog.isfinite(x.cl) AS both_dates
-			FROM x
-		), t AS (
-			SELECT
-				c.id IS NULL OR pg_catalog.btrim(c.id) = '' AS t1,
-				c.id IS NOT NULL AND c.dups > 1 AS t2,
-				c.cl < c.cr AS t3,
-				c.cls IN ('won', 'lost') AND c.cl IS NULL AS t4,
-				c.cls = 'open' AND c.cl IS NOT NULL AS t5,
-				c.amount IS NULL AS t6,
-				c.amount IS NOT NULL
-				  AND (c.amount = 'NaN'::numeric OR c.amount = 'Infinity'::numeric
-					   OR c.amount = '-Infinity'::numeric) AS t7,
-				c.amount < 0 AND c.amount <> '-Infinity'::numeric AS t8,
-				c.cls = 'unknown' AS t9,
-				c.st IS NULL OR c.st = '' AS t10,
-				c.st <> '' AND pg_catalog.lower(c.st) <> ALL ($1) AS t11,
-				c.both_dates AND c.cyc IS NOT NULL AND c.cyc <> (c.cl - c.cr) AS t12,
-				c.cyc < 0 AS t13,
-				c.cr > CURRENT_DATE AND c.cr <> 'infinity'::date AS t14,
-				c.inf_date AS t15,
-				c.id
-			FROM c
-			OFFSET 0	-- evaluate each test once, not once per aggregate
-		)
-		SELECT ARRAY[pg_catalog.count(*) FILTER (WHERE t.t1),
-					 pg_catalog.count(*) FILTER (WHERE t.t2),
-					 pg_catalog.count(*) FILTER (WHERE t.t3),
-					 pg_catalog.count(*) FILTER (WHERE t.t4),
-					 pg_catalog.count(*) FILTER (WHERE t.t5),
-					 pg_catalog.count(*) FILTER (WHERE t.t6),
-					 pg_catalog.count(*) FILTER (WHERE t.t7),
-					 pg_catalog.count(*) FILTER (WHERE t.t8),
-					 pg_catalog.count(*) FILTER (WHERE t.t9),
-					 pg_catalog.count(*) FILTER (WHERE t.t10),
-					 pg_catalog.count(*) FILTER (WHERE t.t11),
-					 pg_catalog.count(*) FILTER (WHERE t.t12),
-					 pg_catalog.count(*) FILTER (WHERE t.t13),
-					 pg_catalog.count(*) FILTER (WHERE t.t14),
-					 pg_catalog.count(*) FILTER (WHERE t.t15)],
-			   ARRAY[NULL,
-					 pg_catalog.min(t.id) FILTER (WHERE t.t2),
-					 pg_catalog.min(t.id) FILTER (WHERE t.t3),
-					 pg_catalog.min(t.id) FILTER (WHERE t.t4),
-					 pg_catalog.min(t.id) FILTER (WHERE t.t5),
-					 pg_catalog.min(t.id) FILTER (WHERE t.t6),
-					 pg_catalog.min(t.id) FILTER (WHERE t.t7),
-					 pg_catalog.min(t.id) FILTER (WHERE t.t8),
-					 pg_catalog.min(t.id) FILTER (WHERE t.t9),
-					 pg_catalog.min(t.id) FILTER (WHERE t.t10),
-					 pg_catalog.min(t.id) FILTER (WHERE t.t11),
-					 pg_catalog.min(t.id) FILTER (WHERE t.t12),
-					 pg_catalog.min(t.id) FILTER (WHERE t.t13),
-					 pg_catalog.min(t.id) FILTER (WHERE t.t14),
-					 pg_catalog.min(t.id) FILTER (WHERE t.t15)]
-		FROM t$q$,
-		expr[1], expr[2], expr[3], expr[4], expr[5],
-		'1::bigint',	-- duplicates are counted below
-		coalesce(dates, 'false'), source::text)
-		INTO n, ex
-		USING stage_names;
-	-- duplicate deal ids, by a hash aggregate (a sort of the whole source
-	-- in the scan above cost more); none to count when a unique index on
-	-- deal_id alone rules them out
-	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a
-	                 ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-	               WHERE i.indrelid = source::pg_catalog.oid AND i.indisunique AND i.indisvalid
-	                 AND i.indnkeyatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL
-	                 AND a.attname = 'deal_id'
-	                 AND a.atttypid IN ('text'::regtype::pg_catalog.oid, 'varchar'::regtype::pg_catalog.oid,
-	                                    'int2'::regtype::pg_catalog.oid, 'int4'::regtype::pg_catalog.oid,
-	                                    'int8'::regtype::pg_catalog.oid, 'uuid'::regtype::pg_catalog.oid)
-	                 -- (an inheritance parent's index does not cover its children)
-	                 AND (NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h WHERE h.inhparent = i.indrelid)
-	                      OR (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = i.indrelid) = 'p')) THEN
-		EXECUTE pg_catalog.format(
-			$q$SELECT coalesce(pg_catalog.sum(x.k), 0)::bigint, pg_catalog.min(x.id)
-			   FROM (SELECT d.deal_id::text AS id, pg_catalog.count(*) AS k FROM %s AS d
-			         WHERE d.deal_id IS NOT NULL GROUP BY 1 HAVING pg_catalog.count(*) > 1) x$q$,
-			source::text)
-			INTO dup_rows, dup_example;
-		n[2] := dup_rows;
-		ex[2] := dup_example;
-	END IF;
-
-	RETURN QUERY
-	SELECT v.name,
-		   v.descr || CASE WHEN v.i = ANY (skipped) THEN ' (not checked: the source lacks a column it needs)' ELSE '' END,
-		   CASE WHEN v.i = ANY (skipped) THEN NULL ELSE n[v.i] END,
-		   CASE WHEN v.i = ANY (skipped) THEN NULL ELSE ex[v.i] END
-	FROM (VALUES
-		(1, 'null_deal_id', 'deal_id is NULL or blank'),
-		(2, 'duplicate_deal_id', 'deal_id shared with another row (every such row is counted)'),
-		(3, 'closed_before_created', 'closed_date is before created_date'),
-		(4, 'closed_without_closed_date', 'won or lost deal without a closed_date (left out of trends and drivers)'),
-		(5, 'open_with_closed_date', 'open deal (NULL or open outcome) with a closed_date'),
-		(6, 'null_amount', 'deal_amount is NULL'),
-		(7, 'invalid_amount', 'deal_amount is NaN or infinite'),
-		(8, 'negative_amount', 'deal_amount is below zero'),
-		(9, 'unknown_outcome', 'outcome is not a known won, lost or open label (is_won raises an error on it)'),
-		(10, 'null_stage', 'deal_stage is NULL or blank (left out of the funnel)'),
-		(11, 'unknown_stage', 'deal_stage is not in dealrisk.stages (stage_funnel raises an error on it)'),
-		(12, 'cycle_days_mismatch', 'sales_cycle_days differs from closed_date - created_date'),
-		(13, 'negative_cycle_days', 'sales_cycle_days is below zero'),
-		(14, 'future_created_date', 'created_date is after today'),
-		(15, 'infinite_date', 'a date (created, closed, stage entered, last activity) is infinity or -infinity: treated as missing')
-	) AS v(i, name, descr)
-	ORDER BY v.i;
+		      WHERE dealrisk._has_column(source, c)));
+	-- one read of the source for every test, one more for duplicate ids
+	-- (none under a unique index on deal_id)
+	SELECT * INTO p FROM dealrisk._source_profile(source, true, NULL, false);
+	RETURN QUERY SELECT * FROM dealrisk._quality_rows(source, p.dq_n, p.dq_ex);
 END
 $fn$;
 COMMENT ON FUNCTION dealrisk.data_quality(regclass) IS
@@ -977,9 +776,11 @@ DECLARE
 	last_cr		date;
 	cut_off		boolean := false;
 	summary		text;
-	n_signif	bigint := 0;
 	n_tests		bigint := 0;
 	top_drag	text;
+	remainder	float8;
+	n_shadows	int := 0;
+	shadow_list	text[] := '{}';
 	recent		daterange;
 	baseline	daterange;
 	rq			text;
@@ -1184,8 +985,9 @@ BEGIN
 
 
 		-- Segments that drag the win rate, across the usual dimensions the
-		-- source has.  All their segments are one family of tests: q is the
-		-- Benjamini-Hochberg adjustment over every segment with a p-value.
+		-- source has: the independent causes of the joint analysis (one read
+		-- of the source, src/drivers.sql), and the segments that one-at-a-time
+		-- tests would flag but that a cause explains away (their shadows).
 		IF NOT has_closed THEN
 			lines := lines || 'Segments: not available: the source has no closed_date column, so there are no two quarters to compare.'::text;
 		ELSIF recent IS NULL THEN
@@ -1195,66 +997,101 @@ BEGIN
 		ELSE
 			BEGIN
 				FOR r IN
-					WITH d AS (
-						SELECT dm.dim, dm.o, dr.*
-						FROM pg_catalog.unnest(dims) WITH ORDINALITY AS dm(dim, o),
-							 LATERAL dealrisk.win_rate_drivers(source, dm.dim, recent, baseline) dr
-					), n AS (
-						SELECT d.*, pg_catalog.row_number() OVER (ORDER BY d.o, d.segment)::int AS k
-						FROM d
-					), fam AS (
-						SELECT dealrisk.bh_adjust(coalesce(pg_catalog.array_agg(n.p_value ORDER BY n.k), '{}')) AS qs,
-							   pg_catalog.count(n.p_value) AS m
-						FROM n
-					), a AS (
-						SELECT n.dim, n.o, n.segment, n.contribution, n.rate_effect, n.mix_effect,
-							   n.recent_win_rate, n.baseline_win_rate, n.p_value,
-							   fam.qs[n.k] AS q, fam.m,
-							   pg_catalog.count(*) FILTER (WHERE fam.qs[n.k] < 0.05) OVER () AS n_sig
-						FROM n, fam
+					WITH a AS MATERIALIZED (
+						SELECT * FROM dealrisk._driver_analysis(source, dims, recent, baseline, 0, false)
+					), t AS MATERIALIZED (
+						SELECT a.baseline_closed AS n0, a.baseline_won AS w0, a.recent_closed AS n1, a.recent_won AS w1,
+							   a.recent_won::float8 / a.recent_closed - a.baseline_won::float8 / a.baseline_closed AS change,
+							   (SELECT pg_catalog.count(*) FROM a x WHERE x.tested) AS m
+						FROM a WHERE a.id = 0
+					), one AS (
+						-- the one-at-a-time view: each segment's contribution (rate
+						-- effect + mix effect) and its two-proportion test
+						SELECT a.driver, a.explained_by, a.contribution AS adj,
+							   CASE WHEN a.recent_closed > 0 THEN (a.recent_closed::float8 / t.n1)
+									* (a.recent_won::float8 / a.recent_closed
+									   - coalesce(a.baseline_won::float8 / NULLIF(a.baseline_closed, 0), t.w0::float8 / t.n0)) ELSE 0 END
+								 + (a.recent_closed::float8 / t.n1 - a.baseline_closed::float8 / t.n0)
+									* (coalesce(a.baseline_won::float8 / NULLIF(a.baseline_closed, 0), t.w0::float8 / t.n0) - t.w0::float8 / t.n0)
+								 AS marginal,
+							   dealrisk.two_proportion_p(a.recent_won, a.recent_closed, a.baseline_won, a.baseline_closed) AS pv,
+							   pg_catalog.row_number() OVER (ORDER BY a.id)::int AS j
+						FROM a, t
+						WHERE a.kind = 'rate' AND pg_catalog.cardinality(a.segments) = 1
+					), oneq AS MATERIALIZED (
+						SELECT dealrisk.bh_adjust(coalesce(pg_catalog.array_agg(one.pv ORDER BY one.j), '{}')) AS qs FROM one
 					)
-					SELECT a.* FROM a
-					WHERE a.contribution < 0
-					ORDER BY a.contribution, a.o, a.segment
-					LIMIT 5
+					SELECT 1 AS part, a.kind, a.driver, a.contribution, a.effect, a.p_value, a.q_value,
+						   a.baseline_closed::float8 / t.n0 AS s0, a.recent_closed::float8 / t.n1 AS s1,
+						   a.baseline_won::float8 / NULLIF(a.baseline_closed, 0) AS r0,
+						   a.recent_won::float8 / NULLIF(a.recent_closed, 0) AS r1,
+						   t.w0::float8 / t.n0 AS rate0, t.change, t.m, NULL::text AS expl
+					FROM a, t
+					WHERE a.selected AND a.q_value < 0.05
+					UNION ALL
+					SELECT 2, NULL, one.driver, one.marginal, one.adj, one.pv, oneq.qs[one.j],
+						   NULL, NULL, NULL, NULL, NULL, t.change, t.m, one.explained_by
+					FROM one, oneq, t
+					WHERE one.explained_by IS NOT NULL AND oneq.qs[one.j] < 0.05
+					  AND one.marginal * t.change > 0
+					UNION ALL
+					SELECT 3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, t.change, t.m, NULL
+					FROM t
+					ORDER BY 1, 4, 3
 				LOOP
-					shown := shown + 1;
 					n_tests := r.m;
-					n_signif := r.n_sig;
-					IF shown = 1 THEN
-						top_drag := pg_catalog.format('the biggest drag is %s = %s (%s points, %s)',
-							r.dim, r.segment, dealrisk._pts(r.contribution),
-							CASE WHEN r.q < 0.05 THEN 'significant' ELSE 'not significant' END);
+					IF r.part = 1 THEN
+						shown := shown + 1;
+						seg_lines := seg_lines || CASE r.kind
+							WHEN 'mix' THEN pg_catalog.format('  %s (share): %s points; share of closed deals %s -> %s, at a baseline win rate of %s (%s overall), q %s',
+								r.driver, dealrisk._pts(r.contribution), dealrisk._pct(r.s0), dealrisk._pct(r.s1),
+								dealrisk._pct(r.r0), dealrisk._pct(r.rate0),
+								CASE WHEN r.q_value < 0.001 THEN '< 0.001' ELSE '= ' || pg_catalog.to_char(r.q_value, 'FM0.000') END)
+							WHEN 'overall' THEN pg_catalog.format('  every segment alike: %s points beyond the causes above, q %s',
+								dealrisk._pts(r.contribution),
+								CASE WHEN r.q_value < 0.001 THEN '< 0.001' ELSE '= ' || pg_catalog.to_char(r.q_value, 'FM0.000') END)
+							ELSE pg_catalog.format('  %s: %s points; its win rate %s -> %s, %s points with the other dimensions held fixed, q %s',
+								r.driver, dealrisk._pts(r.contribution), dealrisk._pct(r.r0), dealrisk._pct(r.r1),
+								dealrisk._pts(r.effect),
+								CASE WHEN r.q_value < 0.001 THEN '< 0.001' ELSE '= ' || pg_catalog.to_char(r.q_value, 'FM0.000') END) END;
+						top_drag := coalesce(top_drag || ', ', '') || pg_catalog.format('%s (%s points%s)',
+							CASE r.kind WHEN 'mix' THEN r.driver || '''s share' WHEN 'overall' THEN 'every segment alike' ELSE r.driver END,
+							dealrisk._pts(r.contribution),
+							CASE WHEN cur.p_value < 0.05 AND r.contribution * r.change > 0
+								 THEN pg_catalog.format(', %s%% of the change', pg_catalog.round((100 * r.contribution / r.change)::numeric))
+								 ELSE '' END);
+						remainder := coalesce(remainder, r.change) - r.contribution;
+					ELSIF r.part = 2 THEN
+						n_shadows := n_shadows + 1;
+						IF n_shadows <= 5 THEN
+							shadow_list := shadow_list || pg_catalog.format('%s: %s points, explained by %s (%s after accounting for it)',
+								r.driver, dealrisk._pts(r.contribution), r.expl, dealrisk._pts(r.effect));
+						END IF;
+					ELSE
+						remainder := coalesce(remainder, r.change);
 					END IF;
-					seg_lines := seg_lines || pg_catalog.format('  %s = %s: %s (rate %s, mix %s); win rate %s vs %s, %s, %s, %s',
-						r.dim, r.segment, dealrisk._pts(r.contribution), dealrisk._pts(r.rate_effect),
-						dealrisk._pts(r.mix_effect), dealrisk._pct(r.recent_win_rate),
-						dealrisk._pct(r.baseline_win_rate), dealrisk._pval(r.p_value),
-						CASE WHEN r.q IS NULL THEN 'q n/a'
-							 WHEN r.q < 0.001 THEN 'q < 0.001'
-							 ELSE 'q = ' || pg_catalog.to_char(r.q, 'FM0.000') END,
-						CASE WHEN r.q < 0.05 THEN 'significant'
-							 WHEN r.p_value < 0.05 THEN pg_catalog.format('within noise for %s tests', dealrisk._num(r.m))
-							 ELSE 'within noise' END);
 				END LOOP;
-				lines := lines || pg_catalog.format('Segments dragging the win rate, %s vs %s (contribution = rate effect + mix effect, in points; q = p adjusted for the %s segments tested, Benjamini-Hochberg):',
-					rq, bq, CASE WHEN shown > 0 THEN dealrisk._num(n_tests) ELSE 'n/a' END);
+				lines := lines || pg_catalog.format('Segments dragging the win rate, %s vs %s: the independent causes, each segment''s change with the other dimensions (%s) held fixed, in points of the overall win rate (q = p adjusted for the %s tests of the joint analysis, Benjamini-Hochberg; see docs/diagnostics.md):',
+					rq, bq, pg_catalog.array_to_string(dims, ', '), dealrisk._num(n_tests));
 				IF shown = 0 THEN
-					lines := lines || '  none: no segment lowered the win rate.'::text;
+					lines := lines || '  none: no segment changed the win rate once the others are held fixed.'::text;
 				ELSE
-					lines := lines || seg_lines;
+					lines := lines || seg_lines
+						|| pg_catalog.format('  not accounted for by these: %s points.', dealrisk._pts(remainder));
+				END IF;
+				IF n_shadows > 0 THEN
+					lines := lines || pg_catalog.format('  Shadows (significant one segment at a time, explained away): %s%s.',
+						pg_catalog.array_to_string(shadow_list, '; '),
+						CASE WHEN n_shadows > 5 THEN pg_catalog.format('; and %s more', n_shadows - 5) ELSE '' END);
 				END IF;
 				IF pg_catalog.cardinality(no_dims) > 0 THEN
 					lines := lines || pg_catalog.format('  not analysed: %s (no such column in the source).',
 						pg_catalog.array_to_string(no_dims, ', '));
 				END IF;
-				IF top_drag IS NOT NULL THEN
-					summary := coalesce(summary || '; ', '') || top_drag
-						|| CASE WHEN n_signif = 0
-								THEN pg_catalog.format('; no segment''s change is significant among the %s tested',
-									dealrisk._num(n_tests))
-								ELSE '' END;
-				END IF;
+				summary := coalesce(summary || '; ', '') || CASE
+					WHEN shown = 0 THEN pg_catalog.format('no segment accounts for it once the others are held fixed (%s tests)', dealrisk._num(n_tests))
+					WHEN shown = 1 THEN 'the cause: ' || top_drag
+					ELSE 'the causes: ' || top_drag END;
 			EXCEPTION WHEN OTHERS THEN
 				lines := lines || ('Segments: not available: ' || SQLERRM);
 			END;

@@ -64,12 +64,12 @@ RETURNS TABLE(id int, kind text, dim1 int, level1 int, dim2 int, level2 int,
 			  effect float8, effect_low float8, effect_high float8, contribution float8,
 			  p_value float8, q_value float8, explained_by int)
 AS 'MODULE_PATHNAME', 'dr_drivers_fit'
-LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE ROWS 100;
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE ROWS 1000;
 COMMENT ON FUNCTION dealrisk._drivers_fit(int4[], int4[], boolean[], int8[], int8[], float8) IS
 	'The joint driver analysis on cells of closed deals (window, level of each dimension, deals, wins): forward-selected change terms in a logistic model with main effects, conditional share tests, Benjamini-Hochberg q-values (internal)';
 
 CREATE FUNCTION dealrisk._driver_analysis(source regclass, dimensions text[],
-	recent daterange, baseline daterange)
+	recent daterange, baseline daterange, keep int, must_fit boolean)
 RETURNS TABLE(id int, kind text, dims text[], segments text[], driver text,
 			  baseline_closed bigint, baseline_won bigint, recent_closed bigint, recent_won bigint,
 			  tested boolean, selected boolean, effect float8, effect_low float8, effect_high float8,
@@ -95,6 +95,9 @@ DECLARE
 	w0			bigint;
 	n1			bigint;
 	w1			bigint;
+	drop_d		int;
+	fits		boolean;
+	max_segments CONSTANT int := 1900;	-- _drivers_fit's DRV_MAX_PARAMS - 1 - DRV_MAX_SELECTED, rounded down
 BEGIN
 	IF nd IS NULL OR nd = 0 THEN
 		RAISE EXCEPTION 'the driver analysis needs at least one dimension'
@@ -142,20 +145,62 @@ BEGIN
 				  HINT = 'Pass a baseline window (a daterange over closed_date) that holds closed deals.';
 	END IF;
 
-	-- segments numbered per dimension in label order
-	WITH u AS (
-		SELECT c.c, d.d, ck[c.c][d.d] AS k
-		FROM pg_catalog.generate_series(1, pg_catalog.cardinality(rec)) AS c(c),
-			 pg_catalog.generate_series(1, nd) AS d(d)
-	), r AS (
-		SELECT u.c, u.d, u.k, pg_catalog.dense_rank() OVER (PARTITION BY u.d ORDER BY u.k)::int AS l FROM u
-	)
-	SELECT (SELECT pg_catalog.array_agg(r.l ORDER BY r.c, r.d) FROM r),
-		   (SELECT pg_catalog.array_agg(m.l ORDER BY m.d) FROM (SELECT r.d, pg_catalog.max(r.l) AS l FROM r GROUP BY r.d) m),
-		   (SELECT pg_catalog.array_agg(s.d ORDER BY s.d, s.l) FROM (SELECT DISTINCT r.d, r.l, r.k FROM r) s),
-		   (SELECT pg_catalog.array_agg(s.l ORDER BY s.d, s.l) FROM (SELECT DISTINCT r.d, r.l, r.k FROM r) s),
-		   (SELECT pg_catalog.array_agg(s.k ORDER BY s.d, s.l) FROM (SELECT DISTINCT r.d, r.l, r.k FROM r) s)
-		INTO lev, nlev, lab_d, lab_l, lab_k;
+	LOOP
+		-- segments numbered per dimension in label order
+		-- (unnest reads the 2-D array of keys once, in row-major order;
+		-- subscripting it per element would walk it from the start every time)
+		WITH u AS (
+			SELECT (x.o - 1) / nd + 1 AS c, (x.o - 1) % nd + 1 AS d, x.k
+			FROM pg_catalog.unnest(ck) WITH ORDINALITY AS x(k, o)
+		), r AS (
+			SELECT u.c, u.d, u.k, pg_catalog.dense_rank() OVER (PARTITION BY u.d ORDER BY u.k)::int AS l FROM u
+		)
+		SELECT (SELECT pg_catalog.array_agg(r.l ORDER BY r.c, r.d) FROM r),
+			   (SELECT pg_catalog.array_agg(m.l ORDER BY m.d) FROM (SELECT r.d, pg_catalog.max(r.l) AS l FROM r GROUP BY r.d) m),
+			   (SELECT pg_catalog.array_agg(s.d ORDER BY s.d, s.l) FROM (SELECT DISTINCT r.d, r.l, r.k FROM r) s),
+			   (SELECT pg_catalog.array_agg(s.l ORDER BY s.d, s.l) FROM (SELECT DISTINCT r.d, r.l, r.k FROM r) s),
+			   (SELECT pg_catalog.array_agg(s.k ORDER BY s.d, s.l) FROM (SELECT DISTINCT r.d, r.l, r.k FROM r) s)
+			INTO lev, nlev, lab_d, lab_l, lab_k;
+		fits := (SELECT pg_catalog.sum(x) FROM pg_catalog.unnest(nlev) AS x) <= max_segments;
+		EXIT WHEN fits OR (SELECT pg_catalog.sum(x) FROM pg_catalog.unnest(nlev[1:keep]) AS x) > max_segments;
+		-- too many segments to hold fixed: leave out the dimension with the
+		-- most of them, among those after the first keep
+		SELECT u.o INTO drop_d FROM pg_catalog.unnest(nlev) WITH ORDINALITY AS u(x, o)
+		WHERE u.o > keep ORDER BY u.x DESC, u.o DESC LIMIT 1;
+		EXIT WHEN drop_d IS NULL;
+		RAISE NOTICE 'dimension % has % segments: it is not held fixed in the joint driver analysis, which takes at most % segments in all',
+			dimensions[drop_d], dealrisk._num(nlev[drop_d]), dealrisk._num(max_segments);
+		WITH u AS (
+			SELECT (x.o - 1) / nd + 1 AS c, (x.o - 1) % nd + 1 AS d, x.k
+			FROM pg_catalog.unnest(ck) WITH ORDINALITY AS x(k, o)
+		), kk AS (
+			SELECT u.c, pg_catalog.array_agg(u.k ORDER BY u.d) FILTER (WHERE u.d <> drop_d) AS k
+			FROM u GROUP BY u.c
+		), cc AS (
+			SELECT x.o AS c, x.r, x.n, x.w
+			FROM ROWS FROM (pg_catalog.unnest(rec), pg_catalog.unnest(cn), pg_catalog.unnest(cw)) WITH ORDINALITY AS x(r, n, w, o)
+		), g AS (
+			SELECT cc.r, kk.k, pg_catalog.sum(cc.n)::int8 AS n, pg_catalog.sum(cc.w)::int8 AS w
+			FROM cc JOIN kk ON kk.c = cc.c GROUP BY cc.r, kk.k
+		)
+		SELECT pg_catalog.array_agg(g.r ORDER BY g.k, g.r), pg_catalog.array_agg(g.n ORDER BY g.k, g.r),
+			   pg_catalog.array_agg(g.w ORDER BY g.k, g.r), pg_catalog.array_agg(g.k ORDER BY g.k, g.r)
+			INTO rec, cn, cw, ck
+		FROM g;
+		dimensions := dimensions[1:drop_d - 1] || dimensions[drop_d + 1:];
+		nd := nd - 1;
+		drop_d := NULL;
+	END LOOP;
+	IF NOT fits THEN
+		IF must_fit THEN
+			RAISE EXCEPTION 'the dimensions % have % segments in all; the joint driver analysis takes at most %',
+				dimensions, dealrisk._num((SELECT pg_catalog.sum(x) FROM pg_catalog.unnest(nlev) AS x)::bigint), dealrisk._num(max_segments)
+				USING ERRCODE = '54000',
+					  HINT = 'Leave out a dimension with many segments, such as a rep or account id.';
+		END IF;
+		RAISE NOTICE 'the dimensions % have % segments in all: no adjusted effects (the joint driver analysis takes at most %)',
+			dimensions, dealrisk._num((SELECT pg_catalog.sum(x) FROM pg_catalog.unnest(nlev) AS x)::bigint), dealrisk._num(max_segments);
+	END IF;
 
 	RETURN QUERY
 	WITH lab AS (
@@ -168,7 +213,20 @@ BEGIN
 			   CASE WHEN f.dim1 IS NULL THEN NULL
 					WHEN f.dim2 IS NULL THEN ARRAY[a.k]
 					ELSE ARRAY[a.k, b.k] END AS fsegs
-		FROM dealrisk._drivers_fit(nlev, lev, rec, cn, cw) f
+		FROM (SELECT * FROM dealrisk._drivers_fit(CASE WHEN fits THEN nlev END, lev, rec, cn, cw)
+			  UNION ALL
+			  -- too many segments: their counts only, nothing tested
+			  SELECT NULL::int, k.kind, s.d, s.l, NULL::int, NULL::int,
+					 pg_catalog.sum(cc.n) FILTER (WHERE NOT cc.r)::int8, pg_catalog.sum(cc.w) FILTER (WHERE NOT cc.r)::int8,
+					 pg_catalog.sum(cc.n) FILTER (WHERE cc.r)::int8, pg_catalog.sum(cc.w) FILTER (WHERE cc.r)::int8,
+					 false, false, NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::int
+			  FROM (SELECT (x.o - 1) / nd + 1 AS c, (x.o - 1) % nd + 1 AS d, x.l
+					FROM pg_catalog.unnest(lev) WITH ORDINALITY AS x(l, o)) s
+				   JOIN ROWS FROM (pg_catalog.unnest(rec), pg_catalog.unnest(cn), pg_catalog.unnest(cw))
+						WITH ORDINALITY AS cc(r, n, w, o) ON cc.o = s.c
+				   CROSS JOIN (VALUES ('rate'), ('mix')) AS k(kind)
+			  WHERE NOT fits
+			  GROUP BY k.kind, s.d, s.l) f
 			 LEFT JOIN lab a ON a.d = f.dim1 AND a.l = f.level1
 			 LEFT JOIN lab b ON b.d = f.dim2 AND b.l = f.level2
 	), g AS (
@@ -184,14 +242,13 @@ BEGIN
 	UNION ALL
 	SELECT g.id, g.kind, g.fdims, g.fsegs, g.label, g.n0, g.w0, g.n1, g.w1, g.tested, g.selected,
 		   g.effect, g.effect_low, g.effect_high, g.contribution, g.p_value, g.q_value,
-		   (SELECT CASE e.kind WHEN 'mix' THEN e.label || ' (mix)' WHEN 'overall' THEN 'all deals (overall change)'
-							   ELSE e.label END
-			FROM g e WHERE e.id = g.explained_by)
-	FROM g;
+		   CASE e.kind WHEN 'mix' THEN e.label || ' (mix)' WHEN 'overall' THEN 'all deals (overall change)'
+					   ELSE e.label END
+	FROM g LEFT JOIN g e ON e.id = g.explained_by;
 END
 $fn$;
-COMMENT ON FUNCTION dealrisk._driver_analysis(regclass, text[], daterange, daterange) IS
-	'The joint driver analysis of the closed deals of a source in two windows over the given dimensions, in one read of the source: every candidate with its counts, adjusted effect, contribution, p- and q-value and the driver that explains it; row id 0 holds the totals (internal)';
+COMMENT ON FUNCTION dealrisk._driver_analysis(regclass, text[], daterange, daterange, int, boolean) IS
+	'The joint driver analysis of the closed deals of a source in two windows over the given dimensions, in one read of the source: every candidate with its counts, adjusted effect, contribution, p- and q-value and the driver that explains it; row id 0 holds the totals; dimensions after the first keep are left out (NOTICE) while there are too many segments, and then it is an error if must_fit, else segments come with counts only (internal)';
 
 -- The contract's segment dimensions a source has.
 CREATE FUNCTION dealrisk._contract_dimensions(source regclass)
@@ -236,7 +293,8 @@ BEGIN
 
 	RETURN QUERY
 	WITH a AS MATERIALIZED (
-		SELECT * FROM dealrisk._driver_analysis(source, dims, w.recent, w.baseline)
+		SELECT * FROM dealrisk._driver_analysis(source, dims, w.recent, w.baseline,
+			CASE WHEN dimensions IS NULL THEN 0 ELSE pg_catalog.cardinality(dims) END, true)
 	), t AS (
 		SELECT a.baseline_closed AS n0, a.baseline_won AS w0, a.recent_closed AS n1, a.recent_won AS w1,
 			   a.recent_won::float8 / a.recent_closed - a.baseline_won::float8 / a.baseline_closed AS change

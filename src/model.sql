@@ -401,14 +401,17 @@ COMMENT ON FUNCTION dealrisk._feature_entry(regclass, text) IS
 --     and the shrinking keeps small levels near the overall rate: an honest
 --     strong feature (a rep who wins 70%) stays far below 0.95.
 -- One row per leaking feature, named as given, with why in words.  Reads
--- the source twice at most (the deciles of the number columns, then the
--- levels of every column in one scan with a grouping set per column); of a
--- table of more than 60,000 rows, a repeatable sample of its pages of about
--- 30,000 rows, which tells shares and a near-perfect separation as well as
--- every row would.
-CREATE FUNCTION dealrisk._feature_leaks(source regclass, features text[] DEFAULT NULL)
-RETURNS TABLE (feature text, reason text)
-LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+-- the source twice at most, in one statement (the deciles of the number
+-- columns, then the levels of every column with a grouping set per
+-- column); of a table of more than 60,000 rows, a repeatable sample of its
+-- pages of about 30,000 rows, which tells shares and a near-perfect
+-- separation as well as every row would.  _feature_leak_sql writes that
+-- statement: over the source (or its sample), or over the rows of it that
+-- the calling statement holds in src (materialized => true: check_source
+-- reads the source once), unless it samples the source.
+CREATE FUNCTION dealrisk._feature_leak_sql(source regclass, features text[], materialized boolean,
+	OUT query text, OUT sampled boolean)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -422,16 +425,14 @@ DECLARE
 	kind "char";
 	est float8;
 	scan text;
-	sampled text := '';
+	sample_words text := '';
 	num text;
-	deciles text[];
 	lv text;
 	sel text := '';
 	sets text := '';
 	which text := '';
 	val text := '';
 	i int;
-	j int := 0;
 BEGIN
 	PERFORM dealrisk._check_source(source, ARRAY['outcome']);
 	FOREACH f IN ARRAY coalesce(features, ARRAY['industry', 'region', 'product_type', 'lead_source', 'sales_rep_id', 'deal_amount']) LOOP
@@ -452,6 +453,7 @@ BEGIN
 		cols := cols || c;
 		types := types || t;
 	END LOOP;
+	sampled := false;
 	IF pg_catalog.cardinality(cols) = 0 THEN
 		RETURN;
 	END IF;
@@ -459,26 +461,23 @@ BEGIN
 	PERFORM dealrisk._check_source(source, ARRAY['outcome'] || cols);
 
 	SELECT r.relkind, r.reltuples INTO kind, est FROM pg_catalog.pg_class r WHERE r.oid = source::pg_catalog.oid;
-	scan := pg_catalog.format('%s d', source);
+	scan := CASE WHEN materialized THEN 'src d' ELSE pg_catalog.format('%s d', source) END;
 	IF kind IN ('r', 'm') AND est > 60000 THEN
 		scan := pg_catalog.format('%s d TABLESAMPLE SYSTEM (%s) REPEATABLE (42)', source, 100 * 30000 / est);
-		sampled := ' sampled';
+		sampled := true;
+		sample_words := ' sampled';
 	END IF;
 
 	-- a number column's finite values; its deciles over the closed deals
-	-- (one scan for all of them), as text of an array of its own type
+	-- (one scan for all of them), each an array of the column's type in
+	-- the one row of q
 	SELECT pg_catalog.string_agg(pg_catalog.format(
-	           '(percentile_disc($1) WITHIN GROUP (ORDER BY %s))::text',
+	           'percentile_disc(%L::float8[]) WITHIN GROUP (ORDER BY %s) AS q%s', '{0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9}',
 	           CASE WHEN types[k] IN ('numeric', 'real', 'double precision')
 	                THEN pg_catalog.format('CASE WHEN d.%1$I NOT IN (''NaN'', ''Infinity'', ''-Infinity'') THEN d.%1$I END', cols[k])
-	                ELSE pg_catalog.format('d.%I', cols[k]) END), ', ' ORDER BY k)
+	                ELSE pg_catalog.format('d.%I', cols[k]) END, k), ', ' ORDER BY k)
 	INTO num
 	FROM pg_catalog.generate_subscripts(cols, 1) k WHERE kinds[k] = 'number';
-	IF num IS NOT NULL THEN
-		EXECUTE pg_catalog.format('SELECT ARRAY[%s] FROM %s WHERE dealrisk.outcome_class(d.outcome::text) IN (''won'', ''lost'')',
-		                          num, scan)
-			INTO deciles USING '{0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9}'::float8[];
-	END IF;
 
 	-- each column's level per deal (NULL when empty), counted by outcome
 	-- class in one grouping set per column
@@ -486,13 +485,10 @@ BEGIN
 		IF kinds[i] = 'text' THEN
 			lv := pg_catalog.format('CASE WHEN pg_catalog.btrim(d.%1$I::text) <> '''' THEN d.%1$I::text END', cols[i]);
 		ELSE
-			j := j + 1;
-			lv := CASE WHEN deciles[j] IS NULL THEN 'NULL::text'
-			           ELSE pg_catalog.format('CASE WHEN %1$s = ANY (%2$L::%3$s[]) THEN ''='' || (%1$s)::text ELSE pg_catalog.width_bucket(%1$s, %2$L::%3$s[])::text END',
-			                                  CASE WHEN types[i] IN ('numeric', 'real', 'double precision')
-			                                       THEN pg_catalog.format('CASE WHEN d.%1$I NOT IN (''NaN'', ''Infinity'', ''-Infinity'') THEN d.%1$I END', cols[i])
-			                                       ELSE pg_catalog.format('d.%I', cols[i]) END,
-			                                  deciles[j], types[i]) END;
+			lv := pg_catalog.format('CASE WHEN %1$s = ANY (q.q%2$s) THEN ''='' || (%1$s)::text ELSE pg_catalog.width_bucket(%1$s, q.q%2$s)::text END',
+			                        CASE WHEN types[i] IN ('numeric', 'real', 'double precision')
+			                             THEN pg_catalog.format('CASE WHEN d.%1$I NOT IN (''NaN'', ''Infinity'', ''-Infinity'') THEN d.%1$I END', cols[i])
+			                             ELSE pg_catalog.format('d.%I', cols[i]) END, i);
 		END IF;
 		sel := sel || pg_catalog.format(', %s AS l%s', lv, i);
 		sets := sets || pg_catalog.format(', (cls, l%s)', i);
@@ -500,8 +496,9 @@ BEGIN
 		val := val || pg_catalog.format(' WHEN GROUPING(l%1$s) = 0 THEN l%1$s', i);
 	END LOOP;
 
-	RETURN QUERY EXECUTE pg_catalog.format($q$
-		WITH g AS (
+	query := pg_catalog.format($q$
+		WITH %s
+		g AS (
 			SELECT CASE %s END k, CASE %s END v, cls, count(*) n
 			FROM (SELECT coalesce(dealrisk.outcome_class(d.outcome::text), 'open') cls %s FROM %s) x
 			GROUP BY GROUPING SETS (%s)),
@@ -541,10 +538,29 @@ BEGIN
 			            THEN pg_catalog.format('its value alone separates won from lost closed deals almost perfectly (single-feature AUC %%s over %%s closed deals%s): it records the outcome rather than predicting it',
 			                                   pg_catalog.round(a.auc, 3), t.w + t.l) END sep
 			FROM tot t LEFT JOIN auc a USING (k))
-		SELECT ($1::text[])[k], pg_catalog.concat_ws('; and ', fill, sep)
-		FROM why WHERE fill IS NOT NULL OR sep IS NOT NULL
-		ORDER BY k $q$, which, val, sel, scan, pg_catalog.substr(sets, 3), sampled, sampled)
-		USING names;
+		SELECT k, (%L::text[])[k] feature, pg_catalog.concat_ws('; and ', fill, sep) reason
+		FROM why WHERE fill IS NOT NULL OR sep IS NOT NULL $q$,
+		CASE WHEN num IS NOT NULL
+		     THEN pg_catalog.format('q AS (SELECT %s FROM %s WHERE dealrisk.outcome_class(d.outcome::text) IN (''won'', ''lost'')),', num, scan)
+		     ELSE '' END,
+		which, val, sel, scan || CASE WHEN num IS NOT NULL THEN ' CROSS JOIN q' ELSE '' END, pg_catalog.substr(sets, 3), sample_words, sample_words, names);
+END
+$$;
+COMMENT ON FUNCTION dealrisk._feature_leak_sql(regclass, text[], boolean) IS
+	'The statement that finds the feature columns of a source that record the outcome (k, feature, reason), over the source, its sample (sampled) or the rows the calling statement holds in src; NULL when there is no column to check (internal)';
+
+CREATE FUNCTION dealrisk._feature_leaks(source regclass, features text[] DEFAULT NULL)
+RETURNS TABLE (feature text, reason text)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	leak record;
+BEGIN
+	SELECT * INTO leak FROM dealrisk._feature_leak_sql(source, features, false);
+	IF leak.query IS NOT NULL THEN
+		RETURN QUERY EXECUTE pg_catalog.format('SELECT l.feature, l.reason FROM (%s) l ORDER BY l.k', leak.query);
+	END IF;
 END
 $$;
 COMMENT ON FUNCTION dealrisk._feature_leaks(regclass, text[]) IS

@@ -6,7 +6,11 @@ comment right after the body, else through the end of the body.  Keeps OR
 REPLACE as in PART."""
 import glob, re, sys
 def body_end(text, start):
+    # a dollar-quoted body only if it starts before the statement's first
+    # ';' at the end of a line (a C function's AS 'MODULE_PATHNAME' has none)
     m = re.compile(r"\bAS (\$\w*\$)").search(text, start)
+    if m and m.start() > text.index(';\n', start):
+        m = None
     if m:
         tag = m.group(1)
         e = text.index(tag + ';', m.end()) + len(tag) + 1
