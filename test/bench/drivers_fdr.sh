@@ -18,8 +18,9 @@
 # other than the planted set.  Not part of make test.
 # Connection: the usual PG* variables (PGHOST, PGPORT, PGUSER, PGDATABASE),
 # a database with the dealrisk extension.  SEEDS (default 50), N (deals per
-# data set, default 10000).  About 2 s a data set, nearly all of it
-# drivers(): the default 250 data sets take about 8 minutes on 2 cores.
+# data set, default 10000).  About 1.5 s a data set (win_rate_drivers makes
+# the joint analysis for its adjusted columns at each of its five calls):
+# the default 250 data sets take about 6 minutes on 2 cores.
 set -euo pipefail
 SEEDS=${SEEDS:-50}
 N=${N:-10000}
