@@ -345,8 +345,6 @@ RETURNS record
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-DECLARE
-	q			date;
 BEGIN
 	PERFORM dealrisk._check_source(source, ARRAY['closed_date', 'outcome']);
 	EXECUTE pg_catalog.format(
@@ -361,9 +359,7 @@ BEGIN
 			USING ERRCODE = '22023',
 				  HINT = 'Windows default to the last complete quarter of the closed deals.';
 	END IF;
-	q := (pg_catalog.date_trunc('quarter', (last_closed + 1)::timestamp) - interval '3 months')::date;
-	recent := pg_catalog.daterange(q, (q + interval '3 months')::date);
-	baseline := pg_catalog.daterange((q - interval '3 months')::date, q);
+	SELECT w.recent, w.baseline INTO recent, baseline FROM dealrisk._windows_of(last_closed) w;
 END
 $fn$;
 COMMENT ON FUNCTION dealrisk._default_windows(regclass) IS
@@ -371,49 +367,112 @@ COMMENT ON FUNCTION dealrisk._default_windows(regclass) IS
 
 -- Trends --------------------------------------------------------------------
 
--- A period is partial when it ends after the newest closed_date of the
--- closed deals the trend counts: the data cannot hold all of it (its last
--- day is after that date).  Only the last period can be partial.
-CREATE FUNCTION dealrisk.win_rate_trend(source regclass, period text DEFAULT 'quarter')
+-- The windows a comparison defaults to, given the newest close date of the
+-- closed deals: the last complete calendar quarter and the one before it.
+CREATE FUNCTION dealrisk._windows_of(last_closed date, OUT recent daterange, OUT baseline daterange)
+RETURNS record
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+	SELECT pg_catalog.daterange(q, (q + interval '3 months')::date),
+		   pg_catalog.daterange((q - interval '3 months')::date, q)
+	FROM (SELECT (pg_catalog.date_trunc('quarter', (last_closed + 1)::timestamp) - interval '3 months')::date AS q) x
+	WHERE last_closed IS NOT NULL
+$fn$;
+COMMENT ON FUNCTION dealrisk._windows_of(date) IS
+	'The last complete calendar quarter before the day after last_closed, and the quarter before it (internal)';
+
+-- The closed deals of a source per period of closed_date, in one read:
+-- the win-rate trend (win_rate_trend's columns) and, with cycles, the cycle
+-- trend (cycle_trend's), and the newest close date.  win_rate_trend,
+-- cycle_trend and diagnose are built on it.  The cycle is
+-- sales_cycle_days, else closed_date - created_date.  A period is partial
+-- when it ends after the newest closed_date of the closed deals the trend
+-- counts: the data cannot hold all of it (its last day is after that date).
+-- Only the last period can be partial.
+CREATE FUNCTION dealrisk._trends(source regclass, period text, cycles boolean)
 RETURNS TABLE(period_start date, closed bigint, won bigint, win_rate float8,
 			  ci_low float8, ci_high float8, change float8, p_value float8,
-			  is_partial boolean)
+			  is_partial boolean, median_days float8, p75_days float8, mean_days float8,
+			  change_median float8, cycle_p_value float8, last_closed date)
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 20
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
 	p			text := dealrisk._check_period(period);
+	has_days	boolean := false;
+	has_created	boolean := false;
+	cyc			text := 'NULL::float8';
 BEGIN
-	PERFORM dealrisk._check_source(source, ARRAY['closed_date', 'outcome']);
+	IF cycles THEN
+		has_days := coalesce(dealrisk._has_column(source, 'sales_cycle_days'), false);
+		has_created := coalesce(dealrisk._has_column(source, 'created_date'), false);
+	END IF;
+	PERFORM dealrisk._check_source(source, ARRAY['closed_date', 'outcome']
+		|| CASE WHEN has_days THEN ARRAY['sales_cycle_days'] ELSE '{}' END
+		|| CASE WHEN has_created THEN ARRAY['created_date'] ELSE '{}' END);
+	IF has_created THEN
+		cyc := 'CASE WHEN pg_catalog.isfinite(d.created_date::date) THEN (d.closed_date::date - d.created_date::date)::float8 END';
+	END IF;
+	IF has_days THEN
+		cyc := pg_catalog.format('coalesce(d.sales_cycle_days::float8, %s)', cyc);
+	END IF;
 	RETURN QUERY EXECUTE pg_catalog.format(
 		$q$WITH g AS (
 			SELECT pg_catalog.date_trunc($1, x.closed_date::timestamp)::date AS ps,
 				   pg_catalog.count(*) AS n,
 				   pg_catalog.count(*) FILTER (WHERE x.won) AS w,
-				   pg_catalog.max(x.closed_date) AS last_cl
+				   pg_catalog.max(x.closed_date) AS last_cl,
+				   pg_catalog.count(x.cyc) AS nc,
+				   pg_catalog.percentile_cont(0.5) WITHIN GROUP (ORDER BY x.cyc) AS med,
+				   pg_catalog.percentile_cont(0.75) WITHIN GROUP (ORDER BY x.cyc) AS p75,
+				   pg_catalog.avg(x.cyc) AS mean,
+				   pg_catalog.stddev_samp(x.cyc) AS sd
 			FROM (SELECT d.closed_date::date AS closed_date,
-						 dealrisk.is_won(d.outcome::text) AS won
+						 dealrisk.is_won(d.outcome::text) AS won,
+						 %s AS cyc
 				  FROM %s AS d) x
 			WHERE x.won IS NOT NULL AND pg_catalog.isfinite(x.closed_date)
 			GROUP BY 1
 		), l AS (
-			SELECT g.ps, g.n, g.w, g.w::float8 / g.n AS r,
+			SELECT g.*, g.w::float8 / g.n AS r,
 				   pg_catalog.lag(g.ps) OVER o = (g.ps - $2)::date AS adjacent,
 				   pg_catalog.lag(g.n) OVER o AS prev_n,
 				   pg_catalog.lag(g.w) OVER o AS prev_w,
-				   pg_catalog.max(g.last_cl) OVER () AS last_cl
+				   pg_catalog.lag(g.med) OVER o AS prev_med,
+				   pg_catalog.lag(g.mean) OVER o AS prev_mean,
+				   pg_catalog.lag(g.sd) OVER o AS prev_sd,
+				   pg_catalog.lag(g.nc) OVER o AS prev_nc,
+				   pg_catalog.max(g.last_cl) OVER () AS all_last_cl
 			FROM g
 			WINDOW o AS (ORDER BY g.ps)
 		)
 		SELECT l.ps, l.n, l.w, l.r, ci.ci_low, ci.ci_high,
 			   CASE WHEN l.adjacent THEN l.r - l.prev_w::float8 / l.prev_n END,
 			   CASE WHEN l.adjacent THEN dealrisk.two_proportion_p(l.w, l.n, l.prev_w, l.prev_n) END,
-			   (l.ps + $2)::date > l.last_cl + 1
+			   (l.ps + $2)::date > l.all_last_cl + 1,
+			   l.med, l.p75, l.mean,
+			   CASE WHEN l.adjacent THEN l.med - l.prev_med END,
+			   CASE WHEN l.adjacent THEN dealrisk.welch_p(l.mean, l.sd, l.nc, l.prev_mean, l.prev_sd, l.prev_nc) END,
+			   l.all_last_cl
 		FROM l, LATERAL dealrisk.wilson_interval(l.w, l.n) ci
 		ORDER BY l.ps$q$,
-		source::text)
+		cyc, source::text)
 		USING p, CASE p WHEN 'quarter' THEN interval '3 months' ELSE ('1 ' || p)::interval END;
 END
+$fn$;
+COMMENT ON FUNCTION dealrisk._trends(regclass, text, boolean) IS
+	'Closed deals per period of closed_date in one read of the source: the columns of win_rate_trend and, with cycles, of cycle_trend, and the newest closed_date (internal)';
+
+CREATE FUNCTION dealrisk.win_rate_trend(source regclass, period text DEFAULT 'quarter')
+RETURNS TABLE(period_start date, closed bigint, won bigint, win_rate float8,
+			  ci_low float8, ci_high float8, change float8, p_value float8,
+			  is_partial boolean)
+LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 20
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+	SELECT t.period_start, t.closed, t.won, t.win_rate, t.ci_low, t.ci_high, t.change, t.p_value, t.is_partial
+	FROM dealrisk._trends(source, period, false) t
 $fn$;
 COMMENT ON FUNCTION dealrisk.win_rate_trend(regclass, text) IS
 	'Win rate of closed deals per week, month, quarter or year of closed_date, with a 95% Wilson interval, the change from the previous period, the two-proportion p-value of that change, and is_partial for a period that ends after the newest closed_date';
@@ -427,71 +486,20 @@ RETURNS TABLE(period_start date, closed bigint, median_days float8, p75_days flo
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 20
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-DECLARE
-	p			text := dealrisk._check_period(period);
-	has_days	boolean;
-	has_created	boolean;
-	cyc			text;
 BEGIN
-	has_days := coalesce(dealrisk._has_column(source, 'sales_cycle_days'), false);
-	has_created := coalesce(dealrisk._has_column(source, 'created_date'), false);
-	PERFORM dealrisk._check_source(source, ARRAY['closed_date', 'outcome']
-		|| CASE WHEN has_days THEN ARRAY['sales_cycle_days'] ELSE '{}' END
-		|| CASE WHEN has_created THEN ARRAY['created_date'] ELSE '{}' END);
-	IF NOT has_days AND NOT has_created THEN
+	PERFORM dealrisk._check_period(period);
+	PERFORM dealrisk._check_source(source, ARRAY['closed_date', 'outcome']);
+	IF NOT coalesce(dealrisk._has_column(source, 'sales_cycle_days'), false)
+	   AND NOT coalesce(dealrisk._has_column(source, 'created_date'), false) THEN
 		RAISE EXCEPTION 'source "%" has neither a sales_cycle_days nor a created_date column', dealrisk._source_name(source)
 			USING ERRCODE = '42703',
 				  DETAIL = 'A sales cycle is sales_cycle_days, or closed_date - created_date.',
 				  HINT = 'Map your CRM''s columns with a view, see docs/data-contract.md.';
 	END IF;
-	cyc := CASE WHEN has_created
-				THEN 'CASE WHEN pg_catalog.isfinite(d.created_date::date) THEN (d.closed_date::date - d.created_date::date)::float8 END'
-				ELSE 'NULL::float8' END;
-	IF has_days THEN
-		cyc := pg_catalog.format('coalesce(d.sales_cycle_days::float8, %s)', cyc);
-	END IF;
-	RETURN QUERY EXECUTE pg_catalog.format(
-		$q$WITH x AS (
-			SELECT d.closed_date::date AS closed_date,
-				   %s AS cyc
-			FROM %s AS d
-			WHERE dealrisk.is_won(d.outcome::text) IS NOT NULL
-			  AND pg_catalog.isfinite(d.closed_date::date)
-		), g AS (
-			SELECT pg_catalog.date_trunc($1, x.closed_date::timestamp)::date AS ps,
-				   pg_catalog.count(*) AS n_closed,
-				   pg_catalog.count(x.cyc) AS n,
-				   pg_catalog.percentile_cont(0.5) WITHIN GROUP (ORDER BY x.cyc) AS med,
-				   pg_catalog.percentile_cont(0.75) WITHIN GROUP (ORDER BY x.cyc) AS p75,
-				   pg_catalog.avg(x.cyc) AS mean,
-				   pg_catalog.stddev_samp(x.cyc) AS sd,
-				   pg_catalog.max(x.closed_date) AS last_cl
-			FROM x
-			GROUP BY 1
-		), l AS (
-			SELECT g.*,
-				   pg_catalog.max(g.last_cl) OVER () AS all_last_cl,
-				   pg_catalog.lag(g.ps) OVER o = (g.ps - $2)::date AS adjacent,
-				   pg_catalog.lag(g.med) OVER o AS prev_med,
-				   pg_catalog.lag(g.mean) OVER o AS prev_mean,
-				   pg_catalog.lag(g.sd) OVER o AS prev_sd,
-				   pg_catalog.lag(g.n) OVER o AS prev_n
-			FROM g
-			WINDOW o AS (ORDER BY g.ps)
-		), t AS (
-			SELECT l.*,
-				   CASE WHEN l.adjacent
-						THEN dealrisk.welch_p(l.mean, l.sd, l.n, l.prev_mean, l.prev_sd, l.prev_n)
-				   END AS pv
-			FROM l
-		)
-		SELECT t.ps, t.n_closed, t.med, t.p75, t.mean,
-			   CASE WHEN t.adjacent THEN t.med - t.prev_med END,
-			   t.pv, t.pv < 0.05, (t.ps + $2)::date > t.all_last_cl + 1
-		FROM t
-		ORDER BY t.ps$q$,
-		cyc, source::text)
-		USING p, CASE p WHEN 'quarter' THEN interval '3 months' ELSE ('1 ' || p)::interval END;
+	RETURN QUERY
+	SELECT t.period_start, t.closed, t.median_days, t.p75_days, t.mean_days, t.change_median,
+		   t.cycle_p_value, t.cycle_p_value < 0.05, t.is_partial
+	FROM dealrisk._trends(source, period, true) t;
 END
 $fn$;
 COMMENT ON FUNCTION dealrisk.cycle_trend(regclass, text) IS
@@ -788,9 +796,6 @@ DECLARE
 	cur			record;
 	prev		record;
 	part		record;
-	ccur		record;
-	cprev		record;
-	cpart		record;
 	r			record;
 	seg_lines	text[] := '{}';
 	f			record;
@@ -803,12 +808,13 @@ DECLARE
 	partial_note text := '';
 	line		text;
 	has_part	boolean := false;
-	has_cpart	boolean := false;
 	why_no_funnel text;
 	n_errors	bigint;
 	n_warnings	bigint;
 	pre_lines	text[];
 	notes		text;
+	pre_ran		boolean;
+	pre_semantics text;
 BEGIN
 	-- outcome is needed; every other contract column the source has is
 	-- checked (type, trust) and used where a section needs it
@@ -857,6 +863,40 @@ BEGIN
 			 WHEN NOT has_closed THEN '; no closed_date column'
 			 ELSE '' END);
 
+	-- The preflight (check_source, which includes data_quality): its errors
+	-- and warnings go right under the headline.  (Run first: its one read
+	-- also tells the funnel section whether deal_stage can be read.)
+	BEGIN
+		SELECT pg_catalog.count(*) FILTER (WHERE c.severity OPERATOR(pg_catalog.=) 'error'),
+			   pg_catalog.count(*) FILTER (WHERE c.severity OPERATOR(pg_catalog.=) 'warning'),
+			   coalesce(pg_catalog.array_agg(pg_catalog.format('  - %s: %s.', c."check", c.finding) ORDER BY c.o)
+						FILTER (WHERE c.severity IN ('error', 'warning')), '{}'),
+			   -- row-level notes of data_quality(), one line
+			   pg_catalog.string_agg(pg_catalog.format('%s %s', c."check", pg_catalog.split_part(c.finding, ':', 1)), ', ' ORDER BY c.o)
+						FILTER (WHERE c.severity OPERATOR(pg_catalog.=) 'info'
+								AND c."check" NOT IN ('outcomes', 'columns', 'summary'))
+			   pg_catalog.bool_or(c."check" OPERATOR(pg_catalog.=) 'outcomes'),
+			   pg_catalog.max(c.finding) FILTER (WHERE c."check" OPERATOR(pg_catalog.=) 'stage_semantics')
+			INTO n_errors, n_warnings, pre_lines, notes, pre_ran, pre_semantics
+		FROM dealrisk.check_source(source) WITH ORDINALITY AS c("check", severity, finding, hint, o);
+		IF notes IS NOT NULL THEN
+			pre_lines := pre_lines || ('  - notes: ' || notes || '.');
+		END IF;
+		pre_lines := CASE WHEN n_errors + n_warnings = 0 AND notes IS NULL
+						  THEN ARRAY['Preflight: no error or warning (dealrisk.check_source).']
+						  WHEN n_errors + n_warnings = 0
+						  THEN ARRAY[pg_catalog.format('Preflight: no error or warning; notes: %s (SELECT * FROM dealrisk.check_source(%L)).',
+							   notes, source::text)]
+						  ELSE pg_catalog.format('Preflight: %s; the fixes: SELECT * FROM dealrisk.check_source(%L);',
+							   pg_catalog.concat_ws(', ',
+								   CASE WHEN n_errors = 1 THEN '1 error' WHEN n_errors > 1 THEN n_errors || ' errors' END,
+								   CASE WHEN n_warnings = 1 THEN '1 warning' WHEN n_warnings > 1 THEN n_warnings || ' warnings' END),
+							   source::text) || pre_lines END;
+	EXCEPTION WHEN OTHERS THEN
+		pre_lines := ARRAY['Preflight: not available: ' || SQLERRM];
+	END;
+	lines := lines[1:1] || pre_lines || lines[2:];
+
 	IF n_unknown > 0 THEN
 		lines := lines || pg_catalog.format('Cannot analyse: outcome labels such as "%s" are not known, so won and lost cannot be told apart. Add them to dealrisk.won_labels, dealrisk.lost_labels or dealrisk.open_labels (see docs/data-contract.md).',
 			odd_label);
@@ -874,8 +914,25 @@ BEGIN
 			lines := lines || 'Trend: not available: the source has no closed_date column, so closed deals cannot be placed in time (map the close date to closed_date, see docs/data-contract.md).'::text;
 		ELSE
 			BEGIN
-				SELECT w.recent, w.baseline INTO recent, baseline
-				FROM dealrisk._default_windows(source) w;
+				-- one read for the windows, the trend and the sales cycle
+				FOR r IN SELECT t.*, w.recent AS w_recent, w.baseline AS w_baseline
+						 FROM dealrisk._trends(source, 'quarter', has_created OR 'sales_cycle_days' = ANY (present)) t,
+							  LATERAL dealrisk._windows_of(t.last_closed) w
+				LOOP
+					recent := r.w_recent;
+					baseline := r.w_baseline;
+					IF r.is_partial THEN
+						part := r;
+						has_part := true;
+					ELSIF r.period_start = pg_catalog.lower(recent) THEN
+						cur := r;
+					ELSIF r.period_start = pg_catalog.lower(baseline) THEN
+						prev := r;
+					END IF;
+				END LOOP;
+				IF recent IS NULL THEN
+					PERFORM dealrisk._default_windows(source);	-- raises the reason
+				END IF;
 				rq := dealrisk._quarter_label(pg_catalog.lower(recent));
 				bq := dealrisk._quarter_label(pg_catalog.lower(baseline));
 			EXCEPTION WHEN OTHERS THEN
@@ -895,19 +952,6 @@ BEGIN
 		-- (closed deals only up to last_cl) is shown as such, not compared.
 		IF recent IS NOT NULL THEN
 			BEGIN
-				FOR r IN SELECT * FROM dealrisk.win_rate_trend(source, 'quarter') t
-						 WHERE t.period_start IN (pg_catalog.lower(recent), pg_catalog.lower(baseline))
-							OR t.is_partial
-				LOOP
-					IF r.is_partial THEN
-						part := r;
-						has_part := true;
-					ELSIF r.period_start = pg_catalog.lower(recent) THEN
-						cur := r;
-					ELSE
-						prev := r;
-					END IF;
-				END LOOP;
 				IF has_part THEN
 					partial_note := pg_catalog.format(' %s is partial (closed deals only up to %s) and is not compared: %s won of %s closed so far.',
 						dealrisk._quarter_label(part.period_start), pg_catalog.to_char(last_cl, 'YYYY-MM-DD'),
@@ -941,7 +985,9 @@ BEGIN
 		-- losses, when deal_stage holds the stage closed deals reached;
 		-- otherwise why it cannot be read (check_source's stage_semantics).
 		IF dealrisk._has_column(source, 'deal_stage') THEN
-			why_no_funnel := dealrisk._stage_semantics(source);
+			-- the preflight's verdict when it got as far as reading the rows
+			why_no_funnel := CASE WHEN coalesce(pre_ran, false) THEN pre_semantics
+								  ELSE dealrisk._stage_semantics(source) END;
 		END IF;
 		IF why_no_funnel IS NOT NULL THEN
 			lines := lines || ('Funnel: not shown: deal_stage does not hold the stage closed deals reached (preflight, stage_semantics), so conversion between stages, where deals are lost and late-stage losses would be read from the wrong column. '
@@ -1106,41 +1152,29 @@ BEGIN
 			lines := lines || 'Sales cycle: not available: the source has neither a sales_cycle_days nor a created_date column.'::text;
 		ELSE
 			BEGIN
-				FOR r IN SELECT * FROM dealrisk.cycle_trend(source, 'quarter') t
-						 WHERE t.period_start IN (pg_catalog.lower(recent), pg_catalog.lower(baseline))
-							OR t.is_partial
-				LOOP
-					IF r.is_partial THEN
-						cpart := r;
-						has_cpart := true;
-					ELSIF r.period_start = pg_catalog.lower(recent) THEN
-						ccur := r;
-					ELSE
-						cprev := r;
-					END IF;
-				END LOOP;
+				-- (the rows the trend read: _trends gave their cycles too)
 				partial_note := '';
-				IF has_cpart THEN
+				IF has_part THEN
 					partial_note := pg_catalog.format(' %s is partial and is not compared.',
-						dealrisk._quarter_label(cpart.period_start));
+						dealrisk._quarter_label(part.period_start));
 				END IF;
-				IF ccur IS NULL OR cprev IS NULL THEN
+				IF cur IS NULL OR prev IS NULL THEN
 					line := pg_catalog.format('Sales cycle: no closed deals in %s or %s to compare.', rq, bq);
-				ELSIF ccur.median_days IS NULL OR cprev.median_days IS NULL THEN
+				ELSIF cur.median_days IS NULL OR prev.median_days IS NULL THEN
 					line := pg_catalog.format('Sales cycle: no cycle lengths in %s or %s to compare.', rq, bq);
 				ELSE
 					line := pg_catalog.format('Sales cycle: median %s days in %s vs %s in %s; mean %s vs %s days, %s: %s.',
-						pg_catalog.to_char(ccur.median_days, 'FM9999990.0'), rq,
-						pg_catalog.to_char(cprev.median_days, 'FM9999990.0'), bq,
-						pg_catalog.to_char(ccur.mean_days, 'FM9999990.0'),
-						pg_catalog.to_char(cprev.mean_days, 'FM9999990.0'),
-						dealrisk._pval(ccur.p_value),
-						CASE WHEN NOT coalesce(ccur.significant, false) THEN 'no significant change'
+						pg_catalog.to_char(cur.median_days, 'FM9999990.0'), rq,
+						pg_catalog.to_char(prev.median_days, 'FM9999990.0'), bq,
+						pg_catalog.to_char(cur.mean_days, 'FM9999990.0'),
+						pg_catalog.to_char(prev.mean_days, 'FM9999990.0'),
+						dealrisk._pval(cur.cycle_p_value),
+						CASE WHEN NOT coalesce(cur.cycle_p_value < 0.05, false) THEN 'no significant change'
 							 WHEN cut_off THEN 'not comparable, the difference comes from the cut-off above'
 							 WHEN NOT has_created
 							 THEN pg_catalog.format('cycles are getting %s, unless the extract was cut off by creation date (without a created_date column that cannot be checked)',
-								CASE WHEN ccur.mean_days > cprev.mean_days THEN 'longer' ELSE 'shorter' END)
-							 WHEN ccur.mean_days > cprev.mean_days THEN 'cycles are getting longer'
+								CASE WHEN cur.mean_days > prev.mean_days THEN 'longer' ELSE 'shorter' END)
+							 WHEN cur.mean_days > prev.mean_days THEN 'cycles are getting longer'
 							 ELSE 'cycles are getting shorter' END);
 				END IF;
 				lines := lines || (line || partial_note);
@@ -1150,36 +1184,6 @@ BEGIN
 		END IF;
 	END IF;
 
-	-- The preflight (check_source, which includes data_quality): its errors
-	-- and warnings go right under the headline.
-	BEGIN
-		SELECT pg_catalog.count(*) FILTER (WHERE c.severity OPERATOR(pg_catalog.=) 'error'),
-			   pg_catalog.count(*) FILTER (WHERE c.severity OPERATOR(pg_catalog.=) 'warning'),
-			   coalesce(pg_catalog.array_agg(pg_catalog.format('  - %s: %s.', c."check", c.finding) ORDER BY c.o)
-						FILTER (WHERE c.severity IN ('error', 'warning')), '{}'),
-			   -- row-level notes of data_quality(), one line
-			   pg_catalog.string_agg(pg_catalog.format('%s %s', c."check", pg_catalog.split_part(c.finding, ':', 1)), ', ' ORDER BY c.o)
-						FILTER (WHERE c.severity OPERATOR(pg_catalog.=) 'info'
-								AND c."check" NOT IN ('outcomes', 'columns', 'summary'))
-			INTO n_errors, n_warnings, pre_lines, notes
-		FROM dealrisk.check_source(source) WITH ORDINALITY AS c("check", severity, finding, hint, o);
-		IF notes IS NOT NULL THEN
-			pre_lines := pre_lines || ('  - notes: ' || notes || '.');
-		END IF;
-		pre_lines := CASE WHEN n_errors + n_warnings = 0 AND notes IS NULL
-						  THEN ARRAY['Preflight: no error or warning (dealrisk.check_source).']
-						  WHEN n_errors + n_warnings = 0
-						  THEN ARRAY[pg_catalog.format('Preflight: no error or warning; notes: %s (SELECT * FROM dealrisk.check_source(%L)).',
-							   notes, source::text)]
-						  ELSE pg_catalog.format('Preflight: %s; the fixes: SELECT * FROM dealrisk.check_source(%L);',
-							   pg_catalog.concat_ws(', ',
-								   CASE WHEN n_errors = 1 THEN '1 error' WHEN n_errors > 1 THEN n_errors || ' errors' END,
-								   CASE WHEN n_warnings = 1 THEN '1 warning' WHEN n_warnings > 1 THEN n_warnings || ' warnings' END),
-							   source::text) || pre_lines END;
-	EXCEPTION WHEN OTHERS THEN
-		pre_lines := ARRAY['Preflight: not available: ' || SQLERRM];
-	END;
-	lines := lines[1:1] || pre_lines || lines[2:];
 
 	IF summary IS NOT NULL THEN
 		lines := lines[1:1]
