@@ -652,27 +652,19 @@ COMMENT ON FUNCTION dealrisk.win_rate_drivers(regclass, text, daterange, dateran
 
 -- Funnel --------------------------------------------------------------------
 
-CREATE FUNCTION dealrisk.funnel(source regclass, since date DEFAULT NULL)
+-- The funnel's rows, with caveat as given (the stage verdict is the
+-- caller's: funnel() reads it, diagnose() has it from the preflight).
+CREATE FUNCTION dealrisk._funnel_rows(source regclass, since date, caveat text)
 RETURNS TABLE(stage text, "position" int, is_late boolean, reached bigint, won bigint,
 			  lost_here bigint, open_here bigint, conversion_to_next float8,
 			  cumulative_conversion float8, win_rate float8, caveat text)
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 10
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-DECLARE
-	why			text;
 BEGIN
 	-- created_date only filters (since)
 	PERFORM dealrisk._check_source(source, ARRAY['deal_stage', 'outcome']
 		|| CASE WHEN since IS NOT NULL THEN ARRAY['created_date'] ELSE '{}' END);
-	-- the funnel assumes deal_stage holds the stage each closed deal
-	-- reached: when the won deals say otherwise, every row says so
-	why := dealrisk._stage_semantics(source);
-	IF why IS NOT NULL THEN
-		RAISE WARNING 'the funnel of % cannot be read from deal_stage', dealrisk._source_name(source)
-			USING DETAIL = why || '.', HINT = dealrisk._stage_semantics_hint();
-		why := 'not a funnel: ' || why;
-	END IF;
 	RETURN QUERY EXECUTE pg_catalog.format(
 		$q$SELECT f.stage, f."position", f.is_late, f.reached, f.won, f.lost_here,
 				  f.open_here, f.conversion_to_next,
@@ -690,7 +682,33 @@ BEGIN
 						 conversion_to_next float8, win_rate float8)
 		   ORDER BY f."position"$q$,
 		source::text, CASE WHEN since IS NOT NULL THEN 'WHERE d.created_date::date >= $1' ELSE '' END)
-		USING since, why;
+		USING since, caveat;
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk._funnel_rows(regclass, date, text) IS
+	'The rows of funnel() in one read of the source, with the caveat given (internal)';
+
+CREATE FUNCTION dealrisk.funnel(source regclass, since date DEFAULT NULL)
+RETURNS TABLE(stage text, "position" int, is_late boolean, reached bigint, won bigint,
+			  lost_here bigint, open_here bigint, conversion_to_next float8,
+			  cumulative_conversion float8, win_rate float8, caveat text)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 10
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	why			text;
+BEGIN
+	PERFORM dealrisk._check_source(source, ARRAY['deal_stage', 'outcome']
+		|| CASE WHEN since IS NOT NULL THEN ARRAY['created_date'] ELSE '{}' END);
+	-- the funnel assumes deal_stage holds the stage each closed deal
+	-- reached: when the won deals say otherwise, every row says so
+	why := dealrisk._stage_semantics(source);
+	IF why IS NOT NULL THEN
+		RAISE WARNING 'the funnel of % cannot be read from deal_stage', dealrisk._source_name(source)
+			USING DETAIL = why || '.', HINT = dealrisk._stage_semantics_hint();
+		why := 'not a funnel: ' || why;
+	END IF;
+	RETURN QUERY SELECT * FROM dealrisk._funnel_rows(source, since, why);
 END
 $fn$;
 COMMENT ON FUNCTION dealrisk.funnel(regclass, date) IS
@@ -874,7 +892,7 @@ BEGIN
 			   -- row-level notes of data_quality(), one line
 			   pg_catalog.string_agg(pg_catalog.format('%s %s', c."check", pg_catalog.split_part(c.finding, ':', 1)), ', ' ORDER BY c.o)
 						FILTER (WHERE c.severity OPERATOR(pg_catalog.=) 'info'
-								AND c."check" NOT IN ('outcomes', 'columns', 'summary'))
+								AND c."check" NOT IN ('outcomes', 'columns', 'summary')),
 			   pg_catalog.bool_or(c."check" OPERATOR(pg_catalog.=) 'outcomes'),
 			   pg_catalog.max(c.finding) FILTER (WHERE c."check" OPERATOR(pg_catalog.=) 'stage_semantics')
 			INTO n_errors, n_warnings, pre_lines, notes, pre_ran, pre_semantics
@@ -996,7 +1014,7 @@ BEGIN
 		BEGIN
 			WITH s AS MATERIALIZED (
 				SELECT s.*, pg_catalog.lead(s.stage) OVER (ORDER BY s."position") AS next_stage
-				FROM dealrisk.funnel(source) s
+				FROM dealrisk._funnel_rows(source, NULL, NULL) s
 			)
 			SELECT (SELECT pg_catalog.sum(s.lost_here)::bigint FROM s) AS lost_total,
 				   (SELECT pg_catalog.sum(s.lost_here)::bigint FROM s WHERE s.is_late) AS late_lost,

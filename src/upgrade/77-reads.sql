@@ -90,6 +90,40 @@ $fn$;
 COMMENT ON FUNCTION dealrisk._trends(regclass, text, boolean) IS
 	'Closed deals per period of closed_date in one read of the source: the columns of win_rate_trend and, with cycles, of cycle_trend, and the newest closed_date (internal)';
 
+CREATE FUNCTION dealrisk._funnel_rows(source regclass, since date, caveat text)
+RETURNS TABLE(stage text, "position" int, is_late boolean, reached bigint, won bigint,
+			  lost_here bigint, open_here bigint, conversion_to_next float8,
+			  cumulative_conversion float8, win_rate float8, caveat text)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 10
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+	-- created_date only filters (since)
+	PERFORM dealrisk._check_source(source, ARRAY['deal_stage', 'outcome']
+		|| CASE WHEN since IS NOT NULL THEN ARRAY['created_date'] ELSE '{}' END);
+	RETURN QUERY EXECUTE pg_catalog.format(
+		$q$SELECT f.stage, f."position", f.is_late, f.reached, f.won, f.lost_here,
+				  f.open_here, f.conversion_to_next,
+				  f.reached::float8
+					/ NULLIF(pg_catalog.first_value(f.reached) OVER (ORDER BY f."position"), 0),
+				  f.win_rate, $2
+		   FROM (SELECT dealrisk.stage_funnel(
+						NULLIF(pg_catalog.btrim(d.deal_stage::text, E' \t\n\r\f\013'), ''),
+						dealrisk.is_won(d.outcome::text)) AS j
+				 FROM %s AS d
+				 %s) s,
+				pg_catalog.jsonb_to_recordset(s.j)
+					AS f(stage text, "position" int, is_late boolean, reached bigint,
+						 won bigint, lost_here bigint, open_here bigint,
+						 conversion_to_next float8, win_rate float8)
+		   ORDER BY f."position"$q$,
+		source::text, CASE WHEN since IS NOT NULL THEN 'WHERE d.created_date::date >= $1' ELSE '' END)
+		USING since, caveat;
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk._funnel_rows(regclass, date, text) IS
+	'The rows of funnel() in one read of the source, with the caveat given (internal)';
+
 CREATE OR REPLACE FUNCTION dealrisk._default_windows(source regclass,
 	OUT recent daterange, OUT baseline daterange, OUT last_closed date)
 RETURNS record
@@ -154,6 +188,32 @@ END
 $fn$;
 COMMENT ON FUNCTION dealrisk.cycle_trend(regclass, text) IS
 	'Sales cycle length (sales_cycle_days, else closed_date - created_date; a source needs one of them) of closed deals per week, month, quarter or year of closed_date: median, 75th percentile, mean, change of the median from the previous period, Welch''s t-test p-value of the change of the mean, and is_partial for a period that ends after the newest closed_date';
+
+CREATE OR REPLACE FUNCTION dealrisk.funnel(source regclass, since date DEFAULT NULL)
+RETURNS TABLE(stage text, "position" int, is_late boolean, reached bigint, won bigint,
+			  lost_here bigint, open_here bigint, conversion_to_next float8,
+			  cumulative_conversion float8, win_rate float8, caveat text)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 10
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	why			text;
+BEGIN
+	PERFORM dealrisk._check_source(source, ARRAY['deal_stage', 'outcome']
+		|| CASE WHEN since IS NOT NULL THEN ARRAY['created_date'] ELSE '{}' END);
+	-- the funnel assumes deal_stage holds the stage each closed deal
+	-- reached: when the won deals say otherwise, every row says so
+	why := dealrisk._stage_semantics(source);
+	IF why IS NOT NULL THEN
+		RAISE WARNING 'the funnel of % cannot be read from deal_stage', dealrisk._source_name(source)
+			USING DETAIL = why || '.', HINT = dealrisk._stage_semantics_hint();
+		why := 'not a funnel: ' || why;
+	END IF;
+	RETURN QUERY SELECT * FROM dealrisk._funnel_rows(source, since, why);
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk.funnel(regclass, date) IS
+	'The stage funnel of the deals created on or after since (all deals when NULL), one row per stage of dealrisk.stages: closed deals that reached the stage, won from there, lost there, open there, conversion to the next stage, cumulative conversion from the first stage and win rate from the stage; caveat is NULL when deal_stage can be read as the stage each closed deal reached, else why the numbers are not a funnel (with a WARNING)';
 
 CREATE OR REPLACE FUNCTION dealrisk.diagnose(source regclass)
 RETURNS text
@@ -263,7 +323,7 @@ BEGIN
 			   -- row-level notes of data_quality(), one line
 			   pg_catalog.string_agg(pg_catalog.format('%s %s', c."check", pg_catalog.split_part(c.finding, ':', 1)), ', ' ORDER BY c.o)
 						FILTER (WHERE c.severity OPERATOR(pg_catalog.=) 'info'
-								AND c."check" NOT IN ('outcomes', 'columns', 'summary'))
+								AND c."check" NOT IN ('outcomes', 'columns', 'summary')),
 			   pg_catalog.bool_or(c."check" OPERATOR(pg_catalog.=) 'outcomes'),
 			   pg_catalog.max(c.finding) FILTER (WHERE c."check" OPERATOR(pg_catalog.=) 'stage_semantics')
 			INTO n_errors, n_warnings, pre_lines, notes, pre_ran, pre_semantics
@@ -385,7 +445,7 @@ BEGIN
 		BEGIN
 			WITH s AS MATERIALIZED (
 				SELECT s.*, pg_catalog.lead(s.stage) OVER (ORDER BY s."position") AS next_stage
-				FROM dealrisk.funnel(source) s
+				FROM dealrisk._funnel_rows(source, NULL, NULL) s
 			)
 			SELECT (SELECT pg_catalog.sum(s.lost_here)::bigint FROM s) AS lost_total,
 				   (SELECT pg_catalog.sum(s.lost_here)::bigint FROM s WHERE s.is_late) AS late_lost,
