@@ -652,9 +652,9 @@ COMMENT ON FUNCTION dealrisk.win_rate_drivers(regclass, text, daterange, dateran
 
 -- Funnel --------------------------------------------------------------------
 
--- The funnel's rows, with caveat as given (the stage verdict is the
+-- The funnel's rows, with caveat = note (the stage verdict is the
 -- caller's: funnel() reads it, diagnose() has it from the preflight).
-CREATE FUNCTION dealrisk._funnel_rows(source regclass, since date, caveat text)
+CREATE FUNCTION dealrisk._funnel_rows(source regclass, since date, note text)
 RETURNS TABLE(stage text, "position" int, is_late boolean, reached bigint, won bigint,
 			  lost_here bigint, open_here bigint, conversion_to_next float8,
 			  cumulative_conversion float8, win_rate float8, caveat text)
@@ -682,11 +682,11 @@ BEGIN
 						 conversion_to_next float8, win_rate float8)
 		   ORDER BY f."position"$q$,
 		source::text, CASE WHEN since IS NOT NULL THEN 'WHERE d.created_date::date >= $1' ELSE '' END)
-		USING since, caveat;
+		USING since, note;
 END
 $fn$;
 COMMENT ON FUNCTION dealrisk._funnel_rows(regclass, date, text) IS
-	'The rows of funnel() in one read of the source, with the caveat given (internal)';
+	'The rows of funnel() in one read of the source, with caveat = note (internal)';
 
 CREATE FUNCTION dealrisk.funnel(source regclass, since date DEFAULT NULL)
 RETURNS TABLE(stage text, "position" int, is_late boolean, reached bigint, won bigint,

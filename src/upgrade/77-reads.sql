@@ -90,7 +90,7 @@ $fn$;
 COMMENT ON FUNCTION dealrisk._trends(regclass, text, boolean) IS
 	'Closed deals per period of closed_date in one read of the source: the columns of win_rate_trend and, with cycles, of cycle_trend, and the newest closed_date (internal)';
 
-CREATE FUNCTION dealrisk._funnel_rows(source regclass, since date, caveat text)
+CREATE FUNCTION dealrisk._funnel_rows(source regclass, since date, note text)
 RETURNS TABLE(stage text, "position" int, is_late boolean, reached bigint, won bigint,
 			  lost_here bigint, open_here bigint, conversion_to_next float8,
 			  cumulative_conversion float8, win_rate float8, caveat text)
@@ -118,11 +118,11 @@ BEGIN
 						 conversion_to_next float8, win_rate float8)
 		   ORDER BY f."position"$q$,
 		source::text, CASE WHEN since IS NOT NULL THEN 'WHERE d.created_date::date >= $1' ELSE '' END)
-		USING since, caveat;
+		USING since, note;
 END
 $fn$;
 COMMENT ON FUNCTION dealrisk._funnel_rows(regclass, date, text) IS
-	'The rows of funnel() in one read of the source, with the caveat given (internal)';
+	'The rows of funnel() in one read of the source, with caveat = note (internal)';
 
 CREATE OR REPLACE FUNCTION dealrisk._default_windows(source regclass,
 	OUT recent daterange, OUT baseline daterange, OUT last_closed date)
