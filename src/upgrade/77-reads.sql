@@ -529,6 +529,9 @@ BEGIN
 					FROM one, oneq, t
 					WHERE one.explained_by IS NOT NULL AND oneq.qs[one.j] < 0.05
 					  AND one.marginal * t.change > 0
+					  -- a cause of another kind (a share that moved) is listed above
+					  AND NOT EXISTS (SELECT 1 FROM a c WHERE c.selected AND c.q_value < 0.05
+									  AND c.driver OPERATOR(pg_catalog.=) one.driver)
 					UNION ALL
 					SELECT 3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, t.change, t.m, NULL
 					FROM t
