@@ -4,7 +4,7 @@
 -- parallel path and the number of reads of the source.  The planted
 -- scenarios over several seeds are in test/scenarios.sql.
 \ir harness/pgtap_setup.psql
-SELECT plan(43);
+SELECT plan(44);
 
 -- The SQLSTATE and message of the error a statement raises (NULLs if none).
 CREATE FUNCTION pg_temp.error_of(q text, OUT state text, OUT msg text)
@@ -161,6 +161,13 @@ SELECT pg_stat_get_xact_numscans('drv_collapse'::regclass) AS before_scans \gset
 SELECT length(dealrisk.diagnose('drv_collapse')) > 0 AS ran \gset
 SELECT is(pg_stat_get_xact_numscans('drv_collapse'::regclass) - :before_scans, 5::bigint,
 	'diagnose() reads the source 5 times: the preflight (2), the headline, the trends and the joint analysis (20 in 0.3.0)');
+
+-- a cause of one kind is not listed again as another's shadow
+CREATE TABLE drv_two AS SELECT * FROM dealrisk.sample_scenario('two_causes', 10000, 1);
+SELECT dealrisk.diagnose('drv_two') AS two_report \gset
+SELECT ok(:'two_report' LIKE E'%\n  lead_source = Outbound (share): %' AND :'two_report' LIKE E'%\n  industry = FinTech: %'
+		  AND :'two_report' NOT LIKE '%explained away): %lead_source = Outbound: %',
+	'two causes: both listed, and Outbound (a share cause) is not also a shadow of FinTech');
 
 -- _drivers_fit: checked input --------------------------------------------------
 
