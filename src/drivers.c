@@ -48,6 +48,7 @@
 #include "utils/memutils.h"
 
 #include "dealrisk.h"
+#include "model.h"
 
 PG_FUNCTION_INFO_V1(dr_drivers_fit);
 
@@ -135,20 +136,6 @@ static inline double
 softplus(double x)
 {
 	return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x));
-}
-
-/* Logistic function without overflow. */
-static inline double
-sigmoid(double x)
-{
-	if (x >= 0)
-		return 1.0 / (1.0 + exp(-x));
-	else
-	{
-		double		e = exp(x);
-
-		return e / (1.0 + e);
-	}
 }
 
 /* Whether cell c holds deals of candidate j (either window). */
@@ -241,7 +228,7 @@ information(Drv *dv, const double *beta, double *h, double *g)
 	for (c = 0; c < dv->ncells; c++)
 	{
 		const int32 *l = dv->lev + (Size) c * dv->ndims;
-		double		mu = sigmoid(dv->eta[c]);
+		double		mu = dr_logistic(dv->eta[c]);
 		double		v = dv->cn[c] * mu * (1.0 - mu);
 		double		r = dv->cw[c] - dv->cn[c] * mu;
 
@@ -327,7 +314,7 @@ fit(Drv *dv)
 		dv->dev = newdev;
 	}
 	for (i = 0; i < dv->ncells; i++)
-		dv->mu[i] = sigmoid(dv->eta[i]);
+		dv->mu[i] = dr_logistic(dv->eta[i]);
 	information(dv, dv->beta, dv->chol, g);
 	if (!dr_cholesky(dv->chol, p))
 		elog(ERROR, "driver model information is not positive definite");
@@ -438,7 +425,7 @@ rate_shift(const Drv *dv, const DrvCand *j, double from, double to)
 		int			c = j->mem[m];
 
 		if (dv->rec[c])
-			s += dv->cn[c] * (sigmoid(dv->eta[c] - from + to) - sigmoid(dv->eta[c] - from));
+			s += dv->cn[c] * (dr_logistic(dv->eta[c] - from + to) - dr_logistic(dv->eta[c] - from));
 	}
 	return s / (double) j->n1;
 }
@@ -1125,7 +1112,7 @@ dr_drivers_fit(PG_FUNCTION_ARGS)
 				int			c = j->mem[mm];
 
 				if (dv.rec[c] && cand_has(&dv, q, c))
-					s += dv.cn[c] * (dv.mu[c] - sigmoid(dv.eta[c] - delta));
+					s += dv.cn[c] * (dv.mu[c] - dr_logistic(dv.eta[c] - delta));
 			}
 			s /= j->n1;
 			if (s * (marginal > 0 ? 1 : -1) > best)
@@ -1164,8 +1151,8 @@ dr_drivers_fit(PG_FUNCTION_ARGS)
 					continue;
 				for (k = 0; k < dv.ncellsel[c]; k++)
 					e0 -= dv.beta[dv.cellsel[(Size) c * DRV_MAX_SELECTED + k]];
-				s += dv.cn[c] * (sigmoid(e0) -
-								 sigmoid(e0 - dv.beta[dv.moff[d] + lev0[(Size) c * ndims + d]] + mb));
+				s += dv.cn[c] * (dr_logistic(e0) -
+								 dr_logistic(e0 - dv.beta[dv.moff[d] + lev0[(Size) c * ndims + d]] + mb));
 			}
 			s /= j->n1;
 			if (s * (marginal > 0 ? 1 : -1) > best)
