@@ -3,14 +3,14 @@ EXTENSION  = dealrisk
 EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" dealrisk.control)
 
 MODULE_big = dealrisk
-OBJS = src/dealrisk.o src/stats.o src/outcome.o src/winrate.o src/funnel.o src/drivers.o \
+OBJS = src/dealrisk.o src/stats.o src/outcome.o src/winrate.o src/funnel.o src/drivers.o src/trees.o \
 	src/features.o src/model.o src/train.o src/score.o src/trust.o
 
 # The install script of the current version is assembled from the SQL beside
 # each C file, in dependency order (a file may use objects of the files
 # before it).
 SQL_PARTS = src/header.sql src/stats.sql src/outcome.sql src/winrate.sql \
-	src/funnel.sql src/sample.sql src/diagnostics.sql src/drivers.sql src/checks.sql src/model.sql src/ops.sql
+	src/funnel.sql src/sample.sql src/diagnostics.sql src/drivers.sql src/checks.sql src/model.sql src/trees.sql src/ops.sql
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 # Released install scripts and the upgrade scripts between versions: frozen
 # once released; every change to SQL objects ships dealrisk--A--B.sql.
@@ -43,7 +43,7 @@ else
 include $(PGXS)
 endif
 
-$(OBJS): src/dealrisk.h src/model.h
+$(OBJS): src/dealrisk.h src/model.h src/trees.h
 
 # (the Makefile and the folder of parts are prerequisites too: a part added,
 # removed or renamed, or a change of the lists, rebuilds the scripts)
