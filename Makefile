@@ -3,7 +3,7 @@ EXTENSION  = dealrisk
 EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" dealrisk.control)
 
 MODULE_big = dealrisk
-OBJS = src/dealrisk.o src/stats.o src/outcome.o src/winrate.o src/funnel.o src/drivers.o src/trees.o \
+OBJS = src/dealrisk.o src/stats.o src/outcome.o src/winrate.o src/funnel.o src/drivers.o src/trees.o src/gbm.o \
 	src/features.o src/model.o src/train.o src/score.o src/trust.o
 
 # The install script of the current version is assembled from the SQL beside

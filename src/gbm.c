@@ -1,0 +1,541 @@
+/*
+ * gbm.c
+ *	  Gradient-boosted trees on a binned matrix: second-order (Newton)
+ *	  boosting of the log loss with histogram splits, depth-limited trees,
+ *	  a learning rate, L2 on leaf weights, a minimum child weight, row and
+ *	  column subsampling and early stopping on a holdout (issue #10).
+ *
+ * The matrix holds one small code per feature per row: the bin of a
+ * number or the level of a category, -1 for a missing value.  A split
+ * sends codes <= c left (stored as threshold c + 0.5 for the tree walker
+ * of trees.c, which sends x < threshold left) and missing values to the
+ * side that gains more.  Randomness (subsampling) comes from
+ * dr_hash_uniform(seed, ...), so a fit is deterministic.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+
+#include "dealrisk.h"
+#include "model.h"
+#include "trees.h"
+
+PG_FUNCTION_INFO_V1(dr_gbm_fit);
+
+#define GBM_MAX_BINS 256		/* codes 0..255 per feature */
+#define GBM_MAX_DEPTH 16
+
+typedef struct GbmParams
+{
+	int			rounds;
+	double		eta;
+	int			max_depth;
+	double		lambda;
+	double		min_child_weight;
+	double		subsample;
+	double		colsample;
+	int			early_stop;
+	int64		seed;
+} GbmParams;
+
+/* A node being grown: its rows are idx[begin .. end) of the row index. */
+typedef struct GbmNode
+{
+	int			begin;
+	int			end;
+	int			depth;
+	double		g;
+	double		h;
+	int			out;			/* its index in the output tree */
+} GbmNode;
+
+/* The growing output: flattened trees in trees.c's layout. */
+typedef struct GbmOut
+{
+	int			nnodes;
+	int			cap;
+	int32	   *left;
+	int32	   *right;
+	int32	   *feature;
+	double	   *threshold;
+	bool	   *dl;
+	double	   *value;
+	double	   *cover;
+	int			ntrees;
+	int			tcap;
+	int32	   *start;
+} GbmOut;
+
+/* Append a node (a leaf for now) to the output; returns its tree-local index. */
+static int
+out_node(GbmOut *o, int tree_start, double cover)
+{
+	if (o->nnodes == o->cap)
+	{
+		o->cap *= 2;
+		o->left = repalloc(o->left, sizeof(int32) * o->cap);
+		o->right = repalloc(o->right, sizeof(int32) * o->cap);
+		o->feature = repalloc(o->feature, sizeof(int32) * o->cap);
+		o->threshold = repalloc(o->threshold, sizeof(double) * o->cap);
+		o->dl = repalloc(o->dl, sizeof(bool) * o->cap);
+		o->value = repalloc(o->value, sizeof(double) * o->cap);
+		o->cover = repalloc(o->cover, sizeof(double) * o->cap);
+	}
+	o->left[o->nnodes] = o->right[o->nnodes] = -1;
+	o->feature[o->nnodes] = 0;
+	o->threshold[o->nnodes] = 0;
+	o->dl[o->nnodes] = false;
+	o->value[o->nnodes] = 0;
+	o->cover[o->nnodes] = cover;
+	return o->nnodes++ - tree_start;
+}
+
+/* Weighted log loss of margins m against labels y over the rows in use. */
+static double
+log_loss(int n, const double *m, const bool *y, const double *w, const bool *use)
+{
+	double		s = 0,
+				ws = 0;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		if (!use[i])
+			continue;
+		/* -log p = softplus(-m) for a win, softplus(m) for a loss */
+		s += w[i] * (y[i] ? (m[i] > 0 ? log1p(exp(-m[i])) : -m[i] + log1p(exp(m[i])))
+					 : (m[i] > 0 ? m[i] + log1p(exp(-m[i])) : log1p(exp(m[i]))));
+		ws += w[i];
+	}
+	return ws > 0 ? s / ws : NAN;
+}
+
+/*
+ * Fit the ensemble.  codes: n x nf row-major, -1 missing; nbins: codes of
+ * feature f are < nbins[f]; holdout rows are only measured.  Returns the
+ * number of rounds kept (the best holdout loss, or all without a holdout).
+ */
+static int
+gbm_fit(int n, int nf, const int16 *codes, const int32 *nbins, const bool *y,
+		const double *w, const bool *holdout, const GbmParams *p, GbmOut *o,
+		double *base, double *train_loss, double *hold_loss)
+{
+	double	   *m = palloc(sizeof(double) * n),
+			   *g = palloc(sizeof(double) * n),
+			   *h = palloc(sizeof(double) * n);
+	bool	   *train = palloc(sizeof(bool) * n),
+			   *hold = palloc(sizeof(bool) * n),
+			   *colon = palloc(sizeof(bool) * nf);
+	int		   *idx = palloc(sizeof(int) * n),
+			   *tmp = palloc(sizeof(int) * n);
+	int		   *hoff = palloc(sizeof(int) * (nf + 1));
+	double	   *hg,
+			   *hh;
+	GbmNode    *queue = palloc(sizeof(GbmNode) * ((Size) 2 << Min(p->max_depth, GBM_MAX_DEPTH)));
+	double		sw = 0,
+				swy = 0,
+				best = INFINITY;
+	int			i,
+				f,
+				r,
+				best_round = 0,
+				nhold = 0,
+				best_nodes = 0;
+
+	/* histogram offsets: nbins[f] + 1 slots (the last for missing) */
+	hoff[0] = 0;
+	for (f = 0; f < nf; f++)
+		hoff[f + 1] = hoff[f] + nbins[f] + 1;
+	hg = palloc(sizeof(double) * hoff[nf]);
+	hh = palloc(sizeof(double) * hoff[nf]);
+
+	for (i = 0; i < n; i++)
+	{
+		hold[i] = holdout[i];
+		train[i] = !holdout[i];
+		if (holdout[i])
+			nhold++;
+		else
+		{
+			sw += w[i];
+			swy += y[i] ? w[i] : 0;
+		}
+	}
+	if (!(sw > 0) || swy <= 0 || swy >= sw)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("boosting needs won and lost deals with positive weight in the training rows")));
+	*base = log(swy / (sw - swy));
+	for (i = 0; i < n; i++)
+		m[i] = *base;
+
+	for (r = 0; r < p->rounds; r++)
+	{
+		int			tree_start = o->nnodes;
+		int			nq = 0,
+					qi = 0,
+					nuse = 0;
+
+		CHECK_FOR_INTERRUPTS();
+		if (o->ntrees == o->tcap)
+		{
+			o->tcap *= 2;
+			o->start = repalloc(o->start, sizeof(int32) * o->tcap);
+		}
+		o->start[o->ntrees] = tree_start;
+
+		/* gradients, the rows of this round, the columns of this tree */
+		for (i = 0; i < n; i++)
+		{
+			double		pr = dr_logistic(m[i]);
+
+			g[i] = w[i] * (pr - (y[i] ? 1.0 : 0.0));
+			h[i] = w[i] * Max(pr * (1.0 - pr), 1e-16);
+			if (train[i] && (p->subsample >= 1.0 ||
+							 dr_hash_uniform(p->seed, (int64) r * n + i, 101) < p->subsample))
+				idx[nuse++] = i;
+		}
+		for (f = 0; f < nf; f++)
+			colon[f] = p->colsample >= 1.0 ||
+				dr_hash_uniform(p->seed, (int64) r * nf + f, 102) < p->colsample;
+
+		/* the root */
+		{
+			double		G = 0,
+						H = 0;
+
+			for (i = 0; i < nuse; i++)
+			{
+				G += g[idx[i]];
+				H += h[idx[i]];
+			}
+			queue[nq].begin = 0;
+			queue[nq].end = nuse;
+			queue[nq].depth = 0;
+			queue[nq].g = G;
+			queue[nq].h = H;
+			queue[nq].out = out_node(o, tree_start, H);
+			nq++;
+		}
+
+		while (qi < nq)
+		{
+			GbmNode    *nd = &queue[qi++];
+			double		parent = nd->g * nd->g / (nd->h + p->lambda);
+			double		best_gain = 0;
+			int			bf = -1,
+						bc = 0;
+			bool		bdl = false;
+			double		bgl = 0,
+						bhl = 0;
+			int			gnode = tree_start + nd->out;
+
+			/* a leaf unless a split gains */
+			o->value[gnode] = -p->eta * nd->g / (nd->h + p->lambda);
+			if (nd->depth >= p->max_depth || nd->h < 2 * p->min_child_weight ||
+				nd->end - nd->begin < 2)
+				continue;
+
+			memset(hg, 0, sizeof(double) * hoff[nf]);
+			memset(hh, 0, sizeof(double) * hoff[nf]);
+			for (i = nd->begin; i < nd->end; i++)
+			{
+				int			row = idx[i];
+				const int16 *c = codes + (Size) row * nf;
+
+				for (f = 0; f < nf; f++)
+				{
+					int			slot = hoff[f] + (c[f] < 0 ? nbins[f] : c[f]);
+
+					hg[slot] += g[row];
+					hh[slot] += h[row];
+				}
+			}
+			for (f = 0; f < nf; f++)
+			{
+				double		mg = hg[hoff[f] + nbins[f]],
+							mh = hh[hoff[f] + nbins[f]],
+							gl = 0,
+							hl = 0;
+				int			c;
+
+				if (!colon[f])
+					continue;
+				for (c = 0; c < nbins[f] - 1; c++)
+				{
+					int			side;
+
+					gl += hg[hoff[f] + c];
+					hl += hh[hoff[f] + c];
+					/* missing values left (side 0) or right (side 1) */
+					for (side = 0; side < 2; side++)
+					{
+						double		GL = gl + (side == 0 ? mg : 0),
+									HL = hl + (side == 0 ? mh : 0),
+									GR = nd->g - GL,
+									HR = nd->h - HL,
+									gain;
+
+						if (HL < p->min_child_weight || HR < p->min_child_weight)
+							continue;
+						gain = GL * GL / (HL + p->lambda) + GR * GR / (HR + p->lambda) - parent;
+						if (gain > best_gain + 1e-12)
+						{
+							best_gain = gain;
+							bf = f;
+							bc = c;
+							bdl = side == 0;
+							bgl = GL;
+							bhl = HL;
+						}
+					}
+				}
+			}
+			if (bf < 0)
+				continue;
+
+			/* partition the node's rows: left first */
+			{
+				int			nl = 0,
+							k = nd->begin,
+							j;
+				GbmNode    *lc,
+						   *rc;
+
+				for (j = nd->begin; j < nd->end; j++)
+				{
+					int			code = codes[(Size) idx[j] * nf + bf];
+
+					if (code < 0 ? bdl : code <= bc)
+						idx[k++] = idx[j];
+					else
+						tmp[nl++] = idx[j];
+				}
+				memcpy(idx + k, tmp, sizeof(int) * nl);
+				o->feature[gnode] = bf;
+				o->threshold[gnode] = bc + 0.5;
+				o->dl[gnode] = bdl;
+				lc = &queue[nq++];
+				lc->begin = nd->begin;
+				lc->end = k;
+				lc->depth = nd->depth + 1;
+				lc->g = bgl;
+				lc->h = bhl;
+				lc->out = out_node(o, tree_start, bhl);
+				rc = &queue[nq++];
+				rc->begin = k;
+				rc->end = nd->end;
+				rc->depth = nd->depth + 1;
+				rc->g = nd->g - bgl;
+				rc->h = nd->h - bhl;
+				rc->out = out_node(o, tree_start, nd->h - bhl);
+				o->left[gnode] = lc->out;
+				o->right[gnode] = rc->out;
+			}
+		}
+		o->ntrees++;
+
+		/* new margins of every row, losses, early stopping */
+		{
+			for (i = 0; i < n; i++)
+			{
+				const int16 *c = codes + (Size) i * nf;
+				int			node = tree_start;
+
+				while (o->left[node] >= 0)
+				{
+					int			code = c[o->feature[node]];
+					bool		go_left = code < 0 ? o->dl[node] : code < o->threshold[node];
+
+					node = tree_start + (go_left ? o->left[node] : o->right[node]);
+				}
+				m[i] += o->value[node];
+			}
+		}
+		train_loss[r] = log_loss(n, m, y, w, train);
+		hold_loss[r] = nhold > 0 ? log_loss(n, m, y, w, hold) : NAN;
+		if (nhold == 0 || hold_loss[r] < best - 1e-12)
+		{
+			best = nhold > 0 ? hold_loss[r] : best;
+			best_round = r + 1;
+			best_nodes = o->nnodes;
+		}
+		else if (p->early_stop > 0 && r + 1 - best_round >= p->early_stop)
+		{
+			r++;
+			break;
+		}
+	}
+	/* keep the trees up to the best round */
+	o->ntrees = best_round;
+	o->nnodes = best_nodes;
+	return r;
+}
+
+/* A parameter's value from the SQL arguments, checked against its range. */
+static double
+param(FunctionCallInfo fcinfo, int arg, const char *name, double lo, double hi, bool lo_open)
+{
+	double		v = PG_GETARG_FLOAT8(arg);
+
+	if (isnan(v) || (lo_open ? v <= lo : v < lo) || v > hi)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("boosting parameter %s must be in %s%g, %g], got %g",
+						name, lo_open ? "(" : "[", lo, hi, v)));
+	return v;
+}
+
+/*
+ * SQL: _gbm_fit(nbins int4[], codes int2[], y bool[], w float8[], holdout
+ * bool[], rounds, eta, max_depth, lambda, min_child_weight, subsample,
+ * colsample, early_stop, seed) -> the ensemble in trees.c's layout, the
+ * rounds run and kept, and the train and holdout loss of every round.
+ */
+Datum
+dr_gbm_fit(PG_FUNCTION_ARGS)
+{
+	ArrayType  *nbarr = PG_GETARG_ARRAYTYPE_P(0);
+	ArrayType  *carr = PG_GETARG_ARRAYTYPE_P(1);
+	ArrayType  *yarr = PG_GETARG_ARRAYTYPE_P(2);
+	ArrayType  *warr = PG_GETARG_ARRAYTYPE_P(3);
+	ArrayType  *harr = PG_GETARG_ARRAYTYPE_P(4);
+	GbmParams	p;
+	TupleDesc	desc;
+	GbmOut		o;
+	int			n,
+				nf,
+				i,
+				run;
+	const int32 *nbins;
+	const int16 *codes;
+	const double *w;
+	double		base,
+			   *tl,
+			   *hl;
+	Datum		values[13];
+	bool		nulls[13];
+	Datum	   *e;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "_gbm_fit must return a record");
+	p.rounds = (int) param(fcinfo, 5, "rounds", 1, 100000, false);
+	p.eta = param(fcinfo, 6, "eta", 0, 1, true);
+	p.max_depth = (int) param(fcinfo, 7, "max_depth", 1, GBM_MAX_DEPTH, false);
+	p.lambda = param(fcinfo, 8, "lambda", 0, 1e6, false);
+	p.min_child_weight = param(fcinfo, 9, "min_child_weight", 0, 1e9, false);
+	p.subsample = param(fcinfo, 10, "subsample", 0, 1, true);
+	p.colsample = param(fcinfo, 11, "colsample", 0, 1, true);
+	p.early_stop = (int) param(fcinfo, 12, "early_stop", 0, 100000, false);
+	p.seed = PG_GETARG_INT64(13);
+
+	if (ARR_NDIM(nbarr) != 1 || ARR_ELEMTYPE(nbarr) != INT4OID || ARR_HASNULL(nbarr))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("nbins must be a one-dimensional int4 array without NULLs")));
+	nf = ARR_DIMS(nbarr)[0];
+	nbins = (const int32 *) ARR_DATA_PTR(nbarr);
+	for (i = 0; i < nf; i++)
+		if (nbins[i] < 1 || nbins[i] > GBM_MAX_BINS)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("feature %d has %d bins; a feature has 1 to %d", i + 1, nbins[i], GBM_MAX_BINS)));
+	n = ArrayGetNItems(ARR_NDIM(yarr), ARR_DIMS(yarr));
+	if (ARR_NDIM(yarr) > 1 || ARR_ELEMTYPE(yarr) != BOOLOID || ARR_HASNULL(yarr) ||
+		ARR_NDIM(warr) > 1 || ARR_ELEMTYPE(warr) != FLOAT8OID || ARR_HASNULL(warr) ||
+		ArrayGetNItems(ARR_NDIM(warr), ARR_DIMS(warr)) != n ||
+		ARR_NDIM(harr) > 1 || ARR_ELEMTYPE(harr) != BOOLOID || ARR_HASNULL(harr) ||
+		ArrayGetNItems(ARR_NDIM(harr), ARR_DIMS(harr)) != n ||
+		ARR_ELEMTYPE(carr) != INT2OID || ARR_HASNULL(carr) ||
+		(int64) ArrayGetNItems(ARR_NDIM(carr), ARR_DIMS(carr)) != (int64) n * nf)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("y, w and holdout must be arrays of one element per row without NULLs, and codes one per row and feature")));
+	if (nf < 1 || n < 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("boosting needs at least one feature and two rows, got %d and %d", nf, n)));
+	codes = (const int16 *) ARR_DATA_PTR(carr);
+	for (i = 0; i < n * nf; i++)
+		if (codes[i] < -1 || codes[i] >= nbins[i % nf])
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("row %d has code %d for feature %d, which has %d bins",
+							i / nf + 1, codes[i], i % nf + 1, nbins[i % nf])));
+	w = (const double *) ARR_DATA_PTR(warr);
+	for (i = 0; i < n; i++)
+		if (!isfinite(w[i]) || w[i] < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("row %d has weight %g; weights are finite and >= 0", i + 1, w[i])));
+
+	memset(&o, 0, sizeof(o));
+	o.cap = 1024;
+	o.left = palloc(sizeof(int32) * o.cap);
+	o.right = palloc(sizeof(int32) * o.cap);
+	o.feature = palloc(sizeof(int32) * o.cap);
+	o.threshold = palloc(sizeof(double) * o.cap);
+	o.dl = palloc(sizeof(bool) * o.cap);
+	o.value = palloc(sizeof(double) * o.cap);
+	o.cover = palloc(sizeof(double) * o.cap);
+	o.tcap = 64;
+	o.start = palloc(sizeof(int32) * o.tcap);
+	tl = palloc(sizeof(double) * p.rounds);
+	hl = palloc(sizeof(double) * p.rounds);
+	run = gbm_fit(n, nf, codes, nbins, (const bool *) ARR_DATA_PTR(yarr), w,
+				  (const bool *) ARR_DATA_PTR(harr), &p, &o, &base, tl, hl);
+
+	memset(nulls, 0, sizeof(nulls));
+	{
+		int			k;
+		Datum	   *d;
+
+		d = palloc(sizeof(Datum) * Max(o.nnodes, Max(o.ntrees, run) + 1));
+		for (k = 0; k < o.ntrees; k++)
+			d[k] = Int32GetDatum(o.start[k]);
+		values[0] = PointerGetDatum(construct_array(d, o.ntrees, INT4OID, 4, true, TYPALIGN_INT));
+		for (k = 0; k < o.nnodes; k++)
+			d[k] = Int32GetDatum(o.left[k]);
+		values[1] = PointerGetDatum(construct_array(d, o.nnodes, INT4OID, 4, true, TYPALIGN_INT));
+		for (k = 0; k < o.nnodes; k++)
+			d[k] = Int32GetDatum(o.right[k]);
+		values[2] = PointerGetDatum(construct_array(d, o.nnodes, INT4OID, 4, true, TYPALIGN_INT));
+		for (k = 0; k < o.nnodes; k++)
+			d[k] = Int32GetDatum(o.feature[k]);
+		values[3] = PointerGetDatum(construct_array(d, o.nnodes, INT4OID, 4, true, TYPALIGN_INT));
+		e = palloc(sizeof(Datum) * (Max(o.nnodes, run) + 1));
+		for (k = 0; k < o.nnodes; k++)
+			e[k] = Float8GetDatum(o.threshold[k]);
+		values[4] = PointerGetDatum(construct_array(e, o.nnodes, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		for (k = 0; k < o.nnodes; k++)
+			d[k] = BoolGetDatum(o.dl[k]);
+		values[5] = PointerGetDatum(construct_array(d, o.nnodes, BOOLOID, 1, true, TYPALIGN_CHAR));
+		for (k = 0; k < o.nnodes; k++)
+			e[k] = Float8GetDatum(o.value[k]);
+		values[6] = PointerGetDatum(construct_array(e, o.nnodes, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		for (k = 0; k < o.nnodes; k++)
+			e[k] = Float8GetDatum(o.cover[k]);
+		values[7] = PointerGetDatum(construct_array(e, o.nnodes, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		values[8] = Float8GetDatum(base);
+		values[9] = Int32GetDatum(run);
+		values[10] = Int32GetDatum(o.ntrees);
+		for (k = 0; k < run; k++)
+			e[k] = Float8GetDatum(tl[k]);
+		values[11] = PointerGetDatum(construct_array(e, run, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		for (k = 0; k < run; k++)
+		{
+			e[k] = Float8GetDatum(hl[k]);
+			nulls[12] = nulls[12] || isnan(hl[k]);
+		}
+		values[12] = PointerGetDatum(construct_array(e, run, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}
