@@ -30,7 +30,7 @@
 
 PG_FUNCTION_INFO_V1(dr_gbm_fit);
 
-#define GBM_MAX_BINS 256		/* codes 0..255 per feature */
+#define GBM_MAX_BINS 255		/* codes 0..254 per feature, 255 slots for missing */
 #define GBM_MAX_DEPTH 16
 
 typedef struct GbmParams
@@ -46,7 +46,17 @@ typedef struct GbmParams
 	int64		seed;
 } GbmParams;
 
-/* A node being grown: its rows are idx[begin .. end) of the row index. */
+/* Gradient and hessian of a row, or their sums over a histogram slot. */
+typedef struct GbmGH
+{
+	double		g;
+	double		h;
+} GbmGH;
+
+/*
+ * A node being grown: its rows are idx[begin .. end) of the row index; hist
+ * is its histogram (NULL when it will not be split).
+ */
 typedef struct GbmNode
 {
 	int			begin;
@@ -55,6 +65,7 @@ typedef struct GbmNode
 	double		g;
 	double		h;
 	int			out;			/* its index in the output tree */
+	GbmGH	   *hist;
 } GbmNode;
 
 /* The growing output: flattened trees in trees.c's layout. */
@@ -98,30 +109,45 @@ out_node(GbmOut *o, int tree_start, double cover)
 	return o->nnodes++ - tree_start;
 }
 
-/* Weighted log loss of margins m against labels y over the rows in use. */
-static double
-log_loss(int n, const double *m, const bool *y, const double *w, const bool *use)
+/* Sum the gradients of rows idx[begin .. end) into a histogram. */
+static void
+build_hist(GbmGH *hist, int slots, const int *idx, int begin, int end, const uint8 *code8,
+		   int nf, const int *hoff, const GbmGH *gh)
 {
-	double		s = 0,
-				ws = 0;
-	int			i;
+	int			i,
+				f;
 
-	for (i = 0; i < n; i++)
+	memset(hist, 0, sizeof(GbmGH) * slots);
+	for (i = begin; i < end; i++)
 	{
-		if (!use[i])
-			continue;
-		/* -log p = softplus(-m) for a win, softplus(m) for a loss */
-		s += w[i] * (y[i] ? (m[i] > 0 ? log1p(exp(-m[i])) : -m[i] + log1p(exp(m[i])))
-					 : (m[i] > 0 ? m[i] + log1p(exp(-m[i])) : log1p(exp(m[i]))));
-		ws += w[i];
+		int			row = idx[i];
+		const uint8 *c = code8 + (Size) row * nf;
+		double		g = gh[row].g,
+					h = gh[row].h;
+
+		for (f = 0; f < nf; f++)
+		{
+			GbmGH	   *s = &hist[hoff[f] + c[f]];
+
+			s->g += g;
+			s->h += h;
+		}
 	}
-	return ws > 0 ? s / ws : NAN;
+}
+
+/* Whether a node of this depth and weight may be split at all. */
+static inline bool
+splittable(const GbmParams *p, int depth, double h, int rows)
+{
+	return depth < p->max_depth && h >= 2 * p->min_child_weight && rows >= 2;
 }
 
 /*
  * Fit the ensemble.  codes: n x nf row-major, -1 missing; nbins: codes of
  * feature f are < nbins[f]; holdout rows are only measured.  Returns the
- * number of rounds kept (the best holdout loss, or all without a holdout).
+ * number of rounds run; o keeps the trees up to the best holdout loss (all
+ * of them without a holdout).  A child's histogram is its parent's minus
+ * its sibling's, so only the smaller child of a split is scanned.
  */
 static int
 gbm_fit(int n, int nf, const int16 *codes, const int32 *nbins, const bool *y,
@@ -129,17 +155,21 @@ gbm_fit(int n, int nf, const int16 *codes, const int32 *nbins, const bool *y,
 		double *base, double *train_loss, double *hold_loss)
 {
 	double	   *m = palloc(sizeof(double) * n),
-			   *g = palloc(sizeof(double) * n),
-			   *h = palloc(sizeof(double) * n);
+			   *pr = palloc(sizeof(double) * n);
+	GbmGH	   *gh = palloc(sizeof(GbmGH) * n);
+	uint8	   *code8 = palloc((Size) n * nf);
 	bool	   *train = palloc(sizeof(bool) * n),
 			   *hold = palloc(sizeof(bool) * n),
 			   *colon = palloc(sizeof(bool) * nf);
 	int		   *idx = palloc(sizeof(int) * n),
 			   *tmp = palloc(sizeof(int) * n);
 	int		   *hoff = palloc(sizeof(int) * (nf + 1));
-	double	   *hg,
-			   *hh;
-	GbmNode    *queue = palloc(sizeof(GbmNode) * ((Size) 2 << Min(p->max_depth, GBM_MAX_DEPTH)));
+	int			maxnodes = 2 << Min(p->max_depth, GBM_MAX_DEPTH);
+	GbmNode    *queue = palloc(sizeof(GbmNode) * maxnodes);
+	GbmGH	  **freelist;		/* histograms not in use, kept across rounds */
+	int			nfree = 0,
+				npool = 0,
+				slots;
 	double		sw = 0,
 				swy = 0,
 				best = INFINITY;
@@ -154,8 +184,15 @@ gbm_fit(int n, int nf, const int16 *codes, const int32 *nbins, const bool *y,
 	hoff[0] = 0;
 	for (f = 0; f < nf; f++)
 		hoff[f + 1] = hoff[f] + nbins[f] + 1;
-	hg = palloc(sizeof(double) * hoff[nf]);
-	hh = palloc(sizeof(double) * hoff[nf]);
+	slots = hoff[nf];
+	/* one histogram per node that may be split: at most maxnodes at a time */
+	freelist = palloc(sizeof(GbmGH *) * maxnodes);
+	for (i = 0; i < (Size) n * nf; i++)
+	{
+		int			c = codes[i];
+
+		code8[i] = (uint8) (c < 0 ? nbins[i % nf] : c);
+	}
 
 	for (i = 0; i < n; i++)
 	{
@@ -175,7 +212,10 @@ gbm_fit(int n, int nf, const int16 *codes, const int32 *nbins, const bool *y,
 				 errmsg("boosting needs won and lost deals with positive weight in the training rows")));
 	*base = log(swy / (sw - swy));
 	for (i = 0; i < n; i++)
+	{
 		m[i] = *base;
+		pr[i] = dr_logistic(*base);
+	}
 
 	for (r = 0; r < p->rounds; r++)
 	{
@@ -195,10 +235,8 @@ gbm_fit(int n, int nf, const int16 *codes, const int32 *nbins, const bool *y,
 		/* gradients, the rows of this round, the columns of this tree */
 		for (i = 0; i < n; i++)
 		{
-			double		pr = dr_logistic(m[i]);
-
-			g[i] = w[i] * (pr - (y[i] ? 1.0 : 0.0));
-			h[i] = w[i] * Max(pr * (1.0 - pr), 1e-16);
+			gh[i].g = w[i] * (pr[i] - (y[i] ? 1.0 : 0.0));
+			gh[i].h = w[i] * Max(pr[i] * (1.0 - pr[i]), 1e-16);
 			if (train[i] && (p->subsample >= 1.0 ||
 							 dr_hash_uniform(p->seed, (int64) r * n + i, 101) < p->subsample))
 				idx[nuse++] = i;
@@ -214,8 +252,8 @@ gbm_fit(int n, int nf, const int16 *codes, const int32 *nbins, const bool *y,
 
 			for (i = 0; i < nuse; i++)
 			{
-				G += g[idx[i]];
-				H += h[idx[i]];
+				G += gh[idx[i]].g;
+				H += gh[idx[i]].h;
 			}
 			queue[nq].begin = 0;
 			queue[nq].end = nuse;
@@ -223,6 +261,13 @@ gbm_fit(int n, int nf, const int16 *codes, const int32 *nbins, const bool *y,
 			queue[nq].g = G;
 			queue[nq].h = H;
 			queue[nq].out = out_node(o, tree_start, H);
+			queue[nq].hist = NULL;
+			if (splittable(p, 0, H, nuse))
+			{
+				queue[nq].hist = nfree > 0 ? freelist[--nfree] :
+					(npool++, palloc(sizeof(GbmGH) * slots));
+				build_hist(queue[nq].hist, slots, idx, 0, nuse, code8, nf, hoff, gh);
+			}
 			nq++;
 		}
 
@@ -237,32 +282,16 @@ gbm_fit(int n, int nf, const int16 *codes, const int32 *nbins, const bool *y,
 			double		bgl = 0,
 						bhl = 0;
 			int			gnode = tree_start + nd->out;
+			GbmGH	   *hist = nd->hist;
 
 			/* a leaf unless a split gains */
 			o->value[gnode] = -p->eta * nd->g / (nd->h + p->lambda);
-			if (nd->depth >= p->max_depth || nd->h < 2 * p->min_child_weight ||
-				nd->end - nd->begin < 2)
+			if (hist == NULL)
 				continue;
-
-			memset(hg, 0, sizeof(double) * hoff[nf]);
-			memset(hh, 0, sizeof(double) * hoff[nf]);
-			for (i = nd->begin; i < nd->end; i++)
-			{
-				int			row = idx[i];
-				const int16 *c = codes + (Size) row * nf;
-
-				for (f = 0; f < nf; f++)
-				{
-					int			slot = hoff[f] + (c[f] < 0 ? nbins[f] : c[f]);
-
-					hg[slot] += g[row];
-					hh[slot] += h[row];
-				}
-			}
 			for (f = 0; f < nf; f++)
 			{
-				double		mg = hg[hoff[f] + nbins[f]],
-							mh = hh[hoff[f] + nbins[f]],
+				double		mg = hist[hoff[f] + nbins[f]].g,
+							mh = hist[hoff[f] + nbins[f]].h,
 							gl = 0,
 							hl = 0;
 				int			c;
@@ -273,8 +302,8 @@ gbm_fit(int n, int nf, const int16 *codes, const int32 *nbins, const bool *y,
 				{
 					int			side;
 
-					gl += hg[hoff[f] + c];
-					hl += hh[hoff[f] + c];
+					gl += hist[hoff[f] + c].g;
+					hl += hist[hoff[f] + c].h;
 					/* missing values left (side 0) or right (side 1) */
 					for (side = 0; side < 2; side++)
 					{
@@ -300,21 +329,28 @@ gbm_fit(int n, int nf, const int16 *codes, const int32 *nbins, const bool *y,
 				}
 			}
 			if (bf < 0)
+			{
+				freelist[nfree++] = hist;
 				continue;
+			}
 
 			/* partition the node's rows: left first */
 			{
 				int			nl = 0,
 							k = nd->begin,
-							j;
+							j,
+							sl,
+							sr;
 				GbmNode    *lc,
-						   *rc;
+						   *rc,
+						   *small,
+						   *large;
 
 				for (j = nd->begin; j < nd->end; j++)
 				{
-					int			code = codes[(Size) idx[j] * nf + bf];
+					int			code = code8[(Size) idx[j] * nf + bf];
 
-					if (code < 0 ? bdl : code <= bc)
+					if (code == nbins[bf] ? bdl : code <= bc)
 						idx[k++] = idx[j];
 					else
 						tmp[nl++] = idx[j];
@@ -330,6 +366,7 @@ gbm_fit(int n, int nf, const int16 *codes, const int32 *nbins, const bool *y,
 				lc->g = bgl;
 				lc->h = bhl;
 				lc->out = out_node(o, tree_start, bhl);
+				lc->hist = NULL;
 				rc = &queue[nq++];
 				rc->begin = k;
 				rc->end = nd->end;
@@ -337,31 +374,112 @@ gbm_fit(int n, int nf, const int16 *codes, const int32 *nbins, const bool *y,
 				rc->g = nd->g - bgl;
 				rc->h = nd->h - bhl;
 				rc->out = out_node(o, tree_start, nd->h - bhl);
+				rc->hist = NULL;
 				o->left[gnode] = lc->out;
 				o->right[gnode] = rc->out;
+
+				/* children's histograms: scan the smaller, subtract for the larger */
+				sl = splittable(p, lc->depth, lc->h, lc->end - lc->begin);
+				sr = splittable(p, rc->depth, rc->h, rc->end - rc->begin);
+				small = (lc->end - lc->begin <= rc->end - rc->begin) ? lc : rc;
+				large = small == lc ? rc : lc;
+				if (sl || sr)
+				{
+					GbmGH	   *hs = nfree > 0 ? freelist[--nfree] :
+						(npool++, palloc(sizeof(GbmGH) * slots));
+
+					build_hist(hs, slots, idx, small->begin, small->end, code8, nf, hoff, gh);
+					if (small == lc ? sr : sl)
+					{
+						int			q;
+
+						/* the parent's histogram becomes the larger child's */
+						for (q = 0; q < slots; q++)
+						{
+							hist[q].g -= hs[q].g;
+							hist[q].h -= hs[q].h;
+						}
+						large->hist = hist;
+						hist = NULL;
+					}
+					if (small == lc ? sl : sr)
+						small->hist = hs;
+					else
+						freelist[nfree++] = hs;
+				}
+				if (hist != NULL)
+					freelist[nfree++] = hist;
 			}
 		}
 		o->ntrees++;
 
-		/* new margins of every row, losses, early stopping */
+		/*
+		 * New margins of every row (the tree's nodes copied into a compact
+		 * form for the walk), the probabilities the next round's gradients
+		 * use, and the losses, with one exp and one log1p per row.
+		 */
 		{
+			int			tn = o->nnodes - tree_start,
+						k;
+			int16	   *wf = palloc(sizeof(int16) * tn),
+					   *wl = palloc(sizeof(int16) * tn),
+					   *wr = palloc(sizeof(int16) * tn);
+			uint8	   *wcut = palloc(tn),
+					   *wmiss = palloc(tn);
+			bool	   *wdl = palloc(sizeof(bool) * tn);
+			double		lt = 0,
+						wt = 0,
+						lh = 0,
+						wh = 0;
+
+			for (k = 0; k < tn; k++)
+			{
+				wl[k] = (int16) o->left[tree_start + k];
+				wr[k] = (int16) o->right[tree_start + k];
+				wf[k] = (int16) o->feature[tree_start + k];
+				wcut[k] = (uint8) (o->threshold[tree_start + k] - 0.5);
+				wmiss[k] = (uint8) nbins[wf[k]];
+				wdl[k] = o->dl[tree_start + k];
+			}
 			for (i = 0; i < n; i++)
 			{
-				const int16 *c = codes + (Size) i * nf;
-				int			node = tree_start;
+				const uint8 *c = code8 + (Size) i * nf;
+				int			node = 0;
+				double		mi,
+							e,
+							loss;
 
-				while (o->left[node] >= 0)
+				while (wl[node] >= 0)
 				{
-					int			code = c[o->feature[node]];
-					bool		go_left = code < 0 ? o->dl[node] : code < o->threshold[node];
+					int			code = c[wf[node]];
+					bool		go_left = code == wmiss[node] ? wdl[node] : code <= wcut[node];
 
-					node = tree_start + (go_left ? o->left[node] : o->right[node]);
+					node = go_left ? wl[node] : wr[node];
 				}
-				m[i] += o->value[node];
+				mi = m[i] += o->value[tree_start + node];
+				e = exp(-fabs(mi));
+				pr[i] = mi >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+				loss = (y[i] ? (mi >= 0 ? 0 : -mi) : (mi >= 0 ? mi : 0)) + log1p(e);
+				if (hold[i])
+				{
+					lh += w[i] * loss;
+					wh += w[i];
+				}
+				else
+				{
+					lt += w[i] * loss;
+					wt += w[i];
+				}
 			}
+			pfree(wf);
+			pfree(wl);
+			pfree(wr);
+			pfree(wcut);
+			pfree(wmiss);
+			pfree(wdl);
+			train_loss[r] = wt > 0 ? lt / wt : NAN;
+			hold_loss[r] = wh > 0 ? lh / wh : NAN;
 		}
-		train_loss[r] = log_loss(n, m, y, w, train);
-		hold_loss[r] = nhold > 0 ? log_loss(n, m, y, w, hold) : NAN;
 		if (nhold == 0 || hold_loss[r] < best - 1e-12)
 		{
 			best = nhold > 0 ? hold_loss[r] : best;
