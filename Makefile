@@ -53,9 +53,14 @@ $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS) Makefile
 $(EXTENSION)--$(PREV_VERSION)--$(EXTVERSION).sql: $(UPGRADE_PARTS) src/upgrade Makefile
 	cat $(UPGRADE_PARTS) > $@
 
-.PHONY: demo test bench cluster-start cluster-stop deps
+.PHONY: demo test bench cluster-start cluster-stop deps bench-deps
 deps:
 	@bash test/harness/deps.sh
+
+# bench-deps: the extras of test/bench/ (python3-xgboost, libxgboost-dev,
+# python3-sklearn, python3-pandas); `make test` does not need them.
+bench-deps:
+	@bash test/harness/deps.sh bench
 
 # demo: (re)creates the database $(DEALRISK_DB) (default dealrisk) with the
 # sample or DEALS_CSV=file (its header is checked before any database is
