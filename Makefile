@@ -80,3 +80,9 @@ cluster-start:
 
 cluster-stop:
 	@bash test/harness/run.sh stop
+
+# test/bench/xgb_capi_probe: libxgboost's C API measured in a process of its
+# own (make bench-deps first; docs/model.md, "Gradient-boosted trees: library
+# or our own"); never part of the extension's build.
+test/bench/xgb_capi_probe: test/bench/xgb_capi_probe.c
+	gcc -O2 -Wall -Wextra -Werror -o $@ $< -lxgboost -lm
