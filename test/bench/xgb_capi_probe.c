@@ -314,48 +314,6 @@ main(int argc, char **argv)
 	printf("raw_float_matrix_mb\t%.1f (train rows, 4 bytes per value)\n", ntrain * nfeat * 4 / 1e6);
 	printf("rss_after_read_mb\t%.1f\n", rss_now_kb() / 1024.0);
 
-	/* errors: what a failing call returns and says */
-	{
-		DMatrixHandle bad;
-		BoosterHandle b;
-		DMatrixHandle tiny;
-		float		one[2] = {1, 2}, lab[1] = {1};
-		int			rc;
-
-		enter_library();
-		rc = XGDMatrixCreateFromFile("/nonexistent/file.libsvm", 1, &bad);
-		/* the message ends in a stack trace: its first line only */
-		printf("error_missing_file\trc %d: %.*s\n", rc, rc ? (int) strcspn(XGBGetLastError(), "\n") : 10,
-			   rc ? XGBGetLastError() : "(no error)");
-		SAFE(XGDMatrixCreateFromMat(one, 1, 2, NAN, &tiny));
-		SAFE(XGDMatrixSetFloatInfo(tiny, "label", lab, 1));
-		SAFE(XGBoosterCreate(&tiny, 1, &b));
-		rc = XGBoosterSetParam(b, "tree_method", "no_such_method");
-		printf("error_bad_param_set\trc %d%s%s\n", rc, rc ? ": " : " (accepted: checked later)", rc ? XGBGetLastError() : "");
-		rc = XGBoosterUpdateOneIter(b, 0, tiny);
-		printf("error_bad_param_at_update\trc %d: %s\n", rc, rc ? XGBGetLastError() : "(no error)");
-		SAFE(XGBoosterFree(b));
-		SAFE(XGBoosterCreate(&tiny, 1, &b));
-		SAFE(XGBoosterSetParam(b, "max_depth", "-3"));
-		rc = XGBoosterUpdateOneIter(b, 0, tiny);
-		printf("error_bad_depth_at_update\trc %d: %s\n", rc, rc ? XGBGetLastError() : "(no error)");
-		SAFE(XGBoosterFree(b));
-		SAFE(XGBRegisterLogCallback(log_callback));
-		SAFE(XGBoosterCreate(&tiny, 1, &b));
-		SAFE(XGBoosterSetParam(b, "no_such_parameter", "1"));
-		rc = XGBoosterUpdateOneIter(b, 0, tiny);
-		printf("unknown_param_at_update\trc %d (validate_parameters off, the C API's default)\n", rc);
-		SAFE(XGBoosterFree(b));
-		SAFE(XGBoosterCreate(&tiny, 1, &b));
-		SAFE(XGBoosterSetParam(b, "validate_parameters", "1"));
-		SAFE(XGBoosterSetParam(b, "no_such_parameter", "1"));
-		rc = XGBoosterUpdateOneIter(b, 0, tiny);
-		printf("unknown_param_validated\trc %d (any warning is on a log_callback line above)\n", rc);
-		SAFE(XGBoosterFree(b));
-		SAFE(XGDMatrixFree(tiny));
-		leave_library();
-	}
-
 	for (char *tok = strtok(threads, ","); tok; tok = strtok(NULL, ","))
 	{
 		DMatrixHandle dtrain, dtest;
@@ -467,6 +425,49 @@ main(int argc, char **argv)
 		printf("after_free\trss %.1f MB (was %.1f before the DMatrix), threads %d\n",
 			   rss_now_kb() / 1024.0, rss_before / 1024.0, th);
 	}
+	/* errors: what a failing call returns and says (after the training
+	 * runs, so that their thread counts are the training's own) */
+	{
+		DMatrixHandle bad;
+		BoosterHandle b;
+		DMatrixHandle tiny;
+		float		one[2] = {1, 2}, lab[1] = {1};
+		int			rc;
+
+		enter_library();
+		rc = XGDMatrixCreateFromFile("/nonexistent/file.libsvm", 1, &bad);
+		/* the message ends in a stack trace: its first line only */
+		printf("error_missing_file\trc %d: %.*s\n", rc, rc ? (int) strcspn(XGBGetLastError(), "\n") : 10,
+			   rc ? XGBGetLastError() : "(no error)");
+		SAFE(XGDMatrixCreateFromMat(one, 1, 2, NAN, &tiny));
+		SAFE(XGDMatrixSetFloatInfo(tiny, "label", lab, 1));
+		SAFE(XGBoosterCreate(&tiny, 1, &b));
+		rc = XGBoosterSetParam(b, "tree_method", "no_such_method");
+		printf("error_bad_param_set\trc %d%s%s\n", rc, rc ? ": " : " (accepted: checked later)", rc ? XGBGetLastError() : "");
+		rc = XGBoosterUpdateOneIter(b, 0, tiny);
+		printf("error_bad_param_at_update\trc %d: %s\n", rc, rc ? XGBGetLastError() : "(no error)");
+		SAFE(XGBoosterFree(b));
+		SAFE(XGBoosterCreate(&tiny, 1, &b));
+		SAFE(XGBoosterSetParam(b, "max_depth", "-3"));
+		rc = XGBoosterUpdateOneIter(b, 0, tiny);
+		printf("error_bad_depth_at_update\trc %d: %s\n", rc, rc ? XGBGetLastError() : "(no error)");
+		SAFE(XGBoosterFree(b));
+		SAFE(XGBRegisterLogCallback(log_callback));
+		SAFE(XGBoosterCreate(&tiny, 1, &b));
+		SAFE(XGBoosterSetParam(b, "no_such_parameter", "1"));
+		rc = XGBoosterUpdateOneIter(b, 0, tiny);
+		printf("unknown_param_at_update\trc %d (validate_parameters off, the C API's default)\n", rc);
+		SAFE(XGBoosterFree(b));
+		SAFE(XGBoosterCreate(&tiny, 1, &b));
+		SAFE(XGBoosterSetParam(b, "validate_parameters", "1"));
+		SAFE(XGBoosterSetParam(b, "no_such_parameter", "1"));
+		rc = XGBoosterUpdateOneIter(b, 0, tiny);
+		printf("unknown_param_validated\trc %d (any warning is on a log_callback line above)\n", rc);
+		SAFE(XGBoosterFree(b));
+		SAFE(XGDMatrixFree(tiny));
+		leave_library();
+	}
+
 	printf("peak_rss_mb\t%.1f\n", rss_peak_kb() / 1024.0);
 	free(xtrain);
 	free(xtest);
