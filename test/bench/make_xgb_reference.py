@@ -66,7 +66,7 @@ def g(v):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out-dir", default=os.path.join(os.path.dirname(__file__), "..", "data"))
+    ap.add_argument("--out-dir", default=os.path.relpath(os.path.join(os.path.dirname(__file__), "..", "data")))
     args = ap.parse_args()
 
     r = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"], input=SQL,
