@@ -53,9 +53,14 @@ $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS) Makefile
 $(EXTENSION)--$(PREV_VERSION)--$(EXTVERSION).sql: $(UPGRADE_PARTS) src/upgrade Makefile
 	cat $(UPGRADE_PARTS) > $@
 
-.PHONY: demo test bench cluster-start cluster-stop deps
+.PHONY: demo test bench cluster-start cluster-stop deps bench-deps
 deps:
 	@bash test/harness/deps.sh
+
+# bench-deps: the extras of test/bench/ (python3-xgboost, libxgboost-dev,
+# python3-sklearn, python3-pandas); `make test` does not need them.
+bench-deps:
+	@bash test/harness/deps.sh bench
 
 # demo: (re)creates the database $(DEALRISK_DB) (default dealrisk) with the
 # sample or DEALS_CSV=file (its header is checked before any database is
@@ -75,3 +80,9 @@ cluster-start:
 
 cluster-stop:
 	@bash test/harness/run.sh stop
+
+# test/bench/xgb_capi_probe: libxgboost's C API measured in a process of its
+# own (make bench-deps first; docs/model.md, "Gradient-boosted trees: library
+# or our own"); never part of the extension's build.
+test/bench/xgb_capi_probe: test/bench/xgb_capi_probe.c
+	gcc -O2 -Wall -Wextra -Werror -o $@ $< -lxgboost -lm

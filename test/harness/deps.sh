@@ -2,7 +2,19 @@
 # Make sure what dealrisk builds and tests with is installed: the PostgreSQL
 # server and its dev headers, pgTAP, pg_cron and pg_prove.  As root it
 # installs the missing Debian packages; otherwise it says what to install.
+#   deps.sh          what `make test` and `make demo` need
+#   deps.sh bench    that, and the extras of the benchmarks and interop
+#                    checks (`make bench-deps`): Debian's python3 with
+#                    scikit-learn, pandas and xgboost, and libxgboost's C
+#                    headers and library (test/bench/gbm_reference.py,
+#                    test/bench/xgb_capi_probe.c); the extension never
+#                    builds or loads against them
 set -euo pipefail
+extras=${1:-}
+case "$extras" in
+''|bench) ;;
+*) echo "usage: deps.sh [bench]" >&2; exit 2 ;;
+esac
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 apt_updated=
@@ -46,6 +58,14 @@ if [ -n "$MAJOR" ]; then
 	[ -f "/usr/lib/postgresql/$MAJOR/lib/pg_cron.so" ] || missing+=("postgresql-$MAJOR-cron")
 fi
 command -v pg_prove >/dev/null || missing+=(libtap-parser-sourcehandler-pgtap-perl)
+if [ "$extras" = bench ]; then
+	# Debian's own python3 (not whatever python3 comes first in PATH): the
+	# packages below install their modules for it
+	for pkg in sklearn:python3-sklearn pandas:python3-pandas xgboost:python3-xgboost; do
+		/usr/bin/python3 -c "import ${pkg%%:*}" 2>/dev/null || missing+=("${pkg#*:}")
+	done
+	[ -f /usr/include/xgboost/c_api.h ] || missing+=(libxgboost-dev)
+fi
 
 if [ ${#missing[@]} -gt 0 ]; then
 	if [ -n "$is_root" ] && command -v apt-get >/dev/null; then
