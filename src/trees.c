@@ -9,7 +9,8 @@
  * other (tree t holds nodes start[t] .. start[t+1]-1, its root first), with
  * for each node its left and right child (tree-local indexes, -1 for a
  * leaf), the feature it splits on, the threshold (a value below it goes
- * left, as in xgboost), where a missing (NaN) value goes, the value (the
+ * left; value and threshold are compared as float4, as xgboost does, so
+ * that an imported model walks the same way), where a missing (NaN) value goes, the value (the
  * leaf's output, already scaled by the learning rate; ignored for inner
  * nodes) and the cover (the hessian sum of the training rows that reached
  * it, which TreeSHAP weighs the paths by).  A child's index is always
@@ -139,7 +140,7 @@ leaf_of(const DrTrees *t, int k, const double *x)
 		if (isnan(v))
 			i = t->default_left[base + i] ? t->left[base + i] : t->right[base + i];
 		else
-			i = v < t->threshold[base + i] ? t->left[base + i] : t->right[base + i];
+			i = (float) v < (float) t->threshold[base + i] ? t->left[base + i] : t->right[base + i];
 	}
 	return base + i;
 }
@@ -267,7 +268,7 @@ tree_shap(const DrTrees *t, int base, int node, const double *x, double *phi,
 		int			f = t->feature[g],
 					r = t->right[g];
 		double		v = x[f];
-		bool		go_left = isnan(v) ? t->default_left[g] : v < t->threshold[g];
+		bool		go_left = isnan(v) ? t->default_left[g] : (float) v < (float) t->threshold[g];
 		int			hot = go_left ? l : r,
 					cold = go_left ? r : l;
 		double		cover = t->cover[g],

@@ -20,7 +20,7 @@ typedef struct DrTrees
 	const int32 *left;			/* tree-local child indexes, -1 at a leaf */
 	const int32 *right;
 	const int32 *feature;
-	const double *threshold;	/* x < threshold goes left */
+	const double *threshold;	/* x < threshold (as float4) goes left */
 	const bool *default_left;	/* where a missing (NaN) value goes */
 	const double *value;		/* leaf output */
 	const double *cover;		/* hessian sum of the training rows */
