@@ -54,7 +54,8 @@ typedef struct GbmGH
 } GbmGH;
 
 /*
- * A node being grown: its rows are idx[begin .. end) of the row index; hist
+ * A node being grown: its rows are begin .. end of the round's gathered rows
+ * (their codes and gradients, kept in node order); hist
  * is its histogram (NULL when it will not be split).
  */
 typedef struct GbmNode
@@ -109,10 +110,10 @@ out_node(GbmOut *o, int tree_start, double cover)
 	return o->nnodes++ - tree_start;
 }
 
-/* Sum the gradients of rows idx[begin .. end) into a histogram. */
+/* Sum the gradients of gathered rows begin .. end into a histogram. */
 static void
-build_hist(GbmGH *hist, int slots, const int *idx, int begin, int end, const uint8 *code8,
-		   int nf, const int *hoff, const GbmGH *gh)
+build_hist(GbmGH *hist, int slots, const uint8 *pcode, const GbmGH *pgh, int begin, int end,
+		   int nf, const int *hoff)
 {
 	int			i,
 				f;
@@ -120,10 +121,9 @@ build_hist(GbmGH *hist, int slots, const int *idx, int begin, int end, const uin
 	memset(hist, 0, sizeof(GbmGH) * slots);
 	for (i = begin; i < end; i++)
 	{
-		int			row = idx[i];
-		const uint8 *c = code8 + (Size) row * nf;
-		double		g = gh[row].g,
-					h = gh[row].h;
+		const uint8 *c = pcode + (Size) i * nf;
+		double		g = pgh[i].g,
+					h = pgh[i].h;
 
 		for (f = 0; f < nf; f++)
 		{
@@ -161,8 +161,12 @@ gbm_fit(int n, int nf, const int16 *codes, const int32 *nbins, const bool *y,
 	bool	   *train = palloc(sizeof(bool) * n),
 			   *hold = palloc(sizeof(bool) * n),
 			   *colon = palloc(sizeof(bool) * nf);
-	int		   *idx = palloc(sizeof(int) * n),
-			   *tmp = palloc(sizeof(int) * n);
+	int		   *idx = palloc(sizeof(int) * n);
+	/* the round's rows gathered in node order, and room for a partition */
+	uint8	   *pcode = palloc((Size) n * nf),
+			   *tcode = palloc((Size) n * nf);
+	GbmGH	   *pgh = palloc(sizeof(GbmGH) * n),
+			   *tgh = palloc(sizeof(GbmGH) * n);
 	int		   *hoff = palloc(sizeof(int) * (nf + 1));
 	int			maxnodes = 2 << Min(p->max_depth, GBM_MAX_DEPTH);
 	GbmNode    *queue = palloc(sizeof(GbmNode) * maxnodes);
@@ -235,25 +239,28 @@ gbm_fit(int n, int nf, const int16 *codes, const int32 *nbins, const bool *y,
 		/* gradients, the rows of this round, the columns of this tree */
 		for (i = 0; i < n; i++)
 		{
+			if (!train[i] || (p->subsample < 1.0 &&
+							  dr_hash_uniform(p->seed, (int64) r * n + i, 101) >= p->subsample))
+				continue;
 			gh[i].g = w[i] * (pr[i] - (y[i] ? 1.0 : 0.0));
 			gh[i].h = w[i] * Max(pr[i] * (1.0 - pr[i]), 1e-16);
-			if (train[i] && (p->subsample >= 1.0 ||
-							 dr_hash_uniform(p->seed, (int64) r * n + i, 101) < p->subsample))
-				idx[nuse++] = i;
+			idx[nuse++] = i;
 		}
 		for (f = 0; f < nf; f++)
 			colon[f] = p->colsample >= 1.0 ||
 				dr_hash_uniform(p->seed, (int64) r * nf + f, 102) < p->colsample;
 
-		/* the root */
+		/* the root: its rows gathered, so that every scan below is sequential */
 		{
 			double		G = 0,
 						H = 0;
 
 			for (i = 0; i < nuse; i++)
 			{
-				G += gh[idx[i]].g;
-				H += gh[idx[i]].h;
+				memcpy(pcode + (Size) i * nf, code8 + (Size) idx[i] * nf, nf);
+				pgh[i] = gh[idx[i]];
+				G += pgh[i].g;
+				H += pgh[i].h;
 			}
 			queue[nq].begin = 0;
 			queue[nq].end = nuse;
@@ -266,7 +273,7 @@ gbm_fit(int n, int nf, const int16 *codes, const int32 *nbins, const bool *y,
 			{
 				queue[nq].hist = nfree > 0 ? freelist[--nfree] :
 					(npool++, palloc(sizeof(GbmGH) * slots));
-				build_hist(queue[nq].hist, slots, idx, 0, nuse, code8, nf, hoff, gh);
+				build_hist(queue[nq].hist, slots, pcode, pgh, 0, nuse, nf, hoff);
 			}
 			nq++;
 		}
@@ -348,14 +355,26 @@ gbm_fit(int n, int nf, const int16 *codes, const int32 *nbins, const bool *y,
 
 				for (j = nd->begin; j < nd->end; j++)
 				{
-					int			code = code8[(Size) idx[j] * nf + bf];
+					const uint8 *c = pcode + (Size) j * nf;
+					int			code = c[bf];
 
 					if (code == nbins[bf] ? bdl : code <= bc)
-						idx[k++] = idx[j];
+					{
+						if (k != j)
+						{
+							memcpy(pcode + (Size) k * nf, c, nf);
+							pgh[k] = pgh[j];
+						}
+						k++;
+					}
 					else
-						tmp[nl++] = idx[j];
+					{
+						memcpy(tcode + (Size) nl * nf, c, nf);
+						tgh[nl++] = pgh[j];
+					}
 				}
-				memcpy(idx + k, tmp, sizeof(int) * nl);
+				memcpy(pcode + (Size) k * nf, tcode, (Size) nl * nf);
+				memcpy(pgh + k, tgh, sizeof(GbmGH) * nl);
 				o->feature[gnode] = bf;
 				o->threshold[gnode] = bc + 0.5;
 				o->dl[gnode] = bdl;
@@ -388,7 +407,7 @@ gbm_fit(int n, int nf, const int16 *codes, const int32 *nbins, const bool *y,
 					GbmGH	   *hs = nfree > 0 ? freelist[--nfree] :
 						(npool++, palloc(sizeof(GbmGH) * slots));
 
-					build_hist(hs, slots, idx, small->begin, small->end, code8, nf, hoff, gh);
+					build_hist(hs, slots, pcode, pgh, small->begin, small->end, nf, hoff);
 					if (small == lc ? sr : sl)
 					{
 						int			q;
@@ -431,6 +450,8 @@ gbm_fit(int n, int nf, const int16 *codes, const int32 *nbins, const bool *y,
 						wt = 0,
 						lh = 0,
 						wh = 0;
+			/* the training loss is only reported: every 10th and the last round */
+			bool		want_train = (r + 1) % 10 == 0 || r == 0 || r + 1 == p->rounds;
 
 			for (k = 0; k < tn; k++)
 			{
@@ -459,16 +480,19 @@ gbm_fit(int n, int nf, const int16 *codes, const int32 *nbins, const bool *y,
 				mi = m[i] += o->value[tree_start + node];
 				e = exp(-fabs(mi));
 				pr[i] = mi >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
-				loss = (y[i] ? (mi >= 0 ? 0 : -mi) : (mi >= 0 ? mi : 0)) + log1p(e);
-				if (hold[i])
+				if (hold[i] || want_train)
 				{
-					lh += w[i] * loss;
-					wh += w[i];
-				}
-				else
-				{
-					lt += w[i] * loss;
-					wt += w[i];
+					loss = (y[i] ? (mi >= 0 ? 0 : -mi) : (mi >= 0 ? mi : 0)) + log1p(e);
+					if (hold[i])
+					{
+						lh += w[i] * loss;
+						wh += w[i];
+					}
+					else
+					{
+						lt += w[i] * loss;
+						wt += w[i];
+					}
 				}
 			}
 			pfree(wf);
@@ -477,7 +501,7 @@ gbm_fit(int n, int nf, const int16 *codes, const int32 *nbins, const bool *y,
 			pfree(wcut);
 			pfree(wmiss);
 			pfree(wdl);
-			train_loss[r] = wt > 0 ? lt / wt : NAN;
+			train_loss[r] = want_train && wt > 0 ? lt / wt : NAN;
 			hold_loss[r] = wh > 0 ? lh / wh : NAN;
 		}
 		if (nhold == 0 || hold_loss[r] < best - 1e-12)
@@ -496,6 +520,30 @@ gbm_fit(int n, int nf, const int16 *codes, const int32 *nbins, const bool *y,
 	o->ntrees = best_round;
 	o->nnodes = best_nodes;
 	return r;
+}
+
+/*
+ * A float8[] of the losses of the rounds run: NULL for a round whose loss
+ * was not measured; the whole array NULL when none was.
+ */
+static Datum
+loss_array(const double *loss, int run, bool *isnull)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(run, 1));
+	bool	   *nl = palloc(sizeof(bool) * Max(run, 1));
+	int			dims[1] = {run},
+				lbs[1] = {1},
+				k,
+				any = 0;
+
+	for (k = 0; k < run; k++)
+	{
+		nl[k] = isnan(loss[k]);
+		d[k] = Float8GetDatum(nl[k] ? 0 : loss[k]);
+		any += !nl[k];
+	}
+	*isnull = any == 0;
+	return PointerGetDatum(construct_md_array(d, nl, 1, dims, lbs, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
 /* A parameter's value from the SQL arguments, checked against its range. */
@@ -645,15 +693,8 @@ dr_gbm_fit(PG_FUNCTION_ARGS)
 		values[8] = Float8GetDatum(base);
 		values[9] = Int32GetDatum(run);
 		values[10] = Int32GetDatum(o.ntrees);
-		for (k = 0; k < run; k++)
-			e[k] = Float8GetDatum(tl[k]);
-		values[11] = PointerGetDatum(construct_array(e, run, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		for (k = 0; k < run; k++)
-		{
-			e[k] = Float8GetDatum(hl[k]);
-			nulls[12] = nulls[12] || isnan(hl[k]);
-		}
-		values[12] = PointerGetDatum(construct_array(e, run, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		values[11] = loss_array(tl, run, &nulls[11]);
+		values[12] = loss_array(hl, run, &nulls[12]);
 	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }
