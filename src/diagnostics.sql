@@ -1138,8 +1138,13 @@ BEGIN
 						remainder := coalesce(remainder, r.change);
 					END IF;
 				END LOOP;
-				lines := lines || pg_catalog.format('Segments dragging the win rate, %s vs %s: the independent causes, each segment''s change with the other dimensions (%s) held fixed, in points of the overall win rate (q = p adjusted for the %s tests of the joint analysis, Benjamini-Hochberg; see docs/diagnostics.md):',
-					rq, bq, pg_catalog.array_to_string(dims, ', '), dealrisk._num(n_tests));
+				lines := lines || pg_catalog.format('Segments dragging the win rate, %s vs %s: the independent causes, %s, in points of the overall win rate (q = p adjusted for the %s tests of the joint analysis, Benjamini-Hochberg; see docs/diagnostics.md):',
+					rq, bq,
+					CASE WHEN pg_catalog.cardinality(dims) = 1
+						 THEN pg_catalog.format('over %s alone (the source has no other segment column to hold fixed)', dims[1])
+						 ELSE pg_catalog.format('each segment''s change with the other dimensions (%s) held fixed',
+								pg_catalog.array_to_string(dims, ', ')) END,
+					dealrisk._num(n_tests));
 				IF shown = 0 THEN
 					lines := lines || '  none: no segment changed the win rate once the others are held fixed.'::text;
 				ELSE
