@@ -27,6 +27,7 @@
 
 #include "dealrisk.h"
 #include "model.h"
+#include "trees.h"
 
 PG_FUNCTION_INFO_V1(dr_models_changed);
 PG_FUNCTION_INFO_V1(dr_validate_model);
@@ -404,6 +405,88 @@ check_open_curve(DrFeature *f, const char *label)
 							   f->name, f->longest, f->knots[f->nknots - 1]));
 }
 
+/* One array column of the tree query, copied into the current context. */
+static void *
+tree_column(HeapTuple tup, TupleDesc desc, int col, Oid type, int len, const char *label)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+	ArrayType  *a;
+	Size		width = type == BOOLOID ? sizeof(bool) : type == INT4OID ? sizeof(int32) : sizeof(double);
+	void	   *out;
+
+	if (isnull)
+		invalid_model(label, "See docs/model.md for the tree format.", "a tree array is missing");
+	a = DatumGetArrayTypeP(d);
+	if (ARR_NDIM(a) > 1 || ARR_HASNULL(a) || ArrayGetNItems(ARR_NDIM(a), ARR_DIMS(a)) != len)
+		invalid_model(label, "The arrays of \"trees\" have one element per node (start: per tree).",
+					  "the tree arrays differ in length or hold nulls");
+	out = palloc(width * Max(len, 1));
+	if (len > 0)
+		memcpy(out, ARR_DATA_PTR(a), width * len);
+	return out;
+}
+
+/*
+ * A tree model: the spec's "trees" object (arrays start, left, right,
+ * feature, threshold, default_left, value, cover; see src/trees.c) into
+ * m->trees, in the current memory context.  Its base margin is the model's
+ * one coefficient; dr_trees_check runs once that is known.
+ */
+static void
+tree_spec(DrModel *m, Datum spec, const char *label)
+{
+	static const char *query =
+		"SELECT pg_catalog.jsonb_typeof($1 OPERATOR(pg_catalog.->) 'trees'),"
+		" ARRAY(SELECT x::pg_catalog.int4 FROM pg_catalog.jsonb_array_elements_text($1 OPERATOR(pg_catalog.#>) '{trees,start}') x),"
+		" ARRAY(SELECT x::pg_catalog.int4 FROM pg_catalog.jsonb_array_elements_text($1 OPERATOR(pg_catalog.#>) '{trees,left}') x),"
+		" ARRAY(SELECT x::pg_catalog.int4 FROM pg_catalog.jsonb_array_elements_text($1 OPERATOR(pg_catalog.#>) '{trees,right}') x),"
+		" ARRAY(SELECT x::pg_catalog.int4 FROM pg_catalog.jsonb_array_elements_text($1 OPERATOR(pg_catalog.#>) '{trees,feature}') x),"
+		" ARRAY(SELECT x::pg_catalog.float8 FROM pg_catalog.jsonb_array_elements_text($1 OPERATOR(pg_catalog.#>) '{trees,threshold}') x),"
+		" ARRAY(SELECT x::pg_catalog.bool FROM pg_catalog.jsonb_array_elements_text($1 OPERATOR(pg_catalog.#>) '{trees,default_left}') x),"
+		" ARRAY(SELECT x::pg_catalog.float8 FROM pg_catalog.jsonb_array_elements_text($1 OPERATOR(pg_catalog.#>) '{trees,value}') x),"
+		" ARRAY(SELECT x::pg_catalog.float8 FROM pg_catalog.jsonb_array_elements_text($1 OPERATOR(pg_catalog.#>) '{trees,cover}') x)";
+	Oid			argtypes[1] = {JSONBOID};
+	Datum		args[1] = {spec};
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	Datum		kind;
+	DrTrees    *t;
+	ArrayType  *left;
+
+	MemoryContext mcxt = CurrentMemoryContext;
+
+	/* (SPI returns in its own procedure context, freed by SPI_finish) */
+	if (SPI_execute_with_args(query, 1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not read the trees of model %s", label);
+	MemoryContextSwitchTo(mcxt);
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	kind = SPI_getbinval(tup, desc, 1, &isnull);
+	if (isnull)
+		return;					/* no trees: a logistic model */
+	if (strcmp(TextDatumGetCString(kind), "object") != 0)
+		invalid_model(label, "\"trees\" is an object of arrays; see docs/model.md.", "\"trees\" is not an object");
+	t = palloc0(sizeof(DrTrees));
+	left = DatumGetArrayTypeP(SPI_getbinval(tup, desc, 3, &isnull));
+	t->nnodes = ArrayGetNItems(ARR_NDIM(left), ARR_DIMS(left));
+	t->ntrees = ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(SPI_getbinval(tup, desc, 2, &isnull))),
+							   ARR_DIMS(DatumGetArrayTypeP(SPI_getbinval(tup, desc, 2, &isnull))));
+	t->nfeatures = m->nfeatures;
+	t->start = tree_column(tup, desc, 2, INT4OID, t->ntrees, label);
+	t->left = tree_column(tup, desc, 3, INT4OID, t->nnodes, label);
+	t->right = tree_column(tup, desc, 4, INT4OID, t->nnodes, label);
+	t->feature = tree_column(tup, desc, 5, INT4OID, t->nnodes, label);
+	t->threshold = tree_column(tup, desc, 6, FLOAT8OID, t->nnodes, label);
+	t->default_left = tree_column(tup, desc, 7, BOOLOID, t->nnodes, label);
+	t->value = tree_column(tup, desc, 8, FLOAT8OID, t->nnodes, label);
+	t->cover = tree_column(tup, desc, 9, FLOAT8OID, t->nnodes, label);
+	m->trees = t;
+	m->tree_x = palloc(sizeof(double) * Max(m->nfeatures, 1));
+	m->tree_phi = palloc(sizeof(double) * (m->nfeatures + 1));
+}
+
 /*
  * Parse a feature specification (jsonb, format in docs/model.md) and, when
  * given, its coefficients into a DrModel allocated in cxt; every problem is
@@ -672,6 +755,7 @@ dr_model_from_spec(Datum spec, ArrayType *coefs, int64 id, const char *name,
 			m->colfeat[m->features[i].offset + c] = (int) i;
 	}
 
+	tree_spec(m, spec, label);
 	if (coefs != NULL)
 	{
 		int			n;
@@ -680,7 +764,10 @@ dr_model_from_spec(Datum spec, ArrayType *coefs, int64 id, const char *name,
 			invalid_model(label, "Coefficients are a one-dimensional float8 array without NULLs.",
 						  "the coefficients are not a plain float8 array");
 		n = ARR_DIMS(coefs)[0];
-		if (n != m->ncols)
+		if (m->trees != NULL && n != 1)
+			invalid_model(label, "A tree model has one coefficient: the margin before the first tree.",
+						  psprintf("%d coefficients for a tree model", n));
+		if (m->trees == NULL && n != m->ncols)
 			invalid_model(label, "There is one coefficient for the intercept and one per model column.",
 						  psprintf("%d coefficients for %d model columns", n, m->ncols));
 		m->beta = palloc(sizeof(double) * n);
@@ -690,6 +777,11 @@ dr_model_from_spec(Datum spec, ArrayType *coefs, int64 id, const char *name,
 				invalid_model(label,
 							  psprintf("Coefficients are finite numbers within +-%g.", DR_MAX_COEFFICIENT),
 							  psprintf("coefficient %d is %.15g", (int) i + 1, m->beta[i]));
+	}
+	if (m->trees != NULL && m->beta != NULL)
+	{
+		m->trees->base = m->beta[0];
+		dr_trees_check(m->trees);
 	}
 	MemoryContextSwitchTo(oldcxt);
 	SPI_finish();

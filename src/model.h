@@ -103,6 +103,9 @@ typedef struct DrModel
 	double	   *beta;			/* ncols coefficients, NULL while training */
 	int			nextra;			/* named columns beyond the fixed ones */
 	char	  **extra_columns;
+	struct DrTrees *trees;		/* a tree model (spec "trees"), else NULL */
+	double	   *tree_x;			/* scratch: one value per feature, */
+	double	   *tree_phi;		/* and their contributions + expectation */
 } DrModel;
 
 /*

@@ -1544,6 +1544,7 @@ FROM PUBLIC;
 -- 2. helpers of the functions above
 REVOKE EXECUTE ON FUNCTION
 	dealrisk._validate_model(jsonb, float8[]),
+	dealrisk._xgboost_spec(jsonb, jsonb),
 	dealrisk._irls_pass(jsonb, float8[], int, date, date, float8, regtype, text[], "any"),
 	dealrisk._irls_solve(float8[], float8[], float8),
 	dealrisk._irls_decrement(float8[], float8[], float8[], float8),

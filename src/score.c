@@ -31,6 +31,7 @@
 
 #include "dealrisk.h"
 #include "model.h"
+#include "trees.h"
 
 PG_FUNCTION_INFO_V1(dr_deal_risk);
 PG_FUNCTION_INFO_V1(dr_deal_risk_row);
@@ -167,6 +168,22 @@ eta_out_of_range(ScoreCache *sc, double eta)
 }
 
 /*
+ * The value of each feature a tree model splits on, from an encoded row: a
+ * category's level index, else the feature's number (NaN when missing).
+ */
+static const double *
+tree_values(DrModel *m, DrEncoded *e)
+{
+	int			i;
+
+	for (i = 0; i < m->nfeatures; i++)
+		m->tree_x[i] = m->features[i].kind == DR_FEAT_CATEGORICAL
+			? (e->level[i] >= 0 ? (double) e->level[i] : NAN)
+			: e->raw[i];
+	return m->tree_x;
+}
+
+/*
  * Encode the row loaded in sc->reader and return the model's log-odds of
  * winning, which is finite (else an error naming the row): a risk is never
  * NaN.
@@ -178,9 +195,14 @@ loaded_row_eta(ScoreCache *sc)
 	int			k;
 
 	dr_encode_row(sc->model, sc->reader, dr_as_of_cached(&sc->as_of), false, sc->enc);
-	for (k = 0; k < sc->enc->nnz; k++)
-		eta += sc->model->beta[sc->enc->idx[k]] * sc->enc->val[k];
-	eta += sc->enc->offset;		/* open deals' survivor terms */
+	if (sc->model->trees != NULL)
+		eta = dr_trees_margin(sc->model->trees, tree_values(sc->model, sc->enc));
+	else
+	{
+		for (k = 0; k < sc->enc->nnz; k++)
+			eta += sc->model->beta[sc->enc->idx[k]] * sc->enc->val[k];
+		eta += sc->enc->offset;		/* open deals' survivor terms */
+	}
 	if (unlikely(isnan(eta) || isinf(eta)))
 		eta_out_of_range(sc, eta);
 	return eta;
@@ -683,12 +705,22 @@ feature_effects(ScoreCache *sc, HeapTupleHeader rec, double *effects)
 
 	for (i = 0; i < m->nfeatures; i++)
 		effects[i] = 0;
-	for (k = 1; k < e->nnz; k++)
-		effects[m->colfeat[e->idx[k]]] += m->beta[e->idx[k]] * e->val[k];
-	/* an open deal's age or stage time: against the curve's first knot */
-	for (i = 0; i < m->nfeatures; i++)
-		if (!isnan(e->term[i]))
-			effects[i] += e->term[i] - m->features[i].open_terms[0];
+	if (m->trees != NULL)
+	{
+		/* a tree model: each feature's TreeSHAP contribution */
+		dr_trees_shap(m->trees, tree_values(m, e), m->tree_phi);
+		for (i = 0; i < m->nfeatures; i++)
+			effects[i] = m->tree_phi[i];
+	}
+	else
+	{
+		for (k = 1; k < e->nnz; k++)
+			effects[m->colfeat[e->idx[k]]] += m->beta[e->idx[k]] * e->val[k];
+		/* an open deal's age or stage time: against the curve's first knot */
+		for (i = 0; i < m->nfeatures; i++)
+			if (!isnan(e->term[i]))
+				effects[i] += e->term[i] - m->features[i].open_terms[0];
+	}
 	for (i = 0; i < m->nfeatures; i++)
 		effects[i] = risk - 100.0 * (1.0 - dr_logistic(eta - effects[i]));
 	return risk;
@@ -765,7 +797,17 @@ dr_deal_risk_explain(PG_FUNCTION_ARGS)
 		else
 			nulls[1] = true;
 		values[2] = Float8GetDatum(contrib[i]);
-		values[3] = CStringGetTextDatum(reason_text(f, e, i, contrib[i], f->prior));
+		/*
+		 * A tree model's numeric feature has no average to compare with
+		 * (an imported model's mean is a placeholder): say what it does.
+		 */
+		if (m->trees != NULL && f->kind == DR_FEAT_NUMERIC)
+			values[3] = CStringGetTextDatum(isnan(raw)
+											? psprintf("%s is missing", column_label(f))
+											: psprintf("%s %s %s the chance to win", column_label(f),
+													   human_number(raw), contrib[i] > 0 ? "lowers" : "raises"));
+		else
+			values[3] = CStringGetTextDatum(reason_text(f, e, i, contrib[i], f->prior));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

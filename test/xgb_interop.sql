@@ -6,7 +6,16 @@
 -- pred_contribs) agree to 1e-6 (xgboost sums in float4).  No xgboost is
 -- needed to run it: the reference numbers are in the files.
 \ir harness/pgtap_setup.psql
-SELECT plan(4);
+SELECT plan(13);
+
+CREATE FUNCTION pg_temp.error_of(q text, OUT state text, OUT msg text)
+LANGUAGE plpgsql AS $$
+BEGIN
+	EXECUTE q;
+EXCEPTION WHEN OTHERS THEN
+	GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
+END
+$$;
 
 \set xgb `cat test/data/xgb_small.json`
 CREATE TEMP TABLE xj AS SELECT :'xgb'::jsonb -> 'learner' AS j;
@@ -51,5 +60,38 @@ SELECT cmp_ok((SELECT max(greatest(abs(phi[1] - c1), abs(phi[2] - c2), abs(phi[3
 			   FROM got), '<', 1e-6::float8,
 	'per-feature contributions agree with xgboost''s pred_contribs to 1e-6');
 SELECT cmp_ok((SELECT max(abs(phi[6] - bias)) FROM got), '<', 1e-6::float8, '... and so does the bias (the expected margin)');
+
+-- import_model reads the same file as a tree model; deal_risk scores rows
+-- with it like xgboost, and deal_risk_explain's effects come from TreeSHAP
+CREATE TABLE xgb_deals AS
+	SELECT case_id AS deal_id, deal_amount AS amount, cycle_days, activity_gap, created_month, amount_per_day, 'Open'::text AS outcome
+	FROM cases;
+SELECT dealrisk.import_model(jsonb_build_object('format', 'xgboost/json', 'model', :'xgb'::jsonb,
+	'columns', '{"deal_amount": "amount", "cycle_days": "cycle_days", "activity_gap": "activity_gap",
+				 "created_month": "created_month", "amount_per_day": "amount_per_day"}'::jsonb), 'xgb') AS xgb_id \gset
+SELECT is((SELECT feature_spec ? 'trees' AND coefficients = ARRAY[(SELECT ln(b / (1 - b)) FROM (SELECT (xj.j -> 'learner_model_param' ->> 'base_score')::float8 AS b FROM xj) x)]
+		   FROM dealrisk.models WHERE id = :xgb_id), true, 'import_model stores the trees and the base margin');
+SELECT is((pg_temp.error_of(format('SELECT dealrisk.activate(%s)', :xgb_id))).state, '23514',
+	'the quality gate holds an imported model without holdout metrics back...');
+SELECT lives_ok(format('SELECT dealrisk.activate(%s, force => true)', :xgb_id), '... until it is activated with force');
+SELECT cmp_ok((SELECT max(abs(dealrisk.deal_risk(d.*, 'xgb') - 100 * (1 - 1 / (1 + exp(-c.margin)))))
+			   FROM xgb_deals d JOIN cases c ON c.case_id = d.deal_id), '<', 1e-4::float8,
+	'deal_risk(d.*, ''xgb'') is 100 x (1 - xgboost''s probability) on all 50 cases (to 1e-4 risk points)');
+SELECT is((SELECT count(*) FROM xgb_deals d JOIN got g ON g.case_id = d.deal_id,
+			LATERAL (SELECT e.factor, e.effect FROM dealrisk.deal_risk_explain(d.*, 'xgb') e ORDER BY abs(e.effect) DESC LIMIT 1) top
+		   WHERE top.factor <> (SELECT n FROM unnest(ARRAY['deal_amount', 'cycle_days', 'activity_gap', 'created_month', 'amount_per_day'], g.phi[1:5])
+									AS u(n, p) ORDER BY abs(p) DESC LIMIT 1)), 0::bigint,
+	'the top factor of deal_risk_explain is the feature with the largest TreeSHAP contribution, on every case');
+SELECT is((SELECT count(*) FROM xgb_deals d, dealrisk.deal_risk_explain(d.*, 'xgb') e
+		   WHERE e.reason LIKE '%average%' OR e.reason !~ '(raises|lowers) the chance to win$|is missing$'), 0::bigint,
+	'a tree model''s reasons say what each value does, without an average it does not have');
+SELECT is((pg_temp.error_of(format($q$SELECT dealrisk.import_model(jsonb_build_object('format', 'xgboost/json', 'model', %L::jsonb,
+	'columns', '{"deal_amount": "amount"}'::jsonb), 'xgb2')$q$, :'xgb'))).msg,
+	'xgboost features without a column: cycle_days, activity_gap, created_month, amount_per_day', 'an unmapped feature is named');
+SELECT is((pg_temp.error_of($q$SELECT dealrisk.import_model('{"format": "xgboost/json", "model": {"learner": {}}, "columns": {}}', 'xgb3')$q$)).state,
+	'22023', 'a JSON that is no xgboost model: 22023');
+SELECT is((pg_temp.error_of(format($q$SELECT dealrisk.import_model(jsonb_build_object('format', 'dealrisk-model/1', 'coefficients', '[0]'::jsonb,
+	'spec', (SELECT feature_spec FROM dealrisk.models WHERE id = %s) #- '{trees,cover,0}'), 'xgb4')$q$, :xgb_id))).msg,
+	'model "(import)" is invalid: the tree arrays differ in length or hold nulls', 'a tree model with a short array is refused');
 
 SELECT * FROM finish();
