@@ -6,7 +6,7 @@
 -- pred_contribs) agree to 1e-6 (xgboost sums in float4).  No xgboost is
 -- needed to run it: the reference numbers are in the files.
 \ir harness/pgtap_setup.psql
-SELECT plan(13);
+SELECT plan(15);
 
 CREATE FUNCTION pg_temp.error_of(q text, OUT state text, OUT msg text)
 LANGUAGE plpgsql AS $$
@@ -85,6 +85,12 @@ SELECT is((SELECT count(*) FROM xgb_deals d JOIN got g ON g.case_id = d.deal_id,
 SELECT is((SELECT count(*) FROM xgb_deals d, dealrisk.deal_risk_explain(d.*, 'xgb') e
 		   WHERE e.reason LIKE '%average%' OR e.reason !~ '(raises|lowers) the chance to win$|is missing$'), 0::bigint,
 	'a tree model''s reasons say what each value does, without an average it does not have');
+-- export_model writes the trees in dealrisk's own format; importing that
+-- gives a model that scores the same
+SELECT dealrisk.import_model(dealrisk.export_model(:xgb_id), 'xgb_copy') AS copy_id \gset
+SELECT lives_ok(format('SELECT dealrisk.activate(%s, force => true)', :copy_id), 'the exported copy imports and activates');
+SELECT is((SELECT count(*) FROM xgb_deals d WHERE dealrisk.deal_risk(d.*, 'xgb_copy') IS DISTINCT FROM dealrisk.deal_risk(d.*, 'xgb')),
+	0::bigint, 'export and import keep every score to the last bit');
 SELECT is((pg_temp.error_of(format($q$SELECT dealrisk.import_model(jsonb_build_object('format', 'xgboost/json', 'model', %L::jsonb,
 	'columns', '{"deal_amount": "amount"}'::jsonb), 'xgb2')$q$, :'xgb'))).msg,
 	'xgboost features without a column: cycle_days, activity_gap, created_month, amount_per_day', 'an unmapped feature is named');
