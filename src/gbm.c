@@ -522,6 +522,30 @@ gbm_fit(int n, int nf, const int16 *codes, const int32 *nbins, const bool *y,
 	return r;
 }
 
+/* An int4[] of n values. */
+static Datum
+int_array(const int32 *v, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+	int			k;
+
+	for (k = 0; k < n; k++)
+		d[k] = Int32GetDatum(v[k]);
+	return PointerGetDatum(construct_array(d, n, INT4OID, 4, true, TYPALIGN_INT));
+}
+
+/* A float8[] of n values. */
+static Datum
+float_array(const double *v, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+	int			k;
+
+	for (k = 0; k < n; k++)
+		d[k] = Float8GetDatum(v[k]);
+	return PointerGetDatum(construct_array(d, n, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
 /*
  * A float8[] of the losses of the rounds run: NULL for a round whose loss
  * was not measured; the whole array NULL when none was.
@@ -661,35 +685,21 @@ dr_gbm_fit(PG_FUNCTION_ARGS)
 
 	memset(nulls, 0, sizeof(nulls));
 	{
-		int			k;
-		Datum	   *d;
+		values[0] = int_array(o.start, o.ntrees);
+		values[1] = int_array(o.left, o.nnodes);
+		values[2] = int_array(o.right, o.nnodes);
+		values[3] = int_array(o.feature, o.nnodes);
+		values[4] = float_array(o.threshold, o.nnodes);
+		{
+			Datum	   *d = palloc(sizeof(Datum) * Max(o.nnodes, 1));
+			int			k;
 
-		d = palloc(sizeof(Datum) * Max(o.nnodes, Max(o.ntrees, run) + 1));
-		for (k = 0; k < o.ntrees; k++)
-			d[k] = Int32GetDatum(o.start[k]);
-		values[0] = PointerGetDatum(construct_array(d, o.ntrees, INT4OID, 4, true, TYPALIGN_INT));
-		for (k = 0; k < o.nnodes; k++)
-			d[k] = Int32GetDatum(o.left[k]);
-		values[1] = PointerGetDatum(construct_array(d, o.nnodes, INT4OID, 4, true, TYPALIGN_INT));
-		for (k = 0; k < o.nnodes; k++)
-			d[k] = Int32GetDatum(o.right[k]);
-		values[2] = PointerGetDatum(construct_array(d, o.nnodes, INT4OID, 4, true, TYPALIGN_INT));
-		for (k = 0; k < o.nnodes; k++)
-			d[k] = Int32GetDatum(o.feature[k]);
-		values[3] = PointerGetDatum(construct_array(d, o.nnodes, INT4OID, 4, true, TYPALIGN_INT));
-		e = palloc(sizeof(Datum) * (Max(o.nnodes, run) + 1));
-		for (k = 0; k < o.nnodes; k++)
-			e[k] = Float8GetDatum(o.threshold[k]);
-		values[4] = PointerGetDatum(construct_array(e, o.nnodes, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		for (k = 0; k < o.nnodes; k++)
-			d[k] = BoolGetDatum(o.dl[k]);
-		values[5] = PointerGetDatum(construct_array(d, o.nnodes, BOOLOID, 1, true, TYPALIGN_CHAR));
-		for (k = 0; k < o.nnodes; k++)
-			e[k] = Float8GetDatum(o.value[k]);
-		values[6] = PointerGetDatum(construct_array(e, o.nnodes, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		for (k = 0; k < o.nnodes; k++)
-			e[k] = Float8GetDatum(o.cover[k]);
-		values[7] = PointerGetDatum(construct_array(e, o.nnodes, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+			for (k = 0; k < o.nnodes; k++)
+				d[k] = BoolGetDatum(o.dl[k]);
+			values[5] = PointerGetDatum(construct_array(d, o.nnodes, BOOLOID, 1, true, TYPALIGN_CHAR));
+		}
+		values[6] = float_array(o.value, o.nnodes);
+		values[7] = float_array(o.cover, o.nnodes);
 		values[8] = Float8GetDatum(base);
 		values[9] = Int32GetDatum(run);
 		values[10] = Int32GetDatum(o.ntrees);

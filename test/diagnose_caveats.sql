@@ -6,15 +6,7 @@
 \ir fixtures/skygeni.sql
 SELECT plan(87);
 
--- The SQLSTATE and message of the error a statement raises (NULLs if none).
-CREATE FUNCTION pg_temp.error_of(q text, OUT state text, OUT msg text)
-LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE q;
-EXCEPTION WHEN OTHERS THEN
-	GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
-END
-$$;
+\ir harness/error_of.psql
 
 -- One line of a report: the first that starts with prefix.
 CREATE FUNCTION pg_temp.line_of(report text, prefix text) RETURNS text

@@ -6,15 +6,7 @@
 \ir harness/pgtap_setup.psql
 SELECT plan(44);
 
--- The SQLSTATE and message of the error a statement raises (NULLs if none).
-CREATE FUNCTION pg_temp.error_of(q text, OUT state text, OUT msg text)
-LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE q;
-EXCEPTION WHEN OTHERS THEN
-	GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
-END
-$$;
+\ir harness/error_of.psql
 
 -- Independent dimensions, constant main effects; in Q2-2024 FinTech's
 -- log-odds fall by 1.6 (the only change).  10,000 closed deals.

@@ -5,14 +5,7 @@
 \ir harness/pgtap_setup.psql
 SELECT plan(12);
 
-CREATE FUNCTION pg_temp.error_of(q text, OUT state text, OUT msg text)
-LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE q;
-EXCEPTION WHEN OTHERS THEN
-	GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
-END
-$$;
+\ir harness/error_of.psql
 
 -- 4,000 rows, features a and b (10 bins, a 5% missing) and noise c: the
 -- win probability is high when exactly one of a < 5 and b < 5 holds (XOR).

@@ -4,15 +4,7 @@
 \ir harness/pgtap_setup.psql
 SELECT plan(16);
 
--- The SQLSTATE and message of the error a statement raises (NULLs if none).
-CREATE FUNCTION pg_temp.error_of(q text, OUT state text, OUT msg text)
-LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE q;
-EXCEPTION WHEN OTHERS THEN
-	GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
-END
-$$;
+\ir harness/error_of.psql
 
 -- Tree 1 (root splits x0 < 0.5, its right child x1 < 2, missing right at
 -- the root and left below); tree 2 a single split on x1 < 1.

@@ -8,14 +8,7 @@
 \ir harness/pgtap_setup.psql
 SELECT plan(15);
 
-CREATE FUNCTION pg_temp.error_of(q text, OUT state text, OUT msg text)
-LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE q;
-EXCEPTION WHEN OTHERS THEN
-	GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
-END
-$$;
+\ir harness/error_of.psql
 
 \set xgb `cat test/data/xgb_small.json`
 CREATE TEMP TABLE xj AS SELECT :'xgb'::jsonb -> 'learner' AS j;
