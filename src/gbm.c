@@ -613,7 +613,6 @@ dr_gbm_fit(PG_FUNCTION_ARGS)
 			   *hl;
 	Datum		values[13];
 	bool		nulls[13];
-	Datum	   *e;
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "_gbm_fit must return a record");
