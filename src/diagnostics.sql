@@ -626,17 +626,15 @@ BEGIN
 			   s.rn::float8 / t.n1 AS s1,
 			   CASE WHEN s.bn > 0 THEN s.bw::float8 / s.bn END AS r0,
 			   CASE WHEN s.rn > 0 THEN s.rw::float8 / s.rn END AS r1,
-			   t.w0::float8 / t.n0 AS rate0,
+			   t.w0::float8 / t.n0 AS rate0, t.n0, t.w0, t.n1,
 			   s.adj, s.adj_lo / t.n1 AS adj_lo, s.adj_hi / t.n1 AS adj_hi,
 			   s.adj_p, s.adj_q, s.expl, s.mix_q, s.mix_expl
 		FROM s, t
 	), e AS (
-		SELECT k.*,
-			   CASE WHEN k.rn > 0 THEN k.s1 * (k.r1 - coalesce(k.r0, k.rate0)) ELSE 0 END AS re,
-			   (k.s1 - k.s0) * (coalesce(k.r0, k.rate0) - k.rate0) AS me,
+		SELECT k.*, ef.rate_effect AS re, ef.mix_effect AS me,
 			   dealrisk.two_proportion_p(k.rw, k.rn, k.bw, k.bn) AS pv,
 			   pg_catalog.row_number() OVER (ORDER BY k.seg)::int AS j
-		FROM k
+		FROM k, LATERAL dealrisk._segment_effects(k.bn, k.bw, k.rn, k.rw, k.n0, k.w0, k.n1) ef
 	), f AS MATERIALIZED (	-- (once, not once per segment)
 		SELECT dealrisk.bh_adjust(coalesce(pg_catalog.array_agg(e.pv ORDER BY e.j), '{}')) AS qs FROM e
 	)
@@ -1072,15 +1070,12 @@ BEGIN
 						-- the one-at-a-time view: each segment's contribution (rate
 						-- effect + mix effect) and its two-proportion test
 						SELECT a.driver, a.explained_by, a.contribution AS adj,
-							   CASE WHEN a.recent_closed > 0 THEN (a.recent_closed::float8 / t.n1)
-									* (a.recent_won::float8 / a.recent_closed
-									   - coalesce(a.baseline_won::float8 / NULLIF(a.baseline_closed, 0), t.w0::float8 / t.n0)) ELSE 0 END
-								 + (a.recent_closed::float8 / t.n1 - a.baseline_closed::float8 / t.n0)
-									* (coalesce(a.baseline_won::float8 / NULLIF(a.baseline_closed, 0), t.w0::float8 / t.n0) - t.w0::float8 / t.n0)
-								 AS marginal,
+							   ef.rate_effect + ef.mix_effect AS marginal,
 							   dealrisk.two_proportion_p(a.recent_won, a.recent_closed, a.baseline_won, a.baseline_closed) AS pv,
 							   pg_catalog.row_number() OVER (ORDER BY a.id)::int AS j
-						FROM a, t
+						FROM a, t,
+							 LATERAL dealrisk._segment_effects(a.baseline_closed, a.baseline_won, a.recent_closed, a.recent_won,
+															   t.n0, t.w0, t.n1) ef
 						WHERE a.kind = 'rate' AND pg_catalog.cardinality(a.segments) = 1
 					), oneq AS MATERIALIZED (
 						SELECT dealrisk.bh_adjust(coalesce(pg_catalog.array_agg(one.pv ORDER BY one.j), '{}')) AS qs FROM one

@@ -154,12 +154,14 @@ BEGIN
 			FROM pg_catalog.unnest(ck) WITH ORDINALITY AS x(k, o)
 		), r AS (
 			SELECT u.c, u.d, u.k, pg_catalog.dense_rank() OVER (PARTITION BY u.d ORDER BY u.k)::int AS l FROM u
+		), s AS MATERIALIZED (
+			SELECT DISTINCT r.d, r.l, r.k FROM r
 		)
 		SELECT (SELECT pg_catalog.array_agg(r.l ORDER BY r.c, r.d) FROM r),
-			   (SELECT pg_catalog.array_agg(m.l ORDER BY m.d) FROM (SELECT r.d, pg_catalog.max(r.l) AS l FROM r GROUP BY r.d) m),
-			   (SELECT pg_catalog.array_agg(s.d ORDER BY s.d, s.l) FROM (SELECT DISTINCT r.d, r.l, r.k FROM r) s),
-			   (SELECT pg_catalog.array_agg(s.l ORDER BY s.d, s.l) FROM (SELECT DISTINCT r.d, r.l, r.k FROM r) s),
-			   (SELECT pg_catalog.array_agg(s.k ORDER BY s.d, s.l) FROM (SELECT DISTINCT r.d, r.l, r.k FROM r) s)
+			   (SELECT pg_catalog.array_agg(m.l ORDER BY m.d) FROM (SELECT s.d, pg_catalog.max(s.l) AS l FROM s GROUP BY s.d) m),
+			   (SELECT pg_catalog.array_agg(s.d ORDER BY s.d, s.l) FROM s),
+			   (SELECT pg_catalog.array_agg(s.l ORDER BY s.d, s.l) FROM s),
+			   (SELECT pg_catalog.array_agg(s.k ORDER BY s.d, s.l) FROM s)
 			INTO lev, nlev, lab_d, lab_l, lab_k;
 		fits := (SELECT pg_catalog.sum(x) FROM pg_catalog.unnest(nlev) AS x) <= max_segments;
 		EXIT WHEN fits OR (SELECT pg_catalog.sum(x) FROM pg_catalog.unnest(nlev[1:keep]) AS x) > max_segments;
@@ -249,6 +251,24 @@ END
 $fn$;
 COMMENT ON FUNCTION dealrisk._driver_analysis(regclass, text[], daterange, daterange, int, boolean) IS
 	'The joint driver analysis of the closed deals of a source in two windows over the given dimensions, in one read of the source: every candidate with its counts, adjusted effect, contribution, p- and q-value and the driver that explains it; row id 0 holds the totals; dimensions after the first keep are left out (NOTICE) while there are too many segments, and then it is an error if must_fit, else segments come with counts only (internal)';
+
+-- A segment's one-at-a-time effects on the change of the win rate: with
+-- s its share and r its win rate (0 baseline, 1 recent) and R0 the
+-- baseline rate, rate effect s1 (r1 - r0) and mix effect (s1 - s0)(r0 - R0);
+-- a segment missing from the baseline takes r0 = R0, one missing from the
+-- recent window a rate effect of 0.  Summed over a dimension: R1 - R0.
+CREATE FUNCTION dealrisk._segment_effects(bn bigint, bw bigint, rn bigint, rw bigint,
+	n0 bigint, w0 bigint, n1 bigint, OUT rate_effect float8, OUT mix_effect float8)
+RETURNS record
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+	SELECT CASE WHEN rn > 0 THEN (rn::float8 / n1) * (rw::float8 / rn - x.r0) ELSE 0 END,
+		   (rn::float8 / n1 - bn::float8 / n0) * (x.r0 - w0::float8 / n0)
+	FROM (SELECT coalesce(bw::float8 / NULLIF(bn, 0), w0::float8 / n0) AS r0) x
+$fn$;
+COMMENT ON FUNCTION dealrisk._segment_effects(bigint, bigint, bigint, bigint, bigint, bigint, bigint) IS
+	'A segment''s one-at-a-time rate and mix effects on the change of the win rate between two windows (internal)';
 
 -- The contract's segment dimensions a source has.
 CREATE FUNCTION dealrisk._contract_dimensions(source regclass)

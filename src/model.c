@@ -453,7 +453,8 @@ tree_spec(DrModel *m, Datum spec, const char *label)
 	bool		isnull;
 	Datum		kind;
 	DrTrees    *t;
-	ArrayType  *left;
+	ArrayType  *left,
+			   *start;
 
 	MemoryContext mcxt = CurrentMemoryContext;
 
@@ -470,9 +471,9 @@ tree_spec(DrModel *m, Datum spec, const char *label)
 		invalid_model(label, "\"trees\" is an object of arrays; see docs/model.md.", "\"trees\" is not an object");
 	t = palloc0(sizeof(DrTrees));
 	left = DatumGetArrayTypeP(SPI_getbinval(tup, desc, 3, &isnull));
+	start = DatumGetArrayTypeP(SPI_getbinval(tup, desc, 2, &isnull));
 	t->nnodes = ArrayGetNItems(ARR_NDIM(left), ARR_DIMS(left));
-	t->ntrees = ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(SPI_getbinval(tup, desc, 2, &isnull))),
-							   ARR_DIMS(DatumGetArrayTypeP(SPI_getbinval(tup, desc, 2, &isnull))));
+	t->ntrees = ArrayGetNItems(ARR_NDIM(start), ARR_DIMS(start));
 	t->nfeatures = m->nfeatures;
 	t->start = tree_column(tup, desc, 2, INT4OID, t->ntrees, label);
 	t->left = tree_column(tup, desc, 3, INT4OID, t->nnodes, label);

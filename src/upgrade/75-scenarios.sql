@@ -13,6 +13,7 @@
 CREATE FUNCTION dealrisk.sample_scenarios()
 RETURNS TABLE (scenario text, planted text[], description text)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE ROWS 5
+SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
 SELECT v.scenario, v.planted, v.description
 FROM (VALUES
