@@ -25,6 +25,7 @@ char	   *dr_won_labels = NULL;
 char	   *dr_lost_labels = NULL;
 char	   *dr_open_labels = NULL;
 bool		dr_labels_dirty = true;
+int			dr_train_memory_mb = 1024;
 int			dr_min_training_deals = 40;
 double		dr_recency_halflife_days = 365.0;
 static double dr_max_plausible_auc = 0.95;
@@ -303,6 +304,13 @@ _PG_init(void)
 							&dr_min_training_deals,
 							40, 1, INT_MAX,
 							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("dealrisk.train_memory",
+							"Most memory dealrisk.train() may hold for the rows of a tree model.",
+							"Training a tree model reads the closed deals into memory: about 90 bytes plus 3 per feature for each deal.",
+							&dr_train_memory_mb,
+							1024, 16, MAX_KILOBYTES / 1024,
+							PGC_USERSET, GUC_UNIT_MB,
 							NULL, NULL, NULL);
 	DefineCustomRealVariable("dealrisk.recency_halflife_days",
 							 "Age in days at which a closed deal counts half in training (0: all count the same).",

@@ -43,6 +43,7 @@ extern double dr_student_t_two_sided_p(double t, double df);
 extern double dr_welch_p(double m1, double s1, double n1,
 						 double m2, double s2, double n2);
 extern double dr_hash_uniform(int64 seed, int64 i, int32 stream);
+extern int	dr_train_memory_mb;	/* dealrisk.train_memory */
 extern bool dr_cholesky(double *m, int n);
 extern void dr_cholesky_solve(const double *l, int n, double *b);
 

@@ -1065,3 +1065,32 @@ dr_encode_row(DrModel *model, DrRowReader *r, int32 as_of, bool leave_one_out,
 	}
 	out->nnz = nnz;
 }
+
+/*
+ * The value of each feature a tree model splits on, from an encoded row: a
+ * category's rank (or level index), else the feature's number (NaN when
+ * missing).  *absent is set to the features an open deal's survivor curve
+ * stands in for (its age, its time in stage: only a lower bound of the
+ * closed deals' value is known), or NULL when there are none.
+ */
+const double *
+dr_tree_values(DrModel *m, DrEncoded *e, const bool **absent)
+{
+	bool		any = false;
+	int			i;
+
+	for (i = 0; i < m->nfeatures; i++)
+	{
+		DrFeature  *f = &m->features[i];
+		int			lvl = e->level[i];
+
+		if (f->kind == DR_FEAT_CATEGORICAL)
+			m->tree_x[i] = lvl < 0 ? NAN : f->tree_rank != NULL ? f->tree_rank[lvl] : (double) lvl;
+		else
+			m->tree_x[i] = e->raw[i];
+		m->tree_absent[i] = !isnan(e->term[i]);
+		any |= m->tree_absent[i];
+	}
+	*absent = any ? m->tree_absent : NULL;
+	return m->tree_x;
+}

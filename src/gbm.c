@@ -27,24 +27,9 @@
 #include "dealrisk.h"
 #include "model.h"
 #include "trees.h"
+#include "gbm.h"
 
 PG_FUNCTION_INFO_V1(dr_gbm_fit);
-
-#define GBM_MAX_BINS 255		/* codes 0..254 per feature, 255 slots for missing */
-#define GBM_MAX_DEPTH 16
-
-typedef struct GbmParams
-{
-	int			rounds;
-	double		eta;
-	int			max_depth;
-	double		lambda;
-	double		min_child_weight;
-	double		subsample;
-	double		colsample;
-	int			early_stop;
-	int64		seed;
-} GbmParams;
 
 /* Gradient and hessian of a row, or their sums over a histogram slot. */
 typedef struct GbmGH
@@ -68,23 +53,6 @@ typedef struct GbmNode
 	int			out;			/* its index in the output tree */
 	GbmGH	   *hist;
 } GbmNode;
-
-/* The growing output: flattened trees in trees.c's layout. */
-typedef struct GbmOut
-{
-	int			nnodes;
-	int			cap;
-	int32	   *left;
-	int32	   *right;
-	int32	   *feature;
-	double	   *threshold;
-	bool	   *dl;
-	double	   *value;
-	double	   *cover;
-	int			ntrees;
-	int			tcap;
-	int32	   *start;
-} GbmOut;
 
 /* Append a node (a leaf for now) to the output; returns its tree-local index. */
 static int
@@ -143,21 +111,21 @@ splittable(const GbmParams *p, int depth, double h, int rows)
 }
 
 /*
- * Fit the ensemble.  codes: n x nf row-major, -1 missing; nbins: codes of
- * feature f are < nbins[f]; holdout rows are only measured.  Returns the
+ * Fit the ensemble.  codes: n x nf row-major, codes of feature f are <
+ * nbins[f], nbins[f] itself marks a missing value; role says which rows
+ * are trained on and which are only measured (the holdout).  Returns the
  * number of rounds run; o keeps the trees up to the best holdout loss (all
  * of them without a holdout).  A child's histogram is its parent's minus
  * its sibling's, so only the smaller child of a split is scanned.
  */
-static int
-gbm_fit(int n, int nf, const int16 *codes, const int32 *nbins, const bool *y,
-		const double *w, const bool *holdout, const GbmParams *p, GbmOut *o,
+int
+gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
+		const double *w, const uint8 *role, const GbmParams *p, GbmOut *o,
 		double *base, double *train_loss, double *hold_loss)
 {
 	double	   *m = palloc(sizeof(double) * n),
 			   *pr = palloc(sizeof(double) * n);
 	GbmGH	   *gh = palloc(sizeof(GbmGH) * n);
-	uint8	   *code8 = palloc((Size) n * nf);
 	bool	   *train = palloc(sizeof(bool) * n),
 			   *hold = palloc(sizeof(bool) * n),
 			   *colon = palloc(sizeof(bool) * nf);
@@ -191,19 +159,15 @@ gbm_fit(int n, int nf, const int16 *codes, const int32 *nbins, const bool *y,
 	slots = hoff[nf];
 	/* one histogram per node that may be split: at most maxnodes at a time */
 	freelist = palloc(sizeof(GbmGH *) * maxnodes);
-	for (i = 0; i < (Size) n * nf; i++)
-	{
-		int			c = codes[i];
-
-		code8[i] = (uint8) (c < 0 ? nbins[i % nf] : c);
-	}
 
 	for (i = 0; i < n; i++)
 	{
-		hold[i] = holdout[i];
-		train[i] = !holdout[i];
-		if (holdout[i])
+		hold[i] = role[i] == GBM_HOLDOUT;
+		train[i] = role[i] == GBM_TRAIN;
+		if (hold[i])
 			nhold++;
+		else if (!train[i])
+			continue;
 		else
 		{
 			sw += w[i];
@@ -470,6 +434,8 @@ gbm_fit(int n, int nf, const int16 *codes, const int32 *nbins, const bool *y,
 							e,
 							loss;
 
+				if (!train[i] && !hold[i])
+					continue;	/* left out of this fit */
 				while (wl[node] >= 0)
 				{
 					int			code = c[wf[node]];
@@ -503,6 +469,10 @@ gbm_fit(int n, int nf, const int16 *codes, const int32 *nbins, const bool *y,
 			pfree(wdl);
 			train_loss[r] = want_train && wt > 0 ? lt / wt : NAN;
 			hold_loss[r] = wh > 0 ? lh / wh : NAN;
+			if (p->notices && ((r + 1) % 50 == 0 || r + 1 == p->rounds))
+				ereport(NOTICE,
+						(errmsg("dealrisk.train: round %d, train loss %.4f, holdout loss %.4f",
+								r + 1, train_loss[r], hold_loss[r])));
 		}
 		if (nhold == 0 || hold_loss[r] < best - 1e-12)
 		{
@@ -512,6 +482,10 @@ gbm_fit(int n, int nf, const int16 *codes, const int32 *nbins, const bool *y,
 		}
 		else if (p->early_stop > 0 && r + 1 - best_round >= p->early_stop)
 		{
+			if (p->notices)
+				ereport(NOTICE,
+						(errmsg("dealrisk.train: round %d, holdout loss %.4f; no better for %d rounds: the trees of round %d are kept",
+								r + 1, hold_loss[r], p->early_stop, best_round)));
 			r++;
 			break;
 		}
@@ -519,7 +493,40 @@ gbm_fit(int n, int nf, const int16 *codes, const int32 *nbins, const bool *y,
 	/* keep the trees up to the best round */
 	o->ntrees = best_round;
 	o->nnodes = best_nodes;
+	pfree(m);
+	pfree(pr);
+	pfree(gh);
+	pfree(train);
+	pfree(hold);
+	pfree(colon);
+	pfree(idx);
+	pfree(pcode);
+	pfree(tcode);
+	pfree(pgh);
+	pfree(tgh);
+	while (nfree > 0)
+		pfree(freelist[--nfree]);
+	pfree(freelist);
+	pfree(queue);
+	pfree(hoff);
 	return r;
+}
+
+/* An empty output with room to grow. */
+void
+gbm_out_init(GbmOut *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->cap = 1024;
+	o->left = palloc(sizeof(int32) * o->cap);
+	o->right = palloc(sizeof(int32) * o->cap);
+	o->feature = palloc(sizeof(int32) * o->cap);
+	o->threshold = palloc(sizeof(double) * o->cap);
+	o->dl = palloc(sizeof(bool) * o->cap);
+	o->value = palloc(sizeof(double) * o->cap);
+	o->cover = palloc(sizeof(double) * o->cap);
+	o->tcap = 64;
+	o->start = palloc(sizeof(int32) * o->tcap);
 }
 
 /* An int4[] of n values. */
@@ -607,6 +614,8 @@ dr_gbm_fit(PG_FUNCTION_ARGS)
 				run;
 	const int32 *nbins;
 	const int16 *codes;
+	uint8	   *code8,
+			   *role;
 	const double *w;
 	double		base,
 			   *tl,
@@ -625,6 +634,7 @@ dr_gbm_fit(PG_FUNCTION_ARGS)
 	p.colsample = param(fcinfo, 11, "colsample", 0, 1, true);
 	p.early_stop = (int) param(fcinfo, 12, "early_stop", 0, 100000, false);
 	p.seed = PG_GETARG_INT64(13);
+	p.notices = false;
 
 	if (ARR_NDIM(nbarr) != 1 || ARR_ELEMTYPE(nbarr) != INT4OID || ARR_HASNULL(nbarr))
 		ereport(ERROR,
@@ -666,21 +676,17 @@ dr_gbm_fit(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("row %d has weight %g; weights are finite and >= 0", i + 1, w[i])));
 
-	memset(&o, 0, sizeof(o));
-	o.cap = 1024;
-	o.left = palloc(sizeof(int32) * o.cap);
-	o.right = palloc(sizeof(int32) * o.cap);
-	o.feature = palloc(sizeof(int32) * o.cap);
-	o.threshold = palloc(sizeof(double) * o.cap);
-	o.dl = palloc(sizeof(bool) * o.cap);
-	o.value = palloc(sizeof(double) * o.cap);
-	o.cover = palloc(sizeof(double) * o.cap);
-	o.tcap = 64;
-	o.start = palloc(sizeof(int32) * o.tcap);
+	code8 = palloc((Size) n * nf);
+	for (i = 0; i < n * nf; i++)
+		code8[i] = (uint8) (codes[i] < 0 ? nbins[i % nf] : codes[i]);
+	role = palloc(n);
+	for (i = 0; i < n; i++)
+		role[i] = ((const bool *) ARR_DATA_PTR(harr))[i] ? GBM_HOLDOUT : GBM_TRAIN;
+	gbm_out_init(&o);
 	tl = palloc(sizeof(double) * p.rounds);
 	hl = palloc(sizeof(double) * p.rounds);
-	run = gbm_fit(n, nf, codes, nbins, (const bool *) ARR_DATA_PTR(yarr), w,
-				  (const bool *) ARR_DATA_PTR(harr), &p, &o, &base, tl, hl);
+	run = gbm_fit(n, nf, code8, nbins, (const bool *) ARR_DATA_PTR(yarr), w,
+				  role, &p, &o, &base, tl, hl);
 
 	memset(nulls, 0, sizeof(nulls));
 	{

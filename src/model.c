@@ -486,6 +486,7 @@ tree_spec(DrModel *m, Datum spec, const char *label)
 	m->trees = t;
 	m->tree_x = palloc(sizeof(double) * Max(m->nfeatures, 1));
 	m->tree_phi = palloc(sizeof(double) * (m->nfeatures + 1));
+	m->tree_absent = palloc0(sizeof(bool) * Max(m->nfeatures, 1));
 }
 
 /*
@@ -533,7 +534,11 @@ dr_model_from_spec(Datum spec, ArrayType *coefs, int64 id, const char *name,
 		" CASE WHEN pg_catalog.jsonb_typeof(e.j OPERATOR(pg_catalog.->) 'open_won') OPERATOR(pg_catalog.=) 'array'"
 		"  THEN ARRAY(SELECT x::pg_catalog.float8 FROM pg_catalog.jsonb_array_elements_text(e.j OPERATOR(pg_catalog.->) 'open_won') x) END,"
 		" (e.j OPERATOR(pg_catalog.->>) 'longest')::pg_catalog.float8,"
-		" e.j OPERATOR(pg_catalog.?) 'open_terms'"
+		" e.j OPERATOR(pg_catalog.?) 'open_terms',"
+		" CASE WHEN pg_catalog.jsonb_typeof(e.j OPERATOR(pg_catalog.->) 'tree_rank') OPERATOR(pg_catalog.=) 'array'"
+		"  THEN ARRAY(SELECT x::pg_catalog.float8 FROM pg_catalog.jsonb_array_elements_text(e.j OPERATOR(pg_catalog.->) 'tree_rank') x) END,"
+		" CASE WHEN pg_catalog.jsonb_typeof(e.j OPERATOR(pg_catalog.->) 'tree_edges') OPERATOR(pg_catalog.=) 'array'"
+		"  THEN ARRAY(SELECT x::pg_catalog.float8 FROM pg_catalog.jsonb_array_elements_text(e.j OPERATOR(pg_catalog.->) 'tree_edges') x) END"
 		" FROM (SELECT 1) one LEFT JOIN LATERAL pg_catalog.jsonb_array_elements("
 		"   CASE WHEN pg_catalog.jsonb_typeof($1 OPERATOR(pg_catalog.->) 'features') OPERATOR(pg_catalog.=) 'array'"
 		"   THEN $1 OPERATOR(pg_catalog.->) 'features' ELSE '[]'::pg_catalog.jsonb END"
@@ -670,6 +675,24 @@ dr_model_from_spec(Datum spec, ArrayType *coefs, int64 id, const char *name,
 			invalid_model(label, "\"open_closed\" and \"open_won\" have one count per knot.",
 						  psprintf("feature \"%s\" has %d knots but %d won counts", f->name, f->nknots, n));
 		f->longest = float_value(tup, desc, 24);
+		f->tree_rank = float_array(tup, desc, 26, &n);
+		if (f->tree_rank && (f->kind != DR_FEAT_CATEGORICAL || n != f->nlevels))
+			invalid_model(label, "\"tree_rank\" gives a categorical feature's trees one number per level.",
+						  psprintf("feature \"%s\" has %d levels but %d tree ranks", f->name, f->nlevels, n));
+		f->tree_edges = float_array(tup, desc, 27, &f->ntree_edges);
+		if (f->tree_edges && (f->kind == DR_FEAT_CATEGORICAL || f->ntree_edges > 254))
+			invalid_model(label, "\"tree_edges\" bins a number for training trees: at most 254 edges.",
+						  psprintf("feature \"%s\" has %d tree edges", f->name, f->ntree_edges));
+		for (k = 0; f->tree_edges && k < f->ntree_edges; k++)
+			if (!finite_number(f->tree_edges[k]) ||
+				(k > 0 && (float) f->tree_edges[k] <= (float) f->tree_edges[k - 1]))
+				invalid_model(label, "Tree edges are finite and strictly increasing as float4.",
+							  psprintf("feature \"%s\" has a bad tree edge at position %d: %g",
+									   f->name, k + 1, f->tree_edges[k]));
+		for (k = 0; f->tree_rank && k < n; k++)
+			if (!finite_number(f->tree_rank[k]))
+				invalid_model(label, "Tree ranks are finite numbers.",
+							  psprintf("feature \"%s\" has tree rank %g at position %d", f->name, f->tree_rank[k], k + 1));
 		/* refuse a feature too wide before sorting and hashing its levels */
 		if ((f->kind == DR_FEAT_CATEGORICAL && (int64) col + f->nlevels > DR_MAX_MODEL_COLUMNS) ||
 			(f->kind == DR_FEAT_BINS && (int64) col + f->nedges + 1 > DR_MAX_MODEL_COLUMNS))
@@ -686,6 +709,15 @@ dr_model_from_spec(Datum spec, ArrayType *coefs, int64 id, const char *name,
 				f->won = f->closed = NULL;
 				sort_levels(f, label);
 				build_level_hash(f);
+				if (f->tree_rank != NULL)
+				{
+					/* the ranks follow the levels into byte order */
+					double	   *rank = palloc(sizeof(double) * f->nlevels);
+
+					for (k = 0; k < f->nlevels; k++)
+						rank[k] = f->tree_rank[f->colpos[k]];
+					f->tree_rank = rank;
+				}
 				f->width = f->nlevels;
 				break;
 			case DR_FEAT_RATE:

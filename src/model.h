@@ -87,6 +87,11 @@ typedef struct DrFeature
 	double	   *open_closed;	/* open deal is binned like a closed one), */
 	double	   *open_won;		/* closed and won deals at or past each knot */
 	double		longest;		/* the longest closed deal (NaN: unknown) */
+	double	   *tree_rank;		/* categorical of a tree model: the value its
+								 * trees split on, per level (NULL: the level
+								 * index) */
+	int			ntree_edges;	/* training trees: the bins of a number */
+	double	   *tree_edges;
 	int			offset;			/* first model column (1-based, 0 = intercept) */
 	int			width;			/* number of model columns */
 	int			colidx;			/* reader slot of column (-1 if derived) */
@@ -105,7 +110,8 @@ typedef struct DrModel
 	char	  **extra_columns;
 	struct DrTrees *trees;		/* a tree model (spec "trees"), else NULL */
 	double	   *tree_x;			/* scratch: one value per feature, */
-	double	   *tree_phi;		/* and their contributions + expectation */
+	double	   *tree_phi;		/* and their contributions + expectation, */
+	bool	   *tree_absent;	/* and which are averaged out (open deals) */
 } DrModel;
 
 /*
@@ -243,6 +249,7 @@ extern DrRowReader *dr_row_from_args(DrModel *model, FunctionCallInfo fcinfo,
 extern DrEncoded *dr_encoded_alloc(DrModel *model, MemoryContext cxt);
 extern void dr_encode_row(DrModel *model, DrRowReader *reader, int32 as_of,
 						  bool leave_one_out, DrEncoded *out);
+extern const double *dr_tree_values(DrModel *m, DrEncoded *e, const bool **absent);
 extern int32 dr_as_of_date(void);
 extern int32 dr_as_of_cached(DrAsOf *cache);
 extern char *dr_row_label(DrRowReader *r);

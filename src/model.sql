@@ -932,7 +932,8 @@ COMMENT ON FUNCTION dealrisk.rollback(text) IS
 	'Re-activates the model that was active before the current one of this name; returns its id';
 
 CREATE FUNCTION dealrisk.train(source regclass, name text DEFAULT 'default', features text[] DEFAULT NULL,
-	l2 float8 DEFAULT 1.0, holdout float8 DEFAULT 0.2, activate boolean DEFAULT true)
+	l2 float8 DEFAULT 1.0, holdout float8 DEFAULT 0.2, activate boolean DEFAULT true,
+	method text DEFAULT 'auto', params jsonb DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
@@ -982,6 +983,15 @@ DECLARE
 	split_why text;
 	pre record;
 	preflight jsonb := '[]';
+	hold_expr text;
+	gbm record;
+	log_spec jsonb;
+	log_metrics jsonb;
+	cand jsonb := '{}';
+	chosen text;
+	stored_spec jsonb;
+	stored_beta float8[];
+	method_metrics jsonb;
 BEGIN
 	PERFORM dealrisk.outcome_class('');	-- loads the library, which defines the settings
 	min_n := pg_catalog.current_setting('dealrisk.min_training_deals')::int;
@@ -993,6 +1003,16 @@ BEGIN
 		RAISE EXCEPTION 'l2 must be a finite number >= 0, got %', coalesce(l2::text, 'NULL')
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
+	IF method IS NULL OR method NOT IN ('auto', 'logistic', 'gbm') THEN
+		RAISE EXCEPTION 'unknown training method "%"', method USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Methods are ''logistic'' (L2 logistic regression), ''gbm'' (gradient-boosted trees) and ''auto'' (both; the better holdout log loss is kept).';
+	END IF;
+	IF params IS NOT NULL AND method = 'logistic' THEN
+		RAISE EXCEPTION 'params are the boosting parameters of methods ''gbm'' and ''auto'', not of method ''logistic'''
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'The logistic model takes l2 => ...; leave params out, or train with method => ''gbm''.';
+	END IF;
+	params := dealrisk._gbm_params(params);
 	IF holdout IS NULL OR NOT (holdout > 0 AND holdout < 0.9) THEN
 		RAISE EXCEPTION 'holdout must be a share between 0 and 0.9, got %', coalesce(holdout::text, 'NULL')
 			USING ERRCODE = 'invalid_parameter_value';
@@ -1171,6 +1191,7 @@ BEGIN
 		train_expr := pg_catalog.format('pg_catalog.abs(pg_catalog.hashtext(d.deal_id::text)::pg_catalog.int8) %% 1000 >= %s', (holdout * 1000)::int);
 		train_filter := pg_catalog.format('%s AND %s', closed_filter, train_expr);
 		test_filter := pg_catalog.format('%s AND NOT (%s)', closed_filter, train_expr);
+		hold_expr := pg_catalog.format('NOT (%s)', train_expr);
 		halflife := 0;
 		split_why := CASE WHEN has_closed_date THEN 'no closed deal has a closed_date'
 		                  ELSE 'the source has no closed_date column' END;
@@ -1213,29 +1234,6 @@ BEGIN
 		END IF;
 	END IF;
 
-	-- 2. fit on the older deals.  This fit is only measured (and starts the
-	-- refit), so it stops once a Newton step promises less than 1e-3 of the
-	-- log-likelihood: Newton's quadratic convergence leaves next to nothing
-	-- after that step (docs/model.md); the stored model is fitted to 1e-5.
-	fit := dealrisk._fit(source, spec_train, train_filter, split_train, cutoff, ref, halflife, l2, NULL,
-	                     n_won::float8 / (n_won + n_lost), tolerance => 1e-3);
-
-	-- 3. refit on every closed deal for the stored model, from the holdout
-	-- fit; its first pass also measures the holdout fit on the newest deals
-	IF cutoff IS NOT NULL THEN
-		final_fit := dealrisk._fit(source, spec, 'true', 0, NULL, ref, halflife, l2, fit.beta, NULL,
-		                           spec_train, cutoff);
-		test_metrics := final_fit.eval_metrics;
-	ELSE
-		EXECUTE pg_catalog.format('SELECT dealrisk._evaluate($1, $2, 0, NULL, %s) FROM %s d WHERE %s',
-		                          dealrisk._row_args(source, spec_train), source, test_filter)
-			INTO test_metrics USING spec_train, fit.beta;
-		final_fit := dealrisk._fit(source, spec, closed_filter, 0, NULL, ref, halflife, l2, fit.beta, NULL);
-	END IF;
-	IF test_metrics IS NULL THEN
-		RAISE EXCEPTION 'the holdout of % is empty', source USING ERRCODE = 'no_data_found',
-			HINT = 'Use a larger holdout share.';
-	END IF;
 	-- a feature kept so far that the specification lacks learned nothing
 	-- from the closed deals (no value, or _build_spec said why)
 	SELECT left_out || coalesce(pg_catalog.jsonb_object_agg(k,
@@ -1245,19 +1243,80 @@ BEGIN
 	WHERE NOT left_out ? k AND NOT EXISTS (SELECT 1 FROM pg_catalog.jsonb_array_elements(spec->'features') e
 	                  WHERE e->>'name' = CASE k WHEN 'sales_rep_id' THEN 'rep_win_rate' ELSE k END);
 
-	-- open deals: the survivor curves of age and stage time, fitted with
-	-- the stored coefficients on the closed deals (of the sample)
-	spec := dealrisk._open_terms(dict_source, closed_filter, spec, final_fit.beta, ref, halflife);
+	IF method IN ('logistic', 'auto') THEN
+		-- 2. fit on the older deals.  This fit is only measured (and starts
+		-- the refit), so it stops once a Newton step promises less than 1e-3
+		-- of the log-likelihood: Newton's quadratic convergence leaves next
+		-- to nothing after that step (docs/model.md); the stored model is
+		-- fitted to 1e-5.
+		fit := dealrisk._fit(source, spec_train, train_filter, split_train, cutoff, ref, halflife, l2, NULL,
+		                     n_won::float8 / (n_won + n_lost), tolerance => 1e-3);
+
+		-- 3. refit on every closed deal for the stored model, from the
+		-- holdout fit; its first pass also measures the holdout fit on the
+		-- newest deals
+		IF cutoff IS NOT NULL THEN
+			final_fit := dealrisk._fit(source, spec, 'true', 0, NULL, ref, halflife, l2, fit.beta, NULL,
+			                           spec_train, cutoff);
+			log_metrics := final_fit.eval_metrics;
+		ELSE
+			EXECUTE pg_catalog.format('SELECT dealrisk._evaluate($1, $2, 0, NULL, %s) FROM %s d WHERE %s',
+			                          dealrisk._row_args(source, spec_train), source, test_filter)
+				INTO log_metrics USING spec_train, fit.beta;
+			final_fit := dealrisk._fit(source, spec, closed_filter, 0, NULL, ref, halflife, l2, fit.beta, NULL);
+		END IF;
+		IF log_metrics IS NULL THEN
+			RAISE EXCEPTION 'the holdout of % is empty', source USING ERRCODE = 'no_data_found',
+				HINT = 'Use a larger holdout share.';
+		END IF;
+		-- open deals: the survivor curves of age and stage time, fitted
+		-- with the stored coefficients on the closed deals (of the sample)
+		log_spec := dealrisk._open_terms(dict_source, closed_filter, spec, final_fit.beta, ref, halflife);
+		cand := cand || pg_catalog.jsonb_build_object('logistic', log_metrics - 'calibration');
+	END IF;
+	IF method IN ('gbm', 'auto') THEN
+		-- the trees: both fits from one pass (src/trees.sql)
+		SELECT * INTO gbm FROM dealrisk._gbm_train(source, dict_source, closed_filter, spec_train, spec,
+		                                           cutoff, hold_expr, ref, halflife, params);
+		IF gbm.eval_metrics IS NULL THEN
+			RAISE EXCEPTION 'the holdout of % is empty', source USING ERRCODE = 'no_data_found',
+				HINT = 'Use a larger holdout share.';
+		END IF;
+		cand := cand || pg_catalog.jsonb_build_object('gbm', gbm.eval_metrics - 'calibration');
+	END IF;
+
+	-- 'auto': the better holdout log loss (the simpler model on a tie)
+	chosen := CASE WHEN method <> 'auto' THEN method
+	               WHEN (gbm.eval_metrics->>'log_loss')::float8 < (log_metrics->>'log_loss')::float8 THEN 'gbm'
+	               ELSE 'logistic' END;
+	IF method = 'auto' THEN
+		RAISE NOTICE 'dealrisk.train: method auto keeps % (holdout log loss %; % for %)', chosen,
+			pg_catalog.round((cand->chosen->>'log_loss')::numeric, 4),
+			pg_catalog.round((cand->(CASE chosen WHEN 'gbm' THEN 'logistic' ELSE 'gbm' END)->>'log_loss')::numeric, 4),
+			CASE chosen WHEN 'gbm' THEN 'logistic' ELSE 'gbm' END;
+	END IF;
+	IF chosen = 'logistic' THEN
+		stored_spec := log_spec || pg_catalog.jsonb_build_object('l2', l2, 'recency_halflife_days', halflife);
+		stored_beta := final_fit.beta;
+		test_metrics := log_metrics;
+		method_metrics := pg_catalog.jsonb_build_object('n_train', fit.n_rows,
+		    'iterations', final_fit.iterations, 'converged', final_fit.converged,
+		    'holdout_iterations', fit.iterations);
+	ELSE
+		stored_spec := gbm.model_spec || pg_catalog.jsonb_build_object('recency_halflife_days', halflife);
+		stored_beta := gbm.beta;
+		test_metrics := gbm.eval_metrics;
+		method_metrics := gbm.info;
+	END IF;
+	method_metrics := method_metrics || pg_catalog.jsonb_build_object('method', chosen)
+		|| CASE WHEN method = 'auto' THEN pg_catalog.jsonb_build_object('candidates', cand) ELSE '{}' END;
 
 	INSERT INTO dealrisk.models (name, source, feature_spec, coefficients, metrics)
-	VALUES (train.name, source::text, spec || pg_catalog.jsonb_build_object('l2', l2, 'recency_halflife_days', halflife),
-	        final_fit.beta,
-	        test_metrics || pg_catalog.jsonb_build_object(
-	            'n_train', fit.n_rows,
+	VALUES (train.name, source::text, stored_spec, stored_beta,
+	        test_metrics || method_metrics || pg_catalog.jsonb_build_object(
 	            'n_test', (test_metrics->>'n')::bigint,
 	            'won_total', n_won, 'lost_total', n_lost,
-	            'iterations', final_fit.iterations, 'converged', final_fit.converged,
-	            'holdout_iterations', fit.iterations, 'holdout', holdout,
+	            'holdout', holdout,
 	            'holdout_from', cutoff,
 	            'holdout_split', CASE WHEN cutoff IS NOT NULL THEN 'closed_date' ELSE 'deal_id hash' END,
 	            'recency_weighted', halflife > 0,
@@ -1279,8 +1338,8 @@ BEGIN
 	RETURN new_id;
 END
 $$;
-COMMENT ON FUNCTION dealrisk.train(regclass, text, text[], float8, float8, boolean) IS
-	'Trains an L2-regularised logistic deal risk model on the closed deals of source after its preflight (check_source(): errors stop it, warnings go into metrics->''preflight''; IRLS, one parallel aggregate pass per iteration), leaving out features the source''s dates cannot support and features that leak the outcome (metrics->''features_left_out''), measures it on the newest holdout share (a hash of deal_id without close dates), refits on all, stores it in dealrisk.models and activates it if good enough and the caller may (activate => false: a candidate); returns the model id';
+COMMENT ON FUNCTION dealrisk.train(regclass, text, text[], float8, float8, boolean, text, jsonb) IS
+	'Trains a deal risk model (method: logistic = L2-regularised logistic regression, gbm = gradient-boosted trees tuned by params, auto = both, keeping the better holdout log loss) on the closed deals of source after its preflight (check_source(): errors stop it, warnings go into metrics->''preflight''; IRLS, one parallel aggregate pass per iteration), leaving out features the source''s dates cannot support and features that leak the outcome (metrics->''features_left_out''), measures it on the newest holdout share (a hash of deal_id without close dates), refits on all, stores it in dealrisk.models and activates it if good enough and the caller may (activate => false: a candidate); returns the model id';
 
 CREATE FUNCTION dealrisk._deal_risk_row(model text, row_type regtype, columns text[], VARIADIC "any")
 RETURNS float8 AS 'MODULE_PATHNAME', 'dr_deal_risk_row'

@@ -1527,7 +1527,7 @@ COMMENT ON FUNCTION dealrisk.untrack(regclass) IS
 -- These REVOKEs are at the end of the install script because they cover
 -- functions of every part.
 REVOKE EXECUTE ON FUNCTION
-	dealrisk.train(regclass, text, text[], float8, float8, boolean),
+	dealrisk.train(regclass, text, text[], float8, float8, boolean, text, jsonb),
 	dealrisk.activate(bigint, boolean),
 	dealrisk.rollback(text),
 	dealrisk.import_model(jsonb, text),

@@ -168,22 +168,6 @@ eta_out_of_range(ScoreCache *sc, double eta)
 }
 
 /*
- * The value of each feature a tree model splits on, from an encoded row: a
- * category's level index, else the feature's number (NaN when missing).
- */
-static const double *
-tree_values(DrModel *m, DrEncoded *e)
-{
-	int			i;
-
-	for (i = 0; i < m->nfeatures; i++)
-		m->tree_x[i] = m->features[i].kind == DR_FEAT_CATEGORICAL
-			? (e->level[i] >= 0 ? (double) e->level[i] : NAN)
-			: e->raw[i];
-	return m->tree_x;
-}
-
-/*
  * Encode the row loaded in sc->reader and return the model's log-odds of
  * winning, which is finite (else an error naming the row): a risk is never
  * NaN.
@@ -196,7 +180,13 @@ loaded_row_eta(ScoreCache *sc)
 
 	dr_encode_row(sc->model, sc->reader, dr_as_of_cached(&sc->as_of), false, sc->enc);
 	if (sc->model->trees != NULL)
-		eta = dr_trees_margin(sc->model->trees, tree_values(sc->model, sc->enc));
+	{
+		const bool *absent;
+		const double *x = dr_tree_values(sc->model, sc->enc, &absent);
+
+		/* an open deal: its age averaged out, and its survivor terms */
+		eta = dr_trees_margin(sc->model->trees, x, absent) + sc->enc->offset;
+	}
 	else
 	{
 		for (k = 0; k < sc->enc->nnz; k++)
@@ -707,8 +697,11 @@ feature_effects(ScoreCache *sc, HeapTupleHeader rec, double *effects)
 		effects[i] = 0;
 	if (m->trees != NULL)
 	{
+		const bool *absent;
+		const double *x = dr_tree_values(m, e, &absent);
+
 		/* a tree model: each feature's TreeSHAP contribution */
-		dr_trees_shap(m->trees, tree_values(m, e), m->tree_phi);
+		dr_trees_shap(m->trees, x, absent, m->tree_phi);
 		for (i = 0; i < m->nfeatures; i++)
 			effects[i] = m->tree_phi[i];
 	}
@@ -716,11 +709,11 @@ feature_effects(ScoreCache *sc, HeapTupleHeader rec, double *effects)
 	{
 		for (k = 1; k < e->nnz; k++)
 			effects[m->colfeat[e->idx[k]]] += m->beta[e->idx[k]] * e->val[k];
-		/* an open deal's age or stage time: against the curve's first knot */
-		for (i = 0; i < m->nfeatures; i++)
-			if (!isnan(e->term[i]))
-				effects[i] += e->term[i] - m->features[i].open_terms[0];
 	}
+	/* an open deal's age or stage time: against the curve's first knot */
+	for (i = 0; i < m->nfeatures; i++)
+		if (!isnan(e->term[i]))
+			effects[i] += e->term[i] - m->features[i].open_terms[0];
 	for (i = 0; i < m->nfeatures; i++)
 		effects[i] = risk - 100.0 * (1.0 - dr_logistic(eta - effects[i]));
 	return risk;

@@ -34,6 +34,8 @@
 
 #include "dealrisk.h"
 #include "model.h"
+#include "trees.h"
+#include "gbm.h"
 
 PG_FUNCTION_INFO_V1(dr_irls_accum);
 PG_FUNCTION_INFO_V1(dr_irls_solve);
@@ -42,6 +44,11 @@ PG_FUNCTION_INFO_V1(dr_eval_accum);
 PG_FUNCTION_INFO_V1(dr_eval_final);
 PG_FUNCTION_INFO_V1(dr_open_accum);
 PG_FUNCTION_INFO_V1(dr_open_step);
+PG_FUNCTION_INFO_V1(dr_gbm_rows);
+PG_FUNCTION_INFO_V1(dr_gbm_combine);
+PG_FUNCTION_INFO_V1(dr_gbm_serial);
+PG_FUNCTION_INFO_V1(dr_gbm_deserial);
+PG_FUNCTION_INFO_V1(dr_gbm_result);
 
 #define IRLS_HEAD 3
 #define EVAL_HEAD 5
@@ -221,7 +228,9 @@ fit_cache(FunctionCallInfo fcinfo, int specarg, int betaarg, int splitarg,
 		beta = PG_GETARG_ARRAYTYPE_P(betaarg);
 		if (ARR_NDIM(beta) != 0)
 		{
-			dr_state_array(beta, FLOAT8OID, fc->model->ncols, "coefficient");
+			/* a tree model has one coefficient: its base margin */
+			dr_state_array(beta, FLOAT8OID, fc->model->trees ? 1 : fc->model->ncols,
+						   "coefficient");
 			n = ARR_DIMS(beta)[0];
 			memcpy(fc->beta, ARR_DATA_PTR(beta), sizeof(double) * n);
 			for (k = 0; k < n; k++)
@@ -231,6 +240,11 @@ fit_cache(FunctionCallInfo fcinfo, int specarg, int betaarg, int splitarg,
 							 errmsg("coefficient %d is %.15g, not a finite number within +-%g",
 									k + 1, fc->beta[k], DR_MAX_COEFFICIENT)));
 		}
+	}
+	if (fc->model->trees != NULL)
+	{
+		fc->model->trees->base = fc->beta[0];
+		dr_trees_check(fc->model->trees);
 	}
 	fcinfo->flinfo->fn_extra = fc;
 	return fc;
@@ -356,8 +370,20 @@ encode_and_eta(FitCache *fc, FunctionCallInfo fcinfo, int typarg, bool leave_one
 	fc->reader = pass_row(fc, fcinfo, typarg);
 	dr_encode_row(fc->model, fc->reader, fc->as_of, leave_one_out, e);
 	check_outcome(e, fc->reader);
-	for (k = 0; k < e->nnz; k++)
-		eta += fc->beta[e->idx[k]] * e->val[k];
+	if (e->skipped)
+		return 0;
+	if (fc->model->trees != NULL)
+	{
+		const bool *absent;
+		const double *x = dr_tree_values(fc->model, e, &absent);
+
+		eta = dr_trees_margin(fc->model->trees, x, absent);
+	}
+	else
+	{
+		for (k = 0; k < e->nnz; k++)
+			eta += fc->beta[e->idx[k]] * e->val[k];
+	}
 	eta += e->offset;			/* 0: passes read closed deals only */
 	/* can't happen: coefficients and encoded values are bounded (model.h) */
 	if (unlikely(isnan(eta) || isinf(eta)))
@@ -834,7 +860,8 @@ dr_open_accum(PG_FUNCTION_ARGS)
 				 errmsg("the model has no feature with a survivor curve (\"open_knots\")")));
 	if (ARR_NDIM(state) == 0)
 		state = zero_float8_array(len);
-	eta = encode_and_eta(fc, fcinfo, 8, true);
+	/* leave-one-out for the logistic model only (see dr_gbm_rows) */
+	eta = encode_and_eta(fc, fcinfo, 8, m->trees == NULL);
 	e = fc->enc;
 	if (e->skipped || e->outcome < 0)
 		PG_RETURN_ARRAYTYPE_P(state);
@@ -855,7 +882,17 @@ dr_open_accum(PG_FUNCTION_ARGS)
 			continue;
 		if (!isnan(x))
 		{
-			for (k = 1; k < e->nnz; k++)
+			if (m->trees != NULL)
+			{
+				const bool *unused;
+				const double *tx = dr_tree_values(m, e, &unused);
+
+				/* the trees' margin with this feature averaged out */
+				memset(m->tree_absent, 0, sizeof(bool) * m->nfeatures);
+				m->tree_absent[i] = true;
+				rest = dr_trees_margin(m->trees, tx, m->tree_absent);
+			}
+			for (k = 1; k < e->nnz && m->trees == NULL; k++)
 				if (m->colfeat[e->idx[k]] == i)
 					rest -= fc->beta[e->idx[k]] * e->val[k];
 			for (j = 0; j < f->nknots && f->knots[j] <= x; j++)
@@ -1032,4 +1069,894 @@ dr_open_step(PG_FUNCTION_ARGS)
 		elems[k] = Float8GetDatum(out[k]);
 	PG_RETURN_ARRAYTYPE_P(construct_array(elems, n, FLOAT8OID, sizeof(float8),
 										  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+/*
+ * The boosting pass (_gbm_pass, docs/model.md "Tree models").  Each closed
+ * deal is encoded once with the dictionaries of the spec; its feature
+ * values, outcome, recency weight and role are kept in the aggregate's
+ * memory.  Run on the sample of closed deals with a spec that has no bins
+ * for the trees yet, the pass keeps each number as a float4 and its final
+ * returns the bins ("tree_edges", up to 254 quantiles per number).  Run on
+ * every closed deal with those bins, it keeps one byte per feature (a
+ * number's bin, a category's level) and its final fits the trees: on the
+ * older deals with early stopping on the holdout, then again on every
+ * closed deal for as many rounds as the first fit kept.
+ */
+#define GBM_MAGIC 0x44524742	/* "DRGB": a serialised pass state */
+#define GBM_WON 0x01			/* flags: won; bits 1-2 the holdout fit's role */
+#define GBM_ROLE_SHIFT 1
+#define GBM_MAX_LEVELS 254		/* codes of a category, with one for missing */
+#define GBM_MAX_FEATURES 10000	/* features of a serialised state */
+#define GBM_MAX_ROWS 200000000	/* rows of a pass: n * features stays in int64 */
+
+typedef struct GbmPass
+{
+	int32		nf;
+	bool		edges_mode;		/* values are float4 (the bins pass) */
+	int64		n;
+	int64		cap;
+	char	   *values;			/* n x nf: float4 or uint8 codes */
+	double	   *w;				/* recency weight */
+	uint8	   *flags;			/* GBM_WON | role << GBM_ROLE_SHIFT */
+	int32	   *nbins;			/* per feature; a code of nbins = missing */
+	bool	   *categorical;	/* per feature */
+	int32	   *edgeoff;		/* per feature: first of its edges (nf + 1) */
+	float	   *edges;
+	int32	   *catoff;			/* per feature: first level slot (nf + 1) */
+	int32	   *catpos;			/* per level slot: the level's spec position */
+	double	   *catwon;			/* per level slot: won and closed deals */
+	double	   *catn;			/* trained on by the holdout fit */
+	GbmParams	params;
+	bool		refit;
+} GbmPass;
+
+/* A palloc'd copy of len bytes at p (at least one byte is allocated). */
+static void *
+gbm_dup(const void *p, Size len)
+{
+	void	   *c = palloc(Max(len, 1));
+
+	memcpy(c, p, len);
+	return c;
+}
+
+/* Bytes per row a pass and its fits hold (see dealrisk.train_memory). */
+static inline int64
+gbm_row_bytes(int nf, bool edges_mode)
+{
+	return edges_mode ? 4 * (int64) nf + 9 : 90 + 3 * (int64) nf;
+}
+
+/* A number from the "gbm" object of a spec, or dflt when absent. */
+static double
+gbm_param(Jsonb *spec, const char *key, double dflt)
+{
+	JsonbValue	k,
+			   *obj,
+			   *v;
+	Jsonb	   *inner;
+
+	k.type = jbvString;
+	k.val.string.val = "gbm";
+	k.val.string.len = 3;
+	obj = findJsonbValueFromContainer(&spec->root, JB_FOBJECT, &k);
+	if (obj == NULL || obj->type != jbvBinary)
+		return dflt;
+	inner = JsonbValueToJsonb(obj);
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	v = findJsonbValueFromContainer(&inner->root, JB_FOBJECT, &k);
+	if (v == NULL)
+		return dflt;
+	if (v->type == jbvBool)
+		return v->val.boolean ? 1 : 0;
+	if (v->type != jbvNumeric)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("boosting parameter \"%s\" must be a number", key)));
+	return DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric)));
+}
+
+/* A checked boosting parameter of the spec. */
+static double
+gbm_checked(Jsonb *spec, const char *key, double dflt, double lo, double hi, bool lo_open)
+{
+	double		v = gbm_param(spec, key, dflt);
+
+	if (isnan(v) || (lo_open ? v <= lo : v < lo) || v > hi)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("boosting parameter %s must be in %s%g, %g], got %g",
+						key, lo_open ? "(" : "[", lo, hi, v)));
+	return v;
+}
+
+/* Grow the pass's row arrays to hold at least one more row. */
+static void
+gbm_pass_grow(GbmPass *s, MemoryContext cxt)
+{
+	int64		cap = s->cap == 0 ? 1024 : 2 * s->cap;
+	int64		limit = (int64) dr_train_memory_mb * 1024 * 1024;
+	int			width = s->edges_mode ? 4 * s->nf : s->nf;
+
+	if ((s->n + 1) * gbm_row_bytes(s->nf, s->edges_mode) > limit || s->n + 1 > GBM_MAX_ROWS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("training a tree model on more than " INT64_FORMAT " closed deals needs more memory than dealrisk.train_memory (%d MB) allows",
+						s->n, dr_train_memory_mb),
+				 errdetail("A tree model holds about " INT64_FORMAT " bytes per closed deal while it is trained.",
+						   gbm_row_bytes(s->nf, s->edges_mode)),
+				 errhint("Raise dealrisk.train_memory (SET dealrisk.train_memory = '4GB'), or train on a view of fewer deals.")));
+	cap = Min(cap, GBM_MAX_ROWS);
+	if (s->cap == 0)
+	{
+		s->values = MemoryContextAllocHuge(cxt, (Size) cap * width);
+		s->w = MemoryContextAllocHuge(cxt, (Size) cap * sizeof(double));
+		s->flags = MemoryContextAllocHuge(cxt, (Size) cap);
+	}
+	else
+	{
+		s->values = repalloc_huge(s->values, (Size) cap * width);
+		s->w = repalloc_huge(s->w, (Size) cap * sizeof(double));
+		s->flags = repalloc_huge(s->flags, (Size) cap);
+	}
+	s->cap = cap;
+}
+
+/*
+ * A new pass state for the model of fc, in the aggregate's context cxt:
+ * the bins of each feature from the spec (edges mode when a number has
+ * none) and the boosting parameters.
+ */
+static GbmPass *
+gbm_pass_new(FitCache *fc, Jsonb *spec, MemoryContext cxt)
+{
+	DrModel    *m = fc->model;
+	GbmPass    *s = MemoryContextAllocZero(cxt, sizeof(GbmPass));
+	int			i,
+				k,
+				nedges = 0,
+				nslots = 0;
+
+	s->nf = m->nfeatures;
+	s->nbins = MemoryContextAllocZero(cxt, sizeof(int32) * m->nfeatures);
+	s->categorical = MemoryContextAlloc(cxt, sizeof(bool) * m->nfeatures);
+	s->edgeoff = MemoryContextAlloc(cxt, sizeof(int32) * (m->nfeatures + 1));
+	s->catoff = MemoryContextAlloc(cxt, sizeof(int32) * (m->nfeatures + 1));
+	for (i = 0; i < m->nfeatures; i++)
+	{
+		DrFeature  *f = &m->features[i];
+
+		s->categorical[i] = f->kind == DR_FEAT_CATEGORICAL;
+		s->edgeoff[i] = nedges;
+		s->catoff[i] = nslots;
+		if (s->categorical[i])
+		{
+			if (f->nlevels > GBM_MAX_LEVELS)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("feature \"%s\" has %d levels; the trees of a model split categories of at most %d levels",
+								f->name, f->nlevels, GBM_MAX_LEVELS),
+						 errhint("Pool rare levels into \"(other)\".")));
+			s->nbins[i] = f->nlevels;
+			nslots += f->nlevels;
+		}
+		else if (f->tree_edges == NULL)
+			s->edges_mode = true;
+		else
+		{
+			s->nbins[i] = f->ntree_edges + 1;
+			nedges += f->ntree_edges;
+		}
+	}
+	s->edgeoff[m->nfeatures] = nedges;
+	s->catoff[m->nfeatures] = nslots;
+	s->edges = MemoryContextAlloc(cxt, sizeof(float) * Max(nedges, 1));
+	s->catpos = MemoryContextAlloc(cxt, sizeof(int32) * Max(nslots, 1));
+	s->catwon = MemoryContextAllocZero(cxt, sizeof(double) * Max(nslots, 1));
+	s->catn = MemoryContextAllocZero(cxt, sizeof(double) * Max(nslots, 1));
+	for (i = 0; i < m->nfeatures; i++)
+	{
+		DrFeature  *f = &m->features[i];
+
+		for (k = 0; !s->categorical[i] && f->tree_edges && k < f->ntree_edges; k++)
+			s->edges[s->edgeoff[i] + k] = (float) f->tree_edges[k];
+		for (k = 0; s->categorical[i] && k < f->nlevels; k++)
+			s->catpos[s->catoff[i] + k] = f->colpos[k];
+	}
+	s->params.rounds = (int) gbm_checked(spec, "rounds", 300, 1, 100000, false);
+	s->params.eta = gbm_checked(spec, "learning_rate", 0.1, 0, 1, true);
+	s->params.max_depth = (int) gbm_checked(spec, "max_depth", 6, 1, GBM_MAX_DEPTH, false);
+	s->params.lambda = gbm_checked(spec, "lambda", 1, 0, 1e6, false);
+	s->params.min_child_weight = gbm_checked(spec, "min_child_weight", 1, 0, 1e9, false);
+	s->params.subsample = gbm_checked(spec, "subsample", 1, 0, 1, true);
+	s->params.colsample = gbm_checked(spec, "colsample", 1, 0, 1, true);
+	s->params.early_stop = (int) gbm_checked(spec, "early_stopping_rounds", 30, 0, 100000, false);
+	s->params.seed = (int64) gbm_checked(spec, "seed", 42, 0, 2147483647, false);
+	s->refit = gbm_checked(spec, "refit", 1, 0, 1, false) != 0;
+	s->params.notices = true;
+	return s;
+}
+
+/* The bin of a number among sorted float4 edges: how many are <= x. */
+static inline int
+gbm_bin(const float *edges, int nedges, double x)
+{
+	float		v = (float) x;
+	int			lo = 0,
+				hi = nedges;
+
+	/* the first edge e with v < e, as the tree walker compares (trees.c) */
+	while (lo < hi)
+	{
+		int			mid = (lo + hi) / 2;
+
+		if (v < edges[mid])
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return lo;
+}
+
+/*
+ * SQL: _gbm_rows(state, holdout, spec, beta, split, cutoff, ref, halflife,
+ * row_type, columns, VARIADIC values): transition of _gbm_pass.  holdout
+ * says whether a deal is in the holdout (NULL: closed on or after cutoff
+ * is, one without a close date is left out of the holdout fit).
+ */
+Datum
+dr_gbm_rows(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcxt;
+	GbmPass    *s;
+	FitCache   *fc;
+	DrEncoded  *e;
+
+	double		w;
+	int			i,
+				role;
+
+	if (!AggCheckCallContext(fcinfo, &aggcxt))
+		elog(ERROR, "_gbm_rows called in non-aggregate context");
+	s = PG_ARGISNULL(0) ? NULL : (GbmPass *) PG_GETARG_POINTER(0);
+	fc = fit_cache(fcinfo, 2, 3, 4, true, 8, s == NULL);
+
+	if (s == NULL)
+		s = gbm_pass_new(fc, PG_GETARG_JSONB_P(2), aggcxt);
+	/*
+	 * No leave-one-out for trees: a deal's rep rate without its own outcome
+	 * is lower when it won, which trees would split on to read the answer.
+	 */
+	(void) encode_and_eta(fc, fcinfo, 8, false);
+	e = fc->enc;
+	if (e->skipped || e->outcome < 0)
+		PG_RETURN_POINTER(s);
+	w = row_weight(fc);
+	if (!(w > 0) || isinf(w))
+		PG_RETURN_POINTER(s);
+	if (!PG_ARGISNULL(1))
+		role = PG_GETARG_BOOL(1) ? GBM_HOLDOUT : GBM_TRAIN;
+	else if (PG_ARGISNULL(5))
+		role = GBM_TRAIN;
+	else if (e->closed_date == DR_NO_DATE)
+		role = GBM_SKIP;		/* the refit only */
+	else
+		role = e->closed_date >= PG_GETARG_DATEADT(5) ? GBM_HOLDOUT : GBM_TRAIN;
+	if (s->n == s->cap)
+		gbm_pass_grow(s, aggcxt);
+	s->w[s->n] = w;
+	s->flags[s->n] = (e->outcome == 1 ? GBM_WON : 0) | (role << GBM_ROLE_SHIFT);
+	for (i = 0; i < s->nf; i++)
+	{
+		int			lvl = e->level[i];
+
+		if (s->edges_mode)
+		{
+			float	   *v = (float *) s->values + (Size) s->n * s->nf;
+
+			v[i] = s->categorical[i] ? 0 : (float) e->raw[i];
+		}
+		else
+		{
+			uint8	   *c = (uint8 *) s->values + (Size) s->n * s->nf;
+
+			if (s->categorical[i])
+			{
+				c[i] = lvl < 0 ? (uint8) s->nbins[i] : (uint8) lvl;
+				if (lvl >= 0 && role == GBM_TRAIN)
+				{
+					s->catn[s->catoff[i] + lvl] += 1;
+					s->catwon[s->catoff[i] + lvl] += e->outcome;
+				}
+			}
+			else
+				c[i] = isnan(e->raw[i]) ? (uint8) s->nbins[i] :
+					(uint8) gbm_bin(s->edges + s->edgeoff[i], s->nbins[i] - 1, e->raw[i]);
+		}
+	}
+	s->n++;
+	PG_RETURN_POINTER(s);
+}
+
+/* Whether two pass states can be merged: the same features and bins. */
+static bool
+gbm_pass_compatible(const GbmPass *a, const GbmPass *b)
+{
+	return a->nf == b->nf && a->edges_mode == b->edges_mode &&
+		memcmp(a->nbins, b->nbins, sizeof(int32) * a->nf) == 0 &&
+		memcmp(a->categorical, b->categorical, sizeof(bool) * a->nf) == 0 &&
+		memcmp(a->edgeoff, b->edgeoff, sizeof(int32) * (a->nf + 1)) == 0 &&
+		memcmp(a->catoff, b->catoff, sizeof(int32) * (a->nf + 1)) == 0 &&
+		memcmp(a->edges, b->edges, sizeof(float) * a->edgeoff[a->nf]) == 0 &&
+		memcmp(a->catpos, b->catpos, sizeof(int32) * a->catoff[a->nf]) == 0 &&
+		memcmp(&a->params, &b->params, sizeof(GbmParams)) == 0 &&
+		a->refit == b->refit;
+}
+
+/* SQL: _gbm_combine(a, b): a with b's rows and level counts appended. */
+Datum
+dr_gbm_combine(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcxt,
+				old;
+	GbmPass    *a = PG_ARGISNULL(0) ? NULL : (GbmPass *) PG_GETARG_POINTER(0);
+	GbmPass    *b = PG_ARGISNULL(1) ? NULL : (GbmPass *) PG_GETARG_POINTER(1);
+	int			width;
+	int64		k;
+
+	if (!AggCheckCallContext(fcinfo, &aggcxt))
+		elog(ERROR, "_gbm_combine called in non-aggregate context");
+	if (b == NULL)
+		PG_RETURN_POINTER(a);
+	if (a == NULL)
+	{
+		/* copy b into the aggregate's context */
+		old = MemoryContextSwitchTo(aggcxt);
+		a = palloc(sizeof(GbmPass));
+		*a = *b;
+		a->n = a->cap = 0;
+		a->values = NULL;
+		a->nbins = gbm_dup(b->nbins, sizeof(int32) * b->nf);
+		a->categorical = gbm_dup(b->categorical, sizeof(bool) * b->nf);
+		a->edgeoff = gbm_dup(b->edgeoff, sizeof(int32) * (b->nf + 1));
+		a->catoff = gbm_dup(b->catoff, sizeof(int32) * (b->nf + 1));
+		a->edges = gbm_dup(b->edges, sizeof(float) * Max(b->edgeoff[b->nf], 1));
+		a->catpos = gbm_dup(b->catpos, sizeof(int32) * Max(b->catoff[b->nf], 1));
+		a->catwon = palloc0(sizeof(double) * Max(b->catoff[b->nf], 1));
+		a->catn = palloc0(sizeof(double) * Max(b->catoff[b->nf], 1));
+		MemoryContextSwitchTo(old);
+	}
+	else if (!gbm_pass_compatible(a, b))
+		elog(ERROR, "boosting pass states of different models cannot be merged");
+	width = a->edges_mode ? 4 * a->nf : a->nf;
+	for (k = 0; k < b->n; k++)
+	{
+		if (a->n == a->cap)
+			gbm_pass_grow(a, aggcxt);
+		memcpy(a->values + (Size) a->n * width, b->values + (Size) k * width, width);
+		a->w[a->n] = b->w[k];
+		a->flags[a->n] = b->flags[k];
+		a->n++;
+	}
+	for (k = 0; k < a->catoff[a->nf]; k++)
+	{
+		a->catwon[k] += b->catwon[k];
+		a->catn[k] += b->catn[k];
+	}
+	PG_RETURN_POINTER(a);
+}
+
+/* Append n bytes at p to buf. */
+#define GBM_PUT(buf, p, len) appendBinaryStringInfo((buf), (const char *) (p), (len))
+
+/* SQL: _gbm_serial(state) -> bytea, for parallel workers. */
+Datum
+dr_gbm_serial(PG_FUNCTION_ARGS)
+{
+	GbmPass    *s = (GbmPass *) PG_GETARG_POINTER(0);
+	StringInfoData buf;
+	int32		head[4];
+	int			width = s->edges_mode ? 4 * s->nf : s->nf;
+	bytea	   *out;
+
+	if (!AggCheckCallContext(fcinfo, NULL))
+		elog(ERROR, "_gbm_serial called in non-aggregate context");
+	initStringInfo(&buf);
+	head[0] = GBM_MAGIC;
+	head[1] = s->nf;
+	head[2] = s->edges_mode;
+	head[3] = s->refit;
+	GBM_PUT(&buf, head, sizeof(head));
+	GBM_PUT(&buf, &s->n, sizeof(int64));
+	GBM_PUT(&buf, &s->params, sizeof(GbmParams));
+	GBM_PUT(&buf, s->nbins, sizeof(int32) * s->nf);
+	GBM_PUT(&buf, s->categorical, sizeof(bool) * s->nf);
+	GBM_PUT(&buf, s->edgeoff, sizeof(int32) * (s->nf + 1));
+	GBM_PUT(&buf, s->catoff, sizeof(int32) * (s->nf + 1));
+	GBM_PUT(&buf, s->edges, sizeof(float) * s->edgeoff[s->nf]);
+	GBM_PUT(&buf, s->catpos, sizeof(int32) * s->catoff[s->nf]);
+	GBM_PUT(&buf, s->catwon, sizeof(double) * s->catoff[s->nf]);
+	GBM_PUT(&buf, s->catn, sizeof(double) * s->catoff[s->nf]);
+	GBM_PUT(&buf, s->values, (Size) s->n * width);
+	GBM_PUT(&buf, s->w, sizeof(double) * s->n);
+	GBM_PUT(&buf, s->flags, s->n);
+	out = (bytea *) palloc(VARHDRSZ + buf.len);
+	SET_VARSIZE(out, VARHDRSZ + buf.len);
+	memcpy(VARDATA(out), buf.data, buf.len);
+	pfree(buf.data);
+	PG_RETURN_BYTEA_P(out);
+}
+
+/* Take len bytes from a serialised state, or fail: it is shorter than it says. */
+static const char *
+gbm_take(const char **p, const char *end, Size len)
+{
+	const char *at = *p;
+
+	if ((Size) (end - at) < len)
+		dr_state_value_error("boosting pass", "The serialised state is shorter than its header says.");
+	*p += len;
+	return at;
+}
+
+/*
+ * SQL: _gbm_deserial(bytea, internal) -> state.  Every count, offset, code,
+ * weight and flag is checked, so that a forged state cannot index past an
+ * array or feed the fit a non-finite weight.
+ */
+Datum
+dr_gbm_deserial(PG_FUNCTION_ARGS)
+{
+	bytea	   *in = PG_GETARG_BYTEA_PP(0);
+	const char *p = VARDATA_ANY(in),
+			   *end = p + VARSIZE_ANY_EXHDR(in);
+	MemoryContext aggcxt,
+				old;
+	GbmPass    *s;
+	int32		head[4];
+	int			i,
+				width;
+	int64		k,
+				nslots,
+				nedges;
+
+	if (!AggCheckCallContext(fcinfo, &aggcxt))
+		elog(ERROR, "_gbm_deserial called in non-aggregate context");
+	old = MemoryContextSwitchTo(aggcxt);
+	s = palloc0(sizeof(GbmPass));
+	memcpy(head, gbm_take(&p, end, sizeof(head)), sizeof(head));
+	if (head[0] != GBM_MAGIC || head[1] < 1 || head[1] > GBM_MAX_FEATURES ||
+		(head[2] != 0 && head[2] != 1) || (head[3] != 0 && head[3] != 1))
+		dr_state_value_error("boosting pass", "Its header is not one a pass writes.");
+	s->nf = head[1];
+	s->edges_mode = head[2];
+	s->refit = head[3];
+	memcpy(&s->n, gbm_take(&p, end, sizeof(int64)), sizeof(int64));
+	memcpy(&s->params, gbm_take(&p, end, sizeof(GbmParams)), sizeof(GbmParams));
+	if (s->n < 0 || s->n > GBM_MAX_ROWS ||
+		s->params.rounds < 1 || s->params.rounds > 100000 ||
+		s->params.max_depth < 1 || s->params.max_depth > GBM_MAX_DEPTH ||
+		!(s->params.eta > 0 && s->params.eta <= 1) ||
+		!(s->params.lambda >= 0 && s->params.lambda <= 1e6) ||
+		!(s->params.min_child_weight >= 0 && s->params.min_child_weight <= 1e9) ||
+		!(s->params.subsample > 0 && s->params.subsample <= 1) ||
+		!(s->params.colsample > 0 && s->params.colsample <= 1) ||
+		s->params.early_stop < 0 || s->params.early_stop > 100000)
+		dr_state_value_error("boosting pass", "Its row count or parameters are out of range.");
+	s->nbins = gbm_dup(gbm_take(&p, end, sizeof(int32) * s->nf), sizeof(int32) * s->nf);
+	s->categorical = gbm_dup(gbm_take(&p, end, sizeof(bool) * s->nf), sizeof(bool) * s->nf);
+	s->edgeoff = gbm_dup(gbm_take(&p, end, sizeof(int32) * (s->nf + 1)), sizeof(int32) * (s->nf + 1));
+	s->catoff = gbm_dup(gbm_take(&p, end, sizeof(int32) * (s->nf + 1)), sizeof(int32) * (s->nf + 1));
+	if (s->edgeoff[0] != 0 || s->catoff[0] != 0)
+		dr_state_value_error("boosting pass", "Its offsets do not start at 0.");
+	for (i = 0; i < s->nf; i++)
+	{
+		int			ne = s->edgeoff[i + 1] - s->edgeoff[i],
+					nl = s->catoff[i + 1] - s->catoff[i];
+
+		if ((s->categorical[i] != 0 && s->categorical[i] != 1) ||
+			s->nbins[i] < 0 || s->nbins[i] > GBM_MAX_BINS ||
+			ne < 0 || ne > GBM_MAX_BINS - 1 || nl < 0 || nl > GBM_MAX_LEVELS ||
+			(s->categorical[i] ? (ne != 0 || nl != s->nbins[i]) :
+			 (nl != 0 || (!s->edges_mode && ne + 1 != s->nbins[i]))))
+			dr_state_value_error("boosting pass",
+								 psprintf("Feature %d has inconsistent bins.", i + 1));
+	}
+	nedges = s->edgeoff[s->nf];
+	nslots = s->catoff[s->nf];
+	s->edges = gbm_dup(gbm_take(&p, end, sizeof(float) * nedges), sizeof(float) * Max(nedges, 1));
+	s->catpos = gbm_dup(gbm_take(&p, end, sizeof(int32) * nslots), sizeof(int32) * Max(nslots, 1));
+	s->catwon = gbm_dup(gbm_take(&p, end, sizeof(double) * nslots), sizeof(double) * Max(nslots, 1));
+	s->catn = gbm_dup(gbm_take(&p, end, sizeof(double) * nslots), sizeof(double) * Max(nslots, 1));
+	for (i = 0; i < s->nf; i++)
+		for (k = s->edgeoff[i]; k < s->edgeoff[i + 1]; k++)
+			if (!isfinite(s->edges[k]) || (k > s->edgeoff[i] && s->edges[k] <= s->edges[k - 1]))
+				dr_state_value_error("boosting pass", "Its bin edges are not finite and increasing.");
+	for (k = 0; k < nslots; k++)
+		if (!(s->catn[k] >= 0 && s->catwon[k] >= 0 && s->catwon[k] <= s->catn[k]) ||
+			isinf(s->catn[k]) || s->catpos[k] < 0 || s->catpos[k] >= GBM_MAX_LEVELS)
+			dr_state_value_error("boosting pass", "Its level counts are not consistent.");
+	width = s->edges_mode ? 4 * s->nf : s->nf;
+	s->cap = s->n;
+	{
+		/* sizes checked against the input before anything is allocated */
+		const char *vals = gbm_take(&p, end, (Size) s->n * width);
+		const char *ws = gbm_take(&p, end, sizeof(double) * s->n);
+		const char *fl = gbm_take(&p, end, s->n);
+
+		s->values = MemoryContextAllocHuge(aggcxt, (Size) Max(s->n, 1) * width);
+		memcpy(s->values, vals, (Size) s->n * width);
+		s->w = MemoryContextAllocHuge(aggcxt, sizeof(double) * Max(s->n, 1));
+		memcpy(s->w, ws, sizeof(double) * s->n);
+		s->flags = MemoryContextAllocHuge(aggcxt, Max(s->n, 1));
+		memcpy(s->flags, fl, s->n);
+	}
+	if (p != end)
+		dr_state_value_error("boosting pass", "The serialised state is longer than its header says.");
+	for (k = 0; k < s->n; k++)
+	{
+		if (!(s->w[k] > 0) || isinf(s->w[k]) || (s->flags[k] >> GBM_ROLE_SHIFT) > GBM_HOLDOUT ||
+			(s->flags[k] & ~((3 << GBM_ROLE_SHIFT) | GBM_WON)) != 0)
+			dr_state_value_error("boosting pass", psprintf("Row " INT64_FORMAT " has a bad weight or flags.", k + 1));
+		for (i = 0; !s->edges_mode && i < s->nf; i++)
+			if (((uint8 *) s->values)[(Size) k * s->nf + i] > s->nbins[i])
+				dr_state_value_error("boosting pass",
+									 psprintf("Row " INT64_FORMAT " has a code past the bins of feature %d.", k + 1, i + 1));
+	}
+	MemoryContextSwitchTo(old);
+	PG_RETURN_POINTER(s);
+}
+
+/* qsort comparator of float4 values. */
+static int
+cmp_float4(const void *a, const void *b)
+{
+	float		x = *(const float *) a,
+				y = *(const float *) b;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/*
+ * The bins pass's final: per number, its distinct values when there are at
+ * most 255 of them (each but the smallest an edge), else the values at
+ * the 1/255 .. 254/255 quantiles, without repeats.
+ */
+static Datum
+gbm_edges_result(GbmPass *s)
+{
+	StringInfoData buf;
+	float	   *v = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(float) * Max(s->n, 1));
+	int			i;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"tree_edges\": [");
+	for (i = 0; i < s->nf; i++)
+	{
+		int64		cnt = 0,
+					k,
+					distinct = 0;
+		float		last = 0;
+		int			nout = 0;
+
+		CHECK_FOR_INTERRUPTS();
+		if (i > 0)
+			appendStringInfoString(&buf, ", ");
+		if (s->categorical[i])
+		{
+			appendStringInfoString(&buf, "null");
+			continue;
+		}
+		for (k = 0; k < s->n; k++)
+		{
+			float		x = ((float *) s->values)[(Size) k * s->nf + i];
+
+			/* an infinite number still splits: only NaN is missing */
+			if (!isnan(x))
+				v[cnt++] = x;
+		}
+		qsort(v, cnt, sizeof(float), cmp_float4);
+		for (k = 0; k < cnt; k++)
+			if (k == 0 || v[k] != v[k - 1])
+				distinct++;
+		appendStringInfoChar(&buf, '[');
+		for (k = 1; k < cnt && distinct <= GBM_MAX_BINS; k++)
+			if (v[k] != v[k - 1] && isfinite(v[k]))
+				appendStringInfo(&buf, "%s%.9g", nout++ > 0 ? ", " : "", v[k]);
+		for (k = 1; k < GBM_MAX_BINS && distinct > GBM_MAX_BINS; k++)
+		{
+			float		e = v[(int64) ((double) k * cnt / GBM_MAX_BINS)];
+
+			if (e > v[0] && (nout == 0 || e > last) && isfinite(e))
+			{
+				appendStringInfo(&buf, "%s%.9g", nout++ > 0 ? ", " : "", e);
+				last = e;
+			}
+		}
+		appendStringInfoChar(&buf, ']');
+	}
+	appendStringInfoString(&buf, "]}");
+	pfree(v);
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+}
+
+/* Sort context: rows compared by their codes, then flags, then weight. */
+typedef struct GbmSortCxt
+{
+	const uint8 *codes;
+	const uint8 *flags;
+	const double *w;
+	int			nf;
+} GbmSortCxt;
+
+/* qsort_arg comparator of row indexes (see GbmSortCxt). */
+static int
+cmp_gbm_row(const void *a, const void *b, void *arg)
+{
+	const GbmSortCxt *c = arg;
+	int64		i = *(const int64 *) a,
+				j = *(const int64 *) b;
+	int			r = memcmp(c->codes + (Size) i * c->nf, c->codes + (Size) j * c->nf, c->nf);
+
+	if (r != 0)
+		return r;
+	if (c->flags[i] != c->flags[j])
+		return c->flags[i] < c->flags[j] ? -1 : 1;
+	return c->w[i] < c->w[j] ? -1 : c->w[i] > c->w[j] ? 1 : 0;
+}
+
+/* Append an ensemble to buf as the spec's "trees" object, thresholds in feature units. */
+static void
+gbm_append_trees(StringInfo buf, const GbmOut *o, const GbmPass *s)
+{
+	int			k;
+
+	appendStringInfoString(buf, "{\"start\": [");
+	for (k = 0; k < o->ntrees; k++)
+		appendStringInfo(buf, "%s%d", k ? ", " : "", o->start[k]);
+	appendStringInfoString(buf, "], \"left\": [");
+	for (k = 0; k < o->nnodes; k++)
+		appendStringInfo(buf, "%s%d", k ? ", " : "", o->left[k]);
+	appendStringInfoString(buf, "], \"right\": [");
+	for (k = 0; k < o->nnodes; k++)
+		appendStringInfo(buf, "%s%d", k ? ", " : "", o->right[k]);
+	appendStringInfoString(buf, "], \"feature\": [");
+	for (k = 0; k < o->nnodes; k++)
+		appendStringInfo(buf, "%s%d", k ? ", " : "", o->feature[k]);
+	appendStringInfoString(buf, "], \"threshold\": [");
+	for (k = 0; k < o->nnodes; k++)
+	{
+		int			f = o->feature[k];
+		double		t = o->threshold[k];
+
+		/* a number's bin c + 0.5 is its edge c: x < edge goes left */
+		if (o->left[k] >= 0 && !s->categorical[f])
+			appendStringInfo(buf, "%s%.9g", k ? ", " : "",
+							 (double) s->edges[s->edgeoff[f] + (int) (t - 0.5)]);
+		else
+			appendStringInfo(buf, "%s%.17g", k ? ", " : "", o->left[k] >= 0 ? t : 0.0);
+	}
+	appendStringInfoString(buf, "], \"default_left\": [");
+	for (k = 0; k < o->nnodes; k++)
+		appendStringInfo(buf, "%s%s", k ? ", " : "", o->dl[k] ? "true" : "false");
+	appendStringInfoString(buf, "], \"value\": [");
+	for (k = 0; k < o->nnodes; k++)
+		appendStringInfo(buf, "%s%.17g", k ? ", " : "", o->value[k]);
+	appendStringInfoString(buf, "], \"cover\": [");
+	for (k = 0; k < o->nnodes; k++)
+		appendStringInfo(buf, "%s%.17g", k ? ", " : "", o->cover[k]);
+	appendStringInfoString(buf, "]}");
+}
+
+/* Append losses as a JSON array, null where a round's loss was not measured. */
+static void
+gbm_append_losses(StringInfo buf, const double *loss, int n)
+{
+	int			k;
+
+	appendStringInfoChar(buf, '[');
+	for (k = 0; k < n; k++)
+	{
+		if (isnan(loss[k]))
+			appendStringInfo(buf, "%snull", k ? ", " : "");
+		else
+			appendStringInfo(buf, "%s%.6g", k ? ", " : "", loss[k]);
+	}
+	appendStringInfoChar(buf, ']');
+}
+
+/*
+ * SQL: _gbm_result(state) -> jsonb, the final of _gbm_pass.  The bins pass
+ * returns {"tree_edges"}; the training pass ranks each category's levels
+ * by their win rate in the holdout fit's training rows (so that a split on
+ * the rank separates better from worse levels), puts the rows in an order
+ * that does not depend on the scan (parallel or not), fits, and returns
+ * the holdout fit's and the final fit's ensembles, the ranks (per level in
+ * the spec's order), the rounds and the losses.
+ */
+Datum
+dr_gbm_result(PG_FUNCTION_ARGS)
+{
+	GbmPass    *s;
+	uint8	   *codes,
+			   *sorted,
+			   *role,
+			   *flags;
+	bool	   *y;
+	double	   *w,
+			   *tl,
+			   *hl,
+				base = 0,
+				hbase = 0;
+	int64	   *order;
+	int32	  **rank;
+	GbmSortCxt	sc;
+	GbmOut		ho,
+				fo;
+	GbmParams	refit;
+	StringInfoData buf;
+	int			i,
+				run,
+				n;
+	int64		k,
+				ntrain = 0,
+				nhold = 0;
+
+	if (!AggCheckCallContext(fcinfo, NULL))
+		elog(ERROR, "_gbm_result called in non-aggregate context");
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	s = (GbmPass *) PG_GETARG_POINTER(0);
+	if (s->n == 0)
+		PG_RETURN_NULL();
+	if (s->edges_mode)
+		PG_RETURN_DATUM(gbm_edges_result(s));
+	n = (int) s->n;
+	codes = (uint8 *) s->values;
+
+	/* each category's levels ranked by their smoothed win rate */
+	rank = palloc(sizeof(int32 *) * s->nf);
+	for (i = 0; i < s->nf; i++)
+	{
+		int			nl = s->nbins[i],
+					a,
+					b;
+		double	   *rate;
+		int32	   *ord;
+
+		rank[i] = NULL;
+		if (!s->categorical[i])
+			continue;
+		rate = palloc(sizeof(double) * Max(nl, 1));
+		ord = palloc(sizeof(int32) * Max(nl, 1));
+		for (a = 0; a < nl; a++)
+		{
+			rate[a] = (s->catwon[s->catoff[i] + a] + 1.0) / (s->catn[s->catoff[i] + a] + 2.0);
+			ord[a] = a;
+		}
+		/* insertion sort: at most 254 levels; ties keep level order */
+		for (a = 1; a < nl; a++)
+			for (b = a; b > 0 && rate[ord[b - 1]] > rate[ord[b]]; b--)
+			{
+				int32		t = ord[b];
+
+				ord[b] = ord[b - 1];
+				ord[b - 1] = t;
+			}
+		rank[i] = palloc(sizeof(int32) * Max(nl, 1));
+		for (a = 0; a < nl; a++)
+			rank[i][ord[a]] = a;
+		for (k = 0; k < n; k++)
+		{
+			uint8	   *c = codes + (Size) k * s->nf + i;
+
+			if (*c < nl)
+				*c = (uint8) rank[i][*c];
+		}
+	}
+
+	/* rows in an order of their own: codes, flags, weight */
+	order = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(int64) * n);
+	for (k = 0; k < n; k++)
+		order[k] = k;
+	sc.codes = codes;
+	sc.flags = s->flags;
+	sc.w = s->w;
+	sc.nf = s->nf;
+	qsort_arg(order, n, sizeof(int64), cmp_gbm_row, &sc);
+	sorted = MemoryContextAllocHuge(CurrentMemoryContext, (Size) n * s->nf);
+	w = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(double) * n);
+	y = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(bool) * n);
+	role = MemoryContextAllocHuge(CurrentMemoryContext, n);
+	flags = s->flags;
+	for (k = 0; k < n; k++)
+	{
+		memcpy(sorted + (Size) k * s->nf, codes + (Size) order[k] * s->nf, s->nf);
+		w[k] = s->w[order[k]];
+		y[k] = (flags[order[k]] & GBM_WON) != 0;
+		role[k] = flags[order[k]] >> GBM_ROLE_SHIFT;
+		ntrain += role[k] == GBM_TRAIN;
+		nhold += role[k] == GBM_HOLDOUT;
+	}
+	pfree(order);
+	/* the pass's matrix is no longer needed */
+	pfree(s->values);
+	s->values = NULL;
+	s->n = s->cap = 0;
+
+	if (nhold == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("the holdout of the tree model is empty"),
+				 errhint("Use a larger holdout share.")));
+	tl = palloc(sizeof(double) * s->params.rounds);
+	hl = palloc(sizeof(double) * s->params.rounds);
+	gbm_out_init(&ho);
+	run = gbm_fit(n, s->nf, sorted, s->nbins, y, w, role, &s->params, &ho, &hbase, tl, hl);
+
+	/* the final fit: every closed deal, as many rounds as the first kept */
+	gbm_out_init(&fo);
+	if (s->refit && ho.ntrees > 0)
+	{
+		double	   *tl2 = palloc(sizeof(double) * ho.ntrees),
+				   *hl2 = palloc(sizeof(double) * ho.ntrees);
+
+		for (k = 0; k < n; k++)
+			role[k] = GBM_TRAIN;
+		refit = s->params;
+		refit.rounds = ho.ntrees;
+		refit.early_stop = 0;
+		refit.notices = false;
+		(void) gbm_fit(n, s->nf, sorted, s->nbins, y, w, role, &refit, &fo, &base, tl2, hl2);
+	}
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"rounds_run\": %d, \"rounds_kept\": %d, \"n_train\": " INT64_FORMAT
+					 ", \"n_holdout\": " INT64_FORMAT ", \"n_final\": %d, \"refit\": %s",
+					 run, ho.ntrees, ntrain, nhold, s->refit && ho.ntrees > 0 ? n : (int) ntrain,
+					 s->refit && ho.ntrees > 0 ? "true" : "false");
+	appendStringInfo(&buf, ", \"holdout_base\": %.17g, \"holdout_trees\": ", hbase);
+	gbm_append_trees(&buf, &ho, s);
+	if (s->refit && ho.ntrees > 0)
+	{
+		appendStringInfo(&buf, ", \"base\": %.17g, \"trees\": ", base);
+		gbm_append_trees(&buf, &fo, s);
+	}
+	else
+	{
+		appendStringInfo(&buf, ", \"base\": %.17g, \"trees\": ", hbase);
+		gbm_append_trees(&buf, &ho, s);
+	}
+	appendStringInfoString(&buf, ", \"train_loss\": ");
+	gbm_append_losses(&buf, tl, run);
+	appendStringInfoString(&buf, ", \"holdout_loss\": ");
+	gbm_append_losses(&buf, hl, run);
+	appendStringInfoString(&buf, ", \"tree_rank\": [");
+	for (i = 0; i < s->nf; i++)
+	{
+		int			a;
+
+		if (i > 0)
+			appendStringInfoString(&buf, ", ");
+		if (rank[i] == NULL)
+		{
+			appendStringInfoString(&buf, "null");
+			continue;
+		}
+		{
+			/* per level in the spec's order */
+			int32	   *bypos = palloc(sizeof(int32) * Max(s->nbins[i], 1));
+
+			for (a = 0; a < s->nbins[i]; a++)
+				bypos[s->catpos[s->catoff[i] + a]] = rank[i][a];
+			appendStringInfoChar(&buf, '[');
+			for (a = 0; a < s->nbins[i]; a++)
+				appendStringInfo(&buf, "%s%d", a ? ", " : "", bypos[a]);
+			appendStringInfoChar(&buf, ']');
+		}
+	}
+	appendStringInfoString(&buf, "]}");
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 }

@@ -145,15 +145,69 @@ leaf_of(const DrTrees *t, int k, const double *x)
 	return base + i;
 }
 
-/* The margin (log-odds) of a feature vector: base plus every tree's leaf. */
+/* The share of a split node's cover that its child goes with. */
+static inline double
+cover_share(const DrTrees *t, int base, int node, int child)
+{
+	double		l = t->cover[base + t->left[base + node]],
+				r = t->cover[base + t->right[base + node]];
+
+	return l + r > 0 ? t->cover[base + child] / (l + r) : 0.5;
+}
+
+/*
+ * The value of the subtree at node for x when the features marked absent
+ * are unknown: a split on one of them is averaged over both sides by
+ * their cover (the expectation TreeSHAP takes for a feature outside a
+ * coalition); other splits follow x.
+ */
+static double
+absent_value(const DrTrees *t, int base, int node, const double *x, const bool *absent)
+{
+	while (t->left[base + node] >= 0)
+	{
+		int			g = base + node;
+		int			f = t->feature[g];
+		double		v = x[f];
+
+		if (absent[f])
+		{
+			int			l = t->left[g],
+						r = t->right[g];
+
+			return cover_share(t, base, node, l) * absent_value(t, base, l, x, absent) +
+				cover_share(t, base, node, r) * absent_value(t, base, r, x, absent);
+		}
+		if (isnan(v))
+			node = t->default_left[g] ? t->left[g] : t->right[g];
+		else
+			node = (float) v < (float) t->threshold[g] ? t->left[g] : t->right[g];
+	}
+	return t->value[base + node];
+}
+
+/*
+ * The margin (log-odds) of a feature vector: base plus every tree's leaf.
+ * Features marked in absent (NULL: none) are averaged out as
+ * absent_value says: an open deal's age, of which only a lower bound is
+ * known (docs/model.md, "Open deals").
+ */
 double
-dr_trees_margin(const DrTrees *t, const double *x)
+dr_trees_margin(const DrTrees *t, const double *x, const bool *absent)
 {
 	double		m = t->base;
 	int			k;
 
-	for (k = 0; k < t->ntrees; k++)
-		m += t->value[leaf_of(t, k, x)];
+	if (absent == NULL)
+	{
+		for (k = 0; k < t->ntrees; k++)
+			m += t->value[leaf_of(t, k, x)];
+	}
+	else
+	{
+		for (k = 0; k < t->ntrees; k++)
+			m += absent_value(t, t->start[k], 0, x, absent);
+	}
 	return m;
 }
 
@@ -237,21 +291,37 @@ unwound_sum(const ShapPath *p, int depth, int k)
 	return total;
 }
 
+/* feature argument of tree_shap: scale the path by zero, add no feature */
+#define SHAP_SCALE (-2)
+
 /*
  * Path-dependent TreeSHAP of one tree (Lundberg et al.'s algorithm 2): add
  * each feature's contribution to phi.  parent is the path so far; this
- * call's path is written just after it in the same buffer.
+ * call's path is written just after it in the same buffer.  A split on an
+ * absent feature (see absent_value) is not a player: both sides are
+ * followed with the path's weights scaled by their cover share, so the
+ * contributions add up to the margin with that feature averaged out.
  */
 static void
-tree_shap(const DrTrees *t, int base, int node, const double *x, double *phi,
-		  ShapPath *parent, int depth, double zero, double one, int feature)
+tree_shap(const DrTrees *t, int base, int node, const double *x, const bool *absent,
+		  double *phi, ShapPath *parent, int depth, double zero, double one, int feature)
 {
 	ShapPath   *p = parent + depth + 1;
 	int			g = base + node;
 	int			l = t->left[g];
 
 	memcpy(p, parent, sizeof(ShapPath) * (depth + 1));
-	extend_path(p, depth, zero, one, feature);
+	if (feature == SHAP_SCALE)
+	{
+		int			i;
+
+		/* the path of the absent split's parent, weighted by the share */
+		depth--;
+		for (i = 0; i <= depth; i++)
+			p[i].pweight *= zero;
+	}
+	else
+		extend_path(p, depth, zero, one, feature);
 	if (l < 0)
 	{
 		int			i;
@@ -262,6 +332,15 @@ tree_shap(const DrTrees *t, int base, int node, const double *x, double *phi,
 
 			phi[p[i].feature] += w * (p[i].one_fraction - p[i].zero_fraction) * t->value[g];
 		}
+	}
+	else if (absent != NULL && absent[t->feature[g]])
+	{
+		int			r = t->right[g];
+
+		tree_shap(t, base, l, x, absent, phi, p, depth + 1,
+				  cover_share(t, base, node, l), 1.0, SHAP_SCALE);
+		tree_shap(t, base, r, x, absent, phi, p, depth + 1,
+				  cover_share(t, base, node, r), 1.0, SHAP_SCALE);
 	}
 	else
 	{
@@ -287,9 +366,9 @@ tree_shap(const DrTrees *t, int base, int node, const double *x, double *phi,
 			unwind_path(p, depth, k);
 			depth--;
 		}
-		tree_shap(t, base, hot, x, phi, p, depth + 1,
+		tree_shap(t, base, hot, x, absent, phi, p, depth + 1,
 				  in_zero * t->cover[base + hot] / cover, in_one, f);
-		tree_shap(t, base, cold, x, phi, p, depth + 1,
+		tree_shap(t, base, cold, x, absent, phi, p, depth + 1,
 				  in_zero * t->cover[base + cold] / cover, 0, f);
 	}
 }
@@ -310,10 +389,10 @@ expected_value(const DrTrees *t, int base, int node)
 /*
  * The contributions of each feature to the margin of x, into phi[0 ..
  * nfeatures-1], and the expected margin into phi[nfeatures]: they add up to
- * dr_trees_margin(x) up to rounding.
+ * dr_trees_margin(x, absent) up to rounding (absent features get 0).
  */
 void
-dr_trees_shap(const DrTrees *t, const double *x, double *phi)
+dr_trees_shap(const DrTrees *t, const double *x, const bool *absent, double *phi)
 {
 	Size		buflen = (Size) (t->maxdepth + 2) * (t->maxdepth + 3) / 2;
 	ShapPath   *buf = palloc(sizeof(ShapPath) * buflen);
@@ -326,7 +405,7 @@ dr_trees_shap(const DrTrees *t, const double *x, double *phi)
 		CHECK_FOR_INTERRUPTS();
 		phi[t->nfeatures] += expected_value(t, t->start[k], 0);
 		if (t->left[t->start[k]] >= 0)
-			tree_shap(t, t->start[k], 0, x, phi, buf, 0, 1.0, 1.0, -1);
+			tree_shap(t, t->start[k], 0, x, absent, phi, buf, 0, 1.0, 1.0, -1);
 	}
 	pfree(buf);
 }
@@ -391,7 +470,7 @@ dr_sql_trees_predict(PG_FUNCTION_ARGS)
 	double	   *x;
 
 	trees_from_args(fcinfo, &t, &x);
-	PG_RETURN_FLOAT8(dr_trees_margin(&t, x));
+	PG_RETURN_FLOAT8(dr_trees_margin(&t, x, NULL));
 }
 
 /*
@@ -409,7 +488,7 @@ dr_sql_trees_shap(PG_FUNCTION_ARGS)
 
 	trees_from_args(fcinfo, &t, &x);
 	phi = palloc(sizeof(double) * (t.nfeatures + 1));
-	dr_trees_shap(&t, x, phi);
+	dr_trees_shap(&t, x, NULL, phi);
 	elems = palloc(sizeof(Datum) * (t.nfeatures + 1));
 	for (i = 0; i <= t.nfeatures; i++)
 		elems[i] = Float8GetDatum(phi[i]);

@@ -27,7 +27,8 @@ typedef struct DrTrees
 } DrTrees;
 
 extern void dr_trees_check(DrTrees *t);
-extern double dr_trees_margin(const DrTrees *t, const double *x);
-extern void dr_trees_shap(const DrTrees *t, const double *x, double *phi);
+extern double dr_trees_margin(const DrTrees *t, const double *x, const bool *absent);
+extern void dr_trees_shap(const DrTrees *t, const double *x, const bool *absent,
+						  double *phi);
 
 #endif							/* DEALRISK_TREES_H */

@@ -10,7 +10,7 @@ SELECT plan(36);
 SET LOCAL dealrisk.as_of_date = '2024-12-31';
 SET LOCAL max_parallel_workers_per_gather = 0;
 CREATE TABLE rdeals AS SELECT * FROM dealrisk.sample_deals(3000, 5);
-SELECT dealrisk.train('rdeals') IS NOT NULL AS trained \gset
+SELECT dealrisk.train('rdeals', method => 'logistic') IS NOT NULL AS trained \gset
 
 -- plan text of a query, for checking what the planner made of deal_risk
 CREATE FUNCTION pg_temp.plan_of(q text) RETURNS text LANGUAGE plpgsql AS $$

@@ -99,17 +99,17 @@ CREATE TABLE curve AS
 	            WHEN pg_temp.u('o' || i) < CASE WHEN x BETWEEN 30 AND 70 THEN 0.75 ELSE 0.25 END THEN 'Won' ELSE 'Lost' END AS outcome
 	FROM (SELECT i, round((100 * pg_temp.u('x' || i))::numeric, 2) AS x, (i % 3)::text AS bucket
 	      FROM generate_series(1, 3000) i) s;
-SELECT lives_ok($$SELECT dealrisk.train('curve', 'binned', features => ARRAY['x', 'bucket'], activate => false)$$,
+SELECT lives_ok($$SELECT dealrisk.train('curve', 'binned', features => ARRAY['x', 'bucket'], activate => false, method => 'logistic')$$,
 	'a numeric column named in features');
 SELECT is((SELECT f->>'kind' FROM dealrisk.models, jsonb_array_elements(feature_spec->'features') f
 	WHERE name = 'binned' AND f->>'name' = 'x'), 'bins', '... enters as quantile bins by default');
 SELECT is((SELECT jsonb_array_length(f->'edges') FROM dealrisk.models, jsonb_array_elements(feature_spec->'features') f
 	WHERE name = 'binned' AND f->>'name' = 'x'), 4, '... quintiles, like the deal amount');
-SELECT lives_ok($$SELECT dealrisk.train('curve', 'linear', features => ARRAY['x:linear', 'bucket'], activate => false)$$,
+SELECT lives_ok($$SELECT dealrisk.train('curve', 'linear', features => ARRAY['x:linear', 'bucket'], activate => false, method => 'logistic')$$,
 	'the same column with :linear');
 SELECT is((SELECT f->>'kind' FROM dealrisk.models, jsonb_array_elements(feature_spec->'features') f
 	WHERE name = 'linear' AND f->>'name' = 'x'), 'numeric', '... enters as one standardised number');
-SELECT lives_ok($$SELECT dealrisk.train('curve', 'binned2', features => ARRAY['x: Bins ', 'bucket'], activate => false)$$,
+SELECT lives_ok($$SELECT dealrisk.train('curve', 'binned2', features => ARRAY['x: Bins ', 'bucket'], activate => false, method => 'logistic')$$,
 	':bins, in any case and spacing');
 SELECT is((SELECT feature_spec FROM dealrisk.models WHERE name = 'binned2'),
 	(SELECT feature_spec FROM dealrisk.models WHERE name = 'binned'), '... is the default');
@@ -249,7 +249,7 @@ CREATE ROLE dealrisk_t_operator NOLOGIN;
 GRANT USAGE ON SCHEMA dealrisk TO dealrisk_t_analyst, dealrisk_t_operator;
 GRANT SELECT ON ALL TABLES IN SCHEMA dealrisk TO dealrisk_t_analyst;
 GRANT SELECT ON base, nodates TO dealrisk_t_analyst;
-GRANT EXECUTE ON FUNCTION dealrisk.train(regclass, text, text[], float8, float8, boolean),
+GRANT EXECUTE ON FUNCTION dealrisk.train(regclass, text, text[], float8, float8, boolean, text, jsonb),
 	dealrisk._census(regclass, text, text, boolean),
 	dealrisk._build_spec(regclass, text[], text, regclass),
 	dealrisk._quantile_edges(regclass, text, text, float8[]),
@@ -262,7 +262,10 @@ GRANT EXECUTE ON FUNCTION dealrisk.train(regclass, text, text[], float8, float8,
 	dealrisk._open_terms(regclass, text, jsonb, float8[], date, float8),
 	dealrisk._open_pass(jsonb, float8[], int, date, date, float8, float8[], regtype, text[], "any"),
 	dealrisk._open_step(jsonb, float8[], float8[], boolean),
-	dealrisk._irls_decrement(float8[], float8[], float8[], float8)
+	dealrisk._irls_decrement(float8[], float8[], float8[], float8),
+	dealrisk._gbm_params(jsonb),
+	dealrisk._gbm_train(regclass, regclass, text, jsonb, jsonb, date, text, date, float8, jsonb),
+	dealrisk._gbm_pass(boolean, jsonb, float8[], int, date, date, float8, regtype, text[], "any")
 	TO dealrisk_t_analyst;
 GRANT INSERT (name, source, feature_spec, coefficients, metrics) ON dealrisk.models TO dealrisk_t_analyst;
 GRANT USAGE ON SEQUENCE dealrisk.models_id_seq TO dealrisk_t_analyst;
