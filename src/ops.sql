@@ -271,8 +271,9 @@ COMMENT ON FUNCTION dealrisk._alert_action(text, text, float8, text, text[], tex
 -- The statement that creates dealrisk_watch.high_risk_deals over a source, named
 -- schema-qualified (the statement is stored and may run again under another
 -- search_path).  The scoring time, the cutoff of the alert policy and the
--- model name are read from dealrisk.watch_config at each refresh (once per
--- refresh: InitPlans), so watch() replaces the view only for another
+-- model name are read from dealrisk.watch_config at each refresh, and the
+-- factor rules from dealrisk.action_rules (each once per refresh: InitPlans,
+-- whatever the join order), so watch() replaces the view only for another
 -- source (compared by OID: a rename keeps it) or when this statement
 -- changed (the source gained or lost stage_entered_date, or an upgrade of
 -- the extension changed the view).  The view scores nothing: its risks are
@@ -289,7 +290,10 @@ RETURN pg_catalog.format($v$CREATE MATERIALIZED VIEW dealrisk_watch.high_risk_de
 SELECT s.deal_id, s.risk, dealrisk.risk_band(s.risk) AS band, t.reason AS top_reason,
        dealrisk._alert_action(dealrisk.recommended_action(s.deal, s.model), t.factor,
                               pg_catalog.round(t.effect::numeric, 2)::float8, t.reason,
-                              r.factors, r.actions) AS recommended_action,
+                              (SELECT pg_catalog.array_agg(a.factor ORDER BY a.priority, a.id)
+                               FROM dealrisk.action_rules a WHERE a.factor <> '*'),
+                              (SELECT pg_catalog.array_agg(a.action ORDER BY a.priority, a.id)
+                               FROM dealrisk.action_rules a WHERE a.factor <> '*')) AS recommended_action,
        s.deal_amount, s.sales_rep_id, s.deal_stage, s.days_in_stage, s.scored_at
 FROM (
 	SELECT h.deal_id, d AS deal, (SELECT w.model FROM dealrisk.watch_config w) AS model, h.scored_at, h.risk,
@@ -303,9 +307,6 @@ FROM (
 	  AND dealrisk.is_won(d.outcome) IS NULL
 	OFFSET 0
 ) s
-CROSS JOIN (SELECT pg_catalog.array_agg(a.factor ORDER BY a.priority, a.id) AS factors,
-                   pg_catalog.array_agg(a.action ORDER BY a.priority, a.id) AS actions
-            FROM dealrisk.action_rules a WHERE a.factor <> '*') r
 LEFT JOIN LATERAL (SELECT e.factor, e.effect, e.reason FROM dealrisk.deal_risk_explain(s.deal, s.model) e LIMIT 1) t ON true$v$,
 	dealrisk._stage_start_sql(source),
 	dealrisk._qualified_name(source));

@@ -9,7 +9,7 @@
 -- with high-risk deals each of them is read once more for the view's
 -- reason and action, and once more for its alert's explanation.
 \ir harness/pgtap_setup.psql
-SELECT plan(22);
+SELECT plan(32);
 
 SET LOCAL dealrisk.as_of_date = '2024-12-31';
 CREATE SCHEMA so_t;
@@ -71,6 +71,10 @@ SELECT is((SELECT count(*) FROM open_scores WHERE risk >= 100), 0::bigint, 'prec
 
 SELECT is(dealrisk.watch('so_t.deals', 100), 0::bigint, 'watch() at threshold 100: no high-risk deal');
 SELECT is(pg_temp.reads(), :n_open::bigint, '... scored every open deal once');
+SELECT ok(EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation'
+                  AND l.relation = 'dealrisk.models'::regclass AND l.mode = 'ShareLock'),
+	'... holding dealrisk.models in SHARE mode (no model is activated between its scores and its explanations)');
+SELECT is((SELECT count(*) FROM dealrisk.score_history), 0::bigint, '... and leaving no history');
 SELECT is(dealrisk.refresh(), :n_open::bigint, 'refresh()');
 SELECT is(pg_temp.reads(), :n_open::bigint, '... scored every open deal once');
 SELECT lives_ok($$SELECT dealrisk.watch('so_t.deals', 100, top_fraction => 0.5)$$, 'watch() with a share (a cutoff over the scores)');
@@ -96,6 +100,31 @@ SELECT set_eq($$SELECT deal_id, risk FROM dealrisk_watch.high_risk_deals$$,
 	$$SELECT h.deal_id, h.risk FROM dealrisk.score_history h, dealrisk.watch_config w
 	  WHERE h.scored_at = w.scored_at AND h.risk >= w.cutoff$$, 'the view holds the refresh''s scores at or above the cutoff');
 SELECT is((SELECT count(DISTINCT scored_at) FROM dealrisk.score_history), 2::bigint, 'the history holds the two refreshes only');
+
+-- a REFRESH by hand shows the latest scoring again: it explains, scores nothing
+SELECT count(*) AS n_view FROM dealrisk_watch.high_risk_deals \gset
+REFRESH MATERIALIZED VIEW CONCURRENTLY dealrisk_watch.high_risk_deals;
+SELECT is(pg_temp.reads(), :n_view::bigint, 'a REFRESH by hand reads only the high-risk deals, to explain them');
+SELECT set_eq($$SELECT deal_id, risk FROM dealrisk_watch.high_risk_deals$$,
+	$$SELECT h.deal_id, h.risk FROM dealrisk.score_history h, dealrisk.watch_config w
+	  WHERE h.scored_at = w.scored_at AND h.risk >= w.cutoff$$, '... and holds the same scores');
+-- between watch() and the first refresh() there are no scores to show
+SELECT lives_ok($$SELECT dealrisk.watch('so_t.deals', 60)$$, 'watch() again');
+REFRESH MATERIALIZED VIEW dealrisk_watch.high_risk_deals;
+SELECT is((SELECT count(*) FROM dealrisk_watch.high_risk_deals), 0::bigint,
+	'a REFRESH by hand after watch() finds no scores of its time: empty until the next refresh()');
+SELECT is(dealrisk.refresh(), :n_open::bigint, 'refresh()');
+SELECT is((SELECT count(*) FROM dealrisk_watch.high_risk_deals), (SELECT count(*) FROM open_scores WHERE risk >= 60),
+	'... fills it again');
+
+-- a history entry dated after the clock (a clock set back): watch() scores
+-- after it, and removes only its own scores
+UPDATE dealrisk.score_history SET scored_at = scored_at + interval '1 day'
+	WHERE scored_at = (SELECT max(scored_at) FROM dealrisk.score_history);
+SELECT count(*) AS hist_n FROM dealrisk.score_history \gset
+SELECT is(dealrisk.watch('so_t.deals', 60), (SELECT count(*) FROM open_scores WHERE risk >= 60),
+	'watch() after a history entry dated tomorrow');
+SELECT is((SELECT count(*) FROM dealrisk.score_history), :hist_n::bigint, '... leaves the history as it was');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -15,7 +15,10 @@ RETURN pg_catalog.format($v$CREATE MATERIALIZED VIEW dealrisk_watch.high_risk_de
 SELECT s.deal_id, s.risk, dealrisk.risk_band(s.risk) AS band, t.reason AS top_reason,
        dealrisk._alert_action(dealrisk.recommended_action(s.deal, s.model), t.factor,
                               pg_catalog.round(t.effect::numeric, 2)::float8, t.reason,
-                              r.factors, r.actions) AS recommended_action,
+                              (SELECT pg_catalog.array_agg(a.factor ORDER BY a.priority, a.id)
+                               FROM dealrisk.action_rules a WHERE a.factor <> '*'),
+                              (SELECT pg_catalog.array_agg(a.action ORDER BY a.priority, a.id)
+                               FROM dealrisk.action_rules a WHERE a.factor <> '*')) AS recommended_action,
        s.deal_amount, s.sales_rep_id, s.deal_stage, s.days_in_stage, s.scored_at
 FROM (
 	SELECT h.deal_id, d AS deal, (SELECT w.model FROM dealrisk.watch_config w) AS model, h.scored_at, h.risk,
@@ -29,9 +32,6 @@ FROM (
 	  AND dealrisk.is_won(d.outcome) IS NULL
 	OFFSET 0
 ) s
-CROSS JOIN (SELECT pg_catalog.array_agg(a.factor ORDER BY a.priority, a.id) AS factors,
-                   pg_catalog.array_agg(a.action ORDER BY a.priority, a.id) AS actions
-            FROM dealrisk.action_rules a WHERE a.factor <> '*') r
 LEFT JOIN LATERAL (SELECT e.factor, e.effect, e.reason FROM dealrisk.deal_risk_explain(s.deal, s.model) e LIMIT 1) t ON true$v$,
 	dealrisk._stage_start_sql(source),
 	dealrisk._qualified_name(source));
