@@ -270,13 +270,18 @@ COMMENT ON FUNCTION dealrisk._alert_action(text, text, float8, text, text[], tex
 
 -- The statement that creates dealrisk_watch.high_risk_deals over a source, named
 -- schema-qualified (the statement is stored and may run again under another
--- search_path).  The cutoff of the alert policy, the model name and the
--- scoring time are read from dealrisk.watch_config at each refresh, so
--- watch() replaces the view only for another source (compared by OID: a
--- rename keeps it) or when this statement changed (the source gained or
--- lost stage_entered_date, or an upgrade of the extension changed the
--- view).  The scoring date is read once per refresh (an InitPlan), not once
--- per deal; the explanation and the action only for the deals kept.
+-- search_path).  The scoring time, the cutoff of the alert policy and the
+-- model name are read from dealrisk.watch_config at each refresh, and the
+-- factor rules from dealrisk.action_rules (each once per refresh: InitPlans,
+-- whatever the join order), so watch() replaces the view only for another
+-- source (compared by OID: a rename keeps it) or when this statement
+-- changed (the source gained or lost stage_entered_date, or an upgrade of
+-- the extension changed the view).  The view scores nothing: its risks are
+-- the ones refresh() (or watch()) has just written to dealrisk.score_history
+-- for watch_config.scored_at, so that a refresh scores each open deal once;
+-- the source is read for the deal's row and its segment columns, and
+-- explained (reason, action) only for the deals kept, with the model of the
+-- same name, which refresh() and watch() keep from changing meanwhile.
 CREATE FUNCTION dealrisk._view_sql(source regclass)
 RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE
@@ -285,27 +290,28 @@ RETURN pg_catalog.format($v$CREATE MATERIALIZED VIEW dealrisk_watch.high_risk_de
 SELECT s.deal_id, s.risk, dealrisk.risk_band(s.risk) AS band, t.reason AS top_reason,
        dealrisk._alert_action(dealrisk.recommended_action(s.deal, s.model), t.factor,
                               pg_catalog.round(t.effect::numeric, 2)::float8, t.reason,
-                              r.factors, r.actions) AS recommended_action,
+                              (SELECT pg_catalog.array_agg(a.factor ORDER BY a.priority, a.id)
+                               FROM dealrisk.action_rules a WHERE a.factor <> '*'),
+                              (SELECT pg_catalog.array_agg(a.action ORDER BY a.priority, a.id)
+                               FROM dealrisk.action_rules a WHERE a.factor <> '*')) AS recommended_action,
        s.deal_amount, s.sales_rep_id, s.deal_stage, s.days_in_stage, s.scored_at
 FROM (
-	SELECT d.deal_id::text AS deal_id, d AS deal, w.model, w.cutoff, w.scored_at,
-	       dealrisk.deal_risk(d, w.model) AS risk,
+	SELECT h.deal_id, d AS deal, (SELECT w.model FROM dealrisk.watch_config w) AS model, h.scored_at, h.risk,
 	       d.deal_amount::numeric AS deal_amount, d.sales_rep_id::text AS sales_rep_id,
 	       d.deal_stage::text AS deal_stage,
 	       (SELECT dealrisk._as_of()) - %s AS days_in_stage
-	FROM %s d CROSS JOIN dealrisk.watch_config w
-	WHERE dealrisk.is_won(d.outcome) IS NULL AND d.deal_id IS NOT NULL
+	FROM dealrisk.score_history h
+	JOIN %s d ON d.deal_id::text = h.deal_id
+	WHERE h.scored_at = (SELECT w.scored_at FROM dealrisk.watch_config w)
+	  AND h.risk >= (SELECT w.cutoff FROM dealrisk.watch_config w)
+	  AND dealrisk.is_won(d.outcome) IS NULL
 	OFFSET 0
 ) s
-CROSS JOIN (SELECT pg_catalog.array_agg(a.factor ORDER BY a.priority, a.id) AS factors,
-                   pg_catalog.array_agg(a.action ORDER BY a.priority, a.id) AS actions
-            FROM dealrisk.action_rules a WHERE a.factor <> '*') r
-LEFT JOIN LATERAL (SELECT e.factor, e.effect, e.reason FROM dealrisk.deal_risk_explain(s.deal, s.model) e LIMIT 1) t ON true
-WHERE s.risk >= s.cutoff$v$,
+LEFT JOIN LATERAL (SELECT e.factor, e.effect, e.reason FROM dealrisk.deal_risk_explain(s.deal, s.model) e LIMIT 1) t ON true$v$,
 	dealrisk._stage_start_sql(source),
 	dealrisk._qualified_name(source));
 COMMENT ON FUNCTION dealrisk._view_sql(regclass) IS
-	'The CREATE MATERIALIZED VIEW statement of dealrisk_watch.high_risk_deals over a source (internal)';
+	'The CREATE MATERIALIZED VIEW statement of dealrisk_watch.high_risk_deals over a source: the high-risk deals of the scores in dealrisk.score_history at watch_config.scored_at, explained (internal)';
 
 -- A view statement of _view_sql with the source's name taken out, so that
 -- statements for a renamed source compare equal (the view follows the
@@ -314,8 +320,8 @@ CREATE FUNCTION dealrisk._view_shape(view_sql text)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
-RETURN pg_catalog.regexp_replace(view_sql, '\n\tFROM .* d CROSS JOIN dealrisk\.watch_config w\n',
-                                 E'\n\tFROM <source> d CROSS JOIN dealrisk.watch_config w\n');
+RETURN pg_catalog.regexp_replace(view_sql, '\n\tJOIN .* d ON d\.deal_id::text = h\.deal_id\n',
+                                 E'\n\tJOIN <source> d ON d.deal_id::text = h.deal_id\n');
 COMMENT ON FUNCTION dealrisk._view_shape(text) IS
 	'A statement of _view_sql without the source''s name, to compare views across renames (internal)';
 
@@ -545,6 +551,7 @@ DECLARE
 	top float8 := coalesce(top_fraction, CASE WHEN threshold IS NULL THEN 0.1 ELSE 1 END);
 	risks float8[];
 	cut float8;
+	detail text;
 BEGIN
 	IF NOT (thr >= 0 AND thr <= 100) OR thr = 'NaN' THEN
 		RAISE EXCEPTION 'threshold must be a risk score between 0 and 100, got %', thr
@@ -577,12 +584,30 @@ BEGIN
 
 	-- one watch() or refresh() at a time; readers are not blocked
 	LOCK TABLE dealrisk.watch_config IN EXCLUSIVE MODE;
+	-- and no model is activated meanwhile: the view explains the deals with
+	-- the model that scored them
+	LOCK TABLE dealrisk.models IN SHARE MODE;
 	SELECT * INTO old FROM dealrisk.watch_config;
-	-- the cutoff over the open deals' scores of the moment
-	IF top < 1 THEN
-		EXECUTE pg_catalog.format('SELECT pg_catalog.array_agg(dealrisk.deal_risk(d, $1)) FROM %s d'
+	-- a scoring time after every one in the history (the rows written
+	-- below are removed again by that time alone)
+	ts := greatest(ts, (SELECT pg_catalog.max(h.scored_at) FROM dealrisk.score_history h) + interval '1 microsecond');
+	-- every open deal scored once, as refresh() does, into the history at
+	-- ts: the cutoff and the view read these scores, and they are removed
+	-- before watch() returns (watch() writes no history; no other
+	-- transaction ever sees them)
+	BEGIN
+		EXECUTE pg_catalog.format(
+			'INSERT INTO dealrisk.score_history (deal_id, scored_at, model_id, risk)'
+			' SELECT d.deal_id::text, $1, dealrisk._scoring_model($2), dealrisk.deal_risk(d, $2) FROM %s d'
 			' WHERE dealrisk.is_won(d.outcome) IS NULL AND d.deal_id IS NOT NULL', source)
-			INTO risks USING model;
+			USING ts, model;
+	EXCEPTION WHEN unique_violation THEN
+		GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
+		PERFORM dealrisk._duplicate_deals(source, detail);
+	END;
+	-- the cutoff over these scores
+	IF top < 1 THEN
+		SELECT pg_catalog.array_agg(h.risk) INTO risks FROM dealrisk.score_history h WHERE h.scored_at = ts;
 	END IF;
 	cut := dealrisk._high_risk_cutoff(coalesce(risks, '{}'), thr, top);
 	INSERT INTO dealrisk.watch_config AS w (singleton, source, threshold, model, configured_at, configured_by, scored_at,
@@ -610,6 +635,7 @@ BEGIN
 	ELSE
 		PERFORM dealrisk._create_view(source);
 	END IF;
+	DELETE FROM dealrisk.score_history h WHERE h.scored_at = ts;
 	-- the view belongs to its creator: count it only when that role's code
 	-- may run as the caller (its indexes, say)
 	PERFORM dealrisk._check_relation_trust('dealrisk_watch.high_risk_deals');
@@ -655,7 +681,9 @@ BEGIN
 	ts := greatest(pg_catalog.clock_timestamp(), cfg.scored_at + interval '1 microsecond');
 	UPDATE dealrisk.watch_config SET scored_at = ts;
 
-	-- 1. every open deal's score
+	-- 1. every open deal's score: the only time this refresh scores the
+	-- deals (the cutoff, the view and the alerts read these rows; only the
+	-- high-risk ones are explained, with the same model)
 	BEGIN
 		EXECUTE pg_catalog.format(
 			'INSERT INTO dealrisk.score_history (deal_id, scored_at, model_id, risk)'
@@ -679,8 +707,8 @@ BEGIN
 	cut := dealrisk._high_risk_cutoff(coalesce(risks, '{}'), cfg.threshold, cfg.top_fraction);
 	UPDATE dealrisk.watch_config SET cutoff = cut;
 
-	-- 3. the view, concurrently (readers keep reading the old rows); rebuilt
-	-- when missing (dropped, or not restored).  A change in the source's
+	-- 3. the view of these scores, concurrently (readers keep reading the
+	-- old rows); rebuilt when missing (dropped, or not restored).  A change in the source's
 	-- columns is picked up by watch(), not here: rebuilding would fail when
 	-- other views depend on the view.
 	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
