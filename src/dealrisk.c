@@ -309,7 +309,7 @@ _PG_init(void)
 							"Most memory dealrisk.train() may hold for the rows of a tree model.",
 							"Training a tree model reads the closed deals into memory: about 90 bytes plus 3 per feature for each deal.",
 							&dr_train_memory_mb,
-							1024, 16, MAX_KILOBYTES / 1024,
+							1024, 1, MAX_KILOBYTES / 1024,
 							PGC_USERSET, GUC_UNIT_MB,
 							NULL, NULL, NULL);
 	DefineCustomRealVariable("dealrisk.recency_halflife_days",

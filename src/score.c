@@ -37,6 +37,7 @@ PG_FUNCTION_INFO_V1(dr_deal_risk);
 PG_FUNCTION_INFO_V1(dr_deal_risk_row);
 PG_FUNCTION_INFO_V1(dr_deal_risk_support);
 PG_FUNCTION_INFO_V1(dr_deal_risk_explain);
+PG_FUNCTION_INFO_V1(dr_deal_risk_contributions);
 PG_FUNCTION_INFO_V1(dr_risk_band);
 PG_FUNCTION_INFO_V1(dr_recommended_action);
 
@@ -678,23 +679,23 @@ reason_text(DrFeature *f, DrEncoded *e, int i, double effect, double prior_rate)
 }
 
 /*
- * Score a row and put in effects[] each feature's effect in risk points: the
- * risk minus the risk with that feature at its baseline (its model columns
- * zero; for an open deal's age or stage time on a survivor curve, the
- * curve's first knot, where the feature says nothing).  Returns the risk.
+ * Score a row and put in contrib[] each feature's contribution to its
+ * log-odds of winning, and in *base what no feature accounts for (the
+ * intercept, or the trees' expected margin): base plus the contributions
+ * is the log-odds.  An open deal's age or stage time on a survivor curve
+ * contributes the curve's term.  Returns the log-odds.
  */
 static double
-feature_effects(ScoreCache *sc, HeapTupleHeader rec, double *effects)
+feature_contributions(ScoreCache *sc, HeapTupleHeader rec, double *contrib, double *base)
 {
 	DrModel    *m = sc->model;
 	DrEncoded  *e = sc->enc;
 	double		eta = row_eta(sc, rec);
-	double		risk = 100.0 * (1.0 - dr_logistic(eta));
 	int			i,
 				k;
 
 	for (i = 0; i < m->nfeatures; i++)
-		effects[i] = 0;
+		contrib[i] = 0;
 	if (m->trees != NULL)
 	{
 		const bool *absent;
@@ -703,20 +704,79 @@ feature_effects(ScoreCache *sc, HeapTupleHeader rec, double *effects)
 		/* a tree model: each feature's TreeSHAP contribution */
 		dr_trees_shap(m->trees, x, absent, m->tree_phi);
 		for (i = 0; i < m->nfeatures; i++)
-			effects[i] = m->tree_phi[i];
+			contrib[i] = m->tree_phi[i];
+		*base = m->tree_phi[m->nfeatures];
 	}
 	else
 	{
 		for (k = 1; k < e->nnz; k++)
-			effects[m->colfeat[e->idx[k]]] += m->beta[e->idx[k]] * e->val[k];
+			contrib[m->colfeat[e->idx[k]]] += m->beta[e->idx[k]] * e->val[k];
+		*base = m->beta[0];
 	}
-	/* an open deal's age or stage time: against the curve's first knot */
 	for (i = 0; i < m->nfeatures; i++)
 		if (!isnan(e->term[i]))
-			effects[i] += e->term[i] - m->features[i].open_terms[0];
+			contrib[i] += e->term[i];
+	return eta;
+}
+
+/*
+ * Score a row and put in effects[] each feature's effect in risk points: the
+ * risk minus the risk with that feature at its baseline (its contribution
+ * zero; for an open deal's age or stage time on a survivor curve, the
+ * curve's first knot, where the feature says nothing).  Returns the risk.
+ */
+static double
+feature_effects(ScoreCache *sc, HeapTupleHeader rec, double *effects)
+{
+	DrModel    *m = sc->model;
+	DrEncoded  *e = sc->enc;
+	double		base;
+	double		eta = feature_contributions(sc, rec, effects, &base);
+	double		risk = 100.0 * (1.0 - dr_logistic(eta));
+	int			i;
+
 	for (i = 0; i < m->nfeatures; i++)
+	{
+		if (!isnan(e->term[i]))
+			effects[i] -= m->features[i].open_terms[0];
 		effects[i] = risk - 100.0 * (1.0 - dr_logistic(eta - effects[i]));
+	}
 	return risk;
+}
+
+/*
+ * SQL: deal_risk_contributions(deal record [, model text]) -> rows (factor,
+ * contribution): each feature's contribution to the deal's log-odds of
+ * winning (TreeSHAP for a tree model), then "(base)"; they add up to the
+ * log-odds, logit(1 - deal_risk / 100).
+ */
+Datum
+dr_deal_risk_contributions(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	ScoreCache *sc;
+	double	   *contrib;
+	double		base;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+	int			i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (PG_ARGISNULL(0))
+		return (Datum) 0;
+	sc = score_cache(fcinfo, 1);
+	contrib = palloc0(sizeof(double) * Max(sc->model->nfeatures, 1));
+	(void) feature_contributions(sc, PG_GETARG_HEAPTUPLEHEADER(0), contrib, &base);
+	for (i = 0; i < sc->model->nfeatures; i++)
+	{
+		values[0] = CStringGetTextDatum(sc->model->features[i].name);
+		values[1] = Float8GetDatum(contrib[i]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	values[0] = CStringGetTextDatum("(base)");
+	values[1] = Float8GetDatum(base);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	return (Datum) 0;
 }
 
 /*

@@ -1180,7 +1180,9 @@ gbm_pass_grow(GbmPass *s, MemoryContext cxt)
 	int64		limit = (int64) dr_train_memory_mb * 1024 * 1024;
 	int			width = s->edges_mode ? 4 * s->nf : s->nf;
 
-	if ((s->n + 1) * gbm_row_bytes(s->nf, s->edges_mode) > limit || s->n + 1 > GBM_MAX_ROWS)
+	int64		most = Min(limit / gbm_row_bytes(s->nf, s->edges_mode), GBM_MAX_ROWS);
+
+	if (s->n + 1 > most)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("training a tree model on more than " INT64_FORMAT " closed deals needs more memory than dealrisk.train_memory (%d MB) allows",
@@ -1188,7 +1190,7 @@ gbm_pass_grow(GbmPass *s, MemoryContext cxt)
 				 errdetail("A tree model holds about " INT64_FORMAT " bytes per closed deal while it is trained.",
 						   gbm_row_bytes(s->nf, s->edges_mode)),
 				 errhint("Raise dealrisk.train_memory (SET dealrisk.train_memory = '4GB'), or train on a view of fewer deals.")));
-	cap = Min(cap, GBM_MAX_ROWS);
+	cap = Min(cap, most);
 	if (s->cap == 0)
 	{
 		s->values = MemoryContextAllocHuge(cxt, (Size) cap * width);

@@ -226,7 +226,10 @@ DECLARE
 	pre record;
 	preflight jsonb := '[]';
 	hold_expr text;
-	gbm record;
+	gbm_spec jsonb;
+	gbm_beta float8[];
+	gbm_metrics jsonb;
+	gbm_info jsonb;
 	log_spec jsonb;
 	log_metrics jsonb;
 	cand jsonb := '{}';
@@ -518,18 +521,19 @@ BEGIN
 	END IF;
 	IF method IN ('gbm', 'auto') THEN
 		-- the trees: both fits from one pass (src/trees.sql)
-		SELECT * INTO gbm FROM dealrisk._gbm_train(source, dict_source, closed_filter, spec_train, spec,
-		                                           cutoff, hold_expr, ref, halflife, params);
-		IF gbm.eval_metrics IS NULL THEN
+		SELECT g.model_spec, g.beta, g.eval_metrics, g.info INTO gbm_spec, gbm_beta, gbm_metrics, gbm_info
+		FROM dealrisk._gbm_train(source, dict_source, closed_filter, spec_train, spec,
+		                         cutoff, hold_expr, ref, halflife, params) g;
+		IF gbm_metrics IS NULL THEN
 			RAISE EXCEPTION 'the holdout of % is empty', source USING ERRCODE = 'no_data_found',
 				HINT = 'Use a larger holdout share.';
 		END IF;
-		cand := cand || pg_catalog.jsonb_build_object('gbm', gbm.eval_metrics - 'calibration');
+		cand := cand || pg_catalog.jsonb_build_object('gbm', gbm_metrics - 'calibration');
 	END IF;
 
 	-- 'auto': the better holdout log loss (the simpler model on a tie)
 	chosen := CASE WHEN method <> 'auto' THEN method
-	               WHEN (gbm.eval_metrics->>'log_loss')::float8 < (log_metrics->>'log_loss')::float8 THEN 'gbm'
+	               WHEN (gbm_metrics->>'log_loss')::float8 < (log_metrics->>'log_loss')::float8 THEN 'gbm'
 	               ELSE 'logistic' END;
 	IF method = 'auto' THEN
 		RAISE NOTICE 'dealrisk.train: method auto keeps % (holdout log loss %; % for %)', chosen,
@@ -545,10 +549,10 @@ BEGIN
 		    'iterations', final_fit.iterations, 'converged', final_fit.converged,
 		    'holdout_iterations', fit.iterations);
 	ELSE
-		stored_spec := gbm.model_spec || pg_catalog.jsonb_build_object('recency_halflife_days', halflife);
-		stored_beta := gbm.beta;
-		test_metrics := gbm.eval_metrics;
-		method_metrics := gbm.info;
+		stored_spec := gbm_spec || pg_catalog.jsonb_build_object('recency_halflife_days', halflife);
+		stored_beta := gbm_beta;
+		test_metrics := gbm_metrics;
+		method_metrics := gbm_info;
 	END IF;
 	method_metrics := method_metrics || pg_catalog.jsonb_build_object('method', chosen)
 		|| CASE WHEN method = 'auto' THEN pg_catalog.jsonb_build_object('candidates', cand) ELSE '{}' END;
@@ -608,3 +612,11 @@ BEGIN
 END
 $$;
 DROP FUNCTION dealrisk.train(regclass, text, text[], float8, float8, boolean);
+
+CREATE FUNCTION dealrisk.deal_risk_contributions(deal record, model text DEFAULT 'default',
+	OUT factor text, OUT contribution float8)
+RETURNS SETOF record AS 'MODULE_PATHNAME', 'dr_deal_risk_contributions'
+LANGUAGE C STABLE PARALLEL SAFE ROWS 10;
+COMMENT ON FUNCTION dealrisk.deal_risk_contributions(record, text) IS
+	'Each feature''s contribution to a deal''s log-odds of winning (exact TreeSHAP values for a tree model), then (base): they add up to ln(p / (1 - p)) with p = 1 - deal_risk / 100';
+

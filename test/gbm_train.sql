@@ -1,0 +1,144 @@
+-- pgTAP: tree models trained in the database (issue #10): train(method =>
+-- 'gbm' | 'auto', params) on deals with an interaction that a logistic
+-- model cannot learn, scores and explanations of closed and open deals
+-- (contributions that add up), the same trees from a serial and a
+-- forced-parallel pass, the memory cap, and bad parameters.
+\ir harness/pgtap_setup.psql
+SELECT plan(25);
+
+\ir harness/error_of.psql
+SET LOCAL client_min_messages = warning;
+SET LOCAL dealrisk.as_of_date = '2025-01-01';
+
+-- 12,000 deals: product A wins in region North, product B elsewhere (an XOR
+-- that no sum of a product term and a region term can express); a tenth
+-- are open.  Closes run through 2024, so the newest fifth is the holdout.
+CREATE TABLE xdeals AS
+SELECT 'X' || lpad(i::text, 5, '0') AS deal_id,
+       date '2023-01-01' + (i % 700) AS created_date,
+       CASE WHEN i % 10 = 0 THEN NULL ELSE date '2023-01-01' + (i % 700) + 10 + (i * 7) % 50 END AS closed_date,
+       CASE WHEN dealrisk.hash_uniform(3, i, 1) < 0.5 THEN 'A' ELSE 'B' END AS product_type,
+       CASE WHEN dealrisk.hash_uniform(3, i, 2) < 0.5 THEN 'North' ELSE 'South' END AS region,
+       'rep_' || (i % 12) AS sales_rep_id,
+       round((1000 + 9000 * dealrisk.hash_uniform(3, i, 3))::numeric, 2) AS deal_amount,
+       i
+FROM generate_series(1, 12000) i;
+ALTER TABLE xdeals ADD COLUMN outcome text;
+UPDATE xdeals SET outcome = CASE
+	WHEN closed_date IS NULL THEN 'Open'
+	WHEN dealrisk.hash_uniform(3, i, 9) < CASE WHEN (product_type = 'A') = (region = 'North') THEN 0.8 ELSE 0.2 END
+	THEN 'Closed Won' ELSE 'Closed Lost' END;
+ANALYZE xdeals;
+
+SELECT lives_ok($$SELECT dealrisk.train('xdeals', 'xlog', method => 'logistic', activate => false)$$,
+	'a logistic model of the XOR deals');
+SELECT lives_ok($$SELECT dealrisk.train('xdeals', 'xgbm', method => 'gbm', activate => false)$$,
+	'a tree model of the same deals');
+SELECT results_eq($$SELECT metrics->>'method', cardinality(coefficients), jsonb_typeof(feature_spec->'trees')
+	FROM dealrisk.models WHERE name = 'xgbm'$$,
+	$$VALUES ('gbm', 1, 'object')$$, '... stored as trees with one coefficient, its base margin');
+SELECT ok((SELECT (metrics->>'rounds_kept')::int BETWEEN 1 AND (metrics->>'rounds_run')::int
+	AND (metrics->>'rounds_run')::int <= 300 FROM dealrisk.models WHERE name = 'xgbm'),
+	'... kept the rounds up to its best holdout loss');
+SELECT ok((SELECT (g.metrics->>'auc')::float8 > (l.metrics->>'auc')::float8 + 0.15
+	FROM dealrisk.models g, dealrisk.models l WHERE g.name = 'xgbm' AND l.name = 'xlog'),
+	'the trees learn the interaction: holdout AUC above the logistic model''s by more than 0.15');
+SELECT ok((SELECT (metrics->>'auc')::float8 > 0.75 FROM dealrisk.models WHERE name = 'xgbm'),
+	'... and near the 0.8 the data allows');
+SELECT is((SELECT (metrics->>'n_test')::bigint FROM dealrisk.models WHERE name = 'xgbm'),
+	(SELECT (metrics->>'n_test')::bigint FROM dealrisk.models WHERE name = 'xlog'),
+	'both methods are measured on the same holdout');
+
+-- 'auto' fits both and keeps the better holdout log loss
+SELECT lives_ok($$SELECT dealrisk.train('xdeals', 'xauto', activate => false)$$, 'method auto');
+SELECT results_eq($$SELECT metrics->>'method', (SELECT count(*) FROM jsonb_object_keys(metrics->'candidates'))::int
+	FROM dealrisk.models WHERE name = 'xauto'$$,
+	$$VALUES ('gbm', 2)$$, '... keeps the trees and records both candidates');
+SELECT ok((SELECT (metrics->'candidates'->'gbm'->>'log_loss')::float8 < (metrics->'candidates'->'logistic'->>'log_loss')::float8
+	AND metrics->>'log_loss' = metrics->'candidates'->'gbm'->>'log_loss' FROM dealrisk.models WHERE name = 'xauto'),
+	'... whose holdout log loss is the lower one');
+SELECT is((SELECT feature_spec->'trees' FROM dealrisk.models WHERE name = 'xauto'),
+	(SELECT feature_spec->'trees' FROM dealrisk.models WHERE name = 'xgbm'),
+	'... the same trees as method gbm: training is deterministic');
+
+-- scores: finite for every deal, open ones too; contributions add up to
+-- the log-odds of every deal, open deals (whose age is averaged out of
+-- the trees and scored by the survivor curve) included
+SELECT dealrisk.activate(id) AS activated FROM dealrisk.models WHERE name = 'xgbm' \gset
+SELECT is((SELECT count(*) FILTER (WHERE r > 0 AND r < 100)::int FROM (SELECT dealrisk.deal_risk(d, 'xgbm') r FROM xdeals d) s
+	WHERE true), 12000, 'every deal gets a risk strictly between 0 and 100');
+SELECT is((SELECT count(*)::int FROM xdeals d,
+	LATERAL (SELECT sum(c.contribution) s FROM dealrisk.deal_risk_contributions(d, 'xgbm') c) t,
+	LATERAL (SELECT 1 - dealrisk.deal_risk(d, 'xgbm') / 100 p) q
+	WHERE abs(t.s - ln(q.p / (1 - q.p))) > 1e-9), 0,
+	'the contributions of every deal add up to its log-odds of winning');
+SELECT is((SELECT count(*)::int FROM xdeals d, LATERAL dealrisk.deal_risk_contributions(d, 'xgbm') c
+	WHERE d.outcome = 'Open' AND c.factor = 'cycle_days' AND c.contribution = 0), 0,
+	'an open deal''s age contributes its survivor term, not nothing');
+SELECT is((SELECT count(DISTINCT c.contribution)::int FROM xdeals d, LATERAL dealrisk.deal_risk_contributions(d, 'xgbm') c
+	WHERE c.factor = '(base)'), 1, 'the base is the same for every deal');
+SELECT ok((SELECT avg((x.f IN ('product_type', 'region'))::int) > 0.9 FROM (
+	SELECT (SELECT e.factor FROM dealrisk.deal_risk_explain(d, 'xgbm') e ORDER BY abs(e.effect) DESC LIMIT 1) f
+	FROM xdeals d WHERE d.outcome <> 'Open') x),
+	'the strongest reason of nine closed deals in ten is their product or their region');
+SELECT is((SELECT count(*)::int FROM xdeals d WHERE dealrisk.recommended_action(d, 'xgbm') IS NULL
+	AND dealrisk.deal_risk(d, 'xgbm') >= 50), 0, 'every high-risk deal gets an action');
+
+-- export and import: the same scores
+SELECT lives_ok($$SELECT dealrisk.import_model(dealrisk.export_model(id), 'xcopy') FROM dealrisk.models WHERE name = 'xgbm'$$,
+	'export_model and import_model of a trained tree model');
+SELECT dealrisk.activate(id, force => true) AS activated FROM dealrisk.models WHERE name = 'xcopy' \gset
+SELECT is((SELECT count(*)::int FROM xdeals d WHERE dealrisk.deal_risk(d, 'xcopy') <> dealrisk.deal_risk(d, 'xgbm')), 0,
+	'... scores every deal the same');
+
+-- serial and forced-parallel passes fit the same trees
+SET LOCAL max_parallel_workers_per_gather = 0;
+SELECT dealrisk.train('xdeals', 'xserial', method => 'gbm', activate => false) AS serial_id \gset
+SET LOCAL max_parallel_workers_per_gather = 2;
+SET LOCAL parallel_setup_cost = 0;
+SET LOCAL parallel_tuple_cost = 0;
+SET LOCAL min_parallel_table_scan_size = 0;
+SET LOCAL parallel_leader_participation = off;
+SELECT dealrisk.train('xdeals', 'xparallel', method => 'gbm', activate => false) AS parallel_id \gset
+RESET max_parallel_workers_per_gather;
+RESET parallel_setup_cost;
+RESET parallel_tuple_cost;
+RESET min_parallel_table_scan_size;
+RESET parallel_leader_participation;
+SELECT is((SELECT feature_spec->'trees' FROM dealrisk.models WHERE name = 'xparallel'),
+	(SELECT feature_spec->'trees' FROM dealrisk.models WHERE name = 'xserial'),
+	'a forced-parallel pass (workers only) fits the trees of a serial one');
+
+-- a source without dates: the hash of deal_id picks the holdout
+CREATE TABLE xnodates AS SELECT deal_id, product_type, region, sales_rep_id, deal_amount, outcome FROM xdeals;
+SELECT lives_ok($$SELECT dealrisk.train('xnodates', 'xnd', method => 'auto', activate => false)$$,
+	'method auto on a source without dates');
+SELECT results_eq($$SELECT metrics->>'holdout_split', (metrics->'candidates'->'gbm'->>'n')::int = (metrics->'candidates'->'logistic'->>'n')::int
+	FROM dealrisk.models WHERE name = 'xnd'$$, $$VALUES ('deal_id hash', true)$$,
+	'... both candidates measured on the same hashed holdout');
+
+-- bad input
+SELECT results_eq($$SELECT * FROM pg_temp.error_of($q$SELECT dealrisk.train('xdeals', 'e', method => 'xgboost')$q$)
+	UNION ALL SELECT * FROM pg_temp.error_of($q$SELECT dealrisk.train('xdeals', 'e', method => 'gbm', params => '{"depth": 4}')$q$)
+	UNION ALL SELECT * FROM pg_temp.error_of($q$SELECT dealrisk.train('xdeals', 'e', method => 'gbm', params => '{"rounds": "many"}')$q$)
+	UNION ALL SELECT * FROM pg_temp.error_of($q$SELECT dealrisk.train('xdeals', 'e', method => 'gbm', params => '{"max_depth": 2.5}')$q$)
+	UNION ALL SELECT * FROM pg_temp.error_of($q$SELECT dealrisk.train('xdeals', 'e', method => 'gbm', params => '{"rounds": 0}')$q$)
+	UNION ALL SELECT * FROM pg_temp.error_of($q$SELECT dealrisk.train('xdeals', 'e', method => 'gbm', params => '{"learning_rate": 1.5}')$q$)
+	UNION ALL SELECT * FROM pg_temp.error_of($q$SELECT dealrisk.train('xdeals', 'e', method => 'logistic', params => '{"rounds": 10}')$q$)$$,
+	$$VALUES ('22023', 'unknown training method "xgboost"'),
+	         ('22023', 'unknown boosting parameter "depth"'),
+	         ('22023', 'boosting parameter "rounds" must be a number, got "many"'),
+	         ('22023', 'boosting parameter "max_depth" must be a whole number, got 2.5'),
+	         ('22023', 'boosting parameter rounds must be in [1, 100000], got 0'),
+	         ('22023', 'boosting parameter learning_rate must be in (0, 1], got 1.5'),
+	         ('22023', 'params are the boosting parameters of methods ''gbm'' and ''auto'', not of method ''logistic''')$$,
+	'a bad method or boosting parameter is an error that names it');
+SET LOCAL dealrisk.train_memory = '1MB';
+SELECT results_eq($$SELECT * FROM pg_temp.error_of($q$SELECT dealrisk.train('xdeals', 'e', method => 'gbm')$q$)$$,
+	$$VALUES ('54000', 'training a tree model on more than 9986 closed deals needs more memory than dealrisk.train_memory (1 MB) allows')$$,
+	'past dealrisk.train_memory, a clear error');
+RESET dealrisk.train_memory;
+SELECT is((SELECT count(*)::int FROM dealrisk.models WHERE name = 'e'), 0, '... and no model is stored');
+
+SELECT * FROM finish();
+ROLLBACK;
