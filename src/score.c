@@ -599,13 +599,20 @@ open_reason(DrFeature *f, DrEncoded *e, int i, double effect)
  * feature raises the risk.
  */
 static char *
-reason_text(DrFeature *f, DrEncoded *e, int i, double effect, double prior_rate)
+reason_text(DrFeature *f, DrEncoded *e, int i, double effect, double prior_rate, bool trees)
 {
 	const char *lbl = column_label(f);
 	const char *txt = e->rawtext[i];
 	double		raw = e->raw[i];
 	int			lvl = e->level[i];
 	const char *dir = effect > 0 ? "less" : "more";
+	/*
+	 * A logistic term is the same for every deal with the value, so it says
+	 * how deals like it fare; a tree model's contribution is this deal's
+	 * own (it depends on the deal's other values): say only what it does.
+	 */
+	const char *does = effect > 0 ? "raises this deal's risk" : "lowers this deal's risk";
+	const char *fares = trees ? does : (effect > 0 ? "wins less often" : "wins more often");
 
 	switch (f->kind)
 	{
@@ -615,9 +622,11 @@ reason_text(DrFeature *f, DrEncoded *e, int i, double effect, double prior_rate)
 			if (lvl < 0)
 				return psprintf("%s '%s' was not seen in training: scored as average", lbl, txt);
 			if (f->other_index == lvl)
-				return psprintf("%s '%s' is rare: pooled with other rare values, which win %s often than average",
-								lbl, txt, dir);
-			return psprintf("%s '%s' wins %s often than average", lbl, txt, dir);
+				return trees ? psprintf("%s '%s' is rare, pooled with other rare values: it %s", lbl, txt, does)
+					: psprintf("%s '%s' is rare: pooled with other rare values, which win %s often than average",
+							   lbl, txt, dir);
+			return trees ? psprintf("%s '%s' %s", lbl, txt, does)
+				: psprintf("%s '%s' wins %s often than average", lbl, txt, dir);
 		case DR_FEAT_RATE:
 			if (txt == NULL)
 				return psprintf("%s is missing: the overall rate %.0f%% stands in", lbl, 100 * prior_rate);
@@ -658,17 +667,20 @@ reason_text(DrFeature *f, DrEncoded *e, int i, double effect, double prior_rate)
 					return psprintf("Activity logged %s ago", days_text(raw));
 				case DR_DERIVED_AGE_DAYS:
 					if (e->is_closed)
-						return psprintf("Closed after %s, in %s of cycles (%s), which wins %s often",
+						return psprintf("Closed after %s, in %s of cycles (%s), which %s",
 										days_text(raw), bin_position(f, lvl),
-										bin_range(f, lvl, " days"), dir);
-					return psprintf("%s since the deal was created (%s of closed cycles, %s: deals like this win %s often)",
-									days_text(raw), bin_position(f, lvl),
-									bin_range(f, lvl, " days"), dir);
+										bin_range(f, lvl, " days"), fares);
+					return trees ? psprintf("%s since the deal was created (%s of closed cycles, %s), which %s",
+											days_text(raw), bin_position(f, lvl),
+											bin_range(f, lvl, " days"), does)
+						: psprintf("%s since the deal was created (%s of closed cycles, %s: deals like this win %s often)",
+								   days_text(raw), bin_position(f, lvl),
+								   bin_range(f, lvl, " days"), dir);
 				case DR_DERIVED_NONE:
 					break;
 			}
-			return psprintf("%s %s is in %s (%s), which wins %s often", lbl, human_number(raw),
-							bin_position(f, lvl), bin_range(f, lvl, ""), dir);
+			return psprintf("%s %s is in %s (%s), which %s", lbl, human_number(raw),
+							bin_position(f, lvl), bin_range(f, lvl, ""), fares);
 		case DR_FEAT_NUMERIC:
 			if (isnan(raw))
 				return psprintf("%s is missing: scored as average", lbl);
@@ -860,7 +872,7 @@ dr_deal_risk_explain(PG_FUNCTION_ARGS)
 											: psprintf("%s %s %s the chance to win", column_label(f),
 													   human_number(raw), contrib[i] > 0 ? "lowers" : "raises"));
 		else
-			values[3] = CStringGetTextDatum(reason_text(f, e, i, contrib[i], f->prior));
+			values[3] = CStringGetTextDatum(reason_text(f, e, i, contrib[i], f->prior, m->trees != NULL));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

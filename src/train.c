@@ -1269,7 +1269,7 @@ gbm_pass_new(FitCache *fc, Jsonb *spec, MemoryContext cxt)
 	}
 	s->params.rounds = (int) gbm_checked(spec, "rounds", 300, 1, 100000, false);
 	s->params.eta = gbm_checked(spec, "learning_rate", 0.1, 0, 1, true);
-	s->params.max_depth = (int) gbm_checked(spec, "max_depth", 6, 1, GBM_MAX_DEPTH, false);
+	s->params.max_depth = (int) gbm_checked(spec, "max_depth", 4, 1, GBM_MAX_DEPTH, false);
 	s->params.lambda = gbm_checked(spec, "lambda", 1, 0, 1e6, false);
 	s->params.min_child_weight = gbm_checked(spec, "min_child_weight", 1, 0, 1e9, false);
 	s->params.subsample = gbm_checked(spec, "subsample", 1, 0, 1, true);

@@ -4,7 +4,7 @@
 -- (contributions that add up), the same trees from a serial and a
 -- forced-parallel pass, the memory cap, and bad parameters.
 \ir harness/pgtap_setup.psql
-SELECT plan(25);
+SELECT plan(26);
 
 \ir harness/error_of.psql
 SET LOCAL client_min_messages = warning;
@@ -77,12 +77,18 @@ SELECT is((SELECT count(*)::int FROM xdeals d, LATERAL dealrisk.deal_risk_contri
 	'an open deal''s age contributes its survivor term, not nothing');
 SELECT is((SELECT count(DISTINCT c.contribution)::int FROM xdeals d, LATERAL dealrisk.deal_risk_contributions(d, 'xgbm') c
 	WHERE c.factor = '(base)'), 1, 'the base is the same for every deal');
-SELECT ok((SELECT avg((x.f IN ('product_type', 'region'))::int) > 0.9 FROM (
+SELECT ok((SELECT avg((x.f IN ('product_type', 'region'))::int) > 0.8 FROM (
 	SELECT (SELECT e.factor FROM dealrisk.deal_risk_explain(d, 'xgbm') e ORDER BY abs(e.effect) DESC LIMIT 1) f
 	FROM xdeals d WHERE d.outcome <> 'Open') x),
-	'the strongest reason of nine closed deals in ten is their product or their region');
+	'the strongest reason of four closed deals in five is their product or their region');
 SELECT is((SELECT count(*)::int FROM xdeals d WHERE dealrisk.recommended_action(d, 'xgbm') IS NULL
 	AND dealrisk.deal_risk(d, 'xgbm') >= 50), 0, 'every high-risk deal gets an action');
+
+SELECT is((SELECT e.reason FROM xdeals d, dealrisk.deal_risk_explain(d, 'xgbm') e
+	WHERE d.deal_id = 'X00001' AND e.factor = 'product_type'),
+	(SELECT format('Product ''%s'' %s this deal''s risk', d.product_type, CASE WHEN e.effect > 0 THEN 'raises' ELSE 'lowers' END)
+	 FROM xdeals d, dealrisk.deal_risk_explain(d, 'xgbm') e WHERE d.deal_id = 'X00001' AND e.factor = 'product_type'),
+	'a tree model''s reason says what the value does to this deal, not how such deals fare on average');
 
 -- export and import: the same scores
 SELECT lives_ok($$SELECT dealrisk.import_model(dealrisk.export_model(id), 'xcopy') FROM dealrisk.models WHERE name = 'xgbm'$$,
