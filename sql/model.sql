@@ -4,7 +4,7 @@ CREATE EXTENSION IF NOT EXISTS dealrisk;
 SET max_parallel_workers_per_gather = 0;
 SET dealrisk.as_of_date = '2024-12-31';
 CREATE TABLE rdeals AS SELECT * FROM dealrisk.sample_deals(5000, 11);
-SELECT dealrisk.train('rdeals') AS model_id \gset
+SELECT dealrisk.train('rdeals', method => 'logistic') AS model_id \gset
 SELECT name, active, source,
        round((metrics->>'auc')::numeric, 3) AS auc,
        round((metrics->>'brier')::numeric, 3) AS brier,

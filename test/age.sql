@@ -42,9 +42,9 @@ CREATE TABLE public.age_win AS SELECT * FROM pg_temp.age_fixture(true);
 
 SET LOCAL client_min_messages = error;
 SELECT dealrisk.train('public.age_lose', 'age_lose', ARRAY['industry', 'deal_amount', 'cycle_days', 'stage_time'],
-	activate => false) AS lose_id \gset
+	activate => false, method => 'logistic') AS lose_id \gset
 SELECT dealrisk.train('public.age_win', 'age_win', ARRAY['industry', 'deal_amount', 'cycle_days', 'stage_time'],
-	activate => false) AS win_id \gset
+	activate => false, method => 'logistic') AS win_id \gset
 SET LOCAL client_min_messages = warning;
 \o /dev/null
 SELECT dealrisk.activate(:lose_id, force => true), dealrisk.activate(:win_id, force => true);

@@ -8,7 +8,7 @@ CREATE TABLE tdeals AS SELECT * FROM dealrisk.sample_deals(6000, 7);
 \ir fixtures/skygeni.sql
 
 -- training on the sample with planted effects
-SELECT lives_ok($$SELECT dealrisk.train('tdeals')$$, 'train() on the sample');
+SELECT lives_ok($$SELECT dealrisk.train('tdeals', method => 'logistic')$$, 'train() on the sample');
 SELECT is((SELECT count(*)::int FROM dealrisk.models WHERE name = 'default' AND active), 1,
 	'the trained model is active');
 SELECT ok((SELECT (metrics->>'auc')::float8 > 0.6 FROM dealrisk.models WHERE name = 'default'),
@@ -229,7 +229,7 @@ SELECT ok((SELECT dealrisk.deal_risk(d.*, 'v') FROM tdeals d LIMIT 1) IS NOT NUL
 DROP EXTENSION dealrisk CASCADE;
 CREATE EXTENSION dealrisk;
 SET LOCAL client_min_messages = error;
-SELECT lives_ok($$SELECT dealrisk.train('tdeals', 'v')$$, 'train in the recreated extension');
+SELECT lives_ok($$SELECT dealrisk.train('tdeals', 'v', method => 'logistic')$$, 'train in the recreated extension');
 SET LOCAL client_min_messages = warning;
 UPDATE dealrisk.models m SET coefficients = (SELECT array_agg(0::float8)
 	FROM generate_series(1, dealrisk._validate_model(m.feature_spec, NULL)) i) WHERE name = 'v';

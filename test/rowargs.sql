@@ -5,7 +5,7 @@
 -- list cannot stand for the row, and reject hand-written calls that do not
 -- add up.
 \ir harness/pgtap_setup.psql
-SELECT plan(36);
+SELECT plan(38);
 
 SET LOCAL dealrisk.as_of_date = '2024-12-31';
 SET LOCAL max_parallel_workers_per_gather = 0;
@@ -163,7 +163,7 @@ SELECT matches(dealrisk._row_args('many_cols', jsonb_build_object('format', 'dea
 	(SELECT jsonb_agg(jsonb_build_object('name', 'n' || i, 'kind', 'numeric', 'column', 'n' || i, 'mean', 0, 'sd', 1))
 	 FROM generate_series(1, 95) i))),
 	', NULL::text\[\], d\.\*$', '_row_args passes whole rows past 90 columns');
-SELECT lives_ok(format($$SELECT dealrisk.train('many_cols', 'many', features => %L, activate => false)$$,
+SELECT lives_ok(format($$SELECT dealrisk.train('many_cols', 'many', features => %L, activate => false, method => 'logistic')$$,
 	(SELECT array_agg('n' || i || ':linear') || ARRAY['industry'] FROM generate_series(1, 95) i)),
 	'train() with 96 feature columns');
 SELECT is((SELECT cardinality(coefficients) FROM dealrisk.models WHERE name = 'many'),
@@ -172,6 +172,11 @@ SELECT is((SELECT cardinality(coefficients) FROM dealrisk.models WHERE name = 'm
 	'... one coefficient per numeric column and industry level');
 SELECT ok((SELECT (metrics->>'n_test')::int > 0 FROM dealrisk.models WHERE name = 'many'),
 	'... and its holdout was evaluated');
+SELECT lives_ok(format($$SELECT dealrisk.train('many_cols', 'many_trees', features => %L, activate => false, method => 'gbm')$$,
+	(SELECT array_agg('n' || i || ':linear') || ARRAY['industry'] FROM generate_series(1, 95) i)),
+	'a tree model of the 96 columns, read as whole rows');
+SELECT ok((SELECT (metrics->>'n_test')::int > 0 AND jsonb_array_length(feature_spec->'features') = 96
+	FROM dealrisk.models WHERE name = 'many_trees'), '... and its holdout was evaluated');
 
 SELECT * FROM finish();
 ROLLBACK;
