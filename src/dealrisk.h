@@ -67,6 +67,7 @@ typedef struct DrStageList
 
 extern DrStageList *dr_stage_list(FunctionCallInfo fcinfo);
 extern int	dr_stage_index(DrStageList *list, text *stage);
+extern bool dr_stage_equal(const char *a, int alen, const char *b, int blen);
 
 /* State arrays of aggregates: checked, then used in place. */
 extern void dr_state_array_error(const char *what, int nelems) pg_attribute_noreturn();

@@ -793,15 +793,14 @@ attr_date(DrRowReader *r, int attno)
 	return (int32) d;
 }
 
-/* Typical days in a stage (case-insensitive), or NaN when unknown. */
-static double
-typical_days(DrFeature *f, const char *s, int len)
+/* Typical days in a stage (matched as dr_stage_equal says), or NaN when unknown. */
+double
+dr_typical_days(const DrFeature *f, const char *s, int len)
 {
 	int			i;
 
 	for (i = 0; i < f->ntypical; i++)
-		if ((int) strlen(f->typical_stage[i]) == len &&
-			pg_strncasecmp(f->typical_stage[i], s, len) == 0)
+		if (dr_stage_equal(f->typical_stage[i], strlen(f->typical_stage[i]), s, len))
 			return f->typical_days[i];
 	return NAN;
 }
@@ -965,7 +964,7 @@ dr_encode_row(DrModel *model, DrRowReader *r, int32 as_of, bool leave_one_out,
 			if (attr_text(r, r->fixed_attno[DR_COL_STAGE],
 						  r->fixed_type[DR_COL_STAGE], NULL, &st, &stlen))
 			{
-				double		typ = typical_days(f, st, stlen);
+				double		typ = dr_typical_days(f, st, stlen);
 				int32		entered = attr_date(r, r->fixed_attno[DR_COL_STAGE_ENTERED]);
 
 				if (entered == DR_NO_DATE)

@@ -254,6 +254,7 @@ extern int32 dr_as_of_date(void);
 extern int32 dr_as_of_cached(DrAsOf *cache);
 extern char *dr_row_label(DrRowReader *r);
 extern double dr_open_term(const DrFeature *f, double v, int *knot);
+extern double dr_typical_days(const DrFeature *f, const char *s, int len);
 extern char *dr_as_of_setting;
 
 /* model.c */

@@ -666,8 +666,8 @@ BEGIN
 				' SELECT x.r >= 0.99 won, count(*) n,'
 				'  pg_catalog.array_to_string((pg_catalog.array_agg(pg_catalog.quote_literal(x.s) ORDER BY x.c DESC, x.s))'
 				'   [1:CASE WHEN count(*) <= 3 THEN 3 ELSE 2 END], '', '') l'
-				' FROM (SELECT d.deal_stage s, count(*) c, avg(dealrisk.is_won(d.outcome)::int) r'
-				'  FROM %s d WHERE %s AND d.deal_stage IS NOT NULL GROUP BY 1) x'
+				' FROM (SELECT min(d.deal_stage) s, count(*) c, avg(dealrisk.is_won(d.outcome)::int) r'
+				'  FROM %s d WHERE %s AND dealrisk._stage_key(d.deal_stage) IS NOT NULL GROUP BY dealrisk._stage_key(d.deal_stage)) x'
 				' WHERE x.c >= 0.05 * $1 AND (x.r >= 0.99 OR x.r <= 0.01) GROUP BY 1) y', source, dfilter)
 				INTO t USING n;
 			IF t IS NOT NULL THEN
@@ -677,24 +677,24 @@ BEGIN
 				CONTINUE;
 			END IF;
 			EXECUTE pg_catalog.format(
-				'SELECT pg_catalog.jsonb_object_agg(s, m) FROM (SELECT d.deal_stage s,'
+				'SELECT pg_catalog.jsonb_object_agg(s, m) FROM (SELECT dealrisk._stage_key(d.deal_stage) s,'
 				' greatest(1, percentile_cont(0.5) WITHIN GROUP (ORDER BY (%s)::float8)) m'
-				' FROM %s d WHERE %s AND d.deal_stage IS NOT NULL AND (%s) IS NOT NULL GROUP BY d.deal_stage) x',
+				' FROM %s d WHERE %s AND dealrisk._stage_key(d.deal_stage) IS NOT NULL AND (%s) IS NOT NULL GROUP BY 1) x',
 				stage_days, source, dfilter, stage_days) INTO typical;
 			IF typical IS NOT NULL THEN
 				edges := dealrisk._quantile_edges(source,
-					pg_catalog.format('(%s)::float8 / greatest(1, (%L::jsonb ->> d.deal_stage)::float8)',
+					pg_catalog.format('(%s)::float8 / greatest(1, (%L::jsonb ->> dealrisk._stage_key(d.deal_stage))::float8)',
 					                  stage_days, typical),
-					dfilter || ' AND d.deal_stage IS NOT NULL', '{0.25,0.5,0.75,0.9}');
+					dfilter || ' AND dealrisk._stage_key(d.deal_stage) IS NOT NULL', '{0.25,0.5,0.75,0.9}');
 				IF pg_catalog.cardinality(edges) > 0 THEN
 					spec := spec || (pg_catalog.jsonb_build_object('name', 'stage_time', 'kind', 'bins',
 						'derived', 'stage_ratio', 'edges', pg_catalog.to_jsonb(edges), 'typical', typical)
 						|| CASE WHEN pg_catalog.cardinality(edges) = 4 THEN '{"quantiles": [0.25, 0.5, 0.75, 0.9]}'
 						        ELSE '{}' END::jsonb
 						|| dealrisk._open_knots(source, src,
-							pg_catalog.format('(%s)::float8 / greatest(1, (%L::jsonb ->> d.deal_stage)::float8)',
+							pg_catalog.format('(%s)::float8 / greatest(1, (%L::jsonb ->> dealrisk._stage_key(d.deal_stage))::float8)',
 							                  stage_days, typical),
-							dfilter || ' AND d.deal_stage IS NOT NULL'));
+							dfilter || ' AND dealrisk._stage_key(d.deal_stage) IS NOT NULL'));
 				END IF;
 			END IF;
 		ELSIF f = 'activity_gap' THEN

@@ -24,6 +24,7 @@
 PG_FUNCTION_INFO_V1(dr_is_won);
 PG_FUNCTION_INFO_V1(dr_outcome_class);
 PG_FUNCTION_INFO_V1(dr_stage_position);
+PG_FUNCTION_INFO_V1(dr_stage_key);
 PG_FUNCTION_INFO_V1(dr_label_guess);
 
 typedef struct DrLabel
@@ -452,9 +453,47 @@ dr_stage_list(FunctionCallInfo fcinfo)
 }
 
 /*
- * Index (0-based, in position order) of a stage name, compared without case
- * (ASCII letters) and surrounding spaces; -1 for a blank name, which callers
- * treat like NULL.  An unknown stage is an error naming it.
+ * Whether two stage names are the same stage: equal once surrounding white
+ * space is trimmed and ASCII letters are folded to lower case.  The one
+ * definition of stage matching: the stage table, the model's typical stage
+ * times and the SQL of the preflight (via dealrisk._stage_key) all use it.
+ */
+bool
+dr_stage_equal(const char *a, int alen, const char *b, int blen)
+{
+	trim_bounds(&a, &alen);
+	trim_bounds(&b, &blen);
+	return alen == blen && pg_strncasecmp(a, b, alen) == 0;
+}
+
+/*
+ * SQL: _stage_key(stage text) -> the stage name as dr_stage_equal compares
+ * it (trimmed, ASCII letters in lower case), NULL for a blank one: what SQL
+ * groups and joins stage names by.
+ */
+Datum
+dr_stage_key(PG_FUNCTION_ARGS)
+{
+	text	   *t = PG_GETARG_TEXT_PP(0);
+	const char *s = VARDATA_ANY(t);
+	int			len = VARSIZE_ANY_EXHDR(t);
+	char	   *out;
+	int			i;
+
+	trim_bounds(&s, &len);
+	if (len == 0)
+		PG_RETURN_NULL();
+	out = palloc(len + 1);
+	for (i = 0; i < len; i++)
+		out[i] = pg_ascii_tolower((unsigned char) s[i]);
+	out[len] = '\0';
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(out, len));
+}
+
+/*
+ * Index (0-based, in position order) of a stage name, compared as
+ * dr_stage_equal says; -1 for a blank name, which callers treat like NULL.
+ * An unknown stage is an error naming it.
  */
 int
 dr_stage_index(DrStageList *list, text *stage)
@@ -470,7 +509,7 @@ dr_stage_index(DrStageList *list, text *stage)
 	{
 		const char *name = list->stages[i].name;
 
-		if ((int) strlen(name) == len && pg_strncasecmp(name, s, len) == 0)
+		if (dr_stage_equal(name, strlen(name), s, len))
 			return i;
 	}
 	ereport(ERROR,

@@ -150,9 +150,16 @@ COMMENT ON FUNCTION dealrisk._stages_check() IS
 CREATE TRIGGER stages_check AFTER INSERT OR UPDATE OR DELETE ON dealrisk.stages
 	FOR EACH STATEMENT EXECUTE FUNCTION dealrisk._stages_check();
 
+CREATE FUNCTION dealrisk._stage_key(stage text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'dr_stage_key'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION dealrisk._stage_key(text) IS
+	'A stage name as stages are matched everywhere: surrounding white space trimmed, ASCII letters in lower case; NULL when blank (internal)';
+
 CREATE FUNCTION dealrisk.stage_position(stage text)
 RETURNS int
 AS 'MODULE_PATHNAME', 'dr_stage_position'
 LANGUAGE C STABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION dealrisk.stage_position(text) IS
-	'Position of a stage in dealrisk.stages (matched without case); an unknown stage is an error';
+	'Position of a stage in dealrisk.stages (matched as _stage_key says: trimmed, ASCII case folded); an unknown stage is an error';

@@ -519,16 +519,13 @@ bin_range(DrFeature *f, int b, const char *unit)
 	return psprintf("%s to %s%s", human_number(f->edges[b - 1]), human_number(f->edges[b]), unit);
 }
 
-/* Typical days of a stage (case-insensitive, at least 1), NaN when unknown. */
+/* Typical days of a stage (at least 1, as the encoder divides), NaN when unknown. */
 static double
 stage_typical(DrFeature *f, const char *stage)
 {
-	int			k;
+	double		typ = stage ? dr_typical_days(f, stage, strlen(stage)) : NAN;
 
-	for (k = 0; stage != NULL && k < f->ntypical; k++)
-		if (pg_strcasecmp(f->typical_stage[k], stage) == 0)
-			return Max(f->typical_days[k], 1.0);	/* as the encoder divides */
-	return NAN;
+	return isnan(typ) ? NAN : Max(typ, 1.0);
 }
 
 /*

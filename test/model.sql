@@ -1,7 +1,7 @@
 -- pgTAP: the deal risk model: training, activation, rollback, export and
 -- import, scoring, explanation, actions, evaluation, and their bad input.
 \ir harness/pgtap_setup.psql
-SELECT plan(82);
+SELECT plan(86);
 
 SET LOCAL dealrisk.as_of_date = '2024-12-31';
 CREATE TABLE tdeals AS SELECT * FROM dealrisk.sample_deals(6000, 7);
@@ -223,6 +223,24 @@ SELECT throws_ok($$SELECT * FROM dealrisk.lost_lookalikes('tdeals', k => 0)$$, '
 -- the model tables are kept by pg_dump
 SELECT ok((SELECT 'dealrisk.models'::regclass = ANY (extconfig) AND 'dealrisk.action_rule_edits'::regclass = ANY (extconfig)
 	FROM pg_extension WHERE extname = 'dealrisk'), 'models and action rule edits are configuration tables');
+
+-- one definition of stage matching (issue #10, item 6): the same stage
+-- spelled with other case or surrounding spaces is one stage to the
+-- stage table, the model's typical stage times and the preflight
+SELECT results_eq($$SELECT dealrisk._stage_key(E'  Demo\t'), dealrisk._stage_key('   '), dealrisk.stage_position(' demo ')$$,
+	$$VALUES ('demo', NULL::text, (SELECT "position" FROM dealrisk.stages WHERE stage = 'Demo'))$$,
+	'_stage_key trims and folds ASCII case; blank is NULL; stage_position matches the same way');
+CREATE TABLE spelled AS SELECT deal_id, created_date, closed_date, outcome, industry,
+	CASE WHEN deal_id::text ~ '[02468]$' THEN ' ' || upper(s.st) || E'\t' ELSE s.st END AS deal_stage
+	FROM tdeals, LATERAL (SELECT (ARRAY['Qualified', 'Demo', 'Proposal'])[1 + abs(hashtext(deal_id::text)) % 3] AS st) s;
+SELECT lives_ok($$SELECT dealrisk.train('spelled', 'spelled', features => ARRAY['industry', 'stage_time'], activate => false, method => 'logistic')$$,
+	'train on stages spelled two ways');
+SELECT is((SELECT array_agg(k ORDER BY k) FROM dealrisk.models m, jsonb_array_elements(m.feature_spec->'features') f,
+	jsonb_object_keys(f->'typical') k WHERE m.name = 'spelled' AND f->>'name' = 'stage_time'),
+	ARRAY['demo', 'proposal', 'qualified'],
+	'... one typical time per stage, whatever the spelling');
+SELECT is((SELECT count(*)::int FROM dealrisk.check_source('spelled') WHERE finding ILIKE '%unknown stage%' OR "check" = 'stages'), 0,
+	'... and the preflight knows every spelling');
 
 -- the cache follows a dropped and recreated extension (new table oid)
 SELECT ok((SELECT dealrisk.deal_risk(d.*, 'v') FROM tdeals d LIMIT 1) IS NOT NULL, 'score once to fill the cache');

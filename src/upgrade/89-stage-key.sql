@@ -1,0 +1,714 @@
+-- Issue #10, item 6: one definition of stage matching.  Stage names are
+-- matched trimmed and with ASCII letters folded to lower case everywhere:
+-- the stage table (C), the model's typical stage times (C and
+-- _build_spec), and the preflight's SQL, through dealrisk._stage_key.
+
+CREATE FUNCTION dealrisk._stage_key(stage text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'dr_stage_key'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION dealrisk._stage_key(text) IS
+	'A stage name as stages are matched everywhere: surrounding white space trimmed, ASCII letters in lower case; NULL when blank (internal)';
+
+CREATE OR REPLACE FUNCTION dealrisk._source_profile(source regclass, "rows" boolean, as_of date, leaks boolean,
+	OUT n_total bigint, OUT n_won bigint, OUT n_lost bigint, OUT n_open bigint,
+	OUT newest date, OUT newest_created date, OUT max_cycle int, OUT oldest_open date,
+	OUT n_open_dated bigint, OUT n_older bigint,
+	OUT labels text[], OUT label_n bigint[],
+	OUT stages text[], OUT stage_n bigint[], OUT stage_won bigint[], OUT stage_lost bigint[],
+	OUT dq_n bigint[], OUT dq_ex text[],
+	OUT leak_feature text[], OUT leak_reason text[])
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+-- (the planner cannot know that the key of the pass has few values: it
+-- would sort every row by it, where hashing them costs a fraction of that,
+-- and compile the many expressions of the pass, which on 1M deals took
+-- seconds more than running them: docs/benchmarks.md)
+SET enable_sort = off
+SET jit = off
+AS $fn$
+DECLARE
+	has			text[];
+	e			text[];
+	dates		text;
+	both_dates	boolean;
+	leak		record;
+	rel			text := source::text;
+	x			text := '';
+	lk			text := 'SELECT NULL::text[], NULL::text[]';
+	counts		text;
+	examples	text;
+BEGIN
+	PERFORM dealrisk._check_source(source, ARRAY['outcome']);
+	SELECT pg_catalog.array_agg(a.attname::text) INTO has
+	FROM pg_catalog.pg_attribute a
+	WHERE a.attrelid = source::pg_catalog.oid AND a.attnum > 0 AND NOT a.attisdropped
+	  AND a.attname::text IN ('deal_id', 'created_date', 'closed_date', 'sales_rep_id', 'industry', 'region', 'product_type',
+	                          'lead_source', 'deal_stage', 'deal_amount', 'sales_cycle_days', 'outcome', 'last_activity_date',
+	                          'stage_entered_date');
+	-- the columns read beyond outcome are of a type their casts accept
+	PERFORM dealrisk._check_source(source, ARRAY(
+		SELECT c FROM pg_catalog.unnest(CASE WHEN "rows" THEN ARRAY['created_date', 'closed_date', 'deal_stage', 'deal_amount', 'sales_cycle_days']
+		                                     ELSE ARRAY['deal_stage'] END) c
+		WHERE c = ANY (has)));
+	-- each column as the tests read it (NULL when absent or not asked for)
+	SELECT pg_catalog.array_agg(CASE WHEN u.c = ANY (has) AND ("rows" OR u.c = 'deal_stage')
+	                                 THEN pg_catalog.format('d.%I::%s', u.c, u.t) ELSE 'NULL::' || u.t END ORDER BY u.o)
+		INTO e
+	FROM ROWS FROM (pg_catalog.unnest(ARRAY['deal_id', 'created_date', 'closed_date', 'deal_stage', 'deal_amount', 'sales_cycle_days',
+	                                        'last_activity_date', 'stage_entered_date']),
+	                pg_catalog.unnest(ARRAY['text', 'date', 'date', 'text', 'numeric', 'numeric', 'date', 'date'])) WITH ORDINALITY u(c, t, o);
+	-- an infinite date in any date column of the contract the source has
+	SELECT pg_catalog.string_agg(pg_catalog.format('NOT pg_catalog.isfinite(d.%I::date)', c), ' OR ')
+		INTO dates
+	FROM pg_catalog.unnest(ARRAY['created_date', 'closed_date', 'stage_entered_date', 'last_activity_date']) c
+	WHERE "rows" AND c = ANY (has);
+	-- (the cycles of closed deals and the ages of open ones: both dates)
+	both_dates := "rows" AND 'created_date' = ANY (has) AND 'closed_date' = ANY (has);
+
+	IF leaks THEN
+		SELECT * INTO leak FROM dealrisk._feature_leak_sql(source, NULL, true);
+		IF leak.query IS NOT NULL THEN
+			lk := pg_catalog.format('SELECT pg_catalog.array_agg(l.feature ORDER BY l.k), pg_catalog.array_agg(l.reason ORDER BY l.k) FROM (%s) l',
+			                        leak.query);
+			IF NOT leak.sampled THEN
+				-- the leak check reads the rows again: read them once
+				x := pg_catalog.format('src AS MATERIALIZED (SELECT %s FROM %s AS d), ',
+				                       (SELECT pg_catalog.string_agg(pg_catalog.format('d.%I', c), ', ') FROM pg_catalog.unnest(has) c),
+				                       source::text);
+				rel := 'src';
+			END IF;
+		END IF;
+	END IF;
+
+	-- per test (numbered as in data_quality()), its rows and smallest id
+	SELECT pg_catalog.string_agg(pg_catalog.format('coalesce(pg_catalog.sum(g.n) FILTER (WHERE g.f & %s <> 0), 0)::bigint', 1 << (i - 1)), ', ' ORDER BY i),
+	       pg_catalog.string_agg(CASE WHEN i = 1 THEN 'NULL::text' ELSE pg_catalog.format('pg_catalog.min(g.ex) FILTER (WHERE g.f & %s <> 0)', 1 << (i - 1)) END, ', ' ORDER BY i)
+		INTO counts, examples
+	FROM pg_catalog.generate_series(1, 15) i;
+
+	-- Every test below is written so that no value can make it raise.
+	EXECUTE pg_catalog.format(
+		$q$WITH %s g AS (
+			SELECT t.cls, t.label, t.st, t.oc, t.f, pg_catalog.count(*) AS n,
+			       pg_catalog.min(t.id) FILTER (WHERE t.f <> 0) AS ex,
+			       pg_catalog.max(t.cr) FILTER (WHERE pg_catalog.isfinite(t.cr)) AS cr,
+			       pg_catalog.max(t.cl) FILTER (WHERE pg_catalog.isfinite(t.cl)) AS cl,
+			       pg_catalog.max(t.la) FILTER (WHERE pg_catalog.isfinite(t.la)) AS la,
+			       pg_catalog.max(t.se) FILTER (WHERE pg_catalog.isfinite(t.se)) AS se,
+			       pg_catalog.max(t.cl - t.cr) FILTER (WHERE %2$s AND t.cls IN ('won', 'lost') AND pg_catalog.isfinite(t.cr)
+			                                             AND pg_catalog.isfinite(t.cl) AND t.cl >= t.cr) AS cyc
+			FROM (SELECT c.id, c.cls, c.cr, c.cl, c.la, c.se, c.st,
+			             CASE WHEN %3$s AND c.cls = 'unknown' THEN pg_catalog.btrim(c.outcome) END AS label,
+			             CASE WHEN %2$s AND c.cls = 'open' AND pg_catalog.isfinite(c.cr) THEN c.cr END AS oc,
+			             CASE WHEN c.id IS NULL OR pg_catalog.btrim(c.id) = '' THEN 1 ELSE 0 END
+			             | CASE WHEN c.cl < c.cr THEN 4 ELSE 0 END
+			             | CASE WHEN c.cls IN ('won', 'lost') AND c.cl IS NULL THEN 8 ELSE 0 END
+			             | CASE WHEN c.cls = 'open' AND c.cl IS NOT NULL THEN 16 ELSE 0 END
+			             | CASE WHEN c.amount IS NULL THEN 32 ELSE 0 END
+			             | CASE WHEN c.amount IS NOT NULL
+			                     AND (c.amount = 'NaN'::numeric OR c.amount = 'Infinity'::numeric
+			                          OR c.amount = '-Infinity'::numeric) THEN 64 ELSE 0 END
+			             | CASE WHEN c.amount < 0 AND c.amount <> '-Infinity'::numeric THEN 128 ELSE 0 END
+			             | CASE WHEN c.cls = 'unknown' THEN 256 ELSE 0 END
+			             | CASE WHEN c.st IS NULL OR c.st = '' THEN 512 ELSE 0 END
+			             | CASE WHEN c.st <> '' AND dealrisk._stage_key(c.st) <> ALL ($2) THEN 1024 ELSE 0 END
+			             | CASE WHEN c.both_dates AND c.cyc IS NOT NULL AND c.cyc <> (c.cl - c.cr) THEN 2048 ELSE 0 END
+			             | CASE WHEN c.cyc < 0 THEN 4096 ELSE 0 END
+			             | CASE WHEN c.cr > CURRENT_DATE AND c.cr <> 'infinity'::date THEN 8192 ELSE 0 END
+			             | CASE WHEN c.inf_date THEN 16384 ELSE 0 END AS f
+			      FROM (SELECT x.*,
+			                   pg_catalog.btrim(x.stage, E' \t\n\r\f\013') AS st,
+			                   x.cr IS NOT NULL AND x.cl IS NOT NULL
+			                     AND pg_catalog.isfinite(x.cr) AND pg_catalog.isfinite(x.cl) AS both_dates
+			            FROM (SELECT %4$s AS id, %5$s AS cr, %6$s AS cl, %7$s AS stage, %8$s AS amount, %9$s AS cyc,
+			                         %10$s AS la, %11$s AS se, d.outcome::text AS outcome,
+			                         coalesce(dealrisk.outcome_class(d.outcome::text), 'open') AS cls,
+			                         coalesce(%12$s, false) AS inf_date
+			                  FROM %13$s AS d) x) c) t
+			GROUP BY 1, 2, 3, 4, 5
+		), a AS (
+			SELECT coalesce(pg_catalog.sum(g.n), 0)::bigint AS total,
+			       coalesce(pg_catalog.sum(g.n) FILTER (WHERE g.cls = 'won'), 0)::bigint AS won,
+			       coalesce(pg_catalog.sum(g.n) FILTER (WHERE g.cls = 'lost'), 0)::bigint AS lost,
+			       coalesce(pg_catalog.sum(g.n) FILTER (WHERE g.cls = 'open'), 0)::bigint AS open,
+			       greatest(pg_catalog.max(g.cr), pg_catalog.max(g.cl), pg_catalog.max(g.la), pg_catalog.max(g.se)) AS newest,
+			       pg_catalog.max(g.cr) AS newest_created, pg_catalog.max(g.cyc) AS max_cycle, pg_catalog.min(g.oc) AS oldest_open,
+			       coalesce(pg_catalog.sum(g.n) FILTER (WHERE g.oc IS NOT NULL), 0)::bigint AS open_dated,
+			       ARRAY[%14$s] AS dq_n, ARRAY[%15$s] AS dq_ex
+			FROM g
+		)
+		SELECT a.total, a.won, a.lost, a.open, a.newest, a.newest_created, a.max_cycle, a.oldest_open, a.open_dated,
+		       (SELECT coalesce(pg_catalog.sum(g.n), 0)::bigint FROM g WHERE $1 - g.oc > a.max_cycle),
+		       l.labels, l.label_n, s.stages, s.stage_n, s.stage_won, s.stage_lost, a.dq_n, a.dq_ex, k.feature, k.reason
+		FROM a,
+		LATERAL (SELECT pg_catalog.array_agg(y.label ORDER BY y.n DESC, y.label), pg_catalog.array_agg(y.n ORDER BY y.n DESC, y.label)
+		         FROM (SELECT g.label, pg_catalog.sum(g.n)::bigint AS n FROM g WHERE g.label IS NOT NULL GROUP BY 1) y) l(labels, label_n),
+		LATERAL (SELECT pg_catalog.array_agg(y.st ORDER BY y.st), pg_catalog.array_agg(y.n ORDER BY y.st),
+		                pg_catalog.array_agg(y.won ORDER BY y.st), pg_catalog.array_agg(y.lost ORDER BY y.st)
+		         FROM (SELECT g.st, pg_catalog.sum(g.n)::bigint AS n,
+		                      coalesce(pg_catalog.sum(g.n) FILTER (WHERE g.cls = 'won'), 0)::bigint AS won,
+		                      coalesce(pg_catalog.sum(g.n) FILTER (WHERE g.cls = 'lost'), 0)::bigint AS lost
+		               FROM g GROUP BY 1) y) s(stages, stage_n, stage_won, stage_lost),
+		LATERAL (%16$s) k(feature, reason)$q$,
+		x, both_dates::text, "rows"::text, e[1], e[2], e[3], e[4], e[5], e[6], e[7], e[8], coalesce(dates, 'false'), rel,
+		counts, examples, lk)
+		INTO n_total, n_won, n_lost, n_open, newest, newest_created, max_cycle, oldest_open, n_open_dated, n_older,
+		     labels, label_n, stages, stage_n, stage_won, stage_lost, dq_n, dq_ex, leak_feature, leak_reason
+		USING as_of, (SELECT coalesce(pg_catalog.array_agg(dealrisk._stage_key(s.stage)), '{}') FROM dealrisk.stages s);
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk._source_profile(regclass, boolean, date, boolean) IS
+	'What the row-level checks of a source need, in one read of it: deals by outcome class, newest dates, the longest closed cycle and the open deals older than it on as_of, unknown labels, deals per stage, the failing rows of each data_quality() test and, with leaks, the outcome-leak findings (internal)';
+
+CREATE OR REPLACE FUNCTION dealrisk._stage_semantics_of(stages text[], won bigint[], lost bigint[])
+RETURNS text
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	won_staged	bigint;
+	final_stage text;
+	n_final		bigint;
+	first_stage text;
+	n_first		bigint;
+	n_stages	int;
+	n_with_won	int;
+	n_closed	bigint;
+	n_closed_staged bigint;
+BEGIN
+	WITH g AS (
+		SELECT dealrisk._stage_key(u.st) AS st, u.won, u.lost
+		FROM ROWS FROM (pg_catalog.unnest(stages), pg_catalog.unnest(won), pg_catalog.unnest(lost)) AS u(st, won, lost)
+	), w AS (
+		SELECT s.stage, s."position", coalesce(pg_catalog.sum(g.won), 0)::bigint AS n
+		FROM dealrisk.stages s
+		LEFT JOIN g ON g.st OPERATOR(pg_catalog.=) dealrisk._stage_key(s.stage)
+		GROUP BY s.stage, s."position"
+	)
+	SELECT (SELECT pg_catalog.sum(w.n)::bigint FROM w),
+	       (SELECT w.stage FROM w WHERE w.n > 0 ORDER BY w."position" DESC LIMIT 1),
+	       (SELECT w.n FROM w WHERE w.n > 0 ORDER BY w."position" DESC LIMIT 1),
+	       (SELECT w.stage FROM w ORDER BY w."position" LIMIT 1),
+	       (SELECT w.n FROM w ORDER BY w."position" LIMIT 1),
+	       (SELECT pg_catalog.count(*)::int FROM w),
+	       (SELECT pg_catalog.count(*)::int FROM w WHERE w.n > 0),
+	       (SELECT coalesce(pg_catalog.sum(g.won + g.lost), 0)::bigint FROM g),
+	       (SELECT coalesce(pg_catalog.sum(g.won + g.lost), 0)::bigint FROM g WHERE g.st <> '')
+		INTO won_staged, final_stage, n_final, first_stage, n_first, n_stages, n_with_won, n_closed, n_closed_staged;
+	IF n_closed > 0 AND n_closed_staged = 0 THEN
+		RETURN pg_catalog.format('none of the %s closed deals has a deal_stage, so there is no funnel to read', dealrisk._num(n_closed));
+	END IF;
+	IF won_staged IS NULL OR n_final IS NULL OR won_staged - n_final < 10 OR (won_staged - n_final) * 10 <= won_staged THEN
+		RETURN NULL;
+	END IF;
+	RETURN pg_catalog.format('%s of %s won deals (%s) sit at stages before %s, %s at %s, the first stage; won deals are found at %s of %s stages. deal_stage does not hold the stage a deal reached before it closed (it may be its stage at export, or when it entered the CRM), so conversion between stages, where deals are lost and late-stage losses cannot be read from it',
+		dealrisk._num(won_staged - n_final), dealrisk._num(won_staged),
+		dealrisk._pct((won_staged - n_final)::float8 / won_staged), final_stage,
+		dealrisk._num(n_first), first_stage, n_with_won, n_stages);
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk._stage_semantics_of(text[], bigint[], bigint[]) IS
+	'NULL when the won deals per stage value say deal_stage is the stage each closed deal reached, else why not (internal)';
+
+CREATE OR REPLACE FUNCTION dealrisk.check_source(source regclass)
+RETURNS TABLE("check" text, severity text, finding text, hint text)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 20
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	c_check		text[] := '{}';
+	c_sev		text[] := '{}';
+	c_find		text[] := '{}';
+	c_hint		text[] := '{}';
+	name		text := dealrisk._source_name(source);
+	cols		text[];
+	types		regtype[];
+	col			text;
+	need		text;
+	missing		text[];
+	fatal		boolean := false;
+	has_created boolean;
+	has_closed	boolean;
+	has_stage	boolean;
+	n_total		bigint;
+	n_won		bigint;
+	n_lost		bigint;
+	n_open		bigint;
+	newest		date;
+	newest_created date;
+	oldest_open date;
+	n_open_dated bigint;
+	max_cycle	float8;
+	n_older		bigint;
+	unknown		record;
+	labels		text[];
+	r			record;
+	stage_fix	text;
+	status_labels text;
+	status_in	text;
+	semantics	text;
+	min_n		int;
+	as_of_set	text;
+	as_of		date;
+	dq			record;
+	p			record;
+BEGIN
+	PERFORM dealrisk._check_source(source, NULL);	-- a relation, trusted
+	PERFORM dealrisk.outcome_class('');	-- loads the library, which defines the settings
+
+	SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum), pg_catalog.array_agg(a.atttypid::regtype ORDER BY a.attnum)
+		INTO cols, types
+	FROM pg_catalog.pg_attribute a
+	WHERE a.attrelid = source::pg_catalog.oid AND a.attnum > 0 AND NOT a.attisdropped;
+	cols := coalesce(cols, '{}');
+
+	-- Columns: the two every function needs, and what each missing optional
+	-- one takes away.
+	FOREACH col IN ARRAY ARRAY['deal_id', 'outcome'] LOOP
+		IF NOT col = ANY (cols) THEN
+			fatal := true;
+			c_check := c_check || 'columns'::text; c_sev := c_sev || 'error'::text;
+			c_find := c_find || pg_catalog.format('column %s is missing: %s', col,
+				CASE col WHEN 'deal_id' THEN 'deals cannot be told apart (duplicates, scores, alerts)'
+				         ELSE 'won, lost and open deals cannot be told apart' END);
+			c_hint := c_hint || CASE col
+				WHEN 'deal_id' THEN 'Map your CRM''s columns with a view: SELECT <your id column> AS deal_id, ... (docs/data-contract.md).'
+				ELSE 'Map the column holding won/lost/open as outcome in a view; a single status column holding both stages and outcomes is split there too (docs/data-contract.md).' END;
+		END IF;
+	END LOOP;
+	FOR i IN 1 .. pg_catalog.cardinality(cols) LOOP
+		col := cols[i];
+		need := dealrisk._contract_type_problem(cols[i], types[i]);
+		CONTINUE WHEN need IS NULL;
+		-- a date or number every reader casts: nothing runs; a label or
+		-- stage column of another type: the diagnostics cast it, the model
+		-- cannot read it
+		fatal := fatal OR need <> 'text';
+		c_check := c_check || 'column_types'::text;
+		c_sev := c_sev || CASE WHEN need = 'text' THEN 'warning' ELSE 'error' END;
+		c_find := c_find || pg_catalog.format('column %s has type %s, not %s%s', col, pg_catalog.format_type(types[i], NULL), need,
+			CASE WHEN need = 'text' THEN ': the diagnostics read it, train() and scoring cannot' ELSE '' END);
+		c_hint := c_hint || pg_catalog.format('Cast it in a view: %s AS %I (docs/data-contract.md).',
+			pg_catalog.format(CASE need WHEN 'a date' THEN '%I::date' WHEN 'text' THEN '%I::text' ELSE '%I::numeric' END, col), col);
+	END LOOP;
+	has_created := 'created_date' = ANY (cols);
+	has_closed := 'closed_date' = ANY (cols);
+	has_stage := 'deal_stage' = ANY (cols);
+	IF NOT has_closed THEN
+		c_check := c_check || 'columns'::text; c_sev := c_sev || 'warning'::text;
+		c_find := c_find || 'column closed_date is missing: no win-rate or cycle trends and no drivers over time; train() holds out a hash sample of deals instead of the newest ones and cannot weight recent deals more'::text;
+		c_hint := c_hint || 'Map the date each deal was won or lost as closed_date if your CRM has it.'::text;
+	END IF;
+	IF NOT has_created THEN
+		c_check := c_check || 'columns'::text; c_sev := c_sev || 'warning'::text;
+		c_find := c_find || pg_catalog.format('column created_date is missing: no deal age, so %s',
+			CASE WHEN 'sales_cycle_days' = ANY (cols) THEN 'open deals are scored without their age'
+			     ELSE 'no sales-cycle lengths and open deals are scored without their age' END);
+		c_hint := c_hint || 'Map the date each deal was created as created_date if your CRM has it.'::text;
+	END IF;
+	IF NOT has_stage THEN
+		c_check := c_check || 'columns'::text; c_sev := c_sev || 'info'::text;
+		c_find := c_find || 'column deal_stage is missing: no funnel and no time-in-stage feature'::text;
+		c_hint := c_hint || NULL::text;
+	END IF;
+	SELECT pg_catalog.array_agg(m ORDER BY o) INTO missing
+	FROM pg_catalog.unnest(ARRAY['industry', 'region', 'product_type', 'lead_source', 'sales_rep_id', 'deal_amount'])
+		WITH ORDINALITY u(m, o)
+	WHERE NOT m = ANY (cols);
+	IF missing IS NOT NULL THEN
+		c_check := c_check || 'columns'::text; c_sev := c_sev || 'info'::text;
+		c_find := c_find || pg_catalog.format('segment and amount columns missing: %s; diagnose() and train() use the others, and any column named in dimension => or features =>',
+			pg_catalog.array_to_string(missing, ', '));
+		c_hint := c_hint || NULL::text;
+	END IF;
+
+	IF fatal THEN
+		RETURN QUERY SELECT u.c, u.s, u.f, u.h FROM ROWS FROM (pg_catalog.unnest(c_check), pg_catalog.unnest(c_sev),
+			pg_catalog.unnest(c_find), pg_catalog.unnest(c_hint)) WITH ORDINALITY AS u(c, s, f, h, o)
+			ORDER BY pg_catalog.array_position(ARRAY['error', 'warning', 'info'], u.s), u.o;
+		RETURN;
+	END IF;
+
+	-- Every row-level check below reads what one pass over the source
+	-- counted (_source_profile; the outcome leaks in the same statement).
+	as_of_set := NULLIF(pg_catalog.current_setting('dealrisk.as_of_date', true), '');
+	as_of := coalesce(as_of_set::date, CURRENT_DATE);
+	SELECT * INTO p FROM dealrisk._source_profile(source, true, as_of, true);
+	n_total := p.n_total; n_won := p.n_won; n_lost := p.n_lost; n_open := p.n_open;
+	newest := p.newest; newest_created := p.newest_created; max_cycle := p.max_cycle;
+	oldest_open := p.oldest_open; n_open_dated := p.n_open_dated; n_older := p.n_older;
+
+	-- Outcomes: counts, and unknown labels by what they look like.
+	FOR unknown IN
+		SELECT dealrisk._label_guess(u.label) AS guess,
+		       pg_catalog.array_agg(u.label ORDER BY u.o) AS labels,
+		       pg_catalog.string_agg(pg_catalog.format('%L (%s)', u.label, dealrisk._num(u.n)), ', ' ORDER BY u.o) AS listed,
+		       pg_catalog.sum(u.n)::bigint AS n, pg_catalog.count(*) AS k
+		FROM ROWS FROM (pg_catalog.unnest(p.labels), pg_catalog.unnest(p.label_n)) WITH ORDINALITY AS u(label, n, o)
+		GROUP BY 1
+		ORDER BY pg_catalog.array_position(ARRAY['open', 'won', 'lost', 'unknown'], dealrisk._label_guess(u.label))
+	LOOP
+		labels := unknown.labels;
+		c_check := c_check || 'outcome_labels'::text; c_sev := c_sev || 'error'::text;
+		c_find := c_find || pg_catalog.format('%s %s of %s %s not known (%s of %s deals): %s; %s',
+			unknown.k, CASE WHEN unknown.k = 1 THEN 'outcome label' ELSE 'outcome labels' END, name,
+			CASE WHEN unknown.k = 1 THEN 'is' ELSE 'are' END, dealrisk._num(unknown.n), dealrisk._num(n_total),
+			unknown.listed,
+			CASE unknown.guess WHEN 'open' THEN CASE WHEN unknown.k = 1 THEN 'it looks like a stage of an open deal' ELSE 'they look like stages of open deals' END
+			                   WHEN 'won' THEN CASE WHEN unknown.k = 1 THEN 'it looks like a won deal' ELSE 'they look like won deals' END
+			                   WHEN 'lost' THEN CASE WHEN unknown.k = 1 THEN 'it looks like a lost deal' ELSE 'they look like lost deals' END
+			                   ELSE 'it is not clear whether they mean won, lost or open' END);
+		c_hint := c_hint || CASE unknown.guess
+			WHEN 'open' THEN dealrisk._label_fix('dealrisk.open_labels', labels)
+			WHEN 'won' THEN dealrisk._label_fix('dealrisk.won_labels', labels)
+			WHEN 'lost' THEN dealrisk._label_fix('dealrisk.lost_labels', labels)
+			ELSE 'Add each to the list it means: dealrisk.won_labels, dealrisk.lost_labels or dealrisk.open_labels, e.g. '
+			     || dealrisk._label_fix('dealrisk.won_labels', labels[1:1]) END;
+		fatal := true;
+	END LOOP;
+	-- (the checks below read labels with outcome_class, which never fails:
+	-- deals with unknown labels count as neither won, lost nor open)
+
+	min_n := pg_catalog.current_setting('dealrisk.min_training_deals')::int;
+	c_check := c_check || 'outcomes'::text;
+	IF n_won + n_lost = 0 THEN
+		c_sev := c_sev || 'error'::text;
+		c_find := c_find || pg_catalog.format('no closed deal among %s deals: there is no win rate and nothing to train on', dealrisk._num(n_total));
+		c_hint := c_hint || 'Check which labels mean won and lost: dealrisk.won_labels and dealrisk.lost_labels.'::text;
+	ELSIF n_won < min_n OR n_lost < min_n THEN
+		c_sev := c_sev || 'warning'::text;
+		c_find := c_find || pg_catalog.format('%s won, %s lost and %s open deals: train() needs at least %s won and %s lost',
+			dealrisk._num(n_won), dealrisk._num(n_lost), dealrisk._num(n_open), min_n, min_n);
+		c_hint := c_hint || 'Collect more closed deals; win rates of so few deals have wide intervals.'::text;
+	ELSE
+		c_sev := c_sev || 'info'::text;
+		c_find := c_find || pg_catalog.format('%s won, %s lost (win rate %s) and %s open deals',
+			dealrisk._num(n_won), dealrisk._num(n_lost), dealrisk._pct(n_won::float8 / (n_won + n_lost)), dealrisk._num(n_open));
+		c_hint := c_hint || NULL::text;
+	END IF;
+
+	-- Stages: values dealrisk.stages does not know, outcomes in the stage
+	-- column, and whether the column records the stage a deal reached.
+	IF has_stage THEN
+		SELECT pg_catalog.string_agg(pg_catalog.format('(%L, %s, false)', x.st, x.base + x.k), ', ' ORDER BY x.k)
+		           FILTER (WHERE NOT x.is_outcome),
+		       pg_catalog.string_agg(pg_catalog.format('%L (%s)', x.st, dealrisk._num(x.n)), ', ' ORDER BY x.n DESC, x.o)
+		           FILTER (WHERE x.is_outcome),
+		       pg_catalog.string_agg(pg_catalog.quote_literal(x.st), ', ' ORDER BY x.n DESC, x.o)
+		           FILTER (WHERE x.is_outcome)
+			INTO stage_fix, status_labels, status_in
+		FROM (SELECT y.st, y.n, y.o, y.is_outcome,
+		             pg_catalog.row_number() OVER (PARTITION BY y.is_outcome ORDER BY y.o) AS k,
+		             coalesce((SELECT pg_catalog.max(s."position") FROM dealrisk.stages s), 0) AS base
+		      FROM (SELECT u.st, u.n, u.o, dealrisk.outcome_class(u.st) IN ('won', 'lost') AS is_outcome
+		            FROM ROWS FROM (pg_catalog.unnest(p.stages), pg_catalog.unnest(p.stage_n)) WITH ORDINALITY AS u(st, n, o)
+		            WHERE u.st <> ''
+		              AND NOT EXISTS (SELECT 1 FROM dealrisk.stages s
+		                              WHERE dealrisk._stage_key(s.stage) OPERATOR(pg_catalog.=) dealrisk._stage_key(u.st))) y) x;
+		IF status_labels IS NOT NULL THEN
+			c_check := c_check || 'status_column'::text; c_sev := c_sev || 'warning'::text;
+			c_find := c_find || pg_catalog.format('deal_stage holds outcome labels: %s; it is a single status column holding both the stage of open deals and the outcome of closed ones, so it says nothing about the stage closed deals reached',
+				status_labels);
+			c_hint := c_hint || pg_catalog.format('Split it in a view over your table: CASE WHEN status IN (%1$s) THEN status END AS outcome, CASE WHEN status NOT IN (%1$s) THEN status END AS deal_stage (docs/data-contract.md).',
+				status_in);
+		END IF;
+		IF stage_fix IS NOT NULL THEN
+			c_check := c_check || 'unknown_stages'::text; c_sev := c_sev || 'warning'::text;
+			c_find := c_find || pg_catalog.format('deal_stage holds stages that dealrisk.stages does not list: the funnel cannot be computed until they are added')::text;
+			c_hint := c_hint || pg_catalog.format('Add them in pipeline order, e.g. INSERT INTO dealrisk.stages (stage, position, is_late) VALUES %s; then correct position and is_late (a stage before the first one takes position 0 or below).',
+				stage_fix);
+		END IF;
+		semantics := dealrisk._stage_semantics_of(p.stages, p.stage_won, p.stage_lost);
+		IF semantics IS NOT NULL THEN
+			c_check := c_check || 'stage_semantics'::text; c_sev := c_sev || 'warning'::text;
+			c_find := c_find || semantics;
+			c_hint := c_hint || dealrisk._stage_semantics_hint();
+		END IF;
+	END IF;
+
+	-- Columns that record the outcome instead of predicting it.
+	FOR r IN SELECT u.feature, u.reason FROM ROWS FROM (pg_catalog.unnest(p.leak_feature), pg_catalog.unnest(p.leak_reason)) WITH ORDINALITY AS u(feature, reason, o)
+	         ORDER BY u.o LOOP
+		c_check := c_check || 'outcome_leaks'::text; c_sev := c_sev || 'warning'::text;
+		c_find := c_find || pg_catalog.format('column %s leaks the outcome: %s', r.feature, r.reason);
+		c_hint := c_hint || 'Map only what is known while a deal is open (docs/data-contract.md); train() leaves such a column out.'::text;
+	END LOOP;
+
+	-- Dates: the day open deals are scored at, against the data.
+	IF n_open > 0 AND newest IS NOT NULL THEN
+		IF as_of_set IS NULL AND as_of - newest > 90 THEN
+			c_check := c_check || 'scoring_date'::text; c_sev := c_sev || 'warning'::text;
+			c_find := c_find || pg_catalog.format('open deals are scored as of today, %s, %s days after the newest date in the source (%s): their ages and times in stage are measured to today, which makes every open deal look stale',
+				as_of, dealrisk._num((as_of - newest)::bigint), newest);
+			-- (the date as ISO text, which means the same date under any
+			-- DateStyle of the sessions that read the setting)
+			c_hint := c_hint || pg_catalog.format('If the data is an export from %s, score as of then: SET dealrisk.as_of_date = %L; to keep it: ALTER DATABASE %I SET dealrisk.as_of_date = %L;',
+				newest, pg_catalog.to_char(newest, 'YYYY-MM-DD'), pg_catalog.current_database(), pg_catalog.to_char(newest, 'YYYY-MM-DD'));
+		ELSIF as_of < newest_created THEN
+			c_check := c_check || 'scoring_date'::text; c_sev := c_sev || 'warning'::text;
+			c_find := c_find || pg_catalog.format('dealrisk.as_of_date (%s) is before the newest created_date in the source (%s): deals created after it get negative ages',
+				as_of, newest_created);
+			c_hint := c_hint || pg_catalog.format('SET dealrisk.as_of_date = %L, or later.', pg_catalog.to_char(newest_created, 'YYYY-MM-DD'));
+		END IF;
+	END IF;
+	-- (when open deals are scored as of a date long after the data, the
+	-- warning above says why they all look old)
+	IF has_created AND has_closed AND n_open > 0 AND NOT 'scoring_date' = ANY (c_check) THEN
+		-- (n_older: counted in the pass, as of as_of)
+		IF max_cycle IS NOT NULL AND n_open_dated > 0 AND as_of - oldest_open > max_cycle THEN
+			IF n_older > 0 THEN
+				c_check := c_check || 'stale_open_deals'::text; c_sev := c_sev || 'warning'::text;
+				c_find := c_find || pg_catalog.format('%s of %s open deals are older on %s than every closed deal was when it closed (longest cycle %s days; the oldest open deal was created on %s): they may be dead deals never closed in the CRM',
+					dealrisk._num(n_older), dealrisk._num(n_open_dated), as_of, dealrisk._num(max_cycle::bigint), oldest_open);
+				c_hint := c_hint || 'Close or remove them in the CRM, or leave them out of the source; if the data is an older export, set dealrisk.as_of_date to its date.'::text;
+			END IF;
+		END IF;
+	END IF;
+
+	-- Row-level problems, from data_quality()'s tests (the checks it can run
+	-- on the columns the source has).
+	FOR dq IN SELECT * FROM dealrisk._quality_rows(source, p.dq_n, p.dq_ex) q
+	          WHERE q."rows" > 0 AND q.check_name NOT IN ('unknown_outcome', 'unknown_stage')
+	LOOP
+		c_check := c_check || dq.check_name;
+		c_sev := c_sev || CASE WHEN dq.check_name IN ('open_with_closed_date', 'null_amount', 'null_stage', 'cycle_days_mismatch')
+		                       THEN 'info' ELSE 'warning' END;
+		c_find := c_find || pg_catalog.format('%s %s: %s%s', dealrisk._num(dq."rows"),
+			CASE WHEN dq."rows" = 1 THEN 'row' ELSE 'rows' END, dq.description,
+			CASE WHEN dq.example_deal_id IS NOT NULL THEN pg_catalog.format(' (e.g. deal_id %s)', dq.example_deal_id) ELSE '' END);
+		c_hint := c_hint || CASE dq.check_name
+			WHEN 'duplicate_deal_id' THEN 'Keep one row per deal (watch() refuses open deals that share a deal_id).'
+			WHEN 'null_deal_id' THEN 'Give every deal an id; rows without one cannot be scored or alerted on.'
+			WHEN 'closed_before_created' THEN 'Fix the dates in the CRM or the mapping view; cycle lengths of these deals are negative and left out.'
+			WHEN 'closed_without_closed_date' THEN 'These deals count in win rates but are left out of trends, drivers and the time-based holdout.'
+			WHEN 'invalid_amount' THEN 'NaN and infinite amounts are treated as missing; fix them at the source.'
+			WHEN 'infinite_date' THEN 'Infinite dates are treated as missing; fix them at the source.'
+			WHEN 'negative_amount' THEN 'Check whether negative amounts are refunds or errors; they fall in the lowest amount bin.'
+			WHEN 'negative_cycle_days' THEN 'Negative cycle lengths are left out of cycle statistics.'
+			WHEN 'future_created_date' THEN 'Deals created in the future get negative ages; check the dates or dealrisk.as_of_date.'
+			END;
+	END LOOP;
+
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.unnest(c_sev) s WHERE s IN ('error', 'warning')) THEN
+		c_check := c_check || 'summary'::text; c_sev := c_sev || 'info'::text;
+		c_find := c_find || 'no error or warning: every diagnostic and train() can run on this source'::text;
+		c_hint := c_hint || NULL::text;
+	END IF;
+	RETURN QUERY SELECT u.c, u.s, u.f, u.h FROM ROWS FROM (pg_catalog.unnest(c_check), pg_catalog.unnest(c_sev),
+		pg_catalog.unnest(c_find), pg_catalog.unnest(c_hint)) WITH ORDINALITY AS u(c, s, f, h, o)
+		ORDER BY pg_catalog.array_position(ARRAY['error', 'warning', 'info'], u.s), u.o;
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk.check_source(regclass) IS
+	'Preflight of a deal source: one row per finding (check, severity error/warning/info, finding, hint): missing columns and what they take away, unknown outcome labels (with the SET line that fixes them), unknown stages (with the INSERT that adds them), a status column holding outcomes, whether deal_stage can support a funnel, outcome leaks, the scoring date against the data, open deals older than every closed one, and row-level problems of data_quality()';
+
+CREATE OR REPLACE FUNCTION dealrisk._build_spec(source regclass, features text[], filter text,
+	dict_source regclass DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cols text[];
+	types text[];
+	want text[];
+	f text;
+	spec jsonb := '[]';
+	skipped jsonb := '{}';
+	n bigint;
+	min_level bigint;
+	levels jsonb;
+	pooled jsonb;
+	edges float8[];
+	typical jsonb;
+	mean float8;
+	sd float8;
+	t text;
+	end_expr text;
+	age_expr text;
+	created_col text;
+	closed_col text;
+	stage_days text;
+	dfilter text := filter;
+	src regclass := source;
+	entry text;
+BEGIN
+	source := coalesce(dict_source, source);	-- dictionaries read the sample
+	SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum),
+	       pg_catalog.array_agg(pg_catalog.format_type(a.atttypid, NULL) ORDER BY a.attnum)
+	INTO cols, types
+	FROM pg_catalog.pg_attribute a
+	WHERE a.attrelid = source::pg_catalog.oid AND a.attnum > 0 AND NOT a.attisdropped;
+
+	IF features IS NULL THEN
+		want := ARRAY['industry', 'region', 'product_type', 'lead_source',
+		              'sales_rep_id', 'deal_amount', 'cycle_days', 'stage_time'];
+		IF 'last_activity_date' = ANY (cols) THEN
+			want := want || 'activity_gap'::text;
+		END IF;
+	ELSE
+		want := features;
+	END IF;
+
+	EXECUTE pg_catalog.format('SELECT count(*) FROM %s d WHERE %s', source, dfilter) INTO n;
+	min_level := greatest(20, (n * 0.005)::bigint);
+	-- dates as features.c reads them: an absent column or an infinite date
+	-- is missing (NULL)
+	created_col := dealrisk._finite_date('created_date', cols);
+	closed_col := dealrisk._finite_date('closed_date', cols);
+	-- the day a deal's clock stops: its close, else the as-of date
+	end_expr := pg_catalog.format(
+		'CASE WHEN dealrisk.is_won(d.outcome) IS NOT NULL AND (%1$s) IS NOT NULL THEN %1$s ELSE (SELECT dealrisk._as_of()) END',
+		closed_col);
+	-- a closed deal's cycle, else the days from creation to its close (or to
+	-- the as-of date when that is missing)
+	age_expr := pg_catalog.format(
+		'CASE WHEN dealrisk.is_won(d.outcome) IS NOT NULL THEN coalesce(%s (%s) - (%s), (SELECT dealrisk._as_of()) - (%s)) ELSE (SELECT dealrisk._as_of()) - (%s) END',
+		CASE WHEN 'sales_cycle_days' = ANY (cols)
+		     THEN 'CASE WHEN d.sales_cycle_days::float8 NOT IN (''NaN'', ''Infinity'', ''-Infinity'') THEN d.sales_cycle_days END,'
+		     ELSE '' END,
+		closed_col, created_col, created_col, created_col);
+	stage_days := pg_catalog.format('(%s) - coalesce(%s, %s)', end_expr,
+		dealrisk._finite_date('stage_entered_date', cols), created_col);
+
+	FOREACH f IN ARRAY want LOOP
+		-- 'column:linear' / 'column:bins': how a numeric column enters
+		SELECT e.col, e.entry INTO f, entry FROM dealrisk._feature_entry(src, f) e;
+		IF f = 'cycle_days' THEN
+			-- closed deals: bins of the cycle; open deals: the survivor curve
+			-- of the age (knots here, terms once fitted: _open_terms)
+			edges := dealrisk._quantile_edges(source, age_expr, dfilter, '{0.1,0.25,0.5,0.75,0.9}');
+			IF pg_catalog.cardinality(edges) > 0 THEN
+				spec := spec || (pg_catalog.jsonb_build_object('name', 'cycle_days', 'kind', 'bins',
+					'derived', 'age_days', 'edges', pg_catalog.to_jsonb(edges))
+					|| CASE WHEN pg_catalog.cardinality(edges) = 5 THEN '{"quantiles": [0.1, 0.25, 0.5, 0.75, 0.9]}'
+					        ELSE '{}' END::jsonb
+					|| dealrisk._open_knots(source, src, age_expr, dfilter));
+			END IF;
+		ELSIF f = 'stage_time' THEN
+			-- a stage that only won (or only lost) deals end in records the
+			-- outcome: time in it would teach the model the answer, not the risk
+			-- said in one line: "closed deals in 'Closed' all won; closed
+			-- deals in 'Demo', 'Qualified' and 2 more all lost"
+			EXECUTE pg_catalog.format(
+				'SELECT pg_catalog.string_agg(pg_catalog.format(''closed deals in %%s all %%s'','
+				'  CASE WHEN y.n <= 3 THEN y.l ELSE y.l || pg_catalog.format('' and %%s more'', y.n - 2) END,'
+				'  CASE WHEN y.won THEN ''won'' ELSE ''lost'' END), ''; '' ORDER BY y.won DESC) FROM ('
+				' SELECT x.r >= 0.99 won, count(*) n,'
+				'  pg_catalog.array_to_string((pg_catalog.array_agg(pg_catalog.quote_literal(x.s) ORDER BY x.c DESC, x.s))'
+				'   [1:CASE WHEN count(*) <= 3 THEN 3 ELSE 2 END], '', '') l'
+				' FROM (SELECT min(d.deal_stage) s, count(*) c, avg(dealrisk.is_won(d.outcome)::int) r'
+				'  FROM %s d WHERE %s AND dealrisk._stage_key(d.deal_stage) IS NOT NULL GROUP BY dealrisk._stage_key(d.deal_stage)) x'
+				' WHERE x.c >= 0.05 * $1 AND (x.r >= 0.99 OR x.r <= 0.01) GROUP BY 1) y', source, dfilter)
+				INTO t USING n;
+			IF t IS NOT NULL THEN
+				RAISE NOTICE 'dealrisk.train: stage_time left out: deal_stage gives the outcome away (%)', t;
+				skipped := skipped || pg_catalog.jsonb_build_object('stage_time',
+					pg_catalog.format('deal_stage gives the outcome away (%s)', t));
+				CONTINUE;
+			END IF;
+			EXECUTE pg_catalog.format(
+				'SELECT pg_catalog.jsonb_object_agg(s, m) FROM (SELECT dealrisk._stage_key(d.deal_stage) s,'
+				' greatest(1, percentile_cont(0.5) WITHIN GROUP (ORDER BY (%s)::float8)) m'
+				' FROM %s d WHERE %s AND dealrisk._stage_key(d.deal_stage) IS NOT NULL AND (%s) IS NOT NULL GROUP BY 1) x',
+				stage_days, source, dfilter, stage_days) INTO typical;
+			IF typical IS NOT NULL THEN
+				edges := dealrisk._quantile_edges(source,
+					pg_catalog.format('(%s)::float8 / greatest(1, (%L::jsonb ->> dealrisk._stage_key(d.deal_stage))::float8)',
+					                  stage_days, typical),
+					dfilter || ' AND dealrisk._stage_key(d.deal_stage) IS NOT NULL', '{0.25,0.5,0.75,0.9}');
+				IF pg_catalog.cardinality(edges) > 0 THEN
+					spec := spec || (pg_catalog.jsonb_build_object('name', 'stage_time', 'kind', 'bins',
+						'derived', 'stage_ratio', 'edges', pg_catalog.to_jsonb(edges), 'typical', typical)
+						|| CASE WHEN pg_catalog.cardinality(edges) = 4 THEN '{"quantiles": [0.25, 0.5, 0.75, 0.9]}'
+						        ELSE '{}' END::jsonb
+						|| dealrisk._open_knots(source, src,
+							pg_catalog.format('(%s)::float8 / greatest(1, (%L::jsonb ->> dealrisk._stage_key(d.deal_stage))::float8)',
+							                  stage_days, typical),
+							dfilter || ' AND dealrisk._stage_key(d.deal_stage) IS NOT NULL'));
+				END IF;
+			END IF;
+		ELSIF f = 'activity_gap' THEN
+			IF NOT 'last_activity_date' = ANY (cols) THEN
+				RAISE EXCEPTION 'feature "activity_gap" needs column "last_activity_date", which % lacks', src
+					USING ERRCODE = 'undefined_column';
+			END IF;
+			edges := dealrisk._quantile_edges(source, pg_catalog.format('(%s) - (%s)', end_expr,
+			                                  dealrisk._finite_date('last_activity_date', cols)),
+			                                  dfilter, '{0.25,0.5,0.75,0.9}');
+			IF pg_catalog.cardinality(edges) > 0 THEN
+				spec := spec || (pg_catalog.jsonb_build_object('name', 'activity_gap', 'kind', 'bins',
+					'derived', 'activity_gap', 'edges', pg_catalog.to_jsonb(edges))
+					|| CASE WHEN pg_catalog.cardinality(edges) = 4 THEN '{"quantiles": [0.25, 0.5, 0.75, 0.9]}'
+					        ELSE '{}' END::jsonb);
+			END IF;
+		ELSIF f = 'sales_rep_id' THEN
+			IF NOT f = ANY (cols) THEN
+				RAISE EXCEPTION 'column "%" is missing from source %', f, src
+					USING ERRCODE = 'undefined_column';
+			END IF;
+			spec := spec || pg_catalog.jsonb_build_object('name', 'rep_win_rate', 'kind', 'rate',
+			                                              'column', f, 'pending', true);
+		ELSIF f = ANY (cols) THEN
+			t := types[pg_catalog.array_position(cols, f)];
+			IF t IN ('text', 'character varying', 'character', 'boolean') THEN
+				EXECUTE pg_catalog.format(
+					'SELECT pg_catalog.jsonb_agg(k ORDER BY k COLLATE "C") FILTER (WHERE c >= $1),'
+					'       pg_catalog.jsonb_agg(k ORDER BY k COLLATE "C") FILTER (WHERE c < $1)'
+					' FROM (SELECT d.%I::text k, count(*) c FROM %s d WHERE %s AND d.%I IS NOT NULL GROUP BY 1) x',
+					f, source, dfilter, f) INTO levels, pooled USING min_level;
+				IF pooled IS NOT NULL THEN
+					levels := coalesce(levels, '[]') || '"(other)"'::jsonb;
+				END IF;
+				IF levels IS NOT NULL THEN
+					spec := spec || pg_catalog.jsonb_build_object('name', f, 'kind', 'categorical',
+						'column', f, 'levels', levels, 'pooled', coalesce(pooled, '[]'));
+				END IF;
+			ELSIF t IN ('numeric', 'integer', 'bigint', 'smallint', 'real', 'double precision') THEN
+				-- quintile bins (scorecard style: each bin its own weight, so
+				-- an effect need not be a straight line), unless :linear
+				IF entry IS DISTINCT FROM 'linear' THEN
+					edges := dealrisk._quantile_edges(source, pg_catalog.format('d.%I', f), dfilter,
+					                                  '{0.2,0.4,0.6,0.8}');
+					IF pg_catalog.cardinality(edges) > 0 THEN
+						-- (quantiles: explanations name the fifth a value is in)
+						spec := spec || (pg_catalog.jsonb_build_object('name', f, 'kind', 'bins',
+							'column', f, 'edges', pg_catalog.to_jsonb(edges))
+							|| CASE WHEN pg_catalog.cardinality(edges) = 4 THEN '{"quantiles": [0.2, 0.4, 0.6, 0.8]}'
+							        ELSE '{}' END::jsonb);
+					END IF;
+				ELSE
+					EXECUTE pg_catalog.format(
+						'SELECT avg(d.%1$I::float8), stddev_pop(d.%1$I::float8) FROM %2$s d WHERE %3$s'
+						' AND d.%1$I::float8 NOT IN (''NaN'', ''Infinity'', ''-Infinity'')',
+						f, source, dfilter) INTO mean, sd;
+					spec := spec || pg_catalog.jsonb_build_object('name', f, 'kind', 'numeric',
+						'column', f, 'mean', coalesce(mean, 0),
+						'sd', CASE WHEN coalesce(sd, 0) > 1e-12 THEN sd ELSE 1 END);
+				END IF;
+			ELSE
+				RAISE EXCEPTION 'column "%" of % has type %, which cannot be a feature', f, src, t
+					USING ERRCODE = 'datatype_mismatch',
+					      HINT = 'Features are text (categorical) or numeric columns; cast others in a view.';
+			END IF;
+		ELSE
+			RAISE EXCEPTION 'feature "%" is neither a column of % nor a derived feature', f, src
+				USING ERRCODE = 'undefined_column',
+				      HINT = 'Derived features: cycle_days, stage_time, activity_gap (and sales_rep_id as a shrunk rep win rate).';
+		END IF;
+	END LOOP;
+	IF pg_catalog.jsonb_array_length(spec) = 0 THEN
+		RAISE EXCEPTION 'no usable feature in %', src USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	-- (left_out: why a feature asked for was left out, for train() to
+	-- record; not part of the stored specification)
+	RETURN pg_catalog.jsonb_build_object('format', 'dealrisk/1', 'features', spec)
+		|| CASE WHEN skipped <> '{}' THEN pg_catalog.jsonb_build_object('left_out', skipped) ELSE '{}' END;
+END
+$$;
+COMMENT ON FUNCTION dealrisk._build_spec(regclass, text[], text, regclass) IS
+	'Learns a feature specification (dictionaries, bins, typical stage times) from the closed deals of a source (internal)';
+
+COMMENT ON FUNCTION dealrisk.stage_position(text) IS
+	'Position of a stage in dealrisk.stages (matched as _stage_key says: trimmed, ASCII case folded); an unknown stage is an error';
