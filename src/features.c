@@ -19,6 +19,7 @@
 #include "nodes/primnodes.h"
 #include "pgtime.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/date.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -193,6 +194,9 @@ row_reader(DrModel *model, TupleDesc desc, Oid typid, MemoryContext cxt)
 				break;
 			case DR_DERIVED_STAGE_RATIO:
 				need[DR_COL_CREATED] = need[DR_COL_STAGE] = true;
+				break;
+			case DR_DERIVED_STAGE_DAYS:
+				need[DR_COL_CREATED] = true;
 				break;
 			case DR_DERIVED_ACTIVITY_GAP:
 				need[DR_COL_LAST_ACTIVITY] = true;
@@ -564,6 +568,7 @@ dr_row_label(DrRowReader *r)
  * feature columns.  Training passes hand over only these (_row_args).
  */
 PG_FUNCTION_INFO_V1(dr_model_columns);
+PG_FUNCTION_INFO_V1(dr_feature_raw);
 Datum
 dr_model_columns(PG_FUNCTION_ARGS)
 {
@@ -976,6 +981,15 @@ dr_encode_row(DrModel *model, DrRowReader *r, int32 as_of, bool leave_one_out,
 				have_text = true;
 			}
 		}
+		else if (f->derived == DR_DERIVED_STAGE_DAYS)
+		{
+			int32		entered = attr_date(r, r->fixed_attno[DR_COL_STAGE_ENTERED]);
+
+			if (entered == DR_NO_DATE)
+				entered = created;
+			if (entered != DR_NO_DATE)
+				v = (double) end - (double) entered;
+		}
 		else if (f->derived == DR_DERIVED_ACTIVITY_GAP)
 		{
 			int32		last = attr_date(r, r->fixed_attno[DR_COL_LAST_ACTIVITY]);
@@ -1092,4 +1106,62 @@ dr_tree_values(DrModel *m, DrEncoded *e, const bool **absent)
 	}
 	*absent = any ? m->tree_absent : NULL;
 	return m->tree_x;
+}
+
+/* What a _feature_raw call site keeps: its spec and the model parsed from it. */
+typedef struct RawCache
+{
+	MemoryContext cxt;
+	Datum		spec;			/* a copy of the spec the model came from */
+	DrModel    *model;
+	DrRowReader *reader;
+	DrEncoded  *enc;
+	DrAsOf		as_of;
+} RawCache;
+
+/*
+ * SQL: _feature_raw(spec jsonb, row_type regtype, columns text[], VARIADIC
+ * values) -> float8: the number the encoder derives for the spec's first
+ * feature from a row (a deal's age or cycle, its days or time in stage,
+ * its activity gap), NULL when it is missing.  Training's SQL bins these
+ * numbers by calling it, so that they are derived in one place, the
+ * encoder, for training, scoring and explanations alike.
+ */
+Datum
+dr_feature_raw(PG_FUNCTION_ARGS)
+{
+	RawCache   *rc = (RawCache *) fcinfo->flinfo->fn_extra;
+	Datum		spec;
+	double		v;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("model specification must not be NULL")));
+	spec = PG_GETARG_DATUM(0);
+	if (rc == NULL || !datumIsEqual(spec, rc->spec, false, -1))
+	{
+		MemoryContext cxt;
+		MemoryContext old;
+
+		if (rc != NULL)
+			MemoryContextDelete(rc->cxt);
+		fcinfo->flinfo->fn_extra = NULL;
+		cxt = AllocSetContextCreate(fcinfo->flinfo->fn_mcxt, "dealrisk feature values",
+									ALLOCSET_SMALL_SIZES);
+		old = MemoryContextSwitchTo(cxt);
+		rc = palloc0(sizeof(RawCache));
+		rc->cxt = cxt;
+		rc->spec = PointerGetDatum(PG_DETOAST_DATUM_COPY(spec));
+		MemoryContextSwitchTo(old);
+		rc->model = dr_model_from_spec(rc->spec, NULL, 0, NULL, cxt);
+		rc->enc = dr_encoded_alloc(rc->model, cxt);
+		fcinfo->flinfo->fn_extra = rc;
+	}
+	rc->reader = dr_row_from_args(rc->model, fcinfo, 1, rc->cxt, rc->reader);
+	dr_encode_row(rc->model, rc->reader, dr_as_of_cached(&rc->as_of), false, rc->enc);
+	v = rc->enc->raw[0];
+	if (isnan(v))
+		PG_RETURN_NULL();
+	PG_RETURN_FLOAT8(v);
 }

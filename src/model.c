@@ -625,8 +625,10 @@ dr_model_from_spec(Datum spec, ArrayType *coefs, int64 id, const char *name,
 				f->derived = DR_DERIVED_STAGE_RATIO;
 			else if (strcmp(derived, "activity_gap") == 0)
 				f->derived = DR_DERIVED_ACTIVITY_GAP;
+			else if (strcmp(derived, "stage_days") == 0)
+				f->derived = DR_DERIVED_STAGE_DAYS;
 			else
-				invalid_model(label, "Derived inputs are age_days, stage_ratio and activity_gap.",
+				invalid_model(label, "Derived inputs are age_days, stage_ratio, stage_days and activity_gap.",
 							  psprintf("feature \"%s\" has unknown derived input \"%s\"", f->name, derived));
 			if (f->kind != DR_FEAT_BINS && f->kind != DR_FEAT_NUMERIC)
 				invalid_model(label, "Derived inputs are numbers: use kind bins or numeric.",

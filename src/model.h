@@ -37,7 +37,9 @@ typedef enum DrDerived
 	DR_DERIVED_NONE,			/* the feature reads its column */
 	DR_DERIVED_AGE_DAYS,		/* cycle days (closed) or age (open) */
 	DR_DERIVED_STAGE_RATIO,		/* days in current stage / stage's typical days */
-	DR_DERIVED_ACTIVITY_GAP		/* days since the last logged activity */
+	DR_DERIVED_ACTIVITY_GAP,	/* days since the last logged activity */
+	DR_DERIVED_STAGE_DAYS		/* days in current stage (for the typical
+								 * days a stage_ratio divides by) */
 } DrDerived;
 
 /* Contract columns a derived feature may need; index into DrRowReader. */

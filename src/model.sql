@@ -145,11 +145,13 @@ AS $$
 DECLARE
 	edges float8[];
 BEGIN
+	-- one evaluation of expr per row: the ordered-set aggregate skips NULLs,
+	-- and infinite or NaN values are left out as the encoder leaves them out
 	EXECUTE pg_catalog.format(
 		'SELECT pg_catalog.array_agg(DISTINCT q ORDER BY q) FROM pg_catalog.unnest('
-		'(SELECT percentile_cont($1) WITHIN GROUP (ORDER BY (%s)::float8) FROM %s d WHERE %s AND (%s) IS NOT NULL'
-		' AND (%s)::float8 NOT IN (''NaN'', ''Infinity'', ''-Infinity''))) q',
-		expr, source, filter, expr, expr)
+		'(SELECT percentile_cont($1) WITHIN GROUP (ORDER BY x.v) FROM (SELECT (%s)::float8 AS v FROM %s d WHERE %s) x'
+		' WHERE x.v NOT IN (''NaN'', ''Infinity'', ''-Infinity''))) q',
+		expr, source, filter)
 		INTO edges USING probs;
 	RETURN edges;
 END
@@ -169,11 +171,12 @@ AS $$
 DECLARE
 	knots float8[];
 	longest float8;
-	finite text := pg_catalog.format('(%s) IS NOT NULL AND (%s)::float8 NOT IN (''NaN'', ''Infinity'', ''-Infinity'')', expr, expr);
+	-- expr evaluated once per row; NULL, NaN and infinite values left out
+	finite text := 'x.v NOT IN (''NaN'', ''Infinity'', ''-Infinity'')';
 BEGIN
 	EXECUTE pg_catalog.format(
 		'SELECT pg_catalog.array_agg(DISTINCT q ORDER BY q) FROM pg_catalog.unnest('
-		'(SELECT percentile_disc($1) WITHIN GROUP (ORDER BY (%s)::float8) FROM %s d WHERE %s AND %s)) q',
+		'(SELECT percentile_disc($1) WITHIN GROUP (ORDER BY x.v) FROM (SELECT (%s)::float8 AS v FROM %s d WHERE %s) x WHERE %s)) q',
 		expr, dict, filter, finite)
 		INTO knots
 		USING ARRAY(SELECT k / 20.0 FROM pg_catalog.generate_series(0, 19) k)::float8[] || '{0.975,0.99,1}'::float8[];
@@ -182,7 +185,8 @@ BEGIN
 	END IF;
 	longest := knots[pg_catalog.cardinality(knots)];
 	IF dict::pg_catalog.oid <> source::pg_catalog.oid THEN
-		EXECUTE pg_catalog.format('SELECT max((%s)::float8) FROM %s d WHERE %s AND %s', expr, source, filter, finite)
+		EXECUTE pg_catalog.format('SELECT max(x.v) FROM (SELECT (%s)::float8 AS v FROM %s d WHERE %s) x WHERE %s',
+		                          expr, source, filter, finite)
 			INTO longest;
 	END IF;
 	RETURN pg_catalog.jsonb_build_object('open_knots', pg_catalog.to_jsonb(knots),
@@ -322,20 +326,6 @@ END
 $$;
 COMMENT ON FUNCTION dealrisk._census(regclass, text, text, boolean) IS
 	'Won and lost counts, newest close date and the rep win-rate features (all deals, training split) of a source, from one scan (internal)';
-
--- A date column of a deal (alias d) as the encoder reads it: NULL when the
--- column is not among cols or the date is infinite.
-CREATE FUNCTION dealrisk._finite_date(col text, cols text[])
-RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-	SELECT CASE WHEN col = ANY (cols)
-	            THEN pg_catalog.format('CASE WHEN pg_catalog.isfinite(d.%1$I) THEN d.%1$I END', col)
-	            ELSE 'NULL::date' END
-$$;
-COMMENT ON FUNCTION dealrisk._finite_date(text, text[]) IS
-	'SQL for a date column of a deal row as the model reads it: NULL when absent or infinite (internal)';
 
 -- A feature as train(features => ...) names it: a derived feature or a
 -- column, optionally followed by how a numeric column enters the model:
@@ -571,6 +561,28 @@ COMMENT ON FUNCTION dealrisk._feature_leaks(regclass, text[]) IS
 -- learned from dict_source (a sample of source; default source itself); the
 -- rep win-rate feature, which needs exact counts, is left as a placeholder
 -- for the caller to fill from _census.
+-- The SQL expression, over rows d of source, of a number the encoder
+-- derives from dates (derived: age_days, stage_days, stage_ratio with the
+-- typical days per stage, activity_gap): a call of dealrisk._feature_raw.
+CREATE FUNCTION dealrisk._raw_expr(source regclass, derived text, typical jsonb DEFAULT NULL)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT pg_catalog.format('dealrisk._feature_raw(%L::jsonb, %s)', s.spec, dealrisk._row_args(source, s.spec))
+	FROM (SELECT pg_catalog.jsonb_build_object('features', pg_catalog.jsonb_build_array(
+		pg_catalog.jsonb_build_object('name', derived, 'kind', 'numeric', 'derived', derived, 'mean', 0, 'sd', 1)
+		|| CASE WHEN typical IS NOT NULL THEN pg_catalog.jsonb_build_object('typical', typical) ELSE '{}' END))) s(spec)
+$$;
+COMMENT ON FUNCTION dealrisk._raw_expr(regclass, text, jsonb) IS
+	'The SQL expression of a number derived from a deal''s dates, computed by the encoder (internal)';
+
+CREATE FUNCTION dealrisk._feature_raw(spec jsonb, row_type regtype, columns text[], VARIADIC "any")
+RETURNS float8 AS 'MODULE_PATHNAME', 'dr_feature_raw'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION dealrisk._feature_raw(jsonb, regtype, text[], "any") IS
+	'The number the encoder derives for a spec''s first feature from a row passed as values, NULL when missing (internal)';
+
 CREATE FUNCTION dealrisk._build_spec(source regclass, features text[], filter text,
 	dict_source regclass DEFAULT NULL)
 RETURNS jsonb
@@ -593,11 +605,9 @@ DECLARE
 	mean float8;
 	sd float8;
 	t text;
-	end_expr text;
 	age_expr text;
-	created_col text;
-	closed_col text;
 	stage_days text;
+	ratio_expr text;
 	dfilter text := filter;
 	src regclass := source;
 	entry text;
@@ -621,24 +631,11 @@ BEGIN
 
 	EXECUTE pg_catalog.format('SELECT count(*) FROM %s d WHERE %s', source, dfilter) INTO n;
 	min_level := greatest(20, (n * 0.005)::bigint);
-	-- dates as features.c reads them: an absent column or an infinite date
-	-- is missing (NULL)
-	created_col := dealrisk._finite_date('created_date', cols);
-	closed_col := dealrisk._finite_date('closed_date', cols);
-	-- the day a deal's clock stops: its close, else the as-of date
-	end_expr := pg_catalog.format(
-		'CASE WHEN dealrisk.is_won(d.outcome) IS NOT NULL AND (%1$s) IS NOT NULL THEN %1$s ELSE (SELECT dealrisk._as_of()) END',
-		closed_col);
-	-- a closed deal's cycle, else the days from creation to its close (or to
-	-- the as-of date when that is missing)
-	age_expr := pg_catalog.format(
-		'CASE WHEN dealrisk.is_won(d.outcome) IS NOT NULL THEN coalesce(%s (%s) - (%s), (SELECT dealrisk._as_of()) - (%s)) ELSE (SELECT dealrisk._as_of()) - (%s) END',
-		CASE WHEN 'sales_cycle_days' = ANY (cols)
-		     THEN 'CASE WHEN d.sales_cycle_days::float8 NOT IN (''NaN'', ''Infinity'', ''-Infinity'') THEN d.sales_cycle_days END,'
-		     ELSE '' END,
-		closed_col, created_col, created_col, created_col);
-	stage_days := pg_catalog.format('(%s) - coalesce(%s, %s)', end_expr,
-		dealrisk._finite_date('stage_entered_date', cols), created_col);
+	-- the numbers derived from dates (a deal's age or cycle, its days in
+	-- stage, its activity gap) as the encoder derives them for scoring
+	-- (src/features.c, through dealrisk._feature_raw): one definition
+	age_expr := dealrisk._raw_expr(source, 'age_days');
+	stage_days := dealrisk._raw_expr(source, 'stage_days');
 
 	FOREACH f IN ARRAY want LOOP
 		-- 'column:linear' / 'column:bins': how a numeric column enters
@@ -682,18 +679,15 @@ BEGIN
 				' FROM %s d WHERE %s AND dealrisk._stage_key(d.deal_stage) IS NOT NULL AND (%s) IS NOT NULL GROUP BY 1) x',
 				stage_days, source, dfilter, stage_days) INTO typical;
 			IF typical IS NOT NULL THEN
-				edges := dealrisk._quantile_edges(source,
-					pg_catalog.format('(%s)::float8 / greatest(1, (%L::jsonb ->> dealrisk._stage_key(d.deal_stage))::float8)',
-					                  stage_days, typical),
+				ratio_expr := dealrisk._raw_expr(source, 'stage_ratio', typical);
+				edges := dealrisk._quantile_edges(source, ratio_expr,
 					dfilter || ' AND dealrisk._stage_key(d.deal_stage) IS NOT NULL', '{0.25,0.5,0.75,0.9}');
 				IF pg_catalog.cardinality(edges) > 0 THEN
 					spec := spec || (pg_catalog.jsonb_build_object('name', 'stage_time', 'kind', 'bins',
 						'derived', 'stage_ratio', 'edges', pg_catalog.to_jsonb(edges), 'typical', typical)
 						|| CASE WHEN pg_catalog.cardinality(edges) = 4 THEN '{"quantiles": [0.25, 0.5, 0.75, 0.9]}'
 						        ELSE '{}' END::jsonb
-						|| dealrisk._open_knots(source, src,
-							pg_catalog.format('(%s)::float8 / greatest(1, (%L::jsonb ->> dealrisk._stage_key(d.deal_stage))::float8)',
-							                  stage_days, typical),
+						|| dealrisk._open_knots(source, src, ratio_expr,
 							dfilter || ' AND dealrisk._stage_key(d.deal_stage) IS NOT NULL'));
 				END IF;
 			END IF;
@@ -702,8 +696,7 @@ BEGIN
 				RAISE EXCEPTION 'feature "activity_gap" needs column "last_activity_date", which % lacks', src
 					USING ERRCODE = 'undefined_column';
 			END IF;
-			edges := dealrisk._quantile_edges(source, pg_catalog.format('(%s) - (%s)', end_expr,
-			                                  dealrisk._finite_date('last_activity_date', cols)),
+			edges := dealrisk._quantile_edges(source, dealrisk._raw_expr(source, 'activity_gap'),
 			                                  dfilter, '{0.25,0.5,0.75,0.9}');
 			IF pg_catalog.cardinality(edges) > 0 THEN
 				spec := spec || (pg_catalog.jsonb_build_object('name', 'activity_gap', 'kind', 'bins',

@@ -673,6 +673,8 @@ reason_text(DrFeature *f, DrEncoded *e, int i, double effect, double prior_rate,
 						: psprintf("%s since the deal was created (%s of closed cycles, %s: deals like this win %s often)",
 								   days_text(raw), bin_position(f, lvl),
 								   bin_range(f, lvl, " days"), dir);
+				case DR_DERIVED_STAGE_DAYS:
+					return psprintf("In its stage for %s", days_text(raw));
 				case DR_DERIVED_NONE:
 					break;
 			}

@@ -437,8 +437,12 @@ SELECT cmp_ok((SELECT count(*) FROM fz_result), '>', 1500::bigint, 'the fuzz mad
 SELECT is((SELECT count(DISTINCT sig) FROM fz_result WHERE call LIKE 'dealrisk.%'),
 	(SELECT count(*) FROM fz_fn), 'every C function and aggregate was called');
 SELECT cmp_ok((SELECT count(*) FROM fz_result WHERE outcome = 'ok'), '>', 300::bigint, 'many calls succeed');
-SELECT is_empty($$SELECT sig, call, message FROM fz_result WHERE outcome = 'NaN' AND sig NOT LIKE 'state %'$$,
-	'no call returns NaN (but a state made from a NaN state)');
+-- (a text result that echoes the text 'NaN' it was given, as _stage_key
+-- does, is not a NaN number)
+SELECT is_empty($$SELECT sig, call, message FROM fz_result WHERE outcome = 'NaN' AND sig NOT LIKE 'state %'
+	AND NOT (call LIKE '%''NaN''::text%'
+	         AND (SELECT p.prorettype FROM pg_proc p WHERE p.oid = to_regprocedure(sig)) = 'text'::regtype)$$,
+	'no call returns NaN (but a state made from a NaN state, or text echoing ''NaN'')');
 SELECT is_empty($$SELECT sig, call, outcome, message FROM fz_result WHERE outcome LIKE 'XX%'$$,
 	'no call fails with an internal error');
 
