@@ -451,8 +451,9 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 					loss = (y[i] ? (mi >= 0 ? 0 : -mi) : (mi >= 0 ? mi : 0)) + log1p(e);
 					if (hold[i])
 					{
-						lh += w[i] * loss;
-						wh += w[i];
+						/* unweighted, as the holdout metrics are */
+						lh += loss;
+						wh += 1;
 					}
 					else
 					{
@@ -490,9 +491,12 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 			break;
 		}
 	}
-	/* keep the trees up to the best round */
-	o->ntrees = best_round;
-	o->nnodes = best_nodes;
+	/* keep the trees up to the best round (all of them without early stopping) */
+	if (p->early_stop > 0)
+	{
+		o->ntrees = best_round;
+		o->nnodes = best_nodes;
+	}
 	pfree(m);
 	pfree(pr);
 	pfree(gh);

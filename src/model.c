@@ -816,7 +816,7 @@ dr_model_from_spec(Datum spec, ArrayType *coefs, int64 id, const char *name,
 	if (m->trees != NULL && m->beta != NULL)
 	{
 		m->trees->base = m->beta[0];
-		dr_trees_check(m->trees);
+		dr_trees_check(m->trees, cxt);
 	}
 	MemoryContextSwitchTo(oldcxt);
 	SPI_finish();

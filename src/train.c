@@ -244,7 +244,7 @@ fit_cache(FunctionCallInfo fcinfo, int specarg, int betaarg, int splitarg,
 	if (fc->model->trees != NULL)
 	{
 		fc->model->trees->base = fc->beta[0];
-		dr_trees_check(fc->model->trees);
+		dr_trees_check(fc->model->trees, fc->cxt);
 	}
 	fcinfo->flinfo->fn_extra = fc;
 	return fc;
@@ -1435,6 +1435,8 @@ dr_gbm_combine(PG_FUNCTION_ARGS)
 	width = a->edges_mode ? 4 * a->nf : a->nf;
 	for (k = 0; k < b->n; k++)
 	{
+		if ((k & 0xFFFF) == 0)
+			CHECK_FOR_INTERRUPTS();
 		if (a->n == a->cap)
 			gbm_pass_grow(a, aggcxt);
 		memcpy(a->values + (Size) a->n * width, b->values + (Size) k * width, width);
@@ -1599,6 +1601,8 @@ dr_gbm_deserial(PG_FUNCTION_ARGS)
 		dr_state_value_error("boosting pass", "The serialised state is longer than its header says.");
 	for (k = 0; k < s->n; k++)
 	{
+		if ((k & 0xFFFF) == 0)
+			CHECK_FOR_INTERRUPTS();
 		if (!(s->w[k] > 0) || isinf(s->w[k]) || (s->flags[k] >> GBM_ROLE_SHIFT) > GBM_HOLDOUT ||
 			(s->flags[k] & ~((3 << GBM_ROLE_SHIFT) | GBM_WON)) != 0)
 			dr_state_value_error("boosting pass", psprintf("Row " INT64_FORMAT " has a bad weight or flags.", k + 1));
@@ -1654,6 +1658,9 @@ gbm_edges_result(GbmPass *s)
 		for (k = 0; k < s->n; k++)
 		{
 			float		x = ((float *) s->values)[(Size) k * s->nf + i];
+
+			if ((k & 0xFFFF) == 0)
+				CHECK_FOR_INTERRUPTS();
 
 			/* an infinite number still splits: only NaN is missing */
 			if (!isnan(x))
@@ -1875,6 +1882,8 @@ dr_gbm_result(PG_FUNCTION_ARGS)
 	flags = s->flags;
 	for (k = 0; k < n; k++)
 	{
+		if ((k & 0xFFFF) == 0)
+			CHECK_FOR_INTERRUPTS();
 		memcpy(sorted + (Size) k * s->nf, codes + (Size) order[k] * s->nf, s->nf);
 		w[k] = s->w[order[k]];
 		y[k] = (flags[order[k]] & GBM_WON) != 0;

@@ -62,7 +62,7 @@ tree_array(ArrayType *a, Oid type, int len, const char *name)
  * numbers, covers that TreeSHAP can divide by, a bounded depth.
  */
 void
-dr_trees_check(DrTrees *t)
+dr_trees_check(DrTrees *t, MemoryContext cxt)
 {
 	int			k;
 
@@ -124,25 +124,51 @@ dr_trees_check(DrTrees *t)
 			pfree(d);
 		}
 	}
+
+	/* the walker's form: nodes in one array, each tree's features as a set */
+	t->words = (t->nfeatures + 63) / 64;
+	t->nodes = MemoryContextAlloc(cxt, sizeof(DrNode) * Max(t->nnodes, 1));
+	t->uses = MemoryContextAllocZero(cxt, sizeof(uint64) * Max((Size) t->ntrees * t->words, 1));
+	t->xf = MemoryContextAlloc(cxt, sizeof(float) * t->nfeatures);
+	t->absent_set = MemoryContextAlloc(cxt, sizeof(uint64) * t->words);
+	for (k = 0; k < t->ntrees; k++)
+	{
+		int			end = k + 1 < t->ntrees ? t->start[k + 1] : t->nnodes;
+		int			g;
+
+		for (g = t->start[k]; g < end; g++)
+		{
+			DrNode	   *nd = &t->nodes[g];
+
+			nd->left = t->left[g];
+			nd->right = t->right[g];
+			nd->value = t->value[g];
+			nd->threshold = nd->left < 0 ? 0 : (float) t->threshold[g];
+			nd->feature_dl = nd->left < 0 ? 0 :
+				((uint32) t->feature[g] << 1) | (t->default_left[g] ? 1 : 0);
+			if (nd->left >= 0)
+				t->uses[(Size) k * t->words + t->feature[g] / 64] |= UINT64CONST(1) << (t->feature[g] % 64);
+		}
+	}
 }
 
-/* The leaf a feature vector reaches in tree k (global node index). */
-static inline int
-leaf_of(const DrTrees *t, int k, const double *x)
+/* The leaf value a feature vector (as float4, NaN missing) reaches in tree k. */
+static inline double
+leaf_value(const DrTrees *t, int k, const float *x)
 {
-	int			base = t->start[k];
-	int			i = 0;
+	const DrNode *base = t->nodes + t->start[k];
+	const DrNode *nd = base;
 
-	while (t->left[base + i] >= 0)
+	while (nd->left >= 0)
 	{
-		double		v = x[t->feature[base + i]];
+		float		v = x[nd->feature_dl >> 1];
 
 		if (isnan(v))
-			i = t->default_left[base + i] ? t->left[base + i] : t->right[base + i];
+			nd = base + ((nd->feature_dl & 1) ? nd->left : nd->right);
 		else
-			i = (float) v < (float) t->threshold[base + i] ? t->left[base + i] : t->right[base + i];
+			nd = base + (v < nd->threshold ? nd->left : nd->right);
 	}
-	return base + i;
+	return nd->value;
 }
 
 /* The share of a split node's cover that its child goes with. */
@@ -196,17 +222,30 @@ double
 dr_trees_margin(const DrTrees *t, const double *x, const bool *absent)
 {
 	double		m = t->base;
-	int			k;
+	int			k,
+				w;
+	bool		any = false;
 
-	if (absent == NULL)
+	for (k = 0; k < t->nfeatures; k++)
+		t->xf[k] = (float) x[k];
+	if (absent != NULL)
 	{
-		for (k = 0; k < t->ntrees; k++)
-			m += t->value[leaf_of(t, k, x)];
+		memset(t->absent_set, 0, sizeof(uint64) * t->words);
+		for (k = 0; k < t->nfeatures; k++)
+			if (absent[k])
+			{
+				t->absent_set[k / 64] |= UINT64CONST(1) << (k % 64);
+				any = true;
+			}
 	}
-	else
+	for (k = 0; k < t->ntrees; k++)
 	{
-		for (k = 0; k < t->ntrees; k++)
-			m += absent_value(t, t->start[k], 0, x, absent);
+		bool		splits_absent = false;
+
+		/* only a tree that splits on an absent feature averages it out */
+		for (w = 0; any && w < t->words && !splits_absent; w++)
+			splits_absent = (t->uses[(Size) k * t->words + w] & t->absent_set[w]) != 0;
+		m += splits_absent ? absent_value(t, t->start[k], 0, x, absent) : leaf_value(t, k, t->xf);
 	}
 	return m;
 }
@@ -455,7 +494,7 @@ trees_from_args(FunctionCallInfo fcinfo, DrTrees *t, double **x)
 				(*x)[i] = d[j++];
 		}
 	}
-	dr_trees_check(t);
+	dr_trees_check(t, CurrentMemoryContext);
 }
 
 /*

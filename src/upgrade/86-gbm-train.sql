@@ -393,7 +393,10 @@ BEGIN
 	dict_source := source;
 	share := CASE WHEN n_rows >= 1 THEN 50000 / n_rows ELSE 1 END;
 	WHILE share < 1 LOOP
-		DROP TABLE IF EXISTS pg_temp.dealrisk_train_sample;
+		-- (without a NOTICE when this session has no temporary schema yet)
+		IF pg_catalog.to_regclass('pg_temp.dealrisk_train_sample') IS NOT NULL THEN
+			DROP TABLE pg_temp.dealrisk_train_sample;
+		END IF;
 		IF is_table THEN
 			-- a table: read only a repeatable sample of its pages
 			EXECUTE pg_catalog.format('CREATE TEMP TABLE dealrisk_train_sample ON COMMIT DROP AS'
