@@ -981,6 +981,12 @@ DECLARE
 	gbm_beta float8[];
 	gbm_metrics jsonb;
 	gbm_info jsonb;
+	gbm_hspec jsonb;
+	gbm_hbeta float8[];
+	pair float8[];
+	gain float8;
+	gain_se float8;
+	auto_info jsonb := '{}';
 	log_spec jsonb;
 	log_metrics jsonb;
 	cand jsonb := '{}';
@@ -1275,7 +1281,8 @@ BEGIN
 	END IF;
 	IF method IN ('gbm', 'auto') THEN
 		-- the trees: both fits from one pass (src/trees.sql)
-		SELECT g.model_spec, g.beta, g.eval_metrics, g.info INTO gbm_spec, gbm_beta, gbm_metrics, gbm_info
+		SELECT g.model_spec, g.beta, g.eval_metrics, g.info, g.holdout_spec, g.holdout_beta
+		INTO gbm_spec, gbm_beta, gbm_metrics, gbm_info, gbm_hspec, gbm_hbeta
 		FROM dealrisk._gbm_train(source, dict_source, closed_filter, spec_train, spec,
 		                         cutoff, hold_expr, ref, halflife, params) g;
 		IF gbm_metrics IS NULL THEN
@@ -1285,15 +1292,31 @@ BEGIN
 		cand := cand || pg_catalog.jsonb_build_object('gbm', gbm_metrics - 'calibration');
 	END IF;
 
-	-- 'auto': the better holdout log loss (the simpler model on a tie)
-	chosen := CASE WHEN method <> 'auto' THEN method
-	               WHEN (gbm_metrics->>'log_loss')::float8 < (log_metrics->>'log_loss')::float8 THEN 'gbm'
-	               ELSE 'logistic' END;
+	-- 'auto': the trees only when they beat the logistic model by more than
+	-- noise: the per-deal differences of the two holdout fits' log losses on
+	-- the same holdout deals, their mean more than two standard errors
+	-- above 0 (a paired test); otherwise the simpler model
 	IF method = 'auto' THEN
-		RAISE NOTICE 'dealrisk.train: method auto keeps % (holdout log loss %; % for %)', chosen,
-			pg_catalog.round((cand->chosen->>'log_loss')::numeric, 4),
-			pg_catalog.round((cand->(CASE chosen WHEN 'gbm' THEN 'logistic' ELSE 'gbm' END)->>'log_loss')::numeric, 4),
-			CASE chosen WHEN 'gbm' THEN 'logistic' ELSE 'gbm' END;
+		IF cutoff IS NOT NULL THEN
+			EXECUTE pg_catalog.format('SELECT dealrisk._eval_pair($1, $2, $3, $4, 2, $5, %s) FROM %s d WHERE %s',
+			                          dealrisk._row_args(source, spec_train), source, closed_filter)
+				INTO pair USING spec_train, fit.beta, gbm_hspec, gbm_hbeta, cutoff;
+		ELSE
+			EXECUTE pg_catalog.format('SELECT dealrisk._eval_pair($1, $2, $3, $4, 0, NULL, %s) FROM %s d WHERE %s',
+			                          dealrisk._row_args(source, spec_train), source, test_filter)
+				INTO pair USING spec_train, fit.beta, gbm_hspec, gbm_hbeta;
+		END IF;
+		gain := pair[2] / pair[1];
+		gain_se := sqrt(greatest(pair[3] / pair[1] - gain * gain, 0) / greatest(pair[1] - 1, 1));
+		chosen := CASE WHEN gain > 0 AND gain > 2 * gain_se THEN 'gbm' ELSE 'logistic' END;
+		auto_info := pg_catalog.jsonb_build_object('auto', pg_catalog.jsonb_build_object(
+			'kept', chosen, 'log_loss_gain_of_trees', gain, 'standard_error', gain_se, 'n', pair[1],
+			'rule', 'trees when their holdout log loss is lower by more than two standard errors of the paired per-deal difference'));
+		RAISE NOTICE 'dealrisk.train: method auto keeps %: the trees'' holdout log loss is % lower (standard error %)%', chosen,
+			pg_catalog.round(gain::numeric, 4), pg_catalog.round(gain_se::numeric, 4),
+			CASE WHEN chosen = 'gbm' THEN '' ELSE ', not surely lower: the simpler model stays' END;
+	ELSE
+		chosen := method;
 	END IF;
 	IF chosen = 'logistic' THEN
 		stored_spec := log_spec || pg_catalog.jsonb_build_object('l2', l2, 'recency_halflife_days', halflife);
@@ -1308,7 +1331,7 @@ BEGIN
 		test_metrics := gbm_metrics;
 		method_metrics := gbm_info;
 	END IF;
-	method_metrics := method_metrics || pg_catalog.jsonb_build_object('method', chosen)
+	method_metrics := method_metrics || pg_catalog.jsonb_build_object('method', chosen) || auto_info
 		|| CASE WHEN method = 'auto' THEN pg_catalog.jsonb_build_object('candidates', cand) ELSE '{}' END;
 
 	INSERT INTO dealrisk.models (name, source, feature_spec, coefficients, metrics)

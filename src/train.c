@@ -49,6 +49,7 @@ PG_FUNCTION_INFO_V1(dr_gbm_combine);
 PG_FUNCTION_INFO_V1(dr_gbm_serial);
 PG_FUNCTION_INFO_V1(dr_gbm_deserial);
 PG_FUNCTION_INFO_V1(dr_gbm_result);
+PG_FUNCTION_INFO_V1(dr_eval_pair_accum);
 
 #define IRLS_HEAD 3
 #define EVAL_HEAD 5
@@ -1970,4 +1971,70 @@ dr_gbm_result(PG_FUNCTION_ARGS)
 	}
 	appendStringInfoString(&buf, "]}");
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+}
+
+/* The two models of a paired evaluation (see dr_eval_pair_accum). */
+typedef struct PairCache
+{
+	FitCache   *a;
+	FitCache   *b;
+} PairCache;
+
+/* The log loss of a closed deal's outcome y under log-odds eta, without overflow. */
+static inline double
+deal_log_loss(double eta, int y)
+{
+	double		z = y ? eta : -eta;	/* log-odds of what happened */
+
+	return z >= 0 ? log1p(exp(-z)) : -z + log1p(exp(z));
+}
+
+/*
+ * SQL: _eval_pair_accum(state, spec_a, beta_a, spec_b, beta_b, split,
+ * cutoff, row_type, columns, VARIADIC values): transition of _eval_pair.
+ * Scores a closed deal with both models and adds d = (log loss under a) -
+ * (log loss under b) to {rows, sum d, sum d^2}: how much better b does on
+ * the same deals, and how surely (train()'s 'auto').
+ */
+Datum
+dr_eval_pair_accum(PG_FUNCTION_ARGS)
+{
+	ArrayType  *state;
+	PairCache  *pc;
+	FitCache   *fa,
+			   *fb;
+	double	   *v,
+				d,
+				eta_a,
+				eta_b;
+	bool		new_run;
+
+	dr_require_agg_context(fcinfo, "eval_pair_accum");
+	if (PG_ARGISNULL(0))
+		dr_null_state_error("paired evaluation");
+	state = PG_GETARG_ARRAYTYPE_P(0);
+	new_run = ARR_NDIM(state) == 0;
+	pc = (PairCache *) fcinfo->flinfo->fn_extra;
+	if (pc == NULL)
+		pc = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(PairCache));
+	/* each model keeps its own cache: fit_cache keeps it in fn_extra */
+	fcinfo->flinfo->fn_extra = pc->a;
+	fa = fit_cache(fcinfo, 1, 2, 5, false, 7, new_run);
+	fcinfo->flinfo->fn_extra = pc->b;
+	fb = fit_cache(fcinfo, 3, 4, 5, false, 7, new_run);
+	pc->a = fa;
+	pc->b = fb;
+	fcinfo->flinfo->fn_extra = pc;
+	if (new_run)
+		state = zero_float8_array(3);
+	eta_a = encode_and_eta(fa, fcinfo, 7, false);
+	if (fa->enc->skipped || fa->enc->outcome < 0)
+		PG_RETURN_ARRAYTYPE_P(state);
+	eta_b = encode_and_eta(fb, fcinfo, 7, false);
+	d = deal_log_loss(eta_a, fa->enc->outcome) - deal_log_loss(eta_b, fa->enc->outcome);
+	v = (double *) ARR_DATA_PTR(dr_state_array(state, FLOAT8OID, 3, "paired evaluation"));
+	v[0] += 1;
+	v[1] += d;
+	v[2] += d * d;
+	PG_RETURN_ARRAYTYPE_P(state);
 }

@@ -80,6 +80,24 @@ CREATE AGGREGATE dealrisk._gbm_pass(holdout boolean, spec jsonb, beta float8[], 
 COMMENT ON AGGREGATE dealrisk._gbm_pass(boolean, jsonb, float8[], int, date, date, float8, regtype, text[], "any") IS
 	'The boosting pass over closed deals: the bins of the numbers (sample pass), or the fitted tree ensembles (internal)';
 
+-- Two models on the same closed deals (train()'s 'auto'): {rows, sum d,
+-- sum d^2} of d = log loss under a - log loss under b.
+CREATE FUNCTION dealrisk._eval_pair_accum(float8[], jsonb, float8[], jsonb, float8[], int, date, regtype, text[], VARIADIC "any")
+RETURNS float8[] AS 'MODULE_PATHNAME', 'dr_eval_pair_accum'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION dealrisk._eval_pair_accum(float8[], jsonb, float8[], jsonb, float8[], int, date, regtype, text[], "any") IS
+	'paired evaluation transition (internal)';
+CREATE AGGREGATE dealrisk._eval_pair(spec_a jsonb, beta_a float8[], spec_b jsonb, beta_b float8[], split int,
+	cutoff date, row_type regtype, columns text[], VARIADIC "any") (
+	SFUNC = dealrisk._eval_pair_accum,
+	STYPE = float8[],
+	COMBINEFUNC = dealrisk._float8_state_combine,
+	INITCOND = '{}',
+	PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE dealrisk._eval_pair(jsonb, float8[], jsonb, float8[], int, date, regtype, text[], "any") IS
+	'How much lower model b''s log loss is than model a''s on the same closed deals: {rows, sum, sum of squares} of the per-deal differences (internal)';
+
 -- The parameters of a tree model: only known keys, each a number (refit a
 -- boolean); src/train.c checks their ranges as the sample pass starts.
 CREATE FUNCTION dealrisk._gbm_params(params jsonb)
@@ -131,7 +149,8 @@ COMMENT ON FUNCTION dealrisk._gbm_params(jsonb) IS
 -- test (NULL: by close date against cutoff).
 CREATE FUNCTION dealrisk._gbm_train(source regclass, dict_source regclass, closed_filter text,
 	spec_train jsonb, spec jsonb, cutoff date, hold_expr text, ref date, halflife float8, params jsonb,
-	OUT model_spec jsonb, OUT beta float8[], OUT eval_metrics jsonb, OUT info jsonb)
+	OUT model_spec jsonb, OUT beta float8[], OUT eval_metrics jsonb, OUT info jsonb,
+	OUT holdout_spec jsonb, OUT holdout_beta float8[])
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -169,6 +188,8 @@ BEGIN
 		                                 ELSE x.f END ORDER BY x.o)
 		FROM pg_catalog.jsonb_array_elements(spec->'features') WITH ORDINALITY x(f, o)));
 	hspec := hspec || pg_catalog.jsonb_build_object('trees', res->'holdout_trees');
+	holdout_spec := hspec;
+	holdout_beta := ARRAY[(res->>'holdout_base')::float8];
 	-- 3. the holdout, scored by the trees that did not see it
 	IF hold_expr IS NULL THEN
 		EXECUTE pg_catalog.format('SELECT dealrisk._evaluate($1, $2, 2, $3, %s) FROM %s d WHERE %s',
@@ -205,5 +226,7 @@ REVOKE EXECUTE ON FUNCTION
 	dealrisk._gbm_deserial(bytea, internal),
 	dealrisk._gbm_result(internal),
 	dealrisk._gbm_params(jsonb),
+	dealrisk._eval_pair(jsonb, float8[], jsonb, float8[], int, date, regtype, text[], "any"),
+	dealrisk._eval_pair_accum(float8[], jsonb, float8[], jsonb, float8[], int, date, regtype, text[], "any"),
 	dealrisk._gbm_train(regclass, regclass, text, jsonb, jsonb, date, text, date, float8, jsonb)
 FROM PUBLIC;

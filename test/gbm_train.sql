@@ -4,7 +4,7 @@
 -- (contributions that add up), the same trees from a serial and a
 -- forced-parallel pass, the memory cap, and bad parameters.
 \ir harness/pgtap_setup.psql
-SELECT plan(26);
+SELECT plan(29);
 
 \ir harness/error_of.psql
 SET LOCAL client_min_messages = warning;
@@ -56,7 +56,22 @@ SELECT results_eq($$SELECT metrics->>'method', (SELECT count(*) FROM jsonb_objec
 	$$VALUES ('gbm', 2)$$, '... keeps the trees and records both candidates');
 SELECT ok((SELECT (metrics->'candidates'->'gbm'->>'log_loss')::float8 < (metrics->'candidates'->'logistic'->>'log_loss')::float8
 	AND metrics->>'log_loss' = metrics->'candidates'->'gbm'->>'log_loss' FROM dealrisk.models WHERE name = 'xauto'),
-	'... whose holdout log loss is the lower one');
+	'... whose holdout log loss is lower');
+SELECT ok((SELECT metrics->'auto'->>'kept' = 'gbm'
+	AND (metrics->'auto'->>'log_loss_gain_of_trees')::float8 > 2 * (metrics->'auto'->>'standard_error')::float8
+	FROM dealrisk.models WHERE name = 'xauto'), '... by more than two standard errors of the paired difference');
+-- additive effects (product and region each move the log-odds by the
+-- same amount whatever the other is): the logistic model is the right
+-- one, the trees can only match it, and auto keeps the simpler model
+CREATE TABLE xadd AS SELECT deal_id, created_date, closed_date, product_type, region, sales_rep_id, deal_amount,
+	CASE WHEN closed_date IS NULL THEN 'Open'
+	     WHEN dealrisk.hash_uniform(7, i, 1) < 1 / (1 + exp(-(-0.8 + 0.8 * (product_type = 'A')::int + 0.8 * (region = 'North')::int)))
+	     THEN 'Closed Won' ELSE 'Closed Lost' END AS outcome
+	FROM xdeals;
+SELECT lives_ok($$SELECT dealrisk.train('xadd', 'xa', activate => false)$$, 'method auto on additive effects');
+SELECT results_eq($$SELECT metrics->>'method', (metrics->'auto'->>'log_loss_gain_of_trees')::float8 <= 2 * (metrics->'auto'->>'standard_error')::float8
+	FROM dealrisk.models WHERE name = 'xa'$$, $$VALUES ('logistic', true)$$,
+	'... keeps the logistic model: the trees are not surely better');
 SELECT is((SELECT feature_spec->'trees' FROM dealrisk.models WHERE name = 'xauto'),
 	(SELECT feature_spec->'trees' FROM dealrisk.models WHERE name = 'xgbm'),
 	'... the same trees as method gbm: training is deterministic');

@@ -49,6 +49,24 @@ CREATE AGGREGATE dealrisk._gbm_pass(holdout boolean, spec jsonb, beta float8[], 
 COMMENT ON AGGREGATE dealrisk._gbm_pass(boolean, jsonb, float8[], int, date, date, float8, regtype, text[], "any") IS
 	'The boosting pass over closed deals: the bins of the numbers (sample pass), or the fitted tree ensembles (internal)';
 
+-- Two models on the same closed deals (train()'s 'auto'): {rows, sum d,
+-- sum d^2} of d = log loss under a - log loss under b.
+CREATE FUNCTION dealrisk._eval_pair_accum(float8[], jsonb, float8[], jsonb, float8[], int, date, regtype, text[], VARIADIC "any")
+RETURNS float8[] AS 'MODULE_PATHNAME', 'dr_eval_pair_accum'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION dealrisk._eval_pair_accum(float8[], jsonb, float8[], jsonb, float8[], int, date, regtype, text[], "any") IS
+	'paired evaluation transition (internal)';
+CREATE AGGREGATE dealrisk._eval_pair(spec_a jsonb, beta_a float8[], spec_b jsonb, beta_b float8[], split int,
+	cutoff date, row_type regtype, columns text[], VARIADIC "any") (
+	SFUNC = dealrisk._eval_pair_accum,
+	STYPE = float8[],
+	COMBINEFUNC = dealrisk._float8_state_combine,
+	INITCOND = '{}',
+	PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE dealrisk._eval_pair(jsonb, float8[], jsonb, float8[], int, date, regtype, text[], "any") IS
+	'How much lower model b''s log loss is than model a''s on the same closed deals: {rows, sum, sum of squares} of the per-deal differences (internal)';
+
 -- The parameters of a tree model: only known keys, each a number (refit a
 -- boolean); src/train.c checks their ranges as the sample pass starts.
 CREATE FUNCTION dealrisk._gbm_params(params jsonb)
@@ -100,7 +118,8 @@ COMMENT ON FUNCTION dealrisk._gbm_params(jsonb) IS
 -- test (NULL: by close date against cutoff).
 CREATE FUNCTION dealrisk._gbm_train(source regclass, dict_source regclass, closed_filter text,
 	spec_train jsonb, spec jsonb, cutoff date, hold_expr text, ref date, halflife float8, params jsonb,
-	OUT model_spec jsonb, OUT beta float8[], OUT eval_metrics jsonb, OUT info jsonb)
+	OUT model_spec jsonb, OUT beta float8[], OUT eval_metrics jsonb, OUT info jsonb,
+	OUT holdout_spec jsonb, OUT holdout_beta float8[])
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -138,6 +157,8 @@ BEGIN
 		                                 ELSE x.f END ORDER BY x.o)
 		FROM pg_catalog.jsonb_array_elements(spec->'features') WITH ORDINALITY x(f, o)));
 	hspec := hspec || pg_catalog.jsonb_build_object('trees', res->'holdout_trees');
+	holdout_spec := hspec;
+	holdout_beta := ARRAY[(res->>'holdout_base')::float8];
 	-- 3. the holdout, scored by the trees that did not see it
 	IF hold_expr IS NULL THEN
 		EXECUTE pg_catalog.format('SELECT dealrisk._evaluate($1, $2, 2, $3, %s) FROM %s d WHERE %s',
@@ -170,6 +191,8 @@ REVOKE EXECUTE ON FUNCTION
 	dealrisk._gbm_deserial(bytea, internal),
 	dealrisk._gbm_result(internal),
 	dealrisk._gbm_params(jsonb),
+	dealrisk._eval_pair(jsonb, float8[], jsonb, float8[], int, date, regtype, text[], "any"),
+	dealrisk._eval_pair_accum(float8[], jsonb, float8[], jsonb, float8[], int, date, regtype, text[], "any"),
 	dealrisk._gbm_train(regclass, regclass, text, jsonb, jsonb, date, text, date, float8, jsonb)
 FROM PUBLIC;
 
@@ -230,6 +253,12 @@ DECLARE
 	gbm_beta float8[];
 	gbm_metrics jsonb;
 	gbm_info jsonb;
+	gbm_hspec jsonb;
+	gbm_hbeta float8[];
+	pair float8[];
+	gain float8;
+	gain_se float8;
+	auto_info jsonb := '{}';
 	log_spec jsonb;
 	log_metrics jsonb;
 	cand jsonb := '{}';
@@ -524,7 +553,8 @@ BEGIN
 	END IF;
 	IF method IN ('gbm', 'auto') THEN
 		-- the trees: both fits from one pass (src/trees.sql)
-		SELECT g.model_spec, g.beta, g.eval_metrics, g.info INTO gbm_spec, gbm_beta, gbm_metrics, gbm_info
+		SELECT g.model_spec, g.beta, g.eval_metrics, g.info, g.holdout_spec, g.holdout_beta
+		INTO gbm_spec, gbm_beta, gbm_metrics, gbm_info, gbm_hspec, gbm_hbeta
 		FROM dealrisk._gbm_train(source, dict_source, closed_filter, spec_train, spec,
 		                         cutoff, hold_expr, ref, halflife, params) g;
 		IF gbm_metrics IS NULL THEN
@@ -534,15 +564,31 @@ BEGIN
 		cand := cand || pg_catalog.jsonb_build_object('gbm', gbm_metrics - 'calibration');
 	END IF;
 
-	-- 'auto': the better holdout log loss (the simpler model on a tie)
-	chosen := CASE WHEN method <> 'auto' THEN method
-	               WHEN (gbm_metrics->>'log_loss')::float8 < (log_metrics->>'log_loss')::float8 THEN 'gbm'
-	               ELSE 'logistic' END;
+	-- 'auto': the trees only when they beat the logistic model by more than
+	-- noise: the per-deal differences of the two holdout fits' log losses on
+	-- the same holdout deals, their mean more than two standard errors
+	-- above 0 (a paired test); otherwise the simpler model
 	IF method = 'auto' THEN
-		RAISE NOTICE 'dealrisk.train: method auto keeps % (holdout log loss %; % for %)', chosen,
-			pg_catalog.round((cand->chosen->>'log_loss')::numeric, 4),
-			pg_catalog.round((cand->(CASE chosen WHEN 'gbm' THEN 'logistic' ELSE 'gbm' END)->>'log_loss')::numeric, 4),
-			CASE chosen WHEN 'gbm' THEN 'logistic' ELSE 'gbm' END;
+		IF cutoff IS NOT NULL THEN
+			EXECUTE pg_catalog.format('SELECT dealrisk._eval_pair($1, $2, $3, $4, 2, $5, %s) FROM %s d WHERE %s',
+			                          dealrisk._row_args(source, spec_train), source, closed_filter)
+				INTO pair USING spec_train, fit.beta, gbm_hspec, gbm_hbeta, cutoff;
+		ELSE
+			EXECUTE pg_catalog.format('SELECT dealrisk._eval_pair($1, $2, $3, $4, 0, NULL, %s) FROM %s d WHERE %s',
+			                          dealrisk._row_args(source, spec_train), source, test_filter)
+				INTO pair USING spec_train, fit.beta, gbm_hspec, gbm_hbeta;
+		END IF;
+		gain := pair[2] / pair[1];
+		gain_se := sqrt(greatest(pair[3] / pair[1] - gain * gain, 0) / greatest(pair[1] - 1, 1));
+		chosen := CASE WHEN gain > 0 AND gain > 2 * gain_se THEN 'gbm' ELSE 'logistic' END;
+		auto_info := pg_catalog.jsonb_build_object('auto', pg_catalog.jsonb_build_object(
+			'kept', chosen, 'log_loss_gain_of_trees', gain, 'standard_error', gain_se, 'n', pair[1],
+			'rule', 'trees when their holdout log loss is lower by more than two standard errors of the paired per-deal difference'));
+		RAISE NOTICE 'dealrisk.train: method auto keeps %: the trees'' holdout log loss is % lower (standard error %)%', chosen,
+			pg_catalog.round(gain::numeric, 4), pg_catalog.round(gain_se::numeric, 4),
+			CASE WHEN chosen = 'gbm' THEN '' ELSE ', not surely lower: the simpler model stays' END;
+	ELSE
+		chosen := method;
 	END IF;
 	IF chosen = 'logistic' THEN
 		stored_spec := log_spec || pg_catalog.jsonb_build_object('l2', l2, 'recency_halflife_days', halflife);
@@ -557,7 +603,7 @@ BEGIN
 		test_metrics := gbm_metrics;
 		method_metrics := gbm_info;
 	END IF;
-	method_metrics := method_metrics || pg_catalog.jsonb_build_object('method', chosen)
+	method_metrics := method_metrics || pg_catalog.jsonb_build_object('method', chosen) || auto_info
 		|| CASE WHEN method = 'auto' THEN pg_catalog.jsonb_build_object('candidates', cand) ELSE '{}' END;
 
 	INSERT INTO dealrisk.models (name, source, feature_spec, coefficients, metrics)
@@ -607,6 +653,7 @@ BEGIN
 			CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
 		IF g.grantee OPERATOR(pg_catalog.<>) 0 THEN
 			EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION dealrisk._gbm_params(jsonb),'
+				' dealrisk._eval_pair(jsonb, float8[], jsonb, float8[], int, date, regtype, text[], "any"),'
 				' dealrisk._gbm_train(regclass, regclass, text, jsonb, jsonb, date, text, date, float8, jsonb),'
 				' dealrisk._gbm_pass(boolean, jsonb, float8[], int, date, date, float8, regtype, text[], "any") TO %I',
 				pg_catalog.pg_get_userbyid(g.grantee));
