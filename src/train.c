@@ -1322,7 +1322,7 @@ dr_gbm_rows(PG_FUNCTION_ARGS)
 				role;
 
 	if (!AggCheckCallContext(fcinfo, &aggcxt))
-		elog(ERROR, "_gbm_rows called in non-aggregate context");
+		dr_agg_context_error("_gbm_rows");
 	s = PG_ARGISNULL(0) ? NULL : (GbmPass *) PG_GETARG_POINTER(0);
 	fc = fit_cache(fcinfo, 2, 3, 4, true, 8, s == NULL);
 
@@ -1410,7 +1410,7 @@ dr_gbm_combine(PG_FUNCTION_ARGS)
 	int64		k;
 
 	if (!AggCheckCallContext(fcinfo, &aggcxt))
-		elog(ERROR, "_gbm_combine called in non-aggregate context");
+		dr_agg_context_error("_gbm_combine");
 	if (b == NULL)
 		PG_RETURN_POINTER(a);
 	if (a == NULL)
@@ -1467,7 +1467,7 @@ dr_gbm_serial(PG_FUNCTION_ARGS)
 	bytea	   *out;
 
 	if (!AggCheckCallContext(fcinfo, NULL))
-		elog(ERROR, "_gbm_serial called in non-aggregate context");
+		dr_agg_context_error("_gbm_serial");
 	initStringInfo(&buf);
 	head[0] = GBM_MAGIC;
 	head[1] = s->nf;
@@ -1528,7 +1528,7 @@ dr_gbm_deserial(PG_FUNCTION_ARGS)
 				nedges;
 
 	if (!AggCheckCallContext(fcinfo, &aggcxt))
-		elog(ERROR, "_gbm_deserial called in non-aggregate context");
+		dr_agg_context_error("_gbm_deserial");
 	old = MemoryContextSwitchTo(aggcxt);
 	s = palloc0(sizeof(GbmPass));
 	memcpy(head, gbm_take(&p, end, sizeof(head)), sizeof(head));
@@ -1815,7 +1815,7 @@ dr_gbm_result(PG_FUNCTION_ARGS)
 				nhold = 0;
 
 	if (!AggCheckCallContext(fcinfo, NULL))
-		elog(ERROR, "_gbm_result called in non-aggregate context");
+		dr_agg_context_error("_gbm_result");
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	s = (GbmPass *) PG_GETARG_POINTER(0);
