@@ -190,26 +190,25 @@ cover_share(const DrTrees *t, int base, int node, int child)
 static double
 absent_value(const DrTrees *t, int base, int node, const double *x, const bool *absent)
 {
-	while (t->left[base + node] >= 0)
+	const DrNode *nodes = t->nodes + base;
+	const DrNode *nd = nodes + node;
+
+	while (nd->left >= 0)
 	{
-		int			g = base + node;
-		int			f = t->feature[g];
+		int			f = nd->feature_dl >> 1;
 		double		v = x[f];
 
 		if (absent[f])
-		{
-			int			l = t->left[g],
-						r = t->right[g];
-
-			return cover_share(t, base, node, l) * absent_value(t, base, l, x, absent) +
-				cover_share(t, base, node, r) * absent_value(t, base, r, x, absent);
-		}
+			return cover_share(t, base, nd - nodes, nd->left) *
+				absent_value(t, base, nd->left, x, absent) +
+				cover_share(t, base, nd - nodes, nd->right) *
+				absent_value(t, base, nd->right, x, absent);
 		if (isnan(v))
-			node = t->default_left[g] ? t->left[g] : t->right[g];
+			nd = nodes + ((nd->feature_dl & 1) ? nd->left : nd->right);
 		else
-			node = (float) v < (float) t->threshold[g] ? t->left[g] : t->right[g];
+			nd = nodes + ((float) v < nd->threshold ? nd->left : nd->right);
 	}
-	return t->value[base + node];
+	return nd->value;
 }
 
 /*
