@@ -862,7 +862,16 @@ dr_open_accum(PG_FUNCTION_ARGS)
 	if (ARR_NDIM(state) == 0)
 		state = zero_float8_array(len);
 	/* leave-one-out for the logistic model only (see dr_gbm_rows) */
-	eta = encode_and_eta(fc, fcinfo, 8, m->trees == NULL);
+	if (m->trees == NULL)
+		eta = encode_and_eta(fc, fcinfo, 8, true);
+	else
+	{
+		/* a tree model's rest is walked per feature below: no full margin */
+		fc->reader = pass_row(fc, fcinfo, 8);
+		dr_encode_row(m, fc->reader, fc->as_of, false, fc->enc);
+		check_outcome(fc->enc, fc->reader);
+		eta = 0;
+	}
 	e = fc->enc;
 	if (e->skipped || e->outcome < 0)
 		PG_RETURN_ARRAYTYPE_P(state);
