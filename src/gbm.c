@@ -581,18 +581,37 @@ loss_array(const double *loss, int run, bool *isnull)
 	return PointerGetDatum(construct_md_array(d, nl, 1, dims, lbs, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
-/* A parameter's value from the SQL arguments, checked against its range. */
-static double
-param(FunctionCallInfo fcinfo, int arg, const char *name, double lo, double hi, bool lo_open)
+/* A boosting parameter checked against its range: an error names it. */
+double
+gbm_check_param(const char *name, double v, double lo, double hi, bool lo_open)
 {
-	double		v = PG_GETARG_FLOAT8(arg);
-
 	if (isnan(v) || (lo_open ? v <= lo : v < lo) || v > hi)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("boosting parameter %s must be in %s%g, %g], got %g",
 						name, lo_open ? "(" : "[", lo, hi, v)));
 	return v;
+}
+
+/* Whether parameters (say, of a serialised pass) are within their ranges. */
+bool
+gbm_params_valid(const GbmParams *p)
+{
+	return p->rounds >= 1 && p->rounds <= GBM_MAX_ROUNDS &&
+		p->max_depth >= 1 && p->max_depth <= GBM_MAX_DEPTH &&
+		p->eta > 0 && p->eta <= 1 &&
+		p->lambda >= 0 && p->lambda <= GBM_MAX_LAMBDA &&
+		p->min_child_weight >= 0 && p->min_child_weight <= GBM_MAX_CHILD_WEIGHT &&
+		p->subsample > 0 && p->subsample <= 1 &&
+		p->colsample > 0 && p->colsample <= 1 &&
+		p->early_stop >= 0 && p->early_stop <= GBM_MAX_ROUNDS;
+}
+
+/* A parameter's value from the SQL arguments, checked against its range. */
+static double
+param(FunctionCallInfo fcinfo, int arg, const char *name, double lo, double hi, bool lo_open)
+{
+	return gbm_check_param(name, PG_GETARG_FLOAT8(arg), lo, hi, lo_open);
 }
 
 /*
@@ -629,14 +648,14 @@ dr_gbm_fit(PG_FUNCTION_ARGS)
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "_gbm_fit must return a record");
-	p.rounds = (int) param(fcinfo, 5, "rounds", 1, 100000, false);
+	p.rounds = (int) param(fcinfo, 5, "rounds", 1, GBM_MAX_ROUNDS, false);
 	p.eta = param(fcinfo, 6, "eta", 0, 1, true);
 	p.max_depth = (int) param(fcinfo, 7, "max_depth", 1, GBM_MAX_DEPTH, false);
-	p.lambda = param(fcinfo, 8, "lambda", 0, 1e6, false);
-	p.min_child_weight = param(fcinfo, 9, "min_child_weight", 0, 1e9, false);
+	p.lambda = param(fcinfo, 8, "lambda", 0, GBM_MAX_LAMBDA, false);
+	p.min_child_weight = param(fcinfo, 9, "min_child_weight", 0, GBM_MAX_CHILD_WEIGHT, false);
 	p.subsample = param(fcinfo, 10, "subsample", 0, 1, true);
 	p.colsample = param(fcinfo, 11, "colsample", 0, 1, true);
-	p.early_stop = (int) param(fcinfo, 12, "early_stop", 0, 100000, false);
+	p.early_stop = (int) param(fcinfo, 12, "early_stop", 0, GBM_MAX_ROUNDS, false);
 	p.seed = PG_GETARG_INT64(13);
 	p.notices = false;
 

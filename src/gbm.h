@@ -9,6 +9,10 @@
 
 #define GBM_MAX_BINS 255		/* codes 0..254 per feature; nbins[f] marks missing */
 #define GBM_MAX_DEPTH 16
+/* the ranges of the parameters (gbm_check_param, gbm_params_valid) */
+#define GBM_MAX_ROUNDS 100000
+#define GBM_MAX_LAMBDA 1e6
+#define GBM_MAX_CHILD_WEIGHT 1e9
 
 typedef struct GbmParams
 {
@@ -46,6 +50,8 @@ typedef struct GbmOut
 #define GBM_TRAIN 1
 #define GBM_HOLDOUT 2
 
+extern double gbm_check_param(const char *name, double v, double lo, double hi, bool lo_open);
+extern bool gbm_params_valid(const GbmParams *p);
 extern void gbm_out_init(GbmOut *o);
 extern int	gbm_fit(int n, int nf, const uint8 *codes, const int32 *nbins, const bool *y,
 					const double *w, const uint8 *role, const GbmParams *p, GbmOut *o,

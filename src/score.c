@@ -610,14 +610,16 @@ reason_text(DrFeature *f, DrEncoded *e, int i, double effect, double prior_rate,
 	 */
 	const char *does = effect > 0 ? "raises this deal's risk" : "lowers this deal's risk";
 	const char *fares = trees ? does : (effect > 0 ? "wins less often" : "wins more often");
+	/* a tree sends a missing value the way missing values went in training */
+	const char *as_missing = trees ? "scored as missing values were in training" : "scored as average";
 
 	switch (f->kind)
 	{
 		case DR_FEAT_CATEGORICAL:
 			if (txt == NULL)
-				return psprintf("%s is missing: scored as average", lbl);
+				return psprintf("%s is missing: %s", lbl, as_missing);
 			if (lvl < 0)
-				return psprintf("%s '%s' was not seen in training: scored as average", lbl, txt);
+				return psprintf("%s '%s' was not seen in training: %s", lbl, txt, as_missing);
 			if (f->other_index == lvl)
 				return trees ? psprintf("%s '%s' is rare, pooled with other rare values: it %s", lbl, txt, does)
 					: psprintf("%s '%s' is rare: pooled with other rare values, which win %s often than average",
@@ -639,12 +641,12 @@ reason_text(DrFeature *f, DrEncoded *e, int i, double effect, double prior_rate,
 			if (isnan(raw))
 			{
 				if (f->derived == DR_DERIVED_ACTIVITY_GAP)
-					return pstrdup("No activity date logged: scored as average");
+					return psprintf("No activity date logged: %s", as_missing);
 				if (f->derived == DR_DERIVED_AGE_DAYS)
-					return pstrdup("Age unknown (no finite created_date, nor a cycle length for a closed deal): scored as average");
+					return psprintf("Age unknown (no finite created_date, nor a cycle length for a closed deal): %s", as_missing);
 				if (f->derived == DR_DERIVED_STAGE_RATIO)
-					return pstrdup("Time in stage unknown (no stage, a stage without a typical time, or no finite dates): scored as average");
-				return psprintf("%s unknown: scored as average", lbl);
+					return psprintf("Time in stage unknown (no stage, a stage without a typical time, or no finite dates): %s", as_missing);
+				return psprintf("%s unknown: %s", lbl, as_missing);
 			}
 			switch (f->derived)
 			{
@@ -682,7 +684,7 @@ reason_text(DrFeature *f, DrEncoded *e, int i, double effect, double prior_rate,
 							bin_position(f, lvl), bin_range(f, lvl, ""), fares);
 		case DR_FEAT_NUMERIC:
 			if (isnan(raw))
-				return psprintf("%s is missing: scored as average", lbl);
+				return psprintf("%s is missing: %s", lbl, as_missing);
 			return psprintf("%s %s (average %s) %s the chance to win", lbl, human_number(raw),
 							human_number(f->mean), effect > 0 ? "lowers" : "raises");
 	}

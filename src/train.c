@@ -1172,14 +1172,7 @@ gbm_param(Jsonb *spec, const char *key, double dflt)
 static double
 gbm_checked(Jsonb *spec, const char *key, double dflt, double lo, double hi, bool lo_open)
 {
-	double		v = gbm_param(spec, key, dflt);
-
-	if (isnan(v) || (lo_open ? v <= lo : v < lo) || v > hi)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("boosting parameter %s must be in %s%g, %g], got %g",
-						key, lo_open ? "(" : "[", lo, hi, v)));
-	return v;
+	return gbm_check_param(key, gbm_param(spec, key, dflt), lo, hi, lo_open);
 }
 
 /* Grow the pass's row arrays to hold at least one more row. */
@@ -1277,14 +1270,14 @@ gbm_pass_new(FitCache *fc, Jsonb *spec, MemoryContext cxt)
 		for (k = 0; s->categorical[i] && k < f->nlevels; k++)
 			s->catpos[s->catoff[i] + k] = f->colpos[k];
 	}
-	s->params.rounds = (int) gbm_checked(spec, "rounds", 300, 1, 100000, false);
+	s->params.rounds = (int) gbm_checked(spec, "rounds", 300, 1, GBM_MAX_ROUNDS, false);
 	s->params.eta = gbm_checked(spec, "learning_rate", 0.1, 0, 1, true);
 	s->params.max_depth = (int) gbm_checked(spec, "max_depth", 4, 1, GBM_MAX_DEPTH, false);
-	s->params.lambda = gbm_checked(spec, "lambda", 1, 0, 1e6, false);
-	s->params.min_child_weight = gbm_checked(spec, "min_child_weight", 1, 0, 1e9, false);
+	s->params.lambda = gbm_checked(spec, "lambda", 1, 0, GBM_MAX_LAMBDA, false);
+	s->params.min_child_weight = gbm_checked(spec, "min_child_weight", 1, 0, GBM_MAX_CHILD_WEIGHT, false);
 	s->params.subsample = gbm_checked(spec, "subsample", 1, 0, 1, true);
 	s->params.colsample = gbm_checked(spec, "colsample", 1, 0, 1, true);
-	s->params.early_stop = (int) gbm_checked(spec, "early_stopping_rounds", 30, 0, 100000, false);
+	s->params.early_stop = (int) gbm_checked(spec, "early_stopping_rounds", 30, 0, GBM_MAX_ROUNDS, false);
 	s->params.seed = (int64) gbm_checked(spec, "seed", 42, 0, 2147483647, false);
 	s->refit = gbm_checked(spec, "refit", 1, 0, 1, false) != 0;
 	s->params.notices = true;
@@ -1549,15 +1542,7 @@ dr_gbm_deserial(PG_FUNCTION_ARGS)
 	s->refit = head[3];
 	memcpy(&s->n, gbm_take(&p, end, sizeof(int64)), sizeof(int64));
 	memcpy(&s->params, gbm_take(&p, end, sizeof(GbmParams)), sizeof(GbmParams));
-	if (s->n < 0 || s->n > GBM_MAX_ROWS ||
-		s->params.rounds < 1 || s->params.rounds > 100000 ||
-		s->params.max_depth < 1 || s->params.max_depth > GBM_MAX_DEPTH ||
-		!(s->params.eta > 0 && s->params.eta <= 1) ||
-		!(s->params.lambda >= 0 && s->params.lambda <= 1e6) ||
-		!(s->params.min_child_weight >= 0 && s->params.min_child_weight <= 1e9) ||
-		!(s->params.subsample > 0 && s->params.subsample <= 1) ||
-		!(s->params.colsample > 0 && s->params.colsample <= 1) ||
-		s->params.early_stop < 0 || s->params.early_stop > 100000)
+	if (s->n < 0 || s->n > GBM_MAX_ROWS || !gbm_params_valid(&s->params))
 		dr_state_value_error("boosting pass", "Its row count or parameters are out of range.");
 	s->nbins = gbm_dup(gbm_take(&p, end, sizeof(int32) * s->nf), sizeof(int32) * s->nf);
 	s->categorical = gbm_dup(gbm_take(&p, end, sizeof(bool) * s->nf), sizeof(bool) * s->nf);

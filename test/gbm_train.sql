@@ -4,7 +4,7 @@
 -- (contributions that add up), the same trees from a serial and a
 -- forced-parallel pass, the memory cap, and bad parameters.
 \ir harness/pgtap_setup.psql
-SELECT plan(29);
+SELECT plan(30);
 
 \ir harness/error_of.psql
 SET LOCAL client_min_messages = warning;
@@ -104,6 +104,13 @@ SELECT is((SELECT e.reason FROM xdeals d, dealrisk.deal_risk_explain(d, 'xgbm') 
 	(SELECT format('Product ''%s'' %s this deal''s risk', d.product_type, CASE WHEN e.effect > 0 THEN 'raises' ELSE 'lowers' END)
 	 FROM xdeals d, dealrisk.deal_risk_explain(d, 'xgbm') e WHERE d.deal_id = 'X00001' AND e.factor = 'product_type'),
 	'a tree model''s reason says what the value does to this deal, not how such deals fare on average');
+
+SELECT is((SELECT e.reason FROM (SELECT (x).* FROM (SELECT x FROM xdeals x WHERE deal_id = 'X00002') y) d0,
+	LATERAL (SELECT d0.deal_id, d0.created_date, d0.closed_date, d0.product_type, d0.region, d0.sales_rep_id,
+	                NULL::numeric AS deal_amount, d0.i, d0.outcome) d,
+	LATERAL dealrisk.deal_risk_explain(d, 'xgbm') e WHERE e.factor = 'deal_amount'),
+	'Deal amount unknown: scored as missing values were in training',
+	'a missing value of a tree model is not said to be scored as average');
 
 -- export and import: the same scores
 SELECT lives_ok($$SELECT dealrisk.import_model(dealrisk.export_model(id), 'xcopy') FROM dealrisk.models WHERE name = 'xgbm'$$,

@@ -265,6 +265,7 @@ GRANT EXECUTE ON FUNCTION dealrisk.train(regclass, text, text[], float8, float8,
 	dealrisk._open_step(jsonb, float8[], float8[], boolean),
 	dealrisk._irls_decrement(float8[], float8[], float8[], float8),
 	dealrisk._gbm_params(jsonb),
+	dealrisk._features_with(jsonb, text, jsonb),
 	dealrisk._eval_pair(jsonb, float8[], jsonb, float8[], int, date, regtype, text[], "any"),
 	dealrisk._gbm_train(regclass, regclass, text, jsonb, jsonb, date, text, date, float8, jsonb),
 	dealrisk._gbm_pass(boolean, jsonb, float8[], int, date, date, float8, regtype, text[], "any")

@@ -144,12 +144,14 @@ BEGIN
 			FROM pg_catalog.unnest(ck) WITH ORDINALITY AS x(k, o)
 		), r AS (
 			SELECT u.c, u.d, u.k, pg_catalog.dense_rank() OVER (PARTITION BY u.d ORDER BY u.k)::int AS l FROM u
+		), s AS MATERIALIZED (
+			SELECT DISTINCT r.d, r.l, r.k FROM r
 		)
 		SELECT (SELECT pg_catalog.array_agg(r.l ORDER BY r.c, r.d) FROM r),
-			   (SELECT pg_catalog.array_agg(m.l ORDER BY m.d) FROM (SELECT r.d, pg_catalog.max(r.l) AS l FROM r GROUP BY r.d) m),
-			   (SELECT pg_catalog.array_agg(s.d ORDER BY s.d, s.l) FROM (SELECT DISTINCT r.d, r.l, r.k FROM r) s),
-			   (SELECT pg_catalog.array_agg(s.l ORDER BY s.d, s.l) FROM (SELECT DISTINCT r.d, r.l, r.k FROM r) s),
-			   (SELECT pg_catalog.array_agg(s.k ORDER BY s.d, s.l) FROM (SELECT DISTINCT r.d, r.l, r.k FROM r) s)
+			   (SELECT pg_catalog.array_agg(m.l ORDER BY m.d) FROM (SELECT s.d, pg_catalog.max(s.l) AS l FROM s GROUP BY s.d) m),
+			   (SELECT pg_catalog.array_agg(s.d ORDER BY s.d, s.l) FROM s),
+			   (SELECT pg_catalog.array_agg(s.l ORDER BY s.d, s.l) FROM s),
+			   (SELECT pg_catalog.array_agg(s.k ORDER BY s.d, s.l) FROM s)
 			INTO lev, nlev, lab_d, lab_l, lab_k;
 		fits := (SELECT pg_catalog.sum(x) FROM pg_catalog.unnest(nlev) AS x) <= max_segments;
 		EXIT WHEN fits OR (SELECT pg_catalog.sum(x) FROM pg_catalog.unnest(nlev[1:keep]) AS x) > max_segments;
@@ -400,22 +402,20 @@ BEGIN
 			   s.rn::float8 / t.n1 AS s1,
 			   CASE WHEN s.bn > 0 THEN s.bw::float8 / s.bn END AS r0,
 			   CASE WHEN s.rn > 0 THEN s.rw::float8 / s.rn END AS r1,
-			   t.w0::float8 / t.n0 AS rate0,
+			   t.w0::float8 / t.n0 AS rate0, t.n0, t.w0, t.n1,
 			   s.adj, s.adj_lo / t.n1 AS adj_lo, s.adj_hi / t.n1 AS adj_hi,
 			   s.adj_p, s.adj_q, s.expl, s.mix_q, s.mix_expl
 		FROM s, t
 	), e AS (
-		SELECT k.*,
-			   CASE WHEN k.rn > 0 THEN k.s1 * (k.r1 - coalesce(k.r0, k.rate0)) ELSE 0 END AS re,
-			   (k.s1 - k.s0) * (coalesce(k.r0, k.rate0) - k.rate0) AS me,
+		SELECT k.*, ef.rate_effect AS re, ef.mix_effect AS me,
 			   dealrisk.two_proportion_p(k.rw, k.rn, k.bw, k.bn) AS pv,
 			   pg_catalog.row_number() OVER (ORDER BY k.seg)::int AS j
-		FROM k
+		FROM k, LATERAL dealrisk._segment_effects(k.bn, k.bw, k.rn, k.rw, k.n0, k.w0, k.n1) ef
 	), f AS MATERIALIZED (	-- (once, not once per segment)
 		SELECT dealrisk.bh_adjust(coalesce(pg_catalog.array_agg(e.pv ORDER BY e.j), '{}')) AS qs FROM e
 	)
 	SELECT e.seg, e.bn, e.r0, e.s0, e.rn, e.r1, e.s1, e.re, e.me, e.re + e.me,
-		   e.pv, f.qs[e.j], coalesce(e.adj_q < 0.05, false),
+		   e.pv, f.qs[e.j], e.adj_q < 0.05,
 		   e.adj, e.adj_lo, e.adj_hi, e.adj_p, e.adj_q, e.expl, e.mix_q, e.mix_expl
 	FROM e, f
 	ORDER BY e.re + e.me, e.seg;
@@ -454,9 +454,6 @@ DECLARE
 	cur			record;
 	prev		record;
 	part		record;
-	ccur		record;
-	cprev		record;
-	cpart		record;
 	r			record;
 	seg_lines	text[] := '{}';
 	f			record;
@@ -469,12 +466,13 @@ DECLARE
 	partial_note text := '';
 	line		text;
 	has_part	boolean := false;
-	has_cpart	boolean := false;
 	why_no_funnel text;
 	n_errors	bigint;
 	n_warnings	bigint;
 	pre_lines	text[];
 	notes		text;
+	pre_ran		boolean;
+	pre_semantics text;
 BEGIN
 	-- outcome is needed; every other contract column the source has is
 	-- checked (type, trust) and used where a section needs it
@@ -523,6 +521,40 @@ BEGIN
 			 WHEN NOT has_closed THEN '; no closed_date column'
 			 ELSE '' END);
 
+	-- The preflight (check_source, which includes data_quality): its errors
+	-- and warnings go right under the headline.  (Run first: its one read
+	-- also tells the funnel section whether deal_stage can be read.)
+	BEGIN
+		SELECT pg_catalog.count(*) FILTER (WHERE c.severity OPERATOR(pg_catalog.=) 'error'),
+			   pg_catalog.count(*) FILTER (WHERE c.severity OPERATOR(pg_catalog.=) 'warning'),
+			   coalesce(pg_catalog.array_agg(pg_catalog.format('  - %s: %s.', c."check", c.finding) ORDER BY c.o)
+						FILTER (WHERE c.severity IN ('error', 'warning')), '{}'),
+			   -- row-level notes of data_quality(), one line
+			   pg_catalog.string_agg(pg_catalog.format('%s %s', c."check", pg_catalog.split_part(c.finding, ':', 1)), ', ' ORDER BY c.o)
+						FILTER (WHERE c.severity OPERATOR(pg_catalog.=) 'info'
+								AND c."check" NOT IN ('outcomes', 'columns', 'summary')),
+			   pg_catalog.bool_or(c."check" OPERATOR(pg_catalog.=) 'outcomes'),
+			   pg_catalog.max(c.finding) FILTER (WHERE c."check" OPERATOR(pg_catalog.=) 'stage_semantics')
+			INTO n_errors, n_warnings, pre_lines, notes, pre_ran, pre_semantics
+		FROM dealrisk.check_source(source) WITH ORDINALITY AS c("check", severity, finding, hint, o);
+		IF notes IS NOT NULL THEN
+			pre_lines := pre_lines || ('  - notes: ' || notes || '.');
+		END IF;
+		pre_lines := CASE WHEN n_errors + n_warnings = 0 AND notes IS NULL
+						  THEN ARRAY['Preflight: no error or warning (dealrisk.check_source).']
+						  WHEN n_errors + n_warnings = 0
+						  THEN ARRAY[pg_catalog.format('Preflight: no error or warning; notes: %s (SELECT * FROM dealrisk.check_source(%L)).',
+							   notes, source::text)]
+						  ELSE pg_catalog.format('Preflight: %s; the fixes: SELECT * FROM dealrisk.check_source(%L);',
+							   pg_catalog.concat_ws(', ',
+								   CASE WHEN n_errors = 1 THEN '1 error' WHEN n_errors > 1 THEN n_errors || ' errors' END,
+								   CASE WHEN n_warnings = 1 THEN '1 warning' WHEN n_warnings > 1 THEN n_warnings || ' warnings' END),
+							   source::text) || pre_lines END;
+	EXCEPTION WHEN OTHERS THEN
+		pre_lines := ARRAY['Preflight: not available: ' || SQLERRM];
+	END;
+	lines := lines[1:1] || pre_lines || lines[2:];
+
 	IF n_unknown > 0 THEN
 		lines := lines || pg_catalog.format('Cannot analyse: outcome labels such as "%s" are not known, so won and lost cannot be told apart. Add them to dealrisk.won_labels, dealrisk.lost_labels or dealrisk.open_labels (see docs/data-contract.md).',
 			odd_label);
@@ -540,8 +572,25 @@ BEGIN
 			lines := lines || 'Trend: not available: the source has no closed_date column, so closed deals cannot be placed in time (map the close date to closed_date, see docs/data-contract.md).'::text;
 		ELSE
 			BEGIN
-				SELECT w.recent, w.baseline INTO recent, baseline
-				FROM dealrisk._default_windows(source) w;
+				-- one read for the windows, the trend and the sales cycle
+				FOR r IN SELECT t.*, w.recent AS w_recent, w.baseline AS w_baseline
+						 FROM dealrisk._trends(source, 'quarter', has_created OR 'sales_cycle_days' = ANY (present)) t,
+							  LATERAL dealrisk._windows_of(t.last_closed) w
+				LOOP
+					recent := r.w_recent;
+					baseline := r.w_baseline;
+					IF r.is_partial THEN
+						part := r;
+						has_part := true;
+					ELSIF r.period_start = pg_catalog.lower(recent) THEN
+						cur := r;
+					ELSIF r.period_start = pg_catalog.lower(baseline) THEN
+						prev := r;
+					END IF;
+				END LOOP;
+				IF recent IS NULL THEN
+					PERFORM dealrisk._default_windows(source);	-- raises the reason
+				END IF;
 				rq := dealrisk._quarter_label(pg_catalog.lower(recent));
 				bq := dealrisk._quarter_label(pg_catalog.lower(baseline));
 			EXCEPTION WHEN OTHERS THEN
@@ -561,19 +610,6 @@ BEGIN
 		-- (closed deals only up to last_cl) is shown as such, not compared.
 		IF recent IS NOT NULL THEN
 			BEGIN
-				FOR r IN SELECT * FROM dealrisk.win_rate_trend(source, 'quarter') t
-						 WHERE t.period_start IN (pg_catalog.lower(recent), pg_catalog.lower(baseline))
-							OR t.is_partial
-				LOOP
-					IF r.is_partial THEN
-						part := r;
-						has_part := true;
-					ELSIF r.period_start = pg_catalog.lower(recent) THEN
-						cur := r;
-					ELSE
-						prev := r;
-					END IF;
-				END LOOP;
 				IF has_part THEN
 					partial_note := pg_catalog.format(' %s is partial (closed deals only up to %s) and is not compared: %s won of %s closed so far.',
 						dealrisk._quarter_label(part.period_start), pg_catalog.to_char(last_cl, 'YYYY-MM-DD'),
@@ -607,7 +643,9 @@ BEGIN
 		-- losses, when deal_stage holds the stage closed deals reached;
 		-- otherwise why it cannot be read (check_source's stage_semantics).
 		IF dealrisk._has_column(source, 'deal_stage') THEN
-			why_no_funnel := dealrisk._stage_semantics(source);
+			-- the preflight's verdict when it got as far as reading the rows
+			why_no_funnel := CASE WHEN coalesce(pre_ran, false) THEN pre_semantics
+								  ELSE dealrisk._stage_semantics(source) END;
 		END IF;
 		IF why_no_funnel IS NOT NULL THEN
 			lines := lines || ('Funnel: not shown: deal_stage does not hold the stage closed deals reached (preflight, stage_semantics), so conversion between stages, where deals are lost and late-stage losses would be read from the wrong column. '
@@ -616,7 +654,7 @@ BEGIN
 		BEGIN
 			WITH s AS MATERIALIZED (
 				SELECT s.*, pg_catalog.lead(s.stage) OVER (ORDER BY s."position") AS next_stage
-				FROM dealrisk.funnel(source) s
+				FROM dealrisk._funnel_rows(source, NULL, NULL) s
 			)
 			SELECT (SELECT pg_catalog.sum(s.lost_here)::bigint FROM s) AS lost_total,
 				   (SELECT pg_catalog.sum(s.lost_here)::bigint FROM s WHERE s.is_late) AS late_lost,
@@ -674,15 +712,12 @@ BEGIN
 						-- the one-at-a-time view: each segment's contribution (rate
 						-- effect + mix effect) and its two-proportion test
 						SELECT a.driver, a.explained_by, a.contribution AS adj,
-							   CASE WHEN a.recent_closed > 0 THEN (a.recent_closed::float8 / t.n1)
-									* (a.recent_won::float8 / a.recent_closed
-									   - coalesce(a.baseline_won::float8 / NULLIF(a.baseline_closed, 0), t.w0::float8 / t.n0)) ELSE 0 END
-								 + (a.recent_closed::float8 / t.n1 - a.baseline_closed::float8 / t.n0)
-									* (coalesce(a.baseline_won::float8 / NULLIF(a.baseline_closed, 0), t.w0::float8 / t.n0) - t.w0::float8 / t.n0)
-								 AS marginal,
+							   ef.rate_effect + ef.mix_effect AS marginal,
 							   dealrisk.two_proportion_p(a.recent_won, a.recent_closed, a.baseline_won, a.baseline_closed) AS pv,
 							   pg_catalog.row_number() OVER (ORDER BY a.id)::int AS j
-						FROM a, t
+						FROM a, t,
+							 LATERAL dealrisk._segment_effects(a.baseline_closed, a.baseline_won, a.recent_closed, a.recent_won,
+															   t.n0, t.w0, t.n1) ef
 						WHERE a.kind = 'rate' AND pg_catalog.cardinality(a.segments) = 1
 					), oneq AS MATERIALIZED (
 						SELECT dealrisk.bh_adjust(coalesce(pg_catalog.array_agg(one.pv ORDER BY one.j), '{}')) AS qs FROM one
@@ -700,6 +735,9 @@ BEGIN
 					FROM one, oneq, t
 					WHERE one.explained_by IS NOT NULL AND oneq.qs[one.j] < 0.05
 					  AND one.marginal * t.change > 0
+					  -- a cause of another kind (a share that moved) is listed above
+					  AND NOT EXISTS (SELECT 1 FROM a c WHERE c.selected AND c.q_value < 0.05
+									  AND c.driver OPERATOR(pg_catalog.=) one.driver)
 					UNION ALL
 					SELECT 3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, t.change, t.m, NULL
 					FROM t
@@ -737,8 +775,13 @@ BEGIN
 						remainder := coalesce(remainder, r.change);
 					END IF;
 				END LOOP;
-				lines := lines || pg_catalog.format('Segments dragging the win rate, %s vs %s: the independent causes, each segment''s change with the other dimensions (%s) held fixed, in points of the overall win rate (q = p adjusted for the %s tests of the joint analysis, Benjamini-Hochberg; see docs/diagnostics.md):',
-					rq, bq, pg_catalog.array_to_string(dims, ', '), dealrisk._num(n_tests));
+				lines := lines || pg_catalog.format('Segments dragging the win rate, %s vs %s: the independent causes, %s, in points of the overall win rate (q = p adjusted for the %s tests of the joint analysis, Benjamini-Hochberg; see docs/diagnostics.md):',
+					rq, bq,
+					CASE WHEN pg_catalog.cardinality(dims) = 1
+						 THEN pg_catalog.format('over %s alone (the source has no other segment column to hold fixed)', dims[1])
+						 ELSE pg_catalog.format('each segment''s change with the other dimensions (%s) held fixed',
+								pg_catalog.array_to_string(dims, ', ')) END,
+					dealrisk._num(n_tests));
 				IF shown = 0 THEN
 					lines := lines || '  none: no segment changed the win rate once the others are held fixed.'::text;
 				ELSE
@@ -772,41 +815,29 @@ BEGIN
 			lines := lines || 'Sales cycle: not available: the source has neither a sales_cycle_days nor a created_date column.'::text;
 		ELSE
 			BEGIN
-				FOR r IN SELECT * FROM dealrisk.cycle_trend(source, 'quarter') t
-						 WHERE t.period_start IN (pg_catalog.lower(recent), pg_catalog.lower(baseline))
-							OR t.is_partial
-				LOOP
-					IF r.is_partial THEN
-						cpart := r;
-						has_cpart := true;
-					ELSIF r.period_start = pg_catalog.lower(recent) THEN
-						ccur := r;
-					ELSE
-						cprev := r;
-					END IF;
-				END LOOP;
+				-- (the rows the trend read: _trends gave their cycles too)
 				partial_note := '';
-				IF has_cpart THEN
+				IF has_part THEN
 					partial_note := pg_catalog.format(' %s is partial and is not compared.',
-						dealrisk._quarter_label(cpart.period_start));
+						dealrisk._quarter_label(part.period_start));
 				END IF;
-				IF ccur IS NULL OR cprev IS NULL THEN
+				IF cur IS NULL OR prev IS NULL THEN
 					line := pg_catalog.format('Sales cycle: no closed deals in %s or %s to compare.', rq, bq);
-				ELSIF ccur.median_days IS NULL OR cprev.median_days IS NULL THEN
+				ELSIF cur.median_days IS NULL OR prev.median_days IS NULL THEN
 					line := pg_catalog.format('Sales cycle: no cycle lengths in %s or %s to compare.', rq, bq);
 				ELSE
 					line := pg_catalog.format('Sales cycle: median %s days in %s vs %s in %s; mean %s vs %s days, %s: %s.',
-						pg_catalog.to_char(ccur.median_days, 'FM9999990.0'), rq,
-						pg_catalog.to_char(cprev.median_days, 'FM9999990.0'), bq,
-						pg_catalog.to_char(ccur.mean_days, 'FM9999990.0'),
-						pg_catalog.to_char(cprev.mean_days, 'FM9999990.0'),
-						dealrisk._pval(ccur.p_value),
-						CASE WHEN NOT coalesce(ccur.significant, false) THEN 'no significant change'
+						pg_catalog.to_char(cur.median_days, 'FM9999990.0'), rq,
+						pg_catalog.to_char(prev.median_days, 'FM9999990.0'), bq,
+						pg_catalog.to_char(cur.mean_days, 'FM9999990.0'),
+						pg_catalog.to_char(prev.mean_days, 'FM9999990.0'),
+						dealrisk._pval(cur.cycle_p_value),
+						CASE WHEN NOT coalesce(cur.cycle_p_value < 0.05, false) THEN 'no significant change'
 							 WHEN cut_off THEN 'not comparable, the difference comes from the cut-off above'
 							 WHEN NOT has_created
 							 THEN pg_catalog.format('cycles are getting %s, unless the extract was cut off by creation date (without a created_date column that cannot be checked)',
-								CASE WHEN ccur.mean_days > cprev.mean_days THEN 'longer' ELSE 'shorter' END)
-							 WHEN ccur.mean_days > cprev.mean_days THEN 'cycles are getting longer'
+								CASE WHEN cur.mean_days > prev.mean_days THEN 'longer' ELSE 'shorter' END)
+							 WHEN cur.mean_days > prev.mean_days THEN 'cycles are getting longer'
 							 ELSE 'cycles are getting shorter' END);
 				END IF;
 				lines := lines || (line || partial_note);
@@ -816,36 +847,6 @@ BEGIN
 		END IF;
 	END IF;
 
-	-- The preflight (check_source, which includes data_quality): its errors
-	-- and warnings go right under the headline.
-	BEGIN
-		SELECT pg_catalog.count(*) FILTER (WHERE c.severity OPERATOR(pg_catalog.=) 'error'),
-			   pg_catalog.count(*) FILTER (WHERE c.severity OPERATOR(pg_catalog.=) 'warning'),
-			   coalesce(pg_catalog.array_agg(pg_catalog.format('  - %s: %s.', c."check", c.finding) ORDER BY c.o)
-						FILTER (WHERE c.severity IN ('error', 'warning')), '{}'),
-			   -- row-level notes of data_quality(), one line
-			   pg_catalog.string_agg(pg_catalog.format('%s %s', c."check", pg_catalog.split_part(c.finding, ':', 1)), ', ' ORDER BY c.o)
-						FILTER (WHERE c.severity OPERATOR(pg_catalog.=) 'info'
-								AND c."check" NOT IN ('outcomes', 'columns', 'summary'))
-			INTO n_errors, n_warnings, pre_lines, notes
-		FROM dealrisk.check_source(source) WITH ORDINALITY AS c("check", severity, finding, hint, o);
-		IF notes IS NOT NULL THEN
-			pre_lines := pre_lines || ('  - notes: ' || notes || '.');
-		END IF;
-		pre_lines := CASE WHEN n_errors + n_warnings = 0 AND notes IS NULL
-						  THEN ARRAY['Preflight: no error or warning (dealrisk.check_source).']
-						  WHEN n_errors + n_warnings = 0
-						  THEN ARRAY[pg_catalog.format('Preflight: no error or warning; notes: %s (SELECT * FROM dealrisk.check_source(%L)).',
-							   notes, source::text)]
-						  ELSE pg_catalog.format('Preflight: %s; the fixes: SELECT * FROM dealrisk.check_source(%L);',
-							   pg_catalog.concat_ws(', ',
-								   CASE WHEN n_errors = 1 THEN '1 error' WHEN n_errors > 1 THEN n_errors || ' errors' END,
-								   CASE WHEN n_warnings = 1 THEN '1 warning' WHEN n_warnings > 1 THEN n_warnings || ' warnings' END),
-							   source::text) || pre_lines END;
-	EXCEPTION WHEN OTHERS THEN
-		pre_lines := ARRAY['Preflight: not available: ' || SQLERRM];
-	END;
-	lines := lines[1:1] || pre_lines || lines[2:];
 
 	IF summary IS NOT NULL THEN
 		lines := lines[1:1]

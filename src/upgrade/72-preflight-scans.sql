@@ -105,7 +105,7 @@ BEGIN
 			             | CASE WHEN c.amount < 0 AND c.amount <> '-Infinity'::numeric THEN 128 ELSE 0 END
 			             | CASE WHEN c.cls = 'unknown' THEN 256 ELSE 0 END
 			             | CASE WHEN c.st IS NULL OR c.st = '' THEN 512 ELSE 0 END
-			             | CASE WHEN c.st <> '' AND pg_catalog.lower(c.st) <> ALL ($2) THEN 1024 ELSE 0 END
+			             | CASE WHEN c.st <> '' AND dealrisk._stage_key(c.st) <> ALL ($2) THEN 1024 ELSE 0 END
 			             | CASE WHEN c.both_dates AND c.cyc IS NOT NULL AND c.cyc <> (c.cl - c.cr) THEN 2048 ELSE 0 END
 			             | CASE WHEN c.cyc < 0 THEN 4096 ELSE 0 END
 			             | CASE WHEN c.cr > CURRENT_DATE AND c.cr <> 'infinity'::date THEN 8192 ELSE 0 END
@@ -148,7 +148,7 @@ BEGIN
 		counts, examples, lk)
 		INTO n_total, n_won, n_lost, n_open, newest, newest_created, max_cycle, oldest_open, n_open_dated, n_older,
 		     labels, label_n, stages, stage_n, stage_won, stage_lost, dq_n, dq_ex, leak_feature, leak_reason
-		USING as_of, (SELECT coalesce(pg_catalog.array_agg(pg_catalog.lower(s.stage)), '{}') FROM dealrisk.stages s);
+		USING as_of, (SELECT coalesce(pg_catalog.array_agg(dealrisk._stage_key(s.stage)), '{}') FROM dealrisk.stages s);
 END
 $fn$;
 COMMENT ON FUNCTION dealrisk._source_profile(regclass, boolean, date, boolean) IS
@@ -171,12 +171,12 @@ DECLARE
 	n_closed_staged bigint;
 BEGIN
 	WITH g AS (
-		SELECT pg_catalog.lower(u.st) AS st, u.won, u.lost
+		SELECT dealrisk._stage_key(u.st) AS st, u.won, u.lost
 		FROM ROWS FROM (pg_catalog.unnest(stages), pg_catalog.unnest(won), pg_catalog.unnest(lost)) AS u(st, won, lost)
 	), w AS (
 		SELECT s.stage, s."position", coalesce(pg_catalog.sum(g.won), 0)::bigint AS n
 		FROM dealrisk.stages s
-		LEFT JOIN g ON g.st OPERATOR(pg_catalog.=) pg_catalog.lower(s.stage)
+		LEFT JOIN g ON g.st OPERATOR(pg_catalog.=) dealrisk._stage_key(s.stage)
 		GROUP BY s.stage, s."position"
 	)
 	SELECT (SELECT pg_catalog.sum(w.n)::bigint FROM w),
@@ -629,7 +629,7 @@ BEGIN
 		            FROM ROWS FROM (pg_catalog.unnest(p.stages), pg_catalog.unnest(p.stage_n)) WITH ORDINALITY AS u(st, n, o)
 		            WHERE u.st <> ''
 		              AND NOT EXISTS (SELECT 1 FROM dealrisk.stages s
-		                              WHERE pg_catalog.lower(s.stage) OPERATOR(pg_catalog.=) pg_catalog.lower(u.st))) y) x;
+		                              WHERE dealrisk._stage_key(s.stage) OPERATOR(pg_catalog.=) dealrisk._stage_key(u.st))) y) x;
 		IF status_labels IS NOT NULL THEN
 			c_check := c_check || 'status_column'::text; c_sev := c_sev || 'warning'::text;
 			c_find := c_find || pg_catalog.format('deal_stage holds outcome labels: %s; it is a single status column holding both the stage of open deals and the outcome of closed ones, so it says nothing about the stage closed deals reached',

@@ -110,6 +110,22 @@ $$;
 COMMENT ON FUNCTION dealrisk._gbm_params(jsonb) IS
 	'Checks the params of a tree model: known keys with values of the right type (internal)';
 
+-- spec with features[i] || {key: vals[i]} for each i where vals[i] is an
+-- array (the tree bins and category ranks _gbm_pass returns per feature).
+CREATE FUNCTION dealrisk._features_with(spec jsonb, key text, vals jsonb)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT pg_catalog.jsonb_set(spec, '{features}', (
+		SELECT pg_catalog.jsonb_agg(CASE WHEN pg_catalog.jsonb_typeof(vals->(x.o::int - 1)) = 'array'
+		                                 THEN x.f || pg_catalog.jsonb_build_object(key, vals->(x.o::int - 1))
+		                                 ELSE x.f END ORDER BY x.o)
+		FROM pg_catalog.jsonb_array_elements(spec->'features') WITH ORDINALITY x(f, o)))
+$$;
+COMMENT ON FUNCTION dealrisk._features_with(jsonb, text, jsonb) IS
+	'A spec whose features get one more key each, from an array of per-feature values (internal)';
+
 -- The tree model of train(): the bins of the numbers from the sample of
 -- closed deals, then one pass over every closed deal that fits the trees
 -- (on the older deals with early stopping on the holdout, then again on
@@ -136,26 +152,14 @@ BEGIN
 	IF bins IS NULL THEN
 		RAISE EXCEPTION 'no closed deal in % to train on', source USING ERRCODE = 'no_data_found';
 	END IF;
-	gspec := pg_catalog.jsonb_set(gspec, '{features}', (
-		SELECT pg_catalog.jsonb_agg(CASE WHEN pg_catalog.jsonb_typeof(bins->'tree_edges'->(x.o::int - 1)) = 'array'
-		                                 THEN x.f || pg_catalog.jsonb_build_object('tree_edges', bins->'tree_edges'->(x.o::int - 1))
-		                                 ELSE x.f END ORDER BY x.o)
-		FROM pg_catalog.jsonb_array_elements(gspec->'features') WITH ORDINALITY x(f, o)));
+	gspec := dealrisk._features_with(gspec, 'tree_edges', bins->'tree_edges');
 	-- 2. every closed deal, once: both fits
 	EXECUTE pg_catalog.format('SELECT dealrisk._gbm_pass(%s, $1, NULL, 0, $2, $3, $4, %s) FROM %s d WHERE %s',
 	                          coalesce(hold_expr, 'NULL'), dealrisk._row_args(source, gspec), source, closed_filter)
 		INTO res USING gspec, cutoff, ref, halflife;
 	-- the ranks of the categories, into both specs
-	hspec := pg_catalog.jsonb_set(spec_train, '{features}', (
-		SELECT pg_catalog.jsonb_agg(CASE WHEN pg_catalog.jsonb_typeof(res->'tree_rank'->(x.o::int - 1)) = 'array'
-		                                 THEN x.f || pg_catalog.jsonb_build_object('tree_rank', res->'tree_rank'->(x.o::int - 1))
-		                                 ELSE x.f END ORDER BY x.o)
-		FROM pg_catalog.jsonb_array_elements(spec_train->'features') WITH ORDINALITY x(f, o)));
-	model_spec := pg_catalog.jsonb_set(spec, '{features}', (
-		SELECT pg_catalog.jsonb_agg(CASE WHEN pg_catalog.jsonb_typeof(res->'tree_rank'->(x.o::int - 1)) = 'array'
-		                                 THEN x.f || pg_catalog.jsonb_build_object('tree_rank', res->'tree_rank'->(x.o::int - 1))
-		                                 ELSE x.f END ORDER BY x.o)
-		FROM pg_catalog.jsonb_array_elements(spec->'features') WITH ORDINALITY x(f, o)));
+	hspec := dealrisk._features_with(spec_train, 'tree_rank', res->'tree_rank');
+	model_spec := dealrisk._features_with(spec, 'tree_rank', res->'tree_rank');
 	hspec := hspec || pg_catalog.jsonb_build_object('trees', res->'holdout_trees');
 	holdout_spec := hspec;
 	holdout_beta := ARRAY[(res->>'holdout_base')::float8];
@@ -191,6 +195,7 @@ REVOKE EXECUTE ON FUNCTION
 	dealrisk._gbm_deserial(bytea, internal),
 	dealrisk._gbm_result(internal),
 	dealrisk._gbm_params(jsonb),
+	dealrisk._features_with(jsonb, text, jsonb),
 	dealrisk._eval_pair(jsonb, float8[], jsonb, float8[], int, date, regtype, text[], "any"),
 	dealrisk._eval_pair_accum(float8[], jsonb, float8[], jsonb, float8[], int, date, regtype, text[], "any"),
 	dealrisk._gbm_train(regclass, regclass, text, jsonb, jsonb, date, text, date, float8, jsonb)
@@ -653,6 +658,7 @@ BEGIN
 			CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
 		IF g.grantee OPERATOR(pg_catalog.<>) 0 THEN
 			EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION dealrisk._gbm_params(jsonb),'
+				' dealrisk._features_with(jsonb, text, jsonb),'
 				' dealrisk._eval_pair(jsonb, float8[], jsonb, float8[], int, date, regtype, text[], "any"),'
 				' dealrisk._gbm_train(regclass, regclass, text, jsonb, jsonb, date, text, date, float8, jsonb),'
 				' dealrisk._gbm_pass(boolean, jsonb, float8[], int, date, date, float8, regtype, text[], "any") TO %I',
