@@ -31,6 +31,10 @@
 PG_FUNCTION_INFO_V1(dr_sql_trees_predict);
 PG_FUNCTION_INFO_V1(dr_sql_trees_shap);
 
+static void fast_build(DrTrees *t, MemoryContext cxt);
+
+#define DR_MARG_SETS 4
+
 /* Deepest tree accepted: TreeSHAP's path buffers grow with its square. */
 #define DR_MAX_TREE_DEPTH 64
 
@@ -150,6 +154,298 @@ dr_trees_check(DrTrees *t, MemoryContext cxt)
 				t->uses[(Size) k * t->words + t->feature[g] / 64] |= UINT64CONST(1) << (t->feature[g] % 64);
 		}
 	}
+	t->cxt = cxt;
+	t->nmarg = 0;
+	t->marg_key = MemoryContextAlloc(cxt, sizeof(uint64) * t->words * DR_MARG_SETS);
+	t->marg = MemoryContextAlloc(cxt, sizeof(DrTrees *) * DR_MARG_SETS);
+	fast_build(t, cxt);
+}
+
+
+/*
+ * The complete form of an ensemble, which dr_trees_margin walks when it
+ * can (a tree model's scores cost the tree walk; issue #10, "Measure").
+ *
+ * A row's features become codes first: per feature, the number of the
+ * ensemble's distinct thresholds on it (as float4) that are <= the value,
+ * so that "x < threshold k" is "code <= k".  Each row gets two codes per
+ * feature, differing only for a missing value: code[f] sends it right
+ * (one past the largest code) and code[nfeatures + f] sends it left (0).
+ * A node is one word, (code index << 16) | k, and a step is
+ * i = 2i + 1 + (code > k): no branch to mispredict.  Trees are padded to
+ * complete trees of their block's depth (a leaf above it becomes a node
+ * that always goes left, k = 0xFFFF, over copies of the leaf), and the
+ * trees of a block of DR_BLOCK are walked side by side so that their steps
+ * overlap.  The leaves are added in tree order, so the margin is the same
+ * double as the pointer walk's.  Ensembles it cannot hold (a block deeper
+ * than DR_FAST_DEPTH, a feature with 65535 or more thresholds) keep the
+ * pointer walk for those trees or altogether.
+ */
+#define DR_BLOCK 4
+#define DR_FAST_DEPTH 10
+#define DR_ALWAYS_LEFT 0xFFFF
+
+typedef struct DrBlock
+{
+	int			first;			/* its first tree */
+	int			ntrees;			/* 1 .. DR_BLOCK */
+	int			depth;			/* complete depth, -1: walked by pointers */
+	int64		node_start;		/* its trees' nodes in cnodes, tree after tree */
+	int64		leaf_start;		/* its trees' leaves in cleaves */
+} DrBlock;
+
+/* The code of value v among n sorted thresholds: how many are <= v. */
+static inline int
+fast_code(const float *thr, int n, float v)
+{
+	int			lo = 0;
+
+	while (n > 0)
+	{
+		int			half = n / 2;
+
+		if (thr[lo + half] <= v)
+		{
+			lo += half + 1;
+			n -= half + 1;
+		}
+		else
+			n = half;
+	}
+	return lo;
+}
+
+/* Sort callback for float4 thresholds. */
+static int
+cmp_float(const void *a, const void *b)
+{
+	float		x = *(const float *) a,
+				y = *(const float *) b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Write tree node i (tree-local, from base) at heap position pos of a complete tree. */
+static void
+fast_fill(const DrTrees *t, int base, int i, int64 pos, int level, int depth,
+		  uint32 *nodes, double *leaves)
+{
+	int			g = base + i;
+
+	if (level == depth)
+	{
+		leaves[pos - ((INT64CONST(1) << depth) - 1)] = t->value[g];
+		return;
+	}
+	if (t->left[g] < 0)
+	{
+		/* a leaf above the block's depth: always left, its value everywhere below */
+		nodes[pos] = DR_ALWAYS_LEFT;
+		fast_fill(t, base, i, 2 * pos + 1, level + 1, depth, nodes, leaves);
+		fast_fill(t, base, i, 2 * pos + 2, level + 1, depth, nodes, leaves);
+		return;
+	}
+	{
+		int			f = t->feature[g];
+		float		th = (float) t->threshold[g];
+		const float *a = t->thr + t->thr_start[f];
+		int			k = fast_code(a, t->thr_start[f + 1] - t->thr_start[f], th) - 1;
+
+		Assert(k >= 0 && a[k] == th);
+		nodes[pos] = ((uint32) (t->default_left[g] ? t->nfeatures + f : f) << 16) | (uint32) k;
+	}
+	fast_fill(t, base, t->left[g], 2 * pos + 1, level + 1, depth, nodes, leaves);
+	fast_fill(t, base, t->right[g], 2 * pos + 2, level + 1, depth, nodes, leaves);
+}
+
+/* The depth of the tree at node i (tree-local), 0 for a leaf. */
+static int
+tree_depth(const DrTrees *t, int base, int i)
+{
+	int			g = base + i;
+
+	if (t->left[g] < 0)
+		return 0;
+	return 1 + Max(tree_depth(t, base, t->left[g]), tree_depth(t, base, t->right[g]));
+}
+
+/* Build the complete form of a checked ensemble in cxt, when it can hold it. */
+static void
+fast_build(DrTrees *t, MemoryContext cxt)
+{
+	int		   *count;
+	int			f,
+				g,
+				k,
+				b;
+	int64		nodes = 0,
+				leaves = 0;
+
+	t->nblocks = 0;
+	t->blocks = NULL;
+	if (t->ntrees == 0 || t->nfeatures > 32767)
+		return;
+	/* the distinct thresholds of each feature, sorted */
+	count = palloc0(sizeof(int) * t->nfeatures);
+	for (g = 0; g < t->nnodes; g++)
+		if (t->left[g] >= 0)
+			count[t->feature[g]]++;
+	t->thr_start = MemoryContextAlloc(cxt, sizeof(int32) * (t->nfeatures + 1));
+	t->thr_start[0] = 0;
+	for (f = 0; f < t->nfeatures; f++)
+		t->thr_start[f + 1] = t->thr_start[f] + count[f];
+	t->thr = MemoryContextAlloc(cxt, sizeof(float) * Max(t->thr_start[t->nfeatures], 1));
+	memset(count, 0, sizeof(int) * t->nfeatures);
+	for (g = 0; g < t->nnodes; g++)
+		if (t->left[g] >= 0)
+		{
+			f = t->feature[g];
+			t->thr[t->thr_start[f] + count[f]++] = (float) t->threshold[g];
+		}
+	for (f = 0; f < t->nfeatures; f++)
+	{
+		float	   *a = t->thr + t->thr_start[f];
+		int			n = 0;
+
+		qsort(a, count[f], sizeof(float), cmp_float);
+		for (k = 0; k < count[f]; k++)
+			if (n == 0 || a[k] != a[n - 1])
+				a[n++] = a[k];
+		/* codes run 0 .. n + 1 and must stay below DR_ALWAYS_LEFT */
+		if (n + 1 >= DR_ALWAYS_LEFT)
+		{
+			pfree(count);
+			return;
+		}
+		count[f] = n;
+	}
+	/* compact the lists: feature f keeps its first count[f] entries */
+	{
+		int32		at = 0;
+
+		for (f = 0; f < t->nfeatures; f++)
+		{
+			memmove(t->thr + at, t->thr + t->thr_start[f], sizeof(float) * count[f]);
+			t->thr_start[f] = at;
+			at += count[f];
+		}
+		t->thr_start[t->nfeatures] = at;
+	}
+	pfree(count);
+
+	/* blocks of DR_BLOCK trees, each as deep as its deepest tree */
+	t->nblocks = (t->ntrees + DR_BLOCK - 1) / DR_BLOCK;
+	t->blocks = MemoryContextAlloc(cxt, sizeof(DrBlock) * t->nblocks);
+	for (b = 0; b < t->nblocks; b++)
+	{
+		DrBlock    *bl = &t->blocks[b];
+
+		bl->first = b * DR_BLOCK;
+		bl->ntrees = Min(DR_BLOCK, t->ntrees - bl->first);
+		bl->depth = 0;
+		for (k = bl->first; k < bl->first + bl->ntrees; k++)
+			bl->depth = Max(bl->depth, tree_depth(t, t->start[k], 0));
+		if (bl->depth > DR_FAST_DEPTH)
+			bl->depth = -1;
+		bl->node_start = nodes;
+		bl->leaf_start = leaves;
+		if (bl->depth >= 0)
+		{
+			nodes += (int64) bl->ntrees * ((INT64CONST(1) << bl->depth) - 1);
+			leaves += (int64) bl->ntrees << bl->depth;
+		}
+	}
+	t->cnodes = MemoryContextAlloc(cxt, sizeof(uint32) * Max(nodes, 1));
+	t->cleaves = MemoryContextAlloc(cxt, sizeof(double) * Max(leaves, 1));
+	t->code = MemoryContextAlloc(cxt, sizeof(uint16) * 2 * t->nfeatures);
+	for (b = 0; b < t->nblocks; b++)
+	{
+		DrBlock    *bl = &t->blocks[b];
+		int64		inner = (INT64CONST(1) << Max(bl->depth, 0)) - 1;
+
+		if (bl->depth < 0)
+			continue;
+		for (k = 0; k < bl->ntrees; k++)
+			fast_fill(t, t->start[bl->first + k], 0, 0, 0, bl->depth,
+					  t->cnodes + bl->node_start + k * inner,
+					  t->cleaves + bl->leaf_start + ((int64) k << bl->depth));
+	}
+}
+
+/* The codes of a feature vector (NaN missing) for the complete form. */
+static inline void
+fast_codes(const DrTrees *t, const double *x)
+{
+	int			f;
+
+	for (f = 0; f < t->nfeatures; f++)
+	{
+		int			n = t->thr_start[f + 1] - t->thr_start[f];
+
+		if (isnan(x[f]))
+		{
+			t->code[f] = (uint16) (n + 1);	/* missing goes right */
+			t->code[t->nfeatures + f] = 0;	/* missing goes left */
+		}
+		else
+			t->code[f] = t->code[t->nfeatures + f] =
+				(uint16) fast_code(t->thr + t->thr_start[f], n, (float) x[f]);
+	}
+}
+
+/* One step down a complete tree: node word w, heap position i. */
+#define FAST_STEP(i, w, code) \
+	((i) = 2 * (i) + 1 + ((uint32) (code)[(w) >> 16] > ((w) & 0xFFFF)))
+
+/* The leaf value tree k of block bl reaches (codes already computed). */
+static inline double
+fast_leaf(const DrTrees *t, const DrBlock *bl, int k)
+{
+	int64		inner = (INT64CONST(1) << bl->depth) - 1;
+	const uint32 *nd = t->cnodes + bl->node_start + k * inner;
+	uint32		i = 0;
+	int			l;
+
+	for (l = 0; l < bl->depth; l++)
+		FAST_STEP(i, nd[i], t->code);
+	return t->cleaves[bl->leaf_start + ((int64) k << bl->depth) + (i - inner)];
+}
+
+/* The sum of the leaves a full block of DR_BLOCK trees reaches, in tree order. */
+static inline double
+fast_block(const DrTrees *t, const DrBlock *bl, double m)
+{
+	uint32		inner = ((uint32) 1 << bl->depth) - 1;
+	const uint32 *n0 = t->cnodes + bl->node_start,
+			   *n1 = n0 + inner,
+			   *n2 = n1 + inner,
+			   *n3 = n2 + inner;
+	const double *lv = t->cleaves + bl->leaf_start;
+	const uint16 *code = t->code;
+	uint32		i0 = 0,
+				i1 = 0,
+				i2 = 0,
+				i3 = 0;
+	int			l;
+
+	StaticAssertStmt(DR_BLOCK == 4, "fast_block walks four trees");
+	for (l = 0; l < bl->depth; l++)
+	{
+		uint32		w0 = n0[i0],
+					w1 = n1[i1],
+					w2 = n2[i2],
+					w3 = n3[i3];
+
+		FAST_STEP(i0, w0, code);
+		FAST_STEP(i1, w1, code);
+		FAST_STEP(i2, w2, code);
+		FAST_STEP(i3, w3, code);
+	}
+	m += lv[i0 - inner];
+	m += lv[(inner + 1) + i1 - inner];
+	m += lv[2 * (inner + 1) + i2 - inner];
+	m += lv[3 * (inner + 1) + i3 - inner];
+	return m;
 }
 
 /* The leaf value a feature vector (as float4, NaN missing) reaches in tree k. */
@@ -211,6 +507,265 @@ absent_value(const DrTrees *t, int base, int node, const double *x, const bool *
 	return nd->value;
 }
 
+
+/*
+ * Absent features compiled out (dr_trees_margin): for an absent set, each
+ * tree that splits on it becomes a tree over the other features whose
+ * leaves hold what absent_value would return in that region.  Built once
+ * per absent set and kept with the ensemble, so that an open deal costs a
+ * walk down every tree like a closed one instead of a walk down both sides
+ * of every split on its age.  A region is tracked as per-feature code
+ * ranges (fast_build's codes) and whether a missing value can be in it;
+ * a split it decides is not output.  An ensemble whose compiled form
+ * would outgrow DR_MARG_NODES nodes per tree (or 64 levels) is not
+ * compiled, and absent_value serves it as before.
+ */
+#define DR_MARG_NODES 8192
+
+typedef struct MargItem
+{
+	int			node;			/* a node of the tree (tree-local) */
+	double		w;				/* the weight its subtree enters with */
+} MargItem;
+
+typedef struct MargBuild
+{
+	const DrTrees *t;
+	const uint64 *aset;			/* the absent features */
+	int			base;			/* the tree's first node */
+	int			size;			/* its number of nodes */
+	int			out_start;		/* its first output node */
+	int		   *lo;				/* per feature: codes lo .. hi remain */
+	int		   *hi;
+	bool	   *miss;			/* per feature: a missing value remains */
+	int			n;				/* output nodes so far */
+	int			cap;
+	int			limit;
+	bool		overflow;
+	int32	   *left;
+	int32	   *right;
+	int32	   *feature;
+	double	   *threshold;
+	bool	   *dl;
+	double	   *value;
+} MargBuild;
+
+/* The code k of tree node g's threshold: "x < threshold" is "code <= k". */
+static inline int
+node_cut(const DrTrees *t, int g)
+{
+	int			f = t->feature[g];
+
+	return fast_code(t->thr + t->thr_start[f], t->thr_start[f + 1] - t->thr_start[f],
+					 (float) t->threshold[g]) - 1;
+}
+
+/* Append an output node (a leaf of value v for now); returns its index. */
+static int
+marg_out(MargBuild *b, double v)
+{
+	if (b->n == b->cap)
+	{
+		b->cap *= 2;
+		b->left = repalloc(b->left, sizeof(int32) * b->cap);
+		b->right = repalloc(b->right, sizeof(int32) * b->cap);
+		b->feature = repalloc(b->feature, sizeof(int32) * b->cap);
+		b->threshold = repalloc(b->threshold, sizeof(double) * b->cap);
+		b->dl = repalloc(b->dl, sizeof(bool) * b->cap);
+		b->value = repalloc(b->value, sizeof(double) * b->cap);
+	}
+	b->left[b->n] = b->right[b->n] = -1;
+	b->feature[b->n] = 0;
+	b->threshold[b->n] = 0;
+	b->dl[b->n] = false;
+	b->value[b->n] = v;
+	return b->n++;
+}
+
+/*
+ * Output the subtree for a region: the sum of the weighted subtrees items
+ * plus carry.  Items are first followed down every split the region
+ * decides and both ways down every absent split; what is left is split on
+ * the first undecided node.
+ */
+static void
+marg_node(MargBuild *b, const MargItem *items, int ni, double carry, int depth)
+{
+	const DrTrees *t = b->t;
+	/* the items are nodes none of which is under another: at most size */
+	MargItem   *work = palloc(sizeof(MargItem) * (b->size + 1));
+	MargItem   *next = palloc(sizeof(MargItem) * (b->size + 1));
+	int			nw = ni,
+				nn = 0,
+				o;
+
+	memcpy(work, items, sizeof(MargItem) * ni);
+	while (nw > 0 && !b->overflow)
+	{
+		MargItem	it = work[--nw];
+		int			g = b->base + it.node,
+					f,
+					k;
+		bool		left_all,
+					right_all,
+					empty;
+
+		if (t->left[g] < 0)
+		{
+			carry += it.w * t->value[g];
+			continue;
+		}
+		f = t->feature[g];
+		if (b->aset[f / 64] & (UINT64CONST(1) << (f % 64)))
+		{
+			work[nw].node = t->left[g];
+			work[nw++].w = it.w * cover_share(t, b->base, it.node, t->left[g]);
+			work[nw].node = t->right[g];
+			work[nw++].w = it.w * cover_share(t, b->base, it.node, t->right[g]);
+			continue;
+		}
+		k = node_cut(t, g);
+		empty = b->lo[f] > b->hi[f];
+		left_all = (empty || b->hi[f] <= k) && (!b->miss[f] || t->default_left[g]);
+		right_all = (empty || b->lo[f] > k) && (!b->miss[f] || !t->default_left[g]);
+		if (left_all)
+			work[nw++].node = t->left[g], work[nw - 1].w = it.w;
+		else if (right_all)
+			work[nw++].node = t->right[g], work[nw - 1].w = it.w;
+		else
+			next[nn++] = it;
+	}
+	if (nn == 0 || b->overflow)
+	{
+		marg_out(b, carry);
+		pfree(work);
+		pfree(next);
+		return;
+	}
+	if (depth >= DR_MAX_TREE_DEPTH || b->n + 3 > b->limit)
+	{
+		b->overflow = true;
+		pfree(work);
+		pfree(next);
+		return;
+	}
+	{
+		int			g = b->base + next[0].node,
+					f = t->feature[g],
+					k = node_cut(t, g),
+					lo = b->lo[f],
+					hi = b->hi[f];
+		bool		miss = b->miss[f],
+					dl = t->default_left[g];
+
+		o = marg_out(b, 0);
+		b->feature[o] = f;
+		b->threshold[o] = t->threshold[g];
+		b->dl[o] = dl;
+		b->left[o] = b->n - b->out_start;
+		b->hi[f] = Min(hi, k);
+		b->miss[f] = miss && dl;
+		marg_node(b, next, nn, carry, depth + 1);
+		b->hi[f] = hi;
+		b->right[o] = b->n - b->out_start;
+		b->lo[f] = Max(lo, k + 1);
+		b->miss[f] = miss && !dl;
+		marg_node(b, next, nn, carry, depth + 1);
+		b->lo[f] = lo;
+		b->miss[f] = miss;
+	}
+	pfree(work);
+	pfree(next);
+}
+
+/* The ensemble of t with the features of aset averaged out, or NULL when too large. */
+static DrTrees *
+marg_build(const DrTrees *t, const uint64 *aset)
+{
+	MemoryContext old = MemoryContextSwitchTo(t->cxt);
+	DrTrees    *mt = palloc0(sizeof(DrTrees));
+	MargBuild	b;
+	int32	   *start = palloc(sizeof(int32) * Max(t->ntrees, 1));
+	int			k,
+				f;
+
+	memset(&b, 0, sizeof(b));
+	b.t = t;
+	b.aset = aset;
+	b.cap = Max(t->nnodes, 16);
+	b.left = palloc(sizeof(int32) * b.cap);
+	b.right = palloc(sizeof(int32) * b.cap);
+	b.feature = palloc(sizeof(int32) * b.cap);
+	b.threshold = palloc(sizeof(double) * b.cap);
+	b.dl = palloc(sizeof(bool) * b.cap);
+	b.value = palloc(sizeof(double) * b.cap);
+	b.lo = palloc(sizeof(int) * t->nfeatures);
+	b.hi = palloc(sizeof(int) * t->nfeatures);
+	b.miss = palloc(sizeof(bool) * t->nfeatures);
+	for (k = 0; k < t->ntrees && !b.overflow; k++)
+	{
+		MargItem	root = {0, 1.0};
+
+		CHECK_FOR_INTERRUPTS();
+		for (f = 0; f < t->nfeatures; f++)
+		{
+			b.lo[f] = 0;
+			b.hi[f] = t->thr_start[f + 1] - t->thr_start[f];
+			b.miss[f] = true;
+		}
+		b.base = t->start[k];
+		b.size = (k + 1 < t->ntrees ? t->start[k + 1] : t->nnodes) - b.base;
+		start[k] = b.out_start = b.n;
+		b.limit = b.n + DR_MARG_NODES;
+		marg_node(&b, &root, 1, 0.0, 0);
+	}
+	pfree(b.lo);
+	pfree(b.hi);
+	pfree(b.miss);
+	if (b.overflow)
+	{
+		MemoryContextSwitchTo(old);
+		return NULL;
+	}
+	mt->ntrees = t->ntrees;
+	mt->nnodes = b.n;
+	mt->nfeatures = t->nfeatures;
+	mt->base = t->base;
+	mt->start = start;
+	mt->left = b.left;
+	mt->right = b.right;
+	mt->feature = b.feature;
+	mt->threshold = b.threshold;
+	mt->default_left = b.dl;
+	mt->value = b.value;
+	{
+		double	   *cover = palloc(sizeof(double) * Max(b.n, 1));
+
+		for (k = 0; k < b.n; k++)
+			cover[k] = 1;		/* not used: mt is only walked */
+		mt->cover = cover;
+	}
+	MemoryContextSwitchTo(old);
+	dr_trees_check(mt, t->cxt);
+	return mt;
+}
+
+/* The compiled ensemble for t->absent_set (built on first use), or NULL. */
+static const DrTrees *
+marg_for(DrTrees *t)
+{
+	int			i;
+
+	for (i = 0; i < t->nmarg; i++)
+		if (memcmp(t->marg_key + (Size) i * t->words, t->absent_set, sizeof(uint64) * t->words) == 0)
+			return t->marg[i];
+	if (t->blocks == NULL || t->nmarg == DR_MARG_SETS)
+		return NULL;
+	memcpy(t->marg_key + (Size) t->nmarg * t->words, t->absent_set, sizeof(uint64) * t->words);
+	t->marg[t->nmarg] = marg_build(t, t->absent_set);
+	return t->marg[t->nmarg++];
+}
+
 /*
  * The margin (log-odds) of a feature vector: base plus every tree's leaf.
  * Features marked in absent (NULL: none) are averaged out as
@@ -222,7 +777,8 @@ dr_trees_margin(const DrTrees *t, const double *x, const bool *absent)
 {
 	double		m = t->base;
 	int			k,
-				w;
+				w,
+				b;
 	bool		any = false;
 
 	for (k = 0; k < t->nfeatures; k++)
@@ -237,14 +793,47 @@ dr_trees_margin(const DrTrees *t, const double *x, const bool *absent)
 				any = true;
 			}
 	}
-	for (k = 0; k < t->ntrees; k++)
+	if (any)
 	{
-		bool		splits_absent = false;
+		const DrTrees *mt = marg_for((DrTrees *) t);
+
+		if (mt != NULL)
+		{
+			return dr_trees_margin(mt, x, NULL);
+		}
+	}
+	if (t->blocks != NULL)
+		fast_codes(t, x);
+	for (b = 0; b < (t->blocks != NULL ? t->nblocks : t->ntrees); b++)
+	{
+		const DrBlock *bl = t->blocks != NULL ? &t->blocks[b] : NULL;
+		int			first = bl != NULL ? bl->first : b,
+					n = bl != NULL ? bl->ntrees : 1;
+		bool		plain = true;
 
 		/* only a tree that splits on an absent feature averages it out */
-		for (w = 0; any && w < t->words && !splits_absent; w++)
-			splits_absent = (t->uses[(Size) k * t->words + w] & t->absent_set[w]) != 0;
-		m += splits_absent ? absent_value(t, t->start[k], 0, x, absent) : leaf_value(t, k, t->xf);
+		for (k = first; any && k < first + n && plain; k++)
+			for (w = 0; w < t->words; w++)
+				if ((t->uses[(Size) k * t->words + w] & t->absent_set[w]) != 0)
+					plain = false;
+		if (plain && bl != NULL && bl->depth >= 0 && n == DR_BLOCK)
+		{
+			m = fast_block(t, bl, m);
+			continue;
+		}
+		for (k = first; k < first + n; k++)
+		{
+			bool		splits_absent = false;
+
+			for (w = 0; !plain && w < t->words && !splits_absent; w++)
+				splits_absent = (t->uses[(Size) k * t->words + w] & t->absent_set[w]) != 0;
+			if (splits_absent)
+				m += absent_value(t, t->start[k], 0, x, absent);
+			else if (bl != NULL && bl->depth >= 0)
+				m += fast_leaf(t, bl, k - first);
+			else
+				m += leaf_value(t, k, t->xf);
+		}
 	}
 	return m;
 }

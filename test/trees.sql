@@ -2,7 +2,7 @@
 -- path-dependent TreeSHAP (contributions that add up to the margin, and
 -- the values of a hand-worked example), and the checks of a bad ensemble.
 \ir harness/pgtap_setup.psql
-SELECT plan(16);
+SELECT plan(18);
 
 \ir harness/error_of.psql
 
@@ -88,6 +88,83 @@ SELECT is((SELECT count(*) FROM xs, rnd
 		   WHERE (dealrisk._trees_shap(rnd.start, rnd.l, rnd.r, rnd.f, rnd.th, rnd.dl, rnd.v, rnd.c, -0.3, xs.x))[6]
 				 IS DISTINCT FROM (SELECT (dealrisk._trees_shap(rnd.start, rnd.l, rnd.r, rnd.f, rnd.th, rnd.dl, rnd.v, rnd.c, -0.3, x2.x))[6] FROM xs x2 WHERE x2.j = 1)),
 	0::bigint, 'the expectation (last element) does not depend on the vector');
+
+-- The complete form the margin is walked in (trees.c, fast_build): trees
+-- of uneven depth (leaves above the block's depth are padded), blocks of
+-- four deeper than it holds (walked by pointers), thresholds shared by
+-- several nodes, values equal to a threshold, missing values sent either
+-- way, infinities: the margin is the same double as a walk of the arrays
+-- in PL/pgSQL.
+CREATE TEMP TABLE irr (start int4[], l int4[], r int4[], f int4[], th float8[], dl boolean[], v float8[], c float8[], md int[]);
+DO $$
+DECLARE
+	st int4[] := '{}'; l int4[] := '{}'; r int4[] := '{}'; f int4[] := '{}';
+	th float8[] := '{}'; dl boolean[] := '{}'; v float8[] := '{}'; c float8[] := '{}';
+	depth int[]; md int[] := '{}'; k int; i int; n int; base int; lim int;
+	cuts float8[] := '{-1,0,0.5,1,2}';
+BEGIN
+	FOR k IN 0 .. 10 LOOP
+		base := cardinality(l);
+		st := st || base;
+		-- the depth tree k may grow to: the first block deeper than 10, the
+		-- second as deep as 7, the third short of a block
+		lim := (ARRAY[3, 7, 13, 3, 3, 7, 7, 5, 13, 3, 7])[k + 1];
+		depth := '{0}';
+		n := 1;
+		i := 0;
+		WHILE i < n LOOP
+			IF depth[i + 1] < lim AND (depth[i + 1] < 2 OR dealrisk.hash_uniform(k, i, 11) < 0.72) THEN
+				l := l || (n); r := r || (n + 1);
+				f := f || floor(4 * dealrisk.hash_uniform(k, i, 12))::int;
+				th := th || cuts[1 + floor(5 * dealrisk.hash_uniform(k, i, 13))::int];
+				dl := dl || (dealrisk.hash_uniform(k, i, 14) < 0.5);
+				v := v || 0::float8;
+				depth := depth || (depth[i + 1] + 1) || (depth[i + 1] + 1);
+				n := n + 2;
+			ELSE
+				l := l || -1; r := r || -1; f := f || 0; th := th || 0::float8; dl := dl || false;
+				v := v || (dealrisk.hash_uniform(k, i, 15) - 0.5);
+			END IF;
+			c := c || 1::float8;
+			i := i + 1;
+		END LOOP;
+		md := md || (SELECT max(d) FROM unnest(depth) d);
+	END LOOP;
+	INSERT INTO irr VALUES (st, l, r, f, th, dl, v, c, md);
+END $$;
+CREATE FUNCTION pg_temp.walk(x float8[]) RETURNS float8 LANGUAGE plpgsql AS $$
+DECLARE e irr; m float8 := 0.125; k int; n int; g int; xv float8;
+BEGIN
+	SELECT * INTO e FROM irr;
+	FOR k IN 1 .. cardinality(e.start) LOOP
+		n := 0;
+		LOOP
+			g := e.start[k] + n + 1;
+			EXIT WHEN e.l[g] < 0;
+			xv := x[e.f[g] + 1];
+			IF xv IS NULL THEN
+				n := CASE WHEN e.dl[g] THEN e.l[g] ELSE e.r[g] END;
+			ELSIF xv::float4 < e.th[g]::float4 THEN
+				n := e.l[g];
+			ELSE
+				n := e.r[g];
+			END IF;
+		END LOOP;
+		m := m + e.v[g];
+	END LOOP;
+	RETURN m;
+END $$;
+CREATE TEMP TABLE ixs AS
+	SELECT j, ARRAY(SELECT (ARRAY[-2, -1, 0, 0.25, 0.5, 1, 2, 3, NULL, 'Infinity', '-Infinity']::float8[])
+							 [1 + floor(11 * dealrisk.hash_uniform(98, j * 10 + q, 16))::int]
+					FROM generate_series(1, 4) q) AS x
+	FROM generate_series(1, 300) j;
+SELECT ok((SELECT md[3] > 10 AND md[4] < 10 AND md[5] < 7 AND md[6] = 7 AND md[7] = 7 AND md[8] < 7 FROM irr),
+	'the uneven ensemble has a block deeper than 10 (trees 1-4) and one padded to depth 7 (trees 5-8)');
+SELECT is((SELECT count(*) FROM ixs, irr
+		   WHERE dealrisk._trees_predict(irr.start, irr.l, irr.r, irr.f, irr.th, irr.dl, irr.v, irr.c, 0.125, ixs.x)
+				 IS DISTINCT FROM pg_temp.walk(ixs.x)), 0::bigint,
+	'11 trees of depth 3 to 13, 300 vectors with missing values, ties and infinities: the same margin as a plain walk');
 
 -- bad ensembles are errors naming the node, never a crash
 SELECT is((pg_temp.error_of($$SELECT dealrisk._trees_predict('{0}', '{1,-1}', '{0,-1}', '{0,0}', '{0,0}', '{f,f}', '{0,0}', '{1,1}', 0, '{1}')$$)).msg,
