@@ -78,10 +78,20 @@ out_node(GbmOut *o, int tree_start, double cover)
 	return o->nnodes++ - tree_start;
 }
 
+/* Copy a gathered row of stride bytes (a multiple of 8) in words. */
+static inline void
+copy_row(uint8 *dst, const uint8 *src, int stride)
+{
+	int			q;
+
+	for (q = 0; q < stride; q += 8)
+		memcpy(dst + q, src + q, 8);
+}
+
 /* Sum the gradients of gathered rows begin .. end into a histogram. */
 static void
 build_hist(GbmGH *hist, int slots, const uint8 *pcode, const GbmGH *pgh, int begin, int end,
-		   int nf, const int *hoff)
+		   int nf, int stride, const int *hoff)
 {
 	int			i,
 				f;
@@ -89,7 +99,7 @@ build_hist(GbmGH *hist, int slots, const uint8 *pcode, const GbmGH *pgh, int beg
 	memset(hist, 0, sizeof(GbmGH) * slots);
 	for (i = begin; i < end; i++)
 	{
-		const uint8 *c = pcode + (Size) i * nf;
+		const uint8 *c = pcode + (Size) i * stride;
 		double		g = pgh[i].g,
 					h = pgh[i].h;
 
@@ -130,11 +140,18 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 			   *hold = palloc(sizeof(bool) * n),
 			   *colon = palloc(sizeof(bool) * nf);
 	int		   *idx = palloc(sizeof(int) * n);
-	/* the round's rows gathered in node order, and room for a partition */
-	uint8	   *pcode = palloc((Size) n * nf),
-			   *tcode = palloc((Size) n * nf);
+	/*
+	 * The round's rows gathered in node order (codes padded to whole words,
+	 * gradients, row numbers), and room for a partition.
+	 */
+	int			stride = (nf + 7) & ~7;
+	uint8	   *pcode = palloc0((Size) n * stride),
+			   *tcode = palloc0((Size) n * stride);
 	GbmGH	   *pgh = palloc(sizeof(GbmGH) * n),
 			   *tgh = palloc(sizeof(GbmGH) * n);
+	int		   *pidx = palloc(sizeof(int) * n),
+			   *tidx = palloc(sizeof(int) * n);
+	bool	   *used = palloc(sizeof(bool) * n);
 	int		   *hoff = palloc(sizeof(int) * (nf + 1));
 	int			maxnodes = 2 << Min(p->max_depth, GBM_MAX_DEPTH);
 	GbmNode    *queue = palloc(sizeof(GbmNode) * maxnodes);
@@ -203,9 +220,11 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 		/* gradients, the rows of this round, the columns of this tree */
 		for (i = 0; i < n; i++)
 		{
+			used[i] = false;
 			if (!train[i] || (p->subsample < 1.0 &&
 							  dr_hash_uniform(p->seed, (int64) r * n + i, 101) >= p->subsample))
 				continue;
+			used[i] = true;
 			gh[i].g = w[i] * (pr[i] - (y[i] ? 1.0 : 0.0));
 			gh[i].h = w[i] * Max(pr[i] * (1.0 - pr[i]), 1e-16);
 			idx[nuse++] = i;
@@ -221,8 +240,9 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 
 			for (i = 0; i < nuse; i++)
 			{
-				memcpy(pcode + (Size) i * nf, code8 + (Size) idx[i] * nf, nf);
+				memcpy(pcode + (Size) i * stride, code8 + (Size) idx[i] * nf, nf);
 				pgh[i] = gh[idx[i]];
+				pidx[i] = idx[i];
 				G += pgh[i].g;
 				H += pgh[i].h;
 			}
@@ -237,7 +257,7 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 			{
 				queue[nq].hist = nfree > 0 ? freelist[--nfree] :
 					(npool++, palloc(sizeof(GbmGH) * slots));
-				build_hist(queue[nq].hist, slots, pcode, pgh, 0, nuse, nf, hoff);
+				build_hist(queue[nq].hist, slots, pcode, pgh, 0, nuse, nf, stride, hoff);
 			}
 			nq++;
 		}
@@ -317,28 +337,31 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 						   *small,
 						   *large;
 
+				/*
+				 * Without branches (the side is a coin toss to the CPU): each
+				 * row is written to both places and one of the two counts
+				 * moves.  Writing at k <= j overwrites only rows already read.
+				 */
 				for (j = nd->begin; j < nd->end; j++)
 				{
-					const uint8 *c = pcode + (Size) j * nf;
+					const uint8 *c = pcode + (Size) j * stride;
 					int			code = c[bf];
+					int			go = code == nbins[bf] ? bdl : code <= bc;
+					GbmGH		ghj = pgh[j];
+					int			ij = pidx[j];
 
-					if (code == nbins[bf] ? bdl : code <= bc)
-					{
-						if (k != j)
-						{
-							memcpy(pcode + (Size) k * nf, c, nf);
-							pgh[k] = pgh[j];
-						}
-						k++;
-					}
-					else
-					{
-						memcpy(tcode + (Size) nl * nf, c, nf);
-						tgh[nl++] = pgh[j];
-					}
+					copy_row(tcode + (Size) nl * stride, c, stride);
+					tgh[nl] = ghj;
+					tidx[nl] = ij;
+					copy_row(pcode + (Size) k * stride, c, stride);
+					pgh[k] = ghj;
+					pidx[k] = ij;
+					k += go;
+					nl += 1 - go;
 				}
-				memcpy(pcode + (Size) k * nf, tcode, (Size) nl * nf);
+				memcpy(pcode + (Size) k * stride, tcode, (Size) nl * stride);
 				memcpy(pgh + k, tgh, sizeof(GbmGH) * nl);
+				memcpy(pidx + k, tidx, sizeof(int) * nl);
 				o->feature[gnode] = bf;
 				o->threshold[gnode] = bc + 0.5;
 				o->dl[gnode] = bdl;
@@ -371,7 +394,7 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 					GbmGH	   *hs = nfree > 0 ? freelist[--nfree] :
 						(npool++, palloc(sizeof(GbmGH) * slots));
 
-					build_hist(hs, slots, pcode, pgh, small->begin, small->end, nf, hoff);
+					build_hist(hs, slots, pcode, pgh, small->begin, small->end, nf, stride, hoff);
 					if (small == lc ? sr : sl)
 					{
 						int			q;
@@ -426,6 +449,17 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 				wmiss[k] = (uint8) nbins[wf[k]];
 				wdl[k] = o->dl[tree_start + k];
 			}
+			/* the rows of this round: the partition put them in their leaf */
+			for (k = 0; k < nq; k++)
+			{
+				int			g = tree_start + queue[k].out,
+							j;
+
+				if (o->left[g] >= 0)
+					continue;
+				for (j = queue[k].begin; j < queue[k].end; j++)
+					m[pidx[j]] += o->value[g];
+			}
 			for (i = 0; i < n; i++)
 			{
 				const uint8 *c = code8 + (Size) i * nf;
@@ -436,14 +470,19 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 
 				if (!train[i] && !hold[i])
 					continue;	/* left out of this fit */
-				while (wl[node] >= 0)
+				if (!used[i])
 				{
-					int			code = c[wf[node]];
-					bool		go_left = code == wmiss[node] ? wdl[node] : code <= wcut[node];
+					/* the holdout, and rows subsampling left out: walked */
+					while (wl[node] >= 0)
+					{
+						int			code = c[wf[node]];
+						bool		go_left = code == wmiss[node] ? wdl[node] : code <= wcut[node];
 
-					node = go_left ? wl[node] : wr[node];
+						node = go_left ? wl[node] : wr[node];
+					}
+					m[i] += o->value[tree_start + node];
 				}
-				mi = m[i] += o->value[tree_start + node];
+				mi = m[i];
 				e = exp(-fabs(mi));
 				pr[i] = mi >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
 				if (hold[i] || want_train)
@@ -508,6 +547,9 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 	pfree(tcode);
 	pfree(pgh);
 	pfree(tgh);
+	pfree(pidx);
+	pfree(tidx);
+	pfree(used);
 	while (nfree > 0)
 		pfree(freelist[--nfree]);
 	pfree(freelist);
