@@ -40,8 +40,9 @@ typedef struct GbmGH
 
 /*
  * A node being grown: its rows are begin .. end of the round's gathered rows
- * (their codes and gradients, kept in node order); hist
- * is its histogram (NULL when it will not be split).
+ * (their codes, gradients and row numbers, kept in node order) in buffer
+ * depth % 2; hist is its histogram (NULL when it will not be split);
+ * applied, that its rows' margins already have its value.
  */
 typedef struct GbmNode
 {
@@ -52,6 +53,7 @@ typedef struct GbmNode
 	double		h;
 	int			out;			/* its index in the output tree */
 	GbmGH	   *hist;
+	bool		applied;
 } GbmNode;
 
 /* Append a node (a leaf for now) to the output; returns its tree-local index. */
@@ -135,23 +137,22 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 {
 	double	   *m = palloc(sizeof(double) * n),
 			   *pr = palloc(sizeof(double) * n);
-	GbmGH	   *gh = palloc(sizeof(GbmGH) * n);
 	bool	   *train = palloc(sizeof(bool) * n),
 			   *hold = palloc(sizeof(bool) * n),
 			   *colon = palloc(sizeof(bool) * nf);
-	int		   *idx = palloc(sizeof(int) * n);
 	/*
 	 * The round's rows gathered in node order (codes padded to whole words,
-	 * gradients, row numbers), and room for a partition.
+	 * gradients, row numbers), twice: a split moves its node's rows from
+	 * the buffer of its depth to the other one.
 	 */
 	int			stride = (nf + 7) & ~7;
-	uint8	   *pcode = palloc0((Size) n * stride),
-			   *tcode = palloc0((Size) n * stride);
-	GbmGH	   *pgh = palloc(sizeof(GbmGH) * n),
-			   *tgh = palloc(sizeof(GbmGH) * n);
-	int		   *pidx = palloc(sizeof(int) * n),
-			   *tidx = palloc(sizeof(int) * n);
+	uint8	   *bcode[2];
+	GbmGH	   *bgh[2];
+	int		   *bidx[2];
 	bool	   *used = palloc(sizeof(bool) * n);
+	/* the training rows, then the holdout rows, each in row order */
+	int		   *rows = palloc(sizeof(int) * n);
+	int			ntrain = 0;
 	int		   *hoff = palloc(sizeof(int) * (nf + 1));
 	int			maxnodes = 2 << Min(p->max_depth, GBM_MAX_DEPTH);
 	GbmNode    *queue = palloc(sizeof(GbmNode) * maxnodes);
@@ -176,6 +177,12 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 	slots = hoff[nf];
 	/* one histogram per node that may be split: at most maxnodes at a time */
 	freelist = palloc(sizeof(GbmGH *) * maxnodes);
+	for (i = 0; i < 2; i++)
+	{
+		bcode[i] = palloc0((Size) n * stride);
+		bgh[i] = palloc(sizeof(GbmGH) * n);
+		bidx[i] = palloc(sizeof(int) * n);
+	}
 
 	for (i = 0; i < n; i++)
 	{
@@ -191,6 +198,12 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 			swy += y[i] ? w[i] : 0;
 		}
 	}
+	for (i = 0; i < n; i++)
+		if (train[i])
+			rows[ntrain++] = i;
+	for (i = 0, f = ntrain; i < n; i++)
+		if (hold[i])
+			rows[f++] = i;
 	if (!(sw > 0) || swy <= 0 || swy >= sw)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -217,34 +230,36 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 		}
 		o->start[o->ntrees] = tree_start;
 
-		/* gradients, the rows of this round, the columns of this tree */
-		for (i = 0; i < n; i++)
-		{
-			used[i] = false;
-			if (!train[i] || (p->subsample < 1.0 &&
-							  dr_hash_uniform(p->seed, (int64) r * n + i, 101) >= p->subsample))
-				continue;
-			used[i] = true;
-			gh[i].g = w[i] * (pr[i] - (y[i] ? 1.0 : 0.0));
-			gh[i].h = w[i] * Max(pr[i] * (1.0 - pr[i]), 1e-16);
-			idx[nuse++] = i;
-		}
 		for (f = 0; f < nf; f++)
 			colon[f] = p->colsample >= 1.0 ||
 				dr_hash_uniform(p->seed, (int64) r * nf + f, 102) < p->colsample;
 
-		/* the root: its rows gathered, so that every scan below is sequential */
+		/*
+		 * The root: the rows of this round and their gradients, gathered so
+		 * that every scan below is sequential.
+		 */
 		{
 			double		G = 0,
 						H = 0;
+			int			k;
+			uint8	   *pcode = bcode[0];
+			GbmGH	   *pgh = bgh[0];
+			int		   *pidx = bidx[0];
 
-			for (i = 0; i < nuse; i++)
+			for (k = 0; k < ntrain; k++)
 			{
-				memcpy(pcode + (Size) i * stride, code8 + (Size) idx[i] * nf, nf);
-				pgh[i] = gh[idx[i]];
-				pidx[i] = idx[i];
-				G += pgh[i].g;
-				H += pgh[i].h;
+				i = rows[k];
+				used[i] = p->subsample >= 1.0 ||
+					dr_hash_uniform(p->seed, (int64) r * n + i, 101) < p->subsample;
+				if (!used[i])
+					continue;
+				pgh[nuse].g = w[i] * (pr[i] - (y[i] ? 1.0 : 0.0));
+				pgh[nuse].h = w[i] * Max(pr[i] * (1.0 - pr[i]), 1e-16);
+				pidx[nuse] = i;
+				memcpy(pcode + (Size) nuse * stride, code8 + (Size) i * nf, nf);
+				G += pgh[nuse].g;
+				H += pgh[nuse].h;
+				nuse++;
 			}
 			queue[nq].begin = 0;
 			queue[nq].end = nuse;
@@ -253,6 +268,7 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 			queue[nq].h = H;
 			queue[nq].out = out_node(o, tree_start, H);
 			queue[nq].hist = NULL;
+			queue[nq].applied = false;
 			if (splittable(p, 0, H, nuse))
 			{
 				queue[nq].hist = nfree > 0 ? freelist[--nfree] :
@@ -328,40 +344,29 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 			/* partition the node's rows: left first */
 			{
 				int			nl = 0,
-							k = nd->begin,
+							k,
 							j,
 							sl,
-							sr;
+							sr,
+							from = nd->depth & 1,
+							to = 1 - from;
+				const uint8 *fcode = bcode[from];
+				const GbmGH *fgh = bgh[from];
+				const int  *fidx = bidx[from];
+				uint8	   *pcode = bcode[to];
+				GbmGH	   *pgh = bgh[to];
 				GbmNode    *lc,
 						   *rc,
 						   *small,
 						   *large;
 
-				/*
-				 * Without branches (the side is a coin toss to the CPU): each
-				 * row is written to both places and one of the two counts
-				 * moves.  Writing at k <= j overwrites only rows already read.
-				 */
 				for (j = nd->begin; j < nd->end; j++)
 				{
-					const uint8 *c = pcode + (Size) j * stride;
-					int			code = c[bf];
-					int			go = code == nbins[bf] ? bdl : code <= bc;
-					GbmGH		ghj = pgh[j];
-					int			ij = pidx[j];
+					int			code = fcode[(Size) j * stride + bf];
 
-					copy_row(tcode + (Size) nl * stride, c, stride);
-					tgh[nl] = ghj;
-					tidx[nl] = ij;
-					copy_row(pcode + (Size) k * stride, c, stride);
-					pgh[k] = ghj;
-					pidx[k] = ij;
-					k += go;
-					nl += 1 - go;
+					nl += code == nbins[bf] ? bdl : code <= bc;
 				}
-				memcpy(pcode + (Size) k * stride, tcode, (Size) nl * stride);
-				memcpy(pgh + k, tgh, sizeof(GbmGH) * nl);
-				memcpy(pidx + k, tidx, sizeof(int) * nl);
+				k = nd->begin + nl;
 				o->feature[gnode] = bf;
 				o->threshold[gnode] = bc + 0.5;
 				o->dl[gnode] = bdl;
@@ -373,6 +378,7 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 				lc->h = bhl;
 				lc->out = out_node(o, tree_start, bhl);
 				lc->hist = NULL;
+				lc->applied = false;
 				rc = &queue[nq++];
 				rc->begin = k;
 				rc->end = nd->end;
@@ -381,8 +387,52 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 				rc->h = nd->h - bhl;
 				rc->out = out_node(o, tree_start, nd->h - bhl);
 				rc->hist = NULL;
+				rc->applied = false;
 				o->left[gnode] = lc->out;
 				o->right[gnode] = rc->out;
+				sl = splittable(p, lc->depth, lc->h, lc->end - lc->begin);
+				sr = splittable(p, rc->depth, rc->h, rc->end - rc->begin);
+
+				if (!sl && !sr)
+				{
+					/* two leaves: their values go to the margins, no rows move */
+					double		vl = -p->eta * lc->g / (lc->h + p->lambda),
+								vr = -p->eta * rc->g / (rc->h + p->lambda);
+
+					for (j = nd->begin; j < nd->end; j++)
+					{
+						int			code = fcode[(Size) j * stride + bf];
+
+						m[fidx[j]] += (code == nbins[bf] ? bdl : code <= bc) ? vl : vr;
+					}
+					lc->applied = rc->applied = true;
+					freelist[nfree++] = hist;
+					continue;
+				}
+
+				/*
+				 * Rows move to the other buffer, left ones from begin and right
+				 * ones from k, in order; the side is a coin toss to the CPU, so
+				 * it picks the address rather than a branch.
+				 */
+				{
+					int			at_left = nd->begin,
+								at_right = k;
+					int		   *pidx = bidx[to];
+
+					for (j = nd->begin; j < nd->end; j++)
+					{
+						const uint8 *c = fcode + (Size) j * stride;
+						int			go = c[bf] == nbins[bf] ? bdl : c[bf] <= bc;
+						int			d = go ? at_left : at_right;
+
+						at_left += go;
+						at_right += 1 - go;
+						copy_row(pcode + (Size) d * stride, c, stride);
+						pgh[d] = fgh[j];
+						pidx[d] = fidx[j];
+					}
+				}
 
 				/* children's histograms: scan the smaller, subtract for the larger */
 				sl = splittable(p, lc->depth, lc->h, lc->end - lc->begin);
@@ -454,25 +504,26 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 			{
 				int			g = tree_start + queue[k].out,
 							j;
+				const int  *pidx = bidx[queue[k].depth & 1];
 
-				if (o->left[g] >= 0)
+				if (o->left[g] >= 0 || queue[k].applied)
 					continue;
 				for (j = queue[k].begin; j < queue[k].end; j++)
 					m[pidx[j]] += o->value[g];
 			}
-			for (i = 0; i < n; i++)
+			for (k = 0; k < ntrain + nhold; k++)
 			{
-				const uint8 *c = code8 + (Size) i * nf;
-				int			node = 0;
 				double		mi,
 							e,
 							loss;
 
-				if (!train[i] && !hold[i])
-					continue;	/* left out of this fit */
-				if (!used[i])
+				i = rows[k];
+				if (k >= ntrain || !used[i])
 				{
 					/* the holdout, and rows subsampling left out: walked */
+					const uint8 *c = code8 + (Size) i * nf;
+					int			node = 0;
+
 					while (wl[node] >= 0)
 					{
 						int			code = c[wf[node]];
@@ -485,20 +536,18 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 				mi = m[i];
 				e = exp(-fabs(mi));
 				pr[i] = mi >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
-				if (hold[i] || want_train)
+				if (k >= ntrain)
+				{
+					/* unweighted, as the holdout metrics are */
+					loss = (y[i] ? (mi >= 0 ? 0 : -mi) : (mi >= 0 ? mi : 0)) + log1p(e);
+					lh += loss;
+					wh += 1;
+				}
+				else if (want_train)
 				{
 					loss = (y[i] ? (mi >= 0 ? 0 : -mi) : (mi >= 0 ? mi : 0)) + log1p(e);
-					if (hold[i])
-					{
-						/* unweighted, as the holdout metrics are */
-						lh += loss;
-						wh += 1;
-					}
-					else
-					{
-						lt += w[i] * loss;
-						wt += w[i];
-					}
+					lt += w[i] * loss;
+					wt += w[i];
 				}
 			}
 			pfree(wf);
@@ -538,18 +587,17 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 	}
 	pfree(m);
 	pfree(pr);
-	pfree(gh);
 	pfree(train);
 	pfree(hold);
 	pfree(colon);
-	pfree(idx);
-	pfree(pcode);
-	pfree(tcode);
-	pfree(pgh);
-	pfree(tgh);
-	pfree(pidx);
-	pfree(tidx);
+	for (i = 0; i < 2; i++)
+	{
+		pfree(bcode[i]);
+		pfree(bgh[i]);
+		pfree(bidx[i]);
+	}
 	pfree(used);
+	pfree(rows);
 	while (nfree > 0)
 		pfree(freelist[--nfree]);
 	pfree(freelist);
