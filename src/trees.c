@@ -163,7 +163,7 @@ dr_trees_check(DrTrees *t, MemoryContext cxt)
 
 
 /*
- * The complete form of an ensemble, which dr_trees_margin walks when it
+ * The branch-free form of an ensemble, which dr_trees_margin walks when it
  * can (a tree model's scores cost the tree walk; issue #10, "Measure").
  *
  * A row's features become codes first: per feature, the number of the
@@ -171,28 +171,38 @@ dr_trees_check(DrTrees *t, MemoryContext cxt)
  * so that "x < threshold k" is "code <= k".  Each row gets two codes per
  * feature, differing only for a missing value: code[f] sends it right
  * (one past the largest code) and code[nfeatures + f] sends it left (0).
- * A node is one word, (code index << 16) | k, and a step is
- * i = 2i + 1 + (code > k): no branch to mispredict.  Trees are padded to
- * complete trees of their block's depth (a leaf above it becomes a node
- * that always goes left, k = 0xFFFF, over copies of the leaf), and the
- * trees of a block of DR_BLOCK are walked side by side so that their steps
- * overlap.  The leaves are added in tree order, so the margin is the same
- * double as the pointer walk's.  Ensembles it cannot hold (a block deeper
- * than DR_FAST_DEPTH, a feature with 65535 or more thresholds) keep the
- * pointer walk for those trees or altogether.
+ * A node is one 64-bit word: its left child (the right one is next to
+ * it) above (code index << 16) | k, and a step is
+ * i = child + (code > k), with no branch to mispredict.  A leaf is its
+ * own left child under k = 0xFFFF (no code is above it), so a walk of a
+ * fixed number of steps stays on it.  The trees, ordered by depth, are
+ * walked DR_BLOCK side by side for as many steps as the deepest of them,
+ * so that their steps overlap, and the leaves they reach are added block
+ * by block (the margin may differ from a walk in tree order by rounding,
+ * 1e-13 or so).  An ensemble with a feature of 65535 or more thresholds
+ * keeps the pointer walk.
  */
 #define DR_BLOCK 4
-#define DR_FAST_DEPTH 10
 #define DR_ALWAYS_LEFT 0xFFFF
 
 typedef struct DrBlock
 {
-	int			first;			/* its first tree */
 	int			ntrees;			/* 1 .. DR_BLOCK */
-	int			depth;			/* complete depth, -1: walked by pointers */
-	int64		node_start;		/* its trees' nodes in cnodes, tree after tree */
-	int64		leaf_start;		/* its trees' leaves in cleaves */
+	int			depth;			/* steps: its deepest tree's depth */
+	int32		tree[DR_BLOCK]; /* its trees */
+	int64		complete;		/* its complete trees in t->complete, or -1 */
 } DrBlock;
+
+/*
+ * A block of DR_BLOCK trees that are nearly complete is also kept as
+ * complete trees of its depth, in half the bytes a step reads: inner
+ * nodes as (code index << 16) | k at heap positions (a step is
+ * i = 2i + 1 + (code > k)), a leaf above the depth as a node that always
+ * goes left over copies of it, then the 2^depth leaves.  Only where the
+ * padding at most doubles the nodes and the depth is at most
+ * DR_COMPLETE_DEPTH.
+ */
+#define DR_COMPLETE_DEPTH 10
 
 /* The code of value v among n sorted thresholds: how many are <= v. */
 static inline int
@@ -225,39 +235,6 @@ cmp_float(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Write tree node i (tree-local, from base) at heap position pos of a complete tree. */
-static void
-fast_fill(const DrTrees *t, int base, int i, int64 pos, int level, int depth,
-		  uint32 *nodes, double *leaves)
-{
-	int			g = base + i;
-
-	if (level == depth)
-	{
-		leaves[pos - ((INT64CONST(1) << depth) - 1)] = t->value[g];
-		return;
-	}
-	if (t->left[g] < 0)
-	{
-		/* a leaf above the block's depth: always left, its value everywhere below */
-		nodes[pos] = DR_ALWAYS_LEFT;
-		fast_fill(t, base, i, 2 * pos + 1, level + 1, depth, nodes, leaves);
-		fast_fill(t, base, i, 2 * pos + 2, level + 1, depth, nodes, leaves);
-		return;
-	}
-	{
-		int			f = t->feature[g];
-		float		th = (float) t->threshold[g];
-		const float *a = t->thr + t->thr_start[f];
-		int			k = fast_code(a, t->thr_start[f + 1] - t->thr_start[f], th) - 1;
-
-		Assert(k >= 0 && a[k] == th);
-		nodes[pos] = ((uint32) (t->default_left[g] ? t->nfeatures + f : f) << 16) | (uint32) k;
-	}
-	fast_fill(t, base, t->left[g], 2 * pos + 1, level + 1, depth, nodes, leaves);
-	fast_fill(t, base, t->right[g], 2 * pos + 2, level + 1, depth, nodes, leaves);
-}
-
 /* The depth of the tree at node i (tree-local), 0 for a leaf. */
 static int
 tree_depth(const DrTrees *t, int base, int i)
@@ -269,17 +246,64 @@ tree_depth(const DrTrees *t, int base, int i)
 	return 1 + Max(tree_depth(t, base, t->left[g]), tree_depth(t, base, t->right[g]));
 }
 
-/* Build the complete form of a checked ensemble in cxt, when it can hold it. */
+/* Write tree node i (tree-local, from base) at heap position pos of a complete tree. */
+static void
+complete_fill(const DrTrees *t, int base, int i, int64 pos, int level, int depth,
+			  uint32 *nodes, double *leaves)
+{
+	int			g = base + i;
+
+	if (level == depth)
+	{
+		leaves[pos - ((INT64CONST(1) << depth) - 1)] = t->value[g];
+		return;
+	}
+	if (t->left[g] < 0)
+	{
+		nodes[pos] = DR_ALWAYS_LEFT;
+		complete_fill(t, base, i, 2 * pos + 1, level + 1, depth, nodes, leaves);
+		complete_fill(t, base, i, 2 * pos + 2, level + 1, depth, nodes, leaves);
+		return;
+	}
+	{
+		int			f = t->feature[g];
+		const float *a = t->thr + t->thr_start[f];
+		int			cut = fast_code(a, t->thr_start[f + 1] - t->thr_start[f],
+									(float) t->threshold[g]) - 1;
+
+		nodes[pos] = ((uint32) (t->default_left[g] ? t->nfeatures + f : f) << 16) | (uint32) cut;
+	}
+	complete_fill(t, base, t->left[g], 2 * pos + 1, level + 1, depth, nodes, leaves);
+	complete_fill(t, base, t->right[g], 2 * pos + 2, level + 1, depth, nodes, leaves);
+}
+
+/* Sort context of trees by depth (then index). */
+static int
+cmp_depth(const void *a, const void *b, void *arg)
+{
+	const int  *depth = arg;
+	int			x = *(const int *) a,
+				y = *(const int *) b;
+
+	if (depth[x] != depth[y])
+		return depth[x] < depth[y] ? -1 : 1;
+	return x < y ? -1 : x > y;
+}
+
+/* Build the branch-free form of a checked ensemble in cxt, when it can hold it. */
 static void
 fast_build(DrTrees *t, MemoryContext cxt)
 {
-	int		   *count;
+	int		   *count,
+			   *order,
+			   *depth,
+			   *queue,
+			   *outi;
 	int			f,
 				g,
 				k,
-				b;
-	int64		nodes = 0,
-				leaves = 0;
+				b,
+				next = 0;
 
 	t->nblocks = 0;
 	t->blocks = NULL;
@@ -333,46 +357,129 @@ fast_build(DrTrees *t, MemoryContext cxt)
 	}
 	pfree(count);
 
-	/* blocks of DR_BLOCK trees, each as deep as its deepest tree */
+	/*
+	 * The nodes of each tree in breadth-first order, siblings side by side:
+	 * queue holds a tree's nodes in the order they are placed.
+	 */
+	t->cnodes = MemoryContextAlloc(cxt, sizeof(uint64) * t->nnodes);
+	t->cval = MemoryContextAlloc(cxt, sizeof(double) * t->nnodes);
+	t->troot = MemoryContextAlloc(cxt, sizeof(int32) * t->ntrees);
+	t->tdepth = MemoryContextAlloc(cxt, sizeof(int32) * t->ntrees);
+	t->code = MemoryContextAlloc(cxt, sizeof(uint16) * 2 * t->nfeatures);
+	queue = palloc(sizeof(int) * t->nnodes);
+	outi = palloc(sizeof(int) * t->nnodes);
+	for (k = 0; k < t->ntrees; k++)
+	{
+		int			base = t->start[k],
+					head = 0,
+					tail = 0;
+
+		t->troot[k] = next;
+		t->tdepth[k] = tree_depth(t, base, 0);
+		queue[tail++] = 0;
+		outi[0] = next++;
+		while (head < tail)
+		{
+			int			i = queue[head++],
+						o = outi[i];
+
+			g = base + i;
+			if (t->left[g] < 0)
+			{
+				t->cnodes[o] = ((uint64) o << 32) | DR_ALWAYS_LEFT;
+				t->cval[o] = t->value[g];
+				continue;
+			}
+			f = t->feature[g];
+			{
+				const float *a = t->thr + t->thr_start[f];
+				int			cut = fast_code(a, t->thr_start[f + 1] - t->thr_start[f],
+											(float) t->threshold[g]) - 1;
+
+				Assert(cut >= 0 && a[cut] == (float) t->threshold[g]);
+				t->cnodes[o] = ((uint64) next << 32) |
+					((uint64) (t->default_left[g] ? t->nfeatures + f : f) << 16) | (uint64) cut;
+			}
+			t->cval[o] = 0;
+			outi[t->left[g]] = next++;
+			outi[t->right[g]] = next++;
+			queue[tail++] = t->left[g];
+			queue[tail++] = t->right[g];
+		}
+	}
+	pfree(queue);
+	pfree(outi);
+
+	/* blocks of DR_BLOCK trees of about the same depth */
+	order = palloc(sizeof(int) * t->ntrees);
+	depth = palloc(sizeof(int) * t->ntrees);
+	for (k = 0; k < t->ntrees; k++)
+	{
+		order[k] = k;
+		depth[k] = t->tdepth[k];
+	}
+	qsort_arg(order, t->ntrees, sizeof(int), cmp_depth, depth);
 	t->nblocks = (t->ntrees + DR_BLOCK - 1) / DR_BLOCK;
 	t->blocks = MemoryContextAlloc(cxt, sizeof(DrBlock) * t->nblocks);
 	for (b = 0; b < t->nblocks; b++)
 	{
 		DrBlock    *bl = &t->blocks[b];
 
-		bl->first = b * DR_BLOCK;
-		bl->ntrees = Min(DR_BLOCK, t->ntrees - bl->first);
+		bl->ntrees = Min(DR_BLOCK, t->ntrees - b * DR_BLOCK);
 		bl->depth = 0;
-		for (k = bl->first; k < bl->first + bl->ntrees; k++)
-			bl->depth = Max(bl->depth, tree_depth(t, t->start[k], 0));
-		if (bl->depth > DR_FAST_DEPTH)
-			bl->depth = -1;
-		bl->node_start = nodes;
-		bl->leaf_start = leaves;
-		if (bl->depth >= 0)
+		for (k = 0; k < bl->ntrees; k++)
 		{
-			nodes += (int64) bl->ntrees * ((INT64CONST(1) << bl->depth) - 1);
-			leaves += (int64) bl->ntrees << bl->depth;
+			bl->tree[k] = order[b * DR_BLOCK + k];
+			bl->depth = Max(bl->depth, depth[bl->tree[k]]);
 		}
 	}
-	t->cnodes = MemoryContextAlloc(cxt, sizeof(uint32) * Max(nodes, 1));
-	t->cleaves = MemoryContextAlloc(cxt, sizeof(double) * Max(leaves, 1));
-	t->code = MemoryContextAlloc(cxt, sizeof(uint16) * 2 * t->nfeatures);
-	for (b = 0; b < t->nblocks; b++)
-	{
-		DrBlock    *bl = &t->blocks[b];
-		int64		inner = (INT64CONST(1) << Max(bl->depth, 0)) - 1;
+	pfree(order);
+	pfree(depth);
 
-		if (bl->depth < 0)
-			continue;
-		for (k = 0; k < bl->ntrees; k++)
-			fast_fill(t, t->start[bl->first + k], 0, 0, 0, bl->depth,
-					  t->cnodes + bl->node_start + k * inner,
-					  t->cleaves + bl->leaf_start + ((int64) k << bl->depth));
+	/* the blocks of nearly complete trees, once more as complete trees */
+	{
+		int64		words = 0;
+
+		for (b = 0; b < t->nblocks; b++)
+		{
+			DrBlock    *bl = &t->blocks[b];
+			int64		nodes = 0,
+						padded;
+
+			bl->complete = -1;
+			if (bl->ntrees < DR_BLOCK || bl->depth > DR_COMPLETE_DEPTH)
+				continue;
+			for (k = 0; k < DR_BLOCK; k++)
+			{
+				int			tr = bl->tree[k];
+
+				nodes += (tr + 1 < t->ntrees ? t->start[tr + 1] : t->nnodes) - t->start[tr];
+			}
+			padded = (int64) DR_BLOCK * ((INT64CONST(2) << bl->depth) - 1);
+			if (padded > 2 * nodes)
+				continue;
+			bl->complete = words;
+			/* inner nodes (4 bytes) then leaves (8 bytes), in 4-byte words */
+			words += (int64) DR_BLOCK * (((INT64CONST(1) << bl->depth) - 1) + 2 * (INT64CONST(1) << bl->depth));
+		}
+		t->complete = MemoryContextAlloc(cxt, sizeof(uint32) * Max(words, 2));
+		for (b = 0; b < t->nblocks; b++)
+		{
+			DrBlock    *bl = &t->blocks[b];
+			int64		inner = (INT64CONST(1) << bl->depth) - 1;
+			uint32	   *nodes = t->complete + bl->complete;
+			double	   *leaves = (double *) (nodes + DR_BLOCK * inner + (DR_BLOCK * inner) % 2);
+
+			if (bl->complete < 0)
+				continue;
+			for (k = 0; k < DR_BLOCK; k++)
+				complete_fill(t, t->start[bl->tree[k]], 0, 0, 0, bl->depth,
+							  nodes + k * inner, leaves + ((int64) k << bl->depth));
+		}
 	}
 }
 
-/* The codes of a feature vector (NaN missing) for the complete form. */
+/* The codes of a feature vector (NaN missing) for the branch-free form. */
 static inline void
 fast_codes(const DrTrees *t, const double *x)
 {
@@ -393,58 +500,88 @@ fast_codes(const DrTrees *t, const double *x)
 	}
 }
 
-/* One step down a complete tree: node word w, heap position i. */
-#define FAST_STEP(i, w, code) \
-	((i) = 2 * (i) + 1 + ((uint32) (code)[(w) >> 16] > ((w) & 0xFFFF)))
+/* One step of the branch-free walk from node i. */
+#define FAST_STEP(i, nodes, code) \
+	do { \
+		uint64		w_ = (nodes)[i]; \
+		(i) = (uint32) (w_ >> 32) + \
+			((uint32) (code)[(uint32) (w_ >> 16) & 0xFFFF] > (uint32) (w_ & 0xFFFF)); \
+	} while (0)
 
-/* The leaf value tree k of block bl reaches (codes already computed). */
+/* The leaf value tree k reaches (codes already computed). */
 static inline double
-fast_leaf(const DrTrees *t, const DrBlock *bl, int k)
+fast_tree(const DrTrees *t, int k)
 {
-	int64		inner = (INT64CONST(1) << bl->depth) - 1;
-	const uint32 *nd = t->cnodes + bl->node_start + k * inner;
-	uint32		i = 0;
+	uint32		i = t->troot[k];
 	int			l;
 
-	for (l = 0; l < bl->depth; l++)
-		FAST_STEP(i, nd[i], t->code);
-	return t->cleaves[bl->leaf_start + ((int64) k << bl->depth) + (i - inner)];
+	for (l = 0; l < t->tdepth[k]; l++)
+		FAST_STEP(i, t->cnodes, t->code);
+	return t->cval[i];
 }
 
-/* The sum of the leaves a full block of DR_BLOCK trees reaches, in tree order. */
+/* m plus the leaves of a block's trees (codes already computed). */
 static inline double
 fast_block(const DrTrees *t, const DrBlock *bl, double m)
 {
-	uint32		inner = ((uint32) 1 << bl->depth) - 1;
-	const uint32 *n0 = t->cnodes + bl->node_start,
-			   *n1 = n0 + inner,
-			   *n2 = n1 + inner,
-			   *n3 = n2 + inner;
-	const double *lv = t->cleaves + bl->leaf_start;
+	const uint64 *nodes = t->cnodes;
 	const uint16 *code = t->code;
-	uint32		i0 = 0,
-				i1 = 0,
-				i2 = 0,
-				i3 = 0;
+	uint32		i0,
+				i1,
+				i2,
+				i3;
 	int			l;
 
 	StaticAssertStmt(DR_BLOCK == 4, "fast_block walks four trees");
+	if (bl->ntrees < DR_BLOCK)
+	{
+		for (l = 0; l < bl->ntrees; l++)
+			m += fast_tree(t, bl->tree[l]);
+		return m;
+	}
+	if (bl->complete >= 0)
+	{
+		uint32		inner = ((uint32) 1 << bl->depth) - 1;
+		const uint32 *n0 = t->complete + bl->complete,
+				   *n1 = n0 + inner,
+				   *n2 = n1 + inner,
+				   *n3 = n2 + inner;
+		const double *lv = (const double *) (n0 + DR_BLOCK * inner + (DR_BLOCK * inner) % 2);
+
+		i0 = i1 = i2 = i3 = 0;
+		for (l = 0; l < bl->depth; l++)
+		{
+			uint32		w0 = n0[i0],
+						w1 = n1[i1],
+						w2 = n2[i2],
+						w3 = n3[i3];
+
+			i0 = 2 * i0 + 1 + ((uint32) code[w0 >> 16] > (w0 & 0xFFFF));
+			i1 = 2 * i1 + 1 + ((uint32) code[w1 >> 16] > (w1 & 0xFFFF));
+			i2 = 2 * i2 + 1 + ((uint32) code[w2 >> 16] > (w2 & 0xFFFF));
+			i3 = 2 * i3 + 1 + ((uint32) code[w3 >> 16] > (w3 & 0xFFFF));
+		}
+		m += lv[i0 - inner];
+		m += lv[(inner + 1) + i1 - inner];
+		m += lv[2 * (inner + 1) + i2 - inner];
+		m += lv[3 * (inner + 1) + i3 - inner];
+		return m;
+	}
+	i0 = t->troot[bl->tree[0]];
+	i1 = t->troot[bl->tree[1]];
+	i2 = t->troot[bl->tree[2]];
+	i3 = t->troot[bl->tree[3]];
 	for (l = 0; l < bl->depth; l++)
 	{
-		uint32		w0 = n0[i0],
-					w1 = n1[i1],
-					w2 = n2[i2],
-					w3 = n3[i3];
-
-		FAST_STEP(i0, w0, code);
-		FAST_STEP(i1, w1, code);
-		FAST_STEP(i2, w2, code);
-		FAST_STEP(i3, w3, code);
+		FAST_STEP(i0, nodes, code);
+		FAST_STEP(i1, nodes, code);
+		FAST_STEP(i2, nodes, code);
+		FAST_STEP(i3, nodes, code);
 	}
-	m += lv[i0 - inner];
-	m += lv[(inner + 1) + i1 - inner];
-	m += lv[2 * (inner + 1) + i2 - inner];
-	m += lv[3 * (inner + 1) + i3 - inner];
+	m += t->cval[i0];
+	m += t->cval[i1];
+	m += t->cval[i2];
+	m += t->cval[i3];
 	return m;
 }
 
@@ -803,37 +940,29 @@ dr_trees_margin(const DrTrees *t, const double *x, const bool *absent)
 		}
 	}
 	if (t->blocks != NULL)
-		fast_codes(t, x);
-	for (b = 0; b < (t->blocks != NULL ? t->nblocks : t->ntrees); b++)
 	{
-		const DrBlock *bl = t->blocks != NULL ? &t->blocks[b] : NULL;
-		int			first = bl != NULL ? bl->first : b,
-					n = bl != NULL ? bl->ntrees : 1;
-		bool		plain = true;
+		fast_codes(t, x);
+		if (!any)
+		{
+			/* the trees side by side, their leaves added block by block */
+			for (b = 0; b < t->nblocks; b++)
+				m = fast_block(t, &t->blocks[b], m);
+			return m;
+		}
+	}
+	for (k = 0; k < t->ntrees; k++)
+	{
+		bool		splits_absent = false;
 
 		/* only a tree that splits on an absent feature averages it out */
-		for (k = first; any && k < first + n && plain; k++)
-			for (w = 0; w < t->words; w++)
-				if ((t->uses[(Size) k * t->words + w] & t->absent_set[w]) != 0)
-					plain = false;
-		if (plain && bl != NULL && bl->depth >= 0 && n == DR_BLOCK)
-		{
-			m = fast_block(t, bl, m);
-			continue;
-		}
-		for (k = first; k < first + n; k++)
-		{
-			bool		splits_absent = false;
-
-			for (w = 0; !plain && w < t->words && !splits_absent; w++)
-				splits_absent = (t->uses[(Size) k * t->words + w] & t->absent_set[w]) != 0;
-			if (splits_absent)
-				m += absent_value(t, t->start[k], 0, x, absent);
-			else if (bl != NULL && bl->depth >= 0)
-				m += fast_leaf(t, bl, k - first);
-			else
-				m += leaf_value(t, k, t->xf);
-		}
+		for (w = 0; any && w < t->words && !splits_absent; w++)
+			splits_absent = (t->uses[(Size) k * t->words + w] & t->absent_set[w]) != 0;
+		if (splits_absent)
+			m += absent_value(t, t->start[k], 0, x, absent);
+		else if (t->blocks != NULL)
+			m += fast_tree(t, k);
+		else
+			m += leaf_value(t, k, t->xf);
 	}
 	return m;
 }

@@ -47,14 +47,17 @@ typedef struct DrTrees
 	uint64	   *uses;			/* per tree: the features it splits on */
 	float	   *xf;				/* scratch: a feature vector as float4 */
 	uint64	   *absent_set;		/* scratch: the absent features as a set */
-	/* the complete form (NULL blocks: none), see fast_build in trees.c */
+	/* the branch-free form (NULL blocks: none), see fast_build in trees.c */
 	int32	   *thr_start;		/* per feature: its first threshold in thr */
 	float	   *thr;			/* per feature: its distinct split thresholds, sorted */
 	uint16	   *code;			/* scratch: 2 * nfeatures codes of a row */
 	int			nblocks;
-	struct DrBlock *blocks;		/* runs of up to DR_BLOCK trees */
-	uint32	   *cnodes;			/* complete trees' inner nodes */
-	double	   *cleaves;		/* complete trees' leaves */
+	struct DrBlock *blocks;		/* trees walked side by side, DR_BLOCK at a time */
+	uint64	   *cnodes;			/* per node: left child, code index, cut */
+	double	   *cval;			/* per node: a leaf's value */
+	int32	   *troot;			/* per tree: its root in cnodes */
+	int32	   *tdepth;			/* per tree: its depth */
+	uint32	   *complete;		/* blocks kept as complete trees too */
 	/* the ensemble with absent features averaged out, per absent set */
 	MemoryContext cxt;			/* where dr_trees_check built the above */
 	int			nmarg;
