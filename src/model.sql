@@ -221,6 +221,51 @@ LANGUAGE C STABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION dealrisk._open_step(jsonb, float8[], float8[], boolean) IS
 	'Newton step of the survivor curves from a pass state, or (monotone) the curves made non-increasing (internal)';
 
+-- The survivor curves' fit in one read of the closed deals: the rows an
+-- _open_pass would sum are kept in memory (per curve, each deal's log-odds
+-- without that feature and the knots its value reaches), and the final
+-- function runs the Newton steps of _open_step over them until they
+-- settle, then makes the curves non-increasing.  {passes, terms, the last
+-- pass's state}, NULL without a closed deal.
+CREATE FUNCTION dealrisk._open_rows(internal, jsonb, float8[], int, date, date, float8,
+	regtype, text[], VARIADIC "any")
+RETURNS internal AS 'MODULE_PATHNAME', 'dr_open_rows'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION dealrisk._open_rows(internal, jsonb, float8[], int, date, date, float8, regtype, text[], "any") IS
+	'Survivor curve fit transition: keeps each closed deal''s weight, outcome, log-odds without the curve''s feature and knots reached (internal)';
+CREATE FUNCTION dealrisk._open_rows_combine(internal, internal)
+RETURNS internal AS 'MODULE_PATHNAME', 'dr_open_rows_combine'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION dealrisk._open_rows_combine(internal, internal) IS
+	'Survivor curve fit: the rows of two partial states (internal)';
+CREATE FUNCTION dealrisk._open_rows_serial(internal)
+RETURNS bytea AS 'MODULE_PATHNAME', 'dr_open_rows_serial'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION dealrisk._open_rows_serial(internal) IS
+	'Survivor curve fit: a partial state as bytea (internal)';
+CREATE FUNCTION dealrisk._open_rows_deserial(bytea, internal)
+RETURNS internal AS 'MODULE_PATHNAME', 'dr_open_rows_deserial'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION dealrisk._open_rows_deserial(bytea, internal) IS
+	'Survivor curve fit: a partial state from bytea, every field checked (internal)';
+CREATE FUNCTION dealrisk._open_fit_final(internal)
+RETURNS float8[] AS 'MODULE_PATHNAME', 'dr_open_fit_final'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION dealrisk._open_fit_final(internal) IS
+	'Survivor curve fit: the Newton steps over the kept rows; {passes, terms, state} (internal)';
+CREATE AGGREGATE dealrisk._open_fit(spec jsonb, beta float8[], split int, cutoff date, ref date,
+	halflife float8, row_type regtype, columns text[], VARIADIC "any") (
+	SFUNC = dealrisk._open_rows,
+	STYPE = internal,
+	FINALFUNC = dealrisk._open_fit_final,
+	COMBINEFUNC = dealrisk._open_rows_combine,
+	SERIALFUNC = dealrisk._open_rows_serial,
+	DESERIALFUNC = dealrisk._open_rows_deserial,
+	PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE dealrisk._open_fit(jsonb, float8[], int, date, date, float8, regtype, text[], "any") IS
+	'The survivor curves'' fit over closed deals in one read: {passes, terms, state of the last pass} (internal)';
+
 -- The survivor curves of open deals for the features of spec that have
 -- knots, fitted with coefficients beta on the closed deals of source that
 -- pass filter (weighted as in training: ref, halflife): spec with each
@@ -233,11 +278,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	n int;
+	res float8[];
 	terms float8[];
-	next float8[];
 	state float8[];
-	passes int := 0;
-	q text;
 BEGIN
 	SELECT coalesce(sum(pg_catalog.jsonb_array_length(e->'open_knots')), 0) INTO n
 	FROM pg_catalog.jsonb_array_elements(spec->'features') e
@@ -245,22 +288,15 @@ BEGIN
 	IF n = 0 THEN
 		RETURN spec;
 	END IF;
-	q := pg_catalog.format('SELECT dealrisk._open_pass($1, $2, 0, NULL, $3, $4, $5, %s) FROM %s d WHERE %s',
-	                       dealrisk._row_args(source, spec), source, filter);
-	terms := pg_catalog.array_fill(0::float8, ARRAY[n]);
-	LOOP
-		EXECUTE q INTO state USING spec, beta, ref, halflife, terms;
-		IF state IS NULL OR pg_catalog.cardinality(state) = 0 THEN
-			RETURN spec;	-- no closed deal: open deals stay binned
-		END IF;
-		passes := passes + 1;
-		next := dealrisk._open_step(spec, state, terms, false);
-		EXIT WHEN passes >= 30 OR
-			(SELECT max(abs(x.a - x.b)) FROM ROWS FROM (pg_catalog.unnest(next), pg_catalog.unnest(terms)) x(a, b)) < 1e-6;
-		terms := next;
-	END LOOP;
-	terms := dealrisk._open_step(spec, state, next, true);
-	RAISE NOTICE 'dealrisk.train: survivor curves of open deals fitted in % passes', passes;
+	EXECUTE pg_catalog.format('SELECT dealrisk._open_fit($1, $2, 0, NULL, $3, $4, %s) FROM %s d WHERE %s',
+	                          dealrisk._row_args(source, spec), source, filter)
+		INTO res USING spec, beta, ref, halflife;
+	IF res IS NULL THEN
+		RETURN spec;	-- no closed deal: open deals stay binned
+	END IF;
+	terms := res[2:n + 1];
+	state := res[n + 2:];
+	RAISE NOTICE 'dealrisk.train: survivor curves of open deals fitted in % passes', res[1]::int;
 	RETURN pg_catalog.jsonb_set(spec, '{features}', (
 		SELECT pg_catalog.jsonb_agg(CASE WHEN x.len > 0 THEN x.e || pg_catalog.jsonb_build_object(
 			'open_terms', (SELECT pg_catalog.jsonb_agg(terms[x.o + k] ORDER BY k) FROM pg_catalog.generate_series(1, x.len) k),

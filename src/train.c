@@ -22,6 +22,7 @@
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "lib/stringinfo.h"
+#include "libpq/pqformat.h"
 #include "miscadmin.h"
 #include "nodes/primnodes.h"
 #include "utils/date.h"
@@ -44,6 +45,11 @@ PG_FUNCTION_INFO_V1(dr_eval_accum);
 PG_FUNCTION_INFO_V1(dr_eval_final);
 PG_FUNCTION_INFO_V1(dr_open_accum);
 PG_FUNCTION_INFO_V1(dr_open_step);
+PG_FUNCTION_INFO_V1(dr_open_rows);
+PG_FUNCTION_INFO_V1(dr_open_rows_combine);
+PG_FUNCTION_INFO_V1(dr_open_rows_serial);
+PG_FUNCTION_INFO_V1(dr_open_rows_deserial);
+PG_FUNCTION_INFO_V1(dr_open_fit_final);
 PG_FUNCTION_INFO_V1(dr_gbm_rows);
 PG_FUNCTION_INFO_V1(dr_gbm_combine);
 PG_FUNCTION_INFO_V1(dr_gbm_serial);
@@ -805,6 +811,35 @@ open_knot_total(DrModel *m)
 }
 
 /*
+ * The log-odds of the deal encoded in fc->enc without feature i (eta: its
+ * log-odds under a logistic model; a tree model's are walked here with
+ * the feature averaged out), which a survivor curve's term is fitted on
+ * top of.
+ */
+static double
+open_rest(FitCache *fc, int i, double eta)
+{
+	DrModel    *m = fc->model;
+	DrEncoded  *e = fc->enc;
+	double		rest = eta;
+	int			k;
+
+	if (m->trees != NULL)
+	{
+		const bool *unused;
+		const double *tx = dr_tree_values(m, e, &unused);
+
+		memset(m->tree_absent, 0, sizeof(bool) * m->nfeatures);
+		m->tree_absent[i] = true;
+		return dr_trees_margin(m->trees, tx, m->tree_absent);
+	}
+	for (k = 1; k < e->nnz; k++)
+		if (m->colfeat[e->idx[k]] == i)
+			rest -= fc->beta[e->idx[k]] * e->val[k];
+	return rest;
+}
+
+/*
  * SQL: _open_accum(state, spec, beta, split, cutoff, ref, halflife, terms,
  * row_type, columns, VARIADIC values): transition of _open_pass.  For a
  * closed deal, and each feature with a survivor curve whose value the deal
@@ -892,19 +927,7 @@ dr_open_accum(PG_FUNCTION_ARGS)
 			continue;
 		if (!isnan(x))
 		{
-			if (m->trees != NULL)
-			{
-				const bool *unused;
-				const double *tx = dr_tree_values(m, e, &unused);
-
-				/* the trees' margin with this feature averaged out */
-				memset(m->tree_absent, 0, sizeof(bool) * m->nfeatures);
-				m->tree_absent[i] = true;
-				rest = dr_trees_margin(m->trees, tx, m->tree_absent);
-			}
-			for (k = 1; k < e->nnz && m->trees == NULL; k++)
-				if (m->colfeat[e->idx[k]] == i)
-					rest -= fc->beta[e->idx[k]] * e->val[k];
+			rest = open_rest(fc, i, eta);
 			for (j = 0; j < f->nknots && f->knots[j] <= x; j++)
 			{
 				double		p = dr_logistic(rest + fc->terms[o + j]);
@@ -1018,6 +1041,27 @@ open_monotone(const double *s, const double *a, int n, double *out)
 }
 
 /*
+ * One step of every survivor curve (nk[q] knots for the q-th of nc
+ * curves, their terms one after the other): a damped Newton step, or with
+ * monotone the terms made non-increasing.
+ */
+static void
+open_steps(const int *nk, int nc, const double *v, const double *a, double *out, bool monotone)
+{
+	int			q,
+				o = 0;
+
+	for (q = 0; q < nc; q++)
+	{
+		if (monotone)
+			open_monotone(v + 1 + 4 * o, a + o, nk[q], out + o);
+		else
+			open_newton(v + 1 + 4 * o, a + o, nk[q], out + o);
+		o += nk[q];
+	}
+}
+
+/*
  * SQL: _open_step(spec, state, terms, monotone) -> new terms.  Without
  * monotone, one damped Newton step of every survivor curve of the spec from
  * an _open_pass state at the given terms; with it, the terms made
@@ -1062,22 +1106,384 @@ dr_open_step(PG_FUNCTION_ARGS)
 					 errmsg("survivor term %d is %.15g, not a finite number within +-%g",
 							k + 1, a[k], DR_MAX_COEFFICIENT)));
 	out = palloc(sizeof(double) * n);
-	for (i = 0; i < m->nfeatures; i++)
 	{
-		DrFeature  *f = &m->features[i];
+		int		   *nk = palloc(sizeof(int) * m->nfeatures);
 
-		if (f->knots == NULL)
-			continue;
-		if (monotone)
-			open_monotone(v + 1 + 4 * o, a + o, f->nknots, out + o);
-		else
-			open_newton(v + 1 + 4 * o, a + o, f->nknots, out + o);
-		o += f->nknots;
+		for (i = 0; i < m->nfeatures; i++)
+			if (m->features[i].knots != NULL)
+				nk[o++] = m->features[i].nknots;
+		open_steps(nk, o, v, a, out, monotone);
 	}
 	elems = palloc(sizeof(Datum) * n);
 	for (k = 0; k < n; k++)
 		elems[k] = Float8GetDatum(out[k]);
 	PG_RETURN_ARRAYTYPE_P(construct_array(elems, n, FLOAT8OID, sizeof(float8),
+										  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+/*
+ * The survivor curves' fit in one read (_open_fit, docs/model.md "Open
+ * deals").  _open_pass reads every closed deal once per Newton step; this
+ * aggregate reads them once, keeps what a step needs of each (its weight,
+ * outcome, and per curve its log-odds without that feature and how many
+ * of the curve's knots its value reaches), and its final function runs
+ * the same steps in memory.
+ */
+#define OPEN_MAGIC 0x44524f46	/* "DROF": a serialised _open_fit state */
+#define OPEN_MAX_CURVES 1000
+#define OPEN_MAX_KNOTS 100000
+
+typedef struct OpenRows
+{
+	int			nc;				/* curves (features with knots) */
+	int			nterms;			/* their knots in all */
+	int		   *nk;				/* knots per curve */
+	int64		seen;			/* rows the transition saw */
+	int64		n;				/* rows kept */
+	int64		cap;
+	double	   *w;
+	bool	   *y;
+	double	   *rest;			/* n x nc */
+	int32	   *reach;			/* n x nc: knots at or below the value */
+} OpenRows;
+
+/* A state for nc curves of nk knots each, with room for cap rows, in cxt. */
+static OpenRows *
+open_rows_new(MemoryContext cxt, int nc, const int *nk, int64 cap)
+{
+	OpenRows   *st = MemoryContextAllocZero(cxt, sizeof(OpenRows));
+	int			q;
+
+	st->nc = nc;
+	st->nk = MemoryContextAlloc(cxt, sizeof(int) * Max(nc, 1));
+	for (q = 0; q < nc; q++)
+	{
+		st->nk[q] = nk[q];
+		st->nterms += nk[q];
+	}
+	st->cap = Max(cap, 1);
+	st->w = MemoryContextAllocHuge(cxt, sizeof(double) * st->cap);
+	st->y = MemoryContextAllocHuge(cxt, sizeof(bool) * st->cap);
+	st->rest = MemoryContextAllocHuge(cxt, sizeof(double) * st->cap * Max(nc, 1));
+	st->reach = MemoryContextAllocHuge(cxt, sizeof(int32) * st->cap * Max(nc, 1));
+	return st;
+}
+
+/* Room for extra more rows, within dealrisk.train_memory. */
+static void
+open_rows_reserve(OpenRows *st, int64 extra)
+{
+	int64		row = sizeof(double) + sizeof(bool) + (int64) Max(st->nc, 1) * (sizeof(double) + sizeof(int32));
+	int64		most = (int64) dr_train_memory_mb * 1024 * 1024 / row;
+	int64		cap = st->cap;
+
+	if (st->n + extra <= st->cap)
+		return;
+	if (st->n + extra > most)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("fitting the survivor curves on more than " INT64_FORMAT " closed deals needs more memory than dealrisk.train_memory (%d MB) allows",
+						st->n, dr_train_memory_mb),
+				 errdetail("The fit holds " INT64_FORMAT " bytes per closed deal.", row),
+				 errhint("Raise dealrisk.train_memory (SET dealrisk.train_memory = '4GB'), or train on a view of fewer deals.")));
+	while (cap < st->n + extra)
+		cap *= 2;
+	cap = Min(cap, most);
+	st->w = repalloc_huge(st->w, sizeof(double) * cap);
+	st->y = repalloc_huge(st->y, sizeof(bool) * cap);
+	st->rest = repalloc_huge(st->rest, sizeof(double) * cap * Max(st->nc, 1));
+	st->reach = repalloc_huge(st->reach, sizeof(int32) * cap * Max(st->nc, 1));
+	st->cap = cap;
+}
+
+/*
+ * SQL: _open_rows(state, spec, beta, split, cutoff, ref, halflife,
+ * row_type, columns, VARIADIC values): transition of _open_fit.  A closed
+ * deal with a positive weight is kept as _open_accum would count it.
+ */
+Datum
+dr_open_rows(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcxt;
+	OpenRows   *st = PG_ARGISNULL(0) ? NULL : (OpenRows *) PG_GETARG_POINTER(0);
+	FitCache   *fc;
+	DrModel    *m;
+	DrEncoded  *e;
+	double		eta,
+				w;
+	int			i,
+				q = 0;
+	int64		row;
+
+	if (!AggCheckCallContext(fcinfo, &aggcxt))
+		dr_agg_context_error("open_rows");
+	fc = fit_cache(fcinfo, 1, 2, 3, true, 7, st == NULL);
+	m = fc->model;
+	if (st == NULL)
+	{
+		int		   *nk = palloc(sizeof(int) * m->nfeatures);
+
+		for (i = 0; i < m->nfeatures; i++)
+			if (m->features[i].knots != NULL)
+				nk[q++] = m->features[i].nknots;
+		if (q == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("the model has no feature with a survivor curve (\"open_knots\")")));
+		st = open_rows_new(aggcxt, q, nk, 1024);
+		pfree(nk);
+	}
+	st->seen++;
+	/* leave-one-out for the logistic model only (see dr_gbm_rows) */
+	if (m->trees == NULL)
+		eta = encode_and_eta(fc, fcinfo, 7, true);
+	else
+	{
+		fc->reader = pass_row(fc, fcinfo, 7);
+		dr_encode_row(m, fc->reader, fc->as_of, false, fc->enc);
+		check_outcome(fc->enc, fc->reader);
+		eta = 0;
+	}
+	e = fc->enc;
+	if (e->skipped || e->outcome < 0)
+		PG_RETURN_POINTER(st);
+	w = row_weight(fc);
+	if (!(w > 0) || isinf(w))
+		PG_RETURN_POINTER(st);
+	open_rows_reserve(st, 1);
+	row = st->n++;
+	st->w[row] = w;
+	st->y[row] = e->outcome > 0;
+	for (i = 0, q = 0; i < m->nfeatures; i++)
+	{
+		DrFeature  *f = &m->features[i];
+		double		x = e->raw[i];
+		int			j = 0;
+
+		if (f->knots == NULL)
+			continue;
+		st->rest[row * st->nc + q] = 0;
+		if (!isnan(x))
+		{
+			st->rest[row * st->nc + q] = open_rest(fc, i, eta);
+			while (j < f->nknots && f->knots[j] <= x)
+				j++;
+		}
+		st->reach[row * st->nc + q] = j;
+		q++;
+	}
+	PG_RETURN_POINTER(st);
+}
+
+/* SQL: _open_rows_combine(a, b): the rows of both states (parallel workers). */
+Datum
+dr_open_rows_combine(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcxt;
+	OpenRows   *a = PG_ARGISNULL(0) ? NULL : (OpenRows *) PG_GETARG_POINTER(0);
+	OpenRows   *b = PG_ARGISNULL(1) ? NULL : (OpenRows *) PG_GETARG_POINTER(1);
+	MemoryContext old;
+	int			q;
+
+	if (!AggCheckCallContext(fcinfo, &aggcxt))
+		dr_agg_context_error("open_rows_combine");
+	if (b == NULL)
+		PG_RETURN_POINTER(a);
+	old = MemoryContextSwitchTo(aggcxt);
+	if (a == NULL)
+	{
+		a = open_rows_new(aggcxt, b->nc, b->nk, b->n);
+		a->seen = 0;
+	}
+	if (a->nc != b->nc)
+		dr_state_value_error("survivor curve rows", "the two states have different curves");
+	for (q = 0; q < a->nc; q++)
+		if (a->nk[q] != b->nk[q])
+			dr_state_value_error("survivor curve rows", "the two states have different knots");
+	open_rows_reserve(a, b->n);
+	memcpy(a->w + a->n, b->w, sizeof(double) * b->n);
+	memcpy(a->y + a->n, b->y, sizeof(bool) * b->n);
+	memcpy(a->rest + a->n * a->nc, b->rest, sizeof(double) * b->n * b->nc);
+	memcpy(a->reach + a->n * a->nc, b->reach, sizeof(int32) * b->n * b->nc);
+	a->n += b->n;
+	a->seen += b->seen;
+	MemoryContextSwitchTo(old);
+	PG_RETURN_POINTER(a);
+}
+
+/* SQL: _open_rows_serial(state) -> bytea, for a parallel worker's state. */
+Datum
+dr_open_rows_serial(PG_FUNCTION_ARGS)
+{
+	OpenRows   *st = (OpenRows *) PG_GETARG_POINTER(0);
+	StringInfoData buf;
+
+	pq_begintypsend(&buf);
+	pq_sendint32(&buf, OPEN_MAGIC);
+	pq_sendint32(&buf, st->nc);
+	for (int q = 0; q < st->nc; q++)
+		pq_sendint32(&buf, st->nk[q]);
+	pq_sendint64(&buf, st->seen);
+	pq_sendint64(&buf, st->n);
+	pq_sendbytes(&buf, (const char *) st->w, sizeof(double) * st->n);
+	pq_sendbytes(&buf, (const char *) st->y, sizeof(bool) * st->n);
+	pq_sendbytes(&buf, (const char *) st->rest, sizeof(double) * st->n * st->nc);
+	pq_sendbytes(&buf, (const char *) st->reach, sizeof(int32) * st->n * st->nc);
+	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
+}
+
+/*
+ * SQL: _open_rows_deserial(bytea, internal) -> the state, every field
+ * checked: the counts, the lengths, finite positive weights, finite
+ * log-odds, reaches within their curve's knots.
+ */
+Datum
+dr_open_rows_deserial(PG_FUNCTION_ARGS)
+{
+	bytea	   *b = PG_GETARG_BYTEA_PP(0);
+	MemoryContext aggcxt;
+	StringInfoData buf;
+	OpenRows   *st;
+	int			nc,
+				q,
+				nk[OPEN_MAX_CURVES];
+	int64		seen,
+				n,
+				k,
+				total = 0;
+
+	if (!AggCheckCallContext(fcinfo, &aggcxt))
+		dr_agg_context_error("open_rows_deserial");
+	buf.data = VARDATA_ANY(b);
+	buf.len = VARSIZE_ANY_EXHDR(b);
+	buf.maxlen = buf.len;
+	buf.cursor = 0;
+	if (buf.len < 8 || pq_getmsgint(&buf, 4) != (int) OPEN_MAGIC)
+		dr_state_value_error("survivor curve rows", "not a serialised _open_fit state");
+	nc = pq_getmsgint(&buf, 4);
+	if (nc < 1 || nc > OPEN_MAX_CURVES)
+		dr_state_value_error("survivor curve rows", psprintf("%d curves", nc));
+	for (q = 0; q < nc; q++)
+	{
+		nk[q] = pq_getmsgint(&buf, 4);
+		if (nk[q] < 1 || nk[q] > OPEN_MAX_KNOTS)
+			dr_state_value_error("survivor curve rows", psprintf("curve %d has %d knots", q + 1, nk[q]));
+		total += nk[q];
+	}
+	if (total > OPEN_MAX_KNOTS)
+		dr_state_value_error("survivor curve rows", psprintf(INT64_FORMAT " knots", total));
+	seen = pq_getmsgint64(&buf);
+	n = pq_getmsgint64(&buf);
+	if (n < 0 || seen < n || n > buf.len ||
+		(int64) (buf.len - buf.cursor) != n * (int64) (sizeof(double) + sizeof(bool) + nc * (sizeof(double) + sizeof(int32))))
+		dr_state_value_error("survivor curve rows", psprintf(INT64_FORMAT " rows do not fit in %d bytes", n, buf.len - buf.cursor));
+	st = open_rows_new(aggcxt, nc, nk, n);
+	st->seen = seen;
+	st->n = n;
+	pq_copymsgbytes(&buf, (char *) st->w, sizeof(double) * n);
+	pq_copymsgbytes(&buf, (char *) st->y, sizeof(bool) * n);
+	pq_copymsgbytes(&buf, (char *) st->rest, sizeof(double) * n * nc);
+	pq_copymsgbytes(&buf, (char *) st->reach, sizeof(int32) * n * nc);
+	for (k = 0; k < n; k++)
+	{
+		if (!(st->w[k] > 0) || isinf(st->w[k]))
+			dr_state_value_error("survivor curve rows", psprintf("row " INT64_FORMAT " has weight %g", k + 1, st->w[k]));
+		st->y[k] = st->y[k] != 0;
+		for (q = 0; q < nc; q++)
+			if (!isfinite(st->rest[k * nc + q]) || st->reach[k * nc + q] < 0 || st->reach[k * nc + q] > nk[q])
+				dr_state_value_error("survivor curve rows", psprintf("row " INT64_FORMAT " is out of range", k + 1));
+	}
+	PG_RETURN_POINTER(st);
+}
+
+/*
+ * The _open_pass state of the kept rows at terms a, into v (1 + 4 *
+ * nterms): the rows, and per knot the weighted score and information and
+ * the closed and won counts, summed in the order _open_accum sums them.
+ */
+static void
+open_rows_state(const OpenRows *st, const double *a, double *v)
+{
+	int64		k;
+	int			q,
+				j;
+
+	memset(v, 0, sizeof(double) * (1 + 4 * st->nterms));
+	for (k = 0; k < st->n; k++)
+	{
+		double		w = st->w[k],
+					y = st->y[k] ? 1.0 : 0.0;
+		int			o = 0;
+
+		if ((k & 0xFFFF) == 0)
+			CHECK_FOR_INTERRUPTS();
+		v[0] += 1;
+		for (q = 0; q < st->nc; q++)
+		{
+			double		rest = st->rest[k * st->nc + q];
+
+			for (j = 0; j < st->reach[k * st->nc + q]; j++)
+			{
+				double		p = dr_logistic(rest + a[o + j]);
+				double	   *slot = v + 1 + 4 * (o + j);
+
+				slot[0] += w * (y - p);
+				slot[1] += w * p * (1 - p);
+				slot[2] += 1;
+				slot[3] += y;
+			}
+			o += st->nk[q];
+		}
+	}
+}
+
+/*
+ * SQL: _open_fit_final(state) -> float8[]: {passes, the fitted terms, the
+ * state of the last pass}, or NULL without a closed deal; the loop that
+ * _open_terms ran over _open_pass and _open_step: Newton steps from 0 until
+ * no term moves by 1e-6 (30 at most), then the terms made non-increasing.
+ */
+Datum
+dr_open_fit_final(PG_FUNCTION_ARGS)
+{
+	OpenRows   *st = PG_ARGISNULL(0) ? NULL : (OpenRows *) PG_GETARG_POINTER(0);
+	double	   *a,
+			   *next,
+			   *v,
+			   *out;
+	Datum	   *elems;
+	int			n,
+				passes = 0,
+				k;
+
+	if (st == NULL || st->seen == 0)
+		PG_RETURN_NULL();
+	n = st->nterms;
+	a = palloc0(sizeof(double) * n);
+	next = palloc(sizeof(double) * n);
+	v = palloc(sizeof(double) * (1 + 4 * n));
+	for (;;)
+	{
+		double		moved = 0;
+
+		open_rows_state(st, a, v);
+		passes++;
+		open_steps(st->nk, st->nc, v, a, next, false);
+		for (k = 0; k < n; k++)
+			moved = Max(moved, fabs(next[k] - a[k]));
+		if (passes >= 30 || moved < 1e-6)
+			break;
+		memcpy(a, next, sizeof(double) * n);
+	}
+	out = palloc(sizeof(double) * n);
+	open_steps(st->nk, st->nc, v, next, out, true);
+	elems = palloc(sizeof(Datum) * (2 + 5 * n));
+	elems[0] = Float8GetDatum((double) passes);
+	for (k = 0; k < n; k++)
+		elems[1 + k] = Float8GetDatum(out[k]);
+	for (k = 0; k < 1 + 4 * n; k++)
+		elems[1 + n + k] = Float8GetDatum(v[k]);
+	PG_RETURN_ARRAYTYPE_P(construct_array(elems, 2 + 5 * n, FLOAT8OID, sizeof(float8),
 										  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 

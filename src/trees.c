@@ -15,6 +15,12 @@
  * nodes) and the cover (the hessian sum of the training rows that reached
  * it, which TreeSHAP weighs the paths by).  A child's index is always
  * greater than its parent's, so a valid tree has no cycle.
+ *
+ * dr_trees_check also builds what the margin is computed from: a
+ * branch-free form of the trees (fast_build), and, on first use for a set
+ * of absent features, an ensemble with those features averaged out
+ * (marg_build), so that an open deal costs a walk like a closed one.
+ * TreeSHAP walks the arrays as given.
  */
 #include "postgres.h"
 
@@ -33,6 +39,7 @@ PG_FUNCTION_INFO_V1(dr_sql_trees_shap);
 
 static void fast_build(DrTrees *t, MemoryContext cxt);
 
+/* Sets of absent features a model keeps a compiled ensemble for (marg_for). */
 #define DR_MARG_SETS 4
 
 /* Deepest tree accepted: TreeSHAP's path buffers grow with its square. */
