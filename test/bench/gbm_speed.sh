@@ -20,7 +20,9 @@
 # route are timed that many times, interleaved; medians are reported),
 # SCORE_RUNS (3), PARAMS_B ('{"max_depth": 6}': a second serial train()
 # with the route's parameters, '' to skip it), ROUTE_DEPTH (6: the route's
-# max_depth), ROUTE_THREADS ("1 2": the route's nthread values), PARALLEL
+# max_depth), ROUTE_DEPTH_DEFAULT (4, train()'s default max_depth: the route
+# is also run at that depth, on one thread, and compared with train()'s
+# default params; '' skips it), ROUTE_THREADS ("1 2": the route's nthread values), PARALLEL
 # (1: also time train() with up to 2 parallel workers; 0 skips it).
 # Prints a Markdown report and writes it to test/bench/out/gbm_speed.md.
 set -euo pipefail
@@ -32,6 +34,7 @@ RUNS=${RUNS:-3}
 SCORE_RUNS=${SCORE_RUNS:-3}
 PARAMS_B=${PARAMS_B-'{"max_depth": 6}'}
 ROUTE_DEPTH=${ROUTE_DEPTH:-6}
+ROUTE_DEPTH_DEFAULT=${ROUTE_DEPTH_DEFAULT-4}
 ROUTE_THREADS=${ROUTE_THREADS:-1 2}
 PARALLEL=${PARALLEL:-1}
 G300_PARAMS='{"max_depth": 6, "learning_rate": 0.02, "early_stopping_rounds": 0}'
@@ -103,6 +106,10 @@ route_run() {
 		/usr/bin/python3 test/bench/gbm_route.py "$TMP/deals.csv" --cutoff "$CUTOFF" --halflife-days "$HALFLIFE" \
 			--nthread "$nt" --depth "$ROUTE_DEPTH" >"$TMP/route.$nt.$r"
 	done
+	if [ -n "$ROUTE_DEPTH_DEFAULT" ]; then
+		/usr/bin/python3 test/bench/gbm_route.py "$TMP/deals.csv" --cutoff "$CUTOFF" --halflife-days "$HALFLIFE" \
+			--nthread 1 --depth "$ROUTE_DEPTH_DEFAULT" >"$TMP/route.d.$r"
+	fi
 }
 
 HALFLIFE=$(psql_at -c "SELECT dealrisk.outcome_class('') IS NULL" -c "SHOW dealrisk.recency_halflife_days" | tail -n 1)
@@ -130,6 +137,9 @@ for r in $(seq "$RUNS"); do
 	for nt in $ROUTE_THREADS; do
 		note "  copy $(cat "$TMP/copy.$r") s, python $(awk -F '\t' '$1 == "python_total_s" {print $2}' "$TMP/route.$nt.$r") s ($nt thread(s))"
 	done
+	if [ -n "$ROUTE_DEPTH_DEFAULT" ]; then
+		note "  depth $ROUTE_DEPTH_DEFAULT: python $(awk -F '\t' '$1 == "python_total_s" {print $2}' "$TMP/route.d.$r") s"
+	fi
 done
 note "memory: train(method => 'gbm') on $TQ, serial..."
 IFS='|' read -r Q_SECS Q_ID QH0 QH1 QSHM < <(train_run "$TQ" spd_gbm_q 0 gbm "")
@@ -175,6 +185,7 @@ mb() { awk -v k="$1" 'BEGIN {printf "%.0f", k / 1024}'; }
 m() { psql_at -c "SELECT $2 FROM dealrisk.models WHERE id = $1"; }
 fitdesc() { m "$1" "(metrics->>'rounds_run') || ' rounds run, ' || (metrics->>'rounds_kept') || ' kept, ' || (metrics->>'trees') || ' trees, ' || (metrics->>'nodes') || ' nodes; holdout from ' || (metrics->>'holdout_from') || ', n_test ' || (metrics->>'n_test') || ', AUC ' || round((metrics->>'auc')::numeric, 4) || ', log loss ' || round((metrics->>'log_loss')::numeric, 4)"; }
 TS=$(med "${serial[@]}")
+[ -n "$ROUTE_DEPTH_DEFAULT" ] && RTD=$(route_total d | median %.2f)
 [ -n "$PARAMS_B" ] && TB=$(med "${serial_b[@]}")
 [ "$PARALLEL" = 1 ] && TP=$(med "${parallel[@]}")
 declare -A RT
@@ -186,6 +197,7 @@ done
 N_CLOSED=$(psql_at -c "SELECT count(*) FROM $T WHERE dealrisk.is_won(outcome) IS NOT NULL")
 NQ_CLOSED=$(psql_at -c "SELECT count(*) FROM $TQ WHERE dealrisk.is_won(outcome) IS NOT NULL")
 target() { awk -v r="$FASTEST" -v t="$1" 'BEGIN {print (r / t >= 1.5) ? "met" : "not met"}'; }
+target_of() { awk -v r="$1" -v t="$2" 'BEGIN {print (r / t >= 1.5) ? "met" : "not met"}'; }
 {
 	echo "$ROWS deals ($N_CLOSED closed) of test/bench/interactions.sql (seed 42); $(nproc) CPUs shared with other sessions; $(date -u +%Y-%m-%d); commit $(git rev-parse --short HEAD);" \
 		"PostgreSQL $(psql_at -c 'SHOW server_version'), shared_buffers $(psql_at -c 'SHOW shared_buffers'), work_mem $(psql_at -c 'SHOW work_mem'), JIT off;" \
@@ -203,6 +215,9 @@ target() { awk -v r="$FASTEST" -v t="$1" 'BEGIN {print (r / t >= 1.5) ? "met" : 
 	for nt in $ROUTE_THREADS; do
 		echo "| route, xgboost depth $ROUTE_DEPTH, nthread = $nt: total | **${RT[$nt]}** | $(route_total "$nt" | tr '\n' ' ') |"
 	done
+	if [ -n "$ROUTE_DEPTH_DEFAULT" ]; then
+		echo "| route, xgboost depth $ROUTE_DEPTH_DEFAULT (train()'s default), nthread = 1: total | **$RTD** | $(route_total d | tr '\n' ' ') ($(rk rounds "$TMP/route.d.$RUNS"); $(rk holdout "$TMP/route.d.$RUNS")) |"
+	fi
 	echo
 	echo "Stages of the route (medians; nthread $(echo $ROUTE_THREADS | sed 's/ / \/ /g')):"
 	echo
@@ -219,6 +234,10 @@ target() { awk -v r="$FASTEST" -v t="$1" 'BEGIN {print (r / t >= 1.5) ? "met" : 
 	row "predict the holdout ($(rk holdout "$TMP/route.$nt1.$RUNS"))" predict_s
 	row "refit on all closed deals for the kept rounds" refit_s
 	echo
+	if [ -n "$ROUTE_DEPTH_DEFAULT" ]; then
+		echo "Route at depth $ROUTE_DEPTH_DEFAULT (train()'s default depth; $RTD s) / train() with default params: $(ratio "$RTD" "$TS"), target **$(target_of "$RTD" "$TS")**."
+		echo
+	fi
 	echo "Route (fastest, $FASTEST s) / train(): $(ratio "$FASTEST" "$TS") against train() with default params, serial: the 1.5× target is **$(target "$TS")**." \
 		"$([ -n "$PARAMS_B" ] && echo "Against train() with $PARAMS_B (the route's depth), serial: $(ratio "$FASTEST" "$TB"), target **$(target "$TB")**.")" \
 		"$([ "$PARALLEL" = 1 ] && echo "Against train() with default params and 2 workers: $(ratio "$FASTEST" "$TP").")"
