@@ -4,7 +4,7 @@
 -- (contributions that add up), the same trees from a serial and a
 -- forced-parallel pass, the memory cap, and bad parameters.
 \ir harness/pgtap_setup.psql
-SELECT plan(30);
+SELECT plan(32);
 
 \ir harness/error_of.psql
 SET LOCAL client_min_messages = warning;
@@ -111,6 +111,61 @@ SELECT is((SELECT e.reason FROM (SELECT (x).* FROM (SELECT x FROM xdeals x WHERE
 	LATERAL dealrisk.deal_risk_explain(d, 'xgbm') e WHERE e.factor = 'deal_amount'),
 	'Deal amount unknown: scored as missing values were in training',
 	'a missing value of a tree model is not said to be scored as average');
+
+-- An ensemble whose open-deal form is too large to compile (trees.c,
+-- DR_MARG_NODES): the xgbm model with its trees replaced by one whose root
+-- splits on the age into two depth-12 trees on the amount with thresholds
+-- of their own (the average of the two needs a leaf per gap between their
+-- 8,190 thresholds), and one small tree that does not split on the age;
+-- each node's cover is its leaves (TreeSHAP weighs paths by it).
+-- Open deals then take the averaging walk for the first and the
+-- branch-free walk for the second: their margin is still the sum of their
+-- contributions, which TreeSHAP computes by the averaging walk.
+CREATE TEMP TABLE deep AS
+WITH f AS (
+	SELECT (SELECT o - 1 FROM jsonb_array_elements(feature_spec->'features') WITH ORDINALITY e(x, o) WHERE x->>'name' = 'cycle_days') AS age,
+	       (SELECT o - 1 FROM jsonb_array_elements(feature_spec->'features') WITH ORDINALITY e(x, o) WHERE x->>'name' = 'deal_amount') AS amt
+	FROM dealrisk.models WHERE name = 'xgbm'
+), sub AS (
+	-- side s (0 left, 1 right) of the root: heap node j of a depth-12 tree
+	SELECT s, j, floor(log(2, j + 1))::int AS lvl FROM generate_series(0, 1) s, generate_series(0, 8190) j
+), nodes AS (
+	SELECT 0 AS g, 1 AS l, 8192 AS r, (SELECT age FROM f) AS feat, 30::float8 AS th, true AS dl, 0::float8 AS v,
+	       8192::float8 AS c
+	UNION ALL
+	SELECT 1 + s * 8191 + j,
+	       CASE WHEN lvl < 12 THEN 1 + s * 8191 + 2 * j + 1 ELSE -1 END,
+	       CASE WHEN lvl < 12 THEN 1 + s * 8191 + 2 * j + 2 ELSE -1 END,
+	       (SELECT amt FROM f),
+	       CASE WHEN lvl < 12 THEN 1000 + 9000 * (2 * (j - (2 ^ lvl - 1)) + 1) / 2 ^ (lvl + 1) + 0.5 * s ELSE 0 END,
+	       j % 3 = 0,
+	       CASE WHEN lvl < 12 THEN 0 ELSE (j % 7 - 3) / 100.0 + s / 10.0 END,
+	       2 ^ (12 - lvl)
+	FROM sub
+)
+SELECT array_agg(l ORDER BY g) AS l, array_agg(r ORDER BY g) AS r, array_agg(feat ORDER BY g) AS feat,
+       array_agg(th ORDER BY g) AS th, array_agg(dl ORDER BY g) AS dl, array_agg(v ORDER BY g) AS v,
+       array_agg(c ORDER BY g) AS c, (SELECT amt FROM f) AS amt
+FROM nodes;
+INSERT INTO dealrisk.models (name, feature_spec, coefficients, active)
+SELECT 'xdeep', jsonb_set(m.feature_spec, '{trees}', jsonb_build_object(
+	'start', jsonb_build_array(0, cardinality(d.l)),
+	'left', to_jsonb(d.l || ARRAY[1, -1, -1]), 'right', to_jsonb(d.r || ARRAY[2, -1, -1]),
+	'feature', to_jsonb(d.feat || ARRAY[d.amt, 0, 0]), 'threshold', to_jsonb(d.th || ARRAY[5000, 0, 0]::float8[]),
+	'default_left', to_jsonb(d.dl || ARRAY[false, false, false]), 'value', to_jsonb(d.v || ARRAY[0, 0.3, -0.2]::float8[]),
+	'cover', to_jsonb(d.c || ARRAY[2, 1, 1]::float8[]))),
+	m.coefficients, true
+FROM dealrisk.models m, deep d WHERE m.name = 'xgbm';
+SELECT is((SELECT count(*)::int FROM (SELECT * FROM xdeals WHERE outcome = 'Open' ORDER BY deal_id LIMIT 40) d,
+	LATERAL (SELECT sum(c.contribution) s FROM dealrisk.deal_risk_contributions(d, 'xdeep') c) t,
+	LATERAL (SELECT 1 - dealrisk.deal_risk(d, 'xdeep') / 100 p) q
+	WHERE abs(t.s - ln(q.p / (1 - q.p))) > 1e-9), 0,
+	'too large to compile for open deals: 40 open deals still score the sum of their contributions');
+SELECT is((SELECT count(*)::int FROM (SELECT * FROM xdeals WHERE outcome <> 'Open' ORDER BY deal_id LIMIT 40) d,
+	LATERAL (SELECT sum(c.contribution) s FROM dealrisk.deal_risk_contributions(d, 'xdeep') c) t,
+	LATERAL (SELECT 1 - dealrisk.deal_risk(d, 'xdeep') / 100 p) q
+	WHERE abs(t.s - ln(q.p / (1 - q.p))) > 1e-9), 0,
+	'... and so do 40 closed deals');
 
 -- export and import: the same scores
 SELECT lives_ok($$SELECT dealrisk.import_model(dealrisk.export_model(id), 'xcopy') FROM dealrisk.models WHERE name = 'xgbm'$$,
