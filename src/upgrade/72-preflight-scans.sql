@@ -3,6 +3,16 @@
 -- _source_profile counts every row-level check of check_source() in one
 -- pass, with the outcome-leak check in the same statement; data_quality(),
 -- _stage_semantics() and _feature_leaks() share its code.
+
+-- The bits of data_quality()'s tests one row fails, as _source_profile
+-- counts them (src/checks.c has the list): in C, because fifteen CASE
+-- tests per row cost seconds on a million deals.
+CREATE FUNCTION dealrisk._quality_flags(id text, cr date, cl date, st text, amount numeric, cyc numeric,
+	cls text, both_dates boolean, inf_date boolean, stage_keys text[])
+RETURNS int AS 'MODULE_PATHNAME', 'dr_quality_flags'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION dealrisk._quality_flags(text, date, date, text, numeric, numeric, text, boolean, boolean, text[]) IS
+	'The data_quality() tests a row of a deal source fails, as bits (internal)';
 CREATE FUNCTION dealrisk._source_profile(source regclass, "rows" boolean, as_of date, leaks boolean,
 	OUT n_total bigint, OUT n_won bigint, OUT n_lost bigint, OUT n_open bigint,
 	OUT newest date, OUT newest_created date, OUT max_cycle int, OUT oldest_open date,
@@ -94,22 +104,7 @@ BEGIN
 			FROM (SELECT c.id, c.cls, c.cr, c.cl, c.la, c.se, c.st,
 			             CASE WHEN %3$s AND c.cls = 'unknown' THEN pg_catalog.btrim(c.outcome) END AS label,
 			             CASE WHEN %2$s AND c.cls = 'open' AND pg_catalog.isfinite(c.cr) THEN c.cr END AS oc,
-			             CASE WHEN c.id IS NULL OR pg_catalog.btrim(c.id) = '' THEN 1 ELSE 0 END
-			             | CASE WHEN c.cl < c.cr THEN 4 ELSE 0 END
-			             | CASE WHEN c.cls IN ('won', 'lost') AND c.cl IS NULL THEN 8 ELSE 0 END
-			             | CASE WHEN c.cls = 'open' AND c.cl IS NOT NULL THEN 16 ELSE 0 END
-			             | CASE WHEN c.amount IS NULL THEN 32 ELSE 0 END
-			             | CASE WHEN c.amount IS NOT NULL
-			                     AND (c.amount = 'NaN'::numeric OR c.amount = 'Infinity'::numeric
-			                          OR c.amount = '-Infinity'::numeric) THEN 64 ELSE 0 END
-			             | CASE WHEN c.amount < 0 AND c.amount <> '-Infinity'::numeric THEN 128 ELSE 0 END
-			             | CASE WHEN c.cls = 'unknown' THEN 256 ELSE 0 END
-			             | CASE WHEN c.st IS NULL OR c.st = '' THEN 512 ELSE 0 END
-			             | CASE WHEN c.st <> '' AND dealrisk._stage_key(c.st) <> ALL ($2) THEN 1024 ELSE 0 END
-			             | CASE WHEN c.both_dates AND c.cyc IS NOT NULL AND c.cyc <> (c.cl - c.cr) THEN 2048 ELSE 0 END
-			             | CASE WHEN c.cyc < 0 THEN 4096 ELSE 0 END
-			             | CASE WHEN c.cr > CURRENT_DATE AND c.cr <> 'infinity'::date THEN 8192 ELSE 0 END
-			             | CASE WHEN c.inf_date THEN 16384 ELSE 0 END AS f
+			             dealrisk._quality_flags(c.id, c.cr, c.cl, c.st, c.amount, c.cyc, c.cls, c.both_dates, c.inf_date, $2) AS f
 			      FROM (SELECT x.*,
 			                   pg_catalog.btrim(x.stage, E' \t\n\r\f\013') AS st,
 			                   x.cr IS NOT NULL AND x.cl IS NOT NULL
