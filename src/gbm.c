@@ -115,6 +115,16 @@ build_hist(GbmGH *hist, int slots, const uint8 *pcode, const GbmGH *pgh, int beg
 	}
 }
 
+/*
+ * Whether a row with this code goes left at a split that sends codes <= cut
+ * left and the missing code miss to the side dl says.
+ */
+static inline bool
+goes_left(int code, int miss, int cut, bool dl)
+{
+	return code == miss ? dl : code <= cut;
+}
+
 /* Whether a node of this depth and weight may be split at all. */
 static inline bool
 splittable(const GbmParams *p, int depth, double h, int rows)
@@ -364,7 +374,7 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 				{
 					int			code = fcode[(Size) j * stride + bf];
 
-					nl += code == nbins[bf] ? bdl : code <= bc;
+					nl += goes_left(code, nbins[bf], bc, bdl);
 				}
 				k = nd->begin + nl;
 				o->feature[gnode] = bf;
@@ -403,7 +413,7 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 					{
 						int			code = fcode[(Size) j * stride + bf];
 
-						m[fidx[j]] += (code == nbins[bf] ? bdl : code <= bc) ? vl : vr;
+						m[fidx[j]] += goes_left(code, nbins[bf], bc, bdl) ? vl : vr;
 					}
 					lc->applied = rc->applied = true;
 					freelist[nfree++] = hist;
@@ -423,7 +433,7 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 					for (j = nd->begin; j < nd->end; j++)
 					{
 						const uint8 *c = fcode + (Size) j * stride;
-						int			go = c[bf] == nbins[bf] ? bdl : c[bf] <= bc;
+						int			go = goes_left(c[bf], nbins[bf], bc, bdl);
 						int			d = go ? at_left : at_right;
 
 						at_left += go;
@@ -527,7 +537,7 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 					while (wl[node] >= 0)
 					{
 						int			code = c[wf[node]];
-						bool		go_left = code == wmiss[node] ? wdl[node] : code <= wcut[node];
+						bool		go_left = goes_left(code, wmiss[node], wcut[node], wdl[node]);
 
 						node = go_left ? wl[node] : wr[node];
 					}

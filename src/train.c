@@ -840,6 +840,66 @@ open_rest(FitCache *fc, int i, double eta)
 }
 
 /*
+ * Encode the row of a survivor curve pass (the arguments from typarg on)
+ * into fc->enc: its log-odds under a logistic model into *eta (with the
+ * rep's rate left out as in training; a tree model's are walked per curve,
+ * so 0), its weight into *w.  False for a row the fit does not count: not
+ * a closed deal, or without a positive weight.
+ */
+static bool
+open_encode(FitCache *fc, FunctionCallInfo fcinfo, int typarg, double *eta, double *w)
+{
+	DrModel    *m = fc->model;
+
+	if (m->trees == NULL)
+		*eta = encode_and_eta(fc, fcinfo, typarg, true);
+	else
+	{
+		fc->reader = pass_row(fc, fcinfo, typarg);
+		dr_encode_row(m, fc->reader, fc->as_of, false, fc->enc);
+		check_outcome(fc->enc, fc->reader);
+		*eta = 0;
+	}
+	if (fc->enc->skipped || fc->enc->outcome < 0)
+		return false;
+	*w = row_weight(fc);
+	return *w > 0 && !isinf(*w);
+}
+
+/* How many of a curve's knots a value reaches (is at or past). */
+static inline int
+open_reach(const DrFeature *f, double x)
+{
+	int			j = 0;
+
+	while (j < f->nknots && f->knots[j] <= x)
+		j++;
+	return j;
+}
+
+/*
+ * Add a closed deal to the knots it reaches of one curve (slots v, terms
+ * a): the weighted score w (y - p) and information w p (1 - p), p =
+ * logistic(rest + term), and its closed and won counts.
+ */
+static inline void
+open_add_deal(double *v, const double *a, int reach, double rest, double w, double y)
+{
+	int			j;
+
+	for (j = 0; j < reach; j++)
+	{
+		double		p = dr_logistic(rest + a[j]);
+		double	   *slot = v + 4 * j;
+
+		slot[0] += w * (y - p);
+		slot[1] += w * p * (1 - p);
+		slot[2] += 1;
+		slot[3] += y;
+	}
+}
+
+/*
  * SQL: _open_accum(state, spec, beta, split, cutoff, ref, halflife, terms,
  * row_type, columns, VARIADIC values): transition of _open_pass.  For a
  * closed deal, and each feature with a survivor curve whose value the deal
@@ -896,23 +956,9 @@ dr_open_accum(PG_FUNCTION_ARGS)
 				 errmsg("the model has no feature with a survivor curve (\"open_knots\")")));
 	if (ARR_NDIM(state) == 0)
 		state = zero_float8_array(len);
-	/* leave-one-out for the logistic model only (see dr_gbm_rows) */
-	if (m->trees == NULL)
-		eta = encode_and_eta(fc, fcinfo, 8, true);
-	else
-	{
-		/* a tree model's rest is walked per feature below: no full margin */
-		fc->reader = pass_row(fc, fcinfo, 8);
-		dr_encode_row(m, fc->reader, fc->as_of, false, fc->enc);
-		check_outcome(fc->enc, fc->reader);
-		eta = 0;
-	}
+	if (!open_encode(fc, fcinfo, 8, &eta, &w))
+		PG_RETURN_ARRAYTYPE_P(state);
 	e = fc->enc;
-	if (e->skipped || e->outcome < 0)
-		PG_RETURN_ARRAYTYPE_P(state);
-	w = row_weight(fc);
-	if (!(w > 0) || isinf(w))
-		PG_RETURN_ARRAYTYPE_P(state);
 	v = (double *) ARR_DATA_PTR(dr_state_array(state, FLOAT8OID, len, "survivor curve"));
 	y = (double) e->outcome;
 	v[0] += 1;
@@ -920,25 +966,11 @@ dr_open_accum(PG_FUNCTION_ARGS)
 	{
 		DrFeature  *f = &m->features[i];
 		double		x = e->raw[i];
-		double		rest = eta;
-		int			j;
 
 		if (f->knots == NULL)
 			continue;
 		if (!isnan(x))
-		{
-			rest = open_rest(fc, i, eta);
-			for (j = 0; j < f->nknots && f->knots[j] <= x; j++)
-			{
-				double		p = dr_logistic(rest + fc->terms[o + j]);
-				double	   *slot = v + 1 + 4 * (o + j);
-
-				slot[0] += w * (y - p);
-				slot[1] += w * p * (1 - p);
-				slot[2] += 1;
-				slot[3] += y;
-			}
-		}
+			open_add_deal(v + 1 + 4 * o, fc->terms + o, open_reach(f, x), open_rest(fc, i, eta), w, y);
 		o += f->nknots;
 	}
 	PG_RETURN_ARRAYTYPE_P(state);
@@ -1234,22 +1266,9 @@ dr_open_rows(PG_FUNCTION_ARGS)
 		pfree(nk);
 	}
 	st->seen++;
-	/* leave-one-out for the logistic model only (see dr_gbm_rows) */
-	if (m->trees == NULL)
-		eta = encode_and_eta(fc, fcinfo, 7, true);
-	else
-	{
-		fc->reader = pass_row(fc, fcinfo, 7);
-		dr_encode_row(m, fc->reader, fc->as_of, false, fc->enc);
-		check_outcome(fc->enc, fc->reader);
-		eta = 0;
-	}
+	if (!open_encode(fc, fcinfo, 7, &eta, &w))
+		PG_RETURN_POINTER(st);
 	e = fc->enc;
-	if (e->skipped || e->outcome < 0)
-		PG_RETURN_POINTER(st);
-	w = row_weight(fc);
-	if (!(w > 0) || isinf(w))
-		PG_RETURN_POINTER(st);
 	open_rows_reserve(st, 1);
 	row = st->n++;
 	st->w[row] = w;
@@ -1258,18 +1277,11 @@ dr_open_rows(PG_FUNCTION_ARGS)
 	{
 		DrFeature  *f = &m->features[i];
 		double		x = e->raw[i];
-		int			j = 0;
 
 		if (f->knots == NULL)
 			continue;
-		st->rest[row * st->nc + q] = 0;
-		if (!isnan(x))
-		{
-			st->rest[row * st->nc + q] = open_rest(fc, i, eta);
-			while (j < f->nknots && f->knots[j] <= x)
-				j++;
-		}
-		st->reach[row * st->nc + q] = j;
+		st->rest[row * st->nc + q] = isnan(x) ? 0 : open_rest(fc, i, eta);
+		st->reach[row * st->nc + q] = isnan(x) ? 0 : open_reach(f, x);
 		q++;
 	}
 	PG_RETURN_POINTER(st);
@@ -1405,8 +1417,7 @@ static void
 open_rows_state(const OpenRows *st, const double *a, double *v)
 {
 	int64		k;
-	int			q,
-				j;
+	int			q;
 
 	memset(v, 0, sizeof(double) * (1 + 4 * st->nterms));
 	for (k = 0; k < st->n; k++)
@@ -1420,18 +1431,8 @@ open_rows_state(const OpenRows *st, const double *a, double *v)
 		v[0] += 1;
 		for (q = 0; q < st->nc; q++)
 		{
-			double		rest = st->rest[k * st->nc + q];
-
-			for (j = 0; j < st->reach[k * st->nc + q]; j++)
-			{
-				double		p = dr_logistic(rest + a[o + j]);
-				double	   *slot = v + 1 + 4 * (o + j);
-
-				slot[0] += w * (y - p);
-				slot[1] += w * p * (1 - p);
-				slot[2] += 1;
-				slot[3] += y;
-			}
+			open_add_deal(v + 1 + 4 * o, a + o, st->reach[k * st->nc + q],
+						  st->rest[k * st->nc + q], w, y);
 			o += st->nk[q];
 		}
 	}

@@ -253,6 +253,27 @@ tree_depth(const DrTrees *t, int base, int i)
 	return 1 + Max(tree_depth(t, base, t->left[g]), tree_depth(t, base, t->right[g]));
 }
 
+/* The code k of tree node g's threshold: "x < threshold" is "code <= k". */
+static inline int
+node_cut(const DrTrees *t, int g)
+{
+	int			f = t->feature[g];
+
+	return fast_code(t->thr + t->thr_start[f], t->thr_start[f + 1] - t->thr_start[f],
+					 (float) t->threshold[g]) - 1;
+}
+
+/* An inner node g as the branch-free walks read it: (code index << 16) | cut. */
+static inline uint32
+node_word(const DrTrees *t, int g)
+{
+	int			f = t->feature[g];
+	int			cut = node_cut(t, g);
+
+	Assert(cut >= 0 && t->thr[t->thr_start[f] + cut] == (float) t->threshold[g]);
+	return ((uint32) (t->default_left[g] ? t->nfeatures + f : f) << 16) | (uint32) cut;
+}
+
 /* Write tree node i (tree-local, from base) at heap position pos of a complete tree. */
 static void
 complete_fill(const DrTrees *t, int base, int i, int64 pos, int level, int depth,
@@ -272,14 +293,7 @@ complete_fill(const DrTrees *t, int base, int i, int64 pos, int level, int depth
 		complete_fill(t, base, i, 2 * pos + 2, level + 1, depth, nodes, leaves);
 		return;
 	}
-	{
-		int			f = t->feature[g];
-		const float *a = t->thr + t->thr_start[f];
-		int			cut = fast_code(a, t->thr_start[f + 1] - t->thr_start[f],
-									(float) t->threshold[g]) - 1;
-
-		nodes[pos] = ((uint32) (t->default_left[g] ? t->nfeatures + f : f) << 16) | (uint32) cut;
-	}
+	nodes[pos] = node_word(t, g);
 	complete_fill(t, base, t->left[g], 2 * pos + 1, level + 1, depth, nodes, leaves);
 	complete_fill(t, base, t->right[g], 2 * pos + 2, level + 1, depth, nodes, leaves);
 }
@@ -397,16 +411,7 @@ fast_build(DrTrees *t, MemoryContext cxt)
 				t->cval[o] = t->value[g];
 				continue;
 			}
-			f = t->feature[g];
-			{
-				const float *a = t->thr + t->thr_start[f];
-				int			cut = fast_code(a, t->thr_start[f + 1] - t->thr_start[f],
-											(float) t->threshold[g]) - 1;
-
-				Assert(cut >= 0 && a[cut] == (float) t->threshold[g]);
-				t->cnodes[o] = ((uint64) next << 32) |
-					((uint64) (t->default_left[g] ? t->nfeatures + f : f) << 16) | (uint64) cut;
-			}
+			t->cnodes[o] = ((uint64) next << 32) | node_word(t, g);
 			t->cval[o] = 0;
 			outi[t->left[g]] = next++;
 			outi[t->right[g]] = next++;
@@ -694,16 +699,6 @@ typedef struct MargBuild
 	double	   *value;
 } MargBuild;
 
-/* The code k of tree node g's threshold: "x < threshold" is "code <= k". */
-static inline int
-node_cut(const DrTrees *t, int g)
-{
-	int			f = t->feature[g];
-
-	return fast_code(t->thr + t->thr_start[f], t->thr_start[f + 1] - t->thr_start[f],
-					 (float) t->threshold[g]) - 1;
-}
-
 /* Append an output node (a leaf of value v for now); returns its index. */
 static int
 marg_out(MargBuild *b, double v)
@@ -925,8 +920,6 @@ dr_trees_margin(const DrTrees *t, const double *x, const bool *absent)
 				b;
 	bool		any = false;
 
-	for (k = 0; k < t->nfeatures; k++)
-		t->xf[k] = (float) x[k];
 	if (absent != NULL)
 	{
 		memset(t->absent_set, 0, sizeof(uint64) * t->words);
@@ -957,6 +950,9 @@ dr_trees_margin(const DrTrees *t, const double *x, const bool *absent)
 			return m;
 		}
 	}
+	if (t->blocks == NULL)
+		for (k = 0; k < t->nfeatures; k++)
+			t->xf[k] = (float) x[k];	/* for the pointer walk */
 	for (k = 0; k < t->ntrees; k++)
 	{
 		bool		splits_absent = false;
