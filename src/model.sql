@@ -1348,9 +1348,11 @@ BEGIN
 		auto_info := pg_catalog.jsonb_build_object('auto', pg_catalog.jsonb_build_object(
 			'kept', chosen, 'log_loss_gain_of_trees', gain, 'standard_error', gain_se, 'n', pair[1],
 			'rule', 'trees when their holdout log loss is lower by more than two standard errors of the paired per-deal difference'));
-		RAISE NOTICE 'dealrisk.train: method auto keeps %: the trees'' holdout log loss is % lower (standard error %)%', chosen,
-			pg_catalog.round(gain::numeric, 4), pg_catalog.round(gain_se::numeric, 4),
-			CASE WHEN chosen = 'gbm' THEN '' ELSE ', not surely lower: the simpler model stays' END;
+		RAISE NOTICE 'dealrisk.train: method auto keeps %: the trees'' holdout log loss is % % (standard error %)%', chosen,
+			pg_catalog.round(pg_catalog.abs(gain)::numeric, 4), CASE WHEN gain < 0 THEN 'higher' ELSE 'lower' END,
+			pg_catalog.round(gain_se::numeric, 4),
+			CASE WHEN chosen = 'gbm' THEN '' WHEN gain < 0 THEN ': the simpler model stays'
+			     ELSE ', not surely lower: the simpler model stays' END;
 	ELSE
 		chosen := method;
 	END IF;
