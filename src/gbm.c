@@ -40,9 +40,9 @@ typedef struct GbmGH
 
 /*
  * A node being grown: its rows are begin .. end of the round's gathered rows
- * (their codes, gradients and row numbers, kept in node order) in buffer
- * depth % 2; hist is its histogram (NULL when it will not be split);
- * applied, that its rows' margins already have its value.
+ * (their codes, gradients and row numbers, kept in node order) in the
+ * buffers GBM_LEVEL(depth) names; hist is its histogram (NULL when it
+ * will not be split); applied, that its rows' margins already have its value.
  */
 typedef struct GbmNode
 {
@@ -116,14 +116,19 @@ build_hist(GbmGH *hist, int slots, const uint8 *pcode, const GbmGH *pgh, int beg
 }
 
 /*
- * Whether a row with this code goes left at a split that sends codes <= cut
- * left and the missing code miss to the side dl says.
+ * Whether (1) or not (0) a row with this code goes left at a split that
+ * sends codes <= cut left and the missing code miss (the largest code) to
+ * the side dl says.
  */
-static inline bool
+static inline int
 goes_left(int code, int miss, int cut, bool dl)
 {
-	return code == miss ? dl : code <= cut;
+	/* no branch: the side is a coin toss to the CPU; miss > cut always */
+	return (code <= cut) | ((code == miss) & (int) dl);
 }
+
+/* Which of lcode/lgh/lidx (gbm_fit) holds the rows of a node of depth d. */
+#define GBM_LEVEL(d) ((d) == 0 ? 0 : 2 - ((d) & 1))
 
 /* Whether a node of this depth and weight may be split at all. */
 static inline bool
@@ -153,12 +158,25 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 	/*
 	 * The round's rows gathered in node order (codes padded to whole words,
 	 * gradients, row numbers), twice: a split moves its node's rows from
-	 * the buffer of its depth to the other one.
+	 * the buffer of its depth to the other one (below the root, which may
+	 * have buffers of its own).
 	 */
 	int			stride = (nf + 7) & ~7;
 	uint8	   *bcode[2];
 	GbmGH	   *bgh[2];
 	int		   *bidx[2];
+
+	/*
+	 * Where the rows of each depth are (see GBM_LEVEL): the root's, then
+	 * the odd depths' (buffer 1), then the even depths' below the root
+	 * (buffer 0).  Without row subsampling the root's codes and row numbers
+	 * are the same every round: the codes are copied once, padded, into
+	 * rcode, and the row numbers are rows[].
+	 */
+	uint8	   *lcode[3];
+	GbmGH	   *lgh[3];
+	int		   *lidx[3];
+	uint8	   *rcode = NULL;
 	bool	   *used = palloc(sizeof(bool) * n);
 	/* the training rows, then the holdout rows, each in row order */
 	int		   *rows = palloc(sizeof(int) * n);
@@ -209,8 +227,11 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 		}
 	}
 	for (i = 0; i < n; i++)
+	{
+		used[i] = true;
 		if (train[i])
 			rows[ntrain++] = i;
+	}
 	for (i = 0, f = ntrain; i < n; i++)
 		if (hold[i])
 			rows[f++] = i;
@@ -219,6 +240,23 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("boosting needs won and lost deals with positive weight in the training rows")));
 	*base = log(swy / (sw - swy));
+	if (p->subsample >= 1.0)
+	{
+		int			k;
+
+		rcode = palloc0((Size) Max(ntrain, 1) * stride);
+		for (k = 0; k < ntrain; k++)
+			memcpy(rcode + (Size) k * stride, code8 + (Size) rows[k] * nf, nf);
+	}
+	lcode[0] = rcode != NULL ? rcode : bcode[0];
+	lidx[0] = rcode != NULL ? rows : bidx[0];
+	lgh[0] = bgh[0];
+	lcode[1] = bcode[1];
+	lidx[1] = bidx[1];
+	lgh[1] = bgh[1];
+	lcode[2] = bcode[0];
+	lidx[2] = bidx[0];
+	lgh[2] = bgh[0];
 	for (i = 0; i < n; i++)
 	{
 		m[i] = *base;
@@ -252,23 +290,30 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 			double		G = 0,
 						H = 0;
 			int			k;
-			uint8	   *pcode = bcode[0];
-			GbmGH	   *pgh = bgh[0];
-			int		   *pidx = bidx[0];
+			uint8	   *pcode = lcode[0];
+			GbmGH	   *pgh = lgh[0];
+			int		   *pidx = lidx[0];
 
 			for (k = 0; k < ntrain; k++)
 			{
+				double		gi,
+							hi;
+
 				i = rows[k];
-				used[i] = p->subsample >= 1.0 ||
-					dr_hash_uniform(p->seed, (int64) r * n + i, 101) < p->subsample;
-				if (!used[i])
-					continue;
-				pgh[nuse].g = w[i] * (pr[i] - (y[i] ? 1.0 : 0.0));
-				pgh[nuse].h = w[i] * Max(pr[i] * (1.0 - pr[i]), 1e-16);
-				pidx[nuse] = i;
-				memcpy(pcode + (Size) nuse * stride, code8 + (Size) i * nf, nf);
-				G += pgh[nuse].g;
-				H += pgh[nuse].h;
+				if (rcode == NULL)
+				{
+					used[i] = dr_hash_uniform(p->seed, (int64) r * n + i, 101) < p->subsample;
+					if (!used[i])
+						continue;
+					pidx[nuse] = i;
+					memcpy(pcode + (Size) nuse * stride, code8 + (Size) i * nf, nf);
+				}
+				gi = w[i] * (pr[i] - (y[i] ? 1.0 : 0.0));
+				hi = w[i] * Max(pr[i] * (1.0 - pr[i]), 1e-16);
+				pgh[nuse].g = gi;
+				pgh[nuse].h = hi;
+				G += gi;
+				H += hi;
 				nuse++;
 			}
 			queue[nq].begin = 0;
@@ -358,24 +403,30 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 							j,
 							sl,
 							sr,
-							from = nd->depth & 1,
-							to = 1 - from;
-				const uint8 *fcode = bcode[from];
-				const GbmGH *fgh = bgh[from];
-				const int  *fidx = bidx[from];
-				uint8	   *pcode = bcode[to];
-				GbmGH	   *pgh = bgh[to];
+							from = GBM_LEVEL(nd->depth),
+							to = GBM_LEVEL(nd->depth + 1);
+				const uint8 *fcode = lcode[from];
+				const GbmGH *fgh = lgh[from];
+				const int  *fidx = lidx[from];
+				uint8	   *pcode = lcode[to];
+				GbmGH	   *pgh = lgh[to];
 				GbmNode    *lc,
 						   *rc,
 						   *small,
 						   *large;
 
-				for (j = nd->begin; j < nd->end; j++)
-				{
-					int			code = fcode[(Size) j * stride + bf];
+				/*
+				 * Children at the depth limit are leaves whatever their row
+				 * counts, and their rows do not move: no need to count them
+				 * (their ranges are then not set; applied leaves' are unread).
+				 */
+				if (nd->depth + 1 < p->max_depth)
+					for (j = nd->begin; j < nd->end; j++)
+					{
+						int			code = fcode[(Size) j * stride + bf];
 
-					nl += goes_left(code, nbins[bf], bc, bdl);
-				}
+						nl += goes_left(code, nbins[bf], bc, bdl);
+					}
 				k = nd->begin + nl;
 				o->feature[gnode] = bf;
 				o->threshold[gnode] = bc + 0.5;
@@ -406,14 +457,16 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 				if (!sl && !sr)
 				{
 					/* two leaves: their values go to the margins, no rows move */
-					double		vl = -p->eta * lc->g / (lc->h + p->lambda),
-								vr = -p->eta * rc->g / (rc->h + p->lambda);
+					double		v[2];
 
+					/* v[1] left, v[0] right: picked by index, not by a branch */
+					v[1] = -p->eta * lc->g / (lc->h + p->lambda);
+					v[0] = -p->eta * rc->g / (rc->h + p->lambda);
 					for (j = nd->begin; j < nd->end; j++)
 					{
 						int			code = fcode[(Size) j * stride + bf];
 
-						m[fidx[j]] += goes_left(code, nbins[bf], bc, bdl) ? vl : vr;
+						m[fidx[j]] += v[goes_left(code, nbins[bf], bc, bdl)];
 					}
 					lc->applied = rc->applied = true;
 					freelist[nfree++] = hist;
@@ -428,7 +481,7 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 				{
 					int			at_left = nd->begin,
 								at_right = k;
-					int		   *pidx = bidx[to];
+					int		   *pidx = lidx[to];
 
 					for (j = nd->begin; j < nd->end; j++)
 					{
@@ -496,7 +549,9 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 			double		lt = 0,
 						wt = 0,
 						lh = 0,
-						wh = 0;
+						wh = 0,
+						lprod = 1;	/* product of up to 32 holdout rows' 1 + e */
+			int			nprod = 0;
 			/* the training loss is only reported: every 10th and the last round */
 			bool		want_train = (r + 1) % 10 == 0 || r == 0 || r + 1 == p->rounds;
 
@@ -514,7 +569,7 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 			{
 				int			g = tree_start + queue[k].out,
 							j;
-				const int  *pidx = bidx[queue[k].depth & 1];
+				const int  *pidx = lidx[GBM_LEVEL(queue[k].depth)];
 
 				if (o->left[g] >= 0 || queue[k].applied)
 					continue;
@@ -548,9 +603,19 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 				pr[i] = mi >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
 				if (k >= ntrain)
 				{
-					/* unweighted, as the holdout metrics are */
-					loss = (y[i] ? (mi >= 0 ? 0 : -mi) : (mi >= 0 ? mi : 0)) + log1p(e);
-					lh += loss;
+					/*
+					 * Unweighted, as the holdout metrics are; the log of 1 + e
+					 * is taken once per 32 rows, of their product (at most
+					 * 2^32): the holdout loss is summed every round.
+					 */
+					lh += y[i] ? (mi >= 0 ? 0 : -mi) : (mi >= 0 ? mi : 0);
+					lprod *= 1.0 + e;
+					if (++nprod == 32)
+					{
+						lh += log(lprod);
+						lprod = 1;
+						nprod = 0;
+					}
 					wh += 1;
 				}
 				else if (want_train)
@@ -560,6 +625,7 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 					wt += w[i];
 				}
 			}
+			lh += log(lprod);
 			pfree(wf);
 			pfree(wl);
 			pfree(wr);
@@ -608,6 +674,8 @@ gbm_fit(int n, int nf, const uint8 *code8, const int32 *nbins, const bool *y,
 	}
 	pfree(used);
 	pfree(rows);
+	if (rcode != NULL)
+		pfree(rcode);
 	while (nfree > 0)
 		pfree(freelist[--nfree]);
 	pfree(freelist);

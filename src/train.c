@@ -1542,7 +1542,7 @@ gbm_dup(const void *p, Size len)
 static inline int64
 gbm_row_bytes(int nf, bool edges_mode)
 {
-	return edges_mode ? 4 * (int64) nf + 9 : 90 + 3 * (int64) nf;
+	return edges_mode ? 4 * (int64) nf + 9 : 90 + 4 * (int64) nf;
 }
 
 /* A number from the "gbm" object of a spec, or dflt when absent. */

@@ -4,7 +4,7 @@
 -- (contributions that add up), the same trees from a serial and a
 -- forced-parallel pass, the memory cap, and bad parameters.
 \ir harness/pgtap_setup.psql
-SELECT plan(32);
+SELECT plan(37);
 
 \ir harness/error_of.psql
 SET LOCAL client_min_messages = warning;
@@ -200,6 +200,24 @@ SELECT results_eq($$SELECT metrics->>'holdout_split', (metrics->'candidates'->'g
 	FROM dealrisk.models WHERE name = 'xnd'$$, $$VALUES ('deal_id hash', true)$$,
 	'... both candidates measured on the same hashed holdout');
 
+-- row and column subsampling: the rows of each round are drawn (gathered
+-- afresh, not kept in place across rounds), deterministically by seed
+SELECT lives_ok($$SELECT dealrisk.train('xdeals', 'xsub' || k, method => 'gbm', activate => false,
+		params => '{"subsample": 0.6, "colsample": 0.8, "seed": 7}') FROM generate_series(1, 2) k$$,
+	'subsampled rows and columns, twice with the same seed');
+SELECT ok((SELECT a.feature_spec = b.feature_spec AND a.feature_spec <> g.feature_spec
+	FROM dealrisk.models a, dealrisk.models b, dealrisk.models g
+	WHERE a.name = 'xsub1' AND b.name = 'xsub2' AND g.name = 'xgbm'),
+	'... the same trees from the same seed, other trees than without subsampling');
+SELECT ok((SELECT (metrics->>'auc')::float8 > 0.75 FROM dealrisk.models WHERE name = 'xsub1'),
+	'... which still learn the interaction');
+SELECT lives_ok($$SELECT dealrisk.train('xdeals', 'xall', method => 'gbm', activate => false,
+		params => '{"subsample": 0.999999999999}')$$,
+	'a subsample that (with this seed) draws every row');
+SELECT ok((SELECT a.feature_spec->'trees' = g.feature_spec->'trees'
+	FROM dealrisk.models a, dealrisk.models g WHERE a.name = 'xall' AND g.name = 'xgbm'),
+	'... grows, through the drawn rows'' buffers, the trees of the rows kept in place');
+
 -- bad input
 SELECT results_eq($$SELECT * FROM pg_temp.error_of($q$SELECT dealrisk.train('xdeals', 'e', method => 'xgboost')$q$)
 	UNION ALL SELECT * FROM pg_temp.error_of($q$SELECT dealrisk.train('xdeals', 'e', method => 'gbm', params => '{"depth": 4}')$q$)
@@ -218,7 +236,7 @@ SELECT results_eq($$SELECT * FROM pg_temp.error_of($q$SELECT dealrisk.train('xde
 	'a bad method or boosting parameter is an error that names it');
 SET LOCAL dealrisk.train_memory = '1MB';
 SELECT results_eq($$SELECT * FROM pg_temp.error_of($q$SELECT dealrisk.train('xdeals', 'e', method => 'gbm')$q$)$$,
-	$$VALUES ('54000', 'training a tree model on more than 9986 closed deals needs more memory than dealrisk.train_memory (1 MB) allows')$$,
+	$$VALUES ('54000', 'training a tree model on more than 9532 closed deals needs more memory than dealrisk.train_memory (1 MB) allows')$$,
 	'past dealrisk.train_memory, a clear error');
 RESET dealrisk.train_memory;
 SELECT is((SELECT count(*)::int FROM dealrisk.models WHERE name = 'e'), 0, '... and no model is stored');
