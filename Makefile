@@ -10,7 +10,8 @@ OBJS = src/dealrisk.o src/stats.o src/outcome.o src/winrate.o src/funnel.o src/d
 # each C file, in dependency order (a file may use objects of the files
 # before it).
 SQL_PARTS = src/header.sql src/stats.sql src/outcome.sql src/winrate.sql \
-	src/funnel.sql src/sample.sql src/diagnostics.sql src/drivers.sql src/checks.sql src/model.sql src/trees.sql src/ops.sql
+	src/funnel.sql src/sample.sql src/diagnostics.sql src/drivers.sql src/checks.sql src/model.sql src/trees.sql src/ops.sql \
+	src/citus.sql
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 # Released install scripts and the upgrade scripts between versions: frozen
 # once released; every change to SQL objects ships dealrisk--A--B.sql.
@@ -53,7 +54,7 @@ $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS) Makefile
 $(EXTENSION)--$(PREV_VERSION)--$(EXTVERSION).sql: $(UPGRADE_PARTS) src/upgrade Makefile
 	cat $(UPGRADE_PARTS) > $@
 
-.PHONY: demo test bench cluster-start cluster-stop deps bench-deps
+.PHONY: demo test test-citus citus-start citus-stop bench cluster-start cluster-stop deps bench-deps
 deps:
 	@bash test/harness/deps.sh
 
@@ -71,6 +72,18 @@ demo:
 
 test:
 	@bash test/harness/run.sh test
+
+# test-citus: a Citus coordinator and two workers on loopback (ports
+# DEALRISK_PGPORT + 10, 11, 12), Citus built from ../shared/vendor when it is
+# missing, test/citus/*.sql run on the coordinator; see docs/scaling.md.
+test-citus:
+	@bash test/harness/citus.sh test
+
+citus-start:
+	@bash test/harness/citus.sh start
+
+citus-stop:
+	@bash test/harness/citus.sh stop
 
 bench:
 	@bash test/harness/run.sh bench

@@ -14,7 +14,9 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -37,8 +39,8 @@ PG_FUNCTION_INFO_V1(dr_validate_model);
 
 /*
  * One parsed row of dealrisk.models, known by the row version it was parsed
- * from: table, id, xmin and ctid change whenever the row is inserted or
- * updated (activation included), so a row edited by hand is parsed again.
+ * from: table, id, xmin, cmin and ctid change whenever the row is inserted
+ * or updated (activation included), so a row edited by hand is parsed again.
  */
 typedef struct CachedModel
 {
@@ -46,6 +48,8 @@ typedef struct CachedModel
 	Oid			relid;
 	int64		id;
 	TransactionId xmin;
+	CommandId	cmin;			/* tells a row re-inserted after a TRUNCATE
+								 * in the same transaction from the old one */
 	ItemPointerData ctid;
 	bool		stale;			/* invalidated: not handed out again */
 	uint64		serial;			/* unique per parse, for call sites */
@@ -78,6 +82,7 @@ static uint64 serial_counter = 0;
 static uint64 use_clock = 0;
 static Oid	models_relid = InvalidOid;	/* table of the last model read */
 static SPIPlanPtr check_plan = NULL;
+static char *check_plan_table = NULL;	/* the relation check_plan reads */
 uint64		dr_model_generation = 1;
 
 /* Logistic function, safe for large |eta|. */
@@ -824,12 +829,12 @@ dr_model_from_spec(Datum spec, ArrayType *coefs, int64 id, const char *name,
 }
 
 /*
- * Mark every cached model stale when dealrisk.models changes (or on a full
- * reset).  This only hurries things along: what a scoring call uses is
- * checked against the table under its snapshot (dr_model_lookup).  It is
- * needed for the transaction's own changes, though: after a TRUNCATE or a
- * drop and re-creation of the table in this transaction, a new row can
- * carry the id, xmin and ctid of a cached one.
+ * Mark every cached model stale when the relation cache entry of
+ * dealrisk.models (or of the placement read) is invalidated, as a TRUNCATE,
+ * DDL or a full reset does.  This only hurries things along: what a scoring
+ * call uses is checked against the table under its snapshot, row version
+ * by row version (dr_model_lookup), so no trigger on the table is needed
+ * (Citus refuses reference tables with triggers).
  */
 static void
 models_relcache_cb(Datum arg, Oid relid)
@@ -959,11 +964,55 @@ add_name(const char *name)
 }
 
 /*
+ * The relation to read a configuration table of the extension from, as a
+ * quoted, schema-qualified name: dealrisk.<relname> itself, or, when Citus
+ * has made it a reference table with a placement on this node, that local
+ * placement.  Inside a query that Citus runs on a shard, reading the
+ * reference table by its own name would be a nested distributed query,
+ * which Citus refuses; its local placement is a plain table of this node
+ * that every write to the reference table reaches in the same transaction.
+ * Must be called inside an SPI connection.
+ */
+char *
+dr_config_table(const char *relname)
+{
+	static const char *query =
+		"SELECT pg_catalog.shard_name(s.logicalrelid, s.shardid)"
+		" FROM pg_catalog.pg_dist_shard s"
+		" JOIN pg_catalog.pg_dist_placement p ON p.shardid OPERATOR(pg_catalog.=) s.shardid"
+		" JOIN pg_catalog.pg_dist_local_group g ON g.groupid OPERATOR(pg_catalog.=) p.groupid"
+		" WHERE s.logicalrelid OPERATOR(pg_catalog.=) $1 LIMIT 1";
+	Oid			nsp = get_namespace_oid("dealrisk", false);
+	Oid			relid;
+	Datum		args[1];
+	Oid			argtypes[1] = {REGCLASSOID};
+	int			ret;
+
+	if (!OidIsValid(get_extension_oid("citus", true)) ||
+		!OidIsValid(relid = get_relname_relid(relname, nsp)))
+		return psprintf("dealrisk.%s", quote_identifier(relname));
+	args[0] = ObjectIdGetDatum(relid);
+	ret = SPI_execute_with_args(query, 1, argtypes, args, NULL, true, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading Citus's placements of dealrisk.%s failed: %s",
+			 relname, SPI_result_code_string(ret));
+	if (SPI_processed == 1)
+	{
+		char	   *shard = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		if (shard != NULL)
+			return shard;
+	}
+	return psprintf("dealrisk.%s", quote_identifier(relname));
+}
+
+/*
  * The active model of a name as the current snapshot sees it: from the
  * backend cache when the memo of the name was checked under a snapshot
  * that sees the same (dr_snapshot_key_current), else after reading the
- * model's row from dealrisk.models under the current snapshot, parsing it
- * only when that row version (table, id, xmin, ctid) is not cached yet.
+ * model's row from dealrisk.models (or its placement on this node: see
+ * dr_config_table) under the current snapshot, parsing it only when that
+ * row version (table, id, xmin, cmin, ctid) is not cached yet.
  * So the model scored with is always the one a query of dealrisk.models
  * in the same snapshot returns: a repeatable read transaction keeps its
  * model to the end and the next transaction sees the new one.
@@ -979,9 +1028,10 @@ dr_model_lookup(const char *name, uint64 *serial, DrSnapKey *key)
 {
 	static const char *query =
 		"SELECT m.tableoid, m.id::pg_catalog.int8, m.xmin, m.ctid,"
-		" m.feature_spec::pg_catalog.jsonb, m.coefficients::pg_catalog.float8[]"
-		" FROM dealrisk.models m"
+		" m.feature_spec::pg_catalog.jsonb, m.coefficients::pg_catalog.float8[], m.cmin"
+		" FROM %s m"
 		" WHERE m.name::pg_catalog.text OPERATOR(pg_catalog.=) $1 AND m.active";
+	char	   *table;
 	CachedName *n = find_name(name);
 	CachedModel *v;
 	DrSnapKey	checked;
@@ -993,6 +1043,7 @@ dr_model_lookup(const char *name, uint64 *serial, DrSnapKey *key)
 	Oid			relid;
 	int64		id;
 	TransactionId xmin;
+	CommandId	cmin;
 	ItemPointerData ctid;
 	int			ret;
 
@@ -1018,9 +1069,17 @@ dr_model_lookup(const char *name, uint64 *serial, DrSnapKey *key)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	table = dr_config_table("models");
+	if (check_plan != NULL && strcmp(check_plan_table, table) != 0)
+	{
+		SPI_freeplan(check_plan);
+		check_plan = NULL;
+		pfree(check_plan_table);
+		check_plan_table = NULL;
+	}
 	if (check_plan == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare(query, 1, argtypes);
+		SPIPlanPtr	plan = SPI_prepare(psprintf(query, table), 1, argtypes);
 
 		if (plan == NULL)
 			elog(ERROR, "preparing the query of dealrisk.models failed: %s",
@@ -1028,6 +1087,7 @@ dr_model_lookup(const char *name, uint64 *serial, DrSnapKey *key)
 		if (SPI_keepplan(plan) != 0)
 			elog(ERROR, "SPI_keepplan failed");
 		check_plan = plan;
+		check_plan_table = MemoryContextStrdup(TopMemoryContext, table);
 	}
 	args[0] = CStringGetTextDatum(name);
 	ret = SPI_execute_plan(check_plan, args, NULL, true, 2);
@@ -1050,11 +1110,13 @@ dr_model_lookup(const char *name, uint64 *serial, DrSnapKey *key)
 	id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
 	xmin = DatumGetTransactionId(SPI_getbinval(tup, desc, 3, &isnull));
 	ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 4, &isnull)), &ctid);
+	cmin = DatumGetCommandId(SPI_getbinval(tup, desc, 7, &isnull));
 	models_relid = relid;
 
 	for (v = versions; v != NULL; v = v->next)
 		if (!v->stale && v->relid == relid && v->id == id &&
-			TransactionIdEquals(v->xmin, xmin) && ItemPointerEquals(&v->ctid, &ctid))
+			TransactionIdEquals(v->xmin, xmin) && v->cmin == cmin &&
+			ItemPointerEquals(&v->ctid, &ctid))
 			break;
 
 	if (v == NULL)
@@ -1092,6 +1154,7 @@ dr_model_lookup(const char *name, uint64 *serial, DrSnapKey *key)
 		v->relid = relid;
 		v->id = id;
 		v->xmin = xmin;
+		v->cmin = cmin;
 		ItemPointerCopy(&ctid, &v->ctid);
 		v->serial = ++serial_counter;
 		MemoryContextSetParent(vcxt, cache_cxt);
@@ -1147,7 +1210,12 @@ dr_scoring_model_id(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(dr_model_lookup(name, NULL, NULL)->id);
 }
 
-/* Trigger on dealrisk.models: tell every backend to drop its cached models. */
+/*
+ * Trigger of dealrisk 0.3.0 and before on dealrisk.models: tell every
+ * backend to drop its cached models.  0.4.0 has no trigger (see
+ * models_relcache_cb); the function stays for a library loaded under an
+ * older version of the extension until ALTER EXTENSION UPDATE.
+ */
 Datum
 dr_models_changed(PG_FUNCTION_ARGS)
 {

@@ -32,13 +32,9 @@ COMMENT ON TABLE dealrisk.model_activations IS
 	'History of model activations per name, used by dealrisk.rollback()';
 SELECT pg_catalog.pg_extension_config_dump('dealrisk.model_activations', '');
 
-CREATE FUNCTION dealrisk._models_changed()
-RETURNS trigger AS 'MODULE_PATHNAME', 'dr_models_changed'
-LANGUAGE C;
-COMMENT ON FUNCTION dealrisk._models_changed() IS
-	'Trigger: makes every backend drop its cached models when dealrisk.models changes (internal)';
-CREATE TRIGGER models_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
-	ON dealrisk.models FOR EACH STATEMENT EXECUTE FUNCTION dealrisk._models_changed();
+-- No trigger on dealrisk.models: a scoring call checks the row it scores
+-- with under its snapshot (src/model.c, dr_model_lookup), and Citus cannot
+-- make a table with triggers a reference table (dealrisk.distribute()).
 
 CREATE FUNCTION dealrisk._validate_model(spec jsonb, coefficients float8[])
 RETURNS int AS 'MODULE_PATHNAME', 'dr_validate_model'
@@ -455,9 +451,7 @@ DECLARE
 	num text;
 	lv text;
 	sel text := '';
-	sets text := '';
-	which text := '';
-	val text := '';
+	vals text := '';
 	i int;
 BEGIN
 	PERFORM dealrisk._check_source(source, ARRAY['outcome']);
@@ -506,7 +500,9 @@ BEGIN
 	FROM pg_catalog.generate_subscripts(cols, 1) k WHERE kinds[k] = 'number';
 
 	-- each column's level per deal (NULL when empty), counted by outcome
-	-- class in one grouping set per column
+	-- class: the columns unpivoted to (k, level) rows and counted in one
+	-- GROUP BY (GROUPING SETS would do the same, but Citus cannot run them
+	-- on a distributed table)
 	FOR i IN 1 .. pg_catalog.cardinality(cols) LOOP
 		IF kinds[i] = 'text' THEN
 			lv := pg_catalog.format('CASE WHEN pg_catalog.btrim(d.%1$I::text) <> '''' THEN d.%1$I::text END', cols[i]);
@@ -517,17 +513,16 @@ BEGIN
 			                             ELSE pg_catalog.format('d.%I', cols[i]) END, i);
 		END IF;
 		sel := sel || pg_catalog.format(', %s AS l%s', lv, i);
-		sets := sets || pg_catalog.format(', (cls, l%s)', i);
-		which := which || pg_catalog.format(' WHEN GROUPING(l%1$s) = 0 THEN %1$s', i);
-		val := val || pg_catalog.format(' WHEN GROUPING(l%1$s) = 0 THEN l%1$s', i);
+		vals := vals || pg_catalog.format(', (%1$s, x.l%1$s)', i);
 	END LOOP;
 
 	query := pg_catalog.format($q$
 		WITH %s
 		g AS (
-			SELECT CASE %s END k, CASE %s END v, cls, count(*) n
+			SELECT u.k, u.v, x.cls, count(*) n
 			FROM (SELECT coalesce(dealrisk.outcome_class(d.outcome::text), 'open') cls %s FROM %s) x
-			GROUP BY GROUPING SETS (%s)),
+			CROSS JOIN LATERAL (VALUES %s) u(k, v)
+			GROUP BY u.k, u.v, x.cls),
 		lv AS (
 			SELECT k, v, coalesce(sum(n) FILTER (WHERE cls = 'won'), 0) w, coalesce(sum(n) FILTER (WHERE cls = 'lost'), 0) l,
 			       coalesce(sum(n) FILTER (WHERE cls = 'open'), 0) o
@@ -569,7 +564,7 @@ BEGIN
 		CASE WHEN num IS NOT NULL
 		     THEN pg_catalog.format('q AS (SELECT %s FROM %s WHERE dealrisk.outcome_class(d.outcome::text) IN (''won'', ''lost'')),', num, scan)
 		     ELSE '' END,
-		which, val, sel, scan || CASE WHEN num IS NOT NULL THEN ' CROSS JOIN q' ELSE '' END, pg_catalog.substr(sets, 3), sample_words, sample_words, names);
+		sel, scan || CASE WHEN num IS NOT NULL THEN ' CROSS JOIN q' ELSE '' END, pg_catalog.substr(vals, 3), sample_words, sample_words, names);
 END
 $$;
 COMMENT ON FUNCTION dealrisk._feature_leak_sql(regclass, text[], boolean) IS
@@ -944,6 +939,8 @@ BEGIN
 	SELECT id INTO cur FROM dealrisk.models m WHERE m.name = rollback.name AND m.active;
 	SELECT a.model_id INTO prev FROM dealrisk.model_activations a
 	WHERE a.name = rollback.name AND a.model_id IS DISTINCT FROM cur
+	  -- (on Citus the activations keep no foreign key: see distribute())
+	  AND EXISTS (SELECT 1 FROM dealrisk.models x WHERE x.id = a.model_id)
 	  AND a.activated_at < coalesce((SELECT max(b.activated_at) FROM dealrisk.model_activations b
 	                                 WHERE b.name = rollback.name AND b.model_id = cur), 'infinity')
 	ORDER BY a.activated_at DESC LIMIT 1;
@@ -977,6 +974,7 @@ DECLARE
 	cutoff date;
 	ref date;
 	dict_source regclass;
+	source_name text := source::text;
 	train_filter text;
 	test_filter text;
 	split_train int := 0;
@@ -1168,6 +1166,20 @@ BEGIN
 			DETAIL = (SELECT pg_catalog.string_agg(pg_catalog.format('%s: %s', k, v), '; ') FROM pg_catalog.jsonb_each_text(left_out) x(k, v));
 	END IF;
 
+	-- A source on Citus distributed tables is read once into a temporary
+	-- table of this node, and everything below reads that: the passes'
+	-- aggregates take their columns as VARIADIC "any", which Citus cannot
+	-- split over shards, and the trees need every row in one place anyway
+	-- (docs/scaling.md).  The model is recorded with the source's name.
+	IF dealrisk._distributed(source) THEN
+		IF pg_catalog.to_regclass('pg_temp.dealrisk_train_rows') IS NOT NULL THEN
+			DROP TABLE pg_temp.dealrisk_train_rows;
+		END IF;
+		EXECUTE pg_catalog.format('CREATE TEMP TABLE dealrisk_train_rows ON COMMIT DROP AS SELECT * FROM %s d', source);
+		ANALYZE pg_temp.dealrisk_train_rows;
+		source := 'pg_temp.dealrisk_train_rows'::regclass;
+	END IF;
+
 	-- Dictionaries and bin edges come from about 50,000 closed deals at most
 	-- (a repeatable sample of a table's pages, or of a view's rows by deal_id,
 	-- read once into a temporary table); counts and fits read every deal.
@@ -1251,7 +1263,7 @@ BEGIN
 	ref := census.ref;
 	IF n_won < min_n OR n_lost < min_n THEN
 		RAISE EXCEPTION 'not enough closed deals to train on: % has % won and % lost, at least % of each are needed',
-			source, n_won, n_lost, min_n
+			source_name, n_won, n_lost, min_n
 			USING ERRCODE = 'insufficient_resources',
 			      HINT = 'Collect more closed deals, or lower dealrisk.min_training_deals (at the price of a weaker model).';
 	END IF;
@@ -1307,7 +1319,7 @@ BEGIN
 			final_fit := dealrisk._fit(source, spec, closed_filter, 0, NULL, ref, halflife, l2, fit.beta, NULL);
 		END IF;
 		IF log_metrics IS NULL THEN
-			RAISE EXCEPTION 'the holdout of % is empty', source USING ERRCODE = 'no_data_found',
+			RAISE EXCEPTION 'the holdout of % is empty', source_name USING ERRCODE = 'no_data_found',
 				HINT = 'Use a larger holdout share.';
 		END IF;
 		-- open deals: the survivor curves of age and stage time, fitted
@@ -1322,7 +1334,7 @@ BEGIN
 		FROM dealrisk._gbm_train(source, dict_source, closed_filter, spec_train, spec,
 		                         cutoff, hold_expr, ref, halflife, params) g;
 		IF gbm_metrics IS NULL THEN
-			RAISE EXCEPTION 'the holdout of % is empty', source USING ERRCODE = 'no_data_found',
+			RAISE EXCEPTION 'the holdout of % is empty', source_name USING ERRCODE = 'no_data_found',
 				HINT = 'Use a larger holdout share.';
 		END IF;
 		cand := cand || pg_catalog.jsonb_build_object('gbm', gbm_metrics - 'calibration');
@@ -1373,7 +1385,7 @@ BEGIN
 		|| CASE WHEN method = 'auto' THEN pg_catalog.jsonb_build_object('candidates', cand) ELSE '{}' END;
 
 	INSERT INTO dealrisk.models (name, source, feature_spec, coefficients, metrics)
-	VALUES (train.name, source::text, stored_spec, stored_beta,
+	VALUES (train.name, source_name, stored_spec, stored_beta,
 	        test_metrics || method_metrics || pg_catalog.jsonb_build_object(
 	            'n_test', (test_metrics->>'n')::bigint,
 	            'won_total', n_won, 'lost_total', n_lost,
@@ -1695,7 +1707,7 @@ BEGIN
 	END IF;
 	PERFORM dealrisk._check_source(source, ARRAY['outcome']);
 	EXECUTE pg_catalog.format('SELECT dealrisk._evaluate($1, $2, 0, NULL, %s) FROM %s d',
-	                          dealrisk._row_args(source, m.feature_spec), source)
+	                          dealrisk._row_args(source, m.feature_spec), dealrisk._scan(source))
 		INTO r USING m.feature_spec, m.coefficients;
 	IF r IS NULL THEN
 		RAISE EXCEPTION 'source % has no closed deal to evaluate on', source USING ERRCODE = 'no_data_found';

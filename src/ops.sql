@@ -17,7 +17,8 @@
 -- format('%L') or parameters.  No function here is SECURITY DEFINER: each
 -- runs with the caller's privileges, and the grants of docs/security.md say
 -- who may call what.  This file is the last part of the install script: the
--- REVOKEs at its end cover the functions of the earlier parts too.
+-- REVOKEs at its end cover the functions of the earlier parts too (src/citus.sql,
+-- after it, revokes its own).
 
 -- The schema of what watch() creates ------------------------------------
 -- The materialized view dealrisk_watch.high_risk_deals is created by the role
@@ -1634,7 +1635,6 @@ REVOKE EXECUTE ON FUNCTION
 	dealrisk._open_rows_deserial(bytea, internal),
 	dealrisk._open_fit_final(internal),
 	dealrisk._deal_risk_support(internal),
-	dealrisk._models_changed(),
 	dealrisk._track_trigger(),
 	dealrisk._config_edit(),
 	dealrisk._stages_check()

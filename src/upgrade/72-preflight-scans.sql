@@ -290,9 +290,7 @@ DECLARE
 	num text;
 	lv text;
 	sel text := '';
-	sets text := '';
-	which text := '';
-	val text := '';
+	vals text := '';
 	i int;
 BEGIN
 	PERFORM dealrisk._check_source(source, ARRAY['outcome']);
@@ -341,7 +339,9 @@ BEGIN
 	FROM pg_catalog.generate_subscripts(cols, 1) k WHERE kinds[k] = 'number';
 
 	-- each column's level per deal (NULL when empty), counted by outcome
-	-- class in one grouping set per column
+	-- class: the columns unpivoted to (k, level) rows and counted in one
+	-- GROUP BY (GROUPING SETS would do the same, but Citus cannot run them
+	-- on a distributed table)
 	FOR i IN 1 .. pg_catalog.cardinality(cols) LOOP
 		IF kinds[i] = 'text' THEN
 			lv := pg_catalog.format('CASE WHEN pg_catalog.btrim(d.%1$I::text) <> '''' THEN d.%1$I::text END', cols[i]);
@@ -352,17 +352,16 @@ BEGIN
 			                             ELSE pg_catalog.format('d.%I', cols[i]) END, i);
 		END IF;
 		sel := sel || pg_catalog.format(', %s AS l%s', lv, i);
-		sets := sets || pg_catalog.format(', (cls, l%s)', i);
-		which := which || pg_catalog.format(' WHEN GROUPING(l%1$s) = 0 THEN %1$s', i);
-		val := val || pg_catalog.format(' WHEN GROUPING(l%1$s) = 0 THEN l%1$s', i);
+		vals := vals || pg_catalog.format(', (%1$s, x.l%1$s)', i);
 	END LOOP;
 
 	query := pg_catalog.format($q$
 		WITH %s
 		g AS (
-			SELECT CASE %s END k, CASE %s END v, cls, count(*) n
+			SELECT u.k, u.v, x.cls, count(*) n
 			FROM (SELECT coalesce(dealrisk.outcome_class(d.outcome::text), 'open') cls %s FROM %s) x
-			GROUP BY GROUPING SETS (%s)),
+			CROSS JOIN LATERAL (VALUES %s) u(k, v)
+			GROUP BY u.k, u.v, x.cls),
 		lv AS (
 			SELECT k, v, coalesce(sum(n) FILTER (WHERE cls = 'won'), 0) w, coalesce(sum(n) FILTER (WHERE cls = 'lost'), 0) l,
 			       coalesce(sum(n) FILTER (WHERE cls = 'open'), 0) o
@@ -404,7 +403,7 @@ BEGIN
 		CASE WHEN num IS NOT NULL
 		     THEN pg_catalog.format('q AS (SELECT %s FROM %s WHERE dealrisk.outcome_class(d.outcome::text) IN (''won'', ''lost'')),', num, scan)
 		     ELSE '' END,
-		which, val, sel, scan || CASE WHEN num IS NOT NULL THEN ' CROSS JOIN q' ELSE '' END, pg_catalog.substr(sets, 3), sample_words, sample_words, names);
+		sel, scan || CASE WHEN num IS NOT NULL THEN ' CROSS JOIN q' ELSE '' END, pg_catalog.substr(vals, 3), sample_words, sample_words, names);
 END
 $$;
 COMMENT ON FUNCTION dealrisk._feature_leak_sql(regclass, text[], boolean) IS

@@ -218,6 +218,7 @@ DECLARE
 	cutoff date;
 	ref date;
 	dict_source regclass;
+	source_name text := source::text;
 	train_filter text;
 	test_filter text;
 	split_train int := 0;
@@ -409,6 +410,20 @@ BEGIN
 			DETAIL = (SELECT pg_catalog.string_agg(pg_catalog.format('%s: %s', k, v), '; ') FROM pg_catalog.jsonb_each_text(left_out) x(k, v));
 	END IF;
 
+	-- A source on Citus distributed tables is read once into a temporary
+	-- table of this node, and everything below reads that: the passes'
+	-- aggregates take their columns as VARIADIC "any", which Citus cannot
+	-- split over shards, and the trees need every row in one place anyway
+	-- (docs/scaling.md).  The model is recorded with the source's name.
+	IF dealrisk._distributed(source) THEN
+		IF pg_catalog.to_regclass('pg_temp.dealrisk_train_rows') IS NOT NULL THEN
+			DROP TABLE pg_temp.dealrisk_train_rows;
+		END IF;
+		EXECUTE pg_catalog.format('CREATE TEMP TABLE dealrisk_train_rows ON COMMIT DROP AS SELECT * FROM %s d', source);
+		ANALYZE pg_temp.dealrisk_train_rows;
+		source := 'pg_temp.dealrisk_train_rows'::regclass;
+	END IF;
+
 	-- Dictionaries and bin edges come from about 50,000 closed deals at most
 	-- (a repeatable sample of a table's pages, or of a view's rows by deal_id,
 	-- read once into a temporary table); counts and fits read every deal.
@@ -492,7 +507,7 @@ BEGIN
 	ref := census.ref;
 	IF n_won < min_n OR n_lost < min_n THEN
 		RAISE EXCEPTION 'not enough closed deals to train on: % has % won and % lost, at least % of each are needed',
-			source, n_won, n_lost, min_n
+			source_name, n_won, n_lost, min_n
 			USING ERRCODE = 'insufficient_resources',
 			      HINT = 'Collect more closed deals, or lower dealrisk.min_training_deals (at the price of a weaker model).';
 	END IF;
@@ -548,7 +563,7 @@ BEGIN
 			final_fit := dealrisk._fit(source, spec, closed_filter, 0, NULL, ref, halflife, l2, fit.beta, NULL);
 		END IF;
 		IF log_metrics IS NULL THEN
-			RAISE EXCEPTION 'the holdout of % is empty', source USING ERRCODE = 'no_data_found',
+			RAISE EXCEPTION 'the holdout of % is empty', source_name USING ERRCODE = 'no_data_found',
 				HINT = 'Use a larger holdout share.';
 		END IF;
 		-- open deals: the survivor curves of age and stage time, fitted
@@ -563,7 +578,7 @@ BEGIN
 		FROM dealrisk._gbm_train(source, dict_source, closed_filter, spec_train, spec,
 		                         cutoff, hold_expr, ref, halflife, params) g;
 		IF gbm_metrics IS NULL THEN
-			RAISE EXCEPTION 'the holdout of % is empty', source USING ERRCODE = 'no_data_found',
+			RAISE EXCEPTION 'the holdout of % is empty', source_name USING ERRCODE = 'no_data_found',
 				HINT = 'Use a larger holdout share.';
 		END IF;
 		cand := cand || pg_catalog.jsonb_build_object('gbm', gbm_metrics - 'calibration');
@@ -614,7 +629,7 @@ BEGIN
 		|| CASE WHEN method = 'auto' THEN pg_catalog.jsonb_build_object('candidates', cand) ELSE '{}' END;
 
 	INSERT INTO dealrisk.models (name, source, feature_spec, coefficients, metrics)
-	VALUES (train.name, source::text, stored_spec, stored_beta,
+	VALUES (train.name, source_name, stored_spec, stored_beta,
 	        test_metrics || method_metrics || pg_catalog.jsonb_build_object(
 	            'n_test', (test_metrics->>'n')::bigint,
 	            'won_total', n_won, 'lost_total', n_lost,
