@@ -964,17 +964,17 @@ add_name(const char *name)
 }
 
 /*
- * The relation to read a configuration table of the extension from, as a
- * quoted, schema-qualified name: dealrisk.<relname> itself, or, when Citus
- * has made it a reference table with a placement on this node, that local
- * placement.  Inside a query that Citus runs on a shard, reading the
- * reference table by its own name would be a nested distributed query,
- * which Citus refuses; its local placement is a plain table of this node
- * that every write to the reference table reaches in the same transaction.
- * Must be called inside an SPI connection.
+ * The local placement of a configuration table of the extension, as a
+ * quoted, schema-qualified name, when Citus has made dealrisk.<relname> a
+ * reference table with a placement on this node; NULL otherwise.  Inside a
+ * query that Citus runs on a shard, reading the reference table by its own
+ * name would be a nested distributed query, which Citus refuses; its local
+ * placement is a plain table of this node that every write to the
+ * reference table reaches in the same transaction.  Must be called inside
+ * an SPI connection.
  */
 char *
-dr_config_table(const char *relname)
+dr_config_placement(const char *relname)
 {
 	static const char *query =
 		"SELECT pg_catalog.shard_name(s.logicalrelid, s.shardid)"
@@ -990,20 +990,28 @@ dr_config_table(const char *relname)
 
 	if (!OidIsValid(get_extension_oid("citus", true)) ||
 		!OidIsValid(relid = get_relname_relid(relname, nsp)))
-		return psprintf("dealrisk.%s", quote_identifier(relname));
+		return NULL;
 	args[0] = ObjectIdGetDatum(relid);
 	ret = SPI_execute_with_args(query, 1, argtypes, args, NULL, true, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "reading Citus's placements of dealrisk.%s failed: %s",
 			 relname, SPI_result_code_string(ret));
 	if (SPI_processed == 1)
-	{
-		char	   *shard = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	return NULL;
+}
 
-		if (shard != NULL)
-			return shard;
-	}
-	return psprintf("dealrisk.%s", quote_identifier(relname));
+/*
+ * The relation to read a configuration table of the extension from: its
+ * local Citus placement (dr_config_placement) or dealrisk.<relname> itself.
+ * Must be called inside an SPI connection.
+ */
+char *
+dr_config_table(const char *relname)
+{
+	char	   *placement = dr_config_placement(relname);
+
+	return placement != NULL ? placement : psprintf("dealrisk.%s", quote_identifier(relname));
 }
 
 /*

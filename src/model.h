@@ -283,6 +283,7 @@ extern DrModel *dr_model_from_spec(Datum spec, ArrayType *coefs, int64 id,
 extern DrModel *dr_active_model(const char *name);
 extern DrModel *dr_model_lookup(const char *name, uint64 *serial, DrSnapKey *key);
 extern void dr_model_cache_init(void);
+extern char *dr_config_placement(const char *relname);
 extern char *dr_config_table(const char *relname);
 extern int	dr_find_level(DrFeature *f, const char *s, int len);
 extern double dr_logistic(double eta);

@@ -413,18 +413,26 @@ dr_stage_list(FunctionCallInfo fcinfo)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	/*
-	 * The view dealrisk.stages, spelt out over the tables it reads, so that
-	 * on a Citus node they can be their local placements (dr_config_table).
+	 * The view dealrisk.stages; on a Citus node whose configuration tables
+	 * are reference tables, spelt out over their local placements
+	 * (dr_config_placement).  Without Citus the view itself is read, with
+	 * its privileges and whatever definition this install's version has.
 	 */
-	edits = dr_config_table("stage_edits");
-	ret = SPI_execute(psprintf("SELECT s.stage::pg_catalog.text, s.\"position\"::pg_catalog.int4,"
-							   " s.is_late::pg_catalog.bool FROM ("
-							   "SELECT e.stage, e.\"position\", e.is_late FROM %s e WHERE NOT e.removed"
-							   " UNION ALL SELECT d.stage, d.\"position\", d.is_late FROM %s d"
-							   " WHERE NOT EXISTS (SELECT 1 FROM %s e"
-							   " WHERE e.stage OPERATOR(pg_catalog.=) d.stage)) s ORDER BY 2",
-							   edits, dr_config_table("stage_defaults"), edits),
-					  true, 0);
+	edits = dr_config_placement("stage_edits");
+	if (edits == NULL)
+		ret = SPI_execute("SELECT s.stage::pg_catalog.text, s.\"position\"::pg_catalog.int4,"
+						  " s.is_late::pg_catalog.bool"
+						  " FROM dealrisk.stages s ORDER BY 2",
+						  true, 0);
+	else
+		ret = SPI_execute(psprintf("SELECT s.stage::pg_catalog.text, s.\"position\"::pg_catalog.int4,"
+								   " s.is_late::pg_catalog.bool FROM ("
+								   "SELECT e.stage, e.\"position\", e.is_late FROM %s e WHERE NOT e.removed"
+								   " UNION ALL SELECT d.stage, d.\"position\", d.is_late FROM %s d"
+								   " WHERE NOT EXISTS (SELECT 1 FROM %s e"
+								   " WHERE e.stage OPERATOR(pg_catalog.=) d.stage)) s ORDER BY 2",
+								   edits, dr_config_table("stage_defaults"), edits),
+						  true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "reading dealrisk.stages failed: %s", SPI_result_code_string(ret));
 

@@ -947,18 +947,28 @@ load_rules(ActionCache *ac)
 	dr_snapshot_key_set(&key);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	/* the view dealrisk.action_rules over its tables (see dr_config_table) */
-	edits = dr_config_table("action_rule_edits");
-	ret = SPI_execute(psprintf("SELECT r.priority::pg_catalog.int4, r.id::pg_catalog.int4,"
-							   " r.factor::pg_catalog.text, r.min_effect::pg_catalog.float8,"
-							   " r.min_risk::pg_catalog.float8, r.action::pg_catalog.text FROM ("
-							   "SELECT e.id, e.priority, e.factor, e.min_effect, e.min_risk, e.action"
-							   " FROM %s e WHERE NOT e.removed UNION ALL"
-							   " SELECT d.id, d.priority, d.factor, d.min_effect, d.min_risk, d.action"
-							   " FROM %s d WHERE NOT EXISTS (SELECT 1 FROM %s e"
-							   " WHERE e.id OPERATOR(pg_catalog.=) d.id)) r",
-							   edits, dr_config_table("action_rule_defaults"), edits),
-					  true, 0);
+	/*
+	 * The view dealrisk.action_rules, or on a Citus node the same view
+	 * spelt out over its tables' local placements (see dr_stage_list)
+	 */
+	edits = dr_config_placement("action_rule_edits");
+	if (edits == NULL)
+		ret = SPI_execute("SELECT r.priority::pg_catalog.int4, r.id::pg_catalog.int4,"
+						  " r.factor::pg_catalog.text, r.min_effect::pg_catalog.float8,"
+						  " r.min_risk::pg_catalog.float8, r.action::pg_catalog.text"
+						  " FROM dealrisk.action_rules r",
+						  true, 0);
+	else
+		ret = SPI_execute(psprintf("SELECT r.priority::pg_catalog.int4, r.id::pg_catalog.int4,"
+								   " r.factor::pg_catalog.text, r.min_effect::pg_catalog.float8,"
+								   " r.min_risk::pg_catalog.float8, r.action::pg_catalog.text FROM ("
+								   "SELECT e.id, e.priority, e.factor, e.min_effect, e.min_risk, e.action"
+								   " FROM %s e WHERE NOT e.removed UNION ALL"
+								   " SELECT d.id, d.priority, d.factor, d.min_effect, d.min_risk, d.action"
+								   " FROM %s d WHERE NOT EXISTS (SELECT 1 FROM %s e"
+								   " WHERE e.id OPERATOR(pg_catalog.=) d.id)) r",
+								   edits, dr_config_table("action_rule_defaults"), edits),
+						  true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "reading dealrisk.action_rules failed: %s", SPI_result_code_string(ret));
 	old = MemoryContextSwitchTo(ac->rules_cxt);
