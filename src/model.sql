@@ -1426,6 +1426,12 @@ LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION dealrisk._deal_risk_support(internal) IS
 	'Planner support for deal_risk: passes a table''s columns instead of building its whole row (internal)';
 
+CREATE FUNCTION dealrisk._row_arg_support(internal)
+RETURNS internal AS 'MODULE_PATHNAME', 'dr_row_arg_support'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION dealrisk._row_arg_support(internal) IS
+	'Planner support for the functions that take a deal''s row: a view''s row keeps its type in the text of the query that Citus sends a worker (internal)';
+
 CREATE FUNCTION dealrisk._scoring_model(model text)
 RETURNS bigint AS 'MODULE_PATHNAME', 'dr_scoring_model_id'
 LANGUAGE C STABLE STRICT PARALLEL SAFE;
@@ -1447,14 +1453,14 @@ COMMENT ON FUNCTION dealrisk.deal_risk(record, text) IS
 CREATE FUNCTION dealrisk.deal_risk_explain(deal record, model text DEFAULT 'default',
 	OUT factor text, OUT value text, OUT effect float8, OUT reason text)
 RETURNS SETOF record AS 'MODULE_PATHNAME', 'dr_deal_risk_explain'
-LANGUAGE C STABLE PARALLEL SAFE ROWS 10;
+LANGUAGE C STABLE PARALLEL SAFE ROWS 10 SUPPORT dealrisk._row_arg_support;
 COMMENT ON FUNCTION dealrisk.deal_risk_explain(record, text) IS
 	'Why a deal scores as it does: per feature, its value, its effect in risk points (risk minus risk with the feature at baseline) and a plain-words reason; biggest risk first';
 
 CREATE FUNCTION dealrisk.deal_risk_contributions(deal record, model text DEFAULT 'default',
 	OUT factor text, OUT contribution float8)
 RETURNS SETOF record AS 'MODULE_PATHNAME', 'dr_deal_risk_contributions'
-LANGUAGE C STABLE PARALLEL SAFE ROWS 10;
+LANGUAGE C STABLE PARALLEL SAFE ROWS 10 SUPPORT dealrisk._row_arg_support;
 COMMENT ON FUNCTION dealrisk.deal_risk_contributions(record, text) IS
 	'Each feature''s contribution to a deal''s log-odds of winning (exact TreeSHAP values for a tree model), then (base): they add up to ln(p / (1 - p)) with p = 1 - deal_risk / 100';
 
@@ -1523,7 +1529,7 @@ CREATE TRIGGER action_rules_edit INSTEAD OF INSERT OR UPDATE OR DELETE ON dealri
 
 CREATE FUNCTION dealrisk.recommended_action(deal record, model text DEFAULT 'default')
 RETURNS text AS 'MODULE_PATHNAME', 'dr_recommended_action'
-LANGUAGE C STABLE PARALLEL SAFE;
+LANGUAGE C STABLE PARALLEL SAFE SUPPORT dealrisk._row_arg_support;
 COMMENT ON FUNCTION dealrisk.recommended_action(record, text) IS
 	'The recommended action for a deal: the dealrisk.action_rules rule of the factor that adds the most risk (see the table''s comment)';
 

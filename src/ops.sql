@@ -668,6 +668,7 @@ DECLARE
 	rule_actions text[];
 	cut float8;
 	risks float8[];
+	src_rows text;
 BEGIN
 	-- one watch() or refresh() at a time (a second one waits, then scores anew)
 	LOCK TABLE dealrisk.watch_config IN EXCLUSIVE MODE;
@@ -744,6 +745,23 @@ BEGIN
 	SELECT pg_catalog.array_agg(a.factor ORDER BY a.priority, a.id), pg_catalog.array_agg(a.action ORDER BY a.priority, a.id)
 	INTO rule_factors, rule_actions
 	FROM dealrisk.action_rules a WHERE a.factor OPERATOR(pg_catalog.<>) '*';
+	-- A Citus distributed source: its high-risk deals of this refresh,
+	-- picked on the workers by the ids of their scores, are read into a
+	-- temporary table of the coordinator, where the history is (Citus does
+	-- not join a distributed table with the coordinator's own tables in
+	-- this statement's LATERAL joins).
+	src_rows := cfg.source::pg_catalog.text;
+	IF dealrisk._distributed(cfg.source) THEN
+		IF pg_catalog.to_regclass('pg_temp.dealrisk_refresh_rows') IS NOT NULL THEN
+			DROP TABLE pg_temp.dealrisk_refresh_rows;
+		END IF;
+		EXECUTE pg_catalog.format(
+			'CREATE TEMP TABLE dealrisk_refresh_rows ON COMMIT DROP AS SELECT * FROM %s s'
+			' WHERE s.deal_id::pg_catalog.text IN (SELECT h.deal_id FROM dealrisk.score_history h'
+			' WHERE h.scored_at OPERATOR(pg_catalog.=) %L::pg_catalog.timestamptz'
+			' AND h.risk OPERATOR(pg_catalog.>=) %L::pg_catalog.float8)', cfg.source, ts, cut);
+		src_rows := 'pg_temp.dealrisk_refresh_rows';
+	END IF;
 	PERFORM pg_catalog.set_config('enable_nestloop', 'off', true);
 	PERFORM pg_catalog.set_config('jit', 'off', true);
 	EXECUTE pg_catalog.format($q$
@@ -782,7 +800,7 @@ BEGIN
 		ORDER BY c.risk DESC, c.deal_id$q$,
 		CASE WHEN dealrisk._has_column(cfg.source, 'industry') THEN 'd.industry::text' ELSE 'NULL::text' END,
 		dealrisk._stage_start_sql(cfg.source),
-		cfg.source)
+		src_rows)
 		USING ts, cfg.threshold, cfg.model, dealrisk._qualified_name(cfg.source), cut, cfg.top_fraction, cfg.rise,
 		      cfg.max_per_rep, rule_factors, rule_actions;
 	GET DIAGNOSTICS n_alerts = ROW_COUNT;
@@ -1505,6 +1523,24 @@ BEGIN
 			USING ERRCODE = 'wrong_object_type',
 			      HINT = 'Track the table the view reads from (with the data contract''s columns).';
 	END IF;
+	-- A Citus table split over shards, or a reference table, is written on
+	-- the workers: the trigger would run there, its notifications would
+	-- reach only the workers' listeners, and Citus commits a write of
+	-- several shards with two-phase commit, which a transaction that sent
+	-- NOTIFY cannot take part in: the write itself would fail.
+	IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+		EXECUTE 'SELECT p.partmethod FROM pg_catalog.pg_dist_partition p'
+			' WHERE p.logicalrelid OPERATOR(pg_catalog.=) $1 AND (p.partmethod OPERATOR(pg_catalog.<>) ''n'''
+			' OR p.repmodel OPERATOR(pg_catalog.=) ''t'')'
+		INTO kind USING source;
+		IF kind IS NOT NULL THEN
+			RAISE EXCEPTION 'source "%" is a Citus % table: live risk feedback cannot be tracked on it',
+				dealrisk._source_name(source), CASE kind WHEN 'n' THEN 'reference' ELSE 'distributed' END
+				USING ERRCODE = 'feature_not_supported',
+				      DETAIL = 'Its rows are written on the workers, where the trigger''s notifications would not reach listeners of the coordinator, and Citus commits a write of several shards with two-phase commit, which a transaction that sent NOTIFY cannot join.',
+				      HINT = 'Schedule dealrisk.refresh() (dealrisk.schedule()) and read dealrisk.risk_changes(since) or the alerts outbox instead (docs/scaling.md).';
+		END IF;
+	END IF;
 	PERFORM dealrisk._active_model(model);
 	EXECUTE pg_catalog.format(
 		'CREATE OR REPLACE TRIGGER dealrisk_track AFTER INSERT OR UPDATE ON %s'
@@ -1635,6 +1671,7 @@ REVOKE EXECUTE ON FUNCTION
 	dealrisk._open_rows_deserial(bytea, internal),
 	dealrisk._open_fit_final(internal),
 	dealrisk._deal_risk_support(internal),
+	dealrisk._row_arg_support(internal),
 	dealrisk._track_trigger(),
 	dealrisk._config_edit(),
 	dealrisk._stages_check()

@@ -36,6 +36,7 @@
 PG_FUNCTION_INFO_V1(dr_deal_risk);
 PG_FUNCTION_INFO_V1(dr_deal_risk_row);
 PG_FUNCTION_INFO_V1(dr_deal_risk_support);
+PG_FUNCTION_INFO_V1(dr_row_arg_support);
 PG_FUNCTION_INFO_V1(dr_deal_risk_explain);
 PG_FUNCTION_INFO_V1(dr_deal_risk_contributions);
 PG_FUNCTION_INFO_V1(dr_risk_band);
@@ -254,14 +255,63 @@ has_outer_join(Query *parse)
 }
 
 /*
+ * The whole row of a view, flattened by the planner into ROW(col, ...) of
+ * the view's row type, as a RowExpr that is printed with its type: Citus
+ * sends a worker the text of the query it plans, and ROW(...) without the
+ * cast would reach the worker as an anonymous record whose columns have no
+ * names (f1, f2, ...), so that no model could find its columns in it.
+ * NULL when expr is not such a row.
+ */
+static RowExpr *
+typed_view_row(Node *expr)
+{
+	RowExpr    *row;
+
+	if (expr == NULL || !IsA(expr, RowExpr))
+		return NULL;
+	row = (RowExpr *) expr;
+	if (row->row_typeid == RECORDOID || row->row_format == COERCE_EXPLICIT_CAST)
+		return NULL;
+	row = copyObject(row);
+	row->row_format = COERCE_EXPLICIT_CAST;
+	return row;
+}
+
+/*
+ * Planner support for the functions that take a deal's row (deal_risk's
+ * fallback, deal_risk_explain, deal_risk_contributions, recommended_action):
+ * a view's flattened row keeps its type in the query's text (typed_view_row).
+ */
+Datum
+dr_row_arg_support(PG_FUNCTION_ARGS)
+{
+	Node	   *rawreq = (Node *) PG_GETARG_POINTER(0);
+	SupportRequestSimplify *req;
+	RowExpr    *row;
+	FuncExpr   *call;
+
+	if (!IsA(rawreq, SupportRequestSimplify))
+		PG_RETURN_POINTER(NULL);
+	req = (SupportRequestSimplify *) rawreq;
+	if (list_length(req->fcall->args) < 1 ||
+		(row = typed_view_row(linitial(req->fcall->args))) == NULL)
+		PG_RETURN_POINTER(NULL);
+	call = copyObject(req->fcall);
+	linitial(call->args) = row;
+	PG_RETURN_POINTER(call);
+}
+
+/*
  * Planner support for deal_risk(d [, model]): when d is the whole row of a
- * table of the query (d.* or d), call _deal_risk_row with the table's
- * columns instead, so the executor hands over the scanned values and no
+ * table of the query (d.* or d), or the row of a view that the planner has
+ * flattened into ROW(col, ...) of the view's type, call _deal_risk_row with
+ * the columns instead, so the executor hands over the scanned values and no
  * composite value is built per row.  Every column is passed, so the plan
  * stays right whichever model is active when it runs.  Left alone: rows
- * that are not a plain table's, rows an outer join or grouping sets can
- * turn into NULL (a NULL row scores NULL, a row of NULLs does not), and
- * tables too wide for a function call.
+ * that are not a plain table's or a view's, rows an outer join or grouping
+ * sets can turn into NULL (a NULL row scores NULL, a row of NULLs does
+ * not), and rows too wide for a function call (a view's row then keeps its
+ * type, as in dr_row_arg_support).
  */
 Datum
 dr_deal_risk_support(PG_FUNCTION_ARGS)
@@ -269,12 +319,15 @@ dr_deal_risk_support(PG_FUNCTION_ARGS)
 	Node	   *rawreq = (Node *) PG_GETARG_POINTER(0);
 	SupportRequestSimplify *req;
 	FuncExpr   *call;
-	Var		   *row;
+	Node	   *first;
+	Var		   *var = NULL;
+	RowExpr    *rowexpr = NULL;
+	RowExpr    *typed;
+	Oid			rowtype;
 	Query	   *parse;
-	RangeTblEntry *rte;
 	TupleDesc	desc;
 	List	   *args;
-	List	   *vars = NIL;
+	List	   *vals = NIL;
 	Datum	   *names;
 	int			nnames = 0;
 	Oid			argtypes[4] = {TEXTOID, REGTYPEOID, TEXTARRAYOID, ANYOID};
@@ -287,26 +340,46 @@ dr_deal_risk_support(PG_FUNCTION_ARGS)
 		PG_RETURN_POINTER(NULL);
 	req = (SupportRequestSimplify *) rawreq;
 	call = req->fcall;
-	if (req->root == NULL || list_length(call->args) < 1 ||
-		!IsA(linitial(call->args), Var))
+	if (list_length(call->args) < 1)
 		PG_RETURN_POINTER(NULL);
-	row = (Var *) linitial(call->args);
-	parse = req->root->parse;
-	if (row->varattno != InvalidAttrNumber || row->varlevelsup != 0 ||
-		row->varno < 1 || row->varno > list_length(parse->rtable) ||
-		parse->groupingSets != NIL || has_outer_join(parse))
-		PG_RETURN_POINTER(NULL);
-	rte = rt_fetch(row->varno, parse->rtable);
-	if (rte->rtekind != RTE_RELATION || row->vartype != get_rel_type_id(rte->relid))
-		PG_RETURN_POINTER(NULL);
+	first = linitial(call->args);
+	typed = typed_view_row(first);
+	parse = req->root != NULL ? req->root->parse : NULL;
+	if (parse == NULL || parse->groupingSets != NIL || has_outer_join(parse))
+		goto fallback;
+	if (IsA(first, Var))
+	{
+		RangeTblEntry *rte;
+
+		var = (Var *) first;
+		if (var->varattno != InvalidAttrNumber || var->varlevelsup != 0 ||
+			var->varno < 1 || var->varno > list_length(parse->rtable))
+			goto fallback;
+		rte = rt_fetch(var->varno, parse->rtable);
+		if (rte->rtekind != RTE_RELATION || var->vartype != get_rel_type_id(rte->relid))
+			goto fallback;
+		rowtype = var->vartype;
+	}
+	else if (IsA(first, RowExpr) && ((RowExpr *) first)->row_typeid != RECORDOID)
+	{
+		rowexpr = (RowExpr *) first;
+		rowtype = rowexpr->row_typeid;
+	}
+	else
+		goto fallback;
 
 	fname = list_make2(makeString(get_namespace_name(get_func_namespace(call->funcid))),
 					   makeString("_deal_risk_row"));
 	fn = LookupFuncName(fname, 4, argtypes, true);
 	if (!OidIsValid(fn))
-		PG_RETURN_POINTER(NULL);
+		goto fallback;
 
-	desc = lookup_rowtype_tupdesc(row->vartype, -1);
+	desc = lookup_rowtype_tupdesc(rowtype, -1);
+	if (rowexpr != NULL && list_length(rowexpr->args) != desc->natts)
+	{
+		ReleaseTupleDesc(desc);
+		goto fallback;
+	}
 	names = palloc(sizeof(Datum) * Max(1, desc->natts));
 	for (i = 0; i < desc->natts; i++)
 	{
@@ -315,27 +388,38 @@ dr_deal_risk_support(PG_FUNCTION_ARGS)
 		if (att->attisdropped)
 			continue;
 		names[nnames++] = CStringGetTextDatum(NameStr(att->attname));
-		vars = lappend(vars, makeVar(row->varno, att->attnum, att->atttypid,
-									 att->atttypmod, att->attcollation, 0));
+		if (var != NULL)
+			vals = lappend(vals, makeVar(var->varno, att->attnum, att->atttypid,
+										 att->atttypmod, att->attcollation, 0));
+		else
+			vals = lappend(vals, list_nth(rowexpr->args, i));
 	}
 	ReleaseTupleDesc(desc);
 	if (nnames + 3 > FUNC_MAX_ARGS)
-		PG_RETURN_POINTER(NULL);
+		goto fallback;
 
 	args = list_make1(list_length(call->args) > 1 ? lsecond(call->args) :
 					  makeConst(TEXTOID, -1, DEFAULT_COLLATION_OID, -1,
 								CStringGetTextDatum("default"), false, false));
 	args = lappend(args, makeConst(REGTYPEOID, -1, InvalidOid, sizeof(Oid),
-								   ObjectIdGetDatum(row->vartype), false, true));
+								   ObjectIdGetDatum(rowtype), false, true));
 	args = lappend(args, makeConst(TEXTARRAYOID, -1, InvalidOid, -1,
 								   PointerGetDatum(construct_array(names, nnames, TEXTOID,
 																   -1, false, TYPALIGN_INT)),
 								   false, false));
-	args = list_concat(args, vars);
+	args = list_concat(args, vals);
 	result = makeFuncExpr(fn, FLOAT8OID, args, InvalidOid, InvalidOid,
 						  COERCE_EXPLICIT_CALL);
 	result->location = call->location;
 	PG_RETURN_POINTER(result);
+
+fallback:
+	/* the call as it is, with a view's row typed (dr_row_arg_support) */
+	if (typed == NULL)
+		PG_RETURN_POINTER(NULL);
+	call = copyObject(call);
+	linitial(call->args) = typed;
+	PG_RETURN_POINTER(call);
 }
 
 /* A readable label for a feature's column. */

@@ -5,7 +5,7 @@
 -- list cannot stand for the row, and reject hand-written calls that do not
 -- add up.
 \ir harness/pgtap_setup.psql
-SELECT plan(38);
+SELECT plan(44);
 
 SET LOCAL dealrisk.as_of_date = '2024-12-31';
 SET LOCAL max_parallel_workers_per_gather = 0;
@@ -61,6 +61,29 @@ CREATE VIEW rdeals_view AS SELECT * FROM rdeals;
 SELECT is((SELECT count(*) FROM rdeals_view v JOIN rdeals d USING (deal_id)
 	WHERE dealrisk.deal_risk(v) IS NOT DISTINCT FROM dealrisk.deal_risk(d)), 3000::bigint,
 	'rows of a view score as the table''s');
+-- a view's row, flattened by the planner into ROW(...) of the view's type:
+-- its columns are passed too, and the functions that take the whole row
+-- get it with its type written out (Citus sends workers the query's text,
+-- where an untyped ROW(...) would be a record without column names)
+SELECT matches(pg_temp.plan_of('SELECT dealrisk.deal_risk(v) FROM rdeals_view v'),
+	'dealrisk\._deal_risk_row\(''default''::text, ''rdeals_view''::regtype',
+	'deal_risk() of a view''s row is planned as _deal_risk_row with the view''s columns');
+SELECT matches(pg_temp.plan_of('SELECT dealrisk.recommended_action(v) FROM rdeals_view v'),
+	'dealrisk\.recommended_action\(ROW\(.*\)::rdeals_view,',
+	'recommended_action() gets a view''s row with its type written out');
+SELECT matches(pg_temp.plan_of('SELECT x.* FROM rdeals_view v, dealrisk.deal_risk_explain(v) x'),
+	'dealrisk\.deal_risk_explain\(ROW\(.*\)::rdeals_view,',
+	'... and so do deal_risk_explain()');
+SELECT matches(pg_temp.plan_of('SELECT x.* FROM rdeals_view v, dealrisk.deal_risk_contributions(v) x'),
+	'dealrisk\.deal_risk_contributions\(ROW\(.*\)::rdeals_view,',
+	'... and deal_risk_contributions()');
+SELECT is((SELECT count(*) FROM rdeals_view v JOIN rdeals d USING (deal_id)
+	WHERE dealrisk.recommended_action(v) IS NOT DISTINCT FROM dealrisk.recommended_action(d)
+	  AND (SELECT array_agg(x.reason) FROM dealrisk.deal_risk_explain(v) x)
+	      IS NOT DISTINCT FROM (SELECT array_agg(x.reason) FROM dealrisk.deal_risk_explain(d) x)), 3000::bigint,
+	'a view''s rows get the table''s actions and explanations');
+SELECT is((SELECT dealrisk.deal_risk(v) FROM (VALUES (1)) x(x) LEFT JOIN rdeals_view v ON false), NULL,
+	'the NULL row of a view under an outer join still scores NULL');
 
 -- dropped and hostile columns, a hostile table name, a very wide table
 CREATE TABLE "odd ""deals"" table" AS

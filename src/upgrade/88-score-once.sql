@@ -178,6 +178,7 @@ DECLARE
 	rule_actions text[];
 	cut float8;
 	risks float8[];
+	src_rows text;
 BEGIN
 	-- one watch() or refresh() at a time (a second one waits, then scores anew)
 	LOCK TABLE dealrisk.watch_config IN EXCLUSIVE MODE;
@@ -254,6 +255,23 @@ BEGIN
 	SELECT pg_catalog.array_agg(a.factor ORDER BY a.priority, a.id), pg_catalog.array_agg(a.action ORDER BY a.priority, a.id)
 	INTO rule_factors, rule_actions
 	FROM dealrisk.action_rules a WHERE a.factor OPERATOR(pg_catalog.<>) '*';
+	-- A Citus distributed source: its high-risk deals of this refresh,
+	-- picked on the workers by the ids of their scores, are read into a
+	-- temporary table of the coordinator, where the history is (Citus does
+	-- not join a distributed table with the coordinator's own tables in
+	-- this statement's LATERAL joins).
+	src_rows := cfg.source::pg_catalog.text;
+	IF dealrisk._distributed(cfg.source) THEN
+		IF pg_catalog.to_regclass('pg_temp.dealrisk_refresh_rows') IS NOT NULL THEN
+			DROP TABLE pg_temp.dealrisk_refresh_rows;
+		END IF;
+		EXECUTE pg_catalog.format(
+			'CREATE TEMP TABLE dealrisk_refresh_rows ON COMMIT DROP AS SELECT * FROM %s s'
+			' WHERE s.deal_id::pg_catalog.text IN (SELECT h.deal_id FROM dealrisk.score_history h'
+			' WHERE h.scored_at OPERATOR(pg_catalog.=) %L::pg_catalog.timestamptz'
+			' AND h.risk OPERATOR(pg_catalog.>=) %L::pg_catalog.float8)', cfg.source, ts, cut);
+		src_rows := 'pg_temp.dealrisk_refresh_rows';
+	END IF;
 	PERFORM pg_catalog.set_config('enable_nestloop', 'off', true);
 	PERFORM pg_catalog.set_config('jit', 'off', true);
 	EXECUTE pg_catalog.format($q$
@@ -292,7 +310,7 @@ BEGIN
 		ORDER BY c.risk DESC, c.deal_id$q$,
 		CASE WHEN dealrisk._has_column(cfg.source, 'industry') THEN 'd.industry::text' ELSE 'NULL::text' END,
 		dealrisk._stage_start_sql(cfg.source),
-		cfg.source)
+		src_rows)
 		USING ts, cfg.threshold, cfg.model, dealrisk._qualified_name(cfg.source), cut, cfg.top_fraction, cfg.rise,
 		      cfg.max_per_rep, rule_factors, rule_actions;
 	GET DIAGNOSTICS n_alerts = ROW_COUNT;

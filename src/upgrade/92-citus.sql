@@ -193,3 +193,60 @@ BEGIN
 	calibration := r->'calibration';
 END
 $$;
+
+-- track() refuses Citus distributed and reference tables
+CREATE OR REPLACE FUNCTION dealrisk.track(source regclass, model text DEFAULT 'default')
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	kind "char";
+BEGIN
+	PERFORM dealrisk._check_source(source, ARRAY['deal_id', 'outcome']);
+	SELECT c.relkind INTO kind FROM pg_catalog.pg_class c WHERE c.oid = source::pg_catalog.oid;
+	IF kind NOT IN ('r', 'p') THEN
+		RAISE EXCEPTION 'source "%" is a %, not a table: live risk feedback needs a trigger on the table that is written',
+			dealrisk._source_name(source),
+			CASE kind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' WHEN 'f' THEN 'foreign table' ELSE 'relation' END
+			USING ERRCODE = 'wrong_object_type',
+			      HINT = 'Track the table the view reads from (with the data contract''s columns).';
+	END IF;
+	-- A Citus table split over shards, or a reference table, is written on
+	-- the workers: the trigger would run there, its notifications would
+	-- reach only the workers' listeners, and Citus commits a write of
+	-- several shards with two-phase commit, which a transaction that sent
+	-- NOTIFY cannot take part in: the write itself would fail.
+	IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+		EXECUTE 'SELECT p.partmethod FROM pg_catalog.pg_dist_partition p'
+			' WHERE p.logicalrelid OPERATOR(pg_catalog.=) $1 AND (p.partmethod OPERATOR(pg_catalog.<>) ''n'''
+			' OR p.repmodel OPERATOR(pg_catalog.=) ''t'')'
+		INTO kind USING source;
+		IF kind IS NOT NULL THEN
+			RAISE EXCEPTION 'source "%" is a Citus % table: live risk feedback cannot be tracked on it',
+				dealrisk._source_name(source), CASE kind WHEN 'n' THEN 'reference' ELSE 'distributed' END
+				USING ERRCODE = 'feature_not_supported',
+				      DETAIL = 'Its rows are written on the workers, where the trigger''s notifications would not reach listeners of the coordinator, and Citus commits a write of several shards with two-phase commit, which a transaction that sent NOTIFY cannot join.',
+				      HINT = 'Schedule dealrisk.refresh() (dealrisk.schedule()) and read dealrisk.risk_changes(since) or the alerts outbox instead (docs/scaling.md).';
+		END IF;
+	END IF;
+	PERFORM dealrisk._active_model(model);
+	EXECUTE pg_catalog.format(
+		'CREATE OR REPLACE TRIGGER dealrisk_track AFTER INSERT OR UPDATE ON %s'
+		' FOR EACH ROW EXECUTE FUNCTION dealrisk._track_trigger(%L)', source, model);
+END
+$$;
+COMMENT ON FUNCTION dealrisk.track(regclass, text) IS
+	'Installs the row trigger dealrisk_track on a deal table: each insert or update of an open deal sends NOTIFY dealrisk_risk_changes with deal_id, old and new risk and the top reason; a scoring error is a WARNING, never a failed write';
+
+-- The functions that take a deal's row keep a view's row type in the text
+-- of the queries Citus sends the workers (dr_row_arg_support)
+CREATE FUNCTION dealrisk._row_arg_support(internal)
+RETURNS internal AS 'MODULE_PATHNAME', 'dr_row_arg_support'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION dealrisk._row_arg_support(internal) IS
+	'Planner support for the functions that take a deal''s row: a view''s row keeps its type in the text of the query that Citus sends a worker (internal)';
+REVOKE EXECUTE ON FUNCTION dealrisk._row_arg_support(internal) FROM PUBLIC;
+ALTER FUNCTION dealrisk.deal_risk_explain(record, text) SUPPORT dealrisk._row_arg_support;
+ALTER FUNCTION dealrisk.deal_risk_contributions(record, text) SUPPORT dealrisk._row_arg_support;
+ALTER FUNCTION dealrisk.recommended_action(record, text) SUPPORT dealrisk._row_arg_support;
