@@ -4,7 +4,7 @@ EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" dealrisk.contro
 
 MODULE_big = dealrisk
 OBJS = src/dealrisk.o src/stats.o src/outcome.o src/winrate.o src/funnel.o src/drivers.o src/trees.o src/gbm.o \
-	src/features.o src/model.o src/train.o src/score.o src/trust.o src/checks.o
+	src/features.o src/model.o src/train.o src/score.o src/trust.o src/checks.o src/citus.o
 
 # The install script of the current version is assembled from the SQL beside
 # each C file, in dependency order (a file may use objects of the files

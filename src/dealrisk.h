@@ -75,6 +75,10 @@ extern void dr_agg_context_error(const char *fname) pg_attribute_noreturn();
 extern void dr_state_value_error(const char *what, const char *detail) pg_attribute_noreturn();
 extern void dr_null_state_error(const char *what) pg_attribute_noreturn();
 
+/* citus.c: the warning for settings that Citus workers would not see */
+struct PlannerInfo;
+extern void dr_warn_node_settings(struct PlannerInfo *root);
+
 /*
  * Check that an aggregate state array is one-dimensional, of the given
  * element type and length (nelems < 0: any non-zero length), and has no

@@ -1466,7 +1466,7 @@ COMMENT ON FUNCTION dealrisk.deal_risk_contributions(record, text) IS
 
 CREATE FUNCTION dealrisk.risk_band(score float8)
 RETURNS text AS 'MODULE_PATHNAME', 'dr_risk_band'
-LANGUAGE C STABLE STRICT PARALLEL SAFE;
+LANGUAGE C STABLE STRICT PARALLEL SAFE SUPPORT dealrisk._settings_support;
 COMMENT ON FUNCTION dealrisk.risk_band(float8) IS
 	'low / medium / high / critical for a risk score, at the thresholds dealrisk.band_medium (30), band_high (60), band_critical (80)';
 

@@ -1672,6 +1672,7 @@ REVOKE EXECUTE ON FUNCTION
 	dealrisk._open_fit_final(internal),
 	dealrisk._deal_risk_support(internal),
 	dealrisk._row_arg_support(internal),
+	dealrisk._settings_support(internal),
 	dealrisk._track_trigger(),
 	dealrisk._config_edit(),
 	dealrisk._stages_check()

@@ -1,9 +1,17 @@
 -- outcome.sql: outcome labels and the stage table (src/outcome.c).
 
+-- (planner support: on a Citus coordinator, the warning for a setting that
+-- the workers would not see; src/citus.c)
+CREATE FUNCTION dealrisk._settings_support(internal)
+RETURNS internal AS 'MODULE_PATHNAME', 'dr_settings_support'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION dealrisk._settings_support(internal) IS
+	'Planner support of is_won and risk_band: on a Citus coordinator, warns when a dealrisk setting of the session would not reach the workers (internal)';
+
 CREATE FUNCTION dealrisk.is_won(outcome text)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'dr_is_won'
-LANGUAGE C STABLE STRICT PARALLEL SAFE;
+LANGUAGE C STABLE STRICT PARALLEL SAFE SUPPORT dealrisk._settings_support;
 COMMENT ON FUNCTION dealrisk.is_won(text) IS
 	'true for a won label, false for a lost label, NULL for an open or empty outcome (labels from dealrisk.won_labels / lost_labels / open_labels, case-insensitive); an unknown label is an error';
 

@@ -293,6 +293,7 @@ dr_row_arg_support(PG_FUNCTION_ARGS)
 	if (!IsA(rawreq, SupportRequestSimplify))
 		PG_RETURN_POINTER(NULL);
 	req = (SupportRequestSimplify *) rawreq;
+	dr_warn_node_settings(req->root);
 	if (list_length(req->fcall->args) < 1 ||
 		(row = typed_view_row(linitial(req->fcall->args))) == NULL)
 		PG_RETURN_POINTER(NULL);
@@ -339,6 +340,7 @@ dr_deal_risk_support(PG_FUNCTION_ARGS)
 	if (!IsA(rawreq, SupportRequestSimplify))
 		PG_RETURN_POINTER(NULL);
 	req = (SupportRequestSimplify *) rawreq;
+	dr_warn_node_settings(req->root);
 	call = req->fcall;
 	if (list_length(call->args) < 1)
 		PG_RETURN_POINTER(NULL);

@@ -250,3 +250,15 @@ REVOKE EXECUTE ON FUNCTION dealrisk._row_arg_support(internal) FROM PUBLIC;
 ALTER FUNCTION dealrisk.deal_risk_explain(record, text) SUPPORT dealrisk._row_arg_support;
 ALTER FUNCTION dealrisk.deal_risk_contributions(record, text) SUPPORT dealrisk._row_arg_support;
 ALTER FUNCTION dealrisk.recommended_action(record, text) SUPPORT dealrisk._row_arg_support;
+
+-- On a Citus coordinator, a warning when a dealrisk setting of the session
+-- would not reach the workers that run is_won(), risk_band() and the
+-- scoring functions (src/citus.c)
+CREATE FUNCTION dealrisk._settings_support(internal)
+RETURNS internal AS 'MODULE_PATHNAME', 'dr_settings_support'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION dealrisk._settings_support(internal) IS
+	'Planner support of is_won and risk_band: on a Citus coordinator, warns when a dealrisk setting of the session would not reach the workers (internal)';
+REVOKE EXECUTE ON FUNCTION dealrisk._settings_support(internal) FROM PUBLIC;
+ALTER FUNCTION dealrisk.is_won(text) SUPPORT dealrisk._settings_support;
+ALTER FUNCTION dealrisk.risk_band(float8) SUPPORT dealrisk._settings_support;
