@@ -10,7 +10,7 @@ OBJS = src/dealrisk.o src/stats.o src/outcome.o src/winrate.o src/funnel.o src/d
 # each C file, in dependency order (a file may use objects of the files
 # before it).
 SQL_PARTS = src/header.sql src/stats.sql src/outcome.sql src/winrate.sql \
-	src/funnel.sql src/sample.sql src/diagnostics.sql src/drivers.sql src/checks.sql src/model.sql src/trees.sql src/ops.sql \
+	src/funnel.sql src/sample.sql src/diagnostics.sql src/drivers.sql src/checks.sql src/model.sql src/trees.sql src/ops.sql src/bi.sql \
 	src/citus.sql
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 # Released install scripts and the upgrade scripts between versions: frozen

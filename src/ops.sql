@@ -819,6 +819,21 @@ BEGIN
 	                                  model_id, model, source, run_by, pid, cutoff)
 	VALUES (started, pg_catalog.clock_timestamp(), ts, scored, n_alerts,
 	        mid, cfg.model, dealrisk._qualified_name(cfg.source), CURRENT_USER, pg_catalog.pg_backend_pid(), cut);
+
+	-- 7. the views of dealrisk_bi, once set_source() chose what they report
+	-- on (src/bi.sql): each section is computed on its own and a failing one
+	-- is left empty with its reason in dealrisk_bi.status; when the whole
+	-- build fails (its source is gone, say), the refresh above still
+	-- commits and a warning says why
+	IF EXISTS (SELECT 1 FROM dealrisk.bi_config) THEN
+		BEGIN
+			PERFORM dealrisk._bi_build();
+		EXCEPTION WHEN OTHERS THEN
+			GET STACKED DIAGNOSTICS detail = MESSAGE_TEXT;
+			RAISE WARNING 'dealrisk.refresh(): the views of dealrisk_bi keep their previous numbers: %', detail
+				USING HINT = 'See SELECT * FROM dealrisk_bi.status; call dealrisk.set_source() with the deal source.';
+		END;
+	END IF;
 	RETURN scored;
 END
 $$;

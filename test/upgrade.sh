@@ -27,7 +27,7 @@ oldest=$(ls "$TOP"/src/versions/dealrisk--*.sql | sed -n 's#.*/dealrisk--\([^-]*
 from=${DEALRISK_UPGRADE_FROM:-$oldest}
 . "$(dirname "${BASH_SOURCE[0]}")/harness/tap.sh"
 
-echo "1..15"
+echo "1..16"
 fresh_databases "$db_up" "$db_new"
 
 # What a user of the old version has: the same steps in both databases
@@ -90,7 +90,7 @@ ok $? "version $current installs fresh"
 # differ between databases and are left out, and the configuration tables
 # are compared as a set below (an upgrade appends them in another order)
 dump() {
-	pg_dump --schema-only --binary-upgrade -n dealrisk -n dealrisk_watch -d "$1" |
+	pg_dump --schema-only --binary-upgrade -n dealrisk -n dealrisk_watch -n dealrisk_bi -d "$1" |
 		grep -v -e 'binary_upgrade_set_next_' -e 'binary_upgrade_create_empty_extension' \
 			-e '^SET relfrozenxid' -e "^WHERE oid = '[0-9]*';" -e '^SELECT pg_catalog.setval(' \
 			-e '^\\restrict' -e '^\\unrestrict' -e '^--' -e '^$'
@@ -143,6 +143,12 @@ ok $? "... and the operator's refresh() runs after the upgrade, on its view in d
 q -d "$db_op" -c "SET ROLE $op" -c "SET client_min_messages = warning" -c "SET dealrisk.as_of_date = '2024-12-31'" \
 	-c "SELECT dealrisk.train('public.deals', activate => false)" >>"$work/op.log" 2>&1
 ok $? "... and the operator's train() runs after the upgrade"
+# the views of dealrisk_bi (0.4.0): the upgrade gives the operator what
+# set_source() and the refresh that recomputes them need
+q -d "$db_op" -c "SET ROLE $op" -c "SET client_min_messages = warning" -c "SET dealrisk.as_of_date = '2024-12-31'" \
+	-c "SELECT count(*) FROM dealrisk.set_source()" -c "SELECT dealrisk.refresh()" >>"$work/op.log" 2>&1 &&
+	[ "$(q -d "$db_op" -c "SELECT count(*) FROM dealrisk_bi.open_pipeline")" = "$(q -d "$db_op" -c "SELECT count(*) FROM public.deals WHERE outcome IS NULL")" ]
+ok $? "... and the operator's set_source() and refresh() fill the views of dealrisk_bi after the upgrade"
 
 if [ "$failed" != 0 ]; then
 	echo "# the operator's database said:"; sed 's/^/# /' "$work/op.log"
