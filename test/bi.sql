@@ -3,7 +3,7 @@
 -- role that has only SELECT on the views, sources that lack columns or
 -- hold non-finite amounts, and a source that is dropped.
 \ir harness/pgtap_setup.psql
-SELECT plan(47);
+SELECT plan(57);
 
 SET LOCAL dealrisk.as_of_date = '2024-12-31';
 CREATE SCHEMA bi_t;
@@ -116,6 +116,26 @@ SELECT matches(pg_temp.as_role('bi_t_reader', $q$SELECT string_agg(v, ',' ORDER 
 	((SELECT count(*) FROM dealrisk_bi.model_calibration)::text), ((SELECT count(*) FROM dealrisk_bi.status)::text),
 	((SELECT health FROM dealrisk_bi.refresh_status))) v(v)$q$), '^value=',
 	'a role with only SELECT on the views reads every view');
+-- the panel queries of docs/bi.md, "A dashboard"
+SELECT is(pg_temp.as_role('bi_t_reader', format('SELECT count(*) FROM (%s) q', q)), 'value=' || n,
+	'the dashboard query runs for the reader: ' || q)
+FROM (VALUES
+	('SELECT win_rate_pct, ci_low_pct, ci_high_pct FROM dealrisk_bi.headline', 1),
+	('SELECT period_start AS time, win_rate_pct, ci_low_pct, ci_high_pct FROM dealrisk_bi.win_rate_by_quarter WHERE NOT is_partial ORDER BY 1',
+	 (SELECT count(*) FROM dealrisk.win_rate_trend('bi_t.deals') WHERE NOT is_partial)),
+	('SELECT driver, kind, contribution_pts, q_value FROM dealrisk_bi.drivers ORDER BY row_order',
+	 (SELECT count(*) FROM dealrisk.drivers('bi_t.deals'))),
+	('SELECT stage, reached, conversion_to_next_pct, caveat FROM dealrisk_bi.funnel ORDER BY position',
+	 (SELECT count(*) FROM dealrisk.funnel('bi_t.deals'))),
+	('SELECT period_start AS time, median_days, p75_days FROM dealrisk_bi.cycle_by_quarter WHERE NOT is_partial ORDER BY 1',
+	 (SELECT count(*) FROM dealrisk.cycle_trend('bi_t.deals') WHERE NOT is_partial)),
+	('SELECT sales_rep_id, high_risk_value, expected_lost_value FROM dealrisk_bi.risk_by_rep ORDER BY expected_lost_value DESC',
+	 (SELECT count(DISTINCT sales_rep_id) FROM bi_t.deals WHERE outcome IS NULL)),
+	('SELECT deal_id, sales_rep_id, deal_amount, risk, top_reason, action FROM dealrisk_bi.open_pipeline WHERE high_risk ORDER BY risk DESC',
+	 (SELECT high_risk_deals FROM dealrisk_bi.headline)),
+	('SELECT predicted_win_pct, observed_win_pct FROM dealrisk_bi.model_calibration WHERE model_name = ''default'' ORDER BY decile', 10),
+	('SELECT health, built_at FROM dealrisk_bi.refresh_status, (SELECT max(built_at) AS built_at FROM dealrisk_bi.status) s', 1),
+	('SELECT view_name, note FROM dealrisk_bi.status WHERE note IS NOT NULL', 0)) v(q, n);
 SELECT is(pg_temp.as_role('bi_t_reader', $$SELECT count(*) FROM bi_t.deals$$),
 	'error=42501: permission denied for schema bi_t', '... but not the deals');
 SELECT is(pg_temp.as_role('bi_t_reader', $$SELECT count(*) FROM dealrisk.models$$),
