@@ -146,9 +146,28 @@ CREATE TABLE dealrisk.bi_open_deals (
 	high_risk      boolean,
 	top_factor     text,
 	top_reason     text,
-	action         text
+	action         text,
+	expected_close_date  date
 );
 COMMENT ON TABLE dealrisk.bi_open_deals IS 'Every open deal of the BI source with its risk, band, top reason and action under the BI model (read through dealrisk_bi.open_pipeline, risk_by_rep and risk_by_segment)';
+
+CREATE TABLE dealrisk.bi_forecast (
+	group_by            text NOT NULL CHECK (group_by IN ('total', 'sales_rep_id', 'close_month')),
+	group_value         text,
+	open_deals          bigint NOT NULL,
+	pipeline_value      numeric,
+	expected_wins       float8,
+	wins_low            float8,
+	wins_high           float8,
+	expected_won_value  numeric,
+	won_value_low       numeric,
+	won_value_high      numeric,
+	deals_past_won_cycles  bigint,
+	deals_without_age      bigint,
+	deals_without_amount   bigint,
+	interval_method     text
+);
+COMMENT ON TABLE dealrisk.bi_forecast IS 'dealrisk.forecast() of the BI source over 90 days, in total, per rep and per expected close month (read through dealrisk_bi.forecast)';
 
 CREATE TABLE dealrisk.bi_checks (
 	ord       int PRIMARY KEY,
@@ -434,6 +453,28 @@ BEGIN
 		PERFORM dealrisk._bi_section(sec, src, mid, asof, built, 0, msg);
 	END;
 
+	-- the forecast of the next 90 days, and each open deal's expected close
+	-- date (for value_at_risk_by_week)
+	sec := 'forecast';
+	BEGIN
+		DELETE FROM dealrisk.bi_forecast;
+		INSERT INTO dealrisk.bi_forecast
+		SELECT CASE WHEN f.is_total THEN 'total' ELSE g.by END, f.group_value, f.open_deals, f.pipeline_value,
+		       f.expected_wins, f.wins_low, f.wins_high, f.expected_won_value, f.won_value_low, f.won_value_high,
+		       f.deals_past_won_cycles, f.deals_without_age, f.deals_without_amount, f.interval_method
+		FROM (VALUES ('sales_rep_id', 1), ('close_month', 2)) g(by, o)
+		CROSS JOIN LATERAL dealrisk.forecast(src, CASE WHEN g.by OPERATOR(pg_catalog.=) 'sales_rep_id' AND NOT dealrisk._has_column(src, 'sales_rep_id')
+		                                               THEN NULL ELSE g.by END, interval '90 days', NULL, mdl) f
+		WHERE NOT f.is_total OR g.o OPERATOR(pg_catalog.=) 1;
+		GET DIAGNOSTICS n = ROW_COUNT;
+		UPDATE dealrisk.bi_open_deals o SET expected_close_date = f.expected_close
+		FROM dealrisk._forecast_deals(src, 90, mdl, NULL) f WHERE f.deal_id OPERATOR(pg_catalog.=) o.deal_id;
+		PERFORM dealrisk._bi_section(sec, src, mid, asof, built, n, NULL);
+	EXCEPTION WHEN OTHERS THEN
+		GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+		PERFORM dealrisk._bi_section(sec, src, mid, asof, built, 0, msg);
+	END;
+
 	RETURN QUERY SELECT s.view_name, s."rows", s.note FROM dealrisk.bi_sections s ORDER BY s.view_name;
 END
 $fn$;
@@ -566,7 +607,8 @@ FROM dealrisk.bi_drivers d;
 CREATE VIEW dealrisk_bi.open_pipeline AS
 SELECT o.deal_id, o.sales_rep_id, o.industry, o.region, o.product_type, o.lead_source, o.deal_stage,
        o.deal_amount, o.created_date, o.days_open, o.days_in_stage,
-       pg_catalog.round(o.risk::numeric, 1) AS risk, o.band, o.high_risk, o.top_factor, o.top_reason, o.action
+       pg_catalog.round(o.risk::numeric, 1) AS risk, o.band, o.high_risk, o.top_factor, o.top_reason, o.action,
+       o.expected_close_date
 FROM dealrisk.bi_open_deals o;
 
 CREATE VIEW dealrisk_bi.risk_by_rep AS
@@ -591,6 +633,24 @@ FROM (SELECT v.dimension, v.segment, o.deal_amount, o.risk, o.high_risk
                                  ('lead_source', o.lead_source), ('deal_stage', o.deal_stage)) v(dimension, segment)
       WHERE v.segment IS NOT NULL) s
 GROUP BY s.dimension, s.segment;
+
+CREATE VIEW dealrisk_bi.value_at_risk_by_week AS
+SELECT w.week_start, (w.week_start OPERATOR(pg_catalog.+) 6) AS week_end, pg_catalog.count(*) AS open_deals,
+       pg_catalog.sum(w.deal_amount) AS pipeline_value,
+       pg_catalog.round(pg_catalog.sum(w.deal_amount OPERATOR(pg_catalog.*) w.risk::numeric) OPERATOR(pg_catalog./) 100, 2)
+         AS expected_lost_value,
+       pg_catalog.count(*) FILTER (WHERE w.high_risk) AS high_risk_deals,
+       coalesce(pg_catalog.sum(w.deal_amount) FILTER (WHERE w.high_risk), 0) AS high_risk_value
+FROM (SELECT pg_catalog.date_trunc('week', o.expected_close_date::timestamp)::date AS week_start, o.deal_amount, o.risk, o.high_risk
+      FROM dealrisk.bi_open_deals o) w
+GROUP BY w.week_start;
+
+CREATE VIEW dealrisk_bi.forecast AS
+SELECT f.group_by, f.group_value, f.open_deals, f.pipeline_value,
+       pg_catalog.round(f.expected_wins::numeric, 1) AS expected_wins, f.wins_low, f.wins_high,
+       f.expected_won_value, f.won_value_low, f.won_value_high,
+       f.deals_past_won_cycles, f.deals_without_age, f.deals_without_amount, f.interval_method
+FROM dealrisk.bi_forecast f;
 
 CREATE VIEW dealrisk_bi.source_checks AS
 SELECT c.ord AS row_order, c."check", c.severity, c.finding, c.hint FROM dealrisk.bi_checks c;
@@ -639,11 +699,15 @@ COMMENT ON VIEW dealrisk_bi.funnel IS
 COMMENT ON VIEW dealrisk_bi.drivers IS
 	'The drivers of the latest change of the win rate (dealrisk.drivers()): each segment whose win rate (kind rate) or share (kind mix) moved the overall rate, its effect and contribution in points with a 95% interval, p- and q-values, the drivers it explains; then the remainder and the total';
 COMMENT ON VIEW dealrisk_bi.open_pipeline IS
-	'Every open deal of the BI source: segment columns, amount, created date, days open and in stage, and under the BI model its risk (0-100), band, top factor and reason, and recommended action';
+	'Every open deal of the BI source: segment columns, amount, created date, days open and in stage, and under the BI model its risk (0-100), band, whether the alert policy makes it high-risk, top factor and reason, recommended action, and expected close date (dealrisk.forecast())';
 COMMENT ON VIEW dealrisk_bi.risk_by_rep IS
 	'The open pipeline per sales rep: deals, value, mean risk, high-risk deals (band high or critical) and their value, and expected lost value (sum of amount x risk / 100)';
 COMMENT ON VIEW dealrisk_bi.risk_by_segment IS
 	'The open pipeline per segment of industry, region, product_type, lead_source and deal_stage: as risk_by_rep';
+COMMENT ON VIEW dealrisk_bi.value_at_risk_by_week IS
+	'The open pipeline by week (Monday to Sunday) of expected close (dealrisk.forecast(): creation date plus the median cycle of won deals like it that were still open at its age; NULL week: no estimate): deals, value, expected lost value (sum of amount x risk / 100), high-risk deals and their value';
+COMMENT ON VIEW dealrisk_bi.forecast IS
+	'dealrisk.forecast() of the BI source over the next 90 days: group_by total, sales_rep_id or close_month; pipeline value, expected wins and won value with their 90% intervals, and the deals it cannot forecast';
 COMMENT ON VIEW dealrisk_bi.source_checks IS
 	'The preflight of the BI source (dealrisk.check_source()): one row per finding with its severity and hint';
 COMMENT ON VIEW dealrisk_bi.diagnosis IS

@@ -3,7 +3,7 @@
 -- role that has only SELECT on the views, sources that lack columns or
 -- hold non-finite amounts, and a source that is dropped.
 \ir harness/pgtap_setup.psql
-SELECT plan(57);
+SELECT plan(63);
 
 SET LOCAL dealrisk.as_of_date = '2024-12-31';
 CREATE SCHEMA bi_t;
@@ -35,14 +35,15 @@ $$;
 SELECT tables_are('dealrisk_bi', '{}'::name[], 'dealrisk_bi holds no tables');
 SELECT views_are('dealrisk_bi', ARRAY['status', 'headline', 'win_rate_by_quarter', 'win_rate_by_month',
 	'cycle_by_quarter', 'funnel', 'drivers', 'open_pipeline', 'risk_by_rep', 'risk_by_segment', 'source_checks',
-	'diagnosis', 'model_quality', 'model_calibration', 'refresh_status'], 'the views of dealrisk_bi');
+	'diagnosis', 'model_quality', 'model_calibration', 'refresh_status', 'value_at_risk_by_week', 'forecast'],
+	'the views of dealrisk_bi');
 SELECT columns_are('dealrisk_bi', 'win_rate_by_quarter', ARRAY['period', 'period_start', 'period_end', 'closed', 'won',
 	'lost', 'win_rate_pct', 'ci_low_pct', 'ci_high_pct', 'change_pts', 'p_value', 'is_partial'],
 	'win_rate_by_quarter: its columns');
 SELECT col_type_is('dealrisk_bi', 'win_rate_by_quarter', 'win_rate_pct', 'numeric', 'rates are numeric percents');
 SELECT columns_are('dealrisk_bi', 'open_pipeline', ARRAY['deal_id', 'sales_rep_id', 'industry', 'region', 'product_type',
 	'lead_source', 'deal_stage', 'deal_amount', 'created_date', 'days_open', 'days_in_stage', 'risk', 'band',
-	'high_risk', 'top_factor', 'top_reason', 'action'], 'open_pipeline: its columns');
+	'high_risk', 'top_factor', 'top_reason', 'action', 'expected_close_date'], 'open_pipeline: its columns');
 SELECT is((SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
            WHERE n.nspname = 'dealrisk_bi' AND obj_description(c.oid, 'pg_class') IS NULL), 0::bigint,
 	'every view of dealrisk_bi has a comment');
@@ -57,7 +58,8 @@ SELECT throws_like($$SELECT * FROM dealrisk.set_source('bi_t.nope')$$, '%bi_t.no
 -- 3. The snapshot of a source ----------------------------------------------
 SELECT set_eq($$SELECT view_name, note IS NULL FROM dealrisk.set_source('bi_t.deals')$$,
 	$$VALUES ('headline', true), ('win_rate_by_quarter', true), ('win_rate_by_month', true), ('cycle_by_quarter', true),
-	         ('funnel', true), ('drivers', true), ('source_checks', true), ('diagnosis', true), ('open_pipeline', true)$$,
+	         ('funnel', true), ('drivers', true), ('source_checks', true), ('diagnosis', true), ('open_pipeline', true),
+	         ('forecast', true)$$,
 	'set_source() computes every section of the sample without a note');
 SELECT is((SELECT row(deals, closed, won, lost, open)::text FROM dealrisk_bi.headline),
 	(SELECT row(count(*), count(*) FILTER (WHERE outcome IS NOT NULL), count(*) FILTER (WHERE outcome = 'Won'),
@@ -96,6 +98,16 @@ SELECT is((SELECT sum(open_deals)::bigint FROM dealrisk_bi.risk_by_rep), (SELECT
 	'risk_by_rep adds up to the open pipeline');
 SELECT is((SELECT count(DISTINCT dimension) FROM dealrisk_bi.risk_by_segment), 5::bigint,
 	'risk_by_segment covers five dimensions');
+SELECT is((SELECT row(open_deals, expected_won_value, won_value_low, won_value_high)::text FROM dealrisk_bi.forecast WHERE group_by = 'total'),
+	(SELECT row(open_deals, expected_won_value, won_value_low, won_value_high)::text FROM dealrisk.forecast('bi_t.deals') WHERE is_total),
+	'the forecast view is forecast() of the next 90 days');
+SELECT ok((SELECT abs(sum(expected_won_value) - (SELECT expected_won_value FROM dealrisk_bi.forecast WHERE group_by = 'total'))
+                  <= 0.005 * count(*)
+           FROM dealrisk_bi.forecast WHERE group_by = 'sales_rep_id'), '... its reps add up to the total (to the cent each)');
+SELECT is((SELECT row(sum(open_deals), sum(pipeline_value))::text FROM dealrisk_bi.value_at_risk_by_week),
+	(SELECT row(open_deals, pipeline_value)::text FROM dealrisk_bi.headline), 'value_at_risk_by_week covers the open pipeline');
+SELECT ok((SELECT bool_and(extract(isodow FROM week_start) = 1 AND week_end = week_start + 6) FROM dealrisk_bi.value_at_risk_by_week
+           WHERE week_start IS NOT NULL), '... in weeks from Monday to Sunday');
 SELECT is((SELECT row(model_id, holdout_auc)::text FROM dealrisk_bi.model_quality),
 	(SELECT row(id, round((metrics->>'auc')::numeric, 4))::text FROM dealrisk.models WHERE id = :model_id),
 	'model_quality shows the active model and its holdout AUC');
@@ -114,6 +126,7 @@ SELECT matches(pg_temp.as_role('bi_t_reader', $q$SELECT string_agg(v, ',' ORDER 
 	((SELECT count(*) FROM dealrisk_bi.risk_by_segment)::text), ((SELECT count(*) FROM dealrisk_bi.source_checks)::text),
 	((SELECT count(*) FROM dealrisk_bi.diagnosis)::text), ((SELECT count(*) FROM dealrisk_bi.model_quality)::text),
 	((SELECT count(*) FROM dealrisk_bi.model_calibration)::text), ((SELECT count(*) FROM dealrisk_bi.status)::text),
+	((SELECT count(*) FROM dealrisk_bi.value_at_risk_by_week)::text), ((SELECT count(*) FROM dealrisk_bi.forecast)::text),
 	((SELECT health FROM dealrisk_bi.refresh_status))) v(v)$q$), '^value=',
 	'a role with only SELECT on the views reads every view');
 -- the panel queries of docs/bi.md, "A dashboard"
@@ -135,7 +148,10 @@ FROM (VALUES
 	 (SELECT high_risk_deals FROM dealrisk_bi.headline)),
 	('SELECT predicted_win_pct, observed_win_pct FROM dealrisk_bi.model_calibration WHERE model_name = ''default'' ORDER BY decile', 10),
 	('SELECT health, built_at FROM dealrisk_bi.refresh_status, (SELECT max(built_at) AS built_at FROM dealrisk_bi.status) s', 1),
-	('SELECT view_name, note FROM dealrisk_bi.status WHERE note IS NOT NULL', 0)) v(q, n);
+	('SELECT view_name, note FROM dealrisk_bi.status WHERE note IS NOT NULL', 0),
+	('SELECT expected_won_value, won_value_low, won_value_high, pipeline_value FROM dealrisk_bi.forecast WHERE group_by = ''total''', 1),
+	('SELECT week_start AS time, pipeline_value, expected_lost_value FROM dealrisk_bi.value_at_risk_by_week WHERE week_start IS NOT NULL ORDER BY 1',
+	 (SELECT count(DISTINCT date_trunc('week', f.expected_close)) FROM dealrisk._forecast_deals('bi_t.deals', 90, 'default', NULL) f))) v(q, n);
 SELECT is(pg_temp.as_role('bi_t_reader', $$SELECT count(*) FROM bi_t.deals$$),
 	'error=42501: permission denied for schema bi_t', '... but not the deals');
 SELECT is(pg_temp.as_role('bi_t_reader', $$SELECT count(*) FROM dealrisk.models$$),
@@ -178,7 +194,7 @@ SELECT is((SELECT pipeline_value FROM dealrisk_bi.headline), (SELECT sum(deal_am
 
 -- 6. Following the watch, through refresh() ---------------------------------
 SELECT dealrisk.watch('bi_t.deals') IS NOT NULL AS watched \gset
-SELECT is((SELECT count(*) FROM dealrisk.set_source()), 9::bigint, 'set_source() without a source follows the watch');
+SELECT is((SELECT count(*) FROM dealrisk.set_source()), 10::bigint, 'set_source() without a source follows the watch');
 SELECT is((SELECT DISTINCT source FROM dealrisk_bi.status), 'bi_t.deals', '... the views report on the watched source');
 SELECT set_eq($$SELECT deal_id FROM dealrisk_bi.open_pipeline WHERE high_risk$$,
 	$$SELECT deal_id FROM dealrisk_watch.high_risk_deals$$,
@@ -213,7 +229,7 @@ GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA dealrisk TO bi_t_operator;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA dealrisk TO bi_t_operator;
 GRANT SELECT ON bi_t.deals TO bi_t_operator;
 SELECT is(pg_temp.as_role('bi_t_operator', $$SELECT count(*) FILTER (WHERE note IS NULL) FROM dealrisk.set_source('bi_t.deals')$$),
-	'value=9', 'the operator sets the source of the views');
+	'value=10', 'the operator sets the source of the views');
 SELECT is(pg_temp.as_role('bi_t_reader', $$SELECT count(*) FROM dealrisk_bi.open_pipeline$$),
 	'value=' || (SELECT count(*) FROM bi_t.deals WHERE outcome IS NULL), '... and the reader reads them');
 

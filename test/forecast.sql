@@ -4,7 +4,7 @@
 -- and against itself, bad input, and forecast() on the sample: totals that
 -- add up, groups, the deals it cannot forecast, errors.
 \ir harness/pgtap_setup.psql
-SELECT plan(36);
+SELECT plan(37);
 
 -- 1. The distribution ------------------------------------------------------
 -- two deals of 10 and 20 at even odds: 0, 10, 20, 30 each with 1/4
@@ -85,6 +85,10 @@ SELECT is((SELECT sum(open_deals) FROM dealrisk.forecast('fc_t.deals', 'close_mo
 SELECT ok((SELECT bool_and(group_value ~ '^\d{4}-\d{2}$' AND group_value >= '2025-01') FROM dealrisk.forecast('fc_t.deals', 'close_month')
            WHERE NOT is_total AND group_value IS NOT NULL), '... months after the scoring date, labelled 2025-01');
 
+SELECT ok((SELECT bool_and(extract(isodow FROM group_value::date) = 1) AND sum(open_deals) = (SELECT count(*) FROM fc_t.deals WHERE outcome IS NULL AND created_date > '2023-01-01')
+           FROM dealrisk.forecast('fc_t.deals', 'close_week') WHERE NOT is_total AND group_value IS NOT NULL),
+	'by close_week: weeks start on Monday');
+
 -- the expected value is the sum over deals of amount x P(win) x P(closing)
 -- (checked with a horizon that every won cycle fits in: P(closing) = 1 for
 -- every deal younger than the longest won cycle)
@@ -111,7 +115,7 @@ SELECT ok((SELECT pipeline_value < (SELECT pipeline_value FROM fc_total) AND exp
 
 -- errors
 SELECT throws_ok($$SELECT * FROM dealrisk.forecast('fc_t.deals', 'deal_amount')$$, '22023',
-	'by must be NULL, close_month or one of sales_rep_id, industry, region, product_type, lead_source, deal_stage, got deal_amount',
+	'by must be NULL, close_month, close_week or one of sales_rep_id, industry, region, product_type, lead_source, deal_stage, got deal_amount',
 	'by a column that is not a dimension');
 SELECT throws_ok($$SELECT * FROM dealrisk.forecast('fc_t.deals', horizon => '0 days')$$, '22023', NULL, 'a horizon of 0 days');
 SELECT throws_ok($$SELECT * FROM dealrisk.forecast('fc_t.deals', horizon => NULL)$$, '22023', NULL, 'a NULL horizon');
