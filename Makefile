@@ -10,7 +10,7 @@ OBJS = src/dealrisk.o src/stats.o src/outcome.o src/winrate.o src/funnel.o src/d
 # each C file, in dependency order (a file may use objects of the files
 # before it).
 SQL_PARTS = src/header.sql src/stats.sql src/outcome.sql src/winrate.sql \
-	src/funnel.sql src/sample.sql src/diagnostics.sql src/drivers.sql src/checks.sql src/model.sql src/trees.sql src/ops.sql src/forecast.sql src/bi.sql \
+	src/funnel.sql src/sample.sql src/diagnostics.sql src/drivers.sql src/checks.sql src/model.sql src/trees.sql src/ops.sql src/forecast.sql src/bi.sql src/report.sql \
 	src/citus.sql
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 # Released install scripts and the upgrade scripts between versions: frozen
@@ -54,7 +54,7 @@ $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS) Makefile
 $(EXTENSION)--$(PREV_VERSION)--$(EXTVERSION).sql: $(UPGRADE_PARTS) src/upgrade Makefile
 	cat $(UPGRADE_PARTS) > $@
 
-.PHONY: demo test test-citus citus-start citus-stop bench cluster-start cluster-stop deps bench-deps
+.PHONY: demo test report test-citus citus-start citus-stop bench cluster-start cluster-stop deps bench-deps
 deps:
 	@bash test/harness/deps.sh
 
@@ -84,6 +84,11 @@ citus-start:
 
 citus-stop:
 	@bash test/harness/citus.sh stop
+
+# report: report.html, dealrisk.report() of the demo database (made first
+# when missing); see docs/bi.md.
+report:
+	@bash test/harness/run.sh report
 
 bench:
 	@bash test/harness/run.sh bench

@@ -250,6 +250,7 @@ DECLARE
 	risks float8[];
 	ins text;
 	score_error text;
+	open_rows text;
 BEGIN
 	t := dealrisk._bi_target();
 	src := t.source;
@@ -390,6 +391,18 @@ BEGIN
 		IF NOT dealrisk._has_column(src, 'stage_entered_date') THEN missing := missing || 'stage_entered_date'::text; END IF;
 		PERFORM dealrisk._check_source(src, ARRAY['deal_id', 'outcome']);
 		DELETE FROM dealrisk.bi_open_deals;
+		-- a Citus distributed source: its open deals are read once into a
+		-- temporary table of the coordinator, where they are explained
+		-- (Citus cannot push the lateral explanation down to the shards)
+		open_rows := src::pg_catalog.text;
+		IF dealrisk._distributed(src) THEN
+			IF pg_catalog.to_regclass('pg_temp.dealrisk_bi_rows') IS NOT NULL THEN
+				DROP TABLE pg_temp.dealrisk_bi_rows;
+			END IF;
+			EXECUTE pg_catalog.format('CREATE TEMP TABLE dealrisk_bi_rows ON COMMIT DROP AS SELECT * FROM %s d'
+				' WHERE dealrisk.is_won(d.outcome) IS NULL', src);
+			open_rows := 'pg_temp.dealrisk_bi_rows';
+		END IF;
 		ins := pg_catalog.format($q$
 			INSERT INTO dealrisk.bi_open_deals (deal_id, sales_rep_id, industry, region, product_type, lead_source,
 			                                    deal_stage, deal_amount, created_date, days_open, days_in_stage,
@@ -411,7 +424,7 @@ BEGIN
 			        in_stage, risk, action, deal)
 			LEFT JOIN LATERAL (SELECT e.factor, e.reason FROM dealrisk.deal_risk_explain(s.deal, $1) e
 			                   WHERE $1 IS NOT NULL LIMIT 1) x ON true$q$,
-			exprs, amount, created, in_stage, src);
+			exprs, amount, created, in_stage, open_rows);
 		-- scored by the model when it can score this source; else listed
 		-- unscored, with the reason
 		BEGIN

@@ -4,8 +4,8 @@
  *
  * Labels come from the dealrisk.*_labels GUCs, parsed once after each change
  * into a list kept in TopMemoryContext; classifying a row allocates nothing.
- * Stages come from dealrisk.stages, read once per call site (fn_extra) and
- * snapshot.
+ * Stages come from dealrisk.stages, read once per backend and snapshot into
+ * TopMemoryContext.
  */
 #include "postgres.h"
 
@@ -380,16 +380,21 @@ typedef struct StageCache
 	DrStageList *list;			/* NULL until read */
 } StageCache;
 
+/* The backend's copy of the stage table (dr_stage_list). */
+static StageCache *stage_cache = NULL;
+
 /*
- * The stage table ordered by position, read with SPI once per call site and
- * snapshot (a call site in a PL/pgSQL function lives for the transaction:
- * it reads the table again when the snapshot may see other stages; see
- * DrSnapKey).  The columns are cast to the types read here.
+ * The stage table ordered by position, read with SPI once per backend and
+ * snapshot: it is read again when the snapshot may see other stages (see
+ * DrSnapKey).  The copy is the backend's, not the call site's: Citus calls
+ * an aggregate's transition function on a shard through a call site of its
+ * own for every row (worker_partial_agg), which would read the table once
+ * per row.  The columns are cast to the types read here.
  */
 DrStageList *
 dr_stage_list(FunctionCallInfo fcinfo)
 {
-	StageCache *sc = (StageCache *) fcinfo->flinfo->fn_extra;
+	StageCache *sc = stage_cache;
 	DrStageList *list;
 	DrSnapKey	key;
 	MemoryContext oldcxt;
@@ -401,10 +406,10 @@ dr_stage_list(FunctionCallInfo fcinfo)
 		return sc->list;
 	if (sc == NULL)
 	{
-		sc = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(StageCache));
-		sc->cxt = AllocSetContextCreate(fcinfo->flinfo->fn_mcxt, "dealrisk stages",
+		sc = MemoryContextAllocZero(TopMemoryContext, sizeof(StageCache));
+		sc->cxt = AllocSetContextCreate(TopMemoryContext, "dealrisk stages",
 										ALLOCSET_SMALL_SIZES);
-		fcinfo->flinfo->fn_extra = sc;
+		stage_cache = sc;
 	}
 	sc->list = NULL;
 	MemoryContextReset(sc->cxt);

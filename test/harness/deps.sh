@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure what dealrisk builds and tests with is installed: the PostgreSQL
-# server and its dev headers, pgTAP, pg_cron and pg_prove.  As root it
+# server and its dev headers, pgTAP, pg_cron and pg_prove, and Chromium with
+# a font for the report's rendering test.  As root it
 # installs the missing Debian packages; otherwise it says what to install.
 #   deps.sh          what `make test` and `make demo` need
 #   deps.sh bench    that, and the extras of the benchmarks and interop
@@ -58,6 +59,11 @@ if [ -n "$MAJOR" ]; then
 	[ -f "/usr/lib/postgresql/$MAJOR/lib/pg_cron.so" ] || missing+=("postgresql-$MAJOR-cron")
 fi
 command -v pg_prove >/dev/null || missing+=(libtap-parser-sourcehandler-pgtap-perl)
+# the report is checked as a person sees it: rendered by headless Chromium
+# (test/report.sh), with a font to lay its text out in
+command -v chromium >/dev/null || missing+=(chromium)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
+command -v python3 >/dev/null || missing+=(python3)
 if [ "$extras" = bench ]; then
 	# Debian's own python3 (not whatever python3 comes first in PATH): the
 	# packages below install their modules for it

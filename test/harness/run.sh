@@ -2,7 +2,7 @@
 # dealrisk harness: build and install the extension, run a scratch
 # PostgreSQL cluster (loopback only, pg_cron preloaded) and run the demo,
 # the tests or the benchmark against it.
-#   run.sh demo | test | bench | start | stop
+#   run.sh demo | test | report | bench | start | stop
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 mode=${1:-test}
@@ -144,12 +144,8 @@ load_csv() {
 	psql_q -d "$DBNAME" -c "\\copy public.deals($csv_columns) FROM '${1//$q/$q$q}' WITH (FORMAT csv, HEADER true)"
 }
 
-case "$mode" in
-start)
-	echo "dealrisk: scratch cluster running: psql -h $SOCKDIR -p $PORT -U postgres"
-	;;
-demo)
-	DBNAME=$DEMO_DB
+# The demo database: the sample (or DEALS_CSV) in public.deals.
+make_demo_db() {
 	fresh_db "$DBNAME"
 	if [ -n "${DEALS_CSV:-}" ]; then
 		load_csv "$csv"
@@ -162,6 +158,15 @@ demo)
 		# then (before the diagnosis, whose preflight checks the scoring date)
 		psql_q -d postgres -c "ALTER DATABASE $DBNAME SET dealrisk.as_of_date = '2024-12-31'"
 	fi
+}
+
+case "$mode" in
+start)
+	echo "dealrisk: scratch cluster running: psql -h $SOCKDIR -p $PORT -U postgres"
+	;;
+demo)
+	DBNAME=$DEMO_DB
+	make_demo_db
 	psql -X -d "$DBNAME" -At -c "SELECT dealrisk.diagnose('public.deals')"
 	echo
 	echo "Deal risk model (dealrisk.train('public.deals')):"
@@ -209,8 +214,21 @@ test)
 	done
 	prove --exec bash test/dump_restore.sh || rc=1
 	prove --exec bash test/csv_header.sh || rc=1
+	prove --exec bash test/report.sh || rc=1
 	if [ $rc = 0 ]; then echo "dealrisk: all tests passed"; else echo "dealrisk: TESTS FAILED" >&2; fi
 	exit $rc
+	;;
+report)
+	# report.html of the demo database (made as `make demo` makes it when
+	# missing), with its model (trained when it has none)
+	DBNAME=$DEMO_DB
+	if [ "$(psql -X -At -d postgres -c "SELECT count(*) FROM pg_database WHERE datname = '$DBNAME'")" != 1 ]; then
+		DEALS_CSV= make_demo_db
+	fi
+	psql_q -d "$DBNAME" -c "SET client_min_messages = warning" \
+		-c "SELECT dealrisk.train('public.deals') FROM (SELECT 1) x WHERE NOT EXISTS (SELECT 1 FROM dealrisk.models WHERE name = 'default' AND active)" >/dev/null
+	psql_q -At -d "$DBNAME" -c "SELECT dealrisk.report('public.deals')" >"$TOP/report.html"
+	echo "dealrisk: wrote $TOP/report.html (open it in a browser; it prints too)"
 	;;
 bench)
 	DBNAME=$DEMO_DB
@@ -224,7 +242,7 @@ bench)
 	done
 	;;
 *)
-	echo "usage: run.sh demo|test|bench|start|stop" >&2
+	echo "usage: run.sh demo|test|report|bench|start|stop" >&2
 	exit 2
 	;;
 esac
