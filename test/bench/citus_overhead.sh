@@ -8,9 +8,11 @@
 # Run after `make citus-start` (the nodes stay up; `make citus-stop` stops
 # them).  Prints a Markdown report and writes it to
 # test/bench/out/citus_<N>.md.
-# Environment: BENCH_ROWS (default 1000000), BENCH_RUNS (default 3),
-# BENCH_TRAIN (default gbm,logistic: the methods whose train() is timed,
-# once each; empty for none).
+# Environment: BENCH_ROWS (default 1000000), BENCH_RUNS (default 3; 0 times
+# each statement once, without a warm-up), BENCH_TRAIN (default
+# gbm,logistic: the methods whose train() is timed, once each; empty for
+# none), BENCH_SKIP (an extended regular expression: statements matching it
+# are not run, e.g. 'recommended_action' at 10M deals).
 set -euo pipefail
 TOP=$(cd "$(dirname "$0")/../.." && pwd)
 . "$TOP/test/harness/common.sh"
@@ -85,6 +87,9 @@ queries=(
 )
 rows=()
 for s in "${queries[@]}"; do
+	if [ -n "${BENCH_SKIP:-}" ] && grep -qE -- "$BENCH_SKIP" <<<"$s"; then
+		continue
+	fi
 	mapfile -t m < <(time_pair "$s")
 	rows+=("| \`${s//@T@/deals}\` | ${m[0]} | ${m[1]} | $(awk -v a="${m[0]}" -v b="${m[1]}" 'BEGIN{printf "%.2f×", b/a}') |")
 done
@@ -101,7 +106,7 @@ for m in "${methods[@]}"; do
 	rows+=("| \`SELECT dealrisk.train('deals', method => '$m')\` (once) | ${tm[0]} | ${tm[1]} | $(awk -v a="${tm[0]}" -v b="${tm[1]}" 'BEGIN{printf "%.2f×", b/a}') |")
 done
 {
-	echo "Rows: $ROWS; $(date -u +%Y-%m-%d); PostgreSQL $(q -c 'SHOW server_version'), Citus $(q -c "SELECT extversion FROM pg_extension WHERE extname = 'citus'"); coordinator and two workers on one machine ($(nproc) cores); median of $RUNS interleaved rounds after a warm-up unless marked once; wall time as psql waits for the statement."
+	echo "Rows: $ROWS; $(date -u +%Y-%m-%d); ${BENCH_SKIP:+not run: statements matching $BENCH_SKIP; } PostgreSQL $(q -c 'SHOW server_version'), Citus $(q -c "SELECT extversion FROM pg_extension WHERE extname = 'citus'"); coordinator and two workers on one machine ($(nproc) cores); $(if [ "$RUNS" = 0 ]; then echo "each statement run once, without a warm-up"; else echo "median of $RUNS interleaved rounds after a warm-up unless marked once"; fi); wall time as psql waits for the statement."
 	echo
 	echo "| statement | local table (ms) | distributed (ms) | distributed / local |"
 	echo "|---|---:|---:|---:|"
