@@ -67,6 +67,12 @@ DECLARE
 	vmin float8;
 	section_html text;
 	bins bigint[];
+	names text[];
+	contribs float8[];
+	descs text[];
+	mids float8[];
+	lows float8[];
+	highs float8[];
 BEGIN
 	IF src IS NULL THEN
 		SELECT t.source, t.model INTO src, mdl FROM dealrisk._bi_target() t;
@@ -168,18 +174,37 @@ BEGIN
 	-- 4. The drivers of the latest change, as a waterfall from the baseline
 	-- win rate through each driver and the remainder to the recent one
 	BEGIN
-		SELECT d.baseline_win_rate, d.recent_win_rate INTO bottom, top FROM dealrisk.drivers(src) d WHERE d.kind OPERATOR(pg_catalog.=) 'total';
-		IF NOT FOUND OR bottom IS NULL OR top IS NULL THEN
+		-- one call of drivers(): the total's two rates, then each row's
+		-- name, contribution and sentence
+		bottom := NULL; top := NULL;
+		names := '{}'; contribs := '{}'; descs := '{}';
+		FOR r IN SELECT d.kind, d.driver, d.contribution, d.description, d.baseline_win_rate, d.recent_win_rate
+		         FROM dealrisk.drivers(src) WITH ORDINALITY d(rank, kind, driver, dims, segments, baseline_closed,
+		               baseline_win_rate, baseline_share, recent_closed, recent_win_rate, recent_share, effect, contribution,
+		               ci_low, ci_high, p_value, q_value, explains, description, o)
+		         ORDER BY d.o LOOP
+			IF r.kind OPERATOR(pg_catalog.=) 'total' THEN
+				bottom := r.baseline_win_rate;
+				top := r.recent_win_rate;
+			ELSE
+				names := names || coalesce(r.driver, r.kind);
+				contribs := contribs || coalesce(r.contribution, 0);
+			END IF;
+			descs := descs || r.description;
+		END LOOP;
+		IF bottom IS NULL OR top IS NULL THEN
 			RAISE EXCEPTION 'no change of the win rate to explain';
 		END IF;
-		SELECT least(bottom, top, pg_catalog.min(c.lo)), greatest(bottom, top, pg_catalog.max(c.hi)), pg_catalog.count(*)
-		INTO vmin, vmax, n
-		FROM (SELECT bottom + coalesce(pg_catalog.sum(d.contribution) OVER (ORDER BY o ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS lo,
-		             bottom + pg_catalog.sum(d.contribution) OVER (ORDER BY o) AS hi
-		      FROM dealrisk.drivers(src) WITH ORDINALITY d(rank, kind, driver, dims, segments, baseline_closed, baseline_win_rate,
-		               baseline_share, recent_closed, recent_win_rate, recent_share, effect, contribution, ci_low, ci_high,
-		               p_value, q_value, explains, description, o)
-		      WHERE d.kind OPERATOR(pg_catalog.<>) 'total') c;
+		-- the axis: every running total of the waterfall, with a margin
+		vmin := least(bottom, top);
+		vmax := greatest(bottom, top);
+		cum := bottom;
+		FOR i IN 1 .. coalesce(pg_catalog.array_length(contribs, 1), 0) LOOP
+			cum := cum + contribs[i];
+			vmin := least(vmin, cum);
+			vmax := greatest(vmax, cum);
+		END LOOP;
+		n := coalesce(pg_catalog.array_length(contribs, 1), 0);
 		vmin := greatest(0, vmin - 0.02); vmax := least(1, vmax + 0.02);
 		n := least(n, 8) + 2;
 		w := 800.0 / n;
@@ -190,25 +215,20 @@ BEGIN
 			pg_catalog.round((70 + w * 0.35)::numeric, 1), pg_catalog.round((244 - 210 * (bottom - vmin) / (vmax - vmin))::numeric, 1),
 			pg_catalog.round((100 * bottom)::numeric, 1));
 		cum := bottom;
-		i := 1;
-		FOR r IN SELECT d.* FROM dealrisk.drivers(src) WITH ORDINALITY d(rank, kind, driver, dims, segments, baseline_closed,
-		               baseline_win_rate, baseline_share, recent_closed, recent_win_rate, recent_share, effect, contribution,
-		               ci_low, ci_high, p_value, q_value, explains, description, o)
-		         WHERE d.kind OPERATOR(pg_catalog.<>) 'total' ORDER BY d.o LIMIT 8 LOOP
+		FOR i IN 1 .. least(coalesce(pg_catalog.array_length(contribs, 1), 0), 8) LOOP
 			x := 70 + i * w;
-			y := 250 - 210 * (greatest(cum, cum + r.contribution) - vmin) / (vmax - vmin);
+			y := 250 - 210 * (greatest(cum, cum + contribs[i]) - vmin) / (vmax - vmin);
 			svg := svg || pg_catalog.format('<rect x="%s" y="%s" width="%s" height="%s" class="%s"/><text x="%s" y="272" class="axis">%s</text>'
 				'<text x="%s" y="%s" class="val">%s</text>',
 				pg_catalog.round(x::numeric, 1), pg_catalog.round(y::numeric, 1), pg_catalog.round((w * 0.7)::numeric, 1),
-				pg_catalog.round(greatest(1, 210 * pg_catalog.abs(r.contribution) / (vmax - vmin))::numeric, 1),
-				CASE WHEN r.contribution < 0 THEN 'down' ELSE 'up' END,
-				pg_catalog.round((x + w * 0.35)::numeric, 1), dealrisk._svg_label(coalesce(r.driver, r.kind), (w / 6.5)::int),
+				pg_catalog.round(greatest(1, 210 * pg_catalog.abs(contribs[i]) / (vmax - vmin))::numeric, 1),
+				CASE WHEN contribs[i] < 0 THEN 'down' ELSE 'up' END,
+				pg_catalog.round((x + w * 0.35)::numeric, 1), dealrisk._svg_label(names[i], (w / 6.5)::int),
 				pg_catalog.round((x + w * 0.35)::numeric, 1), pg_catalog.round((y - 6)::numeric, 1),
-				pg_catalog.to_char(100 * r.contribution, 'FMSG990.0'));
-			cum := cum + r.contribution;
-			i := i + 1;
+				pg_catalog.to_char(100 * contribs[i], 'FMSG990.0'));
+			cum := cum + contribs[i];
 		END LOOP;
-		x := 70 + i * w;
+		x := 70 + (n - 1) * w;
 		svg := svg || pg_catalog.format('<rect x="%s" y="%s" width="%s" height="%s" class="total"/><text x="%s" y="272" class="axis">recent</text>'
 			'<text x="%s" y="%s" class="val">%s%%</text>',
 			pg_catalog.round(x::numeric, 1), pg_catalog.round((250 - 210 * (top - vmin) / (vmax - vmin))::numeric, 1),
@@ -220,10 +240,8 @@ BEGIN
 			|| svg || '</svg>'
 			|| pg_catalog.format('<p class="note">Percentage points of the overall win rate (axis from %s%% to %s%%); each driver holds the other dimensions fixed, rate = the segment''s own win rate moved, mix = its share of the deals moved.</p>',
 			                     pg_catalog.round((100 * vmin)::numeric, 0), pg_catalog.round((100 * vmax)::numeric, 0))
-			|| '<ul class="drivers">' || coalesce((SELECT pg_catalog.string_agg('<li>' || dealrisk._html(d.description) || '</li>', '' ORDER BY d.o)
-			      FROM dealrisk.drivers(src) WITH ORDINALITY d(rank, kind, driver, dims, segments, baseline_closed, baseline_win_rate,
-			               baseline_share, recent_closed, recent_win_rate, recent_share, effect, contribution, ci_low, ci_high,
-			               p_value, q_value, explains, description, o)), '') || '</ul></section>';
+			|| '<ul class="drivers">' || coalesce((SELECT pg_catalog.string_agg('<li>' || dealrisk._html(t.d) || '</li>', '' ORDER BY t.o)
+			      FROM pg_catalog.unnest(descs) WITH ORDINALITY t(d, o)), '') || '</ul></section>';
 	EXCEPTION WHEN OTHERS THEN
 		GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
 		html := html || '<section id="drivers"><h2>What moved the win rate</h2><p class="why">' || dealrisk._html(msg) || '</p></section>';
@@ -312,24 +330,32 @@ BEGIN
 		IF NOT has_model THEN
 			RAISE EXCEPTION 'no active model named "%": the forecast needs one', mdl;
 		END IF;
-		SELECT * INTO head FROM dealrisk.forecast(src, NULL, interval '90 days', NULL, mdl) f WHERE f.is_total;
-		SELECT pg_catalog.max(f.won_value_high), pg_catalog.count(*) INTO vmax, n
-		FROM dealrisk.forecast(src, 'close_month', interval '90 days', NULL, mdl) f WHERE NOT f.is_total AND f.group_value IS NOT NULL;
-		svg := '';
-		i := 0;
+		-- one call of forecast(): the total, and the first eight months
+		names := '{}'; mids := '{}'; lows := '{}'; highs := '{}';
 		FOR r IN SELECT * FROM dealrisk.forecast(src, 'close_month', interval '90 days', NULL, mdl) f
-		         WHERE NOT f.is_total AND f.group_value IS NOT NULL ORDER BY f.group_value LIMIT 8 LOOP
+		         ORDER BY f.is_total, f.group_value LOOP
+			IF r.is_total THEN
+				head := r;
+			ELSIF r.group_value IS NOT NULL AND coalesce(pg_catalog.array_length(names, 1), 0) < 8 THEN
+				names := names || r.group_value;
+				mids := mids || r.expected_won_value::float8;
+				lows := lows || r.won_value_low::float8;
+				highs := highs || r.won_value_high::float8;
+			END IF;
+		END LOOP;
+		SELECT pg_catalog.max(h) INTO vmax FROM pg_catalog.unnest(highs) h;
+		svg := '';
+		FOR i IN 0 .. coalesce(pg_catalog.array_length(names, 1), 0) - 1 LOOP
 			x := 90 + i * 100;
-			y := 250 - 200 * r.expected_won_value / greatest(vmax, 1);
+			y := 250 - 200 * mids[i + 1] / greatest(vmax, 1);
 			svg := svg || pg_catalog.format('<rect x="%s" y="%s" width="60" height="%s" class="bar"/>'
 				'<line x1="%s" y1="%s" x2="%s" y2="%s" class="whisker"/><text x="%s" y="%s" class="val">%s</text>'
 				'<text x="%s" y="272" class="axis">%s</text>',
 				x, pg_catalog.round(y::numeric, 1), pg_catalog.round((250 - y)::numeric, 1),
-				x + 30, pg_catalog.round((250 - 200 * r.won_value_low / greatest(vmax, 1))::numeric, 1),
-				x + 30, pg_catalog.round((250 - 200 * r.won_value_high / greatest(vmax, 1))::numeric, 1),
-				x + 30, pg_catalog.round((244 - 200 * r.won_value_high / greatest(vmax, 1))::numeric, 1), dealrisk._money(r.expected_won_value),
-				x + 30, dealrisk._html(r.group_value));
-			i := i + 1;
+				x + 30, pg_catalog.round((250 - 200 * lows[i + 1] / greatest(vmax, 1))::numeric, 1),
+				x + 30, pg_catalog.round((250 - 200 * highs[i + 1] / greatest(vmax, 1))::numeric, 1),
+				x + 30, pg_catalog.round((244 - 200 * highs[i + 1] / greatest(vmax, 1))::numeric, 1), dealrisk._money(mids[i + 1]::numeric),
+				x + 30, dealrisk._html(names[i + 1]));
 		END LOOP;
 		html := html || '<section id="forecast"><h2>Forecast: the next 90 days</h2>'
 			|| pg_catalog.format('<div class="kpis"><div class="kpi"><div class="v">%s</div><div class="l">expected won value of a %s pipeline<br>90%% interval %s – %s</div></div>'
