@@ -1782,17 +1782,24 @@ BEGIN
 			         / greatest(1, (SELECT count(*) FROM %s d WHERE dealrisk.is_won(d.outcome) IS NOT NULL)) AS all_share
 			FROM long l WHERE l.val IS NOT NULL GROUP BY l.col, l.val
 		)
-		SELECT l.deal_id::text,
+		SELECT q.deal_id, q.similarity, q.shared_traits FROM (
+		SELECT l.deal_id::text AS deal_id,
 		       sum(pg_catalog.ln(f.lost_share / f.all_share)) FILTER (WHERE f.lost_share > f.all_share) AS similarity,
 		       pg_catalog.array_agg(pg_catalog.format('%%s = %%s (%%s%%%% of %s, %%s%%%% of closed deals)',
 		                        f.col, f.val, pg_catalog.round((100 * f.lost_share)::numeric),
 		                        pg_catalog.round((100 * f.all_share)::numeric))
 		                 ORDER BY f.lost_share / f.all_share DESC) FILTER (WHERE f.lost_share >= 1.2 * f.all_share AND f.all_share > 0)
+		         AS shared_traits
 		FROM long l JOIN lift f ON f.col = l.col AND f.val = l.val
 		WHERE dealrisk.is_won(l.outcome) IS NULL AND f.all_share > 0
 		GROUP BY l.deal_id
 		HAVING sum(pg_catalog.ln(f.lost_share / f.all_share)) FILTER (WHERE f.lost_share > f.all_share) > 0
-		ORDER BY 2 DESC, 1
+		) q
+		-- deals with the same traits tie: their sums may differ in the last
+		-- bits with the order the rows were added in (another plan, the
+		-- shards of a Citus table), so they are ordered by the similarity
+		-- to 9 decimals, then by deal_id, the same way every time
+		ORDER BY pg_catalog.round(q.similarity::numeric, 9) DESC, q.deal_id
 		LIMIT $2 $q$, unions, recent_l, source, recent_d, source, losses)
 		USING since, k;
 END

@@ -1,7 +1,7 @@
 -- pgTAP: the deal risk model: training, activation, rollback, export and
 -- import, scoring, explanation, actions, evaluation, and their bad input.
 \ir harness/pgtap_setup.psql
-SELECT plan(86);
+SELECT plan(87);
 
 SET LOCAL dealrisk.as_of_date = '2024-12-31';
 CREATE TABLE tdeals AS SELECT * FROM dealrisk.sample_deals(6000, 7);
@@ -219,6 +219,15 @@ SELECT ok((SELECT count(*) BETWEEN 1 AND 5 FROM dealrisk.lost_lookalikes('tdeals
 SELECT ok((SELECT bool_and(NOT EXISTS (SELECT 1 FROM tdeals d WHERE d.deal_id = l.deal_id AND d.outcome IS NOT NULL))
 	FROM dealrisk.lost_lookalikes('tdeals') l), 'lookalikes are open tdeals');
 SELECT throws_ok($$SELECT * FROM dealrisk.lost_lookalikes('tdeals', k => 0)$$, '22023', 'k must be at least 1, got 0', 'bad k');
+-- deals with the same traits tie: ordered by the similarity to 9 decimals,
+-- then by deal_id, whatever the last bits of their sums
+SELECT is((SELECT count(*) FROM (
+	SELECT l.deal_id, l.similarity, lag(l.deal_id) OVER w AS prev_id, lag(l.similarity) OVER w AS prev_sim
+	FROM dealrisk.lost_lookalikes('tdeals', k => 50) WITH ORDINALITY l(deal_id, similarity, shared_traits, o)
+	WINDOW w AS (ORDER BY l.o)) x
+	WHERE round(x.similarity::numeric, 9) > round(x.prev_sim::numeric, 9)
+	   OR (round(x.similarity::numeric, 9) = round(x.prev_sim::numeric, 9) AND x.deal_id < x.prev_id)), 0::bigint,
+	'lookalikes: ties in the order of deal_id');
 
 -- the model tables are kept by pg_dump
 SELECT ok((SELECT 'dealrisk.models'::regclass = ANY (extconfig) AND 'dealrisk.action_rule_edits'::regclass = ANY (extconfig)
