@@ -68,6 +68,7 @@ DECLARE
 	section_html text;
 	bins bigint[];
 	names text[];
+	kinds text[];
 	contribs float8[];
 	descs text[];
 	mids float8[];
@@ -177,7 +178,7 @@ BEGIN
 		-- one call of drivers(): the total's two rates, then each row's
 		-- name, contribution and sentence
 		bottom := NULL; top := NULL;
-		names := '{}'; contribs := '{}'; descs := '{}';
+		names := '{}'; contribs := '{}'; descs := '{}'; kinds := '{}';
 		FOR r IN SELECT d.kind, d.driver, d.contribution, d.description, d.baseline_win_rate, d.recent_win_rate
 		         FROM dealrisk.drivers(src) WITH ORDINALITY d(rank, kind, driver, dims, segments, baseline_closed,
 		               baseline_win_rate, baseline_share, recent_closed, recent_win_rate, recent_share, effect, contribution,
@@ -189,6 +190,7 @@ BEGIN
 			ELSE
 				names := names || coalesce(r.driver, r.kind);
 				contribs := contribs || coalesce(r.contribution, 0);
+				kinds := kinds || r.kind;
 			END IF;
 			descs := descs || r.description;
 		END LOOP;
@@ -222,7 +224,11 @@ BEGIN
 				'<text x="%s" y="%s" class="val">%s</text>',
 				pg_catalog.round(x::numeric, 1), pg_catalog.round(y::numeric, 1), pg_catalog.round((w * 0.7)::numeric, 1),
 				pg_catalog.round(greatest(1, 210 * pg_catalog.abs(contribs[i]) / (vmax - vmin))::numeric, 1),
-				CASE WHEN contribs[i] < 0 THEN 'down' ELSE 'up' END,
+				-- a segment's own rate moved: solid; its share of the deals
+				-- (mix) moved: light; the remainder: grey
+				CASE WHEN kinds[i] OPERATOR(pg_catalog.=) 'remainder' THEN 'rest'
+				     WHEN kinds[i] OPERATOR(pg_catalog.=) 'mix' THEN CASE WHEN contribs[i] < 0 THEN 'downmix' ELSE 'upmix' END
+				     ELSE CASE WHEN contribs[i] < 0 THEN 'down' ELSE 'up' END END,
 				pg_catalog.round((x + w * 0.35)::numeric, 1), dealrisk._svg_label(names[i], (w / 6.5)::int),
 				pg_catalog.round((x + w * 0.35)::numeric, 1), pg_catalog.round((y - 6)::numeric, 1),
 				pg_catalog.to_char(100 * contribs[i], 'FMSG990.0'));
@@ -238,7 +244,7 @@ BEGIN
 		html := html || '<section id="drivers"><h2>What moved the win rate</h2>'
 			|| '<svg class="chart" data-chart="drivers" viewBox="0 0 900 290" width="900" height="290" role="img" aria-label="Waterfall from the baseline to the recent win rate">'
 			|| svg || '</svg>'
-			|| pg_catalog.format('<p class="note">Percentage points of the overall win rate (axis from %s%% to %s%%); each driver holds the other dimensions fixed, rate = the segment''s own win rate moved, mix = its share of the deals moved.</p>',
+			|| pg_catalog.format('<p class="note">Percentage points of the overall win rate (axis from %s%% to %s%%); each driver holds the other dimensions fixed. Solid: the segment''s own win rate moved (rate); light: its share of the deals moved (mix); grey: the remainder.</p>',
 			                     pg_catalog.round((100 * vmin)::numeric, 0), pg_catalog.round((100 * vmax)::numeric, 0))
 			|| '<ul class="drivers">' || coalesce((SELECT pg_catalog.string_agg('<li>' || dealrisk._html(t.d) || '</li>', '' ORDER BY t.o)
 			      FROM pg_catalog.unnest(descs) WITH ORDINALITY t(d, o)), '') || '</ul></section>';
@@ -412,7 +418,7 @@ BEGIN
 		|| '.note{font-size:12px;color:#5b6b7c}svg.chart{display:block;max-width:100%;height:auto}svg text{font-size:11px;fill:#1d2733}'
 		|| 'svg .axis,svg .val{text-anchor:middle}svg .yaxis,svg .lab{text-anchor:end}svg .vall,svg .labl{text-anchor:start}svg .grid{stroke:#d8dee6}svg .line{fill:none;stroke:#1f6feb;stroke-width:2}'
 		|| 'svg .band{fill:#1f6feb;opacity:.15}svg .dot{fill:#1f6feb}svg .partial{fill:#fff;stroke:#1f6feb;stroke-width:2}svg .bar{fill:#6e9fd8}'
-		|| 'svg .down{fill:#d1495b}svg .up{fill:#2e9d6a}svg .total{fill:#5b6b7c}svg .whisker{stroke:#1d2733;stroke-width:2}svg .diag{stroke:#9aa7b4;stroke-dasharray:4 4}'
+		|| 'svg .down{fill:#d1495b}svg .up{fill:#2e9d6a}svg .downmix{fill:#eba3ad}svg .upmix{fill:#97cfb5}svg .rest{fill:#b8c2cc}svg .total{fill:#5b6b7c}svg .whisker{stroke:#1d2733;stroke-width:2}svg .diag{stroke:#9aa7b4;stroke-dasharray:4 4}'
 		|| 'table{border-collapse:collapse;width:100%;font-size:12px}td,th{border-bottom:1px solid #e4e9ef;padding:4px 6px;text-align:left;vertical-align:top}td.num{text-align:right}'
 		|| 'ul.drivers{font-size:13px}@media print{body{margin:0}section{break-inside:avoid}}</style></head><body>'
 		|| '<h1>Why are we winning less? ' || dealrisk._html(dealrisk._source_name(src)) || '</h1>'
