@@ -5,7 +5,7 @@
 -- when the extension is created, and the C code qualifies its SPI queries.
 -- The trap is checked to work (a positive control) before it is trusted.
 \ir harness/pgtap_setup.psql
-SELECT plan(16);
+SELECT plan(17);
 
 -- Every SQL or PL/pgSQL function pins search_path, or has a SQL-standard
 -- body (bound at CREATE EXTENSION).
@@ -167,6 +167,10 @@ CREATE TEMP TABLE r_other AS SELECT (dealrisk.evaluate(:model_id, 'public.deals'
 	(SELECT pg_catalog.count(*) FROM dealrisk.lost_lookalikes('public.deals')) AS lookalikes,
 	(SELECT pg_catalog.count(*) FROM dealrisk.claim_alerts(5)) AS claimed,
 	dealrisk.import_model(dealrisk.export_model(:model_id), 'hostile_copy') AS imported;
+-- the BI views, the forecast and the report (issue #12)
+CREATE TEMP TABLE r_bi AS SELECT (SELECT pg_catalog.count(*) FROM dealrisk.set_source('public.deals')) AS sections,
+	(SELECT f.expected_won_value FROM dealrisk.forecast('public.deals', 'region') f WHERE f.is_total) AS forecast,
+	pg_catalog.length(dealrisk.report('public.deals')) AS report;
 -- the track() trigger, fired by a write (its errors would be warnings)
 UPDATE public.deals SET deal_amount = deal_amount OPERATOR(pg_catalog.+) 1
 	WHERE deal_id OPERATOR(pg_catalog.=) (SELECT pg_catalog.min(x.deal_id) FROM public.deals x WHERE x.outcome IS NULL);
@@ -180,6 +184,7 @@ SELECT ok((SELECT pg_catalog.count(*) FROM r_digest) > 0, 'digest()');
 SELECT ok((SELECT pg_catalog.bool_and(risk BETWEEN 0 AND 100 AND action IS NOT NULL AND reason IS NOT NULL) FROM r_scores),
 	'scoring, explanation and actions');
 SELECT ok((SELECT auc > 0.5 AND imported IS NOT NULL FROM r_other), 'evaluate, lookalikes, alerts, export and import');
+SELECT ok((SELECT sections = 10 AND forecast > 0 AND report > 1000 FROM r_bi), 'set_source(), forecast() and report()');
 SELECT is(:'calls2'::text, 'none', 'none of it ran a planted function or operator');
 SELECT ok(NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = 'dealrisk_t_hostile'),
 	'the hostile role is still no superuser');
