@@ -217,6 +217,38 @@ $$;
 COMMENT ON FUNCTION dealrisk._bi_target() IS
 	'The source and model of dealrisk_bi: set by set_source(), else the watched ones (internal)';
 
+-- One section of the snapshot: clear_sql empties its table and fill_sql
+-- refills it (both run with $1 the source and $2 arg), note_sql, when given,
+-- says what the rows themselves report; in a subtransaction of its own, so
+-- that a section that fails is left empty with its error as the note and
+-- the others are still built.  Returns the rows written.
+CREATE FUNCTION dealrisk._bi_fill(view_name text, clear_sql text, fill_sql text, note_sql text, source regclass,
+	arg text, model_id bigint, as_of date, built timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n bigint;
+	note text;
+BEGIN
+	EXECUTE clear_sql USING source, arg;
+	EXECUTE fill_sql USING source, arg;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	IF note_sql IS NOT NULL THEN
+		EXECUTE note_sql INTO note;
+	END IF;
+	PERFORM dealrisk._bi_section(view_name, source, model_id, as_of, built, n, note);
+	RETURN n;
+EXCEPTION WHEN OTHERS THEN
+	GET STACKED DIAGNOSTICS note = MESSAGE_TEXT;
+	PERFORM dealrisk._bi_section(view_name, source, model_id, as_of, built, 0, note);
+	RETURN 0;
+END
+$$;
+COMMENT ON FUNCTION dealrisk._bi_fill(text, text, text, text, regclass, text, bigint, date, timestamptz) IS
+	'Refills one snapshot table of dealrisk_bi in a subtransaction, recording its rows or its error in bi_sections (internal)';
+
 -- Rebuilds every snapshot table of dealrisk_bi from the source, each section
 -- on its own: a section that fails (a column missing, no model) is left
 -- empty with the reason in bi_sections, and the others are still built.
@@ -287,91 +319,37 @@ BEGIN
 		PERFORM dealrisk._bi_section(sec, src, mid, asof, built, 0, msg);
 	END;
 
-	-- win rate by quarter and by month
+	-- the sections that are a diagnostic function's rows
 	FOREACH sec IN ARRAY ARRAY['quarter', 'month'] LOOP
-		BEGIN
-			DELETE FROM dealrisk.bi_win_rate w WHERE w.grain OPERATOR(pg_catalog.=) sec;
-			INSERT INTO dealrisk.bi_win_rate
-			SELECT sec, w.period_start, w.closed, w.won, w.win_rate, w.ci_low, w.ci_high, w.change, w.p_value, w.is_partial
-			FROM dealrisk.win_rate_trend(src, sec) w;
-			GET DIAGNOSTICS n = ROW_COUNT;
-			PERFORM dealrisk._bi_section('win_rate_by_' || sec, src, mid, asof, built, n, NULL);
-		EXCEPTION WHEN OTHERS THEN
-			GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
-			PERFORM dealrisk._bi_section('win_rate_by_' || sec, src, mid, asof, built, 0, msg);
-		END;
+		PERFORM dealrisk._bi_fill('win_rate_by_' || sec,
+			'DELETE FROM dealrisk.bi_win_rate w WHERE w.grain OPERATOR(pg_catalog.=) $2',
+			'INSERT INTO dealrisk.bi_win_rate SELECT $2, w.period_start, w.closed, w.won, w.win_rate, w.ci_low, w.ci_high,'
+			' w.change, w.p_value, w.is_partial FROM dealrisk.win_rate_trend($1, $2) w',
+			NULL, src, sec, mid, asof, built);
 	END LOOP;
-
-	sec := 'cycle_by_quarter';
-	BEGIN
-		DELETE FROM dealrisk.bi_cycle;
-		INSERT INTO dealrisk.bi_cycle
-		SELECT c.period_start, c.closed, c.median_days, c.p75_days, c.mean_days, c.change_median, c.p_value,
-		       c.significant, c.is_partial
-		FROM dealrisk.cycle_trend(src, 'quarter') c;
-		GET DIAGNOSTICS n = ROW_COUNT;
-		PERFORM dealrisk._bi_section(sec, src, mid, asof, built, n, NULL);
-	EXCEPTION WHEN OTHERS THEN
-		GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
-		PERFORM dealrisk._bi_section(sec, src, mid, asof, built, 0, msg);
-	END;
-
-	sec := 'funnel';
-	BEGIN
-		DELETE FROM dealrisk.bi_funnel;
-		INSERT INTO dealrisk.bi_funnel
-		SELECT f."position", f.stage, f.is_late, f.reached, f.won, f.lost_here, f.open_here, f.conversion_to_next,
-		       f.cumulative_conversion, f.win_rate, f.caveat
-		FROM dealrisk.funnel(src) f;
-		GET DIAGNOSTICS n = ROW_COUNT;
-		-- a funnel that cannot be read from this data comes back as caveats
-		SELECT pg_catalog.max(f.caveat) INTO msg FROM dealrisk.bi_funnel f;
-		PERFORM dealrisk._bi_section(sec, src, mid, asof, built, n, msg);
-	EXCEPTION WHEN OTHERS THEN
-		GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
-		PERFORM dealrisk._bi_section(sec, src, mid, asof, built, 0, msg);
-	END;
-
-	sec := 'drivers';
-	BEGIN
-		DELETE FROM dealrisk.bi_drivers;
-		INSERT INTO dealrisk.bi_drivers
-		SELECT o."ordinality", o.rank, o.kind, o.driver, o.dims, o.baseline_closed, o.baseline_win_rate, o.baseline_share,
-		       o.recent_closed, o.recent_win_rate, o.recent_share, o.effect, o.contribution, o.ci_low, o.ci_high,
-		       o.p_value, o.q_value, o.explains, o.description
-		FROM dealrisk.drivers(src) WITH ORDINALITY o;
-		GET DIAGNOSTICS n = ROW_COUNT;
-		PERFORM dealrisk._bi_section(sec, src, mid, asof, built, n, NULL);
-	EXCEPTION WHEN OTHERS THEN
-		GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
-		PERFORM dealrisk._bi_section(sec, src, mid, asof, built, 0, msg);
-	END;
-
-	sec := 'source_checks';
-	BEGIN
-		DELETE FROM dealrisk.bi_checks;
-		INSERT INTO dealrisk.bi_checks
-		SELECT c.ord, c."check", c.severity, c.finding, c.hint
-		FROM dealrisk.check_source(src) WITH ORDINALITY c("check", severity, finding, hint, ord);
-		GET DIAGNOSTICS n = ROW_COUNT;
-		PERFORM dealrisk._bi_section(sec, src, mid, asof, built, n, NULL);
-	EXCEPTION WHEN OTHERS THEN
-		GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
-		PERFORM dealrisk._bi_section(sec, src, mid, asof, built, 0, msg);
-	END;
-
-	sec := 'diagnosis';
-	BEGIN
-		DELETE FROM dealrisk.bi_diagnosis;
-		INSERT INTO dealrisk.bi_diagnosis
-		SELECT l.no, l.line
-		FROM pg_catalog.regexp_split_to_table(dealrisk.diagnose(src), E'\n') WITH ORDINALITY l(line, no);
-		GET DIAGNOSTICS n = ROW_COUNT;
-		PERFORM dealrisk._bi_section(sec, src, mid, asof, built, n, NULL);
-	EXCEPTION WHEN OTHERS THEN
-		GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
-		PERFORM dealrisk._bi_section(sec, src, mid, asof, built, 0, msg);
-	END;
+	PERFORM dealrisk._bi_fill('cycle_by_quarter', 'DELETE FROM dealrisk.bi_cycle',
+		'INSERT INTO dealrisk.bi_cycle SELECT c.period_start, c.closed, c.median_days, c.p75_days, c.mean_days,'
+		' c.change_median, c.p_value, c.significant, c.is_partial FROM dealrisk.cycle_trend($1, ''quarter'') c',
+		NULL, src, NULL, mid, asof, built);
+	-- a funnel that cannot be read from this data comes back as caveats
+	PERFORM dealrisk._bi_fill('funnel', 'DELETE FROM dealrisk.bi_funnel',
+		'INSERT INTO dealrisk.bi_funnel SELECT f."position", f.stage, f.is_late, f.reached, f.won, f.lost_here, f.open_here,'
+		' f.conversion_to_next, f.cumulative_conversion, f.win_rate, f.caveat FROM dealrisk.funnel($1) f',
+		'SELECT pg_catalog.max(f.caveat) FROM dealrisk.bi_funnel f', src, NULL, mid, asof, built);
+	PERFORM dealrisk._bi_fill('drivers', 'DELETE FROM dealrisk.bi_drivers',
+		'INSERT INTO dealrisk.bi_drivers SELECT o."ordinality", o.rank, o.kind, o.driver, o.dims, o.baseline_closed,'
+		' o.baseline_win_rate, o.baseline_share, o.recent_closed, o.recent_win_rate, o.recent_share, o.effect,'
+		' o.contribution, o.ci_low, o.ci_high, o.p_value, o.q_value, o.explains, o.description'
+		' FROM dealrisk.drivers($1) WITH ORDINALITY o',
+		NULL, src, NULL, mid, asof, built);
+	PERFORM dealrisk._bi_fill('source_checks', 'DELETE FROM dealrisk.bi_checks',
+		'INSERT INTO dealrisk.bi_checks SELECT c.ord, c."check", c.severity, c.finding, c.hint'
+		' FROM dealrisk.check_source($1) WITH ORDINALITY c("check", severity, finding, hint, ord)',
+		NULL, src, NULL, mid, asof, built);
+	PERFORM dealrisk._bi_fill('diagnosis', 'DELETE FROM dealrisk.bi_diagnosis',
+		'INSERT INTO dealrisk.bi_diagnosis SELECT l.no, l.line'
+		' FROM pg_catalog.regexp_split_to_table(dealrisk.diagnose($1), E''\n'') WITH ORDINALITY l(line, no)',
+		NULL, src, NULL, mid, asof, built);
 
 	-- every open deal: its segments, amount and age, and (with an active
 	-- model) its risk, band, top reason and action.  A column the source
@@ -737,6 +715,7 @@ COMMENT ON VIEW dealrisk_bi.refresh_status IS
 REVOKE EXECUTE ON FUNCTION
 	dealrisk.set_source(regclass, text),
 	dealrisk._bi_build(),
+	dealrisk._bi_fill(text, text, text, text, regclass, text, bigint, date, timestamptz),
 	dealrisk._bi_section(text, regclass, bigint, date, timestamptz, bigint, text),
 	dealrisk._bi_target()
 FROM PUBLIC;

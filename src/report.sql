@@ -36,6 +36,15 @@ RETURN CASE WHEN v IS NULL OR v OPERATOR(pg_catalog.=) ANY ('{NaN,Infinity,-Infi
             ELSE pg_catalog.round(v)::text END;
 COMMENT ON FUNCTION dealrisk._money(numeric) IS 'An amount as 21.1M, 640.2k or 950 (internal)';
 
+-- The section of the report that could not be computed: its title and why.
+CREATE FUNCTION dealrisk._report_why(id text, title text, why text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN '<section id="' OPERATOR(pg_catalog.||) id OPERATOR(pg_catalog.||) '"><h2>' OPERATOR(pg_catalog.||) dealrisk._html(title)
+	OPERATOR(pg_catalog.||) '</h2><p class="why">' OPERATOR(pg_catalog.||) dealrisk._html(why) OPERATOR(pg_catalog.||) '</p></section>';
+COMMENT ON FUNCTION dealrisk._report_why(text, text, text) IS 'A report section that says why it is missing (internal)';
+
 CREATE FUNCTION dealrisk.report(source regclass DEFAULT NULL, model text DEFAULT 'default')
 RETURNS text
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
@@ -108,7 +117,7 @@ BEGIN
 		html := html || '<section id="headline"><h2>Headline</h2><div class="kpis">' || section_html || '</div></section>';
 	EXCEPTION WHEN OTHERS THEN
 		GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
-		html := html || '<section id="headline"><h2>Headline</h2><p class="why">' || dealrisk._html(msg) || '</p></section>';
+		html := html || dealrisk._report_why('headline', 'Headline', msg);
 	END;
 
 	-- 2. Win-rate trend with its 95% band (the partial quarter hollow)
@@ -141,7 +150,7 @@ BEGIN
 			|| '<p class="note">Shaded: 95% Wilson interval. * the quarter is still under way: not a drop.</p></section>';
 	EXCEPTION WHEN OTHERS THEN
 		GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
-		html := html || '<section id="trend"><h2>Win rate by quarter</h2><p class="why">' || dealrisk._html(msg) || '</p></section>';
+		html := html || dealrisk._report_why('trend', 'Win rate by quarter', msg);
 	END;
 
 	-- 3. The funnel, or the reason it cannot be read
@@ -169,7 +178,7 @@ BEGIN
 			|| svg || '</svg></section>';
 	EXCEPTION WHEN OTHERS THEN
 		GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
-		html := html || '<section id="funnel"><h2>Stage funnel</h2><p class="why">' || dealrisk._html(msg) || '</p></section>';
+		html := html || dealrisk._report_why('funnel', 'Stage funnel', msg);
 	END;
 
 	-- 4. The drivers of the latest change, as a waterfall from the baseline
@@ -250,7 +259,7 @@ BEGIN
 			      FROM pg_catalog.unnest(descs) WITH ORDINALITY t(d, o)), '') || '</ul></section>';
 	EXCEPTION WHEN OTHERS THEN
 		GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
-		html := html || '<section id="drivers"><h2>What moved the win rate</h2><p class="why">' || dealrisk._html(msg) || '</p></section>';
+		html := html || dealrisk._report_why('drivers', 'What moved the win rate', msg);
 	END;
 
 	-- 5. Cycle length by quarter
@@ -278,7 +287,7 @@ BEGIN
 			|| pg_catalog.format('<polyline points="%s" class="line"/>', pts) || svg || labels || '</svg></section>';
 	EXCEPTION WHEN OTHERS THEN
 		GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
-		html := html || '<section id="cycle"><h2>Sales cycle</h2><p class="why">' || dealrisk._html(msg) || '</p></section>';
+		html := html || dealrisk._report_why('cycle', 'Sales cycle', msg);
 	END;
 
 	-- 6. Open deals: the distribution of their risk, and the riskiest
@@ -328,7 +337,7 @@ BEGIN
 			|| coalesce(section_html, '') || '</tbody></table></section>';
 	EXCEPTION WHEN OTHERS THEN
 		GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
-		html := html || '<section id="risk"><h2>Risk of the open deals</h2><p class="why">' || dealrisk._html(msg) || '</p></section>';
+		html := html || dealrisk._report_why('risk', 'Risk of the open deals', msg);
 	END;
 
 	-- 7. The forecast of the next 90 days by month of expected close
@@ -371,12 +380,12 @@ BEGIN
 			                     pg_catalog.round(head.expected_wins::numeric, 0), head.wins_low, head.wins_high)
 			|| '<svg class="chart" data-chart="forecast" viewBox="0 0 900 290" width="900" height="290" role="img" aria-label="Expected won value by month of expected close">'
 			|| svg || '</svg>'
-			|| pg_catalog.format('<p class="note">Bars: expected won value by month of expected close; lines: 90%% interval. %s. Backtested on the sample''s history it ran about 14%% high (docs/model.md).</p>',
+			|| pg_catalog.format('<p class="note">Bars: expected won value by month of expected close; lines: 90%% interval. %s. Backtested on the sample''s history the actual won value came to 0.86 of the forecast (docs/model.md).</p>',
 			                     dealrisk._html(head.interval_method))
 			|| '</section>';
 	EXCEPTION WHEN OTHERS THEN
 		GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
-		html := html || '<section id="forecast"><h2>Forecast: the next 90 days</h2><p class="why">' || dealrisk._html(msg) || '</p></section>';
+		html := html || dealrisk._report_why('forecast', 'Forecast: the next 90 days', msg);
 	END;
 
 	-- 8. The model's calibration on its holdout
@@ -407,7 +416,7 @@ BEGIN
 			|| '<text x="330" y="160" class="labl">On the diagonal: the model means what it says.</text></svg></section>';
 	EXCEPTION WHEN OTHERS THEN
 		GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
-		html := html || '<section id="calibration"><h2>Is the model calibrated?</h2><p class="why">' || dealrisk._html(msg) || '</p></section>';
+		html := html || dealrisk._report_why('calibration', 'Is the model calibrated?', msg);
 	END;
 
 	RETURN '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>dealrisk report: ' || dealrisk._html(dealrisk._source_name(src)) || '</title>'

@@ -17,6 +17,7 @@ BEGIN
 		  AND a.grantee OPERATOR(pg_catalog.<>) 0
 	LOOP
 		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION dealrisk.set_source(regclass, text), dealrisk._bi_build(),'
+			' dealrisk._bi_fill(text, text, text, text, regclass, text, bigint, date, timestamptz),'
 			' dealrisk._bi_section(text, regclass, bigint, date, timestamptz, bigint, text), dealrisk._bi_target() TO %I%s',
 			pg_catalog.pg_get_userbyid(g.grantee),
 			CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
