@@ -4,14 +4,14 @@ EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" dealrisk.contro
 
 MODULE_big = dealrisk
 OBJS = src/dealrisk.o src/stats.o src/outcome.o src/winrate.o src/funnel.o src/drivers.o src/trees.o src/gbm.o \
-	src/features.o src/model.o src/train.o src/score.o src/trust.o src/checks.o src/citus.o src/forecast.o
+	src/features.o src/model.o src/train.o src/score.o src/trust.o src/checks.o src/citus.o src/forecast.o src/history.o
 
 # The install script of the current version is assembled from the SQL beside
 # each C file, in dependency order (a file may use objects of the files
 # before it).
 SQL_PARTS = src/header.sql src/stats.sql src/outcome.sql src/winrate.sql \
 	src/funnel.sql src/sample.sql src/diagnostics.sql src/drivers.sql src/checks.sql src/model.sql src/trees.sql src/ops.sql src/forecast.sql src/bi.sql src/report.sql \
-	src/citus.sql
+	src/citus.sql src/history.sql
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 # Released install scripts and the upgrade scripts between versions: frozen
 # once released; every change to SQL objects ships dealrisk--A--B.sql.

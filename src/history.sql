@@ -1,0 +1,438 @@
+-- history.sql: stage history as an input (issue #14): a generator of deals
+-- with their stage history and planted facts, the history's checks, and
+-- the funnel read from the history.  docs/data-contract.md ("Stage
+-- history") is the contract; docs/sample-data.md describes the generator.
+
+-- The generator -------------------------------------------------------------
+-- Every deal walks Qualified -> Demo -> Proposal -> Negotiation -> won; at
+-- each step it moves on or is lost.  The walk is drawn to its end (past the
+-- as-of date 2024-12-31): sample_pipeline() shows the deals as they stood
+-- on 2024-12-31 plus their final outcome, sample_stage_history() the stages
+-- they had entered by then.  A row depends only on (seed, i), through
+-- hash_uniform(seed, i, stream); streams: 1 created, 2 industry, 3 region,
+-- 4 product, 5 lead source, 6 rep, 7 amount, 11-14 days in stage 1-4,
+-- 21-24 stall in stage 1-4, 31-34 moving on from stage 1-4, 43-44 a push
+-- into stage 3-4, 45-46 its day, 50 activity gap.  Planted (the tests and
+-- docs/sample-data.md rely on these and on nothing else changing):
+--   * Demo -> Proposal moves on with probability 0.73, but 0.45 for deals
+--     that entered Demo in 2024-Q2 (0.63 and 0.39 on average over stalls
+--     and lead sources); no other step changes over time (Qualified ->
+--     Demo 0.85, Proposal -> Negotiation 0.80, Negotiation -> won 0.80);
+--   * a stall (20% of the stays in any stage) triples the days in the stage
+--     and multiplies the chance of moving on by 0.45;
+--   * rep_4 pushes 70% of the advances into Proposal and Negotiation that
+--     would come in the first 21 days of a quarter into the last three days
+--     of the quarter before, and a pushed deal moves on from that stage
+--     with half the chance.
+-- Outbound deals (a steady 20%) move on with 0.85 of the chance at every
+-- step; Enterprise deals stay 1.4 times as long in each stage.
+-- Days of one stay in a stage: log-normal around mean (sd 0.5 on the log
+-- scale), three times as long when stalled, 1.4 times for Enterprise.
+CREATE FUNCTION dealrisk._sample_stay(mean float8, u float8, stalled boolean, enterprise boolean)
+RETURNS int
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN greatest(1, round(exp(ln(mean) + 0.5 * dealrisk.normal_quantile(0.5e-9 + u * (1 - 1e-9)))
+	* CASE WHEN stalled THEN 3.0::float8 ELSE 1.0::float8 END
+	* CASE WHEN enterprise THEN 1.4::float8 ELSE 1.0::float8 END))::int;
+COMMENT ON FUNCTION dealrisk._sample_stay(float8, float8, boolean, boolean) IS
+	'Days of one stay in a stage of the generated walk: log-normal around mean, x3 when stalled, x1.4 for Enterprise (internal)';
+
+CREATE FUNCTION dealrisk._sample_walk(n bigint, seed bigint)
+RETURNS TABLE (
+	i             bigint,
+	deal_id       text,
+	created       date,
+	rep           text,
+	industry      text,
+	region        text,
+	product       text,
+	lead_source   text,
+	amount        numeric,
+	entered       date[],
+	stalled       boolean[],
+	pushed        boolean[],
+	reached       int,
+	closed        date,
+	u_gap         float8
+)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+BEGIN ATOMIC
+SELECT v.i, 'P' || lpad(v.i::text, greatest(7, length(_sample_walk.n::text)), '0'),
+	v.created, v.rep, v.industry, v.region, v.product, v.lead_source, v.amount,
+	ARRAY[v.e1, v.e2, v.e3, v.e4], ARRAY[v.s1, v.s2, v.s3, v.s4], ARRAY[false, false, v.p3, v.p4],
+	-- how far the deal gets: the stage it is lost in, or 5 when it wins
+	CASE WHEN NOT v.c1 THEN 1 WHEN NOT v.c2 THEN 2 WHEN NOT v.c3 THEN 3 WHEN NOT v.c4 THEN 4 ELSE 5 END,
+	-- a lost deal closes when its stay in the stage it is lost in ends; a
+	-- won one when its stay in Negotiation ends
+	CASE WHEN NOT v.c1 THEN v.x1 WHEN NOT v.c2 THEN v.x2 WHEN NOT v.c3 THEN v.x3 ELSE v.x4 END,
+	v.v50
+FROM (
+	-- level 4: moving on from each stage
+	SELECT t.*,
+		t.u1 < 0.85::float8 * t.m1 AS c1,
+		t.u2 < CASE WHEN t.e2 >= DATE '2024-04-01' AND t.e2 < DATE '2024-07-01'
+				THEN 0.45::float8 ELSE 0.73::float8 END * t.m2 AS c2,
+		t.u3 < 0.80::float8 * t.m3 * CASE WHEN t.p3 THEN 0.5::float8 ELSE 1.0::float8 END AS c3,
+		t.u4 < 0.80::float8 * t.m4 * CASE WHEN t.p4 THEN 0.5::float8 ELSE 1.0::float8 END AS c4
+	FROM (
+		-- level 3: rep_4's push into Negotiation, after the one into Proposal
+		SELECT r.*, CASE WHEN r.p4 THEN r.q4 - 1 - floor(3 * r.v46)::int ELSE r.x3 END AS e4
+		FROM (
+			SELECT q.*, q.rep = 'rep_4' AND q.v44 < 0.7 AND q.x3 - q.q4 < 21 AND q.q4 - 3 > q.e3 AS p4
+			FROM (
+				-- level 2: rep_4's push into Proposal: the stay in Demo ends on
+				-- the pushed date, the one in Proposal when it would have
+				SELECT p.*, CASE WHEN p.p3 THEN p.q3 - 1 - floor(3 * p.v45)::int ELSE p.x2 END AS e3
+				FROM (
+					SELECT a.*, a.rep = 'rep_4' AND a.v43 < 0.7 AND a.x2 - a.q3 < 21 AND a.q3 - 3 > a.e2 AS p3
+					FROM (
+						-- level 1: the unpushed dates (x_k: the end of the stay in
+						-- stage k) and the first day of the quarters of x2 and x3
+						SELECT c.*,
+							c.created AS e1, c.created + c.d1 AS e2,
+							c.created + c.d1 AS x1, c.created + c.d1 + c.d2 AS x2,
+							c.created + c.d1 + c.d2 + c.d3 AS x3, c.created + c.d1 + c.d2 + c.d3 + c.d4 AS x4,
+							date_trunc('quarter', c.created + c.d1 + c.d2)::date AS q3,
+							date_trunc('quarter', c.created + c.d1 + c.d2 + c.d3)::date AS q4
+						FROM (
+							-- level 0b: attributes, stalls, days in each stage and the
+							-- multipliers of the chance of moving on
+							SELECT b.*,
+								CASE WHEN b.u_industry < 0.25 THEN 'SaaS' WHEN b.u_industry < 0.45 THEN 'FinTech'
+									WHEN b.u_industry < 0.65 THEN 'HealthTech' WHEN b.u_industry < 0.80 THEN 'EdTech'
+									ELSE 'Ecommerce' END AS industry,
+								CASE WHEN b.u_region < 0.35 THEN 'North America' WHEN b.u_region < 0.60 THEN 'Europe'
+									WHEN b.u_region < 0.80 THEN 'APAC' ELSE 'India' END AS region,
+								CASE WHEN b.u_product < 0.50 THEN 'Core' WHEN b.u_product < 0.80 THEN 'Pro'
+									ELSE 'Enterprise' END AS product,
+								CASE WHEN b.u_source < 0.20 THEN 'Outbound' WHEN b.u_source < 0.50 THEN 'Inbound'
+									WHEN b.u_source < 0.75 THEN 'Referral' ELSE 'Partner' END AS lead_source,
+								'rep_' || (1 + floor(12 * b.u_rep)::int) AS rep,
+								greatest(1, round(exp(CASE WHEN b.u_product < 0.50 THEN ln(8000)
+									WHEN b.u_product < 0.80 THEN ln(18000) ELSE ln(60000) END
+									+ 0.8 * dealrisk.normal_quantile(0.5e-9 + b.u_amount * (1 - 1e-9)))))::numeric AS amount,
+								b.w1 < 0.2 AS s1, b.w2 < 0.2 AS s2, b.w3 < 0.2 AS s3, b.w4 < 0.2 AS s4,
+								dealrisk._sample_stay(14, b.t1, b.w1 < 0.2, b.u_product >= 0.80) AS d1,
+								dealrisk._sample_stay(18, b.t2, b.w2 < 0.2, b.u_product >= 0.80) AS d2,
+								dealrisk._sample_stay(21, b.t3, b.w3 < 0.2, b.u_product >= 0.80) AS d3,
+								dealrisk._sample_stay(16, b.t4, b.w4 < 0.2, b.u_product >= 0.80) AS d4,
+								CASE WHEN b.w1 < 0.2 THEN 0.45::float8 ELSE 1.0::float8 END * b.m_source AS m1,
+								CASE WHEN b.w2 < 0.2 THEN 0.45::float8 ELSE 1.0::float8 END * b.m_source AS m2,
+								CASE WHEN b.w3 < 0.2 THEN 0.45::float8 ELSE 1.0::float8 END * b.m_source AS m3,
+								CASE WHEN b.w4 < 0.2 THEN 0.45::float8 ELSE 1.0::float8 END * b.m_source AS m4
+							FROM (
+								-- level 0a: the row number, its creation date and its draws
+								SELECT g.i,
+									DATE '2023-01-01' + floor(731 * dealrisk.hash_uniform(_sample_walk.seed, g.i, 1))::int AS created,
+									dealrisk.hash_uniform(_sample_walk.seed, g.i, 2) AS u_industry,
+									dealrisk.hash_uniform(_sample_walk.seed, g.i, 3) AS u_region,
+									dealrisk.hash_uniform(_sample_walk.seed, g.i, 4) AS u_product,
+									dealrisk.hash_uniform(_sample_walk.seed, g.i, 5) AS u_source,
+									CASE WHEN dealrisk.hash_uniform(_sample_walk.seed, g.i, 5) < 0.20
+										THEN 0.85::float8 ELSE 1.0::float8 END AS m_source,
+									dealrisk.hash_uniform(_sample_walk.seed, g.i, 6) AS u_rep,
+									dealrisk.hash_uniform(_sample_walk.seed, g.i, 7) AS u_amount,
+									dealrisk.hash_uniform(_sample_walk.seed, g.i, 11) AS t1,
+									dealrisk.hash_uniform(_sample_walk.seed, g.i, 12) AS t2,
+									dealrisk.hash_uniform(_sample_walk.seed, g.i, 13) AS t3,
+									dealrisk.hash_uniform(_sample_walk.seed, g.i, 14) AS t4,
+									dealrisk.hash_uniform(_sample_walk.seed, g.i, 21) AS w1,
+									dealrisk.hash_uniform(_sample_walk.seed, g.i, 22) AS w2,
+									dealrisk.hash_uniform(_sample_walk.seed, g.i, 23) AS w3,
+									dealrisk.hash_uniform(_sample_walk.seed, g.i, 24) AS w4,
+									dealrisk.hash_uniform(_sample_walk.seed, g.i, 31) AS u1,
+									dealrisk.hash_uniform(_sample_walk.seed, g.i, 32) AS u2,
+									dealrisk.hash_uniform(_sample_walk.seed, g.i, 33) AS u3,
+									dealrisk.hash_uniform(_sample_walk.seed, g.i, 34) AS u4,
+									dealrisk.hash_uniform(_sample_walk.seed, g.i, 43) AS v43,
+									dealrisk.hash_uniform(_sample_walk.seed, g.i, 44) AS v44,
+									dealrisk.hash_uniform(_sample_walk.seed, g.i, 45) AS v45,
+									dealrisk.hash_uniform(_sample_walk.seed, g.i, 46) AS v46,
+									dealrisk.hash_uniform(_sample_walk.seed, g.i, 50) AS v50
+								FROM generate_series(1, dealrisk._sample_deals_n(_sample_walk.n, _sample_walk.seed)) AS g(i)
+								OFFSET NULL
+							) AS b
+							OFFSET NULL
+						) AS c
+						OFFSET NULL
+					) AS a
+					OFFSET NULL
+				) AS p
+				OFFSET NULL
+			) AS q
+			OFFSET NULL
+		) AS r
+		OFFSET NULL
+	) AS t
+	OFFSET NULL
+) AS v;
+END;
+COMMENT ON FUNCTION dealrisk._sample_walk(bigint, bigint) IS
+	'The walk of each generated deal through the stages, drawn to its end: entry dates, stalls, rep_4''s pushes, how far it gets (5 = won) and when it closes (internal)';
+
+-- The generated deals as they stood on 2024-12-31, in the data contract's
+-- columns, plus how each one really ended (final_outcome, final_closed_date:
+-- known for the deals still open then too, to measure a model on them).
+CREATE FUNCTION dealrisk.sample_pipeline(n bigint DEFAULT 5000, seed bigint DEFAULT 42)
+RETURNS TABLE (
+	deal_id            text,
+	created_date       date,
+	closed_date        date,
+	sales_rep_id       text,
+	industry           text,
+	region             text,
+	product_type       text,
+	lead_source        text,
+	deal_stage         text,
+	deal_amount        numeric,
+	sales_cycle_days   int,
+	outcome            text,
+	last_activity_date date,
+	stage_entered_date date,
+	final_outcome      text,
+	final_closed_date  date
+)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+BEGIN ATOMIC
+SELECT w.deal_id, w.created, CASE WHEN k.is_closed THEN w.closed END,
+	w.rep, w.industry, w.region, w.product, w.lead_source,
+	(ARRAY['Qualified', 'Demo', 'Proposal', 'Negotiation'])[k.stage],
+	w.amount,
+	CASE WHEN k.is_closed THEN w.closed - w.created END,
+	CASE WHEN NOT k.is_closed THEN NULL WHEN w.reached = 5 THEN 'Won' ELSE 'Lost' END,
+	-- the last activity: days before the close, or before 2024-12-31 while
+	-- open (weeks before it when the deal stalls in its stage now)
+	greatest(w.created, CASE WHEN k.is_closed THEN w.closed - floor(5 * w.u_gap)::int
+		WHEN w.stalled[k.stage] THEN DATE '2024-12-31' - 15 - floor(30 * w.u_gap)::int
+		ELSE DATE '2024-12-31' - floor(7 * w.u_gap)::int END),
+	w.entered[k.stage],
+	CASE WHEN w.reached = 5 THEN 'Won' ELSE 'Lost' END,
+	w.closed
+FROM dealrisk._sample_walk(sample_pipeline.n, sample_pipeline.seed) AS w
+CROSS JOIN LATERAL (SELECT w.closed <= DATE '2024-12-31' AS is_closed,
+	-- the stage it is in on 2024-12-31, or ended in (Negotiation when won)
+	1 + (w.reached >= 2 AND w.entered[2] <= DATE '2024-12-31')::int
+	  + (w.reached >= 3 AND w.entered[3] <= DATE '2024-12-31')::int
+	  + (w.reached >= 4 AND w.entered[4] <= DATE '2024-12-31')::int AS stage) AS k;
+END;
+COMMENT ON FUNCTION dealrisk.sample_pipeline(bigint, bigint) IS
+	'n synthetic deals (2023-2024, as of 2024-12-31) whose stage history sample_stage_history(n, seed) gives, in the data contract''s columns plus final_outcome and final_closed_date (how each ended, also after 2024-12-31); planted: Demo -> Proposal falls from 63% to 39% for deals entering Demo in 2024-Q2, stalls predict loss, rep_4 pushes advances to quarter ends (docs/sample-data.md)';
+
+-- The stage history of sample_pipeline(n, seed) on 2024-12-31: one row per
+-- stage entered by then, and Closed Won / Closed Lost on the close date.
+CREATE FUNCTION dealrisk.sample_stage_history(n bigint DEFAULT 5000, seed bigint DEFAULT 42)
+RETURNS TABLE (deal_id text, stage text, entered_at date)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+BEGIN ATOMIC
+SELECT w.deal_id, e.stage, e.entered_at
+FROM dealrisk._sample_walk(sample_stage_history.n, sample_stage_history.seed) AS w
+CROSS JOIN LATERAL (VALUES
+	(1, 'Qualified', w.entered[1]),
+	(2, 'Demo', w.entered[2]),
+	(3, 'Proposal', w.entered[3]),
+	(4, 'Negotiation', w.entered[4]),
+	(5, CASE WHEN w.reached = 5 THEN 'Closed Won' ELSE 'Closed Lost' END, w.closed)) AS e(k, stage, entered_at)
+WHERE (e.k <= w.reached OR e.k = 5) AND e.entered_at <= DATE '2024-12-31'
+ORDER BY w.i, e.k;
+END;
+COMMENT ON FUNCTION dealrisk.sample_stage_history(bigint, bigint) IS
+	'The stage history of sample_pipeline(n, seed) on 2024-12-31 in the history contract (deal_id, stage, entered_at): each stage a deal entered by then, and Closed Won or Closed Lost on its close date';
+
+-- Reading a history ---------------------------------------------------------
+
+CREATE FUNCTION dealrisk._km_quantiles(days float8[], ended boolean[], probs float8[])
+RETURNS float8[]
+AS 'MODULE_PATHNAME', 'dr_km_quantiles'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION dealrisk._km_quantiles(float8[], boolean[], float8[]) IS
+	'For each p of probs, the fewest days after which at most 1 - p of the stays is estimated to go on (Kaplan-Meier: a stay not ended counts until it was last seen); NULL where unfinished stays keep the estimate above 1 - p (internal)';
+
+-- Raises an error unless history is a stage history a caller may read:
+-- deal_id, stage, entered_at (a date or a timestamp).
+CREATE FUNCTION dealrisk._check_history(history regclass)
+RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	typ			regtype;
+BEGIN
+	IF history IS NULL THEN
+		RAISE EXCEPTION 'history must not be NULL'
+			USING ERRCODE = '22004',
+				  HINT = 'Pass a table or view with deal_id, stage and entered_at, e.g. ''public.stage_history'' (docs/data-contract.md, "Stage history").';
+	END IF;
+	PERFORM dealrisk._check_source(history, ARRAY['deal_id', 'stage', 'entered_at']);
+	SELECT a.atttypid::regtype INTO typ FROM pg_catalog.pg_attribute a
+	WHERE a.attrelid = history::pg_catalog.oid AND a.attname = 'entered_at' AND a.attnum > 0 AND NOT a.attisdropped;
+	IF typ NOT IN ('date'::regtype, 'timestamp without time zone'::regtype, 'timestamp with time zone'::regtype) THEN
+		RAISE EXCEPTION 'column "entered_at" of history "%" has type %, not date or timestamp', dealrisk._source_name(history),
+			pg_catalog.format_type(typ, NULL)
+			USING ERRCODE = '42804', HINT = 'Cast it in a view: <your column>::timestamptz AS entered_at (docs/data-contract.md, "Stage history").';
+	END IF;
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk._check_history(regclass) IS
+	'Raises an error unless history is a table or view the caller may read with deal_id, stage and entered_at (a date or timestamp) (internal)';
+
+-- The stages a history names that dealrisk.stages does not know (and that
+-- are not outcome labels), with the rows naming each; blank stages count as
+-- one.
+CREATE FUNCTION dealrisk._history_unknown_stages(history regclass)
+RETURNS TABLE(stage text, "rows" bigint)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+	RETURN QUERY EXECUTE pg_catalog.format(
+		$q$SELECT coalesce(pg_catalog.btrim(h.stage::text), '(blank)'), pg_catalog.count(*)
+		   FROM %s h
+		   WHERE h.deal_id IS NOT NULL
+		     AND dealrisk.outcome_class(coalesce(h.stage::text, '')) OPERATOR(pg_catalog.<>) ALL (ARRAY['won', 'lost'])
+		     AND (dealrisk._stage_key(h.stage::text) IS NULL
+		          OR NOT EXISTS (SELECT 1 FROM dealrisk.stages s
+		                         WHERE dealrisk._stage_key(s.stage) OPERATOR(pg_catalog.=) dealrisk._stage_key(h.stage::text)))
+		   GROUP BY 1 ORDER BY 2 DESC, 1$q$, history);
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk._history_unknown_stages(regclass) IS
+	'The stage names of a history that are neither in dealrisk.stages nor outcome labels, with their row counts (internal)';
+
+-- Raises an error when a history names stages dealrisk.stages does not
+-- know: a stay in an unknown stage cannot be placed in the funnel.
+CREATE FUNCTION dealrisk._history_stages_known(history regclass)
+RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	names		text;
+	n			bigint;
+	k			int;
+BEGIN
+	SELECT pg_catalog.string_agg(pg_catalog.format('%L (%s rows)', u.stage, u."rows"), ', ') FILTER (WHERE u.o <= 5),
+	       pg_catalog.sum(u."rows"), pg_catalog.count(*)
+	INTO names, n, k
+	FROM (SELECT x.*, pg_catalog.row_number() OVER () AS o FROM dealrisk._history_unknown_stages(history) x) u;
+	IF k > 0 THEN
+		RAISE EXCEPTION '% rows of history "%" name % stage% not in dealrisk.stages: %', n, dealrisk._source_name(history), k,
+			CASE WHEN k > 1 THEN 's' ELSE '' END,
+			names || CASE WHEN k > 5 THEN pg_catalog.format(' and %s more', k - 5) ELSE '' END
+			USING ERRCODE = '22023',
+			      HINT = 'Add each stage in its place: INSERT INTO dealrisk.stages (stage, position, is_late) VALUES (...); or map it to one of yours in the history''s view (docs/data-contract.md, "Stage history"). dealrisk.check_source(source, history) lists them all.';
+	END IF;
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk._history_stages_known(regclass) IS
+	'Raises an error naming the stages of a history that dealrisk.stages does not know (internal)';
+
+-- Every stay of a deal of the source in a stage, from its history: when it
+-- began, when it ended (the next entry, or the deal's close) or that it
+-- goes on (an open deal's last stay, counted until the as-of date), the
+-- position of the next stage entered, whether it is the deal's last stay,
+-- and the deal's outcome.  Terminal rows (outcome labels such as Closed
+-- Won) end a stay and begin none; entries are ordered by time, then a stage
+-- before a terminal row, then by position.
+CREATE FUNCTION dealrisk._stage_stays(source regclass, history regclass)
+RETURNS TABLE(deal_id text, "position" int, entered timestamp, days float8, ended boolean,
+			  next_position int, is_last boolean, won boolean)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+	PERFORM dealrisk._check_source(source, ARRAY['deal_id', 'outcome', 'closed_date']);
+	PERFORM dealrisk._check_history(history);
+	PERFORM dealrisk._history_stages_known(history);
+	RETURN QUERY EXECUTE pg_catalog.format(
+		$q$WITH st AS MATERIALIZED (
+			SELECT dealrisk._stage_key(s.stage) AS k, s.position FROM dealrisk.stages s
+		), d AS (
+			SELECT d.deal_id::text AS deal_id, dealrisk.is_won(d.outcome::text) AS won,
+			       d.closed_date::date AS closed
+			FROM %s d WHERE d.deal_id IS NOT NULL
+		), x AS (
+			SELECT h.deal_id::text AS deal_id, h.entered_at::timestamp AS t,
+			       dealrisk.outcome_class(coalesce(h.stage::text, '')) OPERATOR(pg_catalog.=) ANY (ARRAY['won', 'lost']) AS terminal,
+			       st.position
+			FROM %s h LEFT JOIN st ON st.k OPERATOR(pg_catalog.=) dealrisk._stage_key(h.stage::text)
+			WHERE h.deal_id IS NOT NULL AND h.entered_at IS NOT NULL AND pg_catalog.isfinite(h.entered_at)
+		), y AS (
+			SELECT x.deal_id, x.t, x.terminal, x.position,
+			       pg_catalog.lead(x.t) OVER w AS next_t,
+			       pg_catalog.lead(x.position) OVER w AS next_pos,
+			       pg_catalog.row_number() OVER (PARTITION BY x.deal_id, x.terminal ORDER BY x.t DESC, x.position DESC) AS back
+			FROM x
+			WINDOW w AS (PARTITION BY x.deal_id ORDER BY x.t, x.terminal, x.position)
+		)
+		SELECT y.deal_id, y.position, y.t,
+		       pg_catalog.date_part('epoch', coalesce(y.next_t, d.closed::timestamp, $1::timestamp) OPERATOR(pg_catalog.-) y.t)
+		           OPERATOR(pg_catalog./) 86400,
+		       CASE WHEN y.next_t IS NOT NULL OR d.closed IS NOT NULL THEN true
+		            WHEN d.won IS NULL THEN false END,
+		       y.next_pos, y.back OPERATOR(pg_catalog.=) 1, d.won
+		FROM y JOIN d ON d.deal_id OPERATOR(pg_catalog.=) y.deal_id
+		WHERE NOT y.terminal$q$, source, history)
+		USING dealrisk._as_of();
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk._stage_stays(regclass, regclass) IS
+	'Every stay of a deal of the source in a stage of its history: start, days (to the next entry, the close, or the as-of date while it goes on), ended (NULL when a closed deal''s stay has no end date), the next stage''s position, whether it is the deal''s last stay, and the deal''s outcome (internal)';
+
+-- The funnel ----------------------------------------------------------------
+
+CREATE FUNCTION dealrisk.funnel(source regclass, history regclass)
+RETURNS TABLE(stage text, "position" int, is_late boolean, reached bigint, moved_on bigint, lost_here bigint,
+			  open_here bigint, conversion float8, ci_low float8, ci_high float8, won bigint, win_rate float8,
+			  median_days float8, p90_days float8, caveat text)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 10
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	n_deals		bigint;
+BEGIN
+	EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s d WHERE d.deal_id IS NOT NULL', source) INTO n_deals;
+	RETURN QUERY
+	WITH s AS MATERIALIZED (
+		SELECT * FROM dealrisk._stage_stays(source, history)
+	), n AS (
+		-- the deals of the source the history says nothing about are left
+		-- out: say how many
+		SELECT CASE WHEN n_deals > pg_catalog.count(DISTINCT s.deal_id)
+		            THEN pg_catalog.format('%s of %s deals have no stage history and are left out',
+		                                   n_deals - pg_catalog.count(DISTINCT s.deal_id), n_deals) END AS note
+		FROM s
+	), a AS (
+		SELECT s.position AS pos,
+		       pg_catalog.count(DISTINCT s.deal_id) AS reached,
+		       pg_catalog.count(*) FILTER (WHERE s.is_last AND s.won IS FALSE) AS lost_here,
+		       pg_catalog.count(*) FILTER (WHERE s.is_last AND s.won IS NULL) AS open_here,
+		       pg_catalog.count(DISTINCT s.deal_id) FILTER (WHERE s.won) AS won,
+		       pg_catalog.count(DISTINCT s.deal_id) FILTER (WHERE s.won IS NOT NULL) AS closed,
+		       dealrisk._km_quantiles(pg_catalog.array_agg(s.days), pg_catalog.array_agg(s.ended), '{0.5,0.9}') AS q,
+		       pg_catalog.count(*) FILTER (WHERE s.ended IS NOT NULL AND s.days >= 0) AS stays
+		FROM s
+		GROUP BY s.position
+	), b AS (
+		SELECT st.stage, st.position, st.is_late,
+		       coalesce(a.reached, 0) AS reached, coalesce(a.lost_here, 0) AS lost_here, coalesce(a.open_here, 0) AS open_here,
+		       coalesce(a.won, 0) AS won, coalesce(a.closed, 0) AS closed, a.q, coalesce(a.stays, 0) AS stays
+		FROM dealrisk.stages st LEFT JOIN a ON a.pos OPERATOR(pg_catalog.=) st.position
+	)
+	SELECT b.stage, b.position, b.is_late, b.reached, b.reached - b.lost_here - b.open_here, b.lost_here, b.open_here,
+	       (b.reached - b.lost_here - b.open_here)::float8 / NULLIF(b.reached - b.open_here, 0),
+	       w.ci_low, w.ci_high,
+	       b.won, b.won::float8 / NULLIF(b.closed, 0),
+	       pg_catalog.round(b.q[1]::numeric, 1)::float8, pg_catalog.round(b.q[2]::numeric, 1)::float8,
+	       NULLIF(pg_catalog.concat_ws('; ', n.note,
+	           CASE WHEN b.reached = 0 THEN 'no deal of the history entered this stage' END,
+	           CASE WHEN b.stays > 0 AND b.q[2] IS NULL
+	                THEN 'more than 10% of the stays in this stage have not ended: the 90th percentile is not known yet' END,
+	           CASE WHEN b.reached > 0 AND b.reached - b.open_here < 30
+	                THEN pg_catalog.format('only %s decided deals: read the conversion with its interval', b.reached - b.open_here) END), '')
+	FROM b CROSS JOIN n
+	LEFT JOIN LATERAL dealrisk.wilson_interval(b.reached - b.lost_here - b.open_here, b.reached - b.open_here) w ON true
+	ORDER BY b.position;
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk.funnel(regclass, regclass) IS
+	'The stage funnel read from a stage history (deal_id, stage, entered_at): per stage of dealrisk.stages, the deals that reached it, moved on from it (to a later stage or a win), were lost there and are still there; conversion = moved on / decided, with its 95% Wilson interval; won and win rate of the closed deals that reached it; median and 90th percentile days in the stage (Kaplan-Meier: stays still going count until the as-of date); caveat says what is left out or uncertain';
