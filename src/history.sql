@@ -332,7 +332,10 @@ COMMENT ON FUNCTION dealrisk._history_stages_known(regclass) IS
 -- position of the next stage entered, whether it is the deal's last stay,
 -- and the deal's outcome.  Terminal rows (outcome labels such as Closed
 -- Won) end a stay and begin none; entries are ordered by time, then a stage
--- before a terminal row, then by position.
+-- before a terminal row, then by position.  A stay in a stage
+-- dealrisk.stages does not know has no position: callers refuse such a
+-- history first (_history_stages_known), in a statement of its own so that
+-- the error comes without this query as its context.
 CREATE FUNCTION dealrisk._stage_stays(source regclass, history regclass)
 RETURNS TABLE(deal_id text, "position" int, entered timestamp, days float8, ended boolean,
 			  next_position int, is_last boolean, won boolean)
@@ -342,7 +345,6 @@ AS $fn$
 BEGIN
 	PERFORM dealrisk._check_source(source, ARRAY['deal_id', 'outcome', 'closed_date']);
 	PERFORM dealrisk._check_history(history);
-	PERFORM dealrisk._history_stages_known(history);
 	RETURN QUERY EXECUTE pg_catalog.format(
 		$q$WITH st AS MATERIALIZED (
 			SELECT dealrisk._stage_key(s.stage) AS k, s.position FROM dealrisk.stages s
@@ -390,6 +392,9 @@ AS $fn$
 DECLARE
 	n_deals		bigint;
 BEGIN
+	PERFORM dealrisk._check_source(source, ARRAY['deal_id', 'outcome', 'closed_date']);
+	PERFORM dealrisk._check_history(history);
+	PERFORM dealrisk._history_stages_known(history);
 	EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s d WHERE d.deal_id IS NOT NULL', source) INTO n_deals;
 	RETURN QUERY
 	WITH s AS MATERIALIZED (
@@ -436,3 +441,274 @@ END
 $fn$;
 COMMENT ON FUNCTION dealrisk.funnel(regclass, regclass) IS
 	'The stage funnel read from a stage history (deal_id, stage, entered_at): per stage of dealrisk.stages, the deals that reached it, moved on from it (to a later stage or a win), were lost there and are still there; conversion = moved on / decided, with its 95% Wilson interval; won and win rate of the closed deals that reached it; median and 90th percentile days in the stage (Kaplan-Meier: stays still going count until the as-of date); caveat says what is left out or uncertain';
+
+-- The preflight of a history ------------------------------------------------
+
+CREATE FUNCTION dealrisk.check_source(source regclass, history regclass)
+RETURNS TABLE("check" text, severity text, finding text, hint text)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 30
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	c_check		text[] := '{}';
+	c_sev		text[] := '{}';
+	c_find		text[] := '{}';
+	c_hint		text[] := '{}';
+	hname		text;
+	msg			text;
+	hnt			text;
+	names		text;
+	k			int;
+	n_deals		bigint;
+	no_hist		text;
+	s			record;
+	has_outcome boolean;
+	has_closed	boolean;
+BEGIN
+	IF history IS NULL THEN
+		RAISE EXCEPTION 'history must not be NULL'
+			USING ERRCODE = '22004', HINT = 'Use check_source(source) for a deal source alone.';
+	END IF;
+	hname := dealrisk._source_name(history);
+	-- the history's columns; without them nothing else can be read
+	BEGIN
+		PERFORM dealrisk._check_history(history);
+	EXCEPTION WHEN OTHERS THEN
+		GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, hnt = PG_EXCEPTION_HINT;
+		RETURN QUERY SELECT * FROM dealrisk.check_source(source)
+			UNION ALL SELECT 'history_columns', 'error', msg, nullif(hnt, '');
+		RETURN;
+	END;
+	IF NOT dealrisk._has_column(source, 'deal_id') THEN
+		RETURN QUERY SELECT * FROM dealrisk.check_source(source)
+			UNION ALL SELECT 'history_deals', 'error',
+			                 pg_catalog.format('the history cannot be matched to deals: source %s has no deal_id', dealrisk._source_name(source)),
+			                 'Map your CRM''s deal id as deal_id in both views (docs/data-contract.md).';
+		RETURN;
+	END IF;
+	has_outcome := dealrisk._has_column(source, 'outcome');
+	has_closed := dealrisk._has_column(source, 'closed_date');
+
+	-- stages dealrisk.stages does not know
+	SELECT pg_catalog.string_agg(pg_catalog.format('%L (%s rows)', u.stage, u."rows"), ', ') FILTER (WHERE u.o <= 10),
+	       pg_catalog.count(*),
+	       pg_catalog.string_agg(pg_catalog.format('(%L, <position>, <is_late>)', u.stage), ', ') FILTER (WHERE u.o <= 10 AND u.stage <> '(blank)')
+	INTO names, k, hnt
+	FROM (SELECT x.*, pg_catalog.row_number() OVER () AS o FROM dealrisk._history_unknown_stages(history) x) u;
+	IF k > 0 THEN
+		c_check := c_check || 'history_stages'::text; c_sev := c_sev || 'error'::text;
+		c_find := c_find || pg_catalog.format('%s stage name%s of history %s %s not in dealrisk.stages: %s%s; funnel(source, history) refuses the history until each is placed',
+			k, CASE WHEN k > 1 THEN 's' ELSE '' END, hname, CASE WHEN k > 1 THEN 'are' ELSE 'is' END, names,
+			CASE WHEN k > 10 THEN pg_catalog.format(' and %s more', k - 10) ELSE '' END);
+		c_hint := c_hint || (CASE WHEN hnt IS NOT NULL
+			THEN pg_catalog.format('Add each in its place: INSERT INTO dealrisk.stages (stage, position, is_late) VALUES %s; ', hnt) ELSE '' END
+			|| 'or map them to your stages in the history''s view; blank stages are left out there (WHERE stage <> '''').');
+	END IF;
+
+	-- one read of the history joined to the deals for every other test
+	EXECUTE pg_catalog.format(
+		$q$WITH st AS MATERIALIZED (
+			SELECT dealrisk._stage_key(s.stage) AS k, pg_catalog.dense_rank() OVER (ORDER BY s.position) AS r
+			FROM dealrisk.stages s
+		), d AS (
+			SELECT d.deal_id::text AS deal_id, %s AS cls, %s AS closed FROM %s d WHERE d.deal_id IS NOT NULL
+		), h AS (
+			SELECT h.deal_id::text AS deal_id, dealrisk._stage_key(h.stage::text) AS key,
+			       CASE WHEN pg_catalog.isfinite(h.entered_at) THEN h.entered_at::timestamp END AS t,
+			       dealrisk.outcome_class(coalesce(h.stage::text, '')) AS hcls, st.r
+			FROM %s h LEFT JOIN st ON st.k OPERATOR(pg_catalog.=) dealrisk._stage_key(h.stage::text)
+		), j AS (
+			SELECT h.*, d.deal_id IS NOT NULL AS known, d.cls, d.closed,
+			       h.hcls OPERATOR(pg_catalog.=) ANY (ARRAY['won', 'lost']) AS terminal,
+			       pg_catalog.lag(h.r) OVER (PARTITION BY h.deal_id ORDER BY h.t, h.hcls OPERATOR(pg_catalog.=) ANY (ARRAY['won', 'lost']), h.r) AS prev_r
+			FROM h LEFT JOIN d ON d.deal_id OPERATOR(pg_catalog.=) h.deal_id
+			WHERE h.deal_id IS NOT NULL
+		)
+		SELECT pg_catalog.count(*) AS n_rows,
+		       pg_catalog.count(DISTINCT j.deal_id) FILTER (WHERE j.known) AS deals_with,
+		       pg_catalog.count(*) FILTER (WHERE j.t IS NULL) AS no_date, pg_catalog.min(j.deal_id) FILTER (WHERE j.t IS NULL) AS ex_no_date,
+		       pg_catalog.count(*) FILTER (WHERE NOT j.known) AS unknown_rows,
+		       pg_catalog.count(DISTINCT j.deal_id) FILTER (WHERE NOT j.known) AS unknown_deals,
+		       pg_catalog.min(j.deal_id) FILTER (WHERE NOT j.known) AS ex_unknown,
+		       pg_catalog.count(*) FILTER (WHERE j.known AND NOT j.terminal AND j.t::date > j.closed) AS after_close,
+		       pg_catalog.min(j.deal_id) FILTER (WHERE j.known AND NOT j.terminal AND j.t::date > j.closed) AS ex_after_close,
+		       pg_catalog.count(*) FILTER (WHERE j.t::date > $1) AS future, pg_catalog.min(j.deal_id) FILTER (WHERE j.t::date > $1) AS ex_future,
+		       pg_catalog.count(DISTINCT j.deal_id) FILTER (WHERE j.known AND j.r < j.prev_r) AS backwards,
+		       pg_catalog.min(j.deal_id) FILTER (WHERE j.known AND j.r < j.prev_r) AS ex_backwards,
+		       pg_catalog.count(DISTINCT j.deal_id) FILTER (WHERE j.known AND j.r > j.prev_r + 1) AS skipped,
+		       pg_catalog.min(j.deal_id) FILTER (WHERE j.known AND j.r > j.prev_r + 1) AS ex_skipped,
+		       pg_catalog.count(DISTINCT j.deal_id) FILTER (WHERE j.known AND j.terminal AND j.cls IS NOT NULL
+		                                                   AND j.hcls OPERATOR(pg_catalog.<>) j.cls) AS contradict,
+		       pg_catalog.min(j.deal_id) FILTER (WHERE j.known AND j.terminal AND j.cls IS NOT NULL
+		                                         AND j.hcls OPERATOR(pg_catalog.<>) j.cls) AS ex_contradict,
+		       pg_catalog.count(*) FILTER (WHERE j.t IS NOT NULL) - (SELECT pg_catalog.count(*) FROM (SELECT DISTINCT j2.deal_id, j2.key, j2.t
+		           FROM j j2 WHERE j2.t IS NOT NULL) u) AS duplicates,
+		       pg_catalog.count(DISTINCT j.r) FILTER (WHERE j.known AND NOT j.terminal) AS stages_entered
+		FROM j$q$,
+		CASE WHEN has_outcome THEN 'dealrisk.outcome_class(coalesce(d.outcome::text, ''''))' ELSE 'NULL::text' END,
+		CASE WHEN has_closed THEN 'CASE WHEN pg_catalog.isfinite(d.closed_date::date) THEN d.closed_date::date END' ELSE 'NULL::date' END,
+		source, history)
+	INTO s USING dealrisk._as_of();
+	EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s d WHERE d.deal_id IS NOT NULL', source) INTO n_deals;
+	-- (an anti-join: a NOT EXISTS inside an aggregate would rescan the history per deal)
+	EXECUTE pg_catalog.format('SELECT pg_catalog.min(d.deal_id::text) FROM %s d WHERE d.deal_id IS NOT NULL AND NOT EXISTS
+		(SELECT 1 FROM %s h WHERE h.deal_id::text OPERATOR(pg_catalog.=) d.deal_id::text)', source, history) INTO no_hist;
+
+	IF s.deals_with = 0 THEN
+		c_check := c_check || 'history_deals'::text; c_sev := c_sev || 'error'::text;
+		c_find := c_find || pg_catalog.format('no row of history %s names a deal_id of %s (%s history rows, %s deals)%s',
+			hname, dealrisk._source_name(source), s.n_rows, n_deals,
+			CASE WHEN s.ex_unknown IS NOT NULL THEN pg_catalog.format(': the history has %L, the deals e.g. %L', s.ex_unknown, no_hist) ELSE '' END);
+		c_hint := c_hint || 'Both views must give deal_id the same text: the same id column, same case and padding (docs/data-contract.md, "Stage history").'::text;
+	ELSE
+		IF s.deals_with < n_deals THEN
+			c_check := c_check || 'history_deals'::text; c_sev := c_sev || 'warning'::text;
+			c_find := c_find || pg_catalog.format('%s of %s deals (%s%%) have no row in history %s, e.g. %L: funnel(source, history) leaves them out',
+				n_deals - s.deals_with, n_deals, pg_catalog.round(100.0 * (n_deals - s.deals_with) / n_deals, 1), hname, no_hist);
+			c_hint := c_hint || 'Deals created before the CRM kept history, or imported without it, have none; the funnel describes the others.'::text;
+		END IF;
+		IF s.unknown_rows > 0 THEN
+			c_check := c_check || 'history_unknown_deals'::text; c_sev := c_sev || 'warning'::text;
+			c_find := c_find || pg_catalog.format('%s rows of history %s (%s deals, e.g. %L) name a deal_id the source does not have: left out',
+				s.unknown_rows, hname, s.unknown_deals, s.ex_unknown);
+			c_hint := c_hint || 'Deleted or filtered deals; if the ids differ only in format, give both views the same deal_id text.'::text;
+		END IF;
+		-- the verdict
+		c_check := c_check || 'history_funnel'::text;
+		c_sev := c_sev || CASE WHEN s.deals_with * 2 < n_deals THEN 'warning' ELSE 'info' END;
+		c_find := c_find || pg_catalog.format('funnel(source, history) reads %s of %s deals (%s%%) through %s stage%s: deals reaching, leaving and lost in each stage, conversions of decided steps and days in stage%s',
+			s.deals_with, n_deals, pg_catalog.round(100.0 * s.deals_with / n_deals, 1), s.stages_entered,
+			CASE WHEN s.stages_entered <> 1 THEN 's' ELSE '' END,
+			CASE WHEN s.deals_with * 2 < n_deals THEN '; fewer than half of the deals have a history, so it describes only them' ELSE '' END);
+		c_hint := c_hint || NULL::text;
+	END IF;
+	IF s.no_date > 0 THEN
+		c_check := c_check || 'history_dates'::text; c_sev := c_sev || 'warning'::text;
+		c_find := c_find || pg_catalog.format('%s rows of history %s have no finite entered_at (e.g. deal %L): left out', s.no_date, hname, s.ex_no_date);
+		c_hint := c_hint || NULL::text;
+	END IF;
+	IF s.after_close > 0 THEN
+		c_check := c_check || 'history_after_close'::text; c_sev := c_sev || 'warning'::text;
+		c_find := c_find || pg_catalog.format('%s stage entries of history %s come after their deal''s closed_date (e.g. deal %L): the stay before them seems to end late',
+			s.after_close, hname, s.ex_after_close);
+		c_hint := c_hint || 'A deal reopened, or a closed_date that is not the close; check a few deals in the CRM.'::text;
+	END IF;
+	IF s.future > 0 THEN
+		c_check := c_check || 'history_future'::text; c_sev := c_sev || 'warning'::text;
+		c_find := c_find || pg_catalog.format('%s rows of history %s are dated after the as-of date %s (e.g. deal %L)', s.future, hname, dealrisk._as_of(), s.ex_future);
+		c_hint := c_hint || 'Set dealrisk.as_of_date to the date of the export, or check the time zone of entered_at.'::text;
+	END IF;
+	IF s.contradict > 0 THEN
+		c_check := c_check || 'history_outcome'::text; c_sev := c_sev || 'warning'::text;
+		c_find := c_find || pg_catalog.format('%s deals have a closing row in history %s that contradicts their outcome (e.g. deal %L): the funnel follows the outcome',
+			s.contradict, hname, s.ex_contradict);
+		c_hint := c_hint || NULL::text;
+	END IF;
+	IF s.duplicates > 0 THEN
+		c_check := c_check || 'history_duplicates'::text; c_sev := c_sev || 'info'::text;
+		c_find := c_find || pg_catalog.format('%s rows of history %s repeat a (deal_id, stage, entered_at) of another row: a stay of no days', s.duplicates, hname);
+		c_hint := c_hint || 'Use SELECT DISTINCT deal_id, stage, entered_at in the history''s view.'::text;
+	END IF;
+	IF s.backwards > 0 THEN
+		c_check := c_check || 'history_order'::text; c_sev := c_sev || 'info'::text;
+		c_find := c_find || pg_catalog.format('%s deals moved back to an earlier stage (e.g. deal %L): the funnel counts each deal once per stage and loses or keeps it where it ended',
+			s.backwards, s.ex_backwards);
+		c_hint := c_hint || NULL::text;
+	END IF;
+	IF s.skipped > 0 THEN
+		c_check := c_check || 'history_skips'::text; c_sev := c_sev || 'info'::text;
+		c_find := c_find || pg_catalog.format('%s deals skipped a stage (e.g. deal %L): they did not reach it, and the funnel does not count them there',
+			s.skipped, s.ex_skipped);
+		c_hint := c_hint || NULL::text;
+	END IF;
+
+	RETURN QUERY
+	SELECT * FROM dealrisk.check_source(source)
+	UNION ALL
+	SELECT u.c, u.s, u.f, u.h FROM ROWS FROM (pg_catalog.unnest(c_check), pg_catalog.unnest(c_sev),
+		pg_catalog.unnest(c_find), pg_catalog.unnest(c_hint)) WITH ORDINALITY AS u(c, s, f, h, o);
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk.check_source(regclass, regclass) IS
+	'Preflight of a deal source and its stage history: the rows of check_source(source), then the history''s (history_*): its columns, stages dealrisk.stages does not know (with the INSERT that adds them), deals without history and history rows without a deal, entries after the close or the as-of date, closing rows that contradict the outcome, duplicates, moves back and skipped stages, and what funnel(source, history) can read';
+
+-- Conversion of each step over time -----------------------------------------
+
+CREATE FUNCTION dealrisk.stage_conversion_trend(source regclass, history regclass, period text DEFAULT 'quarter')
+RETURNS TABLE(period_start date, from_stage text, to_stage text, entered bigint, converted bigint, undecided bigint,
+			  rate float8, ci_low float8, ci_high float8, change float8, p_value float8, q_value float8,
+			  significant boolean, is_partial boolean)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 40
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	p			text := dealrisk._check_period(period);
+	asof		date := dealrisk._as_of();
+	step		interval := CASE p WHEN 'week' THEN interval '7 days' WHEN 'month' THEN interval '1 month'
+	                                   WHEN 'quarter' THEN interval '3 months' ELSE interval '1 year' END;
+BEGIN
+	PERFORM dealrisk._check_source(source, ARRAY['deal_id', 'outcome', 'closed_date']);
+	PERFORM dealrisk._check_history(history);
+	PERFORM dealrisk._history_stages_known(history);
+	RETURN QUERY
+	WITH s AS MATERIALIZED (
+		-- each stay, with the furthest stage the deal entered after it began
+		SELECT x.deal_id, x.position, x.entered, x.won,
+		       pg_catalog.max(x.position) OVER (PARTITION BY x.deal_id ORDER BY x.entered, x.position
+		                                        ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) AS later,
+		       pg_catalog.row_number() OVER (PARTITION BY x.deal_id, x.position ORDER BY x.entered) AS nth
+		FROM dealrisk._stage_stays(source, history) x
+	), steps AS (
+		-- the steps: each stage the history enters to the next one it
+		-- enters, the last one to the win
+		SELECT st.position, st.stage AS from_stage,
+		       coalesce(pg_catalog.lead(st.stage) OVER (ORDER BY st.position), 'won') AS to_stage
+		FROM dealrisk.stages st
+		WHERE EXISTS (SELECT 1 FROM s WHERE s.position OPERATOR(pg_catalog.=) st.position)
+	), c AS (
+		-- a deal's first stay in a stage: moved past it (a later stage
+		-- entered after it began, or a win), lost without, or undecided
+		SELECT pg_catalog.date_trunc(p, s.entered)::date AS ps, s.position,
+		       pg_catalog.count(*) AS entered,
+		       pg_catalog.count(*) FILTER (WHERE s.later > s.position OR s.won) AS converted,
+		       pg_catalog.count(*) FILTER (WHERE s.won IS NULL AND coalesce(s.later, s.position) <= s.position) AS undecided
+		FROM s WHERE s.nth OPERATOR(pg_catalog.=) 1 AND s.entered::date <= asof
+		GROUP BY 1, 2
+	), r AS (
+		SELECT c.*, steps.from_stage, steps.to_stage,
+		       c.entered - c.undecided AS decided,
+		       -- a period still running, or with more than 5% of its deals
+		       -- undecided, is not compared: its decided deals are the fast ones
+		       (c.ps + step)::date > asof + 1 OR c.undecided * 20 > c.entered AS partial
+		FROM c JOIN steps ON steps.position OPERATOR(pg_catalog.=) c.position
+	), t AS (
+		SELECT r.*,
+		       pg_catalog.lag(r.converted) OVER w AS prev_converted, pg_catalog.lag(r.decided) OVER w AS prev_decided,
+		       pg_catalog.lag(r.partial) OVER w AS prev_partial, pg_catalog.lag(r.ps) OVER w AS prev_ps
+		FROM r
+		WINDOW w AS (PARTITION BY r.position ORDER BY r.ps)
+	), v AS (
+		SELECT t.*,
+		       CASE WHEN NOT t.partial AND NOT t.prev_partial AND t.prev_ps OPERATOR(pg_catalog.=) (t.ps - step)::date
+		            THEN dealrisk.two_proportion_p(t.converted, t.decided, t.prev_converted, t.prev_decided) END AS pv
+		FROM t
+	), q AS (
+		SELECT dealrisk.bh_adjust(coalesce(pg_catalog.array_agg(v.pv ORDER BY v.position, v.ps) FILTER (WHERE v.pv IS NOT NULL), '{}')) AS qs
+		FROM v
+	), o AS (
+		SELECT v.*, CASE WHEN v.pv IS NOT NULL
+		                 THEN pg_catalog.row_number() OVER (PARTITION BY v.pv IS NOT NULL ORDER BY v.position, v.ps) END AS j
+		FROM v
+	)
+	SELECT o.ps, o.from_stage, o.to_stage, o.entered, o.converted, o.undecided,
+	       o.converted::float8 / NULLIF(o.decided, 0), w.ci_low, w.ci_high,
+	       CASE WHEN o.pv IS NOT NULL THEN o.converted::float8 / NULLIF(o.decided, 0)
+	                                       - o.prev_converted::float8 / NULLIF(o.prev_decided, 0) END,
+	       o.pv, q.qs[o.j], coalesce(q.qs[o.j] < 0.05, false), o.partial
+	FROM o CROSS JOIN q
+	LEFT JOIN LATERAL dealrisk.wilson_interval(o.converted, o.decided) w ON true
+	ORDER BY o.position, o.ps;
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk.stage_conversion_trend(regclass, regclass, text) IS
+	'Conversion of each step of the funnel (a stage the history enters to the next one, the last to won) by the week, month, quarter or year in which deals first entered the step''s stage: entered, converted (moved past the stage: a later stage or a win), undecided (still there), rate = converted / decided with its 95% Wilson interval, change from the previous period and its p-value, the Benjamini-Hochberg q-value over every step and period, significant = q < 0.05; a period still running or with more than 5% undecided is_partial and not compared';
