@@ -285,7 +285,7 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
 	RETURN QUERY EXECUTE pg_catalog.format(
-		$q$SELECT coalesce(pg_catalog.btrim(h.stage::text), '(blank)'), pg_catalog.count(*)
+		$q$SELECT coalesce(NULLIF(pg_catalog.btrim(h.stage::text), ''), '(blank)'), pg_catalog.count(*)
 		   FROM %s h
 		   WHERE h.deal_id IS NOT NULL
 		     AND dealrisk.outcome_class(coalesce(h.stage::text, '')) OPERATOR(pg_catalog.<>) ALL (ARRAY['won', 'lost'])
@@ -398,7 +398,10 @@ BEGIN
 	EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s d WHERE d.deal_id IS NOT NULL', source) INTO n_deals;
 	RETURN QUERY
 	WITH s AS MATERIALIZED (
-		SELECT * FROM dealrisk._stage_stays(source, history)
+		-- each stay, with the furthest stage its deal reached: a deal is
+		-- lost, or still open, at the furthest stage it reached
+		SELECT x.*, pg_catalog.max(x.position) OVER (PARTITION BY x.deal_id) AS furthest
+		FROM dealrisk._stage_stays(source, history) x
 	), n AS (
 		-- the deals of the source the history says nothing about are left
 		-- out: say how many
@@ -409,8 +412,8 @@ BEGIN
 	), a AS (
 		SELECT s.position AS pos,
 		       pg_catalog.count(DISTINCT s.deal_id) AS reached,
-		       pg_catalog.count(*) FILTER (WHERE s.is_last AND s.won IS FALSE) AS lost_here,
-		       pg_catalog.count(*) FILTER (WHERE s.is_last AND s.won IS NULL) AS open_here,
+		       pg_catalog.count(DISTINCT s.deal_id) FILTER (WHERE s.furthest OPERATOR(pg_catalog.=) s.position AND s.won IS FALSE) AS lost_here,
+		       pg_catalog.count(DISTINCT s.deal_id) FILTER (WHERE s.furthest OPERATOR(pg_catalog.=) s.position AND s.won IS NULL) AS open_here,
 		       pg_catalog.count(DISTINCT s.deal_id) FILTER (WHERE s.won) AS won,
 		       pg_catalog.count(DISTINCT s.deal_id) FILTER (WHERE s.won IS NOT NULL) AS closed,
 		       dealrisk._km_quantiles(pg_catalog.array_agg(s.days), pg_catalog.array_agg(s.ended), '{0.5,0.9}') AS q,
@@ -440,7 +443,7 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION dealrisk.funnel(regclass, regclass) IS
-	'The stage funnel read from a stage history (deal_id, stage, entered_at): per stage of dealrisk.stages, the deals that reached it, moved on from it (to a later stage or a win), were lost there and are still there; conversion = moved on / decided, with its 95% Wilson interval; won and win rate of the closed deals that reached it; median and 90th percentile days in the stage (Kaplan-Meier: stays still going count until the as-of date); caveat says what is left out or uncertain';
+	'The stage funnel read from a stage history (deal_id, stage, entered_at): per stage of dealrisk.stages, the deals that reached it, moved on from it (to a later stage or a win), were lost there and are still there (a deal that moved back is lost, or open, at the furthest stage it reached); conversion = moved on / decided, with its 95% Wilson interval; won and win rate of the closed deals that reached it; median and 90th percentile days in the stage (Kaplan-Meier: stays still going count until the as-of date); caveat says what is left out or uncertain';
 
 -- The preflight of a history ------------------------------------------------
 

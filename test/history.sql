@@ -1,0 +1,206 @@
+-- pgTAP: stage history (issue #14): the generator and its planted facts,
+-- _km_quantiles against hand-counted Kaplan-Meier estimates, funnel(source,
+-- history) on a hand-made history whose every number is counted below,
+-- check_source(source, history) on a history with one of each problem,
+-- stage_conversion_trend recovering exactly the planted collapse on several
+-- seeds, and bad input.
+\ir harness/pgtap_setup.psql
+\ir harness/error_of.psql
+SELECT plan(43);
+SET dealrisk.as_of_date = '2024-12-31';
+
+-- 1. Kaplan-Meier quantiles -------------------------------------------------
+SELECT is(dealrisk._km_quantiles('{1,2,3,4}', '{t,t,t,t}', '{0.5,0.9}'), '{2,4}'::float8[],
+	'every stay ended: the plain median and 90th percentile');
+-- t=1 leaves 3/4; t=2 is censored; t=3: 1 of 2 at risk leaves, 3/8 remain
+SELECT is(dealrisk._km_quantiles('{1,2,3,4}', '{t,f,t,f}', '{0.5,0.9}'), '{3,NULL}'::float8[],
+	'unfinished stays count until last seen; a quantile the estimate never reaches is NULL');
+SELECT is(dealrisk._km_quantiles('{2,2,5}', '{f,t,t}', '{0.3}'), '{2}'::float8[],
+	'at a tie the ended stay leaves first: 1 of 3 at risk at day 2');
+SELECT is(dealrisk._km_quantiles('{1,NaN,Infinity,-1,NULL,2}', '{t,t,t,t,t,t}', '{0.5,0.9}'), '{1,2}'::float8[],
+	'NULL, NaN, infinite and negative lengths are left out');
+SELECT is(dealrisk._km_quantiles('{}', '{}', '{0.5}'), '{NULL}'::float8[], 'no stays: NULL');
+SELECT is(dealrisk._km_quantiles('{1}', '{t}', '{}'), '{}'::float8[], 'no probabilities: an empty array');
+SELECT is((SELECT state FROM pg_temp.error_of($$SELECT dealrisk._km_quantiles('{1,2}', '{t}', '{0.5}')$$)), '2202E',
+	'days and ended of different lengths: an error');
+SELECT is((SELECT state FROM pg_temp.error_of($$SELECT dealrisk._km_quantiles('{1}', '{t}', '{1}')$$)), '22023',
+	'a probability of 1: an error');
+SELECT is((SELECT state FROM pg_temp.error_of($$SELECT dealrisk._km_quantiles('{1}', '{t}', '{NULL}')$$)), '22023',
+	'a NULL probability: an error');
+
+-- 2. A hand-made history ----------------------------------------------------
+-- A won (every stage), B lost in Demo without a closing row, C open in
+-- Demo, D moved back from Demo to Qualified and was lost, E skipped Demo
+-- and won, H lost in Qualified, F has no history, G is no deal.
+CREATE TABLE hand_deals (deal_id text, outcome text, closed_date date, created_date date);
+INSERT INTO hand_deals VALUES
+	('A', 'Won', '2024-03-01', '2024-01-01'), ('B', 'Lost', '2024-02-01', '2024-01-01'),
+	('C', NULL, NULL, '2024-12-01'), ('D', 'Lost', '2024-05-01', '2024-04-01'),
+	('E', 'Won', '2024-07-01', '2024-06-01'), ('F', 'Lost', '2024-02-01', '2024-01-01'),
+	('H', 'Lost', '2024-08-31', '2024-08-01');
+CREATE TABLE hand_history (deal_id text, stage text, entered_at date, note text);
+INSERT INTO hand_history (deal_id, stage, entered_at) VALUES
+	('A', 'Qualified', '2024-01-01'), ('A', 'Demo', '2024-01-11'), ('A', 'Proposal', '2024-01-31'),
+	('A', 'Negotiation', '2024-02-10'), ('A', 'Closed Won', '2024-03-01'),
+	('B', 'qualified ', '2024-01-01'), ('B', 'Demo', '2024-01-21'),
+	('C', 'Qualified', '2024-12-01'), ('C', 'Demo', '2024-12-21'),
+	('D', 'Qualified', '2024-04-01'), ('D', 'Demo', '2024-04-05'), ('D', 'Qualified', '2024-04-10'), ('D', 'Closed Lost', '2024-05-01'),
+	('E', 'Qualified', '2024-06-01'), ('E', 'Proposal', '2024-06-11'), ('E', 'Negotiation', '2024-06-21'), ('E', 'Closed Won', '2024-07-01'),
+	('H', 'Qualified', '2024-08-01'), ('H', 'Closed Lost', '2024-08-31'),
+	('G', 'Qualified', '2024-01-01');
+
+-- Qualified: stays 10 (A), 20 (B), 20 (C), 4 and 21 (D), 10 (E), 30 (H),
+-- all ended: median 20, P90 30.  Demo: 20 (A), 11 (B, to its close), 10
+-- (C, still going on 2024-12-31), 5 (D): Kaplan-Meier 3/4 after day 5, 3/8
+-- after day 11, 0 after day 20.  Negotiation: 20 (A), 10 (E).
+SELECT results_eq(
+	$$SELECT stage, reached, moved_on, lost_here, open_here, round(conversion::numeric, 4), won, round(win_rate::numeric, 4),
+	         median_days, p90_days
+	  FROM dealrisk.funnel('hand_deals', history => 'hand_history')$$,
+	$$VALUES ('Qualified', 6::bigint, 5::bigint, 1::bigint, 0::bigint, 0.8333, 2::bigint, 0.4000, 20::float8, 30::float8),
+	         ('Demo', 4, 1, 2, 1, 0.3333, 1, 0.3333, 11, 20),
+	         ('Proposal', 2, 2, 0, 0, 1.0000, 2, 1.0000, 10, 10),
+	         ('Negotiation', 2, 2, 0, 0, 1.0000, 2, 1.0000, 10, 20),
+	         ('Closed', 0, 0, 0, 0, NULL, 0, NULL, NULL, NULL)$$,
+	'the funnel of the hand-made history, counted by hand: D lost at Demo (the furthest it got), E not counted in Demo');
+SELECT is((SELECT row(round(ci_low::numeric, 4), round(ci_high::numeric, 4))::text
+           FROM dealrisk.funnel('hand_deals', history => 'hand_history') WHERE stage = 'Demo'),
+	(SELECT row(round(w.ci_low::numeric, 4), round(w.ci_high::numeric, 4))::text FROM dealrisk.wilson_interval(1, 3) w),
+	'conversion''s interval: Wilson of moved on / decided (1 of 3)');
+SELECT is((SELECT caveat FROM dealrisk.funnel('hand_deals', history => 'hand_history') WHERE stage = 'Qualified'),
+	'1 of 7 deals have no stage history and are left out; only 6 decided deals: read the conversion with its interval',
+	'the caveat names the deals left out and the small sample');
+SELECT is((SELECT caveat FROM dealrisk.funnel('hand_deals', history => 'hand_history') WHERE stage = 'Closed'),
+	'1 of 7 deals have no stage history and are left out; no deal of the history entered this stage',
+	'a stage nobody entered says so');
+-- the same history with timestamps, in another time zone, in a schema and
+-- under names that need quoting
+CREATE SCHEMA "odd ""schema""";
+CREATE VIEW "odd ""schema"""."Stage History" AS
+	SELECT deal_id, stage, entered_at::timestamptz AS entered_at FROM hand_history;
+SET timezone = 'America/New_York';
+SELECT results_eq(
+	$$SELECT stage, reached, moved_on, lost_here, open_here, median_days, p90_days
+	  FROM dealrisk.funnel('hand_deals', history => '"odd ""schema"""."Stage History"')$$,
+	$$SELECT stage, reached, moved_on, lost_here, open_here, median_days, p90_days
+	  FROM dealrisk.funnel('hand_deals', history => 'hand_history')$$,
+	'entered_at as timestamptz across a DST change, under quoted names: the same funnel');
+RESET timezone;
+
+-- 3. check_source(source, history) ------------------------------------------
+SELECT set_eq(
+	$$SELECT "check" || ':' || severity FROM dealrisk.check_source('hand_deals', 'hand_history') WHERE "check" LIKE 'history%'$$,
+	ARRAY['history_deals:warning', 'history_unknown_deals:warning', 'history_funnel:info', 'history_order:info', 'history_skips:info'],
+	'the hand-made history: F without history, G without a deal, D moved back, E skipped a stage, and the verdict');
+SELECT is((SELECT finding FROM dealrisk.check_source('hand_deals', 'hand_history') WHERE "check" = 'history_funnel'),
+	'funnel(source, history) reads 6 of 7 deals (85.7%) through 4 stages: deals reaching, leaving and lost in each stage, conversions of decided steps and days in stage',
+	'the verdict says what the funnel reads');
+CREATE TABLE bad_history AS SELECT * FROM hand_history;
+INSERT INTO bad_history (deal_id, stage, entered_at) VALUES
+	('H', 'Discovery', '2024-08-02'), ('H', ' ', '2024-08-03'), ('A', 'Proposal', '2024-01-31'),
+	('B', 'Proposal', '2024-03-01'), ('C', 'Negotiation', '2025-02-01'), ('C', 'Qualified', NULL),
+	('E', 'Closed Lost', '2024-07-01');
+SELECT set_eq(
+	$$SELECT "check" || ':' || severity FROM dealrisk.check_source('hand_deals', 'bad_history') WHERE "check" LIKE 'history%'$$,
+	ARRAY['history_stages:error', 'history_deals:warning', 'history_unknown_deals:warning', 'history_funnel:info',
+	      'history_dates:warning', 'history_after_close:warning', 'history_future:warning', 'history_outcome:warning',
+	      'history_duplicates:info', 'history_order:info', 'history_skips:info'],
+	'one of each problem: each is found');
+SELECT is((SELECT finding || ' | ' || hint FROM dealrisk.check_source('hand_deals', 'bad_history') WHERE "check" = 'history_stages'),
+	'2 stage names of history public.bad_history are not in dealrisk.stages: ''(blank)'' (1 rows), ''Discovery'' (1 rows); funnel(source, history) refuses the history until each is placed | Add each in its place: INSERT INTO dealrisk.stages (stage, position, is_late) VALUES (''Discovery'', <position>, <is_late>); or map them to your stages in the history''s view; blank stages are left out there (WHERE stage <> '''').',
+	'unknown stages are named with the INSERT that places them');
+SELECT is((SELECT row(state, msg)::text FROM pg_temp.error_of($$SELECT * FROM dealrisk.funnel('hand_deals', history => 'bad_history')$$)),
+	row('22023', '2 rows of history "public.bad_history" name 2 stages not in dealrisk.stages: ''(blank)'' (1 rows), ''Discovery'' (1 rows)')::text,
+	'funnel() refuses a history with unknown stages, naming them');
+SELECT is((SELECT "check" || ': ' || finding FROM dealrisk.check_source('hand_deals', 'hand_deals') WHERE "check" LIKE 'history%'),
+	'history_columns: column "stage" is missing from source "public.hand_deals"',
+	'a history without its columns: one error row, the source''s own checks still run');
+SELECT is((SELECT finding FROM dealrisk.check_source('hand_deals', '"odd ""schema"""."Stage History"') WHERE "check" = 'history_funnel'),
+	'funnel(source, history) reads 6 of 7 deals (85.7%) through 4 stages: deals reaching, leaving and lost in each stage, conversions of decided steps and days in stage',
+	'a history under quoted names, with timestamps');
+CREATE TABLE other_ids AS SELECT lower(deal_id) AS deal_id, stage, entered_at FROM hand_history;
+SELECT is((SELECT severity || ': ' || finding FROM dealrisk.check_source('hand_deals', 'other_ids') WHERE "check" = 'history_deals'),
+	'error: no row of history public.other_ids names a deal_id of public.hand_deals (20 history rows, 7 deals): the history has ''a'', the deals e.g. ''A''',
+	'ids that do not match: an error showing one of each');
+
+-- 4. Bad input ---------------------------------------------------------------
+SELECT is((SELECT state FROM pg_temp.error_of($$SELECT * FROM dealrisk.funnel('hand_deals', history => NULL)$$)), '22004',
+	'a NULL history: an error');
+CREATE TABLE text_dates AS SELECT deal_id, stage, entered_at::text AS entered_at FROM hand_history;
+SELECT is((SELECT row(state, msg)::text FROM pg_temp.error_of($$SELECT * FROM dealrisk.funnel('hand_deals', history => 'text_dates')$$)),
+	row('42804', 'column "entered_at" of history "public.text_dates" has type text, not date or timestamp')::text,
+	'entered_at as text: an error naming the type');
+SELECT is((SELECT state FROM pg_temp.error_of($$SELECT * FROM dealrisk.funnel('hand_deals', history => 'hand_deals')$$)), '42703',
+	'a history without stage: an error');
+SELECT is((SELECT state FROM pg_temp.error_of($$SELECT * FROM dealrisk.stage_conversion_trend('hand_deals', 'hand_history', 'fortnight')$$)), '22023',
+	'an unknown period: an error');
+CREATE TABLE inf_history AS SELECT * FROM hand_history;
+INSERT INTO inf_history (deal_id, stage, entered_at) VALUES ('B', 'Proposal', 'infinity'), ('C', 'Proposal', '-infinity');
+SELECT results_eq($$SELECT reached, median_days FROM dealrisk.funnel('hand_deals', history => 'inf_history')$$,
+	$$SELECT reached, median_days FROM dealrisk.funnel('hand_deals', history => 'hand_history')$$,
+	'infinite entry dates are left out, not counted');
+SELECT is((SELECT finding FROM dealrisk.check_source('hand_deals', 'inf_history') WHERE "check" = 'history_dates'),
+	'2 rows of history public.inf_history have no finite entered_at (e.g. deal ''B''): left out', 'and check_source says so');
+
+-- 5. The generator ------------------------------------------------------------
+CREATE TABLE p AS SELECT * FROM dealrisk.sample_pipeline(3000, 5);
+CREATE TABLE ph AS SELECT * FROM dealrisk.sample_stage_history(3000, 5);
+SELECT is((SELECT md5(string_agg(x::text, ',' ORDER BY x.deal_id)) FROM dealrisk.sample_pipeline(3000, 5) x),
+	(SELECT md5(string_agg(x::text, ',' ORDER BY x.deal_id)) FROM p x), 'the same (n, seed): the same deals');
+SELECT is((SELECT count(*) FROM p x JOIN ph h USING (deal_id) WHERE h.stage = 'Qualified' AND h.entered_at <> x.created_date), 0::bigint,
+	'every deal enters Qualified when it is created');
+SELECT is((SELECT count(*) FROM p x WHERE x.stage_entered_date IS DISTINCT FROM
+              (SELECT max(h.entered_at) FROM ph h WHERE h.deal_id = x.deal_id AND h.stage = x.deal_stage)), 0::bigint,
+	'deal_stage and stage_entered_date are the last stage of the history and its entry');
+SELECT is((SELECT count(*) FROM p x WHERE (x.outcome IS NOT NULL) <> EXISTS
+              (SELECT 1 FROM ph h WHERE h.deal_id = x.deal_id AND h.stage = 'Closed ' || x.final_outcome AND h.entered_at = x.closed_date)),
+	0::bigint, 'a deal has a closing row on its closed_date exactly when it is closed, matching its outcome');
+SELECT is((SELECT count(*) FROM p x WHERE x.outcome IS DISTINCT FROM x.final_outcome AND x.outcome IS NOT NULL
+              OR x.final_closed_date <= '2024-12-31' AND x.outcome IS NULL), 0::bigint,
+	'final_outcome is the outcome of every closed deal; open deals close after 2024-12-31');
+SELECT is((SELECT max(entered_at) FROM ph), '2024-12-31'::date, 'no entry after 2024-12-31');
+SELECT is((SELECT count(*) FROM dealrisk.check_source('p', 'ph') WHERE "check" LIKE 'history%' AND severity <> 'info'), 0::bigint,
+	'the generated history passes check_source');
+SELECT results_eq($$SELECT reached, moved_on + lost_here + open_here FROM dealrisk.funnel('p', history => 'ph')$$,
+	$$SELECT reached, reached FROM dealrisk.funnel('p', history => 'ph')$$,
+	'every deal that reached a stage moved on, was lost there or is still there');
+-- rep_4 pushes advances into the last three days of a quarter
+SELECT ok((SELECT avg((h.entered_at >= (date_trunc('quarter', h.entered_at) + interval '3 months' - interval '3 days')::date)::int)
+                  FILTER (WHERE x.sales_rep_id = 'rep_4')
+           > 3 * avg((h.entered_at >= (date_trunc('quarter', h.entered_at) + interval '3 months' - interval '3 days')::date)::int)
+                  FILTER (WHERE x.sales_rep_id <> 'rep_4')
+           FROM p x JOIN ph h USING (deal_id) WHERE h.stage IN ('Proposal', 'Negotiation')),
+	'planted: rep_4 enters Proposal and Negotiation in the last three days of a quarter three times as often as the others');
+-- a stalled stay (three times as long) loses more: open deals aside, the
+-- deals whose Demo stay was among its longest tenth moved on far less
+SELECT ok((SELECT avg((s.later > 2 OR s.won)::int) FILTER (WHERE s.days > 40) < 0.7 * avg((s.later > 2 OR s.won)::int) FILTER (WHERE s.days <= 40)
+           FROM (SELECT x.*, max(x.position) OVER (PARTITION BY x.deal_id) AS later
+                 FROM dealrisk._stage_stays('p', 'ph') x) s
+           WHERE s.position = 2 AND s.won IS NOT NULL),
+	'planted: deals that stayed long in Demo moved on far less often');
+
+-- 6. The planted collapse, and nothing else, on four seeds -------------------
+CREATE FUNCTION pg_temp.significant_steps(seed int) RETURNS text[] LANGUAGE plpgsql AS $$
+DECLARE r text[];
+BEGIN
+	DROP TABLE IF EXISTS pd, phd;
+	CREATE TEMP TABLE pd AS SELECT * FROM dealrisk.sample_pipeline(5000, seed);
+	CREATE TEMP TABLE phd AS SELECT * FROM dealrisk.sample_stage_history(5000, seed);
+	SELECT array_agg(from_stage || ' -> ' || to_stage || ' ' || period_start || CASE WHEN change < 0 THEN ' fell' ELSE ' rose' END
+	                 ORDER BY period_start)
+	INTO r FROM dealrisk.stage_conversion_trend('pd', 'phd') WHERE significant;
+	RETURN r;
+END $$;
+SELECT is(pg_temp.significant_steps(s),
+	ARRAY['Demo -> Proposal 2024-04-01 fell', 'Demo -> Proposal 2024-07-01 rose'],
+	format('seed %s: only Demo -> Proposal changed, falling for deals entering Demo in 2024-Q2 and back after', s))
+FROM unnest(ARRAY[2, 3, 42, 2024]) s;
+SELECT is((SELECT row(entered, converted, undecided, is_partial, change IS NULL, significant)::text
+           FROM dealrisk.stage_conversion_trend('pd', 'phd') WHERE from_stage = 'Demo' AND period_start = '2024-10-01'),
+	(SELECT row(count(*), count(*) FILTER (WHERE EXISTS (SELECT 1 FROM phd h2 WHERE h2.deal_id = h.deal_id AND h2.stage IN ('Proposal', 'Negotiation', 'Closed Won'))),
+	            count(*) FILTER (WHERE x.outcome IS NULL AND x.deal_stage = 'Demo'), true, true, false)::text
+	 FROM phd h JOIN pd x USING (deal_id) WHERE h.stage = 'Demo' AND h.entered_at >= '2024-10-01'),
+	'the last quarter: its undecided deals are counted and it is not compared');
+
+SELECT * FROM finish();
+ROLLBACK;
