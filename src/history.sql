@@ -336,14 +336,15 @@ COMMENT ON FUNCTION dealrisk._history_stages_known(regclass) IS
 -- dealrisk.stages does not know has no position: callers refuse such a
 -- history first (_history_stages_known), in a statement of its own so that
 -- the error comes without this query as its context.
-CREATE FUNCTION dealrisk._stage_stays(source regclass, history regclass)
+CREATE FUNCTION dealrisk._stage_stays(source regclass, history regclass, since date DEFAULT NULL)
 RETURNS TABLE(deal_id text, "position" int, entered timestamp, days float8, ended boolean,
 			  next_position int, is_last boolean, won boolean)
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
-	PERFORM dealrisk._check_source(source, ARRAY['deal_id', 'outcome', 'closed_date']);
+	PERFORM dealrisk._check_source(source, ARRAY['deal_id', 'outcome', 'closed_date']
+		|| CASE WHEN since IS NOT NULL THEN ARRAY['created_date'] ELSE '{}' END);
 	PERFORM dealrisk._check_history(history);
 	RETURN QUERY EXECUTE pg_catalog.format(
 		$q$WITH st AS MATERIALIZED (
@@ -351,7 +352,7 @@ BEGIN
 		), d AS (
 			SELECT d.deal_id::text AS deal_id, dealrisk.is_won(d.outcome::text) AS won,
 			       d.closed_date::date AS closed
-			FROM %s d WHERE d.deal_id IS NOT NULL
+			FROM %s d WHERE d.deal_id IS NOT NULL%s
 		), x AS (
 			SELECT h.deal_id::text AS deal_id, h.entered_at::timestamp AS t,
 			       dealrisk.outcome_class(coalesce(h.stage::text, '')) OPERATOR(pg_catalog.=) ANY (ARRAY['won', 'lost']) AS terminal,
@@ -373,35 +374,64 @@ BEGIN
 		            WHEN d.won IS NULL THEN false END,
 		       y.next_pos, y.back OPERATOR(pg_catalog.=) 1, d.won
 		FROM y JOIN d ON d.deal_id OPERATOR(pg_catalog.=) y.deal_id
-		WHERE NOT y.terminal$q$, source, history)
-		USING dealrisk._as_of();
+		WHERE NOT y.terminal$q$, source,
+		CASE WHEN since IS NOT NULL THEN ' AND d.created_date::date >= $2' ELSE '' END, history)
+		USING dealrisk._as_of(), since;
 END
 $fn$;
-COMMENT ON FUNCTION dealrisk._stage_stays(regclass, regclass) IS
-	'Every stay of a deal of the source in a stage of its history: start, days (to the next entry, the close, or the as-of date while it goes on), ended (NULL when a closed deal''s stay has no end date), the next stage''s position, whether it is the deal''s last stay, and the deal''s outcome (internal)';
+COMMENT ON FUNCTION dealrisk._stage_stays(regclass, regclass, date) IS
+	'Every stay of a deal of the source (created on or after since, when given) in a stage of its history: start, days (to the next entry, the close, or the as-of date while it goes on), ended (NULL when a closed deal''s stay has no end date), the next stage''s position, whether it is the deal''s last stay, and the deal''s outcome (internal)';
 
 -- The funnel ----------------------------------------------------------------
 
-CREATE FUNCTION dealrisk.funnel(source regclass, history regclass)
-RETURNS TABLE(stage text, "position" int, is_late boolean, reached bigint, moved_on bigint, lost_here bigint,
-			  open_here bigint, conversion float8, ci_low float8, ci_high float8, won bigint, win_rate float8,
-			  median_days float8, p90_days float8, caveat text)
+-- One funnel(): from deal_stage (0.3.0's signature, whose calls keep
+-- working: funnel('deals', '2024-01-01')), or from a stage history
+-- (funnel('deals', history => 'stage_history')), with the columns only a
+-- history can fill after the old ones.  (A second funnel(regclass,
+-- regclass) would make every funnel('deals', '2024-01-01') ambiguous.)
+DROP FUNCTION IF EXISTS dealrisk.funnel(regclass, date);
+CREATE FUNCTION dealrisk.funnel(source regclass, since date DEFAULT NULL, history regclass DEFAULT NULL)
+RETURNS TABLE(stage text, "position" int, is_late boolean, reached bigint, won bigint,
+			  lost_here bigint, open_here bigint, conversion_to_next float8,
+			  cumulative_conversion float8, win_rate float8, caveat text,
+			  moved_on bigint, conversion float8, ci_low float8, ci_high float8,
+			  median_days float8, p90_days float8)
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 10
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
+	why			text;
 	n_deals		bigint;
 BEGIN
-	PERFORM dealrisk._check_source(source, ARRAY['deal_id', 'outcome', 'closed_date']);
+	IF history IS NULL THEN
+		PERFORM dealrisk._check_source(source, ARRAY['deal_stage', 'outcome']
+			|| CASE WHEN since IS NOT NULL THEN ARRAY['created_date'] ELSE '{}' END);
+		-- the funnel assumes deal_stage holds the stage each closed deal
+		-- reached: when the won deals say otherwise, every row says so
+		why := dealrisk._stage_semantics(source);
+		IF why IS NOT NULL THEN
+			RAISE WARNING 'the funnel of % cannot be read from deal_stage', dealrisk._source_name(source)
+				USING DETAIL = why || '.', HINT = dealrisk._stage_semantics_hint();
+			why := 'not a funnel: ' || why;
+		END IF;
+		RETURN QUERY SELECT f.*, NULL::bigint, NULL::float8, NULL::float8, NULL::float8, NULL::float8, NULL::float8
+			FROM dealrisk._funnel_rows(source, since, why) f;
+		RETURN;
+	END IF;
+
+	PERFORM dealrisk._check_source(source, ARRAY['deal_id', 'outcome', 'closed_date']
+		|| CASE WHEN since IS NOT NULL THEN ARRAY['created_date'] ELSE '{}' END);
 	PERFORM dealrisk._check_history(history);
 	PERFORM dealrisk._history_stages_known(history);
-	EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s d WHERE d.deal_id IS NOT NULL', source) INTO n_deals;
+	EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s d WHERE d.deal_id IS NOT NULL%s', source,
+		CASE WHEN since IS NOT NULL THEN ' AND d.created_date::date >= $1' ELSE '' END)
+		INTO n_deals USING since;
 	RETURN QUERY
 	WITH s AS MATERIALIZED (
 		-- each stay, with the furthest stage its deal reached: a deal is
 		-- lost, or still open, at the furthest stage it reached
 		SELECT x.*, pg_catalog.max(x.position) OVER (PARTITION BY x.deal_id) AS furthest
-		FROM dealrisk._stage_stays(source, history) x
+		FROM dealrisk._stage_stays(source, history, since) x
 	), n AS (
 		-- the deals of the source the history says nothing about are left
 		-- out: say how many
@@ -426,24 +456,27 @@ BEGIN
 		       coalesce(a.won, 0) AS won, coalesce(a.closed, 0) AS closed, a.q, coalesce(a.stays, 0) AS stays
 		FROM dealrisk.stages st LEFT JOIN a ON a.pos OPERATOR(pg_catalog.=) st.position
 	)
-	SELECT b.stage, b.position, b.is_late, b.reached, b.reached - b.lost_here - b.open_here, b.lost_here, b.open_here,
-	       (b.reached - b.lost_here - b.open_here)::float8 / NULLIF(b.reached - b.open_here, 0),
-	       w.ci_low, w.ci_high,
-	       b.won, b.won::float8 / NULLIF(b.closed, 0),
-	       pg_catalog.round(b.q[1]::numeric, 1)::float8, pg_catalog.round(b.q[2]::numeric, 1)::float8,
+	SELECT b.stage, b.position, b.is_late, b.reached, b.won, b.lost_here, b.open_here,
+	       pg_catalog.lead(b.reached) OVER (ORDER BY b.position)::float8 / NULLIF(b.reached, 0),
+	       b.reached::float8 / NULLIF(pg_catalog.first_value(b.reached) OVER (ORDER BY b.position), 0),
+	       b.won::float8 / NULLIF(b.closed, 0),
 	       NULLIF(pg_catalog.concat_ws('; ', n.note,
 	           CASE WHEN b.reached = 0 THEN 'no deal of the history entered this stage' END,
 	           CASE WHEN b.stays > 0 AND b.q[2] IS NULL
 	                THEN 'more than 10% of the stays in this stage have not ended: the 90th percentile is not known yet' END,
 	           CASE WHEN b.reached > 0 AND b.reached - b.open_here < 30
-	                THEN pg_catalog.format('only %s decided deals: read the conversion with its interval', b.reached - b.open_here) END), '')
+	                THEN pg_catalog.format('only %s decided deals: read the conversion with its interval', b.reached - b.open_here) END), ''),
+	       b.reached - b.lost_here - b.open_here,
+	       (b.reached - b.lost_here - b.open_here)::float8 / NULLIF(b.reached - b.open_here, 0),
+	       w.ci_low, w.ci_high,
+	       pg_catalog.round(b.q[1]::numeric, 1)::float8, pg_catalog.round(b.q[2]::numeric, 1)::float8
 	FROM b CROSS JOIN n
 	LEFT JOIN LATERAL dealrisk.wilson_interval(b.reached - b.lost_here - b.open_here, b.reached - b.open_here) w ON true
 	ORDER BY b.position;
 END
 $fn$;
-COMMENT ON FUNCTION dealrisk.funnel(regclass, regclass) IS
-	'The stage funnel read from a stage history (deal_id, stage, entered_at): per stage of dealrisk.stages, the deals that reached it, moved on from it (to a later stage or a win), were lost there and are still there (a deal that moved back is lost, or open, at the furthest stage it reached); conversion = moved on / decided, with its 95% Wilson interval; won and win rate of the closed deals that reached it; median and 90th percentile days in the stage (Kaplan-Meier: stays still going count until the as-of date); caveat says what is left out or uncertain';
+COMMENT ON FUNCTION dealrisk.funnel(regclass, date, regclass) IS
+	'The stage funnel of the deals created on or after since (all deals when NULL), one row per stage of dealrisk.stages. Without a history, from deal_stage: closed deals that reached the stage, won from there, lost there, open there, conversion to the next stage, cumulative conversion from the first stage and win rate; caveat says when deal_stage cannot be read as the stage each closed deal reached (with a WARNING). With a stage history (deal_id, stage, entered_at): every deal that entered the stage, won, lost and still open at the furthest stage it reached, moved on (to a later stage or a win), conversion = moved on / decided with its 95% Wilson interval, and median and 90th percentile days in the stage (Kaplan-Meier: stays still going count until the as-of date); caveat says what is left out or uncertain';
 
 -- The preflight of a history ------------------------------------------------
 

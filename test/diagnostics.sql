@@ -31,7 +31,7 @@ CREATE TABLE public.one_deal AS SELECT * FROM public.skygeni WHERE deal_id = 'D0
 
 SELECT has_function('dealrisk', 'win_rate_trend', ARRAY['regclass', 'text'], 'win_rate_trend(regclass, text) exists');
 SELECT has_function('dealrisk', 'win_rate_drivers', ARRAY['regclass', 'text', 'daterange', 'daterange'], 'win_rate_drivers(regclass, text, daterange, daterange) exists');
-SELECT has_function('dealrisk', 'funnel', ARRAY['regclass', 'date'], 'funnel(regclass, date) exists');
+SELECT has_function('dealrisk', 'funnel', ARRAY['regclass', 'date', 'regclass'], 'funnel(regclass, date, regclass) exists');
 SELECT has_function('dealrisk', 'cycle_trend', ARRAY['regclass', 'text'], 'cycle_trend(regclass, text) exists');
 SELECT has_function('dealrisk', 'data_quality', ARRAY['regclass'], 'data_quality(regclass) exists');
 SELECT has_function('dealrisk', 'diagnose', ARRAY['regclass'], 'diagnose(regclass) exists');

@@ -6,7 +6,7 @@
 -- seeds, and bad input.
 \ir harness/pgtap_setup.psql
 \ir harness/error_of.psql
-SELECT plan(43);
+SELECT plan(44);
 SET dealrisk.as_of_date = '2024-12-31';
 
 -- 1. Kaplan-Meier quantiles -------------------------------------------------
@@ -123,9 +123,16 @@ SELECT is((SELECT severity || ': ' || finding FROM dealrisk.check_source('hand_d
 	'error: no row of history public.other_ids names a deal_id of public.hand_deals (20 history rows, 7 deals): the history has ''a'', the deals e.g. ''A''',
 	'ids that do not match: an error showing one of each');
 
--- 4. Bad input ---------------------------------------------------------------
-SELECT is((SELECT state FROM pg_temp.error_of($$SELECT * FROM dealrisk.funnel('hand_deals', history => NULL)$$)), '22004',
-	'a NULL history: an error');
+-- 4. Bad input and the other form -----------------------------------------------
+CREATE TABLE dealrisk_sample AS SELECT * FROM dealrisk.sample_deals(2000, 1);
+SELECT results_eq(
+	$$SELECT stage, reached, moved_on, lost_here, open_here, won FROM dealrisk.funnel('hand_deals', '2024-04-01', 'hand_history')$$,
+	$$VALUES ('Qualified', 4::bigint, 3::bigint, 1::bigint, 0::bigint, 1::bigint), ('Demo', 2, 0, 1, 1, 0), ('Proposal', 1, 1, 0, 0, 1),
+	         ('Negotiation', 1, 1, 0, 0, 1), ('Closed', 0, 0, 0, 0, 0)$$,
+	'since with a history: only the deals created since then (C, D, E, H)');
+SELECT is((SELECT count(*) FROM dealrisk.funnel((SELECT 'dealrisk_sample'::regclass), '2024-01-01')
+           WHERE moved_on IS NOT NULL OR conversion IS NOT NULL OR ci_low IS NOT NULL OR median_days IS NOT NULL), 0::bigint,
+	'0.3.0''s call funnel(source, ''2024-01-01'') still resolves, and without a history the history''s columns are NULL');
 CREATE TABLE text_dates AS SELECT deal_id, stage, entered_at::text AS entered_at FROM hand_history;
 SELECT is((SELECT row(state, msg)::text FROM pg_temp.error_of($$SELECT * FROM dealrisk.funnel('hand_deals', history => 'text_dates')$$)),
 	row('42804', 'column "entered_at" of history "public.text_dates" has type text, not date or timestamp')::text,
