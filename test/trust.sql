@@ -13,7 +13,7 @@
 -- undoes: its value says whether any planted code ran, even in a statement
 -- that then failed.
 \ir harness/pgtap_setup.psql
-SELECT plan(33);
+SELECT plan(38);
 
 SET LOCAL dealrisk.as_of_date = '2024-12-31';
 SET LOCAL client_min_messages = error;
@@ -216,6 +216,26 @@ DROP FUNCTION dealrisk.deal_risk(public.deals, text);
 -- R8 -----------------------------------------------------------------------
 SELECT alike(pg_temp.try($$SELECT dealrisk._deal_risk_row('default', 12345::oid::regtype, ARRAY['x'], 1)$$),
 	'42704: type with OID 12345 does not exist', 'R8 a row type OID that names nothing is a user error');
+
+-- R9: a stage history of hers (issue #14) ------------------------------------
+SELECT setval('public.rv_seq', 1, false) IS NOT NULL AS reset9 \gset
+SET LOCAL ROLE trust_t_mallory;
+CREATE VIEW public.m_history AS
+	SELECT d.deal_id, d.deal_stage AS stage, d.created_date AS entered_at FROM public.deals d WHERE public.rv_note();
+RESET ROLE;
+CREATE TABLE public.su_history_typed AS
+	SELECT ROW(d.deal_id)::public.rv_id AS deal_id, d.deal_stage AS stage, d.created_date AS entered_at FROM public.deals d;
+SELECT alike(pg_temp.try($$SELECT * FROM dealrisk.funnel('public.deals', history => 'public.m_history')$$),
+	'42501: relation public.m_history, read for source "m_history", belongs to role "trust_t_mallory"%',
+	'R9 funnel() refuses a history view of hers');
+SELECT alike(pg_temp.try($$SELECT * FROM dealrisk.stage_conversion_trend('public.deals', 'public.m_history')$$), '42501:%',
+	'... and so does stage_conversion_trend()');
+SELECT is((SELECT "check" || ' ' || severity FROM dealrisk.check_source('public.deals', 'public.m_history') WHERE "check" LIKE 'history%'),
+	'history_columns error', '... and check_source() reports it without reading it');
+SELECT alike(pg_temp.try($$SELECT * FROM dealrisk.funnel('public.deals', history => 'public.su_history_typed')$$),
+	'42804: column "deal_id" of "public.su_history_typed" has type public.rv_id, which belongs to role "trust_t_mallory"%',
+	'... and a history whose deal_id is of her type');
+SELECT is(pg_temp.ran(), 0::bigint, '... and nothing of hers ran');
 
 SELECT * FROM finish();
 ROLLBACK;
