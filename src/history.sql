@@ -748,3 +748,47 @@ END
 $fn$;
 COMMENT ON FUNCTION dealrisk.stage_conversion_trend(regclass, regclass, text) IS
 	'Conversion of each step of the funnel (a stage the history enters to the next one, the last to won) by the week, month, quarter or year in which deals first entered the step''s stage: entered, converted (moved past the stage: a later stage or a win), undecided (still there), rate = converted / decided with its 95% Wilson interval, change from the previous period and its p-value, the Benjamini-Hochberg q-value over every step and period, significant = q < 0.05; a period still running or with more than 5% undecided is_partial and not compared';
+
+-- Stage velocity --------------------------------------------------------------
+
+CREATE FUNCTION dealrisk.stage_velocity(source regclass, history regclass)
+RETURNS TABLE(deal_id text, stage text, entered_at timestamp, days_in_stage float8,
+			  won_p50_days float8, won_p90_days float8, won_deals bigint, is_stalled boolean, reason text)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+	PERFORM dealrisk._check_source(source, ARRAY['deal_id', 'outcome', 'closed_date']);
+	PERFORM dealrisk._check_history(history);
+	PERFORM dealrisk._history_stages_known(history);
+	RETURN QUERY
+	WITH s AS MATERIALIZED (
+		SELECT * FROM dealrisk._stage_stays(source, history)
+	), w AS (
+		-- how long the deals that won stayed in each stage (every such
+		-- stay has ended)
+		SELECT s.position, pg_catalog.count(DISTINCT s.deal_id) AS n,
+		       dealrisk._km_quantiles(pg_catalog.array_agg(s.days), pg_catalog.array_agg(s.ended), '{0.5,0.9}') AS q
+		FROM s WHERE s.won AND s.ended
+		GROUP BY s.position
+	)
+	SELECT o.deal_id, st.stage, o.entered, pg_catalog.round(o.days::numeric, 1)::float8,
+	       w.q[1], w.q[2], coalesce(w.n, 0),
+	       CASE WHEN coalesce(w.n, 0) >= 30 THEN o.days > w.q[2] END,
+	       CASE WHEN coalesce(w.n, 0) < 30
+	            THEN pg_catalog.format('in %s for %s days; too few won deals passed through %s (%s) to say what is slow',
+	                                   st.stage, pg_catalog.round(o.days::numeric), st.stage, coalesce(w.n, 0))
+	            WHEN o.days > w.q[2]
+	            THEN pg_catalog.format('in %s for %s days; 90%% of the deals that won left it within %s',
+	                                   st.stage, pg_catalog.round(o.days::numeric), w.q[2])
+	            ELSE pg_catalog.format('in %s for %s days; the deals that won took %s days there at the median, %s at the 90th percentile',
+	                                   st.stage, pg_catalog.round(o.days::numeric), w.q[1], w.q[2]) END
+	FROM s o
+	JOIN dealrisk.stages st ON st.position OPERATOR(pg_catalog.=) o.position
+	LEFT JOIN w ON w.position OPERATOR(pg_catalog.=) o.position
+	WHERE o.is_last AND o.won IS NULL AND o.ended IS FALSE
+	ORDER BY o.days - coalesce(w.q[2], 'Infinity'::float8) DESC, o.deal_id;
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk.stage_velocity(regclass, regclass) IS
+	'Every open deal of the source in the stage it is in now (from its stage history): days in the stage by the as-of date, the median and 90th percentile days the deals that won spent in that stage, how many won deals that is, is_stalled = longer than the 90th percentile (NULL under 30 won deals), and the reason in words; the most overdue first';
