@@ -20,10 +20,11 @@
 --     Demo 0.85, Proposal -> Negotiation 0.80, Negotiation -> won 0.80);
 --   * a stall (20% of the stays in any stage) triples the days in the stage
 --     and multiplies the chance of moving on by 0.45;
---   * rep_4 pushes 70% of the advances into Proposal and Negotiation that
---     would come in the first 21 days of a quarter into the last three days
+--   * rep_4 pushes 80% of the advances into Proposal and Negotiation that
+--     would come in the first 30 days of a quarter into the last three days
 --     of the quarter before, and a pushed deal moves on from that stage
---     with half the chance.
+--     with half the chance; when it is lost there, it is lost within a
+--     third of its stay.
 -- Outbound deals (a steady 20%) move on with 0.85 of the chance at every
 -- step; Enterprise deals stay 1.4 times as long in each stage.
 -- Days of one stay in a stage: log-normal around mean (sd 0.5 on the log
@@ -62,9 +63,13 @@ SELECT v.i, 'P' || lpad(v.i::text, greatest(7, length(_sample_walk.n::text)), '0
 	ARRAY[v.e1, v.e2, v.e3, v.e4], ARRAY[v.s1, v.s2, v.s3, v.s4], ARRAY[false, false, v.p3, v.p4],
 	-- how far the deal gets: the stage it is lost in, or 5 when it wins
 	CASE WHEN NOT v.c1 THEN 1 WHEN NOT v.c2 THEN 2 WHEN NOT v.c3 THEN 3 WHEN NOT v.c4 THEN 4 ELSE 5 END,
-	-- a lost deal closes when its stay in the stage it is lost in ends; a
-	-- won one when its stay in Negotiation ends
-	CASE WHEN NOT v.c1 THEN v.x1 WHEN NOT v.c2 THEN v.x2 WHEN NOT v.c3 THEN v.x3 ELSE v.x4 END,
+	-- a lost deal closes when its stay in the stage it is lost in ends (a
+	-- pushed one within a third of the stay: the push did not hold); a won
+	-- one when its stay in Negotiation ends
+	CASE WHEN NOT v.c1 THEN v.x1 WHEN NOT v.c2 THEN v.x2
+		WHEN NOT v.c3 THEN CASE WHEN v.p3 THEN v.e3 + greatest(1, v.d3 / 3) ELSE v.x3 END
+		WHEN NOT v.c4 AND v.p4 THEN v.e4 + greatest(1, v.d4 / 3)
+		ELSE v.x4 END,
 	v.v50
 FROM (
 	-- level 4: moving on from each stage
@@ -78,13 +83,13 @@ FROM (
 		-- level 3: rep_4's push into Negotiation, after the one into Proposal
 		SELECT r.*, CASE WHEN r.p4 THEN r.q4 - 1 - floor(3 * r.v46)::int ELSE r.x3 END AS e4
 		FROM (
-			SELECT q.*, q.rep = 'rep_4' AND q.v44 < 0.7 AND q.x3 - q.q4 < 21 AND q.q4 - 3 > q.e3 AS p4
+			SELECT q.*, q.rep = 'rep_4' AND q.v44 < 0.8 AND q.x3 - q.q4 < 30 AND q.q4 - 3 > q.e3 AS p4
 			FROM (
 				-- level 2: rep_4's push into Proposal: the stay in Demo ends on
 				-- the pushed date, the one in Proposal when it would have
 				SELECT p.*, CASE WHEN p.p3 THEN p.q3 - 1 - floor(3 * p.v45)::int ELSE p.x2 END AS e3
 				FROM (
-					SELECT a.*, a.rep = 'rep_4' AND a.v43 < 0.7 AND a.x2 - a.q3 < 21 AND a.q3 - 3 > a.e2 AS p3
+					SELECT a.*, a.rep = 'rep_4' AND a.v43 < 0.8 AND a.x2 - a.q3 < 30 AND a.q3 - 3 > a.e2 AS p3
 					FROM (
 						-- level 1: the unpushed dates (x_k: the end of the stay in
 						-- stage k) and the first day of the quarters of x2 and x3
@@ -792,3 +797,97 @@ END
 $fn$;
 COMMENT ON FUNCTION dealrisk.stage_velocity(regclass, regclass) IS
 	'Every open deal of the source in the stage it is in now (from its stage history): days in the stage by the as-of date, the median and 90th percentile days the deals that won spent in that stage, how many won deals that is, is_stalled = longer than the 90th percentile (NULL under 30 won deals), and the reason in words; the most overdue first';
+
+-- Pipeline gaming -------------------------------------------------------------
+
+CREATE FUNCTION dealrisk.pipeline_gaming(source regclass, history regclass)
+RETURNS TABLE(sales_rep_id text, signal text, events bigint, out_of bigint, rep_rate float8, peer_rate float8,
+			  p_value float8, q_value float8, sentence text)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 10
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+	PERFORM dealrisk._check_source(source, ARRAY['deal_id', 'outcome', 'closed_date', 'sales_rep_id']);
+	PERFORM dealrisk._check_history(history);
+	PERFORM dealrisk._history_stages_known(history);
+	RETURN QUERY EXECUTE pg_catalog.format(
+		$q$WITH s AS MATERIALIZED (
+			SELECT x.*, r.rep,
+			       pg_catalog.lag(x.position) OVER (PARTITION BY x.deal_id ORDER BY x.entered, x.position) AS prev_position
+			FROM dealrisk._stage_stays($1, $2) x
+			JOIN (SELECT d.deal_id::text AS deal_id, d.sales_rep_id::text AS rep FROM %s d
+			      WHERE d.sales_rep_id IS NOT NULL) r ON r.deal_id OPERATOR(pg_catalog.=) x.deal_id
+		), rk AS MATERIALIZED (
+			SELECT st.position, st.is_late, pg_catalog.dense_rank() OVER (ORDER BY st.position) AS rank FROM dealrisk.stages st
+		), m AS (
+			-- every move from one stage to another: the stay it begins
+			SELECT s.rep, s.deal_id, s.entered, s.days, s.ended, s.won, s.is_last,
+			       s.position > s.prev_position AS advance,
+			       s.position < s.prev_position AS back,
+			       b.rank - a.rank > 1 AS skip, b.is_late AS into_late,
+			       s.entered::date >= (pg_catalog.date_trunc('quarter', s.entered) + interval '3 months' - interval '5 days')::date AS at_end
+			FROM s JOIN rk a ON a.position OPERATOR(pg_catalog.=) s.prev_position
+			       JOIN rk b ON b.position OPERATOR(pg_catalog.=) s.position
+			WHERE s.prev_position IS NOT NULL AND s.position OPERATOR(pg_catalog.<>) s.prev_position
+		), c AS (
+			-- per rep and signal: events out of the moves that could be one
+			SELECT m.rep, v.signal, pg_catalog.count(*) FILTER (WHERE v.hit) AS k, pg_catalog.count(*) AS n,
+			       pg_catalog.count(*) FILTER (WHERE v.hit AND m.at_end) AS k_end
+			FROM m CROSS JOIN LATERAL (VALUES
+				('quarter_end_push', m.advance, m.advance AND m.at_end),
+				('skipped_stage', m.advance, m.advance AND m.skip),
+				('regression', true, m.back),
+				('late_stage_fast_loss', m.advance AND m.into_late,
+				 m.advance AND m.into_late AND m.is_last AND m.won IS FALSE AND m.ended AND m.days <= 30)) v(signal, eligible, hit)
+			WHERE v.eligible
+			GROUP BY m.rep, v.signal
+		), t AS (
+			SELECT c.rep, c.signal, c.k, c.n,
+			       c.k::float8 / c.n AS rate,
+			       (pg_catalog.sum(c.k) OVER w - c.k)::float8 / NULLIF(pg_catalog.sum(c.n) OVER w - c.n, 0) AS peer,
+			       dealrisk.two_proportion_p(c.k, c.n, (pg_catalog.sum(c.k) OVER w - c.k)::bigint, (pg_catalog.sum(c.n) OVER w - c.n)::bigint) AS p2,
+			       (pg_catalog.sum(c.k) OVER w - c.k)::bigint AS peer_k, (pg_catalog.sum(c.n) OVER w - c.n)::bigint AS peer_n
+			FROM c
+			WINDOW w AS (PARTITION BY c.signal)
+		), u AS (
+			-- one-sided: only a rate above the peers' is a signal; reps with
+			-- fewer than 20 moves that could be one are not tested
+			SELECT t.*, CASE WHEN t.rate > t.peer THEN t.p2 / 2 ELSE 1 - t.p2 / 2 END AS p,
+			       pg_catalog.row_number() OVER (ORDER BY t.signal, t.rep) AS j
+			FROM t WHERE t.n >= 20 AND t.p2 IS NOT NULL
+		), q AS (
+			SELECT dealrisk.bh_adjust(coalesce(pg_catalog.array_agg(u.p ORDER BY u.j), '{}')) AS qs FROM u
+		)
+		SELECT u.rep, u.signal, u.k, u.n, u.rate, u.peer, u.p, q.qs[u.j],
+		       CASE u.signal
+		       WHEN 'quarter_end_push' THEN pg_catalog.format(
+		           '%%s made %%s of %%s stage advances (%%s) in the last 5 days of a quarter, the other reps %%s (about 5%%%% if spread evenly) (q %%s)',
+		           u.rep, u.k, u.n, dealrisk._pct(u.rate), dealrisk._pct(u.peer), dealrisk._qtext(q.qs[u.j]))
+		       WHEN 'skipped_stage' THEN pg_catalog.format(
+		           '%%s skipped a stage in %%s of %%s advances (%%s), the other reps in %%s (q %%s)',
+		           u.rep, u.k, u.n, dealrisk._pct(u.rate), dealrisk._pct(u.peer), dealrisk._qtext(q.qs[u.j]))
+		       WHEN 'regression' THEN pg_catalog.format(
+		           '%%s moved deals back in %%s of %%s stage changes (%%s), the other reps in %%s (q %%s)',
+		           u.rep, u.k, u.n, dealrisk._pct(u.rate), dealrisk._pct(u.peer), dealrisk._qtext(q.qs[u.j]))
+		       ELSE pg_catalog.format(
+		           '%%s lost %%s of %%s deals within 30 days of moving them into a late stage (%%s), the other reps %%s (q %%s)',
+		           u.rep, u.k, u.n, dealrisk._pct(u.rate), dealrisk._pct(u.peer), dealrisk._qtext(q.qs[u.j])) END
+		FROM u CROSS JOIN q
+		WHERE q.qs[u.j] < 0.05 AND u.rate > u.peer
+		  -- a push: the rep's advances per day in the last 5 days of a
+		  -- quarter at least twice its rate in the rest of the quarter
+		  AND (u.signal OPERATOR(pg_catalog.<>) 'quarter_end_push' OR u.rate >= 2 * 5.0 / 91 / (1 + 5.0 / 91))
+		ORDER BY q.qs[u.j], u.rep, u.signal$q$, source)
+	USING source, history;
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk.pipeline_gaming(regclass, regclass) IS
+	'Reps whose stage moves show a pattern their peers'' do not (from the stage history): quarter_end_push (advances in the last 5 days of a quarter), skipped_stage, regression (moves back), late_stage_fast_loss (deals lost within 30 days of an advance into a late stage); per rep and signal the events, out of how many moves, the rep''s and the other reps'' rates, a one-sided p-value, the Benjamini-Hochberg q-value over every rep and signal, and a sentence; only q < 0.05 is listed (a rep with no unusual pattern is not); reps with fewer than 20 moves are not tested';
+
+-- A q-value in words.
+CREATE FUNCTION dealrisk._qtext(q float8)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN CASE WHEN q IS NULL THEN 'n/a' WHEN q < 0.001 THEN '< 0.001' ELSE '= ' || pg_catalog.to_char(q, 'FM0.000') END;
+COMMENT ON FUNCTION dealrisk._qtext(float8) IS 'A q-value in words: < 0.001, or = 0.012 (internal)';
