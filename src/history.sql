@@ -891,3 +891,163 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 RETURN CASE WHEN q IS NULL THEN 'n/a' WHEN q < 0.001 THEN '< 0.001' ELSE '= ' || pg_catalog.to_char(q, 'FM0.000') END;
 COMMENT ON FUNCTION dealrisk._qtext(float8) IS 'A q-value in words: < 0.001, or = 0.012 (internal)';
+
+-- diagnose(source, history) -----------------------------------------------------
+
+-- The lines diagnose() writes about a stage history: the funnel read from
+-- it, the steps whose conversion changed between quarters, stalled open
+-- deals and reps whose stage moves stand out; a section that cannot be read
+-- says why on its line.
+CREATE FUNCTION dealrisk._diagnose_history(source regclass, history regclass)
+RETURNS text[]
+LANGUAGE plpgsql STABLE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	lines		text[] := '{}';
+	f			record;
+	r			record;
+	steps		text[] := '{}';
+	f_stage		text[];
+	f_reached	bigint[];
+	f_lost		bigint[];
+	f_moved		bigint[];
+	f_late		boolean[];
+	f_conv		float8[];
+	f_lo		float8[];
+	f_hi		float8[];
+	left_out	text;
+	lost_total	bigint;
+	late_lost	bigint := 0;
+	late_names	text[] := '{}';
+	top			int;
+	weak		int;
+	nxt			text;
+	n_cmp		bigint;
+	part		text;
+	msg			text;
+	hnt			text;
+BEGIN
+	BEGIN
+		PERFORM dealrisk._check_history(history);
+		PERFORM dealrisk._history_stages_known(history);
+	EXCEPTION WHEN OTHERS THEN
+		GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, hnt = PG_EXCEPTION_HINT;
+		RETURN ARRAY['Stage history: not read: ' || msg || '. ' || coalesce(hnt, '')];
+	END;
+
+	-- the funnel, read once into arrays (stage order)
+	BEGIN
+		SELECT pg_catalog.array_agg(x.stage ORDER BY x."position"), pg_catalog.array_agg(x.reached ORDER BY x."position"),
+		       pg_catalog.array_agg(x.lost_here ORDER BY x."position"), pg_catalog.array_agg(x.moved_on ORDER BY x."position"),
+		       pg_catalog.array_agg(x.is_late ORDER BY x."position"), pg_catalog.array_agg(x.conversion ORDER BY x."position"),
+		       pg_catalog.array_agg(x.ci_low ORDER BY x."position"), pg_catalog.array_agg(x.ci_high ORDER BY x."position"),
+		       pg_catalog.min(x.caveat) FILTER (WHERE x.caveat LIKE '%no stage history%')
+		INTO f_stage, f_reached, f_lost, f_moved, f_late, f_conv, f_lo, f_hi, left_out
+		FROM dealrisk.funnel(source, NULL, history) x;
+		lost_total := 0;
+		FOR i IN 1 .. coalesce(pg_catalog.cardinality(f_stage), 0) LOOP
+			lost_total := lost_total + f_lost[i];
+			IF f_late[i] THEN
+				late_lost := late_lost + f_lost[i];
+				IF f_reached[i] > 0 THEN late_names := late_names || f_stage[i]; END IF;
+			END IF;
+			IF top IS NULL OR f_lost[i] > f_lost[top] THEN top := i; END IF;
+			-- the weakest step among those with 30 decided deals or more
+			IF f_moved[i] + f_lost[i] >= 30 AND (weak IS NULL OR f_conv[i] < f_conv[weak]) THEN weak := i; END IF;
+		END LOOP;
+		IF lost_total = 0 THEN
+			lines := lines || 'Funnel (stage history): no lost deal in the history.'::text;
+		ELSE
+			lines := lines || pg_catalog.format('Funnel (stage history%s): most lost deals were lost at %s (%s of %s, %s).',
+				CASE WHEN left_out IS NOT NULL THEN '; ' || pg_catalog.split_part(left_out, ';', 1) ELSE '' END,
+				f_stage[top], dealrisk._num(f_lost[top]), dealrisk._num(lost_total), dealrisk._pct(f_lost[top]::float8 / lost_total));
+			IF weak IS NOT NULL THEN
+				-- the next stage any deal of the history entered, else the win
+				nxt := 'won';
+				FOR i IN weak + 1 .. pg_catalog.cardinality(f_stage) LOOP
+					IF f_reached[i] > 0 THEN nxt := f_stage[i]; EXIT; END IF;
+				END LOOP;
+				lines := lines || pg_catalog.format('Weakest step: %s -> %s, where %s of the deals decided there moved on (95%% CI %s to %s).',
+					f_stage[weak], nxt, dealrisk._pct(f_conv[weak]), dealrisk._pct(f_lo[weak]), dealrisk._pct(f_hi[weak]));
+			END IF;
+			lines := lines || pg_catalog.format('Late-stage losses: %s of lost deals were lost at a late stage (%s).',
+				dealrisk._pct(late_lost::float8 / lost_total),
+				coalesce(pg_catalog.array_to_string(NULLIF(late_names, '{}'), ', '), 'no late stage of dealrisk.stages is in the history'));
+		END IF;
+	EXCEPTION WHEN OTHERS THEN
+		lines := lines || ('Funnel (stage history): not available: ' || SQLERRM);
+	END;
+
+	-- the steps over time (one call: the rows in period and stage order)
+	BEGIN
+		n_cmp := 0;
+		FOR r IN SELECT t.*, pg_catalog.max(t.period_start) OVER () AS last_period
+		         FROM dealrisk.stage_conversion_trend(source, history, 'quarter') t
+		         JOIN dealrisk.stages st ON st.stage OPERATOR(pg_catalog.=) t.from_stage
+		         ORDER BY t.period_start, st.position LOOP
+			IF r.p_value IS NOT NULL THEN n_cmp := n_cmp + 1; END IF;
+			IF r.significant THEN
+				steps := steps || pg_catalog.format('%s -> %s %s from %s to %s for the deals that reached %s in %s (q %s)',
+					r.from_stage, r.to_stage, CASE WHEN r.change < 0 THEN 'fell' ELSE 'rose' END,
+					dealrisk._pct(r.rate - r.change), dealrisk._pct(r.rate), r.from_stage, dealrisk._quarter_label(r.period_start),
+					dealrisk._qtext(r.q_value));
+			END IF;
+			IF r.is_partial AND r.undecided > 0 AND r.period_start OPERATOR(pg_catalog.=) r.last_period THEN
+				part := pg_catalog.concat_ws(', ', part, pg_catalog.format('%s in %s (%s of its deals undecided)', r.from_stage,
+					dealrisk._quarter_label(r.period_start), dealrisk._pct(r.undecided::float8 / NULLIF(r.entered, 0))));
+			END IF;
+		END LOOP;
+		IF n_cmp = 0 THEN
+			lines := lines || 'Steps: no two complete quarters to compare yet.'::text;
+		ELSIF pg_catalog.cardinality(steps) = 0 THEN
+			lines := lines || pg_catalog.format('Steps: no step''s conversion changed from one quarter to the next beyond noise (%s comparisons, Benjamini-Hochberg q >= 0.05).', n_cmp);
+		ELSE
+			lines := lines || pg_catalog.format('Steps: %s; the other steps did not change (%s comparisons, q = p adjusted by Benjamini-Hochberg).',
+				pg_catalog.array_to_string(steps, '; '), n_cmp);
+		END IF;
+		IF part IS NOT NULL THEN
+			lines := lines || pg_catalog.format('  not compared yet: %s.', part);
+		END IF;
+	EXCEPTION WHEN OTHERS THEN
+		lines := lines || ('Steps: not available: ' || SQLERRM);
+	END;
+
+	-- stalls
+	BEGIN
+		SELECT pg_catalog.count(*) AS n, pg_catalog.count(*) FILTER (WHERE v.is_stalled) AS stalled,
+		       (pg_catalog.array_agg(v.reason || ' (' || v.deal_id || ')' ORDER BY v.days_in_stage - v.won_p90_days DESC) FILTER (WHERE v.is_stalled))[1] AS worst,
+		       pg_catalog.count(*) FILTER (WHERE v.is_stalled IS NULL) AS unknown
+		INTO f FROM dealrisk.stage_velocity(source, history) v;
+		IF f.n = 0 THEN
+			lines := lines || 'Stalls: no open deal in the history.'::text;
+		ELSE
+			lines := lines || pg_catalog.format('Stalls: %s of %s open deals have been in their stage longer than 90%% of the won deals took%s%s.',
+				dealrisk._num(f.stalled), dealrisk._num(f.n),
+				CASE WHEN f.worst IS NOT NULL THEN '; the most overdue: ' || f.worst ELSE '' END,
+				CASE WHEN f.unknown > 0 THEN pg_catalog.format('; %s sit in stages too few won deals passed through to judge', dealrisk._num(f.unknown)) ELSE '' END);
+		END IF;
+	EXCEPTION WHEN OTHERS THEN
+		lines := lines || ('Stalls: not available: ' || SQLERRM);
+	END;
+
+	-- gaming
+	IF NOT dealrisk._has_column(source, 'sales_rep_id') THEN
+		lines := lines || 'Pipeline gaming: not available: the source has no sales_rep_id column.'::text;
+	ELSE
+		BEGIN
+			SELECT pg_catalog.array_agg(g.sentence ORDER BY g.q_value, g.sales_rep_id) INTO steps FROM dealrisk.pipeline_gaming(source, history) g;
+			IF steps IS NULL THEN
+				lines := lines || 'Pipeline gaming: no rep''s stage moves stand out from the other reps'' (quarter-end pushes, skipped stages, moves back, late-stage losses soon after an advance).'::text;
+			ELSE
+				lines := lines || ('Pipeline gaming (a reason to look at the deals, not a verdict): ' || pg_catalog.array_to_string(steps, '; ') || '.');
+			END IF;
+		EXCEPTION WHEN OTHERS THEN
+			lines := lines || ('Pipeline gaming: not available: ' || SQLERRM);
+		END;
+	END IF;
+	RETURN lines;
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk._diagnose_history(regclass, regclass) IS
+	'The lines of diagnose() on a stage history: funnel, steps that changed between quarters, stalled open deals, pipeline gaming; a section that cannot be read says why (internal)';

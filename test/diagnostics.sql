@@ -34,7 +34,7 @@ SELECT has_function('dealrisk', 'win_rate_drivers', ARRAY['regclass', 'text', 'd
 SELECT has_function('dealrisk', 'funnel', ARRAY['regclass', 'date', 'regclass'], 'funnel(regclass, date, regclass) exists');
 SELECT has_function('dealrisk', 'cycle_trend', ARRAY['regclass', 'text'], 'cycle_trend(regclass, text) exists');
 SELECT has_function('dealrisk', 'data_quality', ARRAY['regclass'], 'data_quality(regclass) exists');
-SELECT has_function('dealrisk', 'diagnose', ARRAY['regclass'], 'diagnose(regclass) exists');
+SELECT has_function('dealrisk', 'diagnose', ARRAY['regclass', 'regclass'], 'diagnose(regclass, regclass) exists');
 SELECT has_function('dealrisk', '_check_source', ARRAY['regclass', 'text[]'], '_check_source(regclass, text[]) exists');
 SELECT is(
 	(SELECT pg_catalog.array_agg(DISTINCT p.provolatile) FROM pg_proc p

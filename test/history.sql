@@ -6,7 +6,7 @@
 -- seeds, and bad input.
 \ir harness/pgtap_setup.psql
 \ir harness/error_of.psql
-SELECT plan(56);
+SELECT plan(62);
 SET dealrisk.as_of_date = '2024-12-31';
 
 -- 1. Kaplan-Meier quantiles -------------------------------------------------
@@ -261,6 +261,25 @@ SELECT is_empty($$SELECT * FROM dealrisk.pipeline_gaming('hand_deals2', 'hand_hi
 	'a handful of moves: nobody is tested, nothing is listed');
 SELECT is((SELECT state FROM pg_temp.error_of($$SELECT * FROM dealrisk.pipeline_gaming('hand_deals', 'hand_history')$$)), '42703',
 	'a source without sales_rep_id: an error');
+
+-- 9. diagnose(source, history) ------------------------------------------------
+CREATE TEMP TABLE dg AS SELECT * FROM dealrisk.sample_pipeline(5000, 42);
+CREATE TEMP TABLE dgh AS SELECT * FROM dealrisk.sample_stage_history(5000, 42);
+SELECT matches(dealrisk.diagnose('dg', 'dgh'),
+	'\nSteps: Demo -> Proposal fell from [0-9.]+% to [0-9.]+% for the deals that reached Demo in Q2-2024 \(q < 0\.001\); Demo -> Proposal rose from [0-9.]+% to [0-9.]+% for the deals that reached Demo in Q3-2024 \(q < 0\.001\); the other steps did not change \([0-9]+ comparisons',
+	'diagnose() with the history names the planted collapse, and says the other steps did not change');
+SELECT matches(dealrisk.diagnose('dg', 'dgh'),
+	'\nPipeline gaming \(a reason to look at the deals, not a verdict\): rep_4 made [0-9]+ of [0-9]+ stage advances',
+	'... and the rep who pushes');
+SELECT matches(dealrisk.diagnose('dg', 'dgh'), '\nStalls: [0-9]+ of 441 open deals have been in their stage longer than 90% of the won deals took',
+	'... and the stalled open deals');
+SELECT ok(dealrisk.diagnose('dg', 'bad_history') ~ '\nStage history: not read: 2 rows of history "public.bad_history" name 2 stages not in dealrisk.stages'
+          AND dealrisk.diagnose('dg', 'bad_history') ~ '\nWin rate: ',
+	'a history with unknown stages: one line says why, the rest of the report runs');
+SELECT ok(dealrisk.diagnose('dg') !~ 'stage history' AND dealrisk.diagnose('dg') ~ '\nFunnel: ',
+	'diagnose(source) as before: the funnel from deal_stage');
+SELECT matches(dealrisk.diagnose('hand_deals', 'hand_history'), '\nPipeline gaming: not available: the source has no sales_rep_id column\.',
+	'no sales_rep_id: the gaming line says so');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -579,8 +579,8 @@ SELECT is((SELECT string_agg(p.oid::regprocedure::text, ', ' ORDER BY p.oid::reg
 SELECT is((SELECT string_agg(p.proname, ', ' ORDER BY p.proname)
 	FROM pg_proc p WHERE p.pronamespace = 'dealrisk'::regnamespace AND p.proname ~ '^_'
 	  AND has_function_privilege('public', p.oid, 'EXECUTE')),
-	'_as_of, _bernoulli_sum, _check_column_types, _check_history, _check_period, _check_relation_trust, _check_source, _check_trust, _check_watch_view, _comparison_windows, _contract_dimensions, _contract_type_problem, _cron_status, _deal_risk_row, _default_windows, _dimension_columns, _distributed, _driver_analysis, _drivers_fit, '
-	'_duration_words, _evaluate, _feature_entry, _feature_leak_sql, _feature_leaks, _forecast_deals, _funnel_rows, _has_column, _history_stages_known, _history_unknown_stages, _html, _km_quantiles, _label_fix, _label_guess, _model_columns, _money, _num, _pct, _pts, _pval, _quality_flags, _quality_rows, _quarter_label, _refresh_jobs, _report_why, '
+	'_as_of, _bernoulli_sum, _check_column_types, _check_history, _check_period, _check_relation_trust, _check_source, _check_trust, _check_watch_view, _comparison_windows, _contract_dimensions, _contract_type_problem, _cron_status, _deal_risk_row, _default_windows, _diagnose_history, _dimension_columns, _distributed, _driver_analysis, _drivers_fit, '
+	'_duration_words, _evaluate, _feature_entry, _feature_leak_sql, _feature_leaks, _forecast_deals, _funnel_rows, _has_column, _history_stages_known, _history_unknown_stages, _html, _km_quantiles, _label_fix, _label_guess, _model_columns, _money, _num, _pct, _pts, _pval, _qtext, _quality_flags, _quality_rows, _quarter_label, _refresh_jobs, _report_why, '
 	'_risk_change, _row_args, _sample_deals_n, _sample_scenario_n, _sample_stay, _sample_walk, _scan, _segment_effects, _source_name, _source_profile, _stage_key, _stage_semantics, _stage_semantics_hint, _stage_semantics_of, _stage_stays, _svg_label, _trends, _trusted_owner, _trusted_type, _watch_config, _windows_of',
 	'exactly the internal helpers of PUBLIC functions are PUBLIC');
 SELECT is(pg_temp.as_role('ops_t_nobody0', $$SELECT dealrisk._irls_solve('{1}', '{0}', 0)$$),
@@ -593,7 +593,7 @@ SELECT is(pg_temp.as_role('ops_t_nobody0', $$SELECT round(dealrisk.win_rate(deal
 SELECT ok(has_function_privilege('public', 'dealrisk.deal_risk(record)', 'EXECUTE')
 	AND has_function_privilege('public', 'dealrisk.digest(interval, float8)', 'EXECUTE')
 	AND has_function_privilege('public', 'dealrisk.alert_text(bigint)', 'EXECUTE')
-	AND has_function_privilege('public', 'dealrisk.diagnose(regclass)', 'EXECUTE'), 'scoring and reading functions are');
+	AND has_function_privilege('public', 'dealrisk.diagnose(regclass, regclass)', 'EXECUTE'), 'scoring and reading functions are');
 
 CREATE ROLE ops_t_nobody NOLOGIN;
 GRANT USAGE ON SCHEMA dealrisk TO ops_t_nobody;
