@@ -33,7 +33,7 @@ char	   *dr_as_of_setting = NULL;
 
 static const char *const fixed_names[DR_NUM_FIXED_COLUMNS] = {
 	"created_date", "closed_date", "sales_cycle_days", "deal_stage",
-	"stage_entered_date", "last_activity_date", "outcome"
+	"stage_entered_date", "last_activity_date", "outcome", "dealrisk_as_of"
 };
 
 /*
@@ -865,6 +865,7 @@ dr_encode_row(DrModel *model, DrRowReader *r, int32 as_of, bool leave_one_out,
 {
 	int32		created,
 				closed,
+				snapshot,
 				end;
 	bool		is_closed;
 	int			i;
@@ -914,7 +915,16 @@ dr_encode_row(DrModel *model, DrRowReader *r, int32 as_of, bool leave_one_out,
 		out->nnz = 0;
 		return;
 	}
-	end = (is_closed && closed != DR_NO_DATE) ? closed : as_of;
+	/*
+	 * The date the deal is seen at: a snapshot's own date (a row of a
+	 * point-in-time training source, dealrisk_as_of: the deal as it stood
+	 * then, its outcome the final one), else its close, else the as-of date.
+	 */
+	snapshot = attr_date(r, r->fixed_attno[DR_COL_AS_OF]);
+	if (snapshot != DR_NO_DATE)
+		end = snapshot;
+	else
+		end = (is_closed && closed != DR_NO_DATE) ? closed : as_of;
 
 	out->idx[nnz] = 0;
 	out->val[nnz++] = 1.0;
@@ -950,8 +960,11 @@ dr_encode_row(DrModel *model, DrRowReader *r, int32 as_of, bool leave_one_out,
 		{
 			bool		got = false;
 
-			/* a closed deal's cycle, unless missing (NULL, NaN, infinite) */
-			if (is_closed && r->fixed_attno[DR_COL_CYCLE] &&
+			/*
+			 * a closed deal's cycle, unless missing (NULL, NaN, infinite); a
+			 * snapshot's age at its date
+			 */
+			if (is_closed && snapshot == DR_NO_DATE && r->fixed_attno[DR_COL_CYCLE] &&
 				!r->isnull[r->fixed_attno[DR_COL_CYCLE] - 1])
 			{
 				v = datum_to_double(r->values[r->fixed_attno[DR_COL_CYCLE] - 1],

@@ -52,6 +52,7 @@ typedef enum DrColumn
 	DR_COL_STAGE_ENTERED,
 	DR_COL_LAST_ACTIVITY,
 	DR_COL_OUTCOME,
+	DR_COL_AS_OF,				/* a snapshot's date (point-in-time training) */
 	DR_NUM_FIXED_COLUMNS
 } DrColumn;
 
