@@ -597,7 +597,11 @@ BEGIN
 			c_hint := c_hint || pg_catalog.format('Add them in pipeline order, e.g. INSERT INTO dealrisk.stages (stage, position, is_late) VALUES %s; then correct position and is_late (a stage before the first one takes position 0 or below).',
 				stage_fix);
 		END IF;
-		semantics := dealrisk._stage_semantics_of(p.stages, p.stage_won, p.stage_lost);
+		-- (the rows of a point-in-time source hold each deal's stage on a
+		-- day it was open, dealrisk_as_of: not the stage it closed at)
+		IF NOT dealrisk._has_column(source, 'dealrisk_as_of') THEN
+			semantics := dealrisk._stage_semantics_of(p.stages, p.stage_won, p.stage_lost);
+		END IF;
 		IF semantics IS NOT NULL THEN
 			c_check := c_check || 'stage_semantics'::text; c_sev := c_sev || 'warning'::text;
 			c_find := c_find || semantics;

@@ -1051,3 +1051,86 @@ END
 $fn$;
 COMMENT ON FUNCTION dealrisk._diagnose_history(regclass, regclass) IS
 	'The lines of diagnose() on a stage history: funnel, steps that changed between quarters, stalled open deals, pipeline gaming; a section that cannot be read says why (internal)';
+
+-- Point-in-time training ------------------------------------------------------
+
+-- The closed deals of a source as each stood on one day while it was open:
+-- dealrisk_as_of, a day drawn between its creation and its close (seeded
+-- by deal_id: the same rows on every call), its stage then (the history's
+-- last entry on or before that day) and when it entered it, its outcome
+-- the final one.  One snapshot a deal: several would repeat a deal's
+-- outcome in the rows its rep's win rate is read from, and split a deal
+-- between the training rows and the holdout.  sales_cycle_days and
+-- last_activity_date are left out: they are known only at the close.
+CREATE FUNCTION dealrisk._pit_rows(source regclass, history regclass, target text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	cols		text;
+	n			bigint;
+BEGIN
+	SELECT pg_catalog.string_agg(pg_catalog.format('x.%I', a.attname), ', ' ORDER BY a.attnum) INTO cols
+	FROM pg_catalog.pg_attribute a
+	WHERE a.attrelid = source::pg_catalog.oid AND a.attnum > 0 AND NOT a.attisdropped
+	  AND a.attname::text <> ALL (ARRAY['deal_id', 'deal_stage', 'stage_entered_date', 'sales_cycle_days',
+	                                    'last_activity_date', 'dealrisk_as_of']);
+	EXECUTE pg_catalog.format('DROP TABLE IF EXISTS pg_temp.%I', target);
+	EXECUTE pg_catalog.format(
+		$q$CREATE TEMP TABLE %I ON COMMIT DROP AS
+		WITH x AS MATERIALIZED (
+			SELECT d.*, d.deal_id::text AS dealrisk_id,
+			       d.created_date::date + pg_catalog.floor(
+			           dealrisk.hash_uniform(20141, pg_catalog.abs(pg_catalog.hashtext(d.deal_id::text))::bigint, 1)
+			           * (d.closed_date::date - d.created_date::date))::int AS dealrisk_t
+			FROM %s d
+			WHERE d.deal_id IS NOT NULL AND dealrisk.is_won(d.outcome::text) IS NOT NULL
+			  AND pg_catalog.isfinite(d.created_date::date) AND pg_catalog.isfinite(d.closed_date::date)
+			  AND d.closed_date::date >= d.created_date::date
+		), h AS (
+			SELECT DISTINCT ON (x.dealrisk_id) x.dealrisk_id, h.stage::text AS stage, h.entered_at::date AS entered
+			FROM %s h JOIN x ON x.dealrisk_id OPERATOR(pg_catalog.=) h.deal_id::text
+			WHERE pg_catalog.isfinite(h.entered_at) AND h.entered_at::date <= x.dealrisk_t
+			  AND dealrisk.outcome_class(coalesce(h.stage::text, '')) OPERATOR(pg_catalog.<>) ALL (ARRAY['won', 'lost'])
+			ORDER BY x.dealrisk_id, h.entered_at DESC, dealrisk.stage_position(h.stage::text) DESC
+		)
+		SELECT %s%s x.dealrisk_id || '@' || x.dealrisk_t AS deal_id, x.dealrisk_t AS dealrisk_as_of,
+		       h.stage AS deal_stage, h.entered AS stage_entered_date
+		FROM x LEFT JOIN h ON h.dealrisk_id OPERATOR(pg_catalog.=) x.dealrisk_id$q$,
+		target, source, history, cols, CASE WHEN cols IS NOT NULL THEN ',' ELSE '' END);
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk._pit_rows(regclass, regclass, text) IS
+	'Creates temporary table target (dropped at commit): each closed deal of source as it stood on one day while open (dealrisk_as_of, seeded by deal_id), its stage then from the history, its final outcome; returns its rows (internal)';
+
+CREATE FUNCTION dealrisk.train(source regclass, history regclass, name text DEFAULT 'default', features text[] DEFAULT NULL,
+	l2 float8 DEFAULT 1.0, holdout float8 DEFAULT 0.2, activate boolean DEFAULT true,
+	method text DEFAULT 'auto', params jsonb DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	target		text;
+	n			bigint;
+BEGIN
+	PERFORM dealrisk._check_source(source, ARRAY['deal_id', 'outcome', 'created_date', 'closed_date']);
+	PERFORM dealrisk._check_history(history);
+	PERFORM dealrisk._history_stages_known(history);
+	-- the snapshots take the source's name, so the model says what it was
+	-- trained on: deals_point_in_time
+	SELECT pg_catalog.left(c.relname, 40) || '_point_in_time' INTO target
+	FROM pg_catalog.pg_class c WHERE c.oid = source::pg_catalog.oid;
+	n := dealrisk._pit_rows(source, history, target);
+	RAISE NOTICE 'dealrisk.train: point in time: % closed deals of %, each as it stood on one day while open (stage from %)',
+		n, dealrisk._source_name(source), dealrisk._source_name(history);
+	RETURN dealrisk.train(pg_catalog.format('pg_temp.%I', target)::regclass, name, features, l2, holdout, activate, method, params);
+END
+$fn$;
+COMMENT ON FUNCTION dealrisk.train(regclass, regclass, text, text[], float8, float8, boolean, text, jsonb) IS
+	'Trains a point-in-time model: train() on the closed deals of source as each stood on one day while it was open (its stage then from the stage history, its age and days in stage on that day, its final outcome), so the model learns from the same kind of row it scores; deal_stage is a feature, age and time in stage are scored in bins (no survivor curves); returns the model id';
+REVOKE EXECUTE ON FUNCTION dealrisk.train(regclass, regclass, text, text[], float8, float8, boolean, text, jsonb),
+	dealrisk._pit_rows(regclass, regclass, text) FROM PUBLIC;

@@ -642,6 +642,10 @@ DECLARE
 	dfilter text := filter;
 	src regclass := source;
 	entry text;
+	-- a point-in-time source: its rows are deals as they stood on
+	-- dealrisk_as_of while open, so age and time in stage are read there,
+	-- like an open deal's, and deal_stage is the stage then (no leak)
+	pit boolean := dealrisk._has_column(source, 'dealrisk_as_of');
 BEGIN
 	source := coalesce(dict_source, source);	-- dictionaries read the sample
 	SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum),
@@ -655,6 +659,9 @@ BEGIN
 		              'sales_rep_id', 'deal_amount', 'cycle_days', 'stage_time'];
 		IF 'last_activity_date' = ANY (cols) THEN
 			want := want || 'activity_gap'::text;
+		END IF;
+		IF pit AND 'deal_stage' = ANY (cols) THEN
+			want := want || 'deal_stage'::text;
 		END IF;
 	ELSE
 		want := features;
@@ -680,7 +687,9 @@ BEGIN
 					'derived', 'age_days', 'edges', pg_catalog.to_jsonb(edges))
 					|| CASE WHEN pg_catalog.cardinality(edges) = 5 THEN '{"quantiles": [0.1, 0.25, 0.5, 0.75, 0.9]}'
 					        ELSE '{}' END::jsonb
-					|| dealrisk._open_knots(source, src, age_expr, dfilter));
+					-- (survivor curves only for a final-state source: a
+					-- point-in-time model scores an open deal's age in the bins)
+					|| CASE WHEN pit THEN '{}'::jsonb ELSE dealrisk._open_knots(source, src, age_expr, dfilter) END);
 			END IF;
 		ELSIF f = 'stage_time' THEN
 			-- a stage that only won (or only lost) deals end in records the
@@ -718,8 +727,8 @@ BEGIN
 						'derived', 'stage_ratio', 'edges', pg_catalog.to_jsonb(edges), 'typical', typical)
 						|| CASE WHEN pg_catalog.cardinality(edges) = 4 THEN '{"quantiles": [0.25, 0.5, 0.75, 0.9]}'
 						        ELSE '{}' END::jsonb
-						|| dealrisk._open_knots(source, src, ratio_expr,
-							dfilter || ' AND dealrisk._stage_key(d.deal_stage) IS NOT NULL'));
+						|| CASE WHEN pit THEN '{}'::jsonb ELSE dealrisk._open_knots(source, src, ratio_expr,
+							dfilter || ' AND dealrisk._stage_key(d.deal_stage) IS NOT NULL') END);
 				END IF;
 			END IF;
 		ELSIF f = 'activity_gap' THEN
@@ -1107,6 +1116,11 @@ BEGIN
 	-- stage and the activity gap run to the close, so they need closed_date.
 	want := coalesce(features, ARRAY['industry', 'region', 'product_type', 'lead_source', 'sales_rep_id',
 	                                 'deal_amount', 'cycle_days', 'stage_time', 'activity_gap']);
+	-- the rows of a point-in-time source (train(source, history => ...))
+	-- show each deal's stage on a day it was open: a feature, not a leak
+	IF features IS NULL AND dealrisk._has_column(source, 'dealrisk_as_of') AND dealrisk._has_column(source, 'deal_stage') THEN
+		want := want || 'deal_stage'::text;
+	END IF;
 	FOREACH feat IN ARRAY want LOOP
 		fcol := (dealrisk._feature_entry(source, feat)).col;
 		IF fcol = ANY (kept_cols) THEN
