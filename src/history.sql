@@ -1054,14 +1054,18 @@ COMMENT ON FUNCTION dealrisk._diagnose_history(regclass, regclass) IS
 
 -- Point-in-time training ------------------------------------------------------
 
--- The closed deals of a source as each stood on one day while it was open:
--- dealrisk_as_of, a day drawn between its creation and its close (seeded
--- by deal_id: the same rows on every call), its stage then (the history's
--- last entry on or before that day) and when it entered it, its outcome
--- the final one.  One snapshot a deal: several would repeat a deal's
--- outcome in the rows its rep's win rate is read from, and split a deal
--- between the training rows and the holdout.  sales_cycle_days and
--- last_activity_date are left out: they are known only at the close.
+-- The closed deals of a source as they stood at the end of every month
+-- while they were open: dealrisk_as_of the month's last day, the stage then
+-- (the history's last entry on or before it) and when it was entered, the
+-- outcome the final one.  The deals open at a month end are the population
+-- a model scores on a day (a long deal is open at more of them, as it is
+-- more likely to be open on the day of scoring); a deal open at no month
+-- end gives no row.  The snapshots of a deal share its closed_date, so the
+-- holdout (the newest closes) takes all of them or none; its rep's win rate
+-- leaves out only the row's own outcome, so a deal's other snapshots stay
+-- in it (measured in docs/model.md: no difference in AUC without the rate).
+-- sales_cycle_days and last_activity_date are left out: they are known
+-- only at the close.
 CREATE FUNCTION dealrisk._pit_rows(source regclass, history regclass, target text)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
@@ -1080,31 +1084,33 @@ BEGIN
 	EXECUTE pg_catalog.format(
 		$q$CREATE TEMP TABLE %I ON COMMIT DROP AS
 		WITH x AS MATERIALIZED (
-			SELECT d.*, d.deal_id::text AS dealrisk_id,
-			       d.created_date::date + pg_catalog.floor(
-			           dealrisk.hash_uniform(20141, pg_catalog.abs(pg_catalog.hashtext(d.deal_id::text))::bigint, 1)
-			           * (d.closed_date::date - d.created_date::date))::int AS dealrisk_t
+			SELECT d.*, d.deal_id::text AS dealrisk_id, m.t AS dealrisk_t
 			FROM %s d
+			CROSS JOIN LATERAL (SELECT g::date AS t FROM pg_catalog.generate_series(
+				pg_catalog.date_trunc('month', d.created_date::date) + interval '1 month' - interval '1 day',
+				d.closed_date::date - 1, interval '1 month') g) m
 			WHERE d.deal_id IS NOT NULL AND dealrisk.is_won(d.outcome::text) IS NOT NULL
 			  AND pg_catalog.isfinite(d.created_date::date) AND pg_catalog.isfinite(d.closed_date::date)
-			  AND d.closed_date::date >= d.created_date::date
+			  AND m.t >= d.created_date::date
 		), h AS (
-			SELECT DISTINCT ON (x.dealrisk_id) x.dealrisk_id, h.stage::text AS stage, h.entered_at::date AS entered
+			SELECT DISTINCT ON (x.dealrisk_id, x.dealrisk_t) x.dealrisk_id, x.dealrisk_t,
+			       h.stage::text AS stage, h.entered_at::date AS entered
 			FROM %s h JOIN x ON x.dealrisk_id OPERATOR(pg_catalog.=) h.deal_id::text
 			WHERE pg_catalog.isfinite(h.entered_at) AND h.entered_at::date <= x.dealrisk_t
 			  AND dealrisk.outcome_class(coalesce(h.stage::text, '')) OPERATOR(pg_catalog.<>) ALL (ARRAY['won', 'lost'])
-			ORDER BY x.dealrisk_id, h.entered_at DESC, dealrisk.stage_position(h.stage::text) DESC
+			ORDER BY x.dealrisk_id, x.dealrisk_t, h.entered_at DESC, dealrisk.stage_position(h.stage::text) DESC
 		)
 		SELECT %s%s x.dealrisk_id || '@' || x.dealrisk_t AS deal_id, x.dealrisk_t AS dealrisk_as_of,
 		       h.stage AS deal_stage, h.entered AS stage_entered_date
-		FROM x LEFT JOIN h ON h.dealrisk_id OPERATOR(pg_catalog.=) x.dealrisk_id$q$,
+		FROM x LEFT JOIN h ON h.dealrisk_id OPERATOR(pg_catalog.=) x.dealrisk_id
+		                   AND h.dealrisk_t OPERATOR(pg_catalog.=) x.dealrisk_t$q$,
 		target, source, history, cols, CASE WHEN cols IS NOT NULL THEN ',' ELSE '' END);
 	GET DIAGNOSTICS n = ROW_COUNT;
 	RETURN n;
 END
 $fn$;
 COMMENT ON FUNCTION dealrisk._pit_rows(regclass, regclass, text) IS
-	'Creates temporary table target (dropped at commit): each closed deal of source as it stood on one day while open (dealrisk_as_of, seeded by deal_id), its stage then from the history, its final outcome; returns its rows (internal)';
+	'Creates temporary table target (dropped at commit): each closed deal of source as it stood at every month end while open (dealrisk_as_of), its stage then from the history, its final outcome; returns its rows (internal)';
 
 CREATE FUNCTION dealrisk.train(source regclass, history regclass, name text DEFAULT 'default', features text[] DEFAULT NULL,
 	l2 float8 DEFAULT 1.0, holdout float8 DEFAULT 0.2, activate boolean DEFAULT true,
@@ -1125,12 +1131,12 @@ BEGIN
 	SELECT pg_catalog.left(c.relname, 40) || '_point_in_time' INTO target
 	FROM pg_catalog.pg_class c WHERE c.oid = source::pg_catalog.oid;
 	n := dealrisk._pit_rows(source, history, target);
-	RAISE NOTICE 'dealrisk.train: point in time: % closed deals of %, each as it stood on one day while open (stage from %)',
+	RAISE NOTICE 'dealrisk.train: point in time: % snapshots of the closed deals of %, each as it stood at a month end while open (stage from %)',
 		n, dealrisk._source_name(source), dealrisk._source_name(history);
 	RETURN dealrisk.train(pg_catalog.format('pg_temp.%I', target)::regclass, name, features, l2, holdout, activate, method, params);
 END
 $fn$;
 COMMENT ON FUNCTION dealrisk.train(regclass, regclass, text, text[], float8, float8, boolean, text, jsonb) IS
-	'Trains a point-in-time model: train() on the closed deals of source as each stood on one day while it was open (its stage then from the stage history, its age and days in stage on that day, its final outcome), so the model learns from the same kind of row it scores; deal_stage is a feature, age and time in stage are scored in bins (no survivor curves); returns the model id';
+	'Trains a point-in-time model: train() on the closed deals of source as they stood at every month end while they were open (the stage then from the stage history, age and days in stage on that day, the final outcome), so the model learns from the same kind of row it scores; deal_stage is a feature, age and time in stage are scored in bins (no survivor curves); returns the model id';
 REVOKE EXECUTE ON FUNCTION dealrisk.train(regclass, regclass, text, text[], float8, float8, boolean, text, jsonb),
 	dealrisk._pit_rows(regclass, regclass, text) FROM PUBLIC;
