@@ -6,7 +6,7 @@
 -- seeds, and bad input.
 \ir harness/pgtap_setup.psql
 \ir harness/error_of.psql
-SELECT plan(62);
+SELECT plan(70);
 SET dealrisk.as_of_date = '2024-12-31';
 
 -- 1. Kaplan-Meier quantiles -------------------------------------------------
@@ -280,6 +280,42 @@ SELECT ok(dealrisk.diagnose('dg') !~ 'stage history' AND dealrisk.diagnose('dg')
 	'diagnose(source) as before: the funnel from deal_stage');
 SELECT matches(dealrisk.diagnose('hand_deals', 'hand_history'), '\nPipeline gaming: not available: the source has no sales_rep_id column\.',
 	'no sales_rep_id: the gaming line says so');
+
+-- 10. Point-in-time training ---------------------------------------------------
+SET LOCAL client_min_messages = warning;
+SELECT dealrisk.train('dg', history => 'dgh', name => 'pit_t', method => 'logistic') AS pit_id \gset
+SELECT dealrisk.train('dg', name => 'final_t', method => 'logistic') AS final_id \gset
+SELECT is((SELECT source FROM dealrisk.models WHERE id = :pit_id), 'dg_point_in_time',
+	'a point-in-time model names what it was trained on');
+SELECT ok((SELECT feature_spec->'features' @> '[{"name": "deal_stage"}]' AND NOT feature_spec::text LIKE '%open_knots%'
+           FROM dealrisk.models WHERE id = :pit_id),
+	'its stage (then) is a feature, and it has no survivor curves: an open deal''s age is scored in the bins');
+SELECT is((SELECT count(*) FROM pg_temp.dg_point_in_time s
+           WHERE s.dealrisk_as_of <> (date_trunc('month', s.dealrisk_as_of) + interval '1 month' - interval '1 day')::date
+              OR s.dealrisk_as_of < s.created_date OR s.dealrisk_as_of >= s.closed_date), 0::bigint,
+	'every snapshot is a month end at which its deal was open');
+SELECT is((SELECT count(*) FROM pg_temp.dg_point_in_time s
+           WHERE s.deal_stage IS DISTINCT FROM (SELECT h.stage FROM dgh h WHERE h.deal_id = split_part(s.deal_id, '@', 1)
+                                                 AND h.entered_at <= s.dealrisk_as_of AND h.stage NOT LIKE 'Closed%'
+                                                 ORDER BY h.entered_at DESC LIMIT 1)), 0::bigint,
+	'... and holds the stage the history says the deal was in that day');
+SELECT is((SELECT count(*) FROM pg_temp.dg_point_in_time s JOIN dg d ON d.deal_id = split_part(s.deal_id, '@', 1)
+           WHERE d.outcome IS DISTINCT FROM s.outcome OR d.outcome IS NULL), 0::bigint,
+	'... with its final outcome, and only closed deals');
+SELECT ok((SELECT NOT (metrics->'preflight')::text LIKE '%stage_semantics%' FROM dealrisk.models WHERE id = :pit_id),
+	'the preflight does not read the snapshots'' stages as final stages');
+-- on the deals open on 2024-12-31, against how they ended
+CREATE TEMP TABLE pit_auc AS
+	SELECT m.name, d.final_outcome = 'Won' AS won, dealrisk.deal_risk(d.*, m.name) AS risk
+	FROM dg d CROSS JOIN (VALUES ('pit_t'), ('final_t')) m(name) WHERE d.outcome IS NULL;
+CREATE FUNCTION pg_temp.auc(m text) RETURNS float8 LANGUAGE sql AS $$
+	SELECT avg(CASE WHEN a.risk < b.risk THEN 1 WHEN a.risk = b.risk THEN 0.5 ELSE 0 END)
+	FROM pit_auc a JOIN pit_auc b ON a.name = b.name WHERE a.name = m AND a.won AND NOT b.won $$;
+SELECT ok(pg_temp.auc('pit_t') > 0.62 AND pg_temp.auc('pit_t') > pg_temp.auc('final_t') + 0.08,
+	format('the point-in-time model ranks the open deals by how they ended (AUC %s), the final-state one barely (%s)',
+	       round(pg_temp.auc('pit_t')::numeric, 3), round(pg_temp.auc('final_t')::numeric, 3)));
+SELECT is((SELECT state FROM pg_temp.error_of($$SELECT dealrisk.train('dg', history => 'bad_history')$$)), '22023',
+	'a history with unknown stages: an error before anything is trained');
 
 SELECT * FROM finish();
 ROLLBACK;

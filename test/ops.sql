@@ -572,7 +572,8 @@ SELECT is((SELECT string_agg(p.oid::regprocedure::text, ', ' ORDER BY p.oid::reg
 	'dealrisk.ack_alert(bigint), dealrisk.activate(bigint,boolean), '
 	'dealrisk.claim_alerts(integer,text,interval), dealrisk.distribute(), dealrisk.import_model(jsonb,text), dealrisk.prune_history(interval), '
 	'dealrisk.refresh(), dealrisk.rollback(text), dealrisk.schedule(text), dealrisk.set_source(regclass,text), '
-	'dealrisk.track(regclass,text), dealrisk.train(regclass,text,text[],double precision,double precision,boolean,text,jsonb), '
+	'dealrisk.track(regclass,text), dealrisk.train(regclass,regclass,text,text[],double precision,double precision,boolean,text,jsonb), '
+	'dealrisk.train(regclass,text,text[],double precision,double precision,boolean,text,jsonb), '
 	'dealrisk.unschedule(), dealrisk.untrack(regclass), dealrisk.watch(regclass,double precision,text,double precision,double precision,integer)',
 	'exactly the functions that train, activate, import, watch, refresh, schedule, track, distribute or write are not PUBLIC');
 -- an internal helper is PUBLIC only when a PUBLIC function calls it (src/ops.sql, Privileges)

@@ -3,7 +3,7 @@
 -- leak the outcome, with an implausibly good holdout; and analysts who train
 -- candidate models that only the operator may activate.
 \ir harness/pgtap_setup.psql
-SELECT plan(88);
+SELECT plan(91);
 
 SET LOCAL dealrisk.as_of_date = '2024-12-31';
 SET LOCAL max_parallel_workers_per_gather = 0;
@@ -344,6 +344,20 @@ SELECT is(pg_temp.as_role('dealrisk_t_operator', $$SELECT dealrisk.activate(id) 
 	'value=true', 'the operator activates the analyst''s candidate');
 SELECT is((SELECT trained_by FROM dealrisk.models WHERE name = 'default' AND active), 'dealrisk_t_analyst',
 	'... which is now the active default model');
+
+-- point-in-time training (issue #14) by the analyst, with the two grants
+-- docs/security.md adds for it
+CREATE TABLE pit_base AS SELECT * FROM dealrisk.sample_pipeline(2000, 5);
+CREATE TABLE pit_hist AS SELECT * FROM dealrisk.sample_stage_history(2000, 5);
+GRANT SELECT ON pit_base, pit_hist TO dealrisk_t_analyst;
+SELECT alike(pg_temp.as_role('dealrisk_t_analyst', $$SELECT dealrisk.train('pit_base', history => 'pit_hist', name => 'pit', activate => false)$$),
+	'error=42501: permission denied for function train%', 'point-in-time training needs its own grant');
+GRANT EXECUTE ON FUNCTION dealrisk.train(regclass, regclass, text, text[], float8, float8, boolean, text, jsonb),
+	dealrisk._pit_rows(regclass, regclass, text) TO dealrisk_t_analyst;
+SELECT alike(pg_temp.as_role('dealrisk_t_analyst', $$SELECT dealrisk.train('pit_base', history => 'pit_hist', name => 'pit', activate => false)$$),
+	'value=%', '... with it the analyst trains a point-in-time candidate');
+SELECT is((SELECT row(source, trained_by, active)::text FROM dealrisk.models WHERE name = 'pit'),
+	'(pit_base_point_in_time,dealrisk_t_analyst,f)', '... stored inactive, as hers');
 
 SELECT * FROM finish();
 ROLLBACK;
