@@ -2,8 +2,9 @@
 # The cost of the stage-history functions of issue #14 on N generated deals
 # (sample_pipeline) and their history (sample_stage_history, about 3.4 rows
 # a deal), one session, each statement timed on the second of two runs:
-# check_source(source, history), funnel(source, history => ...) and
-# stage_conversion_trend().  Usage: bash test/bench/history_bench.sh (a
+# check_source(source, history), funnel(source, history => ...),
+# stage_conversion_trend(), stage_velocity(), pipeline_gaming(),
+# diagnose(source, history) and point-in-time train() (logistic).  Usage: bash test/bench/history_bench.sh (a
 # database with dealrisk: PGDATABASE etc.; make cluster-start gives one).
 # Environment: BENCH_ROWS (default 1000000).  Writes
 # test/bench/out/history_<N>.md.
@@ -26,7 +27,11 @@ time_once() {
 rows=()
 for s in "SELECT count(*) FROM dealrisk.check_source('hist_deals_$ROWS', 'hist_stages_$ROWS')" \
 	"SELECT count(*) FROM dealrisk.funnel('hist_deals_$ROWS', history => 'hist_stages_$ROWS')" \
-	"SELECT count(*) FROM dealrisk.stage_conversion_trend('hist_deals_$ROWS', 'hist_stages_$ROWS')"; do
+	"SELECT count(*) FROM dealrisk.stage_conversion_trend('hist_deals_$ROWS', 'hist_stages_$ROWS')" \
+	"SELECT count(*) FROM dealrisk.stage_velocity('hist_deals_$ROWS', 'hist_stages_$ROWS')" \
+	"SELECT count(*) FROM dealrisk.pipeline_gaming('hist_deals_$ROWS', 'hist_stages_$ROWS')" \
+	"SELECT length(dealrisk.diagnose('hist_deals_$ROWS', 'hist_stages_$ROWS'))" \
+	"SELECT dealrisk.train('hist_deals_$ROWS', history => 'hist_stages_$ROWS', name => 'hist_bench', method => 'logistic', activate => false) > 0"; do
 	rows+=("| \`$s\` | $(time_once "$s") |")
 done
 {

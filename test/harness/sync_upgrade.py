@@ -17,8 +17,11 @@ def body_end(text, start):
     else:
         e = text.index(';\n', start) + 1
     return e + 1 if text[e:e+1] == '\n' else e
-def find(text, name):
-    m = re.search(r'CREATE (OR REPLACE )?FUNCTION dealrisk\.%s\(' % re.escape(name), text)
+def first_line(text, start):
+    # a definition's first line, without OR REPLACE
+    return text[start:text.index('\n', start)].replace('CREATE OR REPLACE FUNCTION', 'CREATE FUNCTION')
+def find(text, name, pos=0):
+    m = re.compile(r'CREATE (OR REPLACE )?FUNCTION dealrisk\.%s\(' % re.escape(name)).search(text, pos)
     if not m: return None
     e = body_end(text, m.end())
     c = re.compile(r"COMMENT ON FUNCTION dealrisk\.%s\([^)]*\) IS\s*\n?\s*'(?:[^']|'')*';\n" % re.escape(name))
@@ -27,14 +30,21 @@ def find(text, name):
 part = sys.argv[1]
 ptext = open(part).read()
 for name in sys.argv[2:]:
-    src = None
-    for f in sorted(glob.glob('src/*.sql')):
-        t = open(f).read(); r = find(t, name)
-        if r: src = (t, r); break
-    if src is None: sys.exit('%s not in src' % name)
     r = find(ptext, name)
     if r is None: sys.exit('%s not in %s' % (name, part))
-    t, sr = src
+    # the definition in src/ with the part's first line (its signature): an
+    # overload of the same name elsewhere must not replace it
+    want = first_line(ptext, r[0])
+    srcs = []
+    for f in sorted(glob.glob('src/*.sql')):
+        t = open(f).read(); sr = find(t, name)
+        while sr:
+            srcs.append((f, t, sr))
+            sr = find(t, name, sr[1])
+    match = [x for x in srcs if first_line(x[1], x[2][0]) == want]
+    if len(match) != 1:
+        sys.exit('%s: %d definitions in src/ start like the one in %s (%s)' % (name, len(match), part, want))
+    _, t, sr = match[0]
     if r[2] is not None:
         if sr[2] is None: sys.exit('src has no COMMENT for %s' % name)
         new, end = t[sr[0]:sr[2]], r[2]
