@@ -1087,9 +1087,10 @@ BEGIN
 			SELECT d.*, d.deal_id::text AS dealrisk_id, m.t AS dealrisk_t
 			FROM %s d
 			-- (month starts, then the day before: a month end plus a month
-			-- is not always a month end)
+			-- is not always a month end; timestamps without a time zone keep
+			-- the series immutable, which Citus needs to run it on the shards)
 			CROSS JOIN LATERAL (SELECT (g - interval '1 day')::date AS t FROM pg_catalog.generate_series(
-				pg_catalog.date_trunc('month', d.created_date::date) + interval '1 month',
+				pg_catalog.date_trunc('month', d.created_date::date::timestamp) + interval '1 month',
 				d.closed_date::date::timestamp, interval '1 month') g) m
 			WHERE d.deal_id IS NOT NULL AND dealrisk.is_won(d.outcome::text) IS NOT NULL
 			  AND pg_catalog.isfinite(d.created_date::date) AND pg_catalog.isfinite(d.closed_date::date)
