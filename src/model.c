@@ -543,7 +543,8 @@ dr_model_from_spec(Datum spec, ArrayType *coefs, int64 id, const char *name,
 		" CASE WHEN pg_catalog.jsonb_typeof(e.j OPERATOR(pg_catalog.->) 'tree_rank') OPERATOR(pg_catalog.=) 'array'"
 		"  THEN ARRAY(SELECT x::pg_catalog.float8 FROM pg_catalog.jsonb_array_elements_text(e.j OPERATOR(pg_catalog.->) 'tree_rank') x) END,"
 		" CASE WHEN pg_catalog.jsonb_typeof(e.j OPERATOR(pg_catalog.->) 'tree_edges') OPERATOR(pg_catalog.=) 'array'"
-		"  THEN ARRAY(SELECT x::pg_catalog.float8 FROM pg_catalog.jsonb_array_elements_text(e.j OPERATOR(pg_catalog.->) 'tree_edges') x) END"
+		"  THEN ARRAY(SELECT x::pg_catalog.float8 FROM pg_catalog.jsonb_array_elements_text(e.j OPERATOR(pg_catalog.->) 'tree_edges') x) END,"
+		" e.j OPERATOR(pg_catalog.->>) 'unit'"
 		" FROM (SELECT 1) one LEFT JOIN LATERAL pg_catalog.jsonb_array_elements("
 		"   CASE WHEN pg_catalog.jsonb_typeof($1 OPERATOR(pg_catalog.->) 'features') OPERATOR(pg_catalog.=) 'array'"
 		"   THEN $1 OPERATOR(pg_catalog.->) 'features' ELSE '[]'::pg_catalog.jsonb END"
@@ -687,6 +688,14 @@ dr_model_from_spec(Datum spec, ArrayType *coefs, int64 id, const char *name,
 			invalid_model(label, "\"tree_rank\" gives a categorical feature's trees one number per level.",
 						  psprintf("feature \"%s\" has %d levels but %d tree ranks", f->name, f->nlevels, n));
 		f->tree_edges = float_array(tup, desc, 27, &f->ntree_edges);
+		{
+			char	   *unit = SPI_getvalue(tup, desc, 28);
+
+			if (unit != NULL && strcmp(unit, "month_end") != 0)
+				invalid_model(label, "A feature's \"unit\" is \"month_end\" (point-in-time snapshots) or absent.",
+							  psprintf("feature \"%s\" has unit \"%s\"", f->name, unit));
+			f->month_end = unit != NULL;
+		}
 		if (f->tree_edges && (f->kind == DR_FEAT_CATEGORICAL || f->ntree_edges > 254))
 			invalid_model(label, "\"tree_edges\" bins a number for training trees: at most 254 edges.",
 						  psprintf("feature \"%s\" has %d tree edges", f->name, f->ntree_edges));

@@ -95,6 +95,9 @@ typedef struct DrFeature
 								 * index) */
 	int			ntree_edges;	/* training trees: the bins of a number */
 	double	   *tree_edges;
+	bool		month_end;		/* learned from month-end snapshots of open
+								 * deals ("unit": "month_end"): counts and
+								 * bins are of snapshots, not closed deals */
 	int			offset;			/* first model column (1-based, 0 = intercept) */
 	int			width;			/* number of model columns */
 	int			colidx;			/* reader slot of column (-1 if derived) */

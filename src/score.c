@@ -718,6 +718,10 @@ reason_text(DrFeature *f, DrEncoded *e, int i, double effect, double prior_rate,
 			if (lvl < 0 || f->closed[lvl] == 0)
 				return psprintf("%s %s has no closed deals yet: the overall rate %.0f%% stands in (cold start)",
 								lbl, txt, 100 * f->prior);
+			if (f->month_end)
+				return psprintf("%s %s: %.0f%% of its deals open at a month end went on to win (team %.0f%%, %s month-end snapshots)",
+								lbl, txt, 100 * f->won[lvl] / f->closed[lvl], 100 * f->prior,
+								human_number(f->closed[lvl]));
 			return psprintf("%s %s wins %.0f%% of closed deals (team %.0f%%, %s closed)",
 							lbl, txt, 100 * f->won[lvl] / f->closed[lvl], 100 * f->prior,
 							human_number(f->closed[lvl]));
@@ -755,12 +759,17 @@ reason_text(DrFeature *f, DrEncoded *e, int i, double effect, double prior_rate,
 						return psprintf("Closed after %s, in %s of cycles (%s), which %s",
 										days_text(raw), bin_position(f, lvl),
 										bin_range(f, lvl, " days"), fares);
-					return trees ? psprintf("%s since the deal was created (%s of closed cycles, %s), which %s",
-											days_text(raw), bin_position(f, lvl),
-											bin_range(f, lvl, " days"), does)
-						: psprintf("%s since the deal was created (%s of closed cycles, %s: deals like this win %s often)",
-								   days_text(raw), bin_position(f, lvl),
-								   bin_range(f, lvl, " days"), dir);
+					{
+						/* the bins: of final cycles, or of open deals' ages */
+						const char *of = f->month_end ? "of the ages of deals open at a month end" : "of closed cycles";
+
+						return trees ? psprintf("%s since the deal was created (%s %s, %s), which %s",
+												days_text(raw), bin_position(f, lvl), of,
+												bin_range(f, lvl, " days"), does)
+							: psprintf("%s since the deal was created (%s %s, %s: deals like this win %s often)",
+									   days_text(raw), bin_position(f, lvl), of,
+									   bin_range(f, lvl, " days"), dir);
+					}
 				case DR_DERIVED_STAGE_DAYS:
 					return psprintf("In its stage for %s", days_text(raw));
 				case DR_DERIVED_NONE:

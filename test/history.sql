@@ -6,7 +6,7 @@
 -- seeds, and bad input.
 \ir harness/pgtap_setup.psql
 \ir harness/error_of.psql
-SELECT plan(70);
+SELECT plan(73);
 SET dealrisk.as_of_date = '2024-12-31';
 
 -- 1. Kaplan-Meier quantiles -------------------------------------------------
@@ -316,6 +316,21 @@ SELECT ok(pg_temp.auc('pit_t') > 0.62 AND pg_temp.auc('pit_t') > pg_temp.auc('fi
 	       round(pg_temp.auc('pit_t')::numeric, 3), round(pg_temp.auc('final_t')::numeric, 3)));
 SELECT is((SELECT state FROM pg_temp.error_of($$SELECT dealrisk.train('dg', history => 'bad_history')$$)), '22023',
 	'a history with unknown stages: an error before anything is trained');
+-- a stall feeds the score and its reason (and so the alerts)
+SELECT matches((SELECT e.factor || ': ' || e.reason FROM dg d, dealrisk.deal_risk_explain(d.*, 'pit_t') e
+                WHERE d.deal_id = (SELECT v.deal_id FROM dealrisk.stage_velocity('dg', 'dgh') v LIMIT 1) LIMIT 1),
+	'^stage_time: Stuck in ''[A-Za-z]+'' for [0-9]+ days \(typical [0-9]+\)$',
+	'the most overdue open deal: its top reason under the point-in-time model is its stall');
+SELECT matches((SELECT e.reason FROM dg d, dealrisk.deal_risk_explain(d.*, 'pit_t') e
+                WHERE d.outcome IS NULL AND e.factor = 'rep_win_rate' LIMIT 1),
+	'^Rep rep_[0-9]+: [0-9]+% of its deals open at a month end went on to win \(team [0-9]+%, [0-9,]+ month-end snapshots\)$',
+	'the rep''s rate says it counts month-end snapshots, not closed deals');
+SELECT is((SELECT e.state FROM dealrisk.models m,
+               pg_temp.error_of(format($$SELECT dealrisk.import_model(%L::jsonb, 'bad_unit')$$,
+                   jsonb_build_object('format', 'dealrisk-model/1', 'coefficients', m.coefficients,
+                                      'spec', jsonb_set(m.feature_spec, '{features,0,unit}', '"weeks"')))) e
+           WHERE m.id = :pit_id), '22023',
+	'a feature unit other than month_end: an invalid model');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -632,6 +632,15 @@ BEGIN
 	END IF;
 	method_metrics := method_metrics || pg_catalog.jsonb_build_object('method', chosen) || auto_info
 		|| CASE WHEN method = 'auto' THEN pg_catalog.jsonb_build_object('candidates', cand) ELSE '{}' END;
+	-- a point-in-time source: the rep's counts and the age's bins are of
+	-- month-end snapshots of open deals, and the explanations say so
+	IF dealrisk._has_column(source, 'dealrisk_as_of') THEN
+		stored_spec := pg_catalog.jsonb_set(stored_spec, '{features}', (
+			SELECT pg_catalog.jsonb_agg(CASE WHEN x.e->>'name' IN ('rep_win_rate', 'cycle_days')
+			                                 THEN x.e || '{"unit": "month_end"}'::jsonb ELSE x.e END ORDER BY x.o)
+			FROM pg_catalog.jsonb_array_elements(stored_spec->'features') WITH ORDINALITY x(e, o)));
+		method_metrics := method_metrics || '{"point_in_time": true}'::jsonb;
+	END IF;
 
 	INSERT INTO dealrisk.models (name, source, feature_spec, coefficients, metrics)
 	VALUES (train.name, source_name, stored_spec, stored_beta,
