@@ -24,7 +24,8 @@
 --     would come in the first 30 days of a quarter into the last three days
 --     of the quarter before, and a pushed deal moves on from that stage
 --     with half the chance; when it is lost there, it is lost within a
---     third of its stay.
+--     third of its stay, its last activity logged 15-24 days before the
+--     push.
 -- Outbound deals (a steady 20%) move on with 0.85 of the chance at every
 -- step; Enterprise deals stay 1.4 times as long in each stage.
 -- Days of one stay in a stage: log-normal around mean (sd 0.5 on the log
@@ -206,8 +207,12 @@ SELECT w.deal_id, w.created, CASE WHEN k.is_closed THEN w.closed END,
 	CASE WHEN k.is_closed THEN w.closed - w.created END,
 	CASE WHEN NOT k.is_closed THEN NULL WHEN w.reached = 5 THEN 'Won' ELSE 'Lost' END,
 	-- the last activity: days before the close, or before 2024-12-31 while
-	-- open (weeks before it when the deal stalls in its stage now)
-	greatest(w.created, CASE WHEN k.is_closed THEN w.closed - floor(5 * w.u_gap)::int
+	-- open (weeks before it when the deal stalls in its stage now); a deal
+	-- rep_4 pushed into the stage it was then lost in: weeks before the push
+	greatest(w.created, CASE
+		WHEN k.is_closed AND w.reached IN (3, 4) AND w.pushed[w.reached]
+			THEN w.entered[w.reached] - 15 - floor(10 * w.u_gap)::int
+		WHEN k.is_closed THEN w.closed - floor(5 * w.u_gap)::int
 		WHEN w.stalled[k.stage] THEN DATE '2024-12-31' - 15 - floor(30 * w.u_gap)::int
 		ELSE DATE '2024-12-31' - floor(7 * w.u_gap)::int END),
 	w.entered[k.stage],
@@ -812,16 +817,16 @@ BEGIN
 	PERFORM dealrisk._history_stages_known(history);
 	RETURN QUERY EXECUTE pg_catalog.format(
 		$q$WITH s AS MATERIALIZED (
-			SELECT x.*, r.rep,
+			SELECT x.*, r.rep, r.last_activity,
 			       pg_catalog.lag(x.position) OVER (PARTITION BY x.deal_id ORDER BY x.entered, x.position) AS prev_position
 			FROM dealrisk._stage_stays($1, $2) x
-			JOIN (SELECT d.deal_id::text AS deal_id, d.sales_rep_id::text AS rep FROM %s d
+			JOIN (SELECT d.deal_id::text AS deal_id, d.sales_rep_id::text AS rep, %s AS last_activity FROM %s d
 			      WHERE d.sales_rep_id IS NOT NULL) r ON r.deal_id OPERATOR(pg_catalog.=) x.deal_id
 		), rk AS MATERIALIZED (
 			SELECT st.position, st.is_late, pg_catalog.dense_rank() OVER (ORDER BY st.position) AS rank FROM dealrisk.stages st
 		), m AS (
 			-- every move from one stage to another: the stay it begins
-			SELECT s.rep, s.deal_id, s.entered, s.days, s.ended, s.won, s.is_last,
+			SELECT s.rep, s.deal_id, s.entered, s.days, s.ended, s.won, s.is_last, s.last_activity,
 			       s.position > s.prev_position AS advance,
 			       s.position < s.prev_position AS back,
 			       b.rank - a.rank > 1 AS skip, b.is_late AS into_late,
@@ -838,7 +843,11 @@ BEGIN
 				('skipped_stage', m.advance, m.advance AND m.skip),
 				('regression', true, m.back),
 				('late_stage_fast_loss', m.advance AND m.into_late,
-				 m.advance AND m.into_late AND m.is_last AND m.won IS FALSE AND m.ended AND m.days <= 30)) v(signal, eligible, hit)
+				 m.advance AND m.into_late AND m.is_last AND m.won IS FALSE AND m.ended AND m.days <= 30),
+				-- the deal's last logged activity more than 14 days before
+				-- the advance: nothing in the two weeks before it, nor since
+				('no_activity_advance', m.advance AND m.last_activity IS NOT NULL,
+				 m.advance AND m.entered::date > m.last_activity + 14)) v(signal, eligible, hit)
 			WHERE v.eligible
 			GROUP BY m.rep, v.signal
 		), t AS (
@@ -869,6 +878,9 @@ BEGIN
 		       WHEN 'regression' THEN pg_catalog.format(
 		           '%%s moved deals back in %%s of %%s stage changes (%%s), the other reps in %%s (q %%s)',
 		           u.rep, u.k, u.n, dealrisk._pct(u.rate), dealrisk._pct(u.peer), dealrisk._qtext(q.qs[u.j]))
+		       WHEN 'no_activity_advance' THEN pg_catalog.format(
+		           '%%s made %%s of %%s stage advances (%%s) with no activity logged in the 14 days before them or since, the other reps %%s (q %%s)',
+		           u.rep, u.k, u.n, dealrisk._pct(u.rate), dealrisk._pct(u.peer), dealrisk._qtext(q.qs[u.j]))
 		       ELSE pg_catalog.format(
 		           '%%s lost %%s of %%s deals within 30 days of moving them into a late stage (%%s), the other reps %%s (q %%s)',
 		           u.rep, u.k, u.n, dealrisk._pct(u.rate), dealrisk._pct(u.peer), dealrisk._qtext(q.qs[u.j])) END
@@ -877,12 +889,15 @@ BEGIN
 		  -- a push: the rep's advances per day in the last 5 days of a
 		  -- quarter at least twice its rate in the rest of the quarter
 		  AND (u.signal OPERATOR(pg_catalog.<>) 'quarter_end_push' OR u.rate >= 2 * 5.0 / 91 / (1 + 5.0 / 91))
-		ORDER BY q.qs[u.j], u.rep, u.signal$q$, source)
+		ORDER BY q.qs[u.j], u.rep, u.signal$q$,
+		CASE WHEN dealrisk._has_column(source, 'last_activity_date')
+		     THEN 'CASE WHEN pg_catalog.isfinite(d.last_activity_date::date) THEN d.last_activity_date::date END'
+		     ELSE 'NULL::date' END, source)
 	USING source, history;
 END
 $fn$;
 COMMENT ON FUNCTION dealrisk.pipeline_gaming(regclass, regclass) IS
-	'Reps whose stage moves show a pattern their peers'' do not (from the stage history): quarter_end_push (advances in the last 5 days of a quarter), skipped_stage, regression (moves back), late_stage_fast_loss (deals lost within 30 days of an advance into a late stage); per rep and signal the events, out of how many moves, the rep''s and the other reps'' rates, a one-sided p-value, the Benjamini-Hochberg q-value over every rep and signal, and a sentence; only q < 0.05 is listed (a rep with no unusual pattern is not); reps with fewer than 20 moves are not tested';
+	'Reps whose stage moves show a pattern their peers'' do not (from the stage history): quarter_end_push (advances in the last 5 days of a quarter), skipped_stage, regression (moves back), late_stage_fast_loss (deals lost within 30 days of an advance into a late stage), no_activity_advance (advances with no activity logged in the 14 days before or since: needs last_activity_date); per rep and signal the events, out of how many moves, the rep''s and the other reps'' rates, a one-sided p-value, the Benjamini-Hochberg q-value over every rep and signal, and a sentence; only q < 0.05 is listed (a rep with no unusual pattern is not); reps with fewer than 20 moves are not tested';
 
 -- A q-value in words.
 CREATE FUNCTION dealrisk._qtext(q float8)
@@ -1038,7 +1053,7 @@ BEGIN
 		BEGIN
 			SELECT pg_catalog.array_agg(g.sentence ORDER BY g.q_value, g.sales_rep_id) INTO steps FROM dealrisk.pipeline_gaming(source, history) g;
 			IF steps IS NULL THEN
-				lines := lines || 'Pipeline gaming: no rep''s stage moves stand out from the other reps'' (quarter-end pushes, skipped stages, moves back, late-stage losses soon after an advance).'::text;
+				lines := lines || 'Pipeline gaming: no rep''s stage moves stand out from the other reps'' (quarter-end pushes, skipped stages, moves back, late-stage losses soon after an advance, advances with no activity logged).'::text;
 			ELSE
 				lines := lines || ('Pipeline gaming (a reason to look at the deals, not a verdict): ' || pg_catalog.array_to_string(steps, '; ') || '.');
 			END IF;

@@ -248,12 +248,12 @@ BEGIN
 	FROM dealrisk.pipeline_gaming('gd', 'ghd');
 	RETURN r;
 END $$;
-SELECT ok(pg_temp.gaming(5000, s) @> ARRAY['rep_4 quarter_end_push']
-          AND pg_temp.gaming(5000, s) <@ ARRAY['rep_4 quarter_end_push', 'rep_4 late_stage_fast_loss'],
-	format('seed %s: rep_4''s quarter-end push is found, and nothing but what was planted', s))
+SELECT ok(pg_temp.gaming(5000, s) @> ARRAY['rep_4 no_activity_advance', 'rep_4 quarter_end_push']
+          AND pg_temp.gaming(5000, s) <@ ARRAY['rep_4 quarter_end_push', 'rep_4 late_stage_fast_loss', 'rep_4 no_activity_advance'],
+	format('seed %s: rep_4''s quarter-end push and silent advances are found, and nothing but what was planted', s))
 FROM unnest(ARRAY[2, 3, 42]) s;
-SELECT is(pg_temp.gaming(20000, 7), ARRAY['rep_4 late_stage_fast_loss', 'rep_4 quarter_end_push'],
-	'20,000 deals: both planted signals of rep_4, and nothing else');
+SELECT is(pg_temp.gaming(20000, 7), ARRAY['rep_4 late_stage_fast_loss', 'rep_4 no_activity_advance', 'rep_4 quarter_end_push'],
+	'20,000 deals: the three planted signals of rep_4, and nothing else');
 SELECT matches((SELECT sentence FROM dealrisk.pipeline_gaming('gd', 'ghd') WHERE signal = 'quarter_end_push'),
 	'^rep_4 made [0-9]+ of [0-9]+ stage advances \([0-9.]+%\) in the last 5 days of a quarter, the other reps [0-9.]+% \(about 5% if spread evenly\) \(q < 0\.001\)$',
 	'the push in a sentence');
