@@ -4,7 +4,9 @@
 # (sample_pipeline's final_outcome), as of 2024-12-31, for each seed and
 # method: the holdout AUC train() reports, the AUC of the model's risk on
 # the deals still open then against how they ended, and the mean P(win) of
-# those deals (count and value) against what they won.  Usage: bash
+# those deals (count and value) against what they won; then the 90-day
+# forecast() of those deals under each model against what they won by
+# 2025-03-31.  Usage: bash
 # test/bench/pit_quality.sh (a database with dealrisk: PGDATABASE etc.;
 # make cluster-start gives one).  Environment: BENCH_ROWS (default 20000),
 # BENCH_SEEDS (default "42 7 3").  Writes test/bench/out/pit_quality.md.
@@ -14,6 +16,8 @@ ROWS=${BENCH_ROWS:-20000}
 SEEDS=${BENCH_SEEDS:-42 7 3}
 OUT=$TOP/test/bench/out
 mkdir -p "$OUT"
+psql -X -q -v ON_ERROR_STOP=1 -c "DROP TABLE IF EXISTS pit_forecast" \
+	-c "CREATE TABLE pit_forecast (seed int, method text, trained_on text, expected numeric, low numeric, high numeric, actual numeric)"
 {
 	echo "Deals: $ROWS per seed; as of 2024-12-31; $(date -u +%Y-%m-%d); PostgreSQL $(psql -X -At -c 'SHOW server_version')."
 	echo
@@ -47,6 +51,21 @@ SELECT format('| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |', $seed,
 	round(avg(p)::numeric, 3), round(avg(won::int)::numeric, 3),
 	round(sum(p * deal_amount)), round(sum(deal_amount) FILTER (WHERE won)))
 FROM r GROUP BY name ORDER BY split_part(name, '_', 3), name DESC;
+-- the 90-day forecast of the open deals under each model, against what
+-- they won by 2025-03-31
+INSERT INTO pit_forecast
+SELECT $seed, split_part(m.name, '_', 3), CASE WHEN m.name LIKE 'pitq_pit%' THEN 'point in time' ELSE 'final state' END,
+       round(f.expected_won_value), f.won_value_low, f.won_value_high,
+       (SELECT sum(d.deal_amount) FROM pit_deals d WHERE d.outcome IS NULL AND d.final_outcome = 'Won'
+                                                   AND d.final_closed_date <= DATE '2025-03-31')
+FROM dealrisk.models m, LATERAL dealrisk.forecast('pit_deals', model => m.name) f
+WHERE m.name LIKE 'pitq_%' AND m.active AND f.is_total;
 SQL
 	done
+	echo
+	echo "| seed | method | trained on | forecast won value (90 days) | 90% interval | actual won value | in interval | actual / forecast |"
+	echo "|---:|---|---|---:|---:|---:|:---:|---:|"
+	psql -X -q -At -v ON_ERROR_STOP=1 -c "SELECT format('| %s | %s | %s | %s | %s - %s | %s | %s | %s |', seed, method, trained_on, expected,
+		low, high, actual, CASE WHEN actual BETWEEN low AND high THEN 'yes' ELSE 'no' END, round(actual / expected, 3))
+		FROM pit_forecast ORDER BY seed DESC, method, trained_on DESC"
 } | tee "$OUT/pit_quality.md"
