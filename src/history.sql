@@ -329,7 +329,10 @@ BEGIN
 			CASE WHEN k > 1 THEN 's' ELSE '' END,
 			names || CASE WHEN k > 5 THEN pg_catalog.format(' and %s more', k - 5) ELSE '' END
 			USING ERRCODE = '22023',
-			      HINT = 'Add each stage in its place: INSERT INTO dealrisk.stages (stage, position, is_late) VALUES (...); or map it to one of yours in the history''s view (docs/data-contract.md, "Stage history"). dealrisk.check_source(source, history) lists them all.';
+			      HINT = CASE WHEN EXISTS (SELECT 1 FROM dealrisk._history_unknown_stages(history) u
+			                               WHERE u.stage <> '(blank)' AND dealrisk._label_guess(u.stage) IN ('won', 'lost'))
+			                  THEN 'A name that closes a deal (won or lost) belongs in dealrisk.won_labels or dealrisk.lost_labels, not in dealrisk.stages; ' ELSE '' END
+			             || 'add a stage in its place: INSERT INTO dealrisk.stages (stage, position, is_late) VALUES (...); or map it to one of yours in the history''s view (docs/data-contract.md, "Stage history"). dealrisk.check_source(source, history) gives the statements.';
 	END IF;
 END
 $fn$;
@@ -510,6 +513,8 @@ DECLARE
 	s			record;
 	has_outcome boolean;
 	has_closed	boolean;
+	won_guess	text[];
+	lost_guess	text[];
 BEGIN
 	IF history IS NULL THEN
 		RAISE EXCEPTION 'history must not be NULL'
@@ -535,12 +540,28 @@ BEGIN
 	has_outcome := dealrisk._has_column(source, 'outcome');
 	has_closed := dealrisk._has_column(source, 'closed_date');
 
+	-- closing rows whose label dealrisk does not know: their words say won
+	-- or lost, so the fix is a label, not a stage
+	SELECT pg_catalog.string_agg(pg_catalog.format('%L (%s rows)', u.stage, u."rows"), ', '),
+	       pg_catalog.array_agg(u.stage) FILTER (WHERE u.guess = 'won'), pg_catalog.array_agg(u.stage) FILTER (WHERE u.guess = 'lost')
+	INTO names, won_guess, lost_guess
+	FROM (SELECT x.*, dealrisk._label_guess(x.stage) AS guess FROM dealrisk._history_unknown_stages(history) x) u
+	WHERE u.guess IN ('won', 'lost') AND u.stage <> '(blank)';
+	IF names IS NOT NULL THEN
+		c_check := c_check || 'history_outcome_labels'::text; c_sev := c_sev || 'error'::text;
+		c_find := c_find || pg_catalog.format('history %s closes deals with labels dealrisk does not know: %s; they read as stages, which dealrisk.stages lacks',
+			hname, names);
+		c_hint := c_hint || pg_catalog.concat_ws(' ',
+			CASE WHEN won_guess IS NOT NULL THEN dealrisk._label_fix('dealrisk.won_labels', won_guess) END,
+			CASE WHEN lost_guess IS NOT NULL THEN dealrisk._label_fix('dealrisk.lost_labels', lost_guess) END);
+	END IF;
 	-- stages dealrisk.stages does not know
 	SELECT pg_catalog.string_agg(pg_catalog.format('%L (%s rows)', u.stage, u."rows"), ', ') FILTER (WHERE u.o <= 10),
 	       pg_catalog.count(*),
 	       pg_catalog.string_agg(pg_catalog.format('(%L, <position>, <is_late>)', u.stage), ', ') FILTER (WHERE u.o <= 10 AND u.stage <> '(blank)')
 	INTO names, k, hnt
-	FROM (SELECT x.*, pg_catalog.row_number() OVER () AS o FROM dealrisk._history_unknown_stages(history) x) u;
+	FROM (SELECT x.*, pg_catalog.row_number() OVER () AS o FROM dealrisk._history_unknown_stages(history) x
+	      WHERE x.stage = '(blank)' OR dealrisk._label_guess(x.stage) NOT IN ('won', 'lost')) u;
 	IF k > 0 THEN
 		c_check := c_check || 'history_stages'::text; c_sev := c_sev || 'error'::text;
 		c_find := c_find || pg_catalog.format('%s stage name%s of history %s %s not in dealrisk.stages: %s%s; funnel(source, history) refuses the history until each is placed',
