@@ -45,7 +45,7 @@ RETURN '<section id="' OPERATOR(pg_catalog.||) id OPERATOR(pg_catalog.||) '"><h2
 	OPERATOR(pg_catalog.||) '</h2><p class="why">' OPERATOR(pg_catalog.||) dealrisk._html(why) OPERATOR(pg_catalog.||) '</p></section>';
 COMMENT ON FUNCTION dealrisk._report_why(text, text, text) IS 'A report section that says why it is missing (internal)';
 
-CREATE FUNCTION dealrisk.report(source regclass DEFAULT NULL, model text DEFAULT 'default')
+CREATE FUNCTION dealrisk.report(source regclass DEFAULT NULL, model text DEFAULT 'default', history regclass DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 SET search_path = pg_catalog, pg_temp
@@ -153,14 +153,23 @@ BEGIN
 		html := html || dealrisk._report_why('trend', 'Win rate by quarter', msg);
 	END;
 
-	-- 3. The funnel, or the reason it cannot be read
+	-- 3. The funnel, or the reason it cannot be read; with a stage history,
+	-- read from it (the share of the decided deals that moved on)
 	BEGIN
-		SELECT pg_catalog.count(*), pg_catalog.max(f.reached), pg_catalog.max(f.caveat) INTO n, vmax, msg FROM dealrisk.funnel(src) f;
+		-- (with a history: the stages its deals entered, and whether deals
+		-- of the source were left out for having none)
+		SELECT pg_catalog.count(*), pg_catalog.max(f.reached),
+		       CASE WHEN history IS NULL THEN pg_catalog.max(f.caveat)
+		            ELSE pg_catalog.split_part(pg_catalog.min(f.caveat) FILTER (WHERE f.caveat LIKE '%no stage history%'), ';', 1) END
+		INTO n, vmax, msg
+		FROM dealrisk.funnel(src, NULL, history) f WHERE history IS NULL OR f.reached > 0;
 		IF n = 0 THEN
 			RAISE EXCEPTION 'no stages to draw';
 		END IF;
 		svg := '';
-		FOR r IN SELECT f.*, pg_catalog.row_number() OVER (ORDER BY f."position") - 1 AS k FROM dealrisk.funnel(src) f
+		FOR r IN SELECT f.stage, f.reached, coalesce(f.conversion, f.conversion_to_next) AS conversion_to_next,
+		                pg_catalog.row_number() OVER (ORDER BY f."position") - 1 AS k
+		         FROM dealrisk.funnel(src, NULL, history) f WHERE history IS NULL OR f.reached > 0
 		         ORDER BY f."position" LIMIT 10 LOOP
 			w := 560 * r.reached / greatest(vmax, 1);
 			svg := svg || pg_catalog.format(
@@ -171,7 +180,7 @@ BEGIN
 				CASE WHEN r.conversion_to_next IS NOT NULL
 				     THEN pg_catalog.format(' (%s%% go on)', pg_catalog.round((100 * r.conversion_to_next)::numeric, 0)) ELSE '' END);
 		END LOOP;
-		html := html || '<section id="funnel"><h2>Stage funnel</h2>'
+		html := html || '<section id="funnel"><h2>Stage funnel' || CASE WHEN history IS NOT NULL THEN ' (from the stage history)' ELSE '' END || '</h2>'
 			|| CASE WHEN msg IS NOT NULL THEN '<p class="why">' || dealrisk._html(msg) || '</p>' ELSE '' END
 			|| pg_catalog.format('<svg class="chart" data-chart="funnel" viewBox="0 0 900 %s" width="900" height="%s" role="img" aria-label="Deals that reached each stage">',
 			                     30 + least(n, 10) * 28, 30 + least(n, 10) * 28)
@@ -436,5 +445,5 @@ BEGIN
 		|| html || '</body></html>';
 END
 $fn$;
-COMMENT ON FUNCTION dealrisk.report(regclass, text) IS
-	'One self-contained HTML page (inline SVG, no scripts, no external assets) on a deal source (NULL: the source of dealrisk_bi): headline numbers with their uncertainty, win-rate trend with its 95% band, funnel, drivers as a waterfall, cycle trend, risk of the open deals and the riskiest ones with reasons and actions, the 90-day forecast and the model''s calibration; a section that cannot be read from the data says why';
+COMMENT ON FUNCTION dealrisk.report(regclass, text, regclass) IS
+	'One self-contained HTML page (inline SVG, no scripts, no external assets) on a deal source (NULL: the source of dealrisk_bi): headline numbers with their uncertainty, win-rate trend with its 95% band, funnel (from the stage history when history is given), drivers as a waterfall, cycle trend, risk of the open deals and the riskiest ones with reasons and actions, the 90-day forecast and the model''s calibration; a section that cannot be read from the data says why';

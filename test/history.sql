@@ -6,7 +6,7 @@
 -- seeds, and bad input.
 \ir harness/pgtap_setup.psql
 \ir harness/error_of.psql
-SELECT plan(80);
+SELECT plan(81);
 SET dealrisk.as_of_date = '2024-12-31';
 
 -- 1. Kaplan-Meier quantiles -------------------------------------------------
@@ -301,6 +301,11 @@ SELECT is((SELECT state FROM pg_temp.error_of($$SELECT * FROM dealrisk.pipeline_
 -- 9. diagnose(source, history) ------------------------------------------------
 CREATE TEMP TABLE dg AS SELECT * FROM dealrisk.sample_pipeline(5000, 42);
 CREATE TEMP TABLE dgh AS SELECT * FROM dealrisk.sample_stage_history(5000, 42);
+-- (and the funnel from deal_stage, whose won deals sit at Negotiation with
+-- Closed unused: the last step is the win, not 0% to an empty Closed)
+SELECT is((SELECT round(conversion_to_next::numeric, 4) FROM dealrisk.funnel('dg') WHERE stage = 'Negotiation'),
+	(SELECT round((count(*) FILTER (WHERE outcome = 'Won'))::numeric / count(*), 4) FROM dg WHERE deal_stage = 'Negotiation' AND outcome IS NOT NULL),
+	'funnel(source): from the last stage any deal reached, conversion is to the win');
 SELECT matches(dealrisk.diagnose('dg', 'dgh'),
 	'\nSteps: Demo -> Proposal fell from [0-9.]+% to [0-9.]+% for the deals that reached Demo in Q2-2024 \(q < 0\.001\); Demo -> Proposal rose from [0-9.]+% to [0-9.]+% for the deals that reached Demo in Q3-2024 \(q < 0\.001\); the other steps did not change \([0-9]+ comparisons',
 	'diagnose() with the history names the planted collapse, and says the other steps did not change');

@@ -103,7 +103,13 @@ BEGIN
 		|| CASE WHEN since IS NOT NULL THEN ARRAY['created_date'] ELSE '{}' END);
 	RETURN QUERY EXECUTE pg_catalog.format(
 		$q$SELECT f.stage, f."position", f.is_late, f.reached, f.won, f.lost_here,
-				  f.open_here, f.conversion_to_next,
+				  f.open_here,
+				  -- from the last stage any closed deal reached, the next
+				  -- step is the win (a stage after it that no deal uses,
+				  -- such as an unused Closed, is not a step to fail)
+				  CASE WHEN f.won > 0 AND pg_catalog.max(f.reached) OVER (ORDER BY f."position"
+				                          ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) = 0
+				       THEN f.won::float8 / NULLIF(f.reached, 0) ELSE f.conversion_to_next END,
 				  f.reached::float8
 					/ NULLIF(pg_catalog.first_value(f.reached) OVER (ORDER BY f."position"), 0),
 				  f.win_rate, $2
