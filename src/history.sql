@@ -294,6 +294,7 @@ LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
+	PERFORM dealrisk._check_source(history, NULL);	-- (callable on its own)
 	RETURN QUERY EXECUTE pg_catalog.format(
 		$q$SELECT coalesce(NULLIF(pg_catalog.btrim(h.stage::text), ''), '(blank)'), pg_catalog.count(*)
 		   FROM %s h
@@ -363,15 +364,24 @@ BEGIN
 		$q$WITH st AS MATERIALIZED (
 			SELECT dealrisk._stage_key(s.stage) AS k, s.position FROM dealrisk.stages s
 		), d AS (
-			SELECT d.deal_id::text AS deal_id, dealrisk.is_won(d.outcome::text) AS won,
-			       d.closed_date::date AS closed
+			-- one row a deal (a deal_id given twice: the row closed last,
+			-- so that it is not counted twice; check_source reports the
+			-- duplicates); the close date of a closed deal only (an open
+			-- deal's closed_date is often an expected one)
+			SELECT DISTINCT ON (d.deal_id::text) d.deal_id::text AS deal_id, dealrisk.is_won(d.outcome::text) AS won,
+			       CASE WHEN dealrisk.is_won(d.outcome::text) IS NOT NULL AND pg_catalog.isfinite(d.closed_date::date)
+			            THEN d.closed_date::date END AS closed
 			FROM %s d WHERE d.deal_id IS NOT NULL%s
+			ORDER BY d.deal_id::text, d.closed_date::date DESC NULLS LAST
 		), x AS (
-			SELECT h.deal_id::text AS deal_id, h.entered_at::timestamp AS t,
+			-- each entry once (a history exported twice repeats them), up to
+			-- the as-of date: an entry after it has not happened yet
+			SELECT DISTINCT h.deal_id::text AS deal_id, h.entered_at::timestamp AS t,
 			       dealrisk.outcome_class(coalesce(h.stage::text, '')) OPERATOR(pg_catalog.=) ANY (ARRAY['won', 'lost']) AS terminal,
 			       st.position
 			FROM %s h LEFT JOIN st ON st.k OPERATOR(pg_catalog.=) dealrisk._stage_key(h.stage::text)
 			WHERE h.deal_id IS NOT NULL AND h.entered_at IS NOT NULL AND pg_catalog.isfinite(h.entered_at)
+			  AND h.entered_at::date <= $1
 		), y AS (
 			SELECT x.deal_id, x.t, x.terminal, x.position,
 			       pg_catalog.lead(x.t) OVER w AS next_t,
@@ -381,8 +391,10 @@ BEGIN
 			WINDOW w AS (PARTITION BY x.deal_id ORDER BY x.t, x.terminal, x.position)
 		)
 		SELECT y.deal_id, y.position, y.t,
-		       pg_catalog.date_part('epoch', coalesce(y.next_t, d.closed::timestamp, $1::timestamp) OPERATOR(pg_catalog.-) y.t)
-		           OPERATOR(pg_catalog./) 86400,
+		       -- (at least 0: an entry during the as-of day, after its
+		       -- midnight, has lasted no day yet)
+		       greatest(0, pg_catalog.date_part('epoch', coalesce(y.next_t, d.closed::timestamp, $1::timestamp) OPERATOR(pg_catalog.-) y.t)
+		           OPERATOR(pg_catalog./) 86400),
 		       CASE WHEN y.next_t IS NOT NULL OR d.closed IS NOT NULL THEN true
 		            WHEN d.won IS NULL THEN false END,
 		       y.next_pos, y.back OPERATOR(pg_catalog.=) 1, d.won
@@ -436,7 +448,7 @@ BEGIN
 		|| CASE WHEN since IS NOT NULL THEN ARRAY['created_date'] ELSE '{}' END);
 	PERFORM dealrisk._check_history(history);
 	PERFORM dealrisk._history_stages_known(history);
-	EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s d WHERE d.deal_id IS NOT NULL%s', source,
+	EXECUTE pg_catalog.format('SELECT pg_catalog.count(DISTINCT d.deal_id::text) FROM %s d WHERE d.deal_id IS NOT NULL%s', source,
 		CASE WHEN since IS NOT NULL THEN ' AND d.created_date::date >= $1' ELSE '' END)
 		INTO n_deals USING since;
 	RETURN QUERY
@@ -470,7 +482,11 @@ BEGIN
 		FROM dealrisk.stages st LEFT JOIN a ON a.pos OPERATOR(pg_catalog.=) st.position
 	)
 	SELECT b.stage, b.position, b.is_late, b.reached, b.won, b.lost_here, b.open_here,
-	       pg_catalog.lead(b.reached) OVER (ORDER BY b.position)::float8 / NULLIF(b.reached, 0),
+	       -- from the last stage any deal entered, the next step is the win
+	       CASE WHEN b.won > 0 AND pg_catalog.max(b.reached) OVER (ORDER BY b.position
+	                                 ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) = 0
+	            THEN b.won::float8 / NULLIF(b.reached, 0)
+	            ELSE pg_catalog.lead(b.reached) OVER (ORDER BY b.position)::float8 / NULLIF(b.reached, 0) END,
 	       b.reached::float8 / NULLIF(pg_catalog.first_value(b.reached) OVER (ORDER BY b.position), 0),
 	       b.won::float8 / NULLIF(b.closed, 0),
 	       NULLIF(pg_catalog.concat_ws('; ', n.note,
@@ -520,6 +536,9 @@ BEGIN
 		RAISE EXCEPTION 'history must not be NULL'
 			USING ERRCODE = '22004', HINT = 'Use check_source(source) for a deal source alone.';
 	END IF;
+	-- the source first: check_source(source) reads it below, and nothing of
+	-- it may be read before its owner is trusted
+	PERFORM dealrisk._check_source(source, NULL);
 	hname := dealrisk._source_name(history);
 	-- the history's columns; without them nothing else can be read
 	BEGIN
@@ -578,7 +597,8 @@ BEGIN
 			SELECT dealrisk._stage_key(s.stage) AS k, pg_catalog.dense_rank() OVER (ORDER BY s.position) AS r
 			FROM dealrisk.stages s
 		), d AS (
-			SELECT d.deal_id::text AS deal_id, %s AS cls, %s AS closed FROM %s d WHERE d.deal_id IS NOT NULL
+			SELECT DISTINCT ON (d.deal_id::text) d.deal_id::text AS deal_id, %s AS cls, %s AS closed
+			FROM %s d WHERE d.deal_id IS NOT NULL ORDER BY d.deal_id::text
 		), h AS (
 			SELECT h.deal_id::text AS deal_id, dealrisk._stage_key(h.stage::text) AS key,
 			       CASE WHEN pg_catalog.isfinite(h.entered_at) THEN h.entered_at::timestamp END AS t,
@@ -608,15 +628,16 @@ BEGIN
 		                                                   AND j.hcls OPERATOR(pg_catalog.<>) j.cls) AS contradict,
 		       pg_catalog.min(j.deal_id) FILTER (WHERE j.known AND j.terminal AND j.cls IS NOT NULL
 		                                         AND j.hcls OPERATOR(pg_catalog.<>) j.cls) AS ex_contradict,
-		       pg_catalog.count(*) FILTER (WHERE j.t IS NOT NULL) - (SELECT pg_catalog.count(*) FROM (SELECT DISTINCT j2.deal_id, j2.key, j2.t
-		           FROM j j2 WHERE j2.t IS NOT NULL) u) AS duplicates,
+		       (SELECT pg_catalog.count(*) FROM h h2 WHERE h2.t IS NOT NULL AND h2.deal_id IS NOT NULL)
+		         - (SELECT pg_catalog.count(*) FROM (SELECT DISTINCT h2.deal_id, h2.key, h2.t FROM h h2
+		                                             WHERE h2.t IS NOT NULL AND h2.deal_id IS NOT NULL) u) AS duplicates,
 		       pg_catalog.count(DISTINCT j.r) FILTER (WHERE j.known AND NOT j.terminal) AS stages_entered
 		FROM j$q$,
 		CASE WHEN has_outcome THEN 'dealrisk.outcome_class(coalesce(d.outcome::text, ''''))' ELSE 'NULL::text' END,
 		CASE WHEN has_closed THEN 'CASE WHEN pg_catalog.isfinite(d.closed_date::date) THEN d.closed_date::date END' ELSE 'NULL::date' END,
 		source, history)
 	INTO s USING dealrisk._as_of();
-	EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s d WHERE d.deal_id IS NOT NULL', source) INTO n_deals;
+	EXECUTE pg_catalog.format('SELECT pg_catalog.count(DISTINCT d.deal_id::text) FROM %s d WHERE d.deal_id IS NOT NULL', source) INTO n_deals;
 	-- (an anti-join: a NOT EXISTS inside an aggregate would rescan the history per deal)
 	EXECUTE pg_catalog.format('SELECT pg_catalog.min(d.deal_id::text) FROM %s d WHERE d.deal_id IS NOT NULL AND NOT EXISTS
 		(SELECT 1 FROM %s h WHERE h.deal_id::text OPERATOR(pg_catalog.=) d.deal_id::text)', source, history) INTO no_hist;
@@ -959,6 +980,7 @@ DECLARE
 	top			int;
 	weak		int;
 	nxt			text;
+	covered		boolean;
 	n_cmp		bigint;
 	part		text;
 	msg			text;
@@ -971,6 +993,14 @@ BEGIN
 		GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, hnt = PG_EXCEPTION_HINT;
 		RETURN ARRAY['Stage history: not read: ' || msg || '. ' || coalesce(hnt, '')];
 	END;
+	-- a history that names no deal of the source has nothing to say: not
+	-- "no lost deal", "no open deal"
+	EXECUTE pg_catalog.format('SELECT EXISTS (SELECT 1 FROM %s h JOIN %s d ON d.deal_id::text OPERATOR(pg_catalog.=) h.deal_id::text)',
+		history, source) INTO covered;
+	IF NOT covered THEN
+		RETURN ARRAY[pg_catalog.format('Stage history: not read: no row of %s names a deal of the source (the same deal_id text in both: SELECT * FROM dealrisk.check_source(%L, %L) shows an id of each).',
+			dealrisk._source_name(history), dealrisk._source_name(source), dealrisk._source_name(history))];
+	END IF;
 
 	-- the funnel, read once into arrays (stage order)
 	BEGIN
@@ -1109,18 +1139,21 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
 	cols		text;
+	dcols		text;
 	n			bigint;
 BEGIN
-	SELECT pg_catalog.string_agg(pg_catalog.format('x.%I', a.attname), ', ' ORDER BY a.attnum) INTO cols
+	SELECT pg_catalog.string_agg(pg_catalog.format('x.%I', a.attname), ', ' ORDER BY a.attnum),
+	       pg_catalog.string_agg(pg_catalog.format('d.%I', a.attname), ', ' ORDER BY a.attnum)
+	INTO cols, dcols
 	FROM pg_catalog.pg_attribute a
 	WHERE a.attrelid = source::pg_catalog.oid AND a.attnum > 0 AND NOT a.attisdropped
 	  AND a.attname::text <> ALL (ARRAY['deal_id', 'deal_stage', 'stage_entered_date', 'sales_cycle_days',
-	                                    'last_activity_date', 'dealrisk_as_of']);
+	                                    'last_activity_date', 'dealrisk_as_of', 'dealrisk_pit_id', 'dealrisk_pit_t']);
 	EXECUTE pg_catalog.format('DROP TABLE IF EXISTS pg_temp.%I', target);
 	EXECUTE pg_catalog.format(
 		$q$CREATE TEMP TABLE %I ON COMMIT DROP AS
 		WITH x AS MATERIALIZED (
-			SELECT d.*, d.deal_id::text AS dealrisk_id, m.t AS dealrisk_t
+			SELECT %s%s d.deal_id::text AS dealrisk_pit_id, m.t AS dealrisk_pit_t
 			FROM %s d
 			-- (month starts, then the day before: a month end plus a month
 			-- is not always a month end; timestamps without a time zone keep
@@ -1132,18 +1165,19 @@ BEGIN
 			  AND pg_catalog.isfinite(d.created_date::date) AND pg_catalog.isfinite(d.closed_date::date)
 			  AND m.t >= d.created_date::date
 		), h AS (
-			SELECT DISTINCT ON (x.dealrisk_id, x.dealrisk_t) x.dealrisk_id, x.dealrisk_t,
+			SELECT DISTINCT ON (x.dealrisk_pit_id, x.dealrisk_pit_t) x.dealrisk_pit_id, x.dealrisk_pit_t,
 			       h.stage::text AS stage, h.entered_at::date AS entered
-			FROM %s h JOIN x ON x.dealrisk_id OPERATOR(pg_catalog.=) h.deal_id::text
-			WHERE pg_catalog.isfinite(h.entered_at) AND h.entered_at::date <= x.dealrisk_t
+			FROM %s h JOIN x ON x.dealrisk_pit_id OPERATOR(pg_catalog.=) h.deal_id::text
+			WHERE pg_catalog.isfinite(h.entered_at) AND h.entered_at::date <= x.dealrisk_pit_t
 			  AND dealrisk.outcome_class(coalesce(h.stage::text, '')) OPERATOR(pg_catalog.<>) ALL (ARRAY['won', 'lost'])
-			ORDER BY x.dealrisk_id, x.dealrisk_t, h.entered_at DESC, dealrisk.stage_position(h.stage::text) DESC
+			ORDER BY x.dealrisk_pit_id, x.dealrisk_pit_t, h.entered_at DESC, dealrisk.stage_position(h.stage::text) DESC
 		)
-		SELECT %s%s x.dealrisk_id || '@' || x.dealrisk_t AS deal_id, x.dealrisk_t AS dealrisk_as_of,
+		SELECT %s%s x.dealrisk_pit_id || '@' || x.dealrisk_pit_t AS deal_id, x.dealrisk_pit_t AS dealrisk_as_of,
 		       h.stage AS deal_stage, h.entered AS stage_entered_date
-		FROM x LEFT JOIN h ON h.dealrisk_id OPERATOR(pg_catalog.=) x.dealrisk_id
-		                   AND h.dealrisk_t OPERATOR(pg_catalog.=) x.dealrisk_t$q$,
-		target, source, history, cols, CASE WHEN cols IS NOT NULL THEN ',' ELSE '' END);
+		FROM x LEFT JOIN h ON h.dealrisk_pit_id OPERATOR(pg_catalog.=) x.dealrisk_pit_id
+		                   AND h.dealrisk_pit_t OPERATOR(pg_catalog.=) x.dealrisk_pit_t$q$,
+		target, dcols, CASE WHEN dcols IS NOT NULL THEN ',' ELSE '' END, source, history,
+		cols, CASE WHEN cols IS NOT NULL THEN ',' ELSE '' END);
 	GET DIAGNOSTICS n = ROW_COUNT;
 	RETURN n;
 END
@@ -1166,8 +1200,9 @@ BEGIN
 	PERFORM dealrisk._check_history(history);
 	PERFORM dealrisk._history_stages_known(history);
 	-- the snapshots take the source's name, so the model says what it was
-	-- trained on: deals_point_in_time
-	SELECT pg_catalog.left(c.relname, 40) || '_point_in_time' INTO target
+	-- trained on, and its OID, so that two sources never share a table:
+	-- deals_point_in_time_16384
+	SELECT pg_catalog.left(c.relname, 30) || '_point_in_time_' || c.oid INTO target
 	FROM pg_catalog.pg_class c WHERE c.oid = source::pg_catalog.oid;
 	n := dealrisk._pit_rows(source, history, target);
 	RAISE NOTICE 'dealrisk.train: point in time: % snapshots of the closed deals of %, each as it stood at a month end while open (stage from %)',

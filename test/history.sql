@@ -6,7 +6,7 @@
 -- seeds, and bad input.
 \ir harness/pgtap_setup.psql
 \ir harness/error_of.psql
-SELECT plan(81);
+SELECT plan(88);
 SET dealrisk.as_of_date = '2024-12-31';
 
 -- 1. Kaplan-Meier quantiles -------------------------------------------------
@@ -322,25 +322,56 @@ SELECT ok(dealrisk.diagnose('dg') !~ 'stage history' AND dealrisk.diagnose('dg')
 SELECT matches(dealrisk.diagnose('hand_deals', 'hand_history'), '\nPipeline gaming: not available: the source has no sales_rep_id column\.',
 	'no sales_rep_id: the gaming line says so');
 
+-- (what the security review of the history functions found)
+-- an open deal with an expected closed_date is still open: its stay goes on
+CREATE TEMP TABLE dg_expected AS SELECT * FROM dg;
+UPDATE dg_expected SET closed_date = '2025-02-15' WHERE outcome IS NULL;
+SELECT results_eq($$SELECT * FROM dealrisk.stage_velocity('dg_expected', 'dgh')$$,
+	$$SELECT * FROM dealrisk.stage_velocity('dg', 'dgh')$$,
+	'an open deal''s expected closed_date does not end its stay');
+-- a deal_id twice in the source, and every history row twice: the same funnel
+CREATE TEMP TABLE dg_dup AS SELECT * FROM dg UNION ALL SELECT * FROM dg WHERE deal_id < 'P0001000';
+CREATE TEMP TABLE dgh_dup AS SELECT * FROM dgh UNION ALL SELECT * FROM dgh;
+SELECT results_eq($$SELECT * FROM dealrisk.funnel('dg_dup', history => 'dgh_dup')$$,
+	$$SELECT * FROM dealrisk.funnel('dg', history => 'dgh')$$,
+	'duplicated deals and history rows: counted once');
+SELECT is((SELECT count(*) FROM dealrisk.check_source('dg_dup', 'dgh') WHERE "check" IN ('history_deals', 'history_duplicates')), 0::bigint,
+	'... and check_source does not call the duplicated deals history-less, nor the history duplicated');
+-- from the last stage the history's deals entered, the next step is the win
+SELECT is((SELECT round(conversion_to_next::numeric, 4) FROM dealrisk.funnel('dg', history => 'dgh') WHERE stage = 'Negotiation'),
+	(SELECT round(won::numeric / reached, 4) FROM dealrisk.funnel('dg', history => 'dgh') WHERE stage = 'Negotiation'),
+	'funnel(source, history): conversion to the next stage from the last one entered is to the win, not 0');
+-- an entry after the as-of date has not happened yet
+CREATE TEMP TABLE dgh_future AS SELECT * FROM dgh UNION ALL
+	SELECT deal_id, 'Negotiation', DATE '2025-03-01' FROM dg WHERE outcome IS NULL AND deal_stage = 'Proposal';
+SELECT results_eq($$SELECT * FROM dealrisk.funnel('dg', history => 'dgh_future')$$,
+	$$SELECT * FROM dealrisk.funnel('dg', history => 'dgh')$$,
+	'entries after the as-of date are left out of the funnel (check_source reports them)');
+-- a history that names none of the source's deals
+CREATE TEMP TABLE dgh_lower AS SELECT lower(deal_id) AS deal_id, stage, entered_at FROM dgh;
+SELECT matches(dealrisk.diagnose('dg', 'dgh_lower'), '\nStage history: not read: no row of dgh_lower names a deal of the source',
+	'diagnose() with a history of no deal of the source says so, and draws no conclusion from it');
+
 -- 10. Point-in-time training ---------------------------------------------------
 SET LOCAL client_min_messages = warning;
 SELECT dealrisk.train('dg', history => 'dgh', name => 'pit_t', method => 'logistic') AS pit_id \gset
 SELECT dealrisk.train('dg', name => 'final_t', method => 'logistic') AS final_id \gset
-SELECT is((SELECT source FROM dealrisk.models WHERE id = :pit_id), 'dg_point_in_time',
+SELECT is((SELECT source FROM dealrisk.models WHERE id = :pit_id), 'dg_point_in_time_' || 'dg'::regclass::oid,
 	'a point-in-time model names what it was trained on');
+SELECT ('pg_temp.dg_point_in_time_' || 'dg'::regclass::oid) AS snaps \gset
 SELECT ok((SELECT feature_spec->'features' @> '[{"name": "deal_stage"}]' AND NOT feature_spec::text LIKE '%open_knots%'
            FROM dealrisk.models WHERE id = :pit_id),
 	'its stage (then) is a feature, and it has no survivor curves: an open deal''s age is scored in the bins');
-SELECT is((SELECT count(*) FROM pg_temp.dg_point_in_time s
+SELECT is((SELECT count(*) FROM :snaps s
            WHERE s.dealrisk_as_of <> (date_trunc('month', s.dealrisk_as_of) + interval '1 month' - interval '1 day')::date
               OR s.dealrisk_as_of < s.created_date OR s.dealrisk_as_of >= s.closed_date), 0::bigint,
 	'every snapshot is a month end at which its deal was open');
-SELECT is((SELECT count(*) FROM pg_temp.dg_point_in_time s
+SELECT is((SELECT count(*) FROM :snaps s
            WHERE s.deal_stage IS DISTINCT FROM (SELECT h.stage FROM dgh h WHERE h.deal_id = split_part(s.deal_id, '@', 1)
                                                  AND h.entered_at <= s.dealrisk_as_of AND h.stage NOT LIKE 'Closed%'
                                                  ORDER BY h.entered_at DESC LIMIT 1)), 0::bigint,
 	'... and holds the stage the history says the deal was in that day');
-SELECT is((SELECT count(*) FROM pg_temp.dg_point_in_time s JOIN dg d ON d.deal_id = split_part(s.deal_id, '@', 1)
+SELECT is((SELECT count(*) FROM :snaps s JOIN dg d ON d.deal_id = split_part(s.deal_id, '@', 1)
            WHERE d.outcome IS DISTINCT FROM s.outcome OR d.outcome IS NULL), 0::bigint,
 	'... with its final outcome, and only closed deals');
 SELECT ok((SELECT NOT (metrics->'preflight')::text LIKE '%stage_semantics%' FROM dealrisk.models WHERE id = :pit_id),
@@ -355,6 +386,10 @@ CREATE FUNCTION pg_temp.auc(m text) RETURNS float8 LANGUAGE sql AS $$
 SELECT ok(pg_temp.auc('pit_t') > 0.62 AND pg_temp.auc('pit_t') > pg_temp.auc('final_t') + 0.08,
 	format('the point-in-time model ranks the open deals by how they ended (AUC %s), the final-state one barely (%s)',
 	       round(pg_temp.auc('pit_t')::numeric, 3), round(pg_temp.auc('final_t')::numeric, 3)));
+-- (a source column named like the snapshot builder's own: no clash)
+CREATE TEMP TABLE dg_cols AS SELECT *, 1 AS dealrisk_pit_t, 'x' AS dealrisk_pit_id FROM dg;
+SELECT ok(dealrisk.train('dg_cols', history => 'dgh', name => 'pit_cols', method => 'logistic', activate => false) > 0,
+	'a source with columns named like the snapshot builder''s trains');
 SELECT is((SELECT state FROM pg_temp.error_of($$SELECT dealrisk.train('dg', history => 'bad_history')$$)), '22023',
 	'a history with unknown stages: an error before anything is trained');
 -- a stall feeds the score and its reason (and so the alerts)

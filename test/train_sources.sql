@@ -357,7 +357,7 @@ GRANT EXECUTE ON FUNCTION dealrisk.train(regclass, regclass, text, text[], float
 SELECT alike(pg_temp.as_role('dealrisk_t_analyst', $$SELECT dealrisk.train('pit_base', history => 'pit_hist', name => 'pit', activate => false)$$),
 	'value=%', '... with it the analyst trains a point-in-time candidate');
 SELECT is((SELECT row(source, trained_by, active)::text FROM dealrisk.models WHERE name = 'pit'),
-	'(pit_base_point_in_time,dealrisk_t_analyst,f)', '... stored inactive, as hers');
+	row('pit_base_point_in_time_' || 'pit_base'::regclass::oid, 'dealrisk_t_analyst', false)::text, '... stored inactive, as hers');
 
 SELECT * FROM finish();
 ROLLBACK;

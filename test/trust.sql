@@ -13,7 +13,7 @@
 -- undoes: its value says whether any planted code ran, even in a statement
 -- that then failed.
 \ir harness/pgtap_setup.psql
-SELECT plan(38);
+SELECT plan(40);
 
 SET LOCAL dealrisk.as_of_date = '2024-12-31';
 SET LOCAL client_min_messages = error;
@@ -235,6 +235,11 @@ SELECT is((SELECT "check" || ' ' || severity FROM dealrisk.check_source('public.
 SELECT alike(pg_temp.try($$SELECT * FROM dealrisk.funnel('public.deals', history => 'public.su_history_typed')$$),
 	'42804: column "deal_id" of "public.su_history_typed" has type public.rv_id, which belongs to role "trust_t_mallory"%',
 	'... and a history whose deal_id is of her type');
+SELECT alike(pg_temp.try($$SELECT * FROM dealrisk.check_source('public.m_view', 'public.su_history_typed')$$),
+	'42501: relation public.m_view, read for source "m_view", belongs to role "trust_t_mallory"%',
+	'... check_source(source, history) refuses a source view of hers before reading it');
+SELECT alike(pg_temp.try($$SELECT * FROM dealrisk._history_unknown_stages('public.m_history')$$), '42501:%',
+	'... and so does the helper that lists a history''s unknown stages');
 SELECT is(pg_temp.ran(), 0::bigint, '... and nothing of hers ran');
 
 SELECT * FROM finish();

@@ -279,6 +279,17 @@ BEGIN
 	IF name IS NULL OR pg_catalog.btrim(name) = '' THEN
 		RAISE EXCEPTION 'model name must not be empty' USING ERRCODE = 'invalid_parameter_value';
 	END IF;
+	-- train('deals', 'stage_history') names a model: a history is passed
+	-- as history => ...; say so when the name is that of a stage history
+	IF EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+	           WHERE c.relname OPERATOR(pg_catalog.=) train.name AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+	             AND (SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute a
+	                  WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attnum > 0 AND NOT a.attisdropped
+	                    AND a.attname IN ('deal_id', 'stage', 'entered_at')) = 3) THEN
+		RAISE WARNING 'dealrisk.train: the model is named "%", like a stage history: this trains on final states, not point in time', name
+			USING HINT = pg_catalog.format('For a point-in-time model pass the history by name: dealrisk.train(%L, history => %L).',
+			                               source::text, name);
+	END IF;
 	IF l2 IS NULL OR NOT (l2 >= 0) OR l2 IN ('Infinity', 'NaN') THEN
 		RAISE EXCEPTION 'l2 must be a finite number >= 0, got %', coalesce(l2::text, 'NULL')
 			USING ERRCODE = 'invalid_parameter_value';
