@@ -6,7 +6,7 @@
 -- seeds, and bad input.
 \ir harness/pgtap_setup.psql
 \ir harness/error_of.psql
-SELECT plan(88);
+SELECT plan(89);
 SET dealrisk.as_of_date = '2024-12-31';
 
 -- 1. Kaplan-Meier quantiles -------------------------------------------------
@@ -351,6 +351,11 @@ SELECT results_eq($$SELECT * FROM dealrisk.funnel('dg', history => 'dgh_future')
 CREATE TEMP TABLE dgh_lower AS SELECT lower(deal_id) AS deal_id, stage, entered_at FROM dgh;
 SELECT matches(dealrisk.diagnose('dg', 'dgh_lower'), '\nStage history: not read: no row of dgh_lower names a deal of the source',
 	'diagnose() with a history of no deal of the source says so, and draws no conclusion from it');
+
+-- two stage names that match as one would count a stay twice
+SELECT throws_ok($$INSERT INTO dealrisk.stages VALUES ('DEMO', 7, false)$$, '23505',
+	'stages ''DEMO'', ''Demo'' are one stage: names are matched without case or surrounding blanks',
+	'dealrisk.stages refuses a second name for the same stage');
 
 -- 10. Point-in-time training ---------------------------------------------------
 SET LOCAL client_min_messages = warning;
