@@ -16,11 +16,17 @@ BEGIN
 		RAISE EXCEPTION 'seed of the sample deals must not be NULL'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
+	-- (a billion rows is hundreds of gigabytes: a typo, not a sample)
+	IF n > 1000000000 THEN
+		RAISE EXCEPTION 'number of sample deals must be at most 1,000,000,000, got %', n
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'Generate a larger set in pieces: the rows of (n, seed) are the first n of any larger n with the same seed.';
+	END IF;
 	RETURN n;
 END
 $$;
 COMMENT ON FUNCTION dealrisk._sample_deals_n(bigint, bigint) IS
-	'sample_deals argument check: returns n, or raises an error for n < 1 or a NULL argument (internal)';
+	'sample_deals argument check: returns n, or raises an error for n < 1, n > 1,000,000,000 or a NULL argument (internal)';
 
 -- The generator is one SQL SELECT over generate_series, so the planner
 -- inlines it.  Each nesting level computes its columns once per row: OFFSET

@@ -6,7 +6,7 @@
 -- seeds, and bad input.
 \ir harness/pgtap_setup.psql
 \ir harness/error_of.psql
-SELECT plan(89);
+SELECT plan(90);
 SET dealrisk.as_of_date = '2024-12-31';
 
 -- 1. Kaplan-Meier quantiles -------------------------------------------------
@@ -181,6 +181,9 @@ SELECT is((SELECT count(*) FROM p x WHERE x.outcome IS DISTINCT FROM x.final_out
               OR x.final_closed_date <= '2024-12-31' AND x.outcome IS NULL), 0::bigint,
 	'final_outcome is the outcome of every closed deal; open deals close after 2024-12-31');
 SELECT is((SELECT max(entered_at) FROM ph), '2024-12-31'::date, 'no entry after 2024-12-31');
+SELECT is((SELECT row(state, msg)::text FROM pg_temp.error_of($$SELECT count(*) FROM dealrisk.sample_pipeline(9223372036854775807, 1)$$)),
+	row('22023', 'number of sample deals must be at most 1,000,000,000, got 9223372036854775807')::text,
+	'a number of deals that would fill the disk: an error before a row is made');
 SELECT is((SELECT count(*) FROM dealrisk.check_source('p', 'ph') WHERE "check" LIKE 'history%' AND severity <> 'info'), 0::bigint,
 	'the generated history passes check_source');
 SELECT results_eq($$SELECT reached, moved_on + lost_here + open_here FROM dealrisk.funnel('p', history => 'ph')$$,
