@@ -33,6 +33,7 @@
 CREATE FUNCTION dealrisk._sample_stay(mean float8, u float8, stalled boolean, enterprise boolean)
 RETURNS int
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 RETURN greatest(1, round(exp(ln(mean) + 0.5 * dealrisk.normal_quantile(0.5e-9 + u * (1 - 1e-9)))
 	* CASE WHEN stalled THEN 3.0::float8 ELSE 1.0::float8 END
 	* CASE WHEN enterprise THEN 1.4::float8 ELSE 1.0::float8 END))::int;
@@ -58,6 +59,7 @@ RETURNS TABLE (
 	u_gap         float8
 )
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
 SELECT v.i, 'P' || lpad(v.i::text, greatest(7, length(_sample_walk.n::text)), '0'),
 	v.created, v.rep, v.industry, v.region, v.product, v.lead_source, v.amount,
@@ -199,6 +201,7 @@ RETURNS TABLE (
 	final_closed_date  date
 )
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
 SELECT w.deal_id, w.created, CASE WHEN k.is_closed THEN w.closed END,
 	w.rep, w.industry, w.region, w.product, w.lead_source,
@@ -233,6 +236,7 @@ COMMENT ON FUNCTION dealrisk.sample_pipeline(bigint, bigint) IS
 CREATE FUNCTION dealrisk.sample_stage_history(n bigint DEFAULT 5000, seed bigint DEFAULT 42)
 RETURNS TABLE (deal_id text, stage text, entered_at date)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
 SELECT w.deal_id, e.stage, e.entered_at
 FROM dealrisk._sample_walk(sample_stage_history.n, sample_stage_history.seed) AS w

@@ -424,7 +424,10 @@ $fn$;
 COMMENT ON FUNCTION dealrisk.win_rate_drivers(regclass, text, daterange, daterange) IS
 	'Decomposes the change of the win rate between a baseline and a recent window of closed_date into per-segment rate and mix effects (summing to the overall change) with one-at-a-time p- and q-values, and the adjusted rate effect of each segment with the other contract dimensions held fixed (its 95% interval, p- and q-value over the joint analysis, the driver that explains its marginal change, the mix q-value and what explains its share change); significant = adjusted q < 0.05; dimension names one or more columns separated by commas; windows default to the last complete quarter and the one before';
 
-CREATE OR REPLACE FUNCTION dealrisk.diagnose(source regclass)
+-- diagnose(source, history DEFAULT NULL): 0.3.0's diagnose(regclass) is
+-- dropped, and diagnose('deals') calls this one (issue #14 added history).
+DROP FUNCTION dealrisk.diagnose(regclass);
+CREATE FUNCTION dealrisk.diagnose(source regclass, history regclass DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql STABLE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
@@ -642,12 +645,18 @@ BEGIN
 		-- Funnel: where deals are lost, and the late-stage share of the
 		-- losses, when deal_stage holds the stage closed deals reached;
 		-- otherwise why it cannot be read (check_source's stage_semantics).
-		IF dealrisk._has_column(source, 'deal_stage') THEN
+		IF history IS NOT NULL THEN
+			-- a stage history: the funnel, its steps over time, stalls and
+			-- gaming read from it (deal_stage is not needed)
+			lines := lines || dealrisk._diagnose_history(source, history);
+		ELSIF dealrisk._has_column(source, 'deal_stage') THEN
 			-- the preflight's verdict when it got as far as reading the rows
 			why_no_funnel := CASE WHEN coalesce(pre_ran, false) THEN pre_semantics
 								  ELSE dealrisk._stage_semantics(source) END;
 		END IF;
-		IF why_no_funnel IS NOT NULL THEN
+		IF history IS NOT NULL THEN
+			NULL;
+		ELSIF why_no_funnel IS NOT NULL THEN
 			lines := lines || ('Funnel: not shown: deal_stage does not hold the stage closed deals reached (preflight, stage_semantics), so conversion between stages, where deals are lost and late-stage losses would be read from the wrong column. '
 				|| dealrisk._stage_semantics_hint());
 		ELSE
@@ -858,5 +867,5 @@ BEGIN
 	RETURN pg_catalog.array_to_string(lines, E'\n');
 END
 $fn$;
-COMMENT ON FUNCTION dealrisk.diagnose(regclass) IS
-	'A plain-English report on a deal source: the errors and warnings of check_source(), win rate and its trend over complete quarters, where the funnel loses deals (or why deal_stage cannot tell), late-stage losses, the segments that drag the win rate (q-values over all segments tested) and the sales-cycle trend; a section whose columns the source lacks says so';
+COMMENT ON FUNCTION dealrisk.diagnose(regclass, regclass) IS
+	'A plain-English report on a deal source: the errors and warnings of check_source(), win rate and its trend over complete quarters, where the funnel loses deals (or why deal_stage cannot tell), late-stage losses; with a stage history, the funnel read from it, the steps whose conversion changed between quarters, stalled open deals and reps whose stage moves stand out; the segments that drag the win rate (q-values over all segments tested) and the sales-cycle trend; a section whose columns the source lacks says so';

@@ -195,29 +195,6 @@ $fn$;
 COMMENT ON FUNCTION dealrisk.cycle_trend(regclass, text) IS
 	'Sales cycle length (sales_cycle_days, else closed_date - created_date; a source needs one of them) of closed deals per week, month, quarter or year of closed_date: median, 75th percentile, mean, change of the median from the previous period, Welch''s t-test p-value of the change of the mean, and is_partial for a period that ends after the newest closed_date';
 
-CREATE OR REPLACE FUNCTION dealrisk.funnel(source regclass, since date DEFAULT NULL)
-RETURNS TABLE(stage text, "position" int, is_late boolean, reached bigint, won bigint,
-			  lost_here bigint, open_here bigint, conversion_to_next float8,
-			  cumulative_conversion float8, win_rate float8, caveat text)
-LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 10
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-DECLARE
-	why			text;
-BEGIN
-	PERFORM dealrisk._check_source(source, ARRAY['deal_stage', 'outcome']
-		|| CASE WHEN since IS NOT NULL THEN ARRAY['created_date'] ELSE '{}' END);
-	-- the funnel assumes deal_stage holds the stage each closed deal
-	-- reached: when the won deals say otherwise, every row says so
-	why := dealrisk._stage_semantics(source);
-	IF why IS NOT NULL THEN
-		RAISE WARNING 'the funnel of % cannot be read from deal_stage', dealrisk._source_name(source)
-			USING DETAIL = why || '.', HINT = dealrisk._stage_semantics_hint();
-		why := 'not a funnel: ' || why;
-	END IF;
-	RETURN QUERY SELECT * FROM dealrisk._funnel_rows(source, since, why);
-END
-$fn$;
-COMMENT ON FUNCTION dealrisk.funnel(regclass, date) IS
-	'The stage funnel of the deals created on or after since (all deals when NULL), one row per stage of dealrisk.stages: closed deals that reached the stage, won from there, lost there, open there, conversion to the next stage, cumulative conversion from the first stage and win rate from the stage; caveat is NULL when deal_stage can be read as the stage each closed deal reached, else why the numbers are not a funnel (with a WARNING)';
+-- (funnel() itself is replaced in part 98: with the stage history it takes
+-- a third argument.)
 
